@@ -1,0 +1,415 @@
+// Package clientlib is Coffer's client library: the only place where keys
+// are generated and used. It registers and logs in with the device's keys,
+// keeps verified contacts, creates groups and wraps their keys for
+// out-of-band-verified members, verifies every commit, wrap and resource the
+// server returns, and streams resource content through encryption.
+//
+// The server is the adversary in every check here. Whatever it sends is
+// verified against signatures, key commitments, the verified membership log
+// or verified contacts before use; a failure is a *coffer.SecurityError and
+// the operation stops.
+package clientlib
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/api"
+)
+
+// Options configure a Client. The zero value is valid.
+type Options struct {
+	// RootCAs replaces the system roots for verifying the server, e.g. for
+	// a private CA. Certificate verification itself can never be turned off.
+	RootCAs *x509.CertPool
+	// Certificates are client certificates for servers that require mTLS.
+	Certificates []tls.Certificate
+	// TrustOnFirstUse lets the client wrap keys for members whose keys it has
+	// seen but not verified out of band. Apps must opt in deliberately: it
+	// trades protection against a key-substituting server for convenience.
+	TrustOnFirstUse bool
+	// Timeout bounds each non-streaming request (default 60s).
+	Timeout time.Duration
+}
+
+// Client talks to one Coffer server on behalf of one identity.
+type Client struct {
+	base   *url.URL
+	origin string
+	hc     *http.Client
+	ks     KeyStore
+	opts   Options
+
+	mu        sync.Mutex // guards the session fields below
+	id        *Identity
+	account   coffer.AccountID
+	access    string
+	accessExp time.Time
+	refresh   string
+}
+
+// Key store names.
+const (
+	ksIdentity = "identity"
+	ksAccount  = "account"
+	ksRefresh  = "session/refresh"
+)
+
+// New returns a client for the server at serverURL (http or https), keeping
+// its state in ks. An identity already in ks is loaded.
+func New(serverURL string, ks KeyStore, opts *Options) (*Client, error) {
+	u, err := url.Parse(strings.TrimRight(serverURL, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, coffer.Errorf(coffer.EINVALID, "server URL %q must be http(s)://host[:port]", serverURL)
+	}
+	if ks == nil {
+		return nil, coffer.Errorf(coffer.EINVALID, "a KeyStore is required")
+	}
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 60 * time.Second
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		RootCAs:      o.RootCAs,
+		Certificates: o.Certificates,
+	}
+	tr.MaxIdleConnsPerHost = 64
+	c := &Client{base: u, origin: originOf(u), hc: &http.Client{Transport: tr}, ks: ks, opts: o}
+	if b, err := ks.Get(ksIdentity); err == nil {
+		if c.id, err = parsePrivateIdentity(b); err != nil {
+			return nil, err
+		}
+	} else if !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	if b, err := ks.Get(ksAccount); err == nil {
+		if c.account, err = coffer.ParseAccountID(string(b)); err != nil {
+			return nil, fmt.Errorf("clientlib: stored account id is corrupt: %w", err)
+		}
+	}
+	if b, err := ks.Get(ksRefresh); err == nil {
+		c.refresh = string(b)
+	}
+	return c, nil
+}
+
+// originOf is scheme://host:port with the default port made explicit, so
+// that the statement a user signs names exactly one server.
+func originOf(u *url.URL) string {
+	host := strings.ToLower(u.Hostname())
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	return u.Scheme + "://" + host + ":" + port
+}
+
+// Identity returns the loaded identity, or nil before Register/Init.
+func (c *Client) Identity() *Identity {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.id
+}
+
+// AccountID returns the registered account id (zero before Register).
+func (c *Client) AccountID() coffer.AccountID {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.account
+}
+
+// Register generates an identity for handle (unless the key store already
+// has one for it), registers it with the server and logs in.
+func (c *Client) Register(ctx context.Context, handle string) error {
+	h, err := coffer.ParseHandle(handle)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	id := c.id
+	c.mu.Unlock()
+	if id != nil && id.Handle() != h {
+		return coffer.Errorf(coffer.EINVALID, "this key store already holds the identity %q", id.Handle())
+	}
+	if id == nil {
+		if id, err = GenerateIdentity(h); err != nil {
+			return err
+		}
+		// Persist before registering: if the network fails after the server
+		// stored the account, the keys for it are not lost.
+		if err := c.ks.Put(ksIdentity, id.marshalPrivate()); err != nil {
+			return err
+		}
+		c.mu.Lock()
+		c.id = id
+		c.mu.Unlock()
+	}
+	var acct api.Account
+	err = c.call(ctx, http.MethodPost, "/v1/accounts", false,
+		api.RegisterRequest{Identity: id.Public().Marshal(), SelfSignature: id.SelfSignature()}, &acct)
+	if err != nil {
+		return err
+	}
+	if acct.Handle != h || !bytes.Equal(acct.Identity, id.Public().Marshal()) {
+		return coffer.Security("register", errors.New("server echoed a different identity"))
+	}
+	if err := c.ks.Put(ksAccount, []byte(acct.ID.String())); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.account = acct.ID
+	c.mu.Unlock()
+	return c.Login(ctx)
+}
+
+// Login proves possession of the signing key: the server sends a single-use
+// challenge, and the client signs a statement binding the server's origin,
+// the account and the challenge.
+func (c *Client) Login(ctx context.Context) error {
+	c.mu.Lock()
+	id := c.id
+	c.mu.Unlock()
+	if id == nil {
+		return coffer.Errorf(coffer.EINVALID, "no identity in the key store: register first")
+	}
+	var ch api.ChallengeResponse
+	if err := c.call(ctx, http.MethodPost, "/v1/auth/challenge", false, api.ChallengeRequest{Handle: id.Handle()}, &ch); err != nil {
+		return err
+	}
+	if len(ch.Challenge) != coffer.ChallengeSize {
+		return coffer.Security("login", errors.New("challenge has the wrong size"))
+	}
+	stmt := coffer.LoginStatement(c.origin, ch.AccountID, ch.Challenge)
+	var tok api.Tokens
+	err := c.call(ctx, http.MethodPost, "/v1/auth/login", false, api.LoginRequest{
+		AccountID: ch.AccountID, Origin: c.origin, Challenge: ch.Challenge,
+		Signature: coffer.Sign(id.signing, coffer.LabelLogin, stmt),
+	}, &tok)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if c.account.IsZero() {
+		c.account = ch.AccountID
+		c.mu.Unlock()
+		if err := c.ks.Put(ksAccount, []byte(ch.AccountID.String())); err != nil {
+			return err
+		}
+		c.mu.Lock()
+	}
+	c.mu.Unlock()
+	return c.setTokens(tok)
+}
+
+func (c *Client) setTokens(tok api.Tokens) error {
+	if err := c.ks.Put(ksRefresh, []byte(tok.RefreshToken)); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.access = tok.AccessToken
+	// Refresh a little early so a request never leaves with a token that
+	// expires in flight.
+	c.accessExp = time.Now().Add(time.Duration(tok.ExpiresIn)*time.Second - 30*time.Second)
+	c.refresh = tok.RefreshToken
+	return nil
+}
+
+// Logout revokes the refresh token on the server and forgets the session.
+func (c *Client) Logout(ctx context.Context) error {
+	c.mu.Lock()
+	refresh := c.refresh
+	c.access, c.refresh = "", ""
+	c.mu.Unlock()
+	_ = c.ks.Delete(ksRefresh)
+	if refresh == "" {
+		return nil
+	}
+	return c.call(ctx, http.MethodPost, "/v1/auth/logout", false, api.RefreshRequest{RefreshToken: refresh}, nil)
+}
+
+// accessToken returns a valid access token, refreshing it with the refresh
+// token, or logging in again with the device key when that fails.
+func (c *Client) accessToken(ctx context.Context) (string, error) {
+	c.mu.Lock()
+	access, exp, refresh := c.access, c.accessExp, c.refresh
+	c.mu.Unlock()
+	if access != "" && time.Now().Before(exp) {
+		return access, nil
+	}
+	if refresh != "" {
+		var tok api.Tokens
+		err := c.call(ctx, http.MethodPost, "/v1/auth/refresh", false, api.RefreshRequest{RefreshToken: refresh}, &tok)
+		if err == nil {
+			if err := c.setTokens(tok); err != nil {
+				return "", err
+			}
+			return tok.AccessToken, nil
+		}
+		if coffer.ErrorCode(err) != coffer.EUNAUTHORIZED {
+			return "", err
+		}
+	}
+	if err := c.Login(ctx); err != nil {
+		return "", err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.access, nil
+}
+
+// call sends a JSON request and decodes a JSON response into out (if not
+// nil). With auth, it attaches an access token and, on a 401, refreshes the
+// session once and retries.
+func (c *Client) call(ctx context.Context, method, path string, auth bool, in, out any) error {
+	var body []byte
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return err
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+		req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, bytes.NewReader(body))
+		if err != nil {
+			cancel()
+			return err
+		}
+		if in != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		req.Header.Set("Accept", "application/json")
+		if auth {
+			tok, err := c.accessToken(ctx)
+			if err != nil {
+				cancel()
+				return err
+			}
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			cancel()
+			return coffer.Errorf(coffer.EUNAVAILABLE, "cannot reach the server: %v", err)
+		}
+		err = readResponse(resp, out)
+		cancel()
+		if auth && attempt == 0 && coffer.ErrorCode(err) == coffer.EUNAUTHORIZED {
+			c.mu.Lock()
+			c.access = ""
+			c.mu.Unlock()
+			continue
+		}
+		return err
+	}
+}
+
+// maxResponse caps JSON responses; a lying server cannot exhaust memory.
+const maxResponse = 64 << 20
+
+func readResponse(resp *http.Response, out any) error {
+	defer resp.Body.Close()
+	if resp.StatusCode >= 400 {
+		return problemError(resp)
+	}
+	if out == nil || resp.StatusCode == http.StatusNoContent {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse))
+		return nil
+	}
+	dec := json.NewDecoder(io.LimitReader(resp.Body, maxResponse))
+	if err := dec.Decode(out); err != nil {
+		return coffer.Errorf(coffer.EUNAVAILABLE, "malformed response from server: %v", err)
+	}
+	return nil
+}
+
+// problemError turns an application/problem+json body back into the
+// *coffer.Error the server produced.
+func problemError(resp *http.Response) error {
+	var p api.Problem
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	if err := json.Unmarshal(b, &p); err != nil || p.Code == "" {
+		return coffer.Errorf(coffer.EUNAVAILABLE, "server answered %s", resp.Status)
+	}
+	e := &coffer.Error{Code: coffer.Code(p.Code), Message: p.Detail, Rule: p.Rule}
+	if p.HeadSeq != 0 {
+		return &conflictError{err: e, head: p.HeadSeq}
+	}
+	return e
+}
+
+type conflictError struct {
+	err  *coffer.Error
+	head uint64
+}
+
+func (e *conflictError) Error() string { return e.err.Error() }
+func (e *conflictError) Unwrap() error { return e.err }
+
+// Account is another account's public data, with its self-signature checked.
+type Account struct {
+	ID       coffer.AccountID
+	Identity coffer.PublicIdentity
+}
+
+// Lookup fetches an account by handle. The self-signature and the handle
+// are checked, but the keys are only as trustworthy as the server until
+// they are verified out of band (see Contacts).
+func (c *Client) Lookup(ctx context.Context, handle string) (*Account, error) {
+	h, err := coffer.ParseHandle(handle)
+	if err != nil {
+		return nil, err
+	}
+	var a api.Account
+	if err := c.call(ctx, http.MethodGet, "/v1/handles/"+url.PathEscape(string(h)), true, nil, &a); err != nil {
+		return nil, err
+	}
+	return checkAccount(a, &h, nil)
+}
+
+// LookupID fetches an account by id, with the same checks as Lookup.
+func (c *Client) LookupID(ctx context.Context, id coffer.AccountID) (*Account, error) {
+	var a api.Account
+	if err := c.call(ctx, http.MethodGet, "/v1/accounts/"+id.String(), true, nil, &a); err != nil {
+		return nil, err
+	}
+	return checkAccount(a, nil, &id)
+}
+
+func checkAccount(a api.Account, wantHandle *coffer.Handle, wantID *coffer.AccountID) (*Account, error) {
+	pub, err := coffer.ParsePublicIdentity(a.Identity)
+	if err != nil {
+		return nil, coffer.Security("lookup", fmt.Errorf("identity does not parse: %w", err))
+	}
+	if err := pub.VerifySelfSignature(a.SelfSignature); err != nil {
+		return nil, coffer.Security("lookup", err)
+	}
+	if wantHandle != nil && pub.Handle != *wantHandle {
+		return nil, coffer.Security("lookup", fmt.Errorf("asked for %q, got %q", *wantHandle, pub.Handle))
+	}
+	if wantID != nil && a.ID != *wantID {
+		return nil, coffer.Security("lookup", fmt.Errorf("asked for account %s, got %s", *wantID, a.ID))
+	}
+	return &Account{ID: a.ID, Identity: pub}, nil
+}

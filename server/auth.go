@@ -1,0 +1,159 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"net/http"
+	"strings"
+
+	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/api"
+)
+
+type callerKey struct{}
+
+// callerFrom returns the authenticated account. Only handlers behind
+// s.authenticate call it.
+func callerFrom(ctx context.Context) coffer.AccountID {
+	id, _ := ctx.Value(callerKey{}).(coffer.AccountID)
+	return id
+}
+
+// authenticate requires a valid bearer access token.
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := r.Header.Get("Authorization")
+		tok, ok := strings.CutPrefix(h, "Bearer ")
+		if !ok || tok == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="coffer"`)
+			Error(w, r, coffer.Errorf(coffer.EUNAUTHORIZED, "missing bearer access token"))
+			return
+		}
+		id, err := s.tokens.verify(tok)
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="coffer", error="invalid_token"`)
+			Error(w, r, err)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, id)))
+	})
+}
+
+func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) {
+	var req api.ChallengeRequest
+	if err := decode(w, r, s.cfg.MaxJSONBody, &req); err != nil {
+		Error(w, r, err)
+		return
+	}
+	h, err := coffer.ParseHandle(string(req.Handle))
+	if err != nil {
+		Error(w, r, err)
+		return
+	}
+	a, err := s.accounts.AccountByHandle(r.Context(), h)
+	if err != nil {
+		Error(w, r, err)
+		return
+	}
+	challenge := make([]byte, coffer.ChallengeSize)
+	rand.Read(challenge)
+	expires := s.now().Add(s.cfg.ChallengeTTL)
+	if err := s.auth.CreateChallenge(r.Context(), a.ID, sha256.Sum256(challenge), expires); err != nil {
+		Error(w, r, err)
+		return
+	}
+	respond(w, http.StatusOK, api.ChallengeResponse{AccountID: a.ID, Challenge: challenge, ExpiresAt: expires})
+}
+
+func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
+	var req api.LoginRequest
+	if err := decode(w, r, s.cfg.MaxJSONBody, &req); err != nil {
+		Error(w, r, err)
+		return
+	}
+	if len(req.Challenge) != coffer.ChallengeSize {
+		Error(w, r, coffer.Errorf(coffer.EINVALID, "challenge must be %d bytes", coffer.ChallengeSize))
+		return
+	}
+	if !s.originAllowed(req.Origin) {
+		Error(w, r, coffer.Errorf(coffer.EUNAUTHORIZED, "origin %q is not this server", req.Origin))
+		return
+	}
+	a, err := s.accounts.AccountByID(r.Context(), req.AccountID)
+	if err != nil {
+		Error(w, r, coffer.Errorf(coffer.EUNAUTHORIZED, "invalid login"))
+		return
+	}
+	// The challenge is consumed before the signature is checked, so a wrong
+	// signature also burns it: each challenge allows one attempt.
+	if err := s.auth.ConsumeChallenge(r.Context(), a.ID, sha256.Sum256(req.Challenge)); err != nil {
+		Error(w, r, err)
+		return
+	}
+	stmt := coffer.LoginStatement(req.Origin, a.ID, req.Challenge)
+	if !coffer.VerifySignature(a.Identity.SigningKey, coffer.LabelLogin, stmt, req.Signature) {
+		Error(w, r, coffer.Errorf(coffer.EUNAUTHORIZED, "login signature does not verify"))
+		return
+	}
+	refresh, hash := newRefreshToken()
+	var family [16]byte
+	rand.Read(family[:])
+	if err := s.auth.CreateRefreshToken(r.Context(), coffer.RefreshToken{
+		Hash: hash, Family: family, Account: a.ID, Expires: s.now().Add(s.cfg.RefreshTTL),
+	}); err != nil {
+		Error(w, r, err)
+		return
+	}
+	s.respondTokens(w, r, a.ID, refresh)
+}
+
+func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
+	var req api.RefreshRequest
+	if err := decode(w, r, s.cfg.MaxJSONBody, &req); err != nil {
+		Error(w, r, err)
+		return
+	}
+	refresh, hash := newRefreshToken()
+	account, err := s.auth.RotateRefreshToken(r.Context(), hashRefreshToken(req.RefreshToken),
+		coffer.RefreshToken{Hash: hash, Expires: s.now().Add(s.cfg.RefreshTTL)})
+	if err != nil {
+		Error(w, r, err)
+		return
+	}
+	s.respondTokens(w, r, account, refresh)
+}
+
+func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
+	var req api.RefreshRequest
+	if err := decode(w, r, s.cfg.MaxJSONBody, &req); err != nil {
+		Error(w, r, err)
+		return
+	}
+	if err := s.auth.RevokeRefreshToken(r.Context(), hashRefreshToken(req.RefreshToken)); err != nil {
+		Error(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) respondTokens(w http.ResponseWriter, r *http.Request, account coffer.AccountID, refresh string) {
+	access, err := s.tokens.issue(account)
+	if err != nil {
+		Error(w, r, err)
+		return
+	}
+	respond(w, http.StatusOK, api.Tokens{
+		AccessToken: access, TokenType: "Bearer",
+		ExpiresIn: int(s.cfg.AccessTTL.Seconds()), RefreshToken: refresh,
+	})
+}
+
+func (s *Server) originAllowed(origin string) bool {
+	for _, o := range s.cfg.Origins {
+		if o == origin {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,249 @@
+// Package server is Coffer's HTTP API: chi routes, thin handlers, problem+
+// JSON errors, bearer-token authentication and rate limits. It stores nothing
+// itself; it calls the service interfaces of the root package, which
+// cmd/cofferd wires to the store.
+//
+// The server is untrusted by design. It still checks everything it can
+// (signatures, the chain rules, sizes, roles), as defense in depth: a
+// non-member gets 404 for every group object and every write checks the
+// caller's role.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/go-chi/httprate"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/api"
+)
+
+// Config is the server's configuration. Zero durations and limits take the
+// defaults of DefaultConfig.
+type Config struct {
+	// Origins are the scheme://host:port values clients may bind into a
+	// login statement. A login signed for any other origin is refused.
+	Origins []string
+	// Issuer and Audience of access tokens.
+	Issuer, Audience string
+	JWTKeys          []JWTKey
+	AccessTTL        time.Duration
+	RefreshTTL       time.Duration
+	ChallengeTTL     time.Duration
+	// AuthRateLimit is the number of auth and registration requests one IP
+	// may make per minute.
+	AuthRateLimit int
+	// MaxJSONBody caps ordinary JSON request bodies.
+	MaxJSONBody int64
+	// MaxCommitBody caps a commit upload, which carries one wrap per member.
+	MaxCommitBody int64
+	Logger        *slog.Logger
+	Now           func() time.Time
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		Issuer:        "coffer",
+		Audience:      "coffer-api",
+		AccessTTL:     15 * time.Minute,
+		RefreshTTL:    30 * 24 * time.Hour,
+		ChallengeTTL:  60 * time.Second,
+		AuthRateLimit: 60,
+		MaxJSONBody:   1 << 20,
+		MaxCommitBody: 32 << 20,
+		Logger:        slog.Default(),
+		Now:           time.Now,
+	}
+}
+
+// Services are the server's dependencies.
+type Services struct {
+	Accounts coffer.AccountService
+	Auth     coffer.AuthService
+	// Ready reports whether the server can serve: database reachable and
+	// schema at the version the binary expects.
+	Ready func(ctx context.Context) error
+	// Registry receives the server's metrics; nil means a private registry.
+	Registry *prometheus.Registry
+}
+
+// Server is the HTTP API.
+type Server struct {
+	cfg      Config
+	accounts coffer.AccountService
+	auth     coffer.AuthService
+	ready    func(ctx context.Context) error
+	tokens   *tokenIssuer
+	metrics  *metrics
+	registry *prometheus.Registry
+	router   chi.Router
+}
+
+// New returns a server. It fails when no JWT key is configured.
+func New(cfg Config, svc Services) (*Server, error) {
+	def := DefaultConfig()
+	if cfg.Issuer == "" {
+		cfg.Issuer = def.Issuer
+	}
+	if cfg.Audience == "" {
+		cfg.Audience = def.Audience
+	}
+	if cfg.AccessTTL == 0 {
+		cfg.AccessTTL = def.AccessTTL
+	}
+	if cfg.RefreshTTL == 0 {
+		cfg.RefreshTTL = def.RefreshTTL
+	}
+	if cfg.ChallengeTTL == 0 {
+		cfg.ChallengeTTL = def.ChallengeTTL
+	}
+	if cfg.AuthRateLimit == 0 {
+		cfg.AuthRateLimit = def.AuthRateLimit
+	}
+	if cfg.MaxJSONBody == 0 {
+		cfg.MaxJSONBody = def.MaxJSONBody
+	}
+	if cfg.MaxCommitBody == 0 {
+		cfg.MaxCommitBody = def.MaxCommitBody
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = def.Logger
+	}
+	if cfg.Now == nil {
+		cfg.Now = def.Now
+	}
+	if len(cfg.JWTKeys) == 0 {
+		return nil, errors.New("server: no JWT signing key configured")
+	}
+	if svc.Ready == nil {
+		svc.Ready = func(context.Context) error { return nil }
+	}
+	reg := svc.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	s := &Server{
+		cfg: cfg, accounts: svc.Accounts, auth: svc.Auth, ready: svc.Ready, registry: reg,
+		tokens: &tokenIssuer{keys: cfg.JWTKeys, issuer: cfg.Issuer, audience: cfg.Audience, ttl: cfg.AccessTTL, now: cfg.Now},
+	}
+	s.metrics = newMetrics(reg)
+	s.router = s.routes()
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
+
+// Router exposes the chi router, so a test can walk the routes and compare
+// them with docs/openapi.yaml.
+func (s *Server) Router() chi.Routes { return s.router }
+
+func (s *Server) now() time.Time { return s.cfg.Now() }
+
+func (s *Server) routes() chi.Router {
+	r := chi.NewRouter()
+	r.Use(s.requestContext, s.recoverer, s.metrics.middleware)
+
+	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		respond(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	r.Get("/readyz", s.handleReady)
+	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+
+	limitAuth := httprate.Limit(s.cfg.AuthRateLimit, time.Minute,
+		httprate.WithKeyFuncs(httprate.KeyByIP),
+		httprate.WithLimitHandler(func(w http.ResponseWriter, r *http.Request) {
+			Error(w, r, coffer.Errorf(coffer.ERATELIMITED, "too many requests: retry after a minute"))
+		}))
+
+	r.Route("/v1", func(r chi.Router) {
+		r.Group(func(r chi.Router) {
+			r.Use(limitAuth)
+			r.Post("/accounts", s.handleRegister)
+			r.Post("/auth/challenge", s.handleChallenge)
+			r.Post("/auth/login", s.handleLogin)
+			r.Post("/auth/refresh", s.handleRefresh)
+			r.Post("/auth/logout", s.handleLogout)
+		})
+		r.Group(func(r chi.Router) {
+			r.Use(s.authenticate)
+			r.Get("/accounts/{accountID}", s.handleAccountByID)
+			r.Get("/handles/{handle}", s.handleAccountByHandle)
+		})
+	})
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		Error(w, r, coffer.Errorf(coffer.ENOTFOUND, "no such endpoint"))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusMethodNotAllowed, "application/problem+json", api.Problem{
+			Type: "urn:coffer:problem:" + string(coffer.EINVALID), Title: "Method Not Allowed",
+			Status: http.StatusMethodNotAllowed, Code: string(coffer.EINVALID),
+			Detail: "method " + r.Method + " is not allowed on this endpoint",
+		})
+	})
+	return r
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	if err := s.ready(r.Context()); err != nil {
+		loggerFrom(r).WarnContext(r.Context(), "not ready", "err", err)
+		Error(w, r, coffer.Errorf(coffer.EUNAVAILABLE, "not ready"))
+		return
+	}
+	respond(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// requestContext gives each request an id and a logger carrying it. The log
+// line names the route pattern, never the path's values, headers or body:
+// those may hold tokens.
+func (s *Server) requestContext(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var b [8]byte
+		rand.Read(b[:])
+		rid := hex.EncodeToString(b[:])
+		w.Header().Set("X-Request-Id", rid)
+		l := s.cfg.Logger.With("request_id", rid)
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		start := time.Now()
+		next.ServeHTTP(ww, r.WithContext(context.WithValue(r.Context(), loggerKey{}, l)))
+		l.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			slog.String("method", r.Method),
+			slog.String("route", routePattern(r)),
+			slog.Int("status", ww.Status()),
+			slog.Duration("duration", time.Since(start)))
+	})
+}
+
+func routePattern(r *http.Request) string {
+	if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+		return rc.RoutePattern()
+	}
+	return "unmatched"
+}
+
+// recoverer turns a panic into a 500 without leaking its value.
+func (s *Server) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				loggerFrom(r).ErrorContext(r.Context(), "panic", "value", v)
+				Error(w, r, errors.New("panic"))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,79 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cofferhq/coffer"
+)
+
+var _ coffer.AccountService = (*DB)(nil)
+
+// CreateAccount implements coffer.AccountService.
+func (db *DB) CreateAccount(ctx context.Context, a *coffer.Account) error {
+	if a.Created.IsZero() {
+		a.Created = db.now()
+	}
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO accounts
+			(id, handle, identity, self_signature, signing_key, encryption_key, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			a.ID, string(a.Identity.Handle), a.Identity.Marshal(), a.SelfSignature,
+			[]byte(a.Identity.SigningKey), a.Identity.EncryptionKey, a.Created)
+		if err != nil {
+			return err
+		}
+		return afterAccountCreated(ctx, tx, a)
+	})
+	if coffer.ErrorCode(err) == coffer.ECONFLICT {
+		return coffer.Errorf(coffer.ECONFLICT, "handle %q is already taken", a.Identity.Handle)
+	}
+	return err
+}
+
+// afterAccountCreated is a hook, run in the registration transaction, for
+// work that must be atomic with it (the transparency log appends here).
+var afterAccountCreated = func(ctx context.Context, tx pgx.Tx, a *coffer.Account) error { return nil }
+
+// AccountByID implements coffer.AccountService.
+func (db *DB) AccountByID(ctx context.Context, id coffer.AccountID) (*coffer.Account, error) {
+	return db.accountWhere(ctx, `id = $1`, id)
+}
+
+// AccountByHandle implements coffer.AccountService.
+func (db *DB) AccountByHandle(ctx context.Context, h coffer.Handle) (*coffer.Account, error) {
+	return db.accountWhere(ctx, `handle = $1`, string(h))
+}
+
+func (db *DB) accountWhere(ctx context.Context, where string, arg any) (*coffer.Account, error) {
+	var a *coffer.Account
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		a, err = scanAccount(tx.QueryRow(ctx, `SELECT id, identity, self_signature, created_at
+			FROM accounts WHERE `+where, arg))
+		return err
+	})
+	if coffer.ErrorCode(err) == coffer.ENOTFOUND {
+		return nil, coffer.Errorf(coffer.ENOTFOUND, "no such account")
+	}
+	return a, err
+}
+
+func scanAccount(row pgx.Row) (*coffer.Account, error) {
+	var (
+		a        coffer.Account
+		identity []byte
+		created  time.Time
+	)
+	if err := row.Scan(&a.ID, &identity, &a.SelfSignature, &created); err != nil {
+		return nil, err
+	}
+	id, err := coffer.ParsePublicIdentity(identity)
+	if err != nil {
+		return nil, err
+	}
+	a.Identity, a.Created = id, created
+	return &a, nil
+}
