@@ -55,3 +55,63 @@ type AuthService interface {
 	// RevokeRefreshToken revokes the family of the token (logout).
 	RevokeRefreshToken(ctx context.Context, hash [32]byte) error
 }
+
+// Wrap is an epoch key sealed to one member with HPKE (coffer.WrapSize bytes).
+type Wrap struct {
+	Member AccountID
+	Epoch  uint64
+	Data   []byte
+}
+
+// HistoryLink holds the key of Epoch sealed under a key derived from the key
+// of Epoch+1 (coffer.HistoryLinkSize bytes).
+type HistoryLink struct {
+	Epoch uint64
+	Data  []byte
+}
+
+// GroupInfo is what a member may see of a group without reading commits.
+type GroupInfo struct {
+	ID        GroupID
+	HeadSeq   uint64
+	HeadHash  [32]byte
+	Epoch     uint64
+	MetaEpoch uint64
+	Meta      []byte // encrypted under the key of MetaEpoch
+	Role      Role   // the caller's current role
+}
+
+// GroupAppend is a verified commit with everything stored atomically with
+// it. The server builds it after running the chain verifier on Commit
+// against the stored state Prev; State is the verifier's state after it.
+type GroupAppend struct {
+	Commit   SignedCommit
+	Parsed   *Commit
+	State    *GroupState
+	PrevSeq  uint64 // 0 for genesis
+	Wraps    []Wrap
+	Links    []HistoryLink
+	Meta     []byte // optional new encrypted group metadata, under State.Epoch
+	Received time.Time
+}
+
+// GroupService stores groups and their commit chains.
+type GroupService interface {
+	// CreateGroup stores a group with its genesis. ECONFLICT if the id exists.
+	CreateGroup(ctx context.Context, a *GroupAppend) error
+	// GroupState returns the verified state after the stored head, for the
+	// server to verify the next commit against. ENOTFOUND unless caller is
+	// a member.
+	GroupState(ctx context.Context, caller AccountID, g GroupID) (*GroupState, error)
+	// AppendCommit stores a commit at PrevSeq+1. If another commit took that
+	// seq first it returns ECONFLICT and the current head seq.
+	AppendCommit(ctx context.Context, caller AccountID, a *GroupAppend) (head uint64, err error)
+	// Groups lists the caller's groups ordered by id, after the cursor.
+	Groups(ctx context.Context, caller AccountID, after GroupID, limit int) ([]GroupInfo, error)
+	// Group returns one group, ENOTFOUND unless caller is a member.
+	Group(ctx context.Context, caller AccountID, g GroupID) (*GroupInfo, error)
+	// Commits returns up to limit commits with seq > after, in order.
+	Commits(ctx context.Context, caller AccountID, g GroupID, after uint64, limit int) ([]SignedCommit, error)
+	// Keys returns the caller's wraps for every epoch and all history links.
+	Keys(ctx context.Context, caller AccountID, g GroupID) ([]Wrap, []HistoryLink, error)
+}

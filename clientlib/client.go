@@ -52,6 +52,8 @@ type Client struct {
 	ks     KeyStore
 	opts   Options
 
+	ksMu sync.Mutex // serialises read-modify-write of key store indexes
+
 	mu        sync.Mutex // guards the session fields below
 	id        *Identity
 	account   coffer.AccountID

@@ -71,6 +71,7 @@ func DefaultConfig() Config {
 type Services struct {
 	Accounts coffer.AccountService
 	Auth     coffer.AuthService
+	Groups   coffer.GroupService
 	// Ready reports whether the server can serve: database reachable and
 	// schema at the version the binary expects.
 	Ready func(ctx context.Context) error
@@ -83,6 +84,7 @@ type Server struct {
 	cfg      Config
 	accounts coffer.AccountService
 	auth     coffer.AuthService
+	groups   coffer.GroupService
 	ready    func(ctx context.Context) error
 	tokens   *tokenIssuer
 	metrics  *metrics
@@ -134,7 +136,7 @@ func New(cfg Config, svc Services) (*Server, error) {
 		reg = prometheus.NewRegistry()
 	}
 	s := &Server{
-		cfg: cfg, accounts: svc.Accounts, auth: svc.Auth, ready: svc.Ready, registry: reg,
+		cfg: cfg, accounts: svc.Accounts, auth: svc.Auth, groups: svc.Groups, ready: svc.Ready, registry: reg,
 		tokens: &tokenIssuer{keys: cfg.JWTKeys, issuer: cfg.Issuer, audience: cfg.Audience, ttl: cfg.AccessTTL, now: cfg.Now},
 	}
 	s.metrics = newMetrics(reg)
@@ -180,6 +182,16 @@ func (s *Server) routes() chi.Router {
 			r.Use(s.authenticate)
 			r.Get("/accounts/{accountID}", s.handleAccountByID)
 			r.Get("/handles/{handle}", s.handleAccountByHandle)
+			r.Route("/groups", func(r chi.Router) {
+				r.Post("/", s.handleCreateGroup)
+				r.Get("/", s.handleListGroups)
+				r.Route("/{groupID}", func(r chi.Router) {
+					r.Get("/", s.handleGetGroup)
+					r.Post("/commits", s.handleAppendCommit)
+					r.Get("/commits", s.handleListCommits)
+					r.Get("/keys", s.handleKeys)
+				})
+			})
 		})
 	})
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {

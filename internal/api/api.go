@@ -63,3 +63,51 @@ type Tokens struct {
 type RefreshRequest struct {
 	RefreshToken string `json:"refresh_token"`
 }
+
+type SignedCommit struct {
+	Body      []byte `json:"body"`
+	Signature []byte `json:"signature"`
+}
+
+type Wrap struct {
+	Member coffer.AccountID `json:"member"`
+	Epoch  uint64           `json:"epoch"`
+	Wrap   []byte           `json:"wrap"`
+}
+
+type HistoryLink struct {
+	Epoch uint64 `json:"epoch"`
+	Link  []byte `json:"link"`
+}
+
+// CommitRequest creates a group (with a genesis commit) or appends to one.
+type CommitRequest struct {
+	Commit SignedCommit  `json:"commit"`
+	Wraps  []Wrap        `json:"wraps"`
+	Links  []HistoryLink `json:"links,omitempty"`
+	Meta   []byte        `json:"meta,omitempty"`
+}
+
+type Group struct {
+	ID        coffer.GroupID `json:"id"`
+	HeadSeq   uint64         `json:"head_seq"`
+	HeadHash  []byte         `json:"head_hash"`
+	Epoch     uint64         `json:"epoch"`
+	MetaEpoch uint64         `json:"meta_epoch,omitempty"`
+	Meta      []byte         `json:"meta,omitempty"`
+	Role      coffer.Role    `json:"role"`
+}
+
+type GroupList struct {
+	Groups     []Group `json:"groups"`
+	NextCursor string  `json:"next_cursor,omitempty"`
+}
+
+type CommitList struct {
+	Commits []SignedCommit `json:"commits"`
+}
+
+type Keys struct {
+	Wraps []Wrap        `json:"wraps"`
+	Links []HistoryLink `json:"links"`
+}

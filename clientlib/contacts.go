@@ -1,0 +1,243 @@
+package clientlib
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"golang.org/x/crypto/cryptobyte"
+
+	"github.com/cofferhq/coffer"
+)
+
+// ContactState says how far a contact's keys are trusted.
+type ContactState uint8
+
+const (
+	// Unverified keys were seen (from the server) but never compared out of
+	// band. Wrapping a group key for them is refused unless the app opted
+	// into trust on first use.
+	Unverified ContactState = 1
+	// Verified keys were compared out of band (safety number or QR code).
+	Verified ContactState = 2
+	// Changed keys differ from the verified ones. Wrapping is blocked until
+	// the user verifies the new keys.
+	Changed ContactState = 3
+)
+
+func (s ContactState) String() string {
+	switch s {
+	case Unverified:
+		return "unverified"
+	case Verified:
+		return "verified"
+	case Changed:
+		return "changed"
+	}
+	return "unknown"
+}
+
+// Contact is another account as this device knows it.
+type Contact struct {
+	Handle    coffer.Handle
+	AccountID coffer.AccountID
+	// Seen is the identity most recently received from the server.
+	Seen coffer.PublicIdentity
+	// VerifiedIdentity is the identity the user verified, if any.
+	VerifiedIdentity *coffer.PublicIdentity
+	State            ContactState
+}
+
+// SafetyNumber is the safety number of the keys last seen.
+func (c *Contact) SafetyNumber() string { return coffer.FingerprintOf(c.Seen).SafetyNumber() }
+
+func contactKey(h coffer.Handle) string { return "contacts/" + string(h) }
+
+func (c *Contact) marshal() []byte {
+	var b cryptobyte.Builder
+	b.AddUint8(1)
+	b.AddUint8(uint8(c.State))
+	b.AddBytes(c.AccountID[:])
+	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(c.Seen.Marshal()) })
+	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+		if c.VerifiedIdentity != nil {
+			b.AddBytes(c.VerifiedIdentity.Marshal())
+		}
+	})
+	return b.BytesOrPanic()
+}
+
+func parseContact(data []byte) (*Contact, error) {
+	s := cryptobyte.String(data)
+	var (
+		v, state       uint8
+		id             []byte
+		seen, verified cryptobyte.String
+	)
+	if !s.ReadUint8(&v) || v != 1 || !s.ReadUint8(&state) || !s.ReadBytes(&id, 16) ||
+		!s.ReadUint16LengthPrefixed(&seen) || !s.ReadUint16LengthPrefixed(&verified) || !s.Empty() {
+		return nil, errors.New("clientlib: stored contact is corrupt")
+	}
+	c := &Contact{State: ContactState(state)}
+	copy(c.AccountID[:], id)
+	var err error
+	if c.Seen, err = coffer.ParsePublicIdentity(seen); err != nil {
+		return nil, err
+	}
+	c.Handle = c.Seen.Handle
+	if len(verified) > 0 {
+		vi, err := coffer.ParsePublicIdentity(verified)
+		if err != nil {
+			return nil, err
+		}
+		c.VerifiedIdentity = &vi
+	}
+	return c, nil
+}
+
+func (c *Client) loadContact(h coffer.Handle) (*Contact, error) {
+	b, err := c.ks.Get(contactKey(h))
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return parseContact(b)
+}
+
+// observe records keys received from the server for an account and returns
+// the contact with its resulting state.
+func (c *Client) observe(a *Account) (*Contact, error) {
+	ct, err := c.loadContact(a.Identity.Handle)
+	if err != nil {
+		return nil, err
+	}
+	if ct == nil {
+		ct = &Contact{Handle: a.Identity.Handle, AccountID: a.ID, State: Unverified}
+	}
+	ct.Seen, ct.AccountID = a.Identity, a.ID
+	switch {
+	case ct.VerifiedIdentity == nil:
+		ct.State = Unverified
+	case ct.VerifiedIdentity.Equal(a.Identity):
+		ct.State = Verified
+	default:
+		ct.State = Changed
+	}
+	return ct, c.ks.Put(contactKey(ct.Handle), ct.marshal())
+}
+
+// Verify marks the keys the server currently shows for handle as verified,
+// after checking code (a safety number, with or without spaces, or a
+// scanned QR payload) against them. The user must have received code from
+// the contact through a channel the server does not control.
+func (c *Client) Verify(ctx context.Context, handle, code string) (*Contact, error) {
+	a, err := c.Lookup(ctx, handle)
+	if err != nil {
+		return nil, err
+	}
+	if !coffer.MatchVerificationCode(a.Identity, code) {
+		return nil, coffer.Errorf(coffer.EINVALID,
+			"the safety number for %s does not match the keys the server holds: check it with %s again; if it still differs, the server may be substituting keys", handle, handle)
+	}
+	ct, err := c.observe(a)
+	if err != nil {
+		return nil, err
+	}
+	vi := a.Identity
+	ct.VerifiedIdentity, ct.State = &vi, Verified
+	if err := c.ks.Put(contactKey(ct.Handle), ct.marshal()); err != nil {
+		return nil, err
+	}
+	return ct, c.indexContact(ct.Handle)
+}
+
+// Contact returns the stored contact for handle, or ENOTFOUND.
+func (c *Client) Contact(handle string) (*Contact, error) {
+	h, err := coffer.ParseHandle(handle)
+	if err != nil {
+		return nil, err
+	}
+	ct, err := c.loadContact(h)
+	if err != nil {
+		return nil, err
+	}
+	if ct == nil {
+		return nil, coffer.Errorf(coffer.ENOTFOUND, "no contact %q", handle)
+	}
+	return ct, nil
+}
+
+// Contacts lists every known contact, sorted by handle. The list lives in
+// the key store under "contacts/index".
+func (c *Client) Contacts() ([]*Contact, error) {
+	b, err := c.ks.Get("contacts/index")
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []*Contact
+	for _, h := range strings.Fields(string(b)) {
+		ct, err := c.loadContact(coffer.Handle(h))
+		if err != nil {
+			return nil, err
+		}
+		if ct != nil {
+			out = append(out, ct)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Handle < out[j].Handle })
+	return out, nil
+}
+
+func (c *Client) indexContact(h coffer.Handle) error {
+	c.ksMu.Lock()
+	defer c.ksMu.Unlock()
+	b, err := c.ks.Get("contacts/index")
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	for _, x := range strings.Fields(string(b)) {
+		if x == string(h) {
+			return nil
+		}
+	}
+	return c.ks.Put("contacts/index", []byte(strings.TrimSpace(string(b)+" "+string(h))))
+}
+
+// trustedAccount returns an account whose keys may receive a wrap: verified
+// by the user, or (with TrustOnFirstUse) pinned on first sight. A key that
+// differs from the verified one is a security error, since in suite v1 an
+// account's keys never change: a different key means substitution.
+func (c *Client) trustedAccount(ctx context.Context, handle string) (*Account, error) {
+	a, err := c.Lookup(ctx, handle)
+	if err != nil {
+		return nil, err
+	}
+	ct, err := c.observe(a)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.indexContact(ct.Handle); err != nil {
+		return nil, err
+	}
+	switch ct.State {
+	case Verified:
+		return a, nil
+	case Changed:
+		return nil, coffer.Security("contact-key", &coffer.Error{Code: coffer.EKEYCHANGED, Message: fmt.Sprintf(
+			"the keys the server shows for %s differ from the keys you verified: do not trust them; compare safety numbers with %s again", handle, handle)})
+	}
+	if c.opts.TrustOnFirstUse {
+		vi := a.Identity
+		ct.VerifiedIdentity, ct.State = &vi, Verified
+		return a, c.ks.Put(contactKey(ct.Handle), ct.marshal())
+	}
+	return nil, &coffer.Error{Code: coffer.EUNVERIFIED, Message: fmt.Sprintf(
+		"%s's keys are not verified: compare safety numbers with %s, then verify the contact", handle, handle)}
+}

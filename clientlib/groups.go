@@ -1,0 +1,662 @@
+package clientlib
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/api"
+	"github.com/cofferhq/coffer/internal/groupkey"
+)
+
+// maxCommitRetries bounds how often a membership change is rebuilt after
+// losing a compare-and-append race (409) to another writer.
+const maxCommitRetries = 8
+
+// GroupOptions are the choices fixed when a group is created.
+type GroupOptions struct {
+	// NoHistory stops members added later from reading epochs before the
+	// one they joined. By default groups share history.
+	NoHistory bool
+	// Description is stored encrypted with the name.
+	Description string
+}
+
+// groupMeta is the plaintext of a group's encrypted metadata.
+type groupMeta struct {
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+}
+
+// Group is a group as this client sees it after verification.
+type Group struct {
+	ID           coffer.GroupID
+	Name         string
+	Description  string
+	Epoch        uint64
+	Seq          uint64
+	Role         coffer.Role
+	ShareHistory bool
+}
+
+// Member is a verified member of a group, with this device's trust in
+// their keys.
+type Member struct {
+	coffer.Member
+	// Trust is Verified when the member's keys in the chain match keys this
+	// device verified, Changed when they differ, Unverified otherwise.
+	Trust ContactState
+}
+
+// SyncResult is the outcome of Sync.
+type SyncResult struct {
+	State *coffer.GroupState
+	// New is how many commits were verified in this sync.
+	New int
+	// Unverified lists members, added by others, whose keys this device has
+	// not verified. Their wraps were made by whoever added them.
+	Unverified []*Member
+}
+
+func stateKey(g coffer.GroupID) string { return "group/" + g.String() + "/state" }
+
+// localState returns the highest verified state of g kept on this device.
+func (c *Client) localState(g coffer.GroupID) (*coffer.GroupState, error) {
+	b, err := c.ks.Get(stateKey(g))
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	s := new(coffer.GroupState)
+	if err := s.UnmarshalBinary(b); err != nil {
+		return nil, fmt.Errorf("clientlib: stored group state is corrupt: %w", err)
+	}
+	return s, nil
+}
+
+func (c *Client) saveState(s *coffer.GroupState) error {
+	b, err := s.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	return c.ks.Put(stateKey(s.Group), b)
+}
+
+// CreateGroup creates a group with this account as its owner and returns
+// its id. The group key, its commitment and the encrypted name are all made
+// here; the server receives only the signed genesis, one wrap and the
+// ciphertext of the name.
+func (c *Client) CreateGroup(ctx context.Context, name string, opts *GroupOptions) (coffer.GroupID, error) {
+	if opts == nil {
+		opts = &GroupOptions{}
+	}
+	if name == "" || len(name) > 256 {
+		return coffer.GroupID{}, coffer.Errorf(coffer.EINVALID, "a group name must be 1 to 256 bytes")
+	}
+	id, me, err := c.me()
+	if err != nil {
+		return coffer.GroupID{}, err
+	}
+	g := coffer.NewGroupID()
+	k := groupkey.NewEpochKey()
+	commit := &coffer.Commit{
+		Group: g, Seq: 1, Epoch: 1, Author: me, Time: time.Now().UnixMilli(),
+		ShareHistory:  !opts.NoHistory,
+		KeyCommitment: groupkey.Commitment(k, g, 1),
+		Ops: []coffer.Op{{
+			Kind: coffer.OpAdd, Member: me, Handle: id.Handle(), Role: coffer.RoleOwner,
+			SigningKey: id.public.SigningKey, EncryptionKey: id.public.EncryptionKey,
+		}},
+	}
+	sc := coffer.SignCommit(commit, id.signing)
+	state, err := coffer.VerifyChain(nil, []coffer.SignedCommit{sc})
+	if err != nil {
+		return coffer.GroupID{}, err
+	}
+	wrap, err := groupkey.Wrap(id.public.EncryptionKey, g, 1, me, k)
+	if err != nil {
+		return coffer.GroupID{}, err
+	}
+	meta, err := json.Marshal(groupMeta{Name: name, Description: opts.Description})
+	if err != nil {
+		return coffer.GroupID{}, err
+	}
+	req := api.CommitRequest{
+		Commit: api.SignedCommit{Body: sc.Body, Signature: sc.Signature},
+		Wraps:  []api.Wrap{{Member: me, Epoch: 1, Wrap: wrap}},
+		Meta:   groupkey.SealMetadata(k, g, 1, coffer.LabelGroupMeta, nil, meta),
+	}
+	if err := c.call(ctx, http.MethodPost, "/v1/groups", true, req, nil); err != nil {
+		return coffer.GroupID{}, err
+	}
+	return g, c.saveState(state)
+}
+
+// me returns the identity and account, or an error before registration.
+func (c *Client) me() (*Identity, coffer.AccountID, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.id == nil || c.account.IsZero() {
+		return nil, coffer.AccountID{}, coffer.Errorf(coffer.EINVALID, "no registered identity: register first")
+	}
+	return c.id, c.account, nil
+}
+
+// Sync fetches the commits of g that this device has not verified yet,
+// verifies them with the one chain verifier from the highest state it
+// trusts, and stores the new state. The server cannot make it accept a
+// forged, reordered or forked commit, nor a history shorter than one it
+// has already verified: each is a *coffer.SecurityError.
+func (c *Client) Sync(ctx context.Context, g coffer.GroupID) (*SyncResult, error) {
+	local, err := c.localState(g)
+	if err != nil {
+		return nil, err
+	}
+	var info api.Group
+	if err := c.call(ctx, http.MethodGet, "/v1/groups/"+g.String(), true, nil, &info); err != nil {
+		return nil, err
+	}
+	var after uint64
+	if local != nil {
+		after = local.Seq
+		if info.HeadSeq < local.Seq {
+			return nil, coffer.Security("rollback", fmt.Errorf("server shows head seq %d, this device verified up to %d", info.HeadSeq, local.Seq))
+		}
+	}
+	var commits []coffer.SignedCommit
+	for {
+		var page api.CommitList
+		path := "/v1/groups/" + g.String() + "/commits?limit=1000&after=" + strconv.FormatUint(after+uint64(len(commits)), 10)
+		if err := c.call(ctx, http.MethodGet, path, true, nil, &page); err != nil {
+			return nil, err
+		}
+		for _, pc := range page.Commits {
+			commits = append(commits, coffer.SignedCommit{Body: pc.Body, Signature: pc.Signature})
+		}
+		if len(page.Commits) < 1000 || after+uint64(len(commits)) >= info.HeadSeq {
+			break
+		}
+	}
+	// Writers may have appended since info was read; verify up to the head
+	// it reported, whose hash is checked below.
+	if n := info.HeadSeq - after; uint64(len(commits)) > n {
+		commits = commits[:n]
+	}
+	state := local
+	if len(commits) > 0 {
+		if state, err = coffer.VerifyChain(local, commits); err != nil {
+			return nil, coffer.Security("chain", err)
+		}
+	}
+	if state == nil {
+		return nil, coffer.Security("chain", errors.New("the server returned no commits for a group it lists"))
+	}
+	if state.Group != g {
+		return nil, coffer.Security("chain", fmt.Errorf("commits belong to group %s, not %s", state.Group, g))
+	}
+	// The head the server reports must be exactly the head just verified:
+	// anything else is a withheld commit or a fork.
+	if state.Seq != info.HeadSeq || string(state.Head[:]) != string(info.HeadHash) {
+		return nil, coffer.Security("fork", fmt.Errorf("server reports head %d/%x, verified chain ends at %d/%x",
+			info.HeadSeq, short(info.HeadHash), state.Seq, short(state.Head[:])))
+	}
+	if err := c.saveState(state); err != nil {
+		return nil, err
+	}
+	res := &SyncResult{State: state, New: len(commits)}
+	members, err := c.trustMembers(state)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range members {
+		if m.Trust != Verified {
+			res.Unverified = append(res.Unverified, m)
+		}
+	}
+	return res, nil
+}
+
+func short(b []byte) []byte {
+	if len(b) > 6 {
+		return b[:6]
+	}
+	return b
+}
+
+// trustMembers annotates the members of a verified state with this device's
+// trust in their keys.
+func (c *Client) trustMembers(s *coffer.GroupState) ([]*Member, error) {
+	_, me, err := c.me()
+	if err != nil {
+		return nil, err
+	}
+	var out []*Member
+	for _, m := range s.SortedMembers() {
+		mm := &Member{Member: *m, Trust: Unverified}
+		if m.ID == me {
+			mm.Trust = Verified
+		} else if ct, err := c.loadContact(m.Handle); err != nil {
+			return nil, err
+		} else if ct != nil && ct.VerifiedIdentity != nil && ct.AccountID == m.ID {
+			if string(ct.VerifiedIdentity.SigningKey) == string(m.SigningKey) &&
+				string(ct.VerifiedIdentity.EncryptionKey) == string(m.EncryptionKey) {
+				mm.Trust = Verified
+			} else {
+				mm.Trust = Changed
+			}
+		}
+		out = append(out, mm)
+	}
+	return out, nil
+}
+
+// Members syncs g and returns its members.
+func (c *Client) Members(ctx context.Context, g coffer.GroupID) ([]*Member, error) {
+	res, err := c.Sync(ctx, g)
+	if err != nil {
+		return nil, err
+	}
+	return c.trustMembers(res.State)
+}
+
+// History syncs g and returns its verified commits, oldest first, for
+// display (`coffer group log`). The commits are re-fetched and checked
+// against the verified head.
+func (c *Client) History(ctx context.Context, g coffer.GroupID) ([]*coffer.Commit, error) {
+	res, err := c.Sync(ctx, g)
+	if err != nil {
+		return nil, err
+	}
+	var commits []coffer.SignedCommit
+	for {
+		var page api.CommitList
+		path := "/v1/groups/" + g.String() + "/commits?limit=1000&after=" + strconv.Itoa(len(commits))
+		if err := c.call(ctx, http.MethodGet, path, true, nil, &page); err != nil {
+			return nil, err
+		}
+		for _, pc := range page.Commits {
+			commits = append(commits, coffer.SignedCommit{Body: pc.Body, Signature: pc.Signature})
+		}
+		if len(page.Commits) < 1000 || uint64(len(commits)) >= res.State.Seq {
+			break
+		}
+	}
+	full, err := coffer.VerifyChain(nil, commits)
+	if err != nil {
+		return nil, coffer.Security("chain", err)
+	}
+	if full.Head != res.State.Head {
+		return nil, coffer.Security("fork", errors.New("the full history does not end at the verified head"))
+	}
+	out := make([]*coffer.Commit, len(commits))
+	for i, sc := range commits {
+		if out[i], err = coffer.ParseCommit(sc.Body); err != nil {
+			return nil, coffer.Security("chain", err)
+		}
+	}
+	return out, nil
+}
+
+// epochKeys fetches this member's wraps and the history links of g and
+// returns every epoch key it may read, each checked against the key
+// commitment in the verified state. A wrap that opens to a key other than
+// the committed one (swapped wraps, a wrap of a different key, or keys that
+// differ between members) is a security error.
+func (c *Client) epochKeys(ctx context.Context, s *coffer.GroupState) (map[uint64]groupkey.EpochKey, error) {
+	id, me, err := c.me()
+	if err != nil {
+		return nil, err
+	}
+	var keys api.Keys
+	if err := c.call(ctx, http.MethodGet, "/v1/groups/"+s.Group.String()+"/keys", true, nil, &keys); err != nil {
+		return nil, err
+	}
+	out := map[uint64]groupkey.EpochKey{}
+	for _, w := range keys.Wraps {
+		if w.Member != me {
+			return nil, coffer.Security("wrap", fmt.Errorf("server returned a wrap for %s", w.Member))
+		}
+		want, ok := s.KeyCommitment(w.Epoch)
+		if !ok {
+			return nil, coffer.Security("wrap", fmt.Errorf("wrap for epoch %d, which the verified log does not have", w.Epoch))
+		}
+		k, err := groupkey.Unwrap(id.decrypt, s.Group, w.Epoch, me, w.Wrap)
+		if err != nil {
+			return nil, coffer.Security("wrap", fmt.Errorf("epoch %d wrap does not open for this member: %w", w.Epoch, err))
+		}
+		if !groupkey.CheckCommitment(k, s.Group, w.Epoch, want) {
+			return nil, coffer.Security("wrap", fmt.Errorf("epoch %d key does not match the signed key commitment", w.Epoch))
+		}
+		out[w.Epoch] = k
+	}
+	if _, ok := out[s.Epoch]; !ok {
+		return nil, coffer.Security("wrap", fmt.Errorf("no wrap of the current epoch %d key for this member", s.Epoch))
+	}
+	if s.ShareHistory {
+		links := map[uint64][]byte{}
+		for _, l := range keys.Links {
+			links[l.Epoch] = l.Link
+		}
+		// Walk down from the oldest key held: K_e opens the link to K_{e-1}.
+		oldest := s.Epoch
+		for e := range out {
+			oldest = min(oldest, e)
+		}
+		for e := oldest; e > 1; e-- {
+			link, ok := links[e-1]
+			if !ok {
+				break
+			}
+			k, err := groupkey.OpenHistoryLink(out[e], s.Group, e-1, link)
+			if err != nil {
+				return nil, coffer.Security("history-link", fmt.Errorf("link to epoch %d does not open: %w", e-1, err))
+			}
+			want, _ := s.KeyCommitment(e - 1)
+			if !groupkey.CheckCommitment(k, s.Group, e-1, want) {
+				return nil, coffer.Security("history-link", fmt.Errorf("epoch %d key from link does not match its commitment", e-1))
+			}
+			out[e-1] = k
+		}
+	}
+	return out, nil
+}
+
+// EpochKeyCommitmentOK syncs g, unwraps this member's current epoch key and
+// reports its epoch. It exists for tests and diagnostics: success means the
+// key matched the signed commitment.
+func (c *Client) CurrentEpoch(ctx context.Context, g coffer.GroupID) (uint64, error) {
+	res, err := c.Sync(ctx, g)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := c.epochKeys(ctx, res.State); err != nil {
+		return 0, err
+	}
+	return res.State.Epoch, nil
+}
+
+// ReadableEpochs syncs g and lists the epochs whose keys this member can
+// obtain (its own wraps plus, in history-sharing groups, links).
+func (c *Client) ReadableEpochs(ctx context.Context, g coffer.GroupID) ([]uint64, error) {
+	res, err := c.Sync(ctx, g)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := c.epochKeys(ctx, res.State)
+	if err != nil {
+		return nil, err
+	}
+	var out []uint64
+	for e := uint64(1); e <= res.State.Epoch; e++ {
+		if _, ok := keys[e]; ok {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// change is one membership change, rebuilt from a fresh verified state on
+// each attempt.
+type change func(s *coffer.GroupState, keys map[uint64]groupkey.EpochKey) (ops []coffer.Op, rotate bool, extraWraps []groupkey.Recipient, err error)
+
+// commitChange syncs, builds, signs and appends a change, retrying a bounded
+// number of times when another writer appended first.
+func (c *Client) commitChange(ctx context.Context, g coffer.GroupID, build change) (*coffer.GroupState, error) {
+	id, me, err := c.me()
+	if err != nil {
+		return nil, err
+	}
+	for attempt := 0; attempt < maxCommitRetries; attempt++ {
+		res, err := c.Sync(ctx, g)
+		if err != nil {
+			return nil, err
+		}
+		s := res.State
+		keys, err := c.epochKeys(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		ops, rotate, added, err := build(s, keys)
+		if err != nil {
+			return nil, err
+		}
+		commit := &coffer.Commit{
+			Group: g, Seq: s.Seq + 1, Prev: s.Head, Epoch: s.Epoch, Author: me,
+			Time: time.Now().UnixMilli(), ShareHistory: s.ShareHistory, Ops: ops,
+		}
+		k := keys[s.Epoch]
+		req := api.CommitRequest{}
+		if rotate {
+			commit.Ops = append(commit.Ops, coffer.Op{Kind: coffer.OpRotate})
+			commit.Epoch = s.Epoch + 1
+			k = groupkey.NewEpochKey()
+			if s.ShareHistory {
+				req.Links = []api.HistoryLink{{Epoch: s.Epoch, Link: groupkey.SealHistoryLink(k, g, s.Epoch, keys[s.Epoch])}}
+			}
+		}
+		commit.KeyCommitment = groupkey.Commitment(k, g, commit.Epoch)
+		sc := coffer.SignCommit(commit, id.signing)
+		next := s.Clone()
+		if err := next.Apply(sc); err != nil {
+			// Our own commit breaks a rule: report it as the invalid request it is.
+			return nil, err
+		}
+		recipients := added
+		if rotate {
+			recipients, err = c.rotationRecipients(next)
+			if err != nil {
+				return nil, err
+			}
+		}
+		wraps, err := groupkey.WrapMany(recipients, g, commit.Epoch, k)
+		if err != nil {
+			return nil, err
+		}
+		for i, r := range recipients {
+			req.Wraps = append(req.Wraps, api.Wrap{Member: r.Member, Epoch: commit.Epoch, Wrap: wraps[i]})
+		}
+		if rotate {
+			// Re-seal the group's name under the new epoch so that later
+			// renames are hidden from removed members.
+			if meta, err := c.groupMeta(ctx, g, keys); err == nil {
+				b, _ := json.Marshal(meta)
+				req.Meta = groupkey.SealMetadata(k, g, commit.Epoch, coffer.LabelGroupMeta, nil, b)
+			}
+		}
+		req.Commit = api.SignedCommit{Body: sc.Body, Signature: sc.Signature}
+		err = c.call(ctx, http.MethodPost, "/v1/groups/"+g.String()+"/commits", true, req, nil)
+		if coffer.ErrorCode(err) == coffer.ECONFLICT {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if _, stillMember := next.Members[me]; stillMember {
+			if err := c.saveState(next); err != nil {
+				return nil, err
+			}
+		}
+		return next, nil
+	}
+	return nil, coffer.Errorf(coffer.ECONFLICT, "gave up after %d attempts: the group is changing too fast", maxCommitRetries)
+}
+
+// rotationRecipients lists every member of the new state with the key the
+// verified chain records for them. Those keys were vouched for by the
+// signature of the admin who added each member; a key that contradicts one
+// this device verified blocks the rotation.
+func (c *Client) rotationRecipients(s *coffer.GroupState) ([]groupkey.Recipient, error) {
+	members, err := c.trustMembers(s)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]groupkey.Recipient, 0, len(members))
+	for _, m := range members {
+		if m.Trust == Changed {
+			return nil, coffer.Security("contact-key", &coffer.Error{Code: coffer.EKEYCHANGED, Message: fmt.Sprintf(
+				"the group log holds keys for %s that differ from the keys you verified", m.Handle)})
+		}
+		out = append(out, groupkey.Recipient{Member: m.ID, EncryptionKey: m.EncryptionKey})
+	}
+	return out, nil
+}
+
+// AddMember adds the account named handle with role. Its keys must be
+// verified (or trusted on first use); the current epoch key is wrapped for
+// it, without rotation.
+func (c *Client) AddMember(ctx context.Context, g coffer.GroupID, handle string, role coffer.Role) error {
+	if !role.Valid() {
+		return coffer.Errorf(coffer.EINVALID, "invalid role")
+	}
+	a, err := c.trustedAccount(ctx, handle)
+	if err != nil {
+		return err
+	}
+	_, err = c.commitChange(ctx, g, func(s *coffer.GroupState, _ map[uint64]groupkey.EpochKey) ([]coffer.Op, bool, []groupkey.Recipient, error) {
+		if _, ok := s.Members[a.ID]; ok {
+			return nil, false, nil, coffer.Errorf(coffer.ECONFLICT, "%s is already a member", handle)
+		}
+		op := coffer.Op{Kind: coffer.OpAdd, Member: a.ID, Handle: a.Identity.Handle, Role: role,
+			SigningKey: a.Identity.SigningKey, EncryptionKey: a.Identity.EncryptionKey}
+		return []coffer.Op{op}, false, []groupkey.Recipient{{Member: a.ID, EncryptionKey: a.Identity.EncryptionKey}}, nil
+	})
+	return err
+}
+
+// memberByHandle finds a current member in a verified state.
+func memberByHandle(s *coffer.GroupState, handle string) (*coffer.Member, error) {
+	for _, m := range s.Members {
+		if string(m.Handle) == handle {
+			return m, nil
+		}
+	}
+	return nil, coffer.Errorf(coffer.ENOTFOUND, "%s is not a member of this group", handle)
+}
+
+// RemoveMember removes handle and rotates to a fresh epoch key wrapped for
+// every remaining member, so the removed member cannot read anything
+// created afterwards.
+func (c *Client) RemoveMember(ctx context.Context, g coffer.GroupID, handle string) error {
+	_, err := c.commitChange(ctx, g, func(s *coffer.GroupState, _ map[uint64]groupkey.EpochKey) ([]coffer.Op, bool, []groupkey.Recipient, error) {
+		m, err := memberByHandle(s, handle)
+		if err != nil {
+			return nil, false, nil, err
+		}
+		return []coffer.Op{{Kind: coffer.OpRemove, Member: m.ID}}, true, nil, nil
+	})
+	return err
+}
+
+// ChangeRole sets handle's role. A demotion rotates the key, like a removal,
+// because the member loses rights it held under the old key.
+func (c *Client) ChangeRole(ctx context.Context, g coffer.GroupID, handle string, role coffer.Role) error {
+	if !role.Valid() {
+		return coffer.Errorf(coffer.EINVALID, "invalid role")
+	}
+	_, err := c.commitChange(ctx, g, func(s *coffer.GroupState, _ map[uint64]groupkey.EpochKey) ([]coffer.Op, bool, []groupkey.Recipient, error) {
+		m, err := memberByHandle(s, handle)
+		if err != nil {
+			return nil, false, nil, err
+		}
+		if m.Role == role {
+			return nil, false, nil, coffer.Errorf(coffer.EINVALID, "%s already has role %s", handle, role)
+		}
+		return []coffer.Op{{Kind: coffer.OpSetRole, Member: m.ID, Role: role}}, role < m.Role, nil, nil
+	})
+	return err
+}
+
+// Rotate starts a new epoch with a fresh key for every current member.
+func (c *Client) Rotate(ctx context.Context, g coffer.GroupID) error {
+	_, err := c.commitChange(ctx, g, func(*coffer.GroupState, map[uint64]groupkey.EpochKey) ([]coffer.Op, bool, []groupkey.Recipient, error) {
+		return nil, true, nil, nil
+	})
+	return err
+}
+
+// groupMeta decrypts the group's current name and description.
+func (c *Client) groupMeta(ctx context.Context, g coffer.GroupID, keys map[uint64]groupkey.EpochKey) (*groupMeta, error) {
+	var info api.Group
+	if err := c.call(ctx, http.MethodGet, "/v1/groups/"+g.String(), true, nil, &info); err != nil {
+		return nil, err
+	}
+	return openGroupMeta(g, &info, keys)
+}
+
+func openGroupMeta(g coffer.GroupID, info *api.Group, keys map[uint64]groupkey.EpochKey) (*groupMeta, error) {
+	k, ok := keys[info.MetaEpoch]
+	if !ok || info.Meta == nil {
+		return nil, coffer.Errorf(coffer.ENOTFOUND, "group name not readable")
+	}
+	pt, err := groupkey.OpenMetadata(k, g, info.MetaEpoch, coffer.LabelGroupMeta, nil, info.Meta)
+	if err != nil {
+		return nil, coffer.Security("group-meta", err)
+	}
+	var m groupMeta
+	if err := json.Unmarshal(pt, &m); err != nil {
+		return nil, coffer.Security("group-meta", err)
+	}
+	return &m, nil
+}
+
+// Groups lists the caller's groups, each synced and verified, with its
+// decrypted name.
+func (c *Client) Groups(ctx context.Context) ([]*Group, error) {
+	var out []*Group
+	cursor := ""
+	for {
+		var list api.GroupList
+		path := "/v1/groups?limit=1000"
+		if cursor != "" {
+			path += "&cursor=" + cursor
+		}
+		if err := c.call(ctx, http.MethodGet, path, true, nil, &list); err != nil {
+			return nil, err
+		}
+		for i := range list.Groups {
+			gr, err := c.Group(ctx, list.Groups[i].ID)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, gr)
+		}
+		if list.NextCursor == "" {
+			return out, nil
+		}
+		cursor = list.NextCursor
+	}
+}
+
+// Group syncs one group and returns it with its decrypted name.
+func (c *Client) Group(ctx context.Context, g coffer.GroupID) (*Group, error) {
+	res, err := c.Sync(ctx, g)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := c.epochKeys(ctx, res.State)
+	if err != nil {
+		return nil, err
+	}
+	var info api.Group
+	if err := c.call(ctx, http.MethodGet, "/v1/groups/"+g.String(), true, nil, &info); err != nil {
+		return nil, err
+	}
+	gr := &Group{ID: g, Epoch: res.State.Epoch, Seq: res.State.Seq, ShareHistory: res.State.ShareHistory}
+	_, me, _ := c.me()
+	if m, ok := res.State.Members[me]; ok {
+		gr.Role = m.Role
+	}
+	if meta, err := openGroupMeta(g, &info, keys); err == nil {
+		gr.Name, gr.Description = meta.Name, meta.Description
+	} else if coffer.IsSecurity(err) {
+		return nil, err
+	}
+	return gr, nil
+}

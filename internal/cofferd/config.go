@@ -1,0 +1,130 @@
+package cofferd
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/cofferhq/coffer/server"
+)
+
+// Config is cofferd's configuration, from flags and COFFER_* variables.
+type Config struct {
+	Addr          string
+	DatabaseURL   string
+	Dev           bool
+	DataDir       string
+	Migrate       bool
+	JWTKeyFiles   string
+	Origins       string
+	TLSCert       string
+	TLSKey        string
+	TLSClientCA   string
+	LogFile       string
+	LogLevel      string
+	AuthRateLimit int
+}
+
+// flagSet binds the configuration to flags. Each flag can also be set with
+// COFFER_<NAME>, dashes becoming underscores; a flag on the command line
+// wins over the environment.
+func (c *Config) flagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.StringVar(&c.Addr, "addr", "", "listen address (default 127.0.0.1:8080 in dev mode, :8080 otherwise)")
+	fs.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL URL (not needed with -dev)")
+	fs.BoolVar(&c.Dev, "dev", false, "development mode: private PostgreSQL and keys under -data, zero configuration")
+	fs.StringVar(&c.DataDir, "data", "./.coffer", "data directory (dev-mode database, keys, blobs, log)")
+	fs.BoolVar(&c.Migrate, "migrate", true, "apply database migrations at start")
+	fs.StringVar(&c.JWTKeyFiles, "jwt-key", "", "comma-separated PEM files of Ed25519 access-token keys; the first signs (generated under -data in dev mode)")
+	fs.StringVar(&c.Origins, "origin", "", "comma-separated origins (scheme://host:port) clients may log in to (default: derived from the listen address)")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (serve HTTPS, TLS 1.2 minimum)")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key file")
+	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "CA file to require and verify client certificates (mTLS)")
+	fs.StringVar(&c.LogFile, "log-file", "", "also write the log to this file (dev mode: DATA/cofferd.log)")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.IntVar(&c.AuthRateLimit, "auth-rate-limit", server.DefaultConfig().AuthRateLimit, "auth and registration requests per minute per IP")
+	return fs
+}
+
+// parse applies COFFER_* variables, then the arguments.
+func (c *Config) parse(fs *flag.FlagSet, args []string) error {
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := "COFFER_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok && envErr == nil {
+			if err := f.Value.Set(v); err != nil {
+				envErr = fmt.Errorf("%s: %w", env, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return envErr
+	}
+	return fs.Parse(args)
+}
+
+// loadJWTKeys reads Ed25519 private keys (PKCS#8 PEM) from files.
+func loadJWTKeys(files string) ([]server.JWTKey, error) {
+	var keys []server.JWTKey
+	for _, f := range strings.Split(files, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("read JWT key: %w", err)
+		}
+		for {
+			var blk *pem.Block
+			blk, b = pem.Decode(b)
+			if blk == nil {
+				break
+			}
+			k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+			if err != nil {
+				return nil, fmt.Errorf("JWT key %s: %w", f, err)
+			}
+			ek, ok := k.(ed25519.PrivateKey)
+			if !ok {
+				return nil, fmt.Errorf("JWT key %s: want an Ed25519 key, got %T", f, k)
+			}
+			keys = append(keys, server.NewJWTKey(ek))
+		}
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("no JWT key: set -jwt-key (COFFER_JWT_KEY) to a PEM file with an Ed25519 key, or use -dev")
+	}
+	return keys, nil
+}
+
+// ensureKeyFile creates an Ed25519 PKCS#8 PEM key at path unless it exists.
+func ensureKeyFile(path string) (created bool, err error) {
+	if _, err := os.Stat(path); err == nil {
+		return false, nil
+	}
+	_, k, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return false, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return false, err
+	}
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	return true, writeFileAtomic(path, pemBytes, 0o600)
+}
+
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,382 @@
+// Package cofferd is the Coffer server process: it reads configuration,
+// starts a private PostgreSQL in dev mode, migrates, wires the store to the
+// HTTP server and shuts everything down gracefully. cmd/cofferd is a thin
+// wrapper around Main so that end-to-end tests can start the same server
+// in-process on a random port.
+package cofferd
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cofferhq/coffer/internal/pgcluster"
+	"github.com/cofferhq/coffer/migrations"
+	"github.com/cofferhq/coffer/server"
+	"github.com/cofferhq/coffer/store"
+)
+
+// Main is one cofferd process.
+type Main struct {
+	Config Config
+	// Stderr receives the log (and the log file, when configured).
+	Stderr io.Writer
+
+	logger   *slog.Logger
+	logFile  *os.File
+	cluster  *pgcluster.Cluster
+	db       *store.DB
+	listener net.Listener
+	http     *http.Server
+	tls      bool
+	served   chan error
+}
+
+// NewMain returns a Main with default configuration.
+func NewMain() *Main {
+	return &Main{Stderr: os.Stderr}
+}
+
+// ParseFlags reads configuration from the environment and args.
+func (m *Main) ParseFlags(args []string) error {
+	fs := m.Config.flagSet("cofferd")
+	fs.SetOutput(m.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: cofferd [flags]\n       cofferd migrate [flags]\n\nEvery flag can also be set as COFFER_<FLAG> (e.g. COFFER_DATABASE_URL).\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	return m.Config.parse(fs, args)
+}
+
+// URL is the base URL clients use, valid after Run.
+func (m *Main) URL() string {
+	scheme := "http"
+	if m.tls {
+		scheme = "https"
+	}
+	return scheme + "://" + m.listener.Addr().String()
+}
+
+// DataDir returns the absolute data directory.
+func (m *Main) DataDir() string {
+	d, _ := filepath.Abs(m.Config.DataDir)
+	return d
+}
+
+func (m *Main) setupLogging() error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(m.Config.LogLevel)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	logFile := m.Config.LogFile
+	if logFile == "" && m.Config.Dev {
+		logFile = filepath.Join(m.DataDir(), "cofferd.log")
+	}
+	var w io.Writer = m.Stderr
+	if logFile != "" {
+		if err := os.MkdirAll(filepath.Dir(logFile), 0o700); err != nil {
+			return err
+		}
+		f, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return fmt.Errorf("open log file: %w", err)
+		}
+		m.logFile = f
+		w = io.MultiWriter(m.Stderr, f)
+	}
+	m.logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+	return nil
+}
+
+// Logger returns the process logger (valid after Run has started).
+func (m *Main) Logger() *slog.Logger { return m.logger }
+
+// Migrate applies the embedded migrations and returns; `cofferd migrate`.
+func (m *Main) Migrate(ctx context.Context) error {
+	if err := m.setupLogging(); err != nil {
+		return err
+	}
+	if err := m.startDatabase(ctx); err != nil {
+		return err
+	}
+	return store.Migrate(ctx, m.Config.DatabaseURL, m.logger)
+}
+
+// startDatabase resolves the database URL, starting the dev-mode cluster.
+func (m *Main) startDatabase(ctx context.Context) error {
+	if !m.Config.Dev {
+		if m.Config.DatabaseURL == "" {
+			return errors.New("no database: set -database-url (COFFER_DATABASE_URL), or use -dev")
+		}
+		return nil
+	}
+	dir := m.DataDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	c, err := pgcluster.Start(ctx, pgcluster.Options{
+		DataDir: filepath.Join(dir, "postgres"),
+		// Dev data persists between runs, so it must survive a crash.
+		Fsync:  true,
+		Logger: m.logger,
+	})
+	if err != nil {
+		return fmt.Errorf("dev mode: start PostgreSQL: %w", err)
+	}
+	m.cluster = c
+	if err := createDatabase(ctx, c.URL("postgres"), "coffer"); err != nil {
+		return fmt.Errorf("dev mode: %w", err)
+	}
+	if m.Config.DatabaseURL == "" {
+		m.Config.DatabaseURL = c.URL("coffer")
+	}
+	if err := writeFileAtomic(filepath.Join(dir, "database-url"), []byte(m.Config.DatabaseURL+"\n"), 0o600); err != nil {
+		return err
+	}
+	m.logger.Info("dev mode: database ready", "database_url_file", filepath.Join(dir, "database-url"))
+	return nil
+}
+
+func createDatabase(ctx context.Context, adminURL, name string) error {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
+		return err
+	}
+	if !exists {
+		if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+			return fmt.Errorf("create database: %w", err)
+		}
+	}
+	return nil
+}
+
+// Run starts the server and returns once it is listening.
+func (m *Main) Run(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			m.Close()
+		}
+	}()
+	if err := m.setupLogging(); err != nil {
+		return err
+	}
+	if m.Config.Dev {
+		m.logger.Info("dev mode", "data", m.DataDir())
+		if m.Config.Addr == "" {
+			m.Config.Addr = "127.0.0.1:8080"
+		}
+		keyFile := filepath.Join(m.DataDir(), "jwt.key")
+		if err := os.MkdirAll(m.DataDir(), 0o700); err != nil {
+			return err
+		}
+		created, err := ensureKeyFile(keyFile)
+		if err != nil {
+			return fmt.Errorf("dev mode: JWT key: %w", err)
+		}
+		if created {
+			m.logger.Info("dev mode: generated access-token key", "file", keyFile)
+		}
+		if m.Config.JWTKeyFiles == "" {
+			m.Config.JWTKeyFiles = keyFile
+		}
+	}
+	if m.Config.Addr == "" {
+		m.Config.Addr = ":8080"
+	}
+	keys, err := loadJWTKeys(m.Config.JWTKeyFiles)
+	if err != nil {
+		return err
+	}
+	if err := m.startDatabase(ctx); err != nil {
+		return err
+	}
+	if m.Config.Migrate {
+		if err := store.Migrate(ctx, m.Config.DatabaseURL, m.logger); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+	}
+	if m.db, err = store.Open(ctx, m.Config.DatabaseURL); err != nil {
+		return err
+	}
+	want, err := migrations.Latest()
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", m.Config.Addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	m.listener = ln
+	tlsConfig, err := m.tlsConfig()
+	if err != nil {
+		return err
+	}
+	m.tls = tlsConfig != nil
+
+	cfg := server.DefaultConfig()
+	cfg.JWTKeys = keys
+	cfg.Logger = m.logger
+	cfg.AuthRateLimit = m.Config.AuthRateLimit
+	cfg.Origins = m.origins()
+	srv, err := server.New(cfg, server.Services{
+		Accounts: m.db,
+		Auth:     m.db,
+		Groups:   m.db,
+		Ready: func(ctx context.Context) error {
+			if err := m.db.Ping(ctx); err != nil {
+				return err
+			}
+			have, err := store.SchemaVersion(ctx, m.db.Pool())
+			if err != nil {
+				return err
+			}
+			if have < want {
+				return fmt.Errorf("schema version %d is below %d: run cofferd migrate", have, want)
+			}
+			return nil
+		},
+		Registry: prometheus.NewRegistry(),
+	})
+	if err != nil {
+		return err
+	}
+	m.http = &http.Server{
+		Handler:           srv,
+		TLSConfig:         tlsConfig,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(m.logger.Handler(), slog.LevelWarn),
+	}
+	m.served = make(chan error, 1)
+	go func() {
+		var err error
+		if m.tls {
+			err = m.http.ServeTLS(ln, "", "")
+		} else {
+			err = m.http.Serve(ln)
+		}
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		m.served <- err
+	}()
+	m.logger.Info("listening", "url", m.URL(), "origins", strings.Join(cfg.Origins, ","), "schema_version", want)
+	return nil
+}
+
+// origins lists what clients may bind into a login statement: the
+// configured origins, or the listen address (plus localhost for loopback).
+func (m *Main) origins() []string {
+	if m.Config.Origins != "" {
+		var out []string
+		for _, o := range strings.Split(m.Config.Origins, ",") {
+			if o = strings.TrimSpace(o); o != "" {
+				out = append(out, o)
+			}
+		}
+		return out
+	}
+	scheme := "http"
+	if m.tls {
+		scheme = "https"
+	}
+	addr := m.listener.Addr().(*net.TCPAddr)
+	port := fmt.Sprint(addr.Port)
+	cands := []string{scheme + "://" + net.JoinHostPort(addr.IP.String(), port)}
+	if addr.IP.IsLoopback() || addr.IP.IsUnspecified() {
+		cands = append(cands, scheme+"://127.0.0.1:"+port, scheme+"://localhost:"+port, scheme+"://[::1]:"+port)
+	}
+	if addr.IP.IsUnspecified() {
+		if h, err := os.Hostname(); err == nil {
+			cands = append(cands, scheme+"://"+strings.ToLower(h)+":"+port)
+		}
+	}
+	var out []string
+	for _, o := range cands {
+		if !slices.Contains(out, o) {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+func (m *Main) tlsConfig() (*tls.Config, error) {
+	if m.Config.TLSCert == "" && m.Config.TLSKey == "" {
+		if m.Config.TLSClientCA != "" {
+			return nil, errors.New("-tls-client-ca needs -tls-cert and -tls-key")
+		}
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(m.Config.TLSCert, m.Config.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("TLS: %w", err)
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if m.Config.TLSClientCA != "" {
+		pem, err := os.ReadFile(m.Config.TLSClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("TLS client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, errors.New("TLS client CA: no certificate found in file")
+		}
+		cfg.ClientCAs = pool
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
+}
+
+// Close shuts the server down gracefully, then the database and, in dev
+// mode, PostgreSQL.
+func (m *Main) Close() error {
+	var errs []error
+	if m.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		errs = append(errs, m.http.Shutdown(ctx))
+		cancel()
+		errs = append(errs, <-m.served)
+		m.http = nil
+	} else if m.listener != nil {
+		m.listener.Close()
+	}
+	if m.db != nil {
+		m.db.Close()
+		m.db = nil
+	}
+	if m.cluster != nil {
+		if m.logger != nil {
+			m.logger.Info("dev mode: stopping PostgreSQL")
+		}
+		errs = append(errs, m.cluster.Stop())
+		m.cluster = nil
+	}
+	if m.logger != nil {
+		m.logger.Info("stopped")
+	}
+	if m.logFile != nil {
+		errs = append(errs, m.logFile.Close())
+		m.logFile = nil
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,306 @@
+package server
+
+import (
+	"encoding/base64"
+	"net/http"
+	"strconv"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/api"
+)
+
+// maxGroupMeta caps the encrypted group name and description.
+const maxGroupMeta = 64 << 10
+
+func (s *Server) handleCreateGroup(w http.ResponseWriter, r *http.Request) {
+	caller := callerFrom(r.Context())
+	var req api.CommitRequest
+	if err := decode(w, r, s.cfg.MaxCommitBody, &req); err != nil {
+		Error(w, r, err)
+		return
+	}
+	sc := coffer.SignedCommit{Body: req.Commit.Body, Signature: req.Commit.Signature}
+	c, err := coffer.ParseCommit(sc.Body)
+	if err != nil {
+		Error(w, r, err)
+		return
+	}
+	if c.Author != caller {
+		Error(w, r, coffer.Errorf(coffer.EFORBIDDEN, "a commit's author must be the logged-in account"))
+		return
+	}
+	state, err := coffer.VerifyChain(nil, []coffer.SignedCommit{sc})
+	if err != nil {
+		Error(w, r, err)
+		return
+	}
+	a, err := s.buildAppend(nil, state, sc, c, &req)
+	if err != nil {
+		Error(w, r, err)
+		return
+	}
+	if err := s.groups.CreateGroup(r.Context(), a); err != nil {
+		Error(w, r, err)
+		return
+	}
+	loggerFrom(r).InfoContext(r.Context(), "group created", "group", state.Group, "author", caller, "members", len(state.Members))
+	gi, err := s.groups.Group(r.Context(), caller, state.Group)
+	if err != nil {
+		Error(w, r, err)
+		return
+	}
+	respond(w, http.StatusCreated, groupJSON(gi))
+}
+
+func (s *Server) handleAppendCommit(w http.ResponseWriter, r *http.Request) {
+	caller := callerFrom(r.Context())
+	g, err := coffer.ParseGroupID(chi.URLParam(r, "groupID"))
+	if err != nil {
+		Error(w, r, err)
+		return
+	}
+	var req api.CommitRequest
+	if err := decode(w, r, s.cfg.MaxCommitBody, &req); err != nil {
+		Error(w, r, err)
+		return
+	}
+	sc := coffer.SignedCommit{Body: req.Commit.Body, Signature: req.Commit.Signature}
+	c, err := coffer.ParseCommit(sc.Body)
+	if err != nil {
+		Error(w, r, err)
+		return
+	}
+	state, err := s.groups.GroupState(r.Context(), caller, g)
+	if err != nil {
+		Error(w, r, err)
+		return
+	}
+	if c.Group != g {
+		Error(w, r, &coffer.Error{Code: coffer.EINVALID, Message: "commit names another group", Rule: coffer.RuleGroup})
+		return
+	}
+	if c.Author != caller {
+		Error(w, r, coffer.Errorf(coffer.EFORBIDDEN, "a commit's author must be the logged-in account"))
+		return
+	}
+	if c.Seq != state.Seq+1 {
+		// The client is behind (or ahead): not a rule violation but a race
+		// to re-sync from, so 409 with the head like a lost append.
+		Error(w, r, &headError{err: coffer.Errorf(coffer.ECONFLICT, "commit seq %d does not follow head %d: re-sync and retry", c.Seq, state.Seq), head: state.Seq})
+		return
+	}
+	prev := *state // shallow copy of the scalars we compare against
+	if err := state.Apply(sc); err != nil {
+		Error(w, r, err)
+		return
+	}
+	a, err := s.buildAppend(&prev, state, sc, c, &req)
+	if err != nil {
+		Error(w, r, err)
+		return
+	}
+	head, err := s.groups.AppendCommit(r.Context(), caller, a)
+	if coffer.ErrorCode(err) == coffer.ECONFLICT {
+		Error(w, r, &headError{err: coffer.Errorf(coffer.ECONFLICT, "the group's head moved to seq %d: re-sync and retry", head), head: head})
+		return
+	}
+	if err != nil {
+		Error(w, r, err)
+		return
+	}
+	loggerFrom(r).InfoContext(r.Context(), "commit appended", "group", g, "seq", c.Seq, "epoch", c.Epoch, "author", caller, "ops", len(c.Ops))
+	gi, err := s.groups.Group(r.Context(), caller, g)
+	if coffer.ErrorCode(err) == coffer.ENOTFOUND {
+		// The author removed themself: the commit landed, they can no
+		// longer see the group.
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	if err != nil {
+		Error(w, r, err)
+		return
+	}
+	respond(w, http.StatusCreated, groupJSON(gi))
+}
+
+// buildAppend checks the wraps and links that must accompany a verified
+// commit: a wrap of the new epoch key for every member when the commit
+// starts an epoch (genesis or rotation), a wrap of the current key for each
+// member it adds otherwise, and, when the group shares history, one link
+// from the new epoch back to the previous one. Exactly those: the server
+// cannot check what is inside a wrap, but it can refuse to store keys for
+// non-members or leave a member without one.
+func (s *Server) buildAppend(prev *coffer.GroupState, next *coffer.GroupState, sc coffer.SignedCommit, c *coffer.Commit, req *api.CommitRequest) (*coffer.GroupAppend, error) {
+	want := map[coffer.AccountID]bool{}
+	rotated := prev == nil || next.Epoch != prev.Epoch
+	if rotated {
+		for id := range next.Members {
+			want[id] = true
+		}
+	} else {
+		for _, op := range c.Ops {
+			if op.Kind == coffer.OpAdd {
+				want[op.Member] = true
+			}
+		}
+	}
+	a := &coffer.GroupAppend{Commit: sc, Parsed: c, State: next, Received: s.now()}
+	if prev != nil {
+		a.PrevSeq = prev.Seq
+	}
+	for _, wr := range req.Wraps {
+		if wr.Epoch != next.Epoch {
+			return nil, coffer.Errorf(coffer.EINVALID, "wrap for %s is for epoch %d, the commit's epoch is %d", wr.Member, wr.Epoch, next.Epoch)
+		}
+		if !want[wr.Member] {
+			return nil, coffer.Errorf(coffer.EINVALID, "unexpected or duplicate wrap for %s", wr.Member)
+		}
+		if len(wr.Wrap) != coffer.WrapSize {
+			return nil, coffer.Errorf(coffer.EINVALID, "wrap for %s must be %d bytes, got %d", wr.Member, coffer.WrapSize, len(wr.Wrap))
+		}
+		delete(want, wr.Member)
+		a.Wraps = append(a.Wraps, coffer.Wrap{Member: wr.Member, Epoch: wr.Epoch, Data: wr.Wrap})
+	}
+	for id := range want {
+		return nil, coffer.Errorf(coffer.EINVALID, "missing wrap of the epoch %d key for member %s", next.Epoch, id)
+	}
+	needLink := prev != nil && rotated && next.ShareHistory
+	switch {
+	case needLink && len(req.Links) != 1:
+		return nil, coffer.Errorf(coffer.EINVALID, "a rotation in a history-sharing group needs exactly one history link, for epoch %d", prev.Epoch)
+	case !needLink && len(req.Links) != 0:
+		return nil, coffer.Errorf(coffer.EINVALID, "this commit takes no history links")
+	case needLink:
+		l := req.Links[0]
+		if l.Epoch != prev.Epoch || len(l.Link) != coffer.HistoryLinkSize {
+			return nil, coffer.Errorf(coffer.EINVALID, "history link must be for epoch %d and %d bytes", prev.Epoch, coffer.HistoryLinkSize)
+		}
+		a.Links = []coffer.HistoryLink{{Epoch: l.Epoch, Data: l.Link}}
+	}
+	if len(req.Meta) > maxGroupMeta {
+		return nil, coffer.Errorf(coffer.ETOOLARGE, "group metadata is larger than %d bytes", maxGroupMeta)
+	}
+	if req.Meta != nil {
+		a.Meta = req.Meta
+	}
+	return a, nil
+}
+
+func groupJSON(gi *coffer.GroupInfo) api.Group {
+	return api.Group{ID: gi.ID, HeadSeq: gi.HeadSeq, HeadHash: gi.HeadHash[:], Epoch: gi.Epoch,
+		MetaEpoch: gi.MetaEpoch, Meta: gi.Meta, Role: gi.Role}
+}
+
+func (s *Server) handleListGroups(w http.ResponseWriter, r *http.Request) {
+	caller := callerFrom(r.Context())
+	limit, err := queryLimit(r, 100, 1000)
+	if err != nil {
+		Error(w, r, err)
+		return
+	}
+	var after coffer.GroupID
+	if cur := r.URL.Query().Get("cursor"); cur != "" {
+		b, err := base64.RawURLEncoding.DecodeString(cur)
+		if err == nil {
+			after, err = coffer.ParseGroupID(string(b))
+		}
+		if err != nil {
+			Error(w, r, coffer.Errorf(coffer.EINVALID, "malformed cursor: pass next_cursor back unchanged"))
+			return
+		}
+	}
+	groups, err := s.groups.Groups(r.Context(), caller, after, limit)
+	if err != nil {
+		Error(w, r, err)
+		return
+	}
+	out := api.GroupList{Groups: make([]api.Group, 0, len(groups))}
+	for i := range groups {
+		out.Groups = append(out.Groups, groupJSON(&groups[i]))
+	}
+	if len(groups) == limit {
+		out.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(groups[len(groups)-1].ID.String()))
+	}
+	respond(w, http.StatusOK, out)
+}
+
+func (s *Server) handleGetGroup(w http.ResponseWriter, r *http.Request) {
+	g, err := coffer.ParseGroupID(chi.URLParam(r, "groupID"))
+	if err != nil {
+		Error(w, r, err)
+		return
+	}
+	gi, err := s.groups.Group(r.Context(), callerFrom(r.Context()), g)
+	if err != nil {
+		Error(w, r, err)
+		return
+	}
+	respond(w, http.StatusOK, groupJSON(gi))
+}
+
+func (s *Server) handleListCommits(w http.ResponseWriter, r *http.Request) {
+	g, err := coffer.ParseGroupID(chi.URLParam(r, "groupID"))
+	if err != nil {
+		Error(w, r, err)
+		return
+	}
+	limit, err := queryLimit(r, 1000, 1000)
+	if err != nil {
+		Error(w, r, err)
+		return
+	}
+	var after uint64
+	if v := r.URL.Query().Get("after"); v != "" {
+		if after, err = strconv.ParseUint(v, 10, 63); err != nil {
+			Error(w, r, coffer.Errorf(coffer.EINVALID, "after must be a non-negative integer seq"))
+			return
+		}
+	}
+	commits, err := s.groups.Commits(r.Context(), callerFrom(r.Context()), g, after, limit)
+	if err != nil {
+		Error(w, r, err)
+		return
+	}
+	out := api.CommitList{Commits: make([]api.SignedCommit, 0, len(commits))}
+	for _, c := range commits {
+		out.Commits = append(out.Commits, api.SignedCommit{Body: c.Body, Signature: c.Signature})
+	}
+	respond(w, http.StatusOK, out)
+}
+
+func (s *Server) handleKeys(w http.ResponseWriter, r *http.Request) {
+	caller := callerFrom(r.Context())
+	g, err := coffer.ParseGroupID(chi.URLParam(r, "groupID"))
+	if err != nil {
+		Error(w, r, err)
+		return
+	}
+	wraps, links, err := s.groups.Keys(r.Context(), caller, g)
+	if err != nil {
+		Error(w, r, err)
+		return
+	}
+	out := api.Keys{Wraps: []api.Wrap{}, Links: []api.HistoryLink{}}
+	for _, wr := range wraps {
+		out.Wraps = append(out.Wraps, api.Wrap{Member: wr.Member, Epoch: wr.Epoch, Wrap: wr.Data})
+	}
+	for _, l := range links {
+		out.Links = append(out.Links, api.HistoryLink{Epoch: l.Epoch, Link: l.Data})
+	}
+	respond(w, http.StatusOK, out)
+}
+
+// queryLimit parses ?limit=, defaulting to def and refusing values above max.
+func queryLimit(r *http.Request, def, max int) (int, error) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > max {
+		return 0, coffer.Errorf(coffer.EINVALID, "limit must be between 1 and %d", max)
+	}
+	return n, nil
+}

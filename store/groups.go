@@ -1,0 +1,271 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cofferhq/coffer"
+)
+
+var _ coffer.GroupService = (*DB)(nil)
+
+// memberClause restricts a query to groups where $2 (the caller) is a
+// current member. Every read of a group object carries it, so a non-member
+// sees ENOTFOUND exactly like a missing group.
+const memberClause = `EXISTS (SELECT 1 FROM group_members m WHERE m.group_id = $1 AND m.account_id = $2)`
+
+func notFoundGroup() error { return coffer.Errorf(coffer.ENOTFOUND, "no such group") }
+
+// CreateGroup implements coffer.GroupService.
+func (db *DB) CreateGroup(ctx context.Context, a *coffer.GroupAppend) error {
+	state, err := a.State.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	now := db.now()
+	err = db.inTx(ctx, func(tx pgx.Tx) error {
+		var metaEpoch *uint64
+		if a.Meta != nil {
+			metaEpoch = &a.State.Epoch
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO groups (id, head_seq, head_hash, epoch, state, meta_epoch, meta, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)`,
+			a.State.Group, a.State.Seq, a.State.Head[:], a.State.Epoch, state, metaEpoch, a.Meta, now)
+		if err != nil {
+			return err
+		}
+		return insertCommit(ctx, tx, a, now)
+	})
+	if coffer.ErrorCode(err) == coffer.ECONFLICT {
+		return coffer.Errorf(coffer.ECONFLICT, "group %s already exists", a.State.Group)
+	}
+	return err
+}
+
+// GroupState implements coffer.GroupService.
+func (db *DB) GroupState(ctx context.Context, caller coffer.AccountID, g coffer.GroupID) (*coffer.GroupState, error) {
+	var raw []byte
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `SELECT state FROM groups WHERE id = $1 AND `+memberClause, g, caller).Scan(&raw)
+	})
+	if coffer.ErrorCode(err) == coffer.ENOTFOUND {
+		return nil, notFoundGroup()
+	}
+	if err != nil {
+		return nil, err
+	}
+	s := new(coffer.GroupState)
+	if err := s.UnmarshalBinary(raw); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// AppendCommit implements coffer.GroupService. The UPDATE … WHERE head_seq
+// is the compare-and-swap and the commits primary key (group_id, seq) is
+// the invariant behind it: of two racing appenders exactly one wins, with
+// no lock held across the verification the server did before calling.
+func (db *DB) AppendCommit(ctx context.Context, caller coffer.AccountID, a *coffer.GroupAppend) (uint64, error) {
+	state, err := a.State.MarshalBinary()
+	if err != nil {
+		return 0, err
+	}
+	var head uint64
+	now := db.now()
+	err = db.inTx(ctx, func(tx pgx.Tx) error {
+		metaSet := a.Meta != nil
+		tag, err := tx.Exec(ctx, `UPDATE groups SET head_seq = $3, head_hash = $4, epoch = $5, state = $6,
+				meta_epoch = CASE WHEN $7 THEN $5 ELSE meta_epoch END,
+				meta = CASE WHEN $7 THEN $8 ELSE meta END,
+				updated_at = $9
+			WHERE id = $1 AND head_seq = $10 AND `+memberClause,
+			a.State.Group, caller, a.State.Seq, a.State.Head[:], a.State.Epoch, state, metaSet, a.Meta, now, a.PrevSeq)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			err := tx.QueryRow(ctx, `SELECT head_seq FROM groups WHERE id = $1 AND `+memberClause, a.State.Group, caller).Scan(&head)
+			if err != nil {
+				return err
+			}
+			return coffer.Errorf(coffer.ECONFLICT, "the group's head moved to seq %d: re-sync and retry", head)
+		}
+		return insertCommit(ctx, tx, a, now)
+	})
+	switch coffer.ErrorCode(err) {
+	case coffer.ENOTFOUND:
+		return 0, notFoundGroup()
+	case coffer.ECONFLICT:
+		if head == 0 { // the commits key caught the race
+			_ = db.pool.QueryRow(ctx, `SELECT head_seq FROM groups WHERE id = $1`, a.State.Group).Scan(&head)
+		}
+		return head, coffer.Errorf(coffer.ECONFLICT, "the group's head moved to seq %d: re-sync and retry", head)
+	}
+	return a.State.Seq, err
+}
+
+// insertCommit stores the commit, applies its membership changes to
+// group_members, and stores its wraps and links, all in tx.
+func insertCommit(ctx context.Context, tx pgx.Tx, a *coffer.GroupAppend, now time.Time) error {
+	c, g := a.Parsed, a.State.Group
+	hash := a.Commit.Hash()
+	if _, err := tx.Exec(ctx, `INSERT INTO commits (group_id, seq, body, signature, hash, author_id, epoch, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		g, c.Seq, a.Commit.Body, a.Commit.Signature, hash[:], c.Author, c.Epoch, now); err != nil {
+		return err
+	}
+	for _, op := range c.Ops {
+		var err error
+		switch op.Kind {
+		case coffer.OpAdd:
+			_, err = tx.Exec(ctx, `INSERT INTO group_members (group_id, account_id, role) VALUES ($1, $2, $3)`, g, op.Member, int16(op.Role))
+		case coffer.OpRemove:
+			_, err = tx.Exec(ctx, `DELETE FROM group_members WHERE group_id = $1 AND account_id = $2`, g, op.Member)
+		case coffer.OpSetRole:
+			_, err = tx.Exec(ctx, `UPDATE group_members SET role = $3 WHERE group_id = $1 AND account_id = $2`, g, op.Member, int16(op.Role))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if len(a.Wraps) > 0 {
+		rows := make([][]any, len(a.Wraps))
+		for i, w := range a.Wraps {
+			rows[i] = []any{g, int64(w.Epoch), w.Member, w.Data}
+		}
+		// COPY keeps a 10,000-member rotation to one round trip.
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"wrapped_keys"},
+			[]string{"group_id", "epoch", "member_id", "wrap"}, pgx.CopyFromRows(rows)); err != nil {
+			return err
+		}
+	}
+	for _, l := range a.Links {
+		if _, err := tx.Exec(ctx, `INSERT INTO history_links (group_id, epoch, link) VALUES ($1, $2, $3)`, g, int64(l.Epoch), l.Data); err != nil {
+			return err
+		}
+	}
+	return afterCommitStored(ctx, tx, a)
+}
+
+// afterCommitStored is a hook, run in the commit's transaction, for work
+// that must be atomic with it (the transparency log appends here).
+var afterCommitStored = func(ctx context.Context, tx pgx.Tx, a *coffer.GroupAppend) error { return nil }
+
+const groupColumns = `g.id, g.head_seq, g.head_hash, g.epoch, COALESCE(g.meta_epoch, 0), g.meta, m.role`
+
+func scanGroup(row pgx.Row) (coffer.GroupInfo, error) {
+	var (
+		gi   coffer.GroupInfo
+		hash []byte
+		role int16
+	)
+	if err := row.Scan(&gi.ID, &gi.HeadSeq, &hash, &gi.Epoch, &gi.MetaEpoch, &gi.Meta, &role); err != nil {
+		return gi, err
+	}
+	copy(gi.HeadHash[:], hash)
+	gi.Role = coffer.Role(role)
+	return gi, nil
+}
+
+// Groups implements coffer.GroupService.
+func (db *DB) Groups(ctx context.Context, caller coffer.AccountID, after coffer.GroupID, limit int) ([]coffer.GroupInfo, error) {
+	var out []coffer.GroupInfo
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT `+groupColumns+` FROM groups g
+			JOIN group_members m ON m.group_id = g.id AND m.account_id = $1
+			WHERE g.id > $2 ORDER BY g.id LIMIT $3`, caller, after, limit)
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (coffer.GroupInfo, error) { return scanGroup(r) })
+		return err
+	})
+	return out, err
+}
+
+// Group implements coffer.GroupService.
+func (db *DB) Group(ctx context.Context, caller coffer.AccountID, g coffer.GroupID) (*coffer.GroupInfo, error) {
+	var gi coffer.GroupInfo
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		gi, err = scanGroup(tx.QueryRow(ctx, `SELECT `+groupColumns+` FROM groups g
+			JOIN group_members m ON m.group_id = g.id AND m.account_id = $2 WHERE g.id = $1`, g, caller))
+		return err
+	})
+	if coffer.ErrorCode(err) == coffer.ENOTFOUND {
+		return nil, notFoundGroup()
+	}
+	return &gi, err
+}
+
+// Commits implements coffer.GroupService.
+func (db *DB) Commits(ctx context.Context, caller coffer.AccountID, g coffer.GroupID, after uint64, limit int) ([]coffer.SignedCommit, error) {
+	var out []coffer.SignedCommit
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		if err := checkMember(ctx, tx, g, caller); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT body, signature FROM commits
+			WHERE group_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, g, int64(after), limit)
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (coffer.SignedCommit, error) {
+			var sc coffer.SignedCommit
+			err := r.Scan(&sc.Body, &sc.Signature)
+			return sc, err
+		})
+		return err
+	})
+	return out, err
+}
+
+// Keys implements coffer.GroupService.
+func (db *DB) Keys(ctx context.Context, caller coffer.AccountID, g coffer.GroupID) ([]coffer.Wrap, []coffer.HistoryLink, error) {
+	var (
+		wraps []coffer.Wrap
+		links []coffer.HistoryLink
+	)
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		if err := checkMember(ctx, tx, g, caller); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT epoch, wrap FROM wrapped_keys
+			WHERE group_id = $1 AND member_id = $2 ORDER BY epoch`, g, caller)
+		if err != nil {
+			return err
+		}
+		wraps, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (coffer.Wrap, error) {
+			w := coffer.Wrap{Member: caller}
+			err := r.Scan(&w.Epoch, &w.Data)
+			return w, err
+		})
+		if err != nil {
+			return err
+		}
+		rows, err = tx.Query(ctx, `SELECT epoch, link FROM history_links WHERE group_id = $1 ORDER BY epoch`, g)
+		if err != nil {
+			return err
+		}
+		links, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (coffer.HistoryLink, error) {
+			var l coffer.HistoryLink
+			err := r.Scan(&l.Epoch, &l.Data)
+			return l, err
+		})
+		return err
+	})
+	return wraps, links, err
+}
+
+func checkMember(ctx context.Context, tx pgx.Tx, g coffer.GroupID, caller coffer.AccountID) error {
+	var ok bool
+	if err := tx.QueryRow(ctx, `SELECT `+memberClause, g, caller).Scan(&ok); err != nil {
+		return err
+	}
+	if !ok {
+		return notFoundGroup()
+	}
+	return nil
+}
