@@ -1,0 +1,822 @@
+package coffer
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"slices"
+	"sort"
+	"sync"
+
+	"golang.org/x/crypto/cryptobyte"
+)
+
+// The chain verifier is the one place where the membership rules live. The
+// server runs it before appending a commit, every client runs it before
+// trusting a membership view, and the auditor runs it over every stored
+// chain. It is a pure function of the commits it is given and, optionally, a
+// state the caller verified before (a checkpoint); it trusts nothing else.
+//
+// The rules, each with a stable name in the Rule field of the *Error:
+//
+//   - position: the group id matches (RuleGroup), seq is the previous seq
+//     plus one (RuleSeq) and prev is the previous commit's hash (RulePrev).
+//     A commit replayed from another group fails RuleGroup.
+//   - genesis: seq 1, zero prev, epoch 1, a non-zero key commitment, and a
+//     first op that adds the author as owner with the key that signs it; it
+//     may add more members but nothing else (RuleGenesis).
+//   - authority: the author is a current owner or admin (RuleAuthor) and the
+//     signature verifies under the signing key the chain records for the
+//     author (RuleSignature).
+//   - owner protection: only an owner adds, removes, demotes or promotes an
+//     owner; admins manage readers, writers and admins, including each
+//     other; a group always keeps at least one owner (RuleOwnerProtection).
+//     Nobody raises their own role (RuleSelfPromotion); lowering it or
+//     leaving is allowed.
+//   - membership: an add names a non-member whose handle no current member
+//     has, and no commit has two ops for one member (RuleDuplicateMember);
+//     remove and set-role name a current member (RuleNotMember); a set-role
+//     changes the role (RuleNoOp).
+//   - epochs: a removal or demotion needs an OpRotate in the same commit,
+//     and a commit holds at most one (RuleRotation). A rotating commit has
+//     epoch+1 and a new, non-zero key commitment; any other commit keeps
+//     both (RuleEpoch, RuleKeyCommitment).
+//   - the history flag never changes after the genesis (RuleHistoryFlag), and
+//     a commit has at least one op (RuleEmpty).
+//
+// Authorization is judged against the state before the commit, and a commit
+// applies atomically: each op sees the roles as they were when the author
+// signed.
+
+// Rule names of the chain verifier and the commit parser. They are stable:
+// clients, the server's error responses and the auditor's report carry them.
+const (
+	RuleVersion         = "version"          // unknown commit version
+	RuleMalformed       = "malformed"        // not a canonical, well-formed encoding
+	RuleTooLarge        = "too-large"        // over MaxCommitSize or MaxCommitOps
+	RuleUnknownOp       = "unknown-op"       // unknown op kind
+	RuleGenesis         = "genesis"          // the first commit is not a valid genesis
+	RuleGroup           = "group"            // commit for another group
+	RuleSeq             = "seq"              // seq is not the previous seq plus one
+	RulePrev            = "prev"             // prev is not the previous commit's hash
+	RuleAuthor          = "author"           // author is not a current owner or admin
+	RuleSignature       = "signature"        // signature does not verify under the author's key
+	RuleHistoryFlag     = "history-flag"     // the history-sharing flag changed
+	RuleEmpty           = "empty"            // a commit without ops
+	RuleEpoch           = "epoch"            // epoch is not the previous epoch (+1 iff rotating)
+	RuleRotation        = "rotation"         // removal or demotion without a rotation, or two rotations
+	RuleKeyCommitment   = "key-commitment"   // key commitment reused on rotation, or changed without one
+	RuleDuplicateMember = "duplicate-member" // adding a member or handle twice, or two ops for one member
+	RuleNotMember       = "not-member"       // removing or changing the role of a non-member
+	RuleSelfPromotion   = "self-promotion"   // an author raising their own role
+	RuleOwnerProtection = "owner-protection" // a non-owner touching an owner, or no owner left
+	RuleNoOp            = "no-op"            // set-role to the role the member already has
+)
+
+func ruleErr(rule, format string, args ...any) *Error {
+	return &Error{Code: EINVALID, Message: fmt.Sprintf(format, args...), Rule: rule}
+}
+
+// Member is a current member of a group, with the keys the chain recorded
+// when the member was added.
+type Member struct {
+	ID            AccountID
+	Handle        Handle
+	SigningKey    ed25519.PublicKey
+	EncryptionKey []byte
+	Role          Role
+	JoinedEpoch   uint64 // the epoch of the commit that added the member
+}
+
+// GroupState is a group as a verified chain leaves it. The zero value is the
+// state before the genesis; a zero value with only Group set additionally
+// requires the genesis to be for that group.
+//
+// A GroupState is only meaningful when it comes from VerifyChain, Apply,
+// Clone or UnmarshalBinary. Callers must treat its fields and members as
+// read-only.
+type GroupState struct {
+	Group        GroupID
+	Seq          uint64   // seq of the head commit; 0 before the genesis
+	Head         [32]byte // SignedCommit.Hash of the head commit
+	Epoch        uint64
+	ShareHistory bool
+	Members      map[AccountID]*Member // current members
+
+	// keyCommitments[e-1] is the key commitment of epoch e.
+	keyCommitments [][32]byte
+	// roles holds, for every account that was ever a member, its role
+	// changes in chain order, at most one per epoch (the last one in that
+	// epoch, which is also the highest: see RoleAt).
+	roles map[AccountID][]roleChange
+
+	// Derived from Members, rebuilt by reindex.
+	handles map[Handle]AccountID
+	owners  int
+}
+
+type roleChange struct {
+	epoch uint64
+	role  Role // RoleNone after a removal
+}
+
+// Clone returns a deep copy of s. Key byte slices are shared: they are never
+// modified.
+func (s *GroupState) Clone() *GroupState {
+	c := &GroupState{
+		Group:          s.Group,
+		Seq:            s.Seq,
+		Head:           s.Head,
+		Epoch:          s.Epoch,
+		ShareHistory:   s.ShareHistory,
+		Members:        make(map[AccountID]*Member, len(s.Members)),
+		keyCommitments: slices.Clone(s.keyCommitments),
+		roles:          make(map[AccountID][]roleChange, len(s.roles)),
+	}
+	for id, m := range s.Members {
+		mc := *m
+		c.Members[id] = &mc
+	}
+	for id, h := range s.roles {
+		c.roles[id] = slices.Clone(h)
+	}
+	c.reindex()
+	return c
+}
+
+func (s *GroupState) reindex() {
+	if s.Members == nil {
+		s.Members = make(map[AccountID]*Member)
+	}
+	if s.roles == nil {
+		s.roles = make(map[AccountID][]roleChange)
+	}
+	s.handles = make(map[Handle]AccountID, len(s.Members))
+	s.owners = 0
+	for id, m := range s.Members {
+		s.handles[m.Handle] = id
+		if m.Role == RoleOwner {
+			s.owners++
+		}
+	}
+}
+
+// checkShape rejects a state that was assembled by hand instead of by the
+// verifier, before it can make the verifier panic.
+func (s *GroupState) checkShape() error {
+	if s.Seq == 0 {
+		return nil
+	}
+	if s.Epoch == 0 || uint64(len(s.keyCommitments)) != s.Epoch || s.roles == nil {
+		return Errorf(EINVALID, "group state is not a verified checkpoint")
+	}
+	if s.handles == nil {
+		s.reindex()
+	}
+	return nil
+}
+
+// KeyCommitment returns the key commitment of epoch, if the chain has
+// reached it.
+func (s *GroupState) KeyCommitment(epoch uint64) ([32]byte, bool) {
+	if epoch == 0 || epoch > uint64(len(s.keyCommitments)) {
+		return [32]byte{}, false
+	}
+	return s.keyCommitments[epoch-1], true
+}
+
+// RoleAt returns the highest role id held at any point during epoch, or
+// RoleNone if id was not a member during epoch (or epoch is not reached
+// yet). Readers use it to check that a resource's author could write at the
+// resource's epoch.
+//
+// Because removals and demotions always start a new epoch, a role only
+// rises within an epoch, so the highest role during an epoch is the last
+// one recorded in it or before it.
+func (s *GroupState) RoleAt(id AccountID, epoch uint64) Role {
+	if epoch == 0 || epoch > s.Epoch {
+		return RoleNone
+	}
+	h := s.roles[id]
+	i := sort.Search(len(h), func(i int) bool { return h[i].epoch > epoch })
+	if i == 0 {
+		return RoleNone
+	}
+	return h[i-1].role
+}
+
+// SortedMembers returns copies of the current members, ordered by id.
+func (s *GroupState) SortedMembers() []*Member {
+	ms := make([]*Member, 0, len(s.Members))
+	for _, m := range s.Members {
+		mc := *m
+		ms = append(ms, &mc)
+	}
+	slices.SortFunc(ms, func(a, b *Member) int { return bytes.Compare(a.ID[:], b.ID[:]) })
+	return ms
+}
+
+func (s *GroupState) name(id AccountID) string {
+	if m := s.Members[id]; m != nil {
+		return fmt.Sprintf("%s (%s)", m.Handle, id)
+	}
+	return id.String()
+}
+
+// Apply verifies sc as the next commit of s and applies it in place. On
+// error, s is unchanged. The error is an *Error with code EINVALID and a
+// Rule.
+func (s *GroupState) Apply(sc SignedCommit) error {
+	if err := s.checkShape(); err != nil {
+		return err
+	}
+	c, err := ParseCommit(sc.Body)
+	if err != nil {
+		return err
+	}
+	key, err := s.authorize(c)
+	if err != nil {
+		return err
+	}
+	if !VerifySignature(key, LabelCommit, sc.Body, sc.Signature) {
+		return signatureErr(c)
+	}
+	return s.apply(c, sc.Hash())
+}
+
+func signatureErr(c *Commit) error {
+	return ruleErr(RuleSignature, "signature does not verify under the signing key of author %s", c.Author)
+}
+
+// authorize checks the commit's position and author and returns the key
+// that must have signed it.
+func (s *GroupState) authorize(c *Commit) (ed25519.PublicKey, error) {
+	if s.Seq == 0 {
+		return s.authorizeGenesis(c)
+	}
+	if c.Group != s.Group {
+		return nil, ruleErr(RuleGroup, "names group %s, not %s", c.Group, s.Group)
+	}
+	// Seq is a bigint in storage; a chain never gets near this.
+	if s.Seq >= math.MaxInt64 {
+		return nil, ruleErr(RuleSeq, "the chain is full")
+	}
+	if c.Seq != s.Seq+1 {
+		return nil, ruleErr(RuleSeq, "seq is %d, want %d", c.Seq, s.Seq+1)
+	}
+	if c.Prev != s.Head {
+		return nil, ruleErr(RulePrev, "prev is not the hash of commit %d", s.Seq)
+	}
+	m := s.Members[c.Author]
+	if m == nil {
+		return nil, ruleErr(RuleAuthor, "author %s is not a member of the group", c.Author)
+	}
+	if m.Role < RoleAdmin {
+		return nil, ruleErr(RuleAuthor, "author %s is a %s; only owners and admins change membership", s.name(c.Author), m.Role)
+	}
+	return m.SigningKey, nil
+}
+
+func (s *GroupState) authorizeGenesis(c *Commit) (ed25519.PublicKey, error) {
+	if !s.Group.IsZero() && c.Group != s.Group {
+		return nil, ruleErr(RuleGroup, "genesis is for group %s, not %s", c.Group, s.Group)
+	}
+	if c.Seq != 1 {
+		return nil, ruleErr(RuleGenesis, "the first commit must have seq 1, not %d", c.Seq)
+	}
+	if c.Prev != ([32]byte{}) {
+		return nil, ruleErr(RuleGenesis, "the genesis must have a zero prev")
+	}
+	if c.Epoch != 1 {
+		return nil, ruleErr(RuleGenesis, "the genesis must start epoch 1, not %d", c.Epoch)
+	}
+	if len(c.Ops) == 0 {
+		return nil, ruleErr(RuleEmpty, "the genesis has no ops")
+	}
+	if op := c.Ops[0]; op.Kind != OpAdd || op.Member != c.Author || op.Role != RoleOwner {
+		return nil, ruleErr(RuleGenesis, "the genesis must first add its author %s as owner", c.Author)
+	}
+	return c.Ops[0].SigningKey, nil
+}
+
+// apply checks the rules that follow a verified signature and, if all hold,
+// applies c. It changes nothing unless it returns nil.
+func (s *GroupState) apply(c *Commit, hash [32]byte) error {
+	genesis := s.Seq == 0
+	var (
+		members    map[AccountID]*Member
+		handles    map[Handle]AccountID
+		authorRole = RoleOwner // the genesis author adds themselves as owner
+		owners     int
+	)
+	if !genesis {
+		members, handles, owners = s.Members, s.handles, s.owners
+		authorRole = members[c.Author].Role
+		if c.ShareHistory != s.ShareHistory {
+			return ruleErr(RuleHistoryFlag, "the history-sharing flag is fixed at %t by the genesis", s.ShareHistory)
+		}
+		if len(c.Ops) == 0 {
+			return ruleErr(RuleEmpty, "no ops")
+		}
+	}
+
+	rotations := 0
+	for _, op := range c.Ops {
+		if op.Kind == OpRotate {
+			rotations++
+		}
+	}
+	rotating := rotations > 0
+	switch {
+	case genesis && rotating:
+		return ruleErr(RuleGenesis, "the genesis starts epoch 1 and cannot rotate")
+	case rotations > 1:
+		return ruleErr(RuleRotation, "%d rotate ops; at most one is allowed", rotations)
+	case genesis:
+		if c.KeyCommitment == ([32]byte{}) {
+			return ruleErr(RuleKeyCommitment, "the key commitment is zero")
+		}
+	case rotating:
+		if c.Epoch != s.Epoch+1 {
+			return ruleErr(RuleEpoch, "a rotation from epoch %d must start epoch %d, not %d", s.Epoch, s.Epoch+1, c.Epoch)
+		}
+		if c.KeyCommitment == ([32]byte{}) {
+			return ruleErr(RuleKeyCommitment, "the key commitment is zero")
+		}
+		if c.KeyCommitment == s.keyCommitments[s.Epoch-1] {
+			return ruleErr(RuleKeyCommitment, "the rotation to epoch %d reuses the key commitment of epoch %d", c.Epoch, s.Epoch)
+		}
+	default:
+		if c.Epoch != s.Epoch {
+			return ruleErr(RuleEpoch, "epoch is %d, but the group is at epoch %d and only a rotation changes it", c.Epoch, s.Epoch)
+		}
+		if c.KeyCommitment != s.keyCommitments[s.Epoch-1] {
+			return ruleErr(RuleKeyCommitment, "the key commitment changed without a rotation")
+		}
+	}
+
+	var (
+		touched    = make(map[AccountID]struct{}, len(c.Ops))
+		added      map[Handle]struct{}
+		needRotate bool
+	)
+	for i, op := range c.Ops {
+		if op.Kind == OpRotate {
+			continue
+		}
+		if genesis && op.Kind != OpAdd {
+			return ruleErr(RuleGenesis, "op %d: the genesis may only add members, not %s", i, op.Kind)
+		}
+		if _, dup := touched[op.Member]; dup {
+			return ruleErr(RuleDuplicateMember, "op %d: more than one op for member %s in one commit", i, op.Member)
+		}
+		touched[op.Member] = struct{}{}
+
+		switch op.Kind {
+		case OpAdd:
+			if members[op.Member] != nil {
+				return ruleErr(RuleDuplicateMember, "op %d: %s is already a member", i, s.name(op.Member))
+			}
+			if other, ok := handles[op.Handle]; ok {
+				return ruleErr(RuleDuplicateMember, "op %d: handle %s is already used by member %s", i, op.Handle, other)
+			}
+			if _, ok := added[op.Handle]; ok {
+				return ruleErr(RuleDuplicateMember, "op %d: handle %s is added twice", i, op.Handle)
+			}
+			if added == nil {
+				added = make(map[Handle]struct{})
+			}
+			added[op.Handle] = struct{}{}
+			if op.Role == RoleOwner {
+				if authorRole != RoleOwner {
+					return ruleErr(RuleOwnerProtection, "op %d: only an owner may add an owner", i)
+				}
+				owners++
+			}
+
+		case OpRemove:
+			m := members[op.Member]
+			if m == nil {
+				return ruleErr(RuleNotMember, "op %d: cannot remove %s: not a member", i, op.Member)
+			}
+			if m.Role == RoleOwner {
+				if authorRole != RoleOwner {
+					return ruleErr(RuleOwnerProtection, "op %d: only an owner may remove owner %s", i, s.name(op.Member))
+				}
+				owners--
+			}
+			needRotate = true
+
+		case OpSetRole:
+			m := members[op.Member]
+			if m == nil {
+				return ruleErr(RuleNotMember, "op %d: cannot set the role of %s: not a member", i, op.Member)
+			}
+			if op.Role == m.Role {
+				return ruleErr(RuleNoOp, "op %d: %s is already a %s", i, s.name(op.Member), m.Role)
+			}
+			if op.Member == c.Author && op.Role > m.Role {
+				return ruleErr(RuleSelfPromotion, "op %d: author %s cannot raise their own role from %s to %s", i, s.name(op.Member), m.Role, op.Role)
+			}
+			if m.Role == RoleOwner || op.Role == RoleOwner {
+				if authorRole != RoleOwner {
+					return ruleErr(RuleOwnerProtection, "op %d: only an owner may change %s from %s to %s", i, s.name(op.Member), m.Role, op.Role)
+				}
+				if m.Role == RoleOwner {
+					owners--
+				} else {
+					owners++
+				}
+			}
+			if op.Role < m.Role {
+				needRotate = true
+			}
+		}
+	}
+	if needRotate && !rotating {
+		return ruleErr(RuleRotation, "removing or demoting a member requires a key rotation (a rotate op) in the same commit")
+	}
+	if owners < 1 {
+		return ruleErr(RuleOwnerProtection, "the group must keep at least one owner")
+	}
+
+	// Every rule holds: apply. Nothing below can fail.
+	if genesis {
+		group := c.Group
+		*s = GroupState{
+			Group:        group,
+			ShareHistory: c.ShareHistory,
+			Members:      make(map[AccountID]*Member, len(c.Ops)),
+			roles:        make(map[AccountID][]roleChange, len(c.Ops)),
+			handles:      make(map[Handle]AccountID, len(c.Ops)),
+		}
+	}
+	for _, op := range c.Ops {
+		switch op.Kind {
+		case OpAdd:
+			s.Members[op.Member] = &Member{
+				ID:            op.Member,
+				Handle:        op.Handle,
+				SigningKey:    op.SigningKey,
+				EncryptionKey: op.EncryptionKey,
+				Role:          op.Role,
+				JoinedEpoch:   c.Epoch,
+			}
+			s.handles[op.Handle] = op.Member
+			s.recordRole(op.Member, c.Epoch, op.Role)
+		case OpRemove:
+			delete(s.handles, s.Members[op.Member].Handle)
+			delete(s.Members, op.Member)
+			s.recordRole(op.Member, c.Epoch, RoleNone)
+		case OpSetRole:
+			s.Members[op.Member].Role = op.Role
+			s.recordRole(op.Member, c.Epoch, op.Role)
+		}
+	}
+	if genesis || rotating {
+		s.keyCommitments = append(s.keyCommitments, c.KeyCommitment)
+	}
+	s.Seq, s.Head, s.Epoch, s.owners = c.Seq, hash, c.Epoch, owners
+	return nil
+}
+
+func (s *GroupState) recordRole(id AccountID, epoch uint64, r Role) {
+	h := s.roles[id]
+	if n := len(h); n > 0 && h[n-1].epoch == epoch {
+		// Within an epoch a role only rises (see RoleAt): keep the last.
+		h[n-1].role = r
+		return
+	}
+	s.roles[id] = append(h, roleChange{epoch, r})
+}
+
+// chainWindow is how many commits VerifyChain parses and verifies in
+// parallel at a time. It bounds the memory held for parsed commits.
+const chainWindow = 1024
+
+// VerifyChain verifies commits as the continuation of trusted and returns
+// the resulting state. With trusted == nil, commits[0] must be a valid
+// genesis, and the caller must check that the result's Group is the group it
+// asked for (or pass &GroupState{Group: id} instead of nil). trusted is never
+// modified. The error is an *Error with code EINVALID, a Rule, and a message
+// naming the first commit that fails; clients wrap it as a security error.
+//
+// Commits are checked in order; the error is always the one that applying
+// them one by one with Apply would give. The two expensive steps, parsing
+// (which validates X-Wing keys) and Ed25519 verification, are spread over
+// GOMAXPROCS goroutines.
+func VerifyChain(trusted *GroupState, commits []SignedCommit) (*GroupState, error) {
+	var s *GroupState
+	if trusted == nil {
+		s = new(GroupState)
+		s.reindex()
+	} else {
+		s = trusted.Clone()
+	}
+	if err := s.checkShape(); err != nil {
+		return nil, err
+	}
+	if s.Seq == 0 && len(commits) == 0 {
+		return nil, ruleErr(RuleGenesis, "the chain is empty")
+	}
+	base := s.Seq
+	for start := 0; start < len(commits); start += chainWindow {
+		batch := commits[start:min(start+chainWindow, len(commits))]
+		if i, err := s.verifyWindow(batch); err != nil {
+			return nil, atCommit(err, base+uint64(start+i)+1)
+		}
+	}
+	return s, nil
+}
+
+type parsedCommit struct {
+	c    *Commit
+	hash [32]byte
+	err  error
+}
+
+// verifyWindow applies batch to s and returns the index and error of the
+// first commit that fails. It applies the commits in order before their
+// signatures are checked, then checks the signatures of every commit it
+// applied in parallel; an earlier bad signature wins over a later failure,
+// so the outcome equals applying them one by one.
+func (s *GroupState) verifyWindow(batch []SignedCommit) (int, error) {
+	parsed := make([]parsedCommit, len(batch))
+	forEach(len(batch), func(i int) {
+		p := &parsed[i]
+		p.c, p.err = ParseCommit(batch[i].Body)
+		if p.err == nil {
+			p.hash = batch[i].Hash()
+		}
+	})
+
+	keys := make([]ed25519.PublicKey, len(batch))
+	failAt, checkSigs := len(batch), len(batch)
+	var failErr error
+	for i, p := range parsed {
+		if p.err != nil {
+			failAt, checkSigs, failErr = i, i, p.err
+			break
+		}
+		key, err := s.authorize(p.c)
+		if err != nil {
+			failAt, checkSigs, failErr = i, i, err
+			break
+		}
+		keys[i] = key
+		if err := s.apply(p.c, p.hash); err != nil {
+			// This commit's own signature decides between the two errors.
+			failAt, checkSigs, failErr = i, i+1, err
+			break
+		}
+	}
+
+	valid := make([]bool, checkSigs)
+	forEach(checkSigs, func(i int) {
+		valid[i] = VerifySignature(keys[i], LabelCommit, batch[i].Body, batch[i].Signature)
+	})
+	if i := slices.Index(valid, false); i >= 0 {
+		return i, signatureErr(parsed[i].c)
+	}
+	if failErr != nil {
+		return failAt, failErr
+	}
+	return 0, nil
+}
+
+func atCommit(err error, seq uint64) error {
+	var e *Error
+	if errors.As(err, &e) {
+		return &Error{Code: e.Code, Rule: e.Rule, Message: fmt.Sprintf("commit %d: %s", seq, e.Message)}
+	}
+	return err
+}
+
+// forEach calls f(i) for every i in [0, n), spread over GOMAXPROCS
+// goroutines in contiguous chunks.
+func forEach(n int, f func(i int)) {
+	const minChunk = 16
+	workers := min(runtime.GOMAXPROCS(0), (n+minChunk-1)/minChunk)
+	if workers <= 1 {
+		for i := range n {
+			f(i)
+		}
+		return
+	}
+	chunk := (n + workers - 1) / workers
+	var wg sync.WaitGroup
+	for lo := 0; lo < n; lo += chunk {
+		hi := min(lo+chunk, n)
+		wg.Go(func() {
+			for i := lo; i < hi; i++ {
+				f(i)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// stateVersion versions the GroupState checkpoint encoding.
+const stateVersion = 1
+
+// MarshalBinary encodes s as a checkpoint that UnmarshalBinary restores, so
+// the server and clients can resume verification from it instead of from
+// the genesis. The encoding is deterministic (members and accounts sorted
+// by id):
+//
+//	version uint8 = 1
+//	group [16]byte, seq uint64, head [32]byte, epoch uint64, share_history uint8
+//	key_commitments epoch × [32]byte
+//	member_count uint32, then per member by id:
+//	  id [16]byte, handle <uint8 length>, signing_key [32]byte,
+//	  encryption_key [1216]byte, role uint8, joined_epoch uint64
+//	account_count uint32, then per account ever a member, by id:
+//	  id [16]byte, change_count uint32, change_count × (epoch uint64, role uint8)
+//
+// A checkpoint is trusted data: whoever can change it can change what the
+// verifier believes. Keep it where the verifier keeps its own state.
+func (s *GroupState) MarshalBinary() ([]byte, error) {
+	if s.Seq == 0 {
+		return nil, Errorf(EINVALID, "cannot encode a group state before its genesis")
+	}
+	if err := s.checkShape(); err != nil {
+		return nil, err
+	}
+	b := cryptobyte.NewBuilder(make([]byte, 0, 128+32*len(s.keyCommitments)+1400*len(s.Members)+32*len(s.roles)))
+	b.AddUint8(stateVersion)
+	b.AddBytes(s.Group[:])
+	b.AddUint64(s.Seq)
+	b.AddBytes(s.Head[:])
+	b.AddUint64(s.Epoch)
+	b.AddUint8(boolByte(s.ShareHistory))
+	for _, kc := range s.keyCommitments {
+		b.AddBytes(kc[:])
+	}
+	members := s.SortedMembers()
+	b.AddUint32(uint32(len(members)))
+	for _, m := range members {
+		b.AddBytes(m.ID[:])
+		b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(m.Handle)) })
+		b.AddBytes(m.SigningKey)
+		b.AddBytes(m.EncryptionKey)
+		b.AddUint8(uint8(m.Role))
+		b.AddUint64(m.JoinedEpoch)
+	}
+	ids := make([]AccountID, 0, len(s.roles))
+	for id := range s.roles {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b AccountID) int { return bytes.Compare(a[:], b[:]) })
+	b.AddUint32(uint32(len(ids)))
+	for _, id := range ids {
+		h := s.roles[id]
+		b.AddBytes(id[:])
+		b.AddUint32(uint32(len(h)))
+		for _, rc := range h {
+			b.AddUint64(rc.epoch)
+			b.AddUint8(uint8(rc.role))
+		}
+	}
+	return b.Bytes()
+}
+
+// UnmarshalBinary restores a checkpoint written by MarshalBinary. It checks
+// the encoding and the state's invariants, but not that each encryption key
+// is a valid X-Wing key (the verifier checked that when the member was
+// added), to keep loading a large group cheap. On error, s is unchanged.
+func (s *GroupState) UnmarshalBinary(data []byte) error {
+	bad := func(what string) error {
+		return Errorf(EINVALID, "malformed group state: %s", what)
+	}
+	var (
+		in            = cryptobyte.String(data)
+		ns            GroupState
+		version, flag uint8
+	)
+	if !in.ReadUint8(&version) {
+		return bad("empty")
+	}
+	if version != stateVersion {
+		return Errorf(EINVALID, "unsupported group state version %d", version)
+	}
+	if !in.CopyBytes(ns.Group[:]) || !in.ReadUint64(&ns.Seq) || !in.CopyBytes(ns.Head[:]) ||
+		!in.ReadUint64(&ns.Epoch) || !in.ReadUint8(&flag) {
+		return bad("truncated header")
+	}
+	if ns.Group.IsZero() || ns.Seq == 0 || ns.Seq >= math.MaxInt64 || ns.Epoch == 0 || ns.Epoch > ns.Seq || flag > 1 {
+		return bad("invalid header")
+	}
+	ns.ShareHistory = flag == 1
+	if ns.Epoch > uint64(len(in)/32) {
+		return bad("truncated key commitments")
+	}
+	ns.keyCommitments = make([][32]byte, ns.Epoch)
+	for i := range ns.keyCommitments {
+		in.CopyBytes(ns.keyCommitments[i][:])
+	}
+
+	const minMember = 16 + 1 + SigningKeySize + EncryptionKeySize + 1 + 8
+	var n uint32
+	if !in.ReadUint32(&n) || uint64(n) > uint64(len(in)/minMember) {
+		return bad("truncated members")
+	}
+	ns.Members = make(map[AccountID]*Member, n)
+	ns.handles = make(map[Handle]AccountID, n)
+	keys := make([]byte, int(n)*(SigningKeySize+EncryptionKeySize))
+	var prev AccountID
+	for i := range int(n) {
+		var (
+			m       Member
+			handle  cryptobyte.String
+			sk, ek  []byte
+			role    uint8
+			idBytes []byte
+		)
+		if !in.ReadBytes(&idBytes, 16) || !in.ReadUint8LengthPrefixed(&handle) ||
+			!in.ReadBytes(&sk, SigningKeySize) || !in.ReadBytes(&ek, EncryptionKeySize) ||
+			!in.ReadUint8(&role) || !in.ReadUint64(&m.JoinedEpoch) {
+			return bad("truncated member")
+		}
+		copy(m.ID[:], idBytes)
+		if i > 0 && bytes.Compare(prev[:], m.ID[:]) >= 0 || m.ID.IsZero() {
+			return bad("members out of order")
+		}
+		prev = m.ID
+		h, err := ParseHandle(string(handle))
+		if err != nil {
+			return bad("invalid handle")
+		}
+		if _, dup := ns.handles[h]; dup {
+			return bad("duplicate handle")
+		}
+		m.Handle, m.Role = h, Role(role)
+		if !m.Role.Valid() || m.JoinedEpoch == 0 || m.JoinedEpoch > ns.Epoch {
+			return bad("invalid member")
+		}
+		k := keys[i*(SigningKeySize+EncryptionKeySize) : (i+1)*(SigningKeySize+EncryptionKeySize)]
+		copy(k, sk)
+		copy(k[SigningKeySize:], ek)
+		m.SigningKey = ed25519.PublicKey(k[:SigningKeySize:SigningKeySize])
+		m.EncryptionKey = k[SigningKeySize:]
+		ns.Members[m.ID] = &m
+		ns.handles[h] = m.ID
+		if m.Role == RoleOwner {
+			ns.owners++
+		}
+	}
+	if ns.owners < 1 {
+		return bad("no owner")
+	}
+
+	const minAccount = 16 + 4 + 9
+	if !in.ReadUint32(&n) || uint64(n) > uint64(len(in)/minAccount) {
+		return bad("truncated role history")
+	}
+	ns.roles = make(map[AccountID][]roleChange, n)
+	for i := range int(n) {
+		var (
+			id      AccountID
+			idBytes []byte
+			count   uint32
+		)
+		if !in.ReadBytes(&idBytes, 16) || !in.ReadUint32(&count) || count == 0 || uint64(count) > uint64(len(in)/9) {
+			return bad("truncated role history")
+		}
+		copy(id[:], idBytes)
+		if i > 0 && bytes.Compare(prev[:], id[:]) >= 0 || id.IsZero() {
+			return bad("role history out of order")
+		}
+		prev = id
+		h := make([]roleChange, count)
+		for j := range h {
+			var role uint8
+			in.ReadUint64(&h[j].epoch)
+			in.ReadUint8(&role)
+			h[j].role = Role(role)
+			if h[j].role > RoleOwner || h[j].epoch == 0 || h[j].epoch > ns.Epoch || j > 0 && h[j].epoch <= h[j-1].epoch {
+				return bad("invalid role history")
+			}
+		}
+		want := RoleNone
+		if m := ns.Members[id]; m != nil {
+			want = m.Role
+		}
+		if h[len(h)-1].role != want {
+			return bad("role history disagrees with members")
+		}
+		ns.roles[id] = h
+	}
+	for id := range ns.Members {
+		if ns.roles[id] == nil {
+			return bad("member without role history")
+		}
+	}
+	if !in.Empty() {
+		return bad("trailing bytes")
+	}
+	*s = ns
+	return nil
+}

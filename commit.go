@@ -1,0 +1,329 @@
+package coffer
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"fmt"
+
+	"golang.org/x/crypto/cryptobyte"
+)
+
+// A group's membership history is a hash chain of commits. Each commit is a
+// canonical binary statement (the body) signed by its author with Ed25519
+// under LabelCommit. The body names the group, its position (seq, and prev:
+// the hash of the previous commit), the epoch and the operations. The exact
+// body bytes are what is signed, stored, hashed and served: nothing is ever
+// re-serialized, so every party verifies the same bytes.
+//
+// Encoding of suite v1 (all integers big-endian, built with cryptobyte):
+//
+//	version        uint8 = SuiteV1
+//	group          [16]byte
+//	seq            uint64
+//	prev           [32]byte
+//	epoch          uint64
+//	author         [16]byte
+//	time           uint64 (int64 unix milliseconds, two's complement)
+//	share_history  uint8, 0 or 1
+//	key_commitment [32]byte
+//	op_count       uint16, at most MaxCommitOps
+//	ops            op_count times:
+//	  kind uint8, then by kind:
+//	    add:      member [16]byte, handle <uint8 length>, signing_key [32]byte,
+//	              encryption_key [1216]byte, role uint8
+//	    remove:   member [16]byte
+//	    set-role: member [16]byte, role uint8
+//	    rotate:   (nothing)
+//
+// The encoding is canonical: ParseCommit accepts exactly the bytes Marshal
+// produces, so a commit has one encoding and one hash.
+
+// OpKind is the kind of a commit operation. Kinds are append-only and
+// belong to the commit version: a new kind is a new suite.
+type OpKind uint8
+
+const (
+	OpAdd     OpKind = 1 // add a member with its keys and role
+	OpRemove  OpKind = 2 // remove a member; requires OpRotate in the same commit
+	OpSetRole OpKind = 3 // change a member's role; a demotion requires OpRotate
+	OpRotate  OpKind = 4 // start a new epoch with a fresh key
+)
+
+var opKindNames = [...]string{"op(0)", "add", "remove", "set-role", "rotate"}
+
+func (k OpKind) String() string {
+	if int(k) < len(opKindNames) && k != 0 {
+		return opKindNames[k]
+	}
+	return fmt.Sprintf("op(%d)", uint8(k))
+}
+
+// Limits that ParseCommit enforces before doing any other work.
+const (
+	// MaxCommitOps caps the operations of one commit. A genesis may add many
+	// members at once; 10,000 matches the largest groups that pairwise
+	// wrapping serves (see DESIGN.md), and creating a larger group takes
+	// more than one commit.
+	MaxCommitOps = 10000
+	// MaxCommitSize caps a commit body. 10,000 add ops take at most about
+	// 13 MB (1,299 bytes each), so the cap never binds a valid commit but
+	// bounds what a verifier reads.
+	MaxCommitSize = 16 << 20
+)
+
+// Op is one operation of a commit. Only the fields relevant to Kind are
+// encoded: Marshal ignores the others and ParseCommit leaves them zero.
+type Op struct {
+	Kind          OpKind
+	Member        AccountID         // add, remove, set-role
+	Handle        Handle            // add
+	SigningKey    ed25519.PublicKey // add: Ed25519, 32 bytes
+	EncryptionKey []byte            // add: X-Wing encapsulation key, 1216 bytes
+	Role          Role              // add, set-role
+}
+
+// Commit is one change to a group's membership, epoch and key.
+type Commit struct {
+	Group  GroupID
+	Seq    uint64   // position in the chain; the genesis is 1
+	Prev   [32]byte // SignedCommit.Hash of the previous commit; zero for the genesis
+	Epoch  uint64   // the epoch after this commit; the genesis starts epoch 1
+	Author AccountID
+	// Time is the author's clock in unix milliseconds. It is informational
+	// only (shown by `coffer group log`): no rule depends on it, because the
+	// author's clock is not trusted.
+	Time int64
+	// ShareHistory says whether new members receive older epoch keys. It is
+	// fixed by the genesis and every later commit repeats it unchanged.
+	ShareHistory bool
+	// KeyCommitment commits to the epoch key of Epoch. Clients compute and
+	// check it; to the verifier it is opaque, but it must change exactly
+	// when the epoch does.
+	KeyCommitment [32]byte
+	Ops           []Op
+}
+
+// Rotates reports whether c contains an OpRotate, i.e. starts a new epoch.
+func (c *Commit) Rotates() bool {
+	for _, op := range c.Ops {
+		if op.Kind == OpRotate {
+			return true
+		}
+	}
+	return false
+}
+
+// Marshal returns the canonical encoding of c, starting with the version
+// byte SuiteV1. It does not validate c: ParseCommit and the chain verifier
+// do. Ops of an unknown kind are encoded as their kind byte alone (they fail
+// to parse). Marshal panics if a handle is longer than 255 bytes, which no
+// valid Handle is.
+func (c *Commit) Marshal() []byte {
+	b := cryptobyte.NewBuilder(make([]byte, 0, c.marshalSize()))
+	b.AddUint8(SuiteV1)
+	b.AddBytes(c.Group[:])
+	b.AddUint64(c.Seq)
+	b.AddBytes(c.Prev[:])
+	b.AddUint64(c.Epoch)
+	b.AddBytes(c.Author[:])
+	b.AddUint64(uint64(c.Time))
+	b.AddUint8(boolByte(c.ShareHistory))
+	b.AddBytes(c.KeyCommitment[:])
+	b.AddUint16(uint16(len(c.Ops)))
+	for _, op := range c.Ops {
+		b.AddUint8(uint8(op.Kind))
+		switch op.Kind {
+		case OpAdd:
+			b.AddBytes(op.Member[:])
+			b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(op.Handle)) })
+			b.AddBytes(op.SigningKey)
+			b.AddBytes(op.EncryptionKey)
+			b.AddUint8(uint8(op.Role))
+		case OpRemove:
+			b.AddBytes(op.Member[:])
+		case OpSetRole:
+			b.AddBytes(op.Member[:])
+			b.AddUint8(uint8(op.Role))
+		}
+	}
+	return b.BytesOrPanic()
+}
+
+const commitHeaderSize = 1 + 16 + 8 + 32 + 8 + 16 + 8 + 1 + 32 + 2
+
+func (c *Commit) marshalSize() int {
+	n := commitHeaderSize
+	for _, op := range c.Ops {
+		n += 1 + 16 + 1 + len(op.Handle) + len(op.SigningKey) + len(op.EncryptionKey) + 1
+	}
+	return n
+}
+
+func boolByte(v bool) uint8 {
+	if v {
+		return 1
+	}
+	return 0
+}
+
+// ParseCommit parses and validates a commit body: the version, the sizes,
+// the op kinds, and every field on its own (handles, keys, roles, non-zero
+// ids). It does not check the commit against a group: that is the chain
+// verifier's job. It accepts only the canonical encoding, with no trailing
+// bytes. Errors are *Error with code EINVALID and Rule RuleVersion,
+// RuleUnknownOp, RuleTooLarge or RuleMalformed.
+//
+// The returned commit does not alias body.
+func ParseCommit(body []byte) (*Commit, error) {
+	if len(body) > MaxCommitSize {
+		return nil, ruleErr(RuleTooLarge, "commit is %d bytes, over the limit of %d", len(body), MaxCommitSize)
+	}
+	s := cryptobyte.String(body)
+	var version uint8
+	if !s.ReadUint8(&version) {
+		return nil, ruleErr(RuleMalformed, "empty commit")
+	}
+	if version != SuiteV1 {
+		return nil, ruleErr(RuleVersion, "unsupported commit version %d", version)
+	}
+	var (
+		c      Commit
+		tm     uint64
+		share  uint8
+		nops   uint16
+		author []byte
+	)
+	if !s.CopyBytes(c.Group[:]) || !s.ReadUint64(&c.Seq) || !s.CopyBytes(c.Prev[:]) ||
+		!s.ReadUint64(&c.Epoch) || !s.ReadBytes(&author, 16) || !s.ReadUint64(&tm) ||
+		!s.ReadUint8(&share) || !s.CopyBytes(c.KeyCommitment[:]) || !s.ReadUint16(&nops) {
+		return nil, ruleErr(RuleMalformed, "truncated commit header")
+	}
+	copy(c.Author[:], author)
+	c.Time = int64(tm)
+	switch share {
+	case 0:
+	case 1:
+		c.ShareHistory = true
+	default:
+		return nil, ruleErr(RuleMalformed, "history flag must be 0 or 1, got %d", share)
+	}
+	if c.Group.IsZero() {
+		return nil, ruleErr(RuleMalformed, "commit has a zero group id")
+	}
+	if c.Author.IsZero() {
+		return nil, ruleErr(RuleMalformed, "commit has a zero author id")
+	}
+	if nops > MaxCommitOps {
+		return nil, ruleErr(RuleTooLarge, "commit has %d ops, over the limit of %d", nops, MaxCommitOps)
+	}
+	if nops > 0 {
+		c.Ops = make([]Op, 0, min(int(nops), len(s)))
+	}
+	for i := range int(nops) {
+		op, err := parseOp(&s)
+		if err != nil {
+			err.Message = fmt.Sprintf("op %d: %s", i, err.Message)
+			return nil, err
+		}
+		c.Ops = append(c.Ops, op)
+	}
+	if !s.Empty() {
+		return nil, ruleErr(RuleMalformed, "%d trailing bytes after the commit", len(s))
+	}
+	return &c, nil
+}
+
+func parseOp(s *cryptobyte.String) (Op, *Error) {
+	var (
+		op             Op
+		kind, role     uint8
+		member, handle []byte
+		sk, ek         []byte
+	)
+	if !s.ReadUint8(&kind) {
+		return op, ruleErr(RuleMalformed, "truncated op")
+	}
+	op.Kind = OpKind(kind)
+	switch op.Kind {
+	case OpAdd:
+		var h cryptobyte.String
+		if !s.ReadBytes(&member, 16) || !s.ReadUint8LengthPrefixed(&h) ||
+			!s.ReadBytes(&sk, SigningKeySize) || !s.ReadBytes(&ek, EncryptionKeySize) || !s.ReadUint8(&role) {
+			return op, ruleErr(RuleMalformed, "truncated add op")
+		}
+		handle = h
+	case OpRemove:
+		if !s.ReadBytes(&member, 16) {
+			return op, ruleErr(RuleMalformed, "truncated remove op")
+		}
+	case OpSetRole:
+		if !s.ReadBytes(&member, 16) || !s.ReadUint8(&role) {
+			return op, ruleErr(RuleMalformed, "truncated set-role op")
+		}
+	case OpRotate:
+		return op, nil
+	default:
+		return op, ruleErr(RuleUnknownOp, "unknown op kind %d", kind)
+	}
+	copy(op.Member[:], member)
+	if op.Member.IsZero() {
+		return op, ruleErr(RuleMalformed, "%s op has a zero member id", op.Kind)
+	}
+	if op.Kind == OpRemove {
+		return op, nil
+	}
+	op.Role = Role(role)
+	if !op.Role.Valid() {
+		return op, ruleErr(RuleMalformed, "%s op has invalid role %d", op.Kind, role)
+	}
+	if op.Kind == OpSetRole {
+		return op, nil
+	}
+	h, err := ParseHandle(string(handle))
+	if err != nil {
+		return op, ruleErr(RuleMalformed, "add op: %s", ErrorMessage(err))
+	}
+	op.Handle = h
+	if err := CheckEncryptionKey(ek); err != nil {
+		return op, ruleErr(RuleMalformed, "add op for %s: %s", h, ErrorMessage(err))
+	}
+	// Copy the keys out so the commit does not alias (or pin) the body.
+	keys := make([]byte, SigningKeySize+EncryptionKeySize)
+	copy(keys, sk)
+	copy(keys[SigningKeySize:], ek)
+	op.SigningKey = ed25519.PublicKey(keys[:SigningKeySize:SigningKeySize])
+	op.EncryptionKey = keys[SigningKeySize:]
+	return op, nil
+}
+
+// SignedCommit is a commit body with its author's signature, exactly as it
+// is stored and served.
+type SignedCommit struct {
+	Body      []byte // the canonical Commit encoding
+	Signature []byte // Ed25519 over SignedMessage(LabelCommit, Body)
+}
+
+// SignCommit encodes c and signs it with the author's signing key.
+func SignCommit(c *Commit, key ed25519.PrivateKey) SignedCommit {
+	body := c.Marshal()
+	return SignedCommit{Body: body, Signature: Sign(key, LabelCommit, body)}
+}
+
+// Hash returns the commit hash that the next commit's Prev must carry:
+// SHA-256 of SignedMessage(LabelCommitHash, Body).
+//
+// The signature is deliberately not hashed. The body alone determines what
+// the commit means, and the chain verifier accepts a commit only with a valid
+// signature by its author over exactly that body; crypto/ed25519 rejects
+// non-canonical (malleable) signatures, and a second valid signature could
+// only come from the author, who could as well sign a different body. Hashing
+// the body alone keeps the chain independent of signature encoding.
+func (sc SignedCommit) Hash() [32]byte {
+	h := sha256.New()
+	h.Write([]byte(LabelCommitHash))
+	h.Write([]byte{0})
+	h.Write(sc.Body)
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
