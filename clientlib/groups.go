@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"time"
@@ -15,8 +16,20 @@ import (
 )
 
 // maxCommitRetries bounds how often a membership change is rebuilt after
-// losing a compare-and-append race (409) to another writer.
-const maxCommitRetries = 8
+// losing a compare-and-append race (409) to another writer. Between tries
+// the client waits a random, growing delay so that racing writers spread
+// out instead of colliding again in lockstep.
+const maxCommitRetries = 40
+
+func backoff(ctx context.Context, attempt int) error {
+	d := time.Duration(rand.Int64N(int64(min(attempt+1, 10)) * int64(15*time.Millisecond)))
+	select {
+	case <-time.After(d):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // GroupOptions are the choices fixed when a group is created.
 type GroupOptions struct {
@@ -473,6 +486,9 @@ func (c *Client) commitChange(ctx context.Context, g coffer.GroupID, build chang
 		req.Commit = api.SignedCommit{Body: sc.Body, Signature: sc.Signature}
 		err = c.call(ctx, http.MethodPost, "/v1/groups/"+g.String()+"/commits", true, req, nil)
 		if coffer.ErrorCode(err) == coffer.ECONFLICT {
+			if err := backoff(ctx, attempt); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		if err != nil {
