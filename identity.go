@@ -1,6 +1,7 @@
 package coffer
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/hpke"
 
@@ -56,6 +57,19 @@ func (id PublicIdentity) Marshal() []byte {
 // encoding: the version, the handle syntax, both key sizes, and that the
 // encryption key is a valid X-Wing public key.
 func ParsePublicIdentity(data []byte) (PublicIdentity, error) {
+	return parsePublicIdentity(data, true)
+}
+
+// ParseStoredPublicIdentity parses an identity that this device stored
+// itself after ParsePublicIdentity accepted it. It checks the structure and
+// sizes but does not expand the X-Wing key again, which costs about as much
+// as an HPKE seal and dominates loading thousands of contacts. Never use it
+// on bytes that came from the network.
+func ParseStoredPublicIdentity(data []byte) (PublicIdentity, error) {
+	return parsePublicIdentity(data, false)
+}
+
+func parsePublicIdentity(data []byte, checkKEM bool) (PublicIdentity, error) {
 	var (
 		s              = cryptobyte.String(data)
 		version        uint8
@@ -76,10 +90,16 @@ func ParsePublicIdentity(data []byte) (PublicIdentity, error) {
 	if err := CheckSigningKey(sk); err != nil {
 		return id, err
 	}
-	if err := CheckEncryptionKey(ek); err != nil {
-		return id, err
+	if len(ek) != EncryptionKeySize {
+		return id, Errorf(EINVALID, "encryption key must be %d bytes, got %d", EncryptionKeySize, len(ek))
 	}
-	return PublicIdentity{Handle: h, SigningKey: ed25519.PublicKey(sk), EncryptionKey: []byte(ek)}, nil
+	if checkKEM {
+		if err := CheckEncryptionKey(ek); err != nil {
+			return id, err
+		}
+	}
+	// Copy the keys out, so the identity does not alias (or pin) data.
+	return PublicIdentity{Handle: h, SigningKey: ed25519.PublicKey(bytes.Clone(sk)), EncryptionKey: bytes.Clone(ek)}, nil
 }
 
 // CheckSigningKey checks that k has the size of an Ed25519 public key.

@@ -184,13 +184,18 @@ func Unwrap(priv hpke.PrivateKey, g coffer.GroupID, epoch uint64, member coffer.
 type Recipient struct {
 	Member        coffer.AccountID
 	EncryptionKey []byte // X-Wing encapsulation key, from a verified contact
+	// Key, when set, is EncryptionKey already parsed. Parsing an X-Wing key
+	// expands the ML-KEM matrix and costs about as much as a seal, so a
+	// client that rotates a large group keeps parsed keys between rotations.
+	Key hpke.PublicKey
 }
 
 // WrapMany wraps k for every recipient, in order: wraps[i] is for
 // recipients[i] and is exactly what Wrap would return for it (up to HPKE's
 // randomness). It is meant for rotations, which wrap for every remaining
 // member, so it spreads the work over runtime.GOMAXPROCS goroutines. Each
-// public key is parsed once, by the goroutine that seals to it.
+// public key not given pre-parsed is parsed once, by the goroutine that
+// seals to it.
 //
 // If any recipient fails, WrapMany returns the error of the first failing
 // recipient in input order, and no wraps.
@@ -212,7 +217,11 @@ func WrapMany(recipients []Recipient, g coffer.GroupID, epoch uint64, k EpochKey
 					return
 				}
 				r := recipients[i]
-				wraps[i], errs[i] = Wrap(r.EncryptionKey, g, epoch, r.Member, k)
+				if r.Key != nil && r.Key.KEM().ID() == coffer.KEM().ID() {
+					wraps[i], errs[i] = seal(r.Key, g, epoch, r.Member, k)
+				} else {
+					wraps[i], errs[i] = Wrap(r.EncryptionKey, g, epoch, r.Member, k)
+				}
 			}
 		})
 	}
