@@ -1,0 +1,994 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/translog"
+)
+
+// DBOptions configure DB.
+type DBOptions struct {
+	// LogKey is the note verifier key of the deployment's log. With it the
+	// checkpoint's signature is checked; without it only its contents are,
+	// and the report notes it.
+	LogKey string
+	// Progress receives progress lines (stderr in the CLI); nil is quiet.
+	Progress io.Writer
+}
+
+// DB audits the database at url. Every query runs in read-only
+// transactions that share one snapshot, so the checks see one consistent
+// state of a live database, and rows are streamed: memory grows with the
+// number of accounts and with the largest group, not with the tables.
+// The error is for an audit that could not run; what failed is in the
+// report.
+func DB(ctx context.Context, url string, opts DBOptions) (*Report, error) {
+	r := newReport("db")
+	a := &dbAudit{r: r, p: &progress{w: opts.Progress}, accounts: map[coffer.AccountID]*accountInfo{}}
+	if opts.LogKey != "" {
+		v, err := translog.NewVerifier(opts.LogKey)
+		if err != nil {
+			return nil, err
+		}
+		a.logKey = v
+	}
+	snap, err := openSnapshot(ctx, url, 6)
+	if err != nil {
+		return nil, err
+	}
+	defer snap.close()
+	a.conns = snap.conns
+
+	steps := []struct {
+		name string
+		fn   func(context.Context) error
+	}{
+		{"schema", a.schema},
+		{"accounts", a.checkAccounts},
+		{"groups", a.checkGroups},
+		{"resources", a.checkResources},
+		{"tokens", a.checkTokens},
+		{"log", a.checkLog},
+	}
+	for _, s := range steps {
+		if s.name != "schema" && !a.tables[tableFor(s.name)] && tableFor(s.name) != "" {
+			r.Note("table %s is absent: its checks were skipped", tableFor(s.name))
+			continue
+		}
+		a.p.phase("checking %s", s.name)
+		if err := s.fn(ctx); err != nil {
+			return nil, fmt.Errorf("audit %s: %w", s.name, err)
+		}
+	}
+	return r.finish(), nil
+}
+
+func tableFor(step string) string {
+	switch step {
+	case "accounts":
+		return "accounts"
+	case "groups":
+		return "commits"
+	case "resources":
+		return "resources"
+	case "tokens":
+		return "refresh_tokens"
+	case "log":
+		return "log_entries"
+	}
+	return ""
+}
+
+// snapshot is a set of connections whose read-only, repeatable-read
+// transactions all see the snapshot the first one exported, so several
+// ordered streams can be merged in one pass.
+type snapshot struct {
+	conns []*pgx.Conn
+	txs   []pgx.Tx
+}
+
+func openSnapshot(ctx context.Context, url string, n int) (*snapshot, error) {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("database url: %w", err)
+	}
+	// Belt and braces: the session refuses writes too, whatever the role.
+	cfg.RuntimeParams["default_transaction_read_only"] = "on"
+	// Streams are read in index order; a sort of a large table would spill
+	// to disk, so prefer the indexes.
+	cfg.RuntimeParams["enable_sort"] = "off"
+	cfg.RuntimeParams["application_name"] = "coffer-audit"
+	s := &snapshot{}
+	var id string
+	for i := range n {
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("connect: %w", err)
+		}
+		s.conns = append(s.conns, conn)
+		tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		s.txs = append(s.txs, tx)
+		if i == 0 {
+			if err := tx.QueryRow(ctx, `SELECT pg_export_snapshot()`).Scan(&id); err != nil {
+				s.close()
+				return nil, fmt.Errorf("export snapshot: %w", err)
+			}
+		} else if _, err := tx.Exec(ctx, `SET TRANSACTION SNAPSHOT '`+strings.ReplaceAll(id, "'", "")+`'`); err != nil {
+			s.close()
+			return nil, fmt.Errorf("share snapshot: %w", err)
+		}
+	}
+	return s, nil
+}
+
+func (s *snapshot) close() {
+	for _, tx := range s.txs {
+		_ = tx.Rollback(context.Background())
+	}
+	for _, c := range s.conns {
+		c.Close(context.Background())
+	}
+}
+
+type accountInfo struct {
+	signingKey ed25519.PublicKey
+	keys       [32]byte // SHA-256 of signing key ‖ encryption key
+}
+
+type dbAudit struct {
+	r        *Report
+	p        *progress
+	conns    []*pgx.Conn
+	logKey   *translog.Verifier
+	tables   map[string]bool
+	accounts map[coffer.AccountID]*accountInfo
+}
+
+func keysHash(sk, ek []byte) [32]byte {
+	h := sha256.New()
+	h.Write(sk)
+	h.Write(ek)
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// schema checks every table and column of every user schema against the
+// allowlist.
+func (a *dbAudit) schema(ctx context.Context) error {
+	rows, err := a.conns[0].Query(ctx, `SELECT c.table_schema, c.table_name, c.column_name, c.data_type
+		FROM information_schema.columns c
+		JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+		WHERE c.table_schema NOT IN ('pg_catalog', 'information_schema') AND c.table_schema NOT LIKE 'pg\_%'
+		ORDER BY 1, 2, c.ordinal_position`)
+	if err != nil {
+		return err
+	}
+	type col struct{ schema, table, column, typ string }
+	cols, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (col, error) {
+		var c col
+		return c, r.Scan(&c.schema, &c.table, &c.column, &c.typ)
+	})
+	if err != nil {
+		return err
+	}
+	a.tables = map[string]bool{}
+	unknownTables := map[string]bool{}
+	for _, c := range cols {
+		a.r.count("columns", 1)
+		name := c.table + "." + c.column
+		if c.schema != "public" {
+			name = c.schema + "." + name
+			if !unknownTables[c.schema+"."+c.table] {
+				unknownTables[c.schema+"."+c.table] = true
+				a.r.Fail("schema", "table "+c.schema+"."+c.table, "table outside the public schema is not on the allowlist")
+			}
+			continue
+		}
+		cls, ok := allowlist[c.table]
+		if !ok {
+			if !unknownTables[c.table] {
+				unknownTables[c.table] = true
+				a.r.Fail("schema", "table "+c.table, "unknown table: not on the classified allowlist")
+			}
+			a.r.Fail("schema", "column "+name, "unknown column (%s) of an unknown table", c.typ)
+			continue
+		}
+		a.tables[c.table] = true
+		want, ok := cls[c.column]
+		if !ok {
+			a.r.Fail("schema", "column "+name, "unknown column (%s): not on the classified allowlist", c.typ)
+			continue
+		}
+		if want.Type != c.typ {
+			a.r.Fail("schema", "column "+name, "has type %s, the allowlist says %s (%s)", c.typ, want.Type, want.Class)
+		}
+	}
+	// A table with no columns has no row above.
+	rows, err = a.conns[0].Query(ctx, `SELECT table_schema, table_name FROM information_schema.tables
+		WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_schema NOT LIKE 'pg\_%'`)
+	if err != nil {
+		return err
+	}
+	tables, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([2]string, error) {
+		var t [2]string
+		return t, r.Scan(&t[0], &t[1])
+	})
+	if err != nil {
+		return err
+	}
+	for _, t := range tables {
+		a.r.count("tables", 1)
+		if t[0] == "public" && allowlist[t[1]] == nil && !unknownTables[t[1]] {
+			a.r.Fail("schema", "table "+t[1], "unknown table: not on the classified allowlist")
+		}
+	}
+	return nil
+}
+
+func (a *dbAudit) checkAccounts(ctx context.Context) error {
+	rows, err := a.conns[0].Query(ctx, `SELECT id, handle, identity, self_signature, signing_key, encryption_key FROM accounts ORDER BY id`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id                 coffer.AccountID
+			handle             string
+			ident, sig, sk, ek []byte
+		)
+		if err := rows.Scan(&id, &handle, &ident, &sig, &sk, &ek); err != nil {
+			return err
+		}
+		a.r.count("accounts", 1)
+		a.p.tick("accounts: %d", a.r.Stats["accounts"])
+		obj := "account " + id.String()
+		if len(sig) != coffer.SignatureSize {
+			a.r.Fail("account", obj, "self-signature is %d bytes, want %d", len(sig), coffer.SignatureSize)
+		}
+		if len(sk) != coffer.SigningKeySize {
+			a.r.Fail("account", obj, "signing_key is %d bytes, want %d", len(sk), coffer.SigningKeySize)
+		}
+		if err := coffer.CheckEncryptionKey(ek); err != nil {
+			a.r.Fail("account", obj, "encryption_key: %s", coffer.ErrorMessage(err))
+		}
+		pub, err := coffer.ParsePublicIdentity(ident)
+		if err != nil {
+			a.r.Fail("account", obj, "public identity does not parse: %s", coffer.ErrorMessage(err))
+			continue
+		}
+		if err := pub.VerifySelfSignature(sig); err != nil {
+			a.r.Fail("account", obj, "self-signature does not verify")
+		}
+		if string(pub.Handle) != handle || !bytes.Equal(pub.SigningKey, sk) || !bytes.Equal(pub.EncryptionKey, ek) {
+			a.r.Fail("account", obj, "handle or key columns differ from the signed identity")
+		}
+		a.accounts[id] = &accountInfo{signingKey: pub.SigningKey, keys: keysHash(pub.SigningKey, pub.EncryptionKey)}
+	}
+	return rows.Err()
+}
+
+// stream is an ordered result set read one row ahead, for merge joins.
+type stream struct {
+	rows pgx.Rows
+	ok   bool
+	err  error
+}
+
+func newStream(ctx context.Context, conn *pgx.Conn, sql string) (*stream, error) {
+	rows, err := conn.Query(ctx, sql)
+	if err != nil {
+		return nil, err
+	}
+	s := &stream{rows: rows}
+	s.ok = rows.Next()
+	return s, nil
+}
+
+func (s *stream) next() {
+	s.ok = s.rows.Next()
+	if !s.ok {
+		s.err = s.rows.Err()
+	}
+}
+
+func (s *stream) close() error {
+	s.rows.Close()
+	if s.err != nil {
+		return s.err
+	}
+	return s.rows.Err()
+}
+
+func cmpID(a, b [16]byte) int { return bytes.Compare(a[:], b[:]) }
+
+// groupRow is a groups row.
+type groupRow struct {
+	id          coffer.GroupID
+	headSeq     int64
+	headHash    []byte
+	epoch       int64
+	state       []byte
+	metaEpoch   *int64
+	meta        []byte
+	hasResCount bool
+}
+
+// checkGroups verifies every group's chain and everything derived from it,
+// merging five ordered streams (commits, groups, members, wraps, links)
+// that share one snapshot.
+func (a *dbAudit) checkGroups(ctx context.Context) error {
+	commits, err := newStream(ctx, a.conns[1], `SELECT group_id, seq, body, signature, hash, author_id, epoch
+		FROM commits ORDER BY group_id, seq`)
+	if err != nil {
+		return err
+	}
+	defer commits.close()
+	groups, err := newStream(ctx, a.conns[2], `SELECT id, head_seq, head_hash, epoch, state, meta_epoch, meta FROM groups ORDER BY id`)
+	if err != nil {
+		return err
+	}
+	defer groups.close()
+	members, err := newStream(ctx, a.conns[3], `SELECT group_id, account_id, role FROM group_members ORDER BY group_id, account_id`)
+	if err != nil {
+		return err
+	}
+	defer members.close()
+	wraps, err := newStream(ctx, a.conns[4], `SELECT group_id, member_id, epoch, wrap FROM wrapped_keys ORDER BY group_id, member_id, epoch`)
+	if err != nil {
+		return err
+	}
+	defer wraps.close()
+	links, err := newStream(ctx, a.conns[5], `SELECT group_id, epoch, link FROM history_links ORDER BY group_id, epoch`)
+	if err != nil {
+		return err
+	}
+	defer links.close()
+
+	for commits.ok || groups.ok {
+		// The next group is the smaller id of the two main streams.
+		var g coffer.GroupID
+		var cg, gg coffer.GroupID
+		if commits.ok {
+			if err := commits.rows.Scan(&cg, nil, nil, nil, nil, nil, nil); err != nil {
+				return err
+			}
+		}
+		if groups.ok {
+			if err := groups.rows.Scan(&gg, nil, nil, nil, nil, nil, nil); err != nil {
+				return err
+			}
+		}
+		switch {
+		case !groups.ok || commits.ok && cmpID(cg, gg) < 0:
+			g = cg
+		default:
+			g = gg
+		}
+		if err := a.checkGroup(g, commits, groups, members, wraps, links); err != nil {
+			return err
+		}
+		a.p.tick("groups: %d, commits: %d, wraps: %d", a.r.Stats["groups"], a.r.Stats["commits"], a.r.Stats["wrapped_keys"])
+	}
+	// Rows of groups after the last group that has commits or a row.
+	for _, s := range []struct {
+		st   *stream
+		what string
+		cols int
+	}{{members, "group_members", 3}, {wraps, "wrapped_keys", 4}, {links, "history_links", 3}} {
+		for s.st.ok {
+			var g coffer.GroupID
+			dest := make([]any, s.cols)
+			dest[0] = &g
+			if err := s.st.rows.Scan(dest...); err != nil {
+				return err
+			}
+			a.r.Fail("group", "group "+g.String(), "%s row of a group that has no commits", s.what)
+			s.st.next()
+		}
+	}
+	for _, s := range []*stream{commits, groups, members, wraps, links} {
+		if err := s.close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *dbAudit) checkGroup(g coffer.GroupID, commits, groups, members, wraps, links *stream) error {
+	obj := "group " + g.String()
+	a.r.count("groups", 1)
+
+	// The chain.
+	var chain []coffer.SignedCommit
+	for commits.ok {
+		var (
+			cg         coffer.GroupID
+			seq, epoch int64
+			sc         coffer.SignedCommit
+			hash       []byte
+			author     coffer.AccountID
+		)
+		if err := commits.rows.Scan(&cg, &seq, &sc.Body, &sc.Signature, &hash, &author, &epoch); err != nil {
+			return err
+		}
+		if cg != g {
+			break
+		}
+		a.r.count("commits", 1)
+		cobj := fmt.Sprintf("%s commit %d", obj, seq)
+		if seq != int64(len(chain))+1 {
+			a.r.Fail("chain", cobj, "commits are not numbered 1, 2, 3, …: expected seq %d", len(chain)+1)
+		}
+		if len(sc.Signature) != coffer.SignatureSize {
+			a.r.Fail("chain", cobj, "signature is %d bytes, want %d", len(sc.Signature), coffer.SignatureSize)
+		}
+		if h := sc.Hash(); !bytes.Equal(hash, h[:]) {
+			a.r.Fail("chain", cobj, "stored hash is not the commit's hash")
+		}
+		if c, err := coffer.ParseCommit(sc.Body); err == nil && (c.Author != author || c.Epoch != uint64(epoch) || c.Seq != uint64(seq)) {
+			a.r.Fail("chain", cobj, "author, epoch or seq columns differ from the signed body")
+		}
+		chain = append(chain, sc)
+		commits.next()
+	}
+	var state *coffer.GroupState
+	if len(chain) == 0 {
+		a.r.Fail("group", obj, "group row without commits")
+	} else {
+		var err error
+		state, err = coffer.VerifyChain(&coffer.GroupState{Group: g}, chain)
+		if err != nil {
+			rule := ""
+			var ce *coffer.Error
+			if errors.As(err, &ce) && ce.Rule != "" {
+				rule = " (rule " + ce.Rule + ")"
+			}
+			a.r.Fail("chain", obj, "chain does not verify: %s%s", coffer.ErrorMessage(err), rule)
+			state = nil
+		}
+	}
+	if state != nil {
+		a.checkAddedKeys(obj, chain)
+	}
+
+	// The group row caches the verified head and state.
+	var row *groupRow
+	if groups.ok {
+		var gr groupRow
+		if err := groups.rows.Scan(&gr.id, &gr.headSeq, &gr.headHash, &gr.epoch, &gr.state, &gr.metaEpoch, &gr.meta); err != nil {
+			return err
+		}
+		if gr.id == g {
+			row = &gr
+			groups.next()
+		}
+	}
+	switch {
+	case row == nil:
+		a.r.Fail("group", obj, "commits without a groups row")
+	case state != nil:
+		if row.headSeq != int64(state.Seq) || !bytes.Equal(row.headHash, state.Head[:]) || row.epoch != int64(state.Epoch) {
+			a.r.Fail("group", obj, "groups.head_seq/head_hash/epoch (%d/%x/%d) differ from the verified chain (%d/%x/%d)",
+				row.headSeq, short(row.headHash), row.epoch, state.Seq, state.Head[:4], state.Epoch)
+		}
+		if want, err := state.MarshalBinary(); err != nil || !bytes.Equal(want, row.state) {
+			a.r.Fail("group", obj, "groups.state is not the verifier's state after the chain")
+		}
+	}
+	if row != nil && row.meta != nil {
+		a.r.count("metadata_ciphertexts", 1)
+		if why := checkCiphertext(row.meta); why != "" {
+			a.r.Fail("metadata", obj+" column groups.meta", "not a ciphertext: %s", why)
+		}
+		if row.metaEpoch == nil || *row.metaEpoch < 1 || *row.metaEpoch > row.epoch {
+			a.r.Fail("metadata", obj+" column groups.meta_epoch", "metadata epoch is not an epoch of the group")
+		}
+	}
+
+	// Current members are exactly the verified chain's.
+	seen := map[coffer.AccountID]bool{}
+	for members.ok {
+		var (
+			mg, m coffer.AccountID
+			role  int16
+		)
+		if err := members.rows.Scan((*coffer.GroupID)(&mg), &m, &role); err != nil {
+			return err
+		}
+		if coffer.GroupID(mg) != g {
+			if cmpID(mg, g) < 0 {
+				a.r.Fail("member", "group "+coffer.GroupID(mg).String(), "group_members row of a group without commits")
+				members.next()
+				continue
+			}
+			break
+		}
+		seen[m] = true
+		if state != nil {
+			if cur := state.Members[m]; cur == nil || int16(cur.Role) != role {
+				a.r.Fail("member", fmt.Sprintf("%s member %s", obj, m), "group_members says role %s, the verified chain says %s",
+					coffer.Role(role), roleOf(state, m))
+			}
+		}
+		members.next()
+	}
+	if state != nil {
+		for id := range state.Members {
+			if !seen[id] {
+				a.r.Fail("member", fmt.Sprintf("%s member %s", obj, id), "a member of the verified chain is missing from group_members")
+			}
+		}
+	}
+
+	// Every wrap is the right size and belongs to a member of its epoch.
+	current := map[coffer.AccountID]bool{}
+	for wraps.ok {
+		var (
+			wg    coffer.GroupID
+			m     coffer.AccountID
+			epoch int64
+			wrap  []byte
+		)
+		if err := wraps.rows.Scan(&wg, &m, &epoch, &wrap); err != nil {
+			return err
+		}
+		if wg != g {
+			if cmpID(wg, g) < 0 {
+				a.r.Fail("wrap", "group "+wg.String(), "wrapped_keys row of a group without commits")
+				wraps.next()
+				continue
+			}
+			break
+		}
+		a.r.count("wrapped_keys", 1)
+		wobj := fmt.Sprintf("%s epoch %d member %s", obj, epoch, m)
+		if len(wrap) != coffer.WrapSize {
+			a.r.Fail("wrap", wobj, "wrapped key is %d bytes, want %d (X-Wing HPKE seal of a %d-byte key)", len(wrap), coffer.WrapSize, coffer.EpochKeySize)
+		}
+		if state != nil {
+			if epoch < 1 || uint64(epoch) > state.Epoch || state.RoleAt(m, uint64(epoch)) == coffer.RoleNone {
+				a.r.Fail("wrap", wobj, "wrapped key for an account that was not a member in that epoch")
+			}
+			if uint64(epoch) == state.Epoch {
+				current[m] = true
+			}
+		}
+		wraps.next()
+	}
+	if state != nil {
+		for id := range state.Members {
+			if !current[id] {
+				a.r.Fail("wrap", fmt.Sprintf("%s member %s", obj, id), "no wrap of the current epoch %d key for a current member", state.Epoch)
+			}
+		}
+	}
+
+	// History links.
+	for links.ok {
+		var (
+			lg    coffer.GroupID
+			epoch int64
+			link  []byte
+		)
+		if err := links.rows.Scan(&lg, &epoch, &link); err != nil {
+			return err
+		}
+		if lg != g {
+			if cmpID(lg, g) < 0 {
+				a.r.Fail("link", "group "+lg.String(), "history_links row of a group without commits")
+				links.next()
+				continue
+			}
+			break
+		}
+		a.r.count("history_links", 1)
+		lobj := fmt.Sprintf("%s link %d", obj, epoch)
+		if len(link) != coffer.HistoryLinkSize {
+			a.r.Fail("link", lobj, "history link is %d bytes, want %d", len(link), coffer.HistoryLinkSize)
+		}
+		if state != nil {
+			if !state.ShareHistory {
+				a.r.Fail("link", lobj, "history link in a group that does not share history")
+			}
+			if epoch < 1 || uint64(epoch) >= state.Epoch {
+				a.r.Fail("link", lobj, "history link for epoch %d of a group at epoch %d", epoch, state.Epoch)
+			}
+		}
+		links.next()
+	}
+	return nil
+}
+
+func roleOf(s *coffer.GroupState, m coffer.AccountID) coffer.Role {
+	if cur := s.Members[m]; cur != nil {
+		return cur.Role
+	}
+	return coffer.RoleNone
+}
+
+func short(b []byte) []byte {
+	if len(b) > 4 {
+		return b[:4]
+	}
+	return b
+}
+
+// checkAddedKeys compares the keys each add op puts in the chain with the
+// account's registered, self-signed keys. A difference is a substituted
+// key: an admin's client wrapped the group key to a key that is not the
+// member's.
+func (a *dbAudit) checkAddedKeys(obj string, chain []coffer.SignedCommit) {
+	for _, sc := range chain {
+		c, err := coffer.ParseCommit(sc.Body)
+		if err != nil {
+			continue
+		}
+		for _, op := range c.Ops {
+			if op.Kind != coffer.OpAdd {
+				continue
+			}
+			acct := a.accounts[op.Member]
+			switch {
+			case acct == nil:
+				a.r.Fail("chain", fmt.Sprintf("%s commit %d", obj, c.Seq), "adds %s (%s), which is not a registered account", op.Member, op.Handle)
+			case acct.keys != keysHash(op.SigningKey, op.EncryptionKey):
+				a.r.Fail("chain", fmt.Sprintf("%s commit %d", obj, c.Seq), "adds %s (%s) with keys that differ from the account's registered keys", op.Member, op.Handle)
+			}
+		}
+	}
+}
+
+func (a *dbAudit) checkResources(ctx context.Context) error {
+	rows, err := a.conns[0].Query(ctx, `SELECT id, group_id, version, author_id, epoch, header, header_signature, meta, content_hash, size
+		FROM resources ORDER BY group_id, id`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id                      coffer.ResourceID
+			g                       coffer.GroupID
+			version, epoch, size    int64
+			author                  coffer.AccountID
+			header, sig, meta, hash []byte
+		)
+		if err := rows.Scan(&id, &g, &version, &author, &epoch, &header, &sig, &meta, &hash, &size); err != nil {
+			return err
+		}
+		a.r.count("resources", 1)
+		obj := "resource " + id.String()
+		if why := checkCiphertext(meta); why != "" {
+			a.r.Fail("metadata", obj+" column resources.meta", "not a ciphertext: %s", why)
+		}
+		a.r.count("metadata_ciphertexts", 1)
+		if len(hash) != coffer.HashSize {
+			a.r.Fail("resource", obj, "content_hash is %d bytes", len(hash))
+		}
+		acct := a.accounts[author]
+		if acct == nil {
+			a.r.Fail("resource", obj, "author %s is not a registered account", author)
+			continue
+		}
+		h, err := coffer.SignedHeader{Body: header, Signature: sig}.Verify(acct.signingKey)
+		if err != nil {
+			a.r.Fail("resource", obj, "header signature does not verify under the author's key: %s", coffer.ErrorMessage(err))
+			continue
+		}
+		if h.Resource != id || h.Group != g || h.Author != author || h.Version != uint64(version) ||
+			h.Epoch != uint64(epoch) || h.ContentSize != size || !bytes.Equal(h.ContentHash[:], hash) ||
+			h.MetaHash != sha256.Sum256(meta) {
+			a.r.Fail("resource", obj, "columns differ from the signed header")
+		}
+	}
+	return rows.Err()
+}
+
+func (a *dbAudit) checkTokens(ctx context.Context) error {
+	for _, q := range []struct{ table, col string }{{"refresh_tokens", "token_hash"}, {"login_challenges", "challenge_hash"}} {
+		if !a.tables[q.table] {
+			continue
+		}
+		var n, bad int64
+		if err := a.conns[0].QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE length(`+q.col+`) <> 32) FROM `+q.table).Scan(&n, &bad); err != nil {
+			return err
+		}
+		a.r.count(q.table, n)
+		if bad > 0 {
+			a.r.Fail("schema", "column "+q.table+"."+q.col, "%d values are not 32-byte hashes", bad)
+		}
+	}
+	return nil
+}
+
+// checkLog recomputes the transparency log from its leaves, checks each
+// leaf against the account or commit it records, and compares the tree with
+// the stored hashes and the signed checkpoint.
+func (a *dbAudit) checkLog(ctx context.Context) error {
+	var (
+		size       int64
+		rootBytes  []byte
+		checkpoint string
+	)
+	if err := a.conns[0].QueryRow(ctx, `SELECT tree_size, root_hash, checkpoint FROM log_head`).Scan(&size, &rootBytes, &checkpoint); err != nil {
+		return fmt.Errorf("log head: %w", err)
+	}
+	cp, ok := a.openCheckpoint(checkpoint)
+
+	// Every account and commit has a log entry, integrated or pending.
+	for _, q := range []struct{ what, sql string }{
+		{"account", `SELECT a.id::text FROM accounts a WHERE NOT EXISTS (SELECT 1 FROM log_entries e WHERE e.account_id = a.id) LIMIT 100`},
+		{"commit", `SELECT c.group_id::text || ' commit ' || c.seq FROM commits c WHERE NOT EXISTS (SELECT 1 FROM log_entries e WHERE e.group_id = c.group_id AND e.seq = c.seq) LIMIT 100`},
+	} {
+		rows, err := a.conns[0].Query(ctx, q.sql)
+		if err != nil {
+			return err
+		}
+		missing, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		for _, m := range missing {
+			a.r.Fail("log", q.what+" "+m, "is not in the transparency log")
+		}
+	}
+	var pending int64
+	if err := a.conns[0].QueryRow(ctx, `SELECT count(*) FROM log_entries WHERE leaf_index IS NULL`).Scan(&pending); err != nil {
+		return err
+	}
+	a.r.count("log_pending_entries", pending)
+
+	hashes, err := newStream(ctx, a.conns[1], `SELECT hash_index, hash FROM log_hashes ORDER BY hash_index`)
+	if err != nil {
+		return err
+	}
+	defer hashes.close()
+	leaves, err := a.conns[0].Query(ctx, `SELECT e.leaf_index, e.leaf, e.leaf_hash, e.account_id, e.group_id, e.seq,
+			a.identity, a.self_signature, c.body, c.signature
+		FROM log_entries e
+		LEFT JOIN accounts a ON a.id = e.account_id
+		LEFT JOIN commits c ON c.group_id = e.group_id AND c.seq = e.seq
+		WHERE e.leaf_index IS NOT NULL ORDER BY e.leaf_index`)
+	if err != nil {
+		return err
+	}
+	defer leaves.Close()
+	tree := newTreeBuilder()
+	hashMismatch := 0
+	for leaves.Next() {
+		var (
+			idx            int64
+			leaf, leafHash []byte
+			accountID      *coffer.AccountID
+			groupID        *coffer.GroupID
+			seq            *int64
+			ident, selfSig []byte
+			body, sig      []byte
+		)
+		if err := leaves.Scan(&idx, &leaf, &leafHash, &accountID, &groupID, &seq, &ident, &selfSig, &body, &sig); err != nil {
+			return err
+		}
+		obj := fmt.Sprintf("log leaf %d", idx)
+		if idx != tree.size {
+			a.r.Fail("log", obj, "leaf indexes are not dense: expected %d", tree.size)
+			return nil
+		}
+		a.r.count("log_leaves", 1)
+		a.p.tick("log leaves: %d", tree.size)
+		rh := translog.RecordHash(leaf)
+		if !bytes.Equal(rh[:], leafHash) {
+			a.r.Fail("log", obj, "stored leaf hash is not the hash of the stored leaf (a rewritten leaf)")
+		}
+		a.checkLeaf(obj, leaf, accountID, groupID, seq, ident, selfSig, body, sig)
+		stored, err := tree.append(rh)
+		if err != nil {
+			return err
+		}
+		for _, sh := range stored {
+			if !hashes.ok {
+				hashMismatch++
+				continue
+			}
+			var (
+				i int64
+				h []byte
+			)
+			if err := hashes.rows.Scan(&i, &h); err != nil {
+				return err
+			}
+			if i != sh.index || !bytes.Equal(h, sh.hash[:]) {
+				hashMismatch++
+			}
+			hashes.next()
+		}
+	}
+	if err := leaves.Err(); err != nil {
+		return err
+	}
+	if hashMismatch > 0 {
+		a.r.Fail("log", "table log_hashes", "%d stored tree hashes differ from the hashes of the leaves: proofs served from them are wrong", hashMismatch)
+	}
+	for hashes.ok {
+		a.r.Fail("log", "table log_hashes", "stored hashes beyond the integrated tree")
+		hashes.next()
+		break
+	}
+	root, err := tree.root()
+	if err != nil {
+		return err
+	}
+	if tree.size != size {
+		a.r.Fail("log", "log_head.tree_size", "log_head says %d leaves, %d are integrated", size, tree.size)
+	}
+	if !bytes.Equal(rootBytes, root[:]) {
+		a.r.Fail("log", "log_head.root_hash", "the stored root is not the root of the leaves")
+	}
+	if ok {
+		if cp.Size != tree.size || cp.Root != root {
+			a.r.Fail("log", "log_head.checkpoint", "the recomputed log (size %d, root %x) differs from the signed checkpoint (size %d, root %x)",
+				tree.size, root[:4], cp.Size, cp.Root[:4])
+		}
+		a.r.count("log_checkpoint_size", cp.Size)
+	}
+	return nil
+}
+
+// openCheckpoint parses the stored checkpoint, verifying its signature when
+// a log key was given.
+func (a *dbAudit) openCheckpoint(text string) (translog.Checkpoint, bool) {
+	if text == "" {
+		a.r.Fail("log", "log_head.checkpoint", "no signed checkpoint")
+		return translog.Checkpoint{}, false
+	}
+	if a.logKey != nil {
+		cp, err := a.logKey.Open(text)
+		if err != nil {
+			a.r.Fail("log", "log_head.checkpoint", "checkpoint does not verify under the log key: %v", err)
+			return cp, false
+		}
+		return cp, true
+	}
+	a.r.Note("no --log-key given: the checkpoint's signature was not checked, only its contents")
+	body, _, found := strings.Cut(text, "\n\n")
+	if !found {
+		a.r.Fail("log", "log_head.checkpoint", "checkpoint is not a signed note")
+		return translog.Checkpoint{}, false
+	}
+	cp, err := translog.ParseCheckpointText(body + "\n")
+	if err != nil {
+		a.r.Fail("log", "log_head.checkpoint", "%v", err)
+		return cp, false
+	}
+	if _, err := note.Open([]byte(text), note.VerifierList()); err != nil {
+		var unv *note.UnverifiedNoteError
+		if !errors.As(err, &unv) {
+			a.r.Fail("log", "log_head.checkpoint", "checkpoint is not a well-formed signed note: %v", err)
+		}
+	}
+	return cp, true
+}
+
+// checkLeaf checks a leaf's encoding and signature, and that it records
+// exactly the account or commit row it is indexed under.
+func (a *dbAudit) checkLeaf(obj string, leaf []byte, accountID *coffer.AccountID, groupID *coffer.GroupID, seq *int64, ident, selfSig, body, sig []byte) {
+	l, err := translog.ParseLeaf(leaf)
+	if err != nil {
+		a.r.Fail("log", obj, "%v", err)
+		return
+	}
+	switch l.Kind {
+	case translog.KindIdentity:
+		if accountID == nil || *accountID != l.Account {
+			a.r.Fail("log", obj, "identity leaf indexed under another account")
+		}
+		if ident != nil && !bytes.Equal(leaf, translog.IdentityLeaf(l.Account, ident, selfSig)) {
+			a.r.Fail("log", obj, "leaf differs from the accounts row it records")
+		}
+		if ident == nil {
+			// The account row is gone; the leaf must still verify alone.
+			if _, err := l.VerifyIdentity(); err != nil {
+				a.r.Fail("log", obj, "identity leaf does not verify: %v", err)
+			}
+		}
+	case translog.KindCommit:
+		if groupID == nil || seq == nil || *groupID != l.Group || uint64(*seq) != l.Seq {
+			a.r.Fail("log", obj, "commit leaf indexed under another commit")
+		}
+		c, err := l.ParseCommit()
+		if err != nil {
+			a.r.Fail("log", obj, "commit leaf: %v", err)
+			return
+		}
+		if body != nil {
+			// The row's chain was verified above; equal bytes carry it over.
+			if !bytes.Equal(leaf, translog.CommitLeaf(l.Group, l.Seq, coffer.SignedCommit{Body: body, Signature: sig})) {
+				a.r.Fail("log", obj, "leaf differs from the commits row it records")
+			}
+			return
+		}
+		// The commit row is gone: check the signature under the author's
+		// registered key, or the key the genesis adds it with.
+		key := ed25519.PublicKey(nil)
+		if acct := a.accounts[c.Author]; acct != nil {
+			key = acct.signingKey
+		} else if c.Seq == 1 && len(c.Ops) > 0 {
+			key = c.Ops[0].SigningKey
+		}
+		if !coffer.VerifySignature(key, coffer.LabelCommit, l.Commit.Body, l.Commit.Signature) {
+			a.r.Fail("log", obj, "commit signature does not verify under the author's key")
+		}
+	}
+}
+
+// treeBuilder recomputes a tlog tree from record hashes, keeping only the
+// hashes that later appends and the root still read (O(log n) memory).
+type treeBuilder struct {
+	size  int64
+	known map[int64]tlog.Hash
+}
+
+type storedHash struct {
+	index int64
+	hash  tlog.Hash
+}
+
+func newTreeBuilder() *treeBuilder { return &treeBuilder{known: map[int64]tlog.Hash{}} }
+
+func (t *treeBuilder) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	for i, ix := range indexes {
+		h, ok := t.known[ix]
+		if !ok {
+			return nil, fmt.Errorf("audit: tree hash %d not kept", ix)
+		}
+		out[i] = h
+	}
+	return out, nil
+}
+
+// append adds a record hash and returns the stored hashes it creates, in
+// stored-index order.
+func (t *treeBuilder) append(h tlog.Hash) ([]storedHash, error) {
+	hs, err := tlog.StoredHashesForRecordHash(t.size, h, t)
+	if err != nil {
+		return nil, err
+	}
+	base := tlog.StoredHashIndex(0, t.size)
+	out := make([]storedHash, len(hs))
+	for i, x := range hs {
+		out[i] = storedHash{base + int64(i), x}
+		t.known[base+int64(i)] = x
+	}
+	t.size++
+	// Keep only the complete subtrees of the new size: the only earlier
+	// hashes an append or TreeHash reads.
+	if len(t.known) > 256 {
+		keep := map[int64]tlog.Hash{}
+		for _, ix := range translog.Frontier(t.size) {
+			keep[ix] = t.known[ix]
+		}
+		t.known = keep
+	}
+	return out, nil
+}
+
+func (t *treeBuilder) root() (tlog.Hash, error) { return tlog.TreeHash(t.size, t) }

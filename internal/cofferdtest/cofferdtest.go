@@ -1,0 +1,93 @@
+// Package cofferdtest starts a real cofferd (internal/cofferd) on a random
+// port against a fresh pgtest database, for tests outside the e2e suite that
+// need a whole server: the transparency log's client checks and the
+// auditor. A package that uses it calls pgtest.Main from its TestMain.
+package cofferdtest
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/cofferhq/coffer/internal/cofferd"
+	"github.com/cofferhq/coffer/internal/pgtest"
+)
+
+// Server is a running cofferd.
+type Server struct {
+	Main        *cofferd.Main
+	DatabaseURL string
+	DataDir     string
+}
+
+// URL is the server's base URL.
+func (s *Server) URL() string { return s.Main.URL() }
+
+// LogKey is the note verifier key of the server's log.
+func (s *Server) LogKey() string { return s.Main.LogKey() }
+
+// Options configure Start.
+type Options struct {
+	// LogKeyFile and LogOrigin configure the log; by default each server
+	// has its own key under its data directory. Two servers given the same
+	// key and origin but different databases are a forked log.
+	LogKeyFile, LogOrigin string
+	// DatabaseURL reuses a database instead of a fresh one.
+	DatabaseURL string
+	// Stderr receives the server log (default: discarded; the log file is
+	// DataDir/cofferd.log either way).
+	Stderr io.Writer
+}
+
+// WriteKey writes a fresh Ed25519 PKCS#8 PEM key file in dir.
+func WriteKey(tb testing.TB, dir, name string) string {
+	tb.Helper()
+	_, k, _ := ed25519.GenerateKey(rand.Reader)
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f := filepath.Join(dir, name)
+	if err := os.WriteFile(f, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return f
+}
+
+// Start runs a cofferd until the test ends.
+func Start(tb testing.TB, opts *Options) *Server {
+	tb.Helper()
+	if opts == nil {
+		opts = &Options{}
+	}
+	url := opts.DatabaseURL
+	if url == "" {
+		url = pgtest.NewURL(tb)
+	}
+	dir := tb.TempDir()
+	m := cofferd.NewMain()
+	m.Stderr = io.Discard
+	if opts.Stderr != nil {
+		m.Stderr = opts.Stderr
+	}
+	m.Config = cofferd.Config{
+		Addr: "127.0.0.1:0", DatabaseURL: url, Migrate: true,
+		JWTKeyFiles: WriteKey(tb, dir, "jwt.key"), LogLevel: "info", AuthRateLimit: 1_000_000,
+		DataDir: dir, LogFile: filepath.Join(dir, "cofferd.log"), BlobDir: filepath.Join(dir, "blobs"),
+		LogKeyFile: opts.LogKeyFile, LogOrigin: opts.LogOrigin,
+	}
+	if m.Config.LogOrigin == "" {
+		m.Config.LogOrigin = "coffer.test"
+	}
+	if err := m.Run(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { m.Close() })
+	return &Server{Main: m, DatabaseURL: url, DataDir: dir}
+}

@@ -1,0 +1,539 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/translog"
+)
+
+// The transparency log in PostgreSQL (see docs/PROTOCOL.md).
+//
+// Writers append a leaf to log_entries inside the transaction of the
+// registration or commit it records (the hooks below), with a single INSERT:
+// its id comes from an identity sequence, which never blocks another
+// transaction. Nothing on the write path touches a shared row, so writers
+// do not serialize behind the log.
+//
+// IntegrateLog, run by one sequencer at a time, gives pending leaves dense
+// leaf indexes in id order, stores their tlog hashes in log_hashes and
+// signs a checkpoint into log_head. Its exclusive lock is the log_head row,
+// which only sequencers take.
+
+var _ coffer.LogService = (*DB)(nil)
+
+func init() {
+	afterAccountCreated = logIdentity
+	afterCommitStored = logCommit
+}
+
+func logIdentity(ctx context.Context, tx pgx.Tx, a *coffer.Account) error {
+	leaf := translog.IdentityLeaf(a.ID, a.Identity.Marshal(), a.SelfSignature)
+	return appendLeaf(ctx, tx, leaf, &a.ID, nil, 0, a.Created)
+}
+
+func logCommit(ctx context.Context, tx pgx.Tx, a *coffer.GroupAppend) error {
+	leaf := translog.CommitLeaf(a.State.Group, a.Parsed.Seq, a.Commit)
+	return appendLeaf(ctx, tx, leaf, nil, &a.State.Group, a.Parsed.Seq, a.Received)
+}
+
+func appendLeaf(ctx context.Context, tx pgx.Tx, leaf []byte, account *coffer.AccountID, g *coffer.GroupID, seq uint64, at time.Time) error {
+	if at.IsZero() {
+		at = time.Now()
+	}
+	h := translog.RecordHash(leaf)
+	var seqArg *int64
+	if g != nil {
+		s := int64(seq)
+		seqArg = &s
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO log_entries (leaf, leaf_hash, account_id, group_id, seq, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6)`, leaf, h[:], account, g, seqArg, at.UTC())
+	return err
+}
+
+// LogSigner signs checkpoints. *translog.Signer implements it. Ed25519
+// signatures are deterministic, so signing the same tree twice gives the
+// same note; IntegrateLog uses that to notice a changed key or origin.
+type LogSigner interface {
+	Sign(n int64, root tlog.Hash) (string, error)
+}
+
+// IntegrateLog integrates up to max pending leaves into the tree, stores
+// their hashes and a new signed checkpoint, all in one transaction, and
+// returns how many it integrated. With nothing pending it only re-signs the
+// current tree if the stored checkpoint is not signer's (first start, or a
+// new key or origin). Concurrent callers (replicas) take turns on the
+// log_head row lock.
+func (db *DB) IntegrateLog(ctx context.Context, signer LogSigner, max int) (int, error) {
+	var n int
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		var (
+			size       int64
+			rootBytes  []byte
+			checkpoint string
+		)
+		if err := tx.QueryRow(ctx, `SELECT tree_size, root_hash, checkpoint FROM log_head FOR UPDATE`).
+			Scan(&size, &rootBytes, &checkpoint); err != nil {
+			return fmt.Errorf("log head: %w", err)
+		}
+		rows, err := tx.Query(ctx, `SELECT id, leaf_hash FROM log_entries
+			WHERE leaf_index IS NULL ORDER BY id LIMIT $1`, max)
+		if err != nil {
+			return err
+		}
+		var (
+			ids    []int64
+			hashes []tlog.Hash
+		)
+		for rows.Next() {
+			var (
+				id int64
+				h  []byte
+			)
+			if err := rows.Scan(&id, &h); err != nil {
+				rows.Close()
+				return err
+			}
+			if len(h) != tlog.HashSize {
+				rows.Close()
+				return fmt.Errorf("log entry %d: leaf hash of %d bytes", id, len(h))
+			}
+			ids = append(ids, id)
+			hashes = append(hashes, tlog.Hash(h))
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(ids) == 0 {
+			root := tlog.Hash(rootBytes)
+			want, err := signer.Sign(size, root)
+			if err != nil {
+				return err
+			}
+			if want == checkpoint {
+				return nil
+			}
+			_, err = tx.Exec(ctx, `UPDATE log_head SET checkpoint = $1, updated_at = $2`, want, db.now())
+			return err
+		}
+
+		r := &hashReader{ctx: ctx, q: tx, cache: map[int64]tlog.Hash{}}
+		first := tlog.StoredHashCount(size)
+		var stored [][]any
+		indexes := make([]int64, len(ids))
+		for i, h := range hashes {
+			leaf := size + int64(i)
+			hs, err := tlog.StoredHashesForRecordHash(leaf, h, r)
+			if err != nil {
+				return err
+			}
+			base := tlog.StoredHashIndex(0, leaf)
+			for j, x := range hs {
+				r.cache[base+int64(j)] = x
+				stored = append(stored, []any{base + int64(j), x[:]})
+			}
+			indexes[i] = leaf
+		}
+		if got := stored[0][0].(int64); got != first {
+			return fmt.Errorf("log hashes start at %d, want %d", got, first)
+		}
+		newSize := size + int64(len(ids))
+		root, err := tlog.TreeHash(newSize, r)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"log_hashes"}, []string{"hash_index", "hash"}, pgx.CopyFromRows(stored)); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE log_entries e SET leaf_index = v.idx
+			FROM unnest($1::bigint[], $2::bigint[]) AS v(id, idx) WHERE e.id = v.id`, ids, indexes); err != nil {
+			return err
+		}
+		note, err := signer.Sign(newSize, root)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE log_head SET tree_size = $1, root_hash = $2, checkpoint = $3, updated_at = $4`,
+			newSize, root[:], note, db.now()); err != nil {
+			return err
+		}
+		n = len(ids)
+		return nil
+	})
+	return n, err
+}
+
+// querier is what hashReader needs of a transaction or connection.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// hashReader is a tlog.HashReader over log_hashes, with a cache for the
+// hashes a caller already holds (the sequencer's batch).
+type hashReader struct {
+	ctx   context.Context
+	q     querier
+	cache map[int64]tlog.Hash
+}
+
+func (r *hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	var missing []int64
+	for _, i := range indexes {
+		if _, ok := r.cache[i]; !ok {
+			missing = append(missing, i)
+		}
+	}
+	if len(missing) > 0 {
+		if err := r.load(missing); err != nil {
+			return nil, err
+		}
+	}
+	for k, i := range indexes {
+		h, ok := r.cache[i]
+		if !ok {
+			return nil, fmt.Errorf("store: log hash %d is missing", i)
+		}
+		out[k] = h
+	}
+	return out, nil
+}
+
+func (r *hashReader) load(indexes []int64) error {
+	rows, err := r.q.Query(r.ctx, `SELECT hash_index, hash FROM log_hashes WHERE hash_index = ANY($1)`, indexes)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			i int64
+			h []byte
+		)
+		if err := rows.Scan(&i, &h); err != nil {
+			return err
+		}
+		if len(h) != tlog.HashSize {
+			return fmt.Errorf("store: log hash %d has %d bytes", i, len(h))
+		}
+		r.cache[i] = tlog.Hash(h)
+	}
+	return rows.Err()
+}
+
+// indexRecorder is a tlog.HashReader that only records which hashes a proof
+// needs, so that many proofs can fetch their hashes in one query.
+type indexRecorder struct{ need []int64 }
+
+func (r *indexRecorder) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	r.need = append(r.need, indexes...)
+	return make([]tlog.Hash, len(indexes)), nil
+}
+
+// LogCheckpoint implements coffer.LogService.
+func (db *DB) LogCheckpoint(ctx context.Context) (string, error) {
+	var cp string
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `SELECT checkpoint FROM log_head`).Scan(&cp)
+	})
+	if err == nil && cp == "" {
+		return "", coffer.Errorf(coffer.EUNAVAILABLE, "the log has no signed checkpoint yet")
+	}
+	return cp, err
+}
+
+// treeSize reads the integrated tree size in tx.
+func treeSize(ctx context.Context, tx pgx.Tx) (int64, error) {
+	var n int64
+	err := tx.QueryRow(ctx, `SELECT tree_size FROM log_head`).Scan(&n)
+	return n, err
+}
+
+// maxLeafBytes caps one page of leaves.
+const maxLeafBytes = 8 << 20
+
+// LogLeaves implements coffer.LogService.
+func (db *DB) LogLeaves(ctx context.Context, start int64, limit int) ([][]byte, error) {
+	if start < 0 || limit <= 0 {
+		return nil, coffer.Errorf(coffer.EINVALID, "start must be >= 0 and limit > 0")
+	}
+	var out [][]byte
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		n, err := treeSize(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if start > n {
+			return coffer.Errorf(coffer.ENOTFOUND, "the tree has %d leaves", n)
+		}
+		rows, err := tx.Query(ctx, `SELECT leaf_index, leaf FROM log_entries
+			WHERE leaf_index >= $1 AND leaf_index < $2 ORDER BY leaf_index LIMIT $3`, start, n, limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		total := 0
+		for rows.Next() {
+			var (
+				i    int64
+				leaf []byte
+			)
+			if err := rows.Scan(&i, &leaf); err != nil {
+				return err
+			}
+			if i != start+int64(len(out)) {
+				return fmt.Errorf("store: log leaf %d is missing", start+int64(len(out)))
+			}
+			// Always return at least one leaf, however large.
+			if len(out) > 0 && total+len(leaf) > maxLeafBytes {
+				break
+			}
+			total += len(leaf)
+			out = append(out, leaf)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+func checkSize(ctx context.Context, tx pgx.Tx, size int64) error {
+	n, err := treeSize(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if size > n {
+		return coffer.Errorf(coffer.ENOTFOUND, "no tree of size %d: the log has %d leaves", size, n)
+	}
+	return nil
+}
+
+// LogInclusionProof implements coffer.LogService.
+func (db *DB) LogInclusionProof(ctx context.Context, index, size int64) ([][32]byte, error) {
+	if index < 0 || size <= index {
+		return nil, coffer.Errorf(coffer.EINVALID, "need 0 <= index < size")
+	}
+	var proof tlog.RecordProof
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		if err := checkSize(ctx, tx, size); err != nil {
+			return err
+		}
+		var err error
+		proof, err = tlog.ProveRecord(size, index, &hashReader{ctx: ctx, q: tx, cache: map[int64]tlog.Hash{}})
+		return err
+	})
+	return toArrays(proof), err
+}
+
+// LogConsistencyProof implements coffer.LogService.
+func (db *DB) LogConsistencyProof(ctx context.Context, older, newer int64) ([][32]byte, error) {
+	if older < 0 || newer < older {
+		return nil, coffer.Errorf(coffer.EINVALID, "need 0 <= old <= new")
+	}
+	var proof tlog.TreeProof
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		if err := checkSize(ctx, tx, newer); err != nil {
+			return err
+		}
+		if older == 0 || older == newer {
+			return nil
+		}
+		var err error
+		proof, err = tlog.ProveTree(newer, older, &hashReader{ctx: ctx, q: tx, cache: map[int64]tlog.Hash{}})
+		return err
+	})
+	return toArrays(proof), err
+}
+
+// MaxLogProofs caps the references of one LogProofs call.
+const MaxLogProofs = 1000
+
+// LogProofs implements coffer.LogService. It finds the leaf of every
+// reference and proves it in the tree of the given size, reading the hashes
+// of all proofs in one query.
+func (db *DB) LogProofs(ctx context.Context, size int64, refs []coffer.LogRef) ([]coffer.LogProof, error) {
+	if len(refs) > MaxLogProofs {
+		return nil, coffer.Errorf(coffer.ETOOLARGE, "at most %d references per request", MaxLogProofs)
+	}
+	if size <= 0 {
+		return nil, coffer.Errorf(coffer.EINVALID, "size must be positive")
+	}
+	out := make([]coffer.LogProof, len(refs))
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		if err := checkSize(ctx, tx, size); err != nil {
+			return err
+		}
+		var (
+			accounts []coffer.AccountID
+			groups   []coffer.GroupID
+			seqs     []int64
+		)
+		for _, r := range refs {
+			if r.Group.IsZero() {
+				accounts = append(accounts, r.Account)
+			} else {
+				groups = append(groups, r.Group)
+				seqs = append(seqs, int64(r.Seq))
+			}
+		}
+		type key struct {
+			a   coffer.AccountID
+			g   coffer.GroupID
+			seq uint64
+		}
+		found := map[key]int64{}
+		if len(accounts) > 0 {
+			rows, err := tx.Query(ctx, `SELECT account_id, leaf_index FROM log_entries
+				WHERE account_id = ANY($1) AND leaf_index IS NOT NULL`, accounts)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var (
+					a coffer.AccountID
+					i int64
+				)
+				if err := rows.Scan(&a, &i); err != nil {
+					rows.Close()
+					return err
+				}
+				found[key{a: a}] = i
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+		if len(groups) > 0 {
+			rows, err := tx.Query(ctx, `SELECT e.group_id, e.seq, e.leaf_index FROM log_entries e
+				JOIN unnest($1::uuid[], $2::bigint[]) AS r(g, s) ON e.group_id = r.g AND e.seq = r.s
+				WHERE e.leaf_index IS NOT NULL`, groups, seqs)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var (
+					g coffer.GroupID
+					s int64
+					i int64
+				)
+				if err := rows.Scan(&g, &s, &i); err != nil {
+					rows.Close()
+					return err
+				}
+				found[key{g: g, seq: uint64(s)}] = i
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+		// First pass: which hashes do the proofs need?
+		rec := &indexRecorder{}
+		for i, r := range refs {
+			k := key{a: r.Account}
+			if !r.Group.IsZero() {
+				k = key{g: r.Group, seq: r.Seq}
+			}
+			out[i] = coffer.LogProof{Ref: r, Index: -1}
+			if idx, ok := found[k]; ok && idx < size {
+				out[i].Index = idx
+				if _, err := tlog.ProveRecord(size, idx, rec); err != nil {
+					return err
+				}
+			}
+		}
+		// Second pass, with every hash fetched at once.
+		hr := &hashReader{ctx: ctx, q: tx, cache: map[int64]tlog.Hash{}}
+		if len(rec.need) > 0 {
+			if err := hr.load(rec.need); err != nil {
+				return err
+			}
+		}
+		for i := range out {
+			if out[i].Index < 0 {
+				continue
+			}
+			p, err := tlog.ProveRecord(size, out[i].Index, hr)
+			if err != nil {
+				return err
+			}
+			out[i].Proof = toArrays(p)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func toArrays(hs []tlog.Hash) [][32]byte {
+	if hs == nil {
+		return nil
+	}
+	out := make([][32]byte, len(hs))
+	for i, h := range hs {
+		out[i] = h
+	}
+	return out
+}
+
+// BackfillLog appends a pending leaf for every account and commit that has
+// none: the data of a database created before the log existed. It is a
+// no-op on a database whose every write went through the hooks.
+func (db *DB) BackfillLog(ctx context.Context) (int, error) {
+	var n int
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT a.id, a.identity, a.self_signature, a.created_at FROM accounts a
+			WHERE NOT EXISTS (SELECT 1 FROM log_entries e WHERE e.account_id = a.id) ORDER BY a.created_at, a.id`)
+		if err != nil {
+			return err
+		}
+		type acct struct {
+			id            coffer.AccountID
+			identity, sig []byte
+			at            time.Time
+		}
+		accts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (acct, error) {
+			var a acct
+			return a, r.Scan(&a.id, &a.identity, &a.sig, &a.at)
+		})
+		if err != nil {
+			return err
+		}
+		for _, a := range accts {
+			if err := appendLeaf(ctx, tx, translog.IdentityLeaf(a.id, a.identity, a.sig), &a.id, nil, 0, a.at); err != nil {
+				return err
+			}
+		}
+		n += len(accts)
+		rows, err = tx.Query(ctx, `SELECT c.group_id, c.seq, c.body, c.signature, c.created_at FROM commits c
+			WHERE NOT EXISTS (SELECT 1 FROM log_entries e WHERE e.group_id = c.group_id AND e.seq = c.seq)
+			ORDER BY c.created_at, c.group_id, c.seq`)
+		if err != nil {
+			return err
+		}
+		type cm struct {
+			g   coffer.GroupID
+			seq int64
+			sc  coffer.SignedCommit
+			at  time.Time
+		}
+		cms, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (cm, error) {
+			var c cm
+			return c, r.Scan(&c.g, &c.seq, &c.sc.Body, &c.sc.Signature, &c.at)
+		})
+		if err != nil {
+			return err
+		}
+		for _, c := range cms {
+			if err := appendLeaf(ctx, tx, translog.CommitLeaf(c.g, uint64(c.seq), c.sc), nil, &c.g, uint64(c.seq), c.at); err != nil {
+				return err
+			}
+		}
+		n += len(cms)
+		return nil
+	})
+	return n, err
+}
