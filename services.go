@@ -2,6 +2,7 @@ package coffer
 
 import (
 	"context"
+	"database/sql/driver"
 	"time"
 )
 
@@ -114,4 +115,115 @@ type GroupService interface {
 	Commits(ctx context.Context, caller AccountID, g GroupID, after uint64, limit int) ([]SignedCommit, error)
 	// Keys returns the caller's wraps for every epoch and all history links.
 	Keys(ctx context.Context, caller AccountID, g GroupID) ([]Wrap, []HistoryLink, error)
+}
+
+// UploadID names a resource upload in flight. The server assigns it.
+type UploadID uuid
+
+func NewUploadID() UploadID { return UploadID(newUUID()) }
+
+func ParseUploadID(s string) (UploadID, error) {
+	u, err := parseUUID("upload", s)
+	return UploadID(u), err
+}
+
+func (id UploadID) String() string               { return uuid(id).String() }
+func (id UploadID) IsZero() bool                 { return id == UploadID{} }
+func (id UploadID) MarshalText() ([]byte, error) { return []byte(id.String()), nil }
+func (id UploadID) Value() (driver.Value, error) { return id.String(), nil }
+func (id *UploadID) Scan(src any) error          { return (*uuid)(id).scan("upload", src) }
+func (id *UploadID) UnmarshalText(b []byte) (err error) {
+	*id, err = ParseUploadID(string(b))
+	return err
+}
+
+// MaxResourceMetaSize caps a resource's encrypted metadata: 64 KiB of
+// plaintext plus AES-256-GCM's nonce and tag.
+const MaxResourceMetaSize = 64<<10 + 28
+
+// Resource is one version of a resource as the server stores it: the
+// author's signed header, the encrypted metadata and where the ciphertext
+// is. The server reads the header's fields but trusts none of them; readers
+// verify everything against the membership log.
+type Resource struct {
+	ID          ResourceID
+	Group       GroupID
+	Version     uint64
+	Author      AccountID
+	Epoch       uint64
+	Header      SignedHeader
+	Meta        []byte // SealMetadata(LabelResourceMeta) ciphertext
+	ContentHash [32]byte
+	Size        int64 // ciphertext bytes
+	BlobKey     string
+	Created     time.Time // when version 1 was stored (server clock)
+	Updated     time.Time // when this version was stored (server clock)
+}
+
+// Upload is a resource version being written. Its content goes to a blob
+// first; FinalizeUpload then makes it a Resource.
+type Upload struct {
+	ID       UploadID
+	Resource ResourceID
+	Group    GroupID
+	Author   AccountID
+	Version  uint64 // the version it becomes: 1 for a new resource
+	// BlobKey, Size and ContentHash are set once the content arrived.
+	BlobKey     string
+	Size        int64
+	ContentHash [32]byte
+	Created     time.Time
+	Updated     time.Time
+}
+
+// ResourceCursor is a position in a group's newest-first resource listing.
+// The zero value is the start.
+type ResourceCursor struct {
+	Created time.Time
+	ID      ResourceID
+}
+
+// ResourceService stores resource rows and uploads; blob bytes are in a
+// BlobStore. The server calls it. Every method enforces, inside its
+// queries, that caller is a member of the group (ENOTFOUND otherwise) and,
+// for writes, has at least the writer role (EFORBIDDEN for readers).
+// Deleting or replacing a resource additionally needs the caller to be the
+// author of its current version or an admin (EFORBIDDEN).
+//
+// Methods that make a blob unreferenced return its key; the caller deletes
+// the blob after the transaction committed. If it cannot, the orphan-blob
+// sweep will.
+type ResourceService interface {
+	// CreateUpload records u, whose ID, Resource, Group, Author (the caller)
+	// and Version are set. For Version 1 the resource must not exist
+	// (ECONFLICT) and the group must hold fewer than maxPerGroup resources
+	// (ELIMIT). For a later version the resource must be at Version-1
+	// (EPRECONDITION): that is the replace's If-Match.
+	CreateUpload(ctx context.Context, caller AccountID, u *Upload, maxPerGroup int64) error
+	// Upload returns one of the caller's uploads; ENOTFOUND for others'.
+	Upload(ctx context.Context, caller AccountID, id UploadID) (*Upload, error)
+	// SetUploadContent records that the blob blobKey holds the upload's
+	// content, and returns the blob of an earlier attempt ("" if none).
+	// ENOTFOUND if the upload is gone (finalized, aborted or collected):
+	// the caller then deletes blobKey.
+	SetUploadContent(ctx context.Context, caller AccountID, id UploadID, blobKey string, size int64, hash [32]byte) (replaced string, err error)
+	// DeleteUpload aborts one of the caller's uploads and returns its blob.
+	DeleteUpload(ctx context.Context, caller AccountID, id UploadID) (blobKey string, err error)
+	// FinalizeUpload makes the caller's upload id the resource version r, in
+	// one transaction: the upload row goes and the resource row appears or
+	// moves to r.Version. r must match the upload (resource, group, author,
+	// version, blob, size, hash: EINVALID otherwise). r.Epoch must be the
+	// group's current epoch (ESTALEKEY), so nothing is ever stored under a
+	// key that a removed member holds. The limits and preconditions of
+	// CreateUpload are checked again. It fills in r.Created and r.Updated
+	// and returns the blob of the version it replaced ("" for version 1).
+	FinalizeUpload(ctx context.Context, caller AccountID, id UploadID, r *Resource, maxPerGroup int64) (replaced string, err error)
+	// Resources lists up to limit resources of g after the cursor, newest
+	// (by Created) first.
+	Resources(ctx context.Context, caller AccountID, g GroupID, after ResourceCursor, limit int) ([]Resource, error)
+	// Resource returns the current version of one resource.
+	Resource(ctx context.Context, caller AccountID, g GroupID, id ResourceID) (*Resource, error)
+	// DeleteResource deletes a resource and returns its blob. With
+	// ifVersion != 0, the current version must be ifVersion (EPRECONDITION).
+	DeleteResource(ctx context.Context, caller AccountID, g GroupID, id ResourceID, ifVersion uint64) (blobKey string, err error)
 }
