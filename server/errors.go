@@ -24,6 +24,7 @@ var statusOf = map[coffer.Code]int{
 	coffer.ELIMIT:        http.StatusUnprocessableEntity,
 	coffer.EUNAVAILABLE:  http.StatusServiceUnavailable,
 	coffer.EINTERNAL:     http.StatusInternalServerError,
+	coffer.ESTALEKEY:     http.StatusConflict, // the key rotated under the request: re-sync and retry
 }
 
 // headError carries the current head with a 409 from a commit append.

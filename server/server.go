@@ -47,8 +47,12 @@ type Config struct {
 	MaxJSONBody int64
 	// MaxCommitBody caps a commit upload, which carries one wrap per member.
 	MaxCommitBody int64
-	Logger        *slog.Logger
-	Now           func() time.Time
+	// MaxResourceSize caps a resource's ciphertext; MaxResourcesPerGroup
+	// caps how many resources one group holds.
+	MaxResourceSize      int64
+	MaxResourcesPerGroup int64
+	Logger               *slog.Logger
+	Now                  func() time.Time
 }
 
 // DefaultConfig returns the defaults.
@@ -62,8 +66,11 @@ func DefaultConfig() Config {
 		AuthRateLimit: 60,
 		MaxJSONBody:   1 << 20,
 		MaxCommitBody: 32 << 20,
-		Logger:        slog.Default(),
-		Now:           time.Now,
+
+		MaxResourceSize:      5 << 30,
+		MaxResourcesPerGroup: 100_000,
+		Logger:               slog.Default(),
+		Now:                  time.Now,
 	}
 }
 
@@ -72,6 +79,10 @@ type Services struct {
 	Accounts coffer.AccountService
 	Auth     coffer.AuthService
 	Groups   coffer.GroupService
+	// Resources and Blobs store resource rows and bytes. Without them the
+	// resource endpoints answer 503.
+	Resources coffer.ResourceService
+	Blobs     coffer.BlobStore
 	// Ready reports whether the server can serve: database reachable and
 	// schema at the version the binary expects.
 	Ready func(ctx context.Context) error
@@ -81,15 +92,17 @@ type Services struct {
 
 // Server is the HTTP API.
 type Server struct {
-	cfg      Config
-	accounts coffer.AccountService
-	auth     coffer.AuthService
-	groups   coffer.GroupService
-	ready    func(ctx context.Context) error
-	tokens   *tokenIssuer
-	metrics  *metrics
-	registry *prometheus.Registry
-	router   chi.Router
+	cfg       Config
+	accounts  coffer.AccountService
+	auth      coffer.AuthService
+	groups    coffer.GroupService
+	resources coffer.ResourceService
+	blobs     coffer.BlobStore
+	ready     func(ctx context.Context) error
+	tokens    *tokenIssuer
+	metrics   *metrics
+	registry  *prometheus.Registry
+	router    chi.Router
 }
 
 // New returns a server. It fails when no JWT key is configured.
@@ -119,6 +132,12 @@ func New(cfg Config, svc Services) (*Server, error) {
 	if cfg.MaxCommitBody == 0 {
 		cfg.MaxCommitBody = def.MaxCommitBody
 	}
+	if cfg.MaxResourceSize == 0 {
+		cfg.MaxResourceSize = def.MaxResourceSize
+	}
+	if cfg.MaxResourcesPerGroup == 0 {
+		cfg.MaxResourcesPerGroup = def.MaxResourcesPerGroup
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = def.Logger
 	}
@@ -137,6 +156,7 @@ func New(cfg Config, svc Services) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, accounts: svc.Accounts, auth: svc.Auth, groups: svc.Groups, ready: svc.Ready, registry: reg,
+		resources: svc.Resources, blobs: svc.Blobs,
 		tokens: &tokenIssuer{keys: cfg.JWTKeys, issuer: cfg.Issuer, audience: cfg.Audience, ttl: cfg.AccessTTL, now: cfg.Now},
 	}
 	s.metrics = newMetrics(reg)
@@ -182,6 +202,7 @@ func (s *Server) routes() chi.Router {
 			r.Use(s.authenticate)
 			r.Get("/accounts/{accountID}", s.handleAccountByID)
 			r.Get("/handles/{handle}", s.handleAccountByHandle)
+			r.Route("/uploads/{uploadID}", s.uploadRoutes)
 			r.Route("/groups", func(r chi.Router) {
 				r.Post("/", s.handleCreateGroup)
 				r.Get("/", s.handleListGroups)
@@ -190,6 +211,7 @@ func (s *Server) routes() chi.Router {
 					r.Post("/commits", s.handleAppendCommit)
 					r.Get("/commits", s.handleListCommits)
 					r.Get("/keys", s.handleKeys)
+					r.Route("/resources", s.resourceRoutes)
 				})
 			})
 		})

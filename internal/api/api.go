@@ -111,3 +111,61 @@ type Keys struct {
 	Wraps []Wrap        `json:"wraps"`
 	Links []HistoryLink `json:"links"`
 }
+
+// SignedHeader is a coffer.SignedHeader: the author's canonical resource
+// header encoding and the Ed25519 signature over it.
+type SignedHeader struct {
+	Body      []byte `json:"body"`
+	Signature []byte `json:"signature"`
+}
+
+// CreateResourceRequest starts the upload of a new resource whose id the
+// client chose.
+type CreateResourceRequest struct {
+	ResourceID coffer.ResourceID `json:"resource_id"`
+}
+
+// Upload is a resource version being written. PUT the ciphertext to
+// /v1/uploads/{id}/content, then POST a FinalizeRequest to
+// /v1/uploads/{id}/finalize.
+type Upload struct {
+	ID         coffer.UploadID   `json:"id"`
+	ResourceID coffer.ResourceID `json:"resource_id"`
+	GroupID    coffer.GroupID    `json:"group_id"`
+	Version    uint64            `json:"version"`
+	// Epoch is the group's current epoch: the header must carry it.
+	Epoch   uint64 `json:"epoch"`
+	MaxSize int64  `json:"max_size"` // the largest ciphertext the server accepts
+}
+
+// UploadContent is what the server received of an upload's content.
+type UploadContent struct {
+	Size        int64  `json:"size"`
+	ContentHash []byte `json:"content_hash"` // SHA-256 of the bytes received
+}
+
+// FinalizeRequest completes an upload with the author's signed header and
+// the encrypted metadata whose hash the header carries.
+type FinalizeRequest struct {
+	Header SignedHeader `json:"header"`
+	Meta   []byte       `json:"meta"`
+}
+
+// Resource is the current version of a resource, without its content.
+type Resource struct {
+	ID        coffer.ResourceID `json:"id"`
+	GroupID   coffer.GroupID    `json:"group_id"`
+	Version   uint64            `json:"version"`
+	AuthorID  coffer.AccountID  `json:"author_id"`
+	Epoch     uint64            `json:"epoch"`
+	Header    SignedHeader      `json:"header"`
+	Meta      []byte            `json:"meta"`
+	Size      int64             `json:"size"`
+	CreatedAt time.Time         `json:"created_at"`
+	UpdatedAt time.Time         `json:"updated_at"`
+}
+
+type ResourceList struct {
+	Resources  []Resource `json:"resources"`
+	NextCursor string     `json:"next_cursor,omitempty"`
+}
