@@ -54,6 +54,8 @@ type Client struct {
 
 	ksMu sync.Mutex // serialises read-modify-write of key store indexes
 
+	resources resourceCache // verified views for resource reads (resources.go)
+
 	mu        sync.Mutex // guards the session fields below
 	id        *Identity
 	account   coffer.AccountID

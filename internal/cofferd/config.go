@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/cofferhq/coffer/server"
 )
@@ -29,6 +30,12 @@ type Config struct {
 	LogFile       string
 	LogLevel      string
 	AuthRateLimit int
+
+	BlobDir              string
+	MaxResourceSize      int64
+	MaxResourcesPerGroup int64
+	GCInterval           time.Duration
+	UploadTTL            time.Duration
 }
 
 // flagSet binds the configuration to flags. Each flag can also be set with
@@ -49,6 +56,11 @@ func (c *Config) flagSet(name string) *flag.FlagSet {
 	fs.StringVar(&c.LogFile, "log-file", "", "also write the log to this file (dev mode: DATA/cofferd.log)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.IntVar(&c.AuthRateLimit, "auth-rate-limit", server.DefaultConfig().AuthRateLimit, "auth and registration requests per minute per IP")
+	fs.StringVar(&c.BlobDir, "blob-dir", "", "directory of resource ciphertext blobs (required unless -dev, which uses DATA/blobs)")
+	fs.Int64Var(&c.MaxResourceSize, "max-resource-size", server.DefaultConfig().MaxResourceSize, "largest resource ciphertext accepted, in bytes")
+	fs.Int64Var(&c.MaxResourcesPerGroup, "max-resources-per-group", server.DefaultConfig().MaxResourcesPerGroup, "most resources one group may hold")
+	fs.DurationVar(&c.GCInterval, "gc-interval", 10*time.Minute, "how often abandoned uploads and orphan blobs are collected (0 disables)")
+	fs.DurationVar(&c.UploadTTL, "upload-ttl", 24*time.Hour, "an upload idle this long is abandoned and collected")
 	return fs
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cofferhq/coffer/fsblob"
 	"github.com/cofferhq/coffer/internal/pgcluster"
 	"github.com/cofferhq/coffer/migrations"
 	"github.com/cofferhq/coffer/server"
@@ -44,6 +45,8 @@ type Main struct {
 	http     *http.Server
 	tls      bool
 	served   chan error
+	blobs    *fsblob.Store // resource ciphertext (resources.go)
+	stopGC   func()        // stops the garbage collector, if running
 }
 
 // NewMain returns a Main with default configuration.
@@ -217,6 +220,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.db, err = store.Open(ctx, m.Config.DatabaseURL); err != nil {
 		return err
 	}
+	if err := m.setupBlobs(); err != nil {
+		return err
+	}
 	want, err := migrations.Latest()
 	if err != nil {
 		return err
@@ -238,10 +244,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	cfg.Logger = m.logger
 	cfg.AuthRateLimit = m.Config.AuthRateLimit
 	cfg.Origins = m.origins()
+	cfg.MaxResourceSize = m.Config.MaxResourceSize
+	cfg.MaxResourcesPerGroup = m.Config.MaxResourcesPerGroup
 	srv, err := server.New(cfg, server.Services{
-		Accounts: m.db,
-		Auth:     m.db,
-		Groups:   m.db,
+		Accounts:  m.db,
+		Auth:      m.db,
+		Groups:    m.db,
+		Resources: m.db,
+		Blobs:     m.blobs,
 		Ready: func(ctx context.Context) error {
 			if err := m.db.Ping(ctx); err != nil {
 				return err
@@ -280,6 +290,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 		m.served <- err
 	}()
+	m.startCollector()
 	m.logger.Info("listening", "url", m.URL(), "origins", strings.Join(cfg.Origins, ","), "schema_version", want)
 	return nil
 }
@@ -359,6 +370,10 @@ func (m *Main) Close() error {
 		m.http = nil
 	} else if m.listener != nil {
 		m.listener.Close()
+	}
+	if m.stopGC != nil {
+		m.stopGC()
+		m.stopGC = nil
 	}
 	if m.db != nil {
 		m.db.Close()

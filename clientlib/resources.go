@@ -1,0 +1,794 @@
+package clientlib
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/api"
+	"github.com/cofferhq/coffer/internal/content"
+	"github.com/cofferhq/coffer/internal/groupkey"
+)
+
+// A resource is any bytes a writer shares in a group. Put encrypts them as
+// an age stream under a key bound to the group, the current epoch and the
+// resource id, streams that into the server, seals the metadata under the
+// epoch key bound to resource id and version, and signs a header over all
+// of it. Get verifies the header against the verified membership log before
+// it decrypts a byte, and the content as it streams.
+//
+// Every check in this file treats the server as the adversary; a failure is
+// a *coffer.SecurityError and nothing of the resource is returned.
+
+// Meta is what the author says about a resource. It is encrypted; the
+// server sees only its length.
+type Meta struct {
+	Name        string `json:"name"`
+	ContentType string `json:"content_type,omitempty"`
+	// Size is the plaintext size. Put fills it in; if the caller sets it,
+	// Put checks the content has exactly that many bytes and uses it as the
+	// progress total.
+	Size int64 `json:"size"`
+	// App holds application-defined JSON.
+	App json.RawMessage `json:"app,omitempty"`
+}
+
+// maxMetaPlaintext caps the encoded metadata (64 KiB).
+const maxMetaPlaintext = coffer.MaxResourceMetaSize - 28
+
+// Resource is a verified resource version.
+type Resource struct {
+	ID      coffer.ResourceID
+	Group   coffer.GroupID
+	Version uint64
+	Epoch   uint64
+	Author  coffer.AccountID
+	// AuthorHandle is the author's handle in the group's log.
+	AuthorHandle coffer.Handle
+	// Created is the author's clock when signing (informational).
+	Created time.Time
+	// ContentSize is the ciphertext size; Meta.Size the plaintext size.
+	ContentSize int64
+	Meta        Meta
+	// Locked is set by List for a resource of an epoch whose key this
+	// member never received: the group does not share history, and the
+	// resource is older than the member. Its header was verified; its Meta
+	// is empty and Get refuses it.
+	Locked bool
+}
+
+// PutOptions tune Put and Replace. The zero value is valid.
+type PutOptions struct {
+	// ID is the id of a new resource; zero picks a random one. Ignored by
+	// Replace.
+	ID coffer.ResourceID
+	// Progress, if set, is called as plaintext is read, with the bytes done
+	// and the total (Meta.Size, or -1 when unknown).
+	Progress func(done, total int64)
+}
+
+// GetOptions tune Get. The zero value is valid.
+type GetOptions struct {
+	// Progress, if set, is called as verified plaintext is returned, with
+	// the bytes done and the total from the metadata.
+	Progress func(done, total int64)
+}
+
+// resourceCache is the client's verified view of the groups it reads
+// resources in, so a read costs two requests instead of a sync. It holds
+// only what was verified: states from the chain verifier, keys checked
+// against commitments.
+type resourceCache struct {
+	mu     sync.Mutex
+	groups map[coffer.GroupID]*groupView
+	seen   map[coffer.ResourceID]uint64 // highest version verified
+
+	refreshMu sync.Mutex // one sync at a time: saved states never go back
+}
+
+type groupView struct {
+	state *coffer.GroupState
+	keys  map[uint64]groupkey.EpochKey
+	// signers, from the whole verified log, holds every key an account was
+	// added with, for authors who left or rejoined. Loaded on demand.
+	signers    map[coffer.AccountID][]signer
+	signersSeq uint64
+}
+
+type signer struct {
+	epoch  uint64 // epoch of the commit that added the account
+	handle coffer.Handle
+	key    ed25519.PublicKey
+}
+
+// view returns the cached verified view of g, or a fresh one when there is
+// none or fresh is set.
+func (c *Client) view(ctx context.Context, g coffer.GroupID, fresh bool) (*groupView, error) {
+	rc := &c.resources
+	if !fresh {
+		rc.mu.Lock()
+		v := rc.groups[g]
+		rc.mu.Unlock()
+		if v != nil {
+			return v, nil
+		}
+	}
+	rc.refreshMu.Lock()
+	defer rc.refreshMu.Unlock()
+	res, err := c.Sync(ctx, g)
+	if err != nil {
+		return nil, err
+	}
+	rc.mu.Lock()
+	old := rc.groups[g]
+	rc.mu.Unlock()
+	v := &groupView{state: res.State}
+	if old != nil && old.state.Epoch == res.State.Epoch && old.keys != nil {
+		// No rotation since: the keys are the same, and unwrapping them
+		// again would cost an HPKE open per epoch.
+		v.keys = old.keys
+		v.signers, v.signersSeq = old.signers, old.signersSeq
+	} else if v.keys, err = c.epochKeys(ctx, res.State); err != nil {
+		return nil, err
+	}
+	rc.mu.Lock()
+	if rc.groups == nil {
+		rc.groups = map[coffer.GroupID]*groupView{}
+	}
+	rc.groups[g] = v
+	rc.mu.Unlock()
+	return v, nil
+}
+
+// signerKey returns the signing key author had at epoch, from the verified
+// log. The common case, a current member who joined by then, needs only
+// the state; an author who left (or left and came back) needs the add
+// commits, which are fetched and verified from the genesis once.
+func (c *Client) signerKey(ctx context.Context, v *groupView, author coffer.AccountID, epoch uint64) (signer, error) {
+	if m := v.state.Members[author]; m != nil && m.JoinedEpoch <= epoch {
+		return signer{epoch: m.JoinedEpoch, handle: m.Handle, key: m.SigningKey}, nil
+	}
+	rc := &c.resources
+	rc.mu.Lock()
+	signers, seq := v.signers, v.signersSeq
+	rc.mu.Unlock()
+	if signers == nil || seq < v.state.Seq {
+		commits, err := c.History(ctx, v.state.Group)
+		if err != nil {
+			return signer{}, err
+		}
+		signers = map[coffer.AccountID][]signer{}
+		for _, cm := range commits {
+			for _, op := range cm.Ops {
+				if op.Kind == coffer.OpAdd {
+					signers[op.Member] = append(signers[op.Member], signer{cm.Epoch, op.Handle, op.SigningKey})
+				}
+			}
+		}
+		rc.mu.Lock()
+		v.signers, v.signersSeq = signers, uint64(len(commits))
+		rc.mu.Unlock()
+	}
+	var found signer
+	for _, s := range signers[author] {
+		if s.epoch <= epoch {
+			found = s
+		}
+	}
+	if found.key == nil {
+		return signer{}, coffer.Security("header", fmt.Errorf("the log has no signing key of %s at epoch %d", author, epoch))
+	}
+	return found, nil
+}
+
+func resourceVersionKey(id coffer.ResourceID) string { return "resource/" + id.String() + "/version" }
+
+// seenVersion returns the highest version of id this device verified.
+func (c *Client) seenVersion(id coffer.ResourceID) (uint64, error) {
+	rc := &c.resources
+	rc.mu.Lock()
+	v, ok := rc.seen[id]
+	rc.mu.Unlock()
+	if ok {
+		return v, nil
+	}
+	b, err := c.ks.Get(resourceVersionKey(id))
+	switch {
+	case errors.Is(err, ErrNotFound):
+		v = 0 // remembered too, so the next read skips the key store
+	case err != nil:
+		return 0, err
+	default:
+		if v, err = strconv.ParseUint(string(b), 10, 64); err != nil {
+			return 0, fmt.Errorf("clientlib: stored resource version is corrupt: %w", err)
+		}
+	}
+	rc.mu.Lock()
+	if rc.seen == nil {
+		rc.seen = map[coffer.ResourceID]uint64{}
+	}
+	rc.seen[id] = max(rc.seen[id], v)
+	rc.mu.Unlock()
+	return v, nil
+}
+
+// sawVersion records that version of id was verified, persisting it when
+// it is the highest yet, so a restart does not forget it.
+func (c *Client) sawVersion(id coffer.ResourceID, version uint64) error {
+	prev, err := c.seenVersion(id)
+	if err != nil || version <= prev {
+		return err
+	}
+	c.ksMu.Lock()
+	defer c.ksMu.Unlock()
+	if err := c.ks.Put(resourceVersionKey(id), strconv.AppendUint(nil, version, 10)); err != nil {
+		return err
+	}
+	rc := &c.resources
+	rc.mu.Lock()
+	rc.seen[id] = max(rc.seen[id], version)
+	rc.mu.Unlock()
+	return nil
+}
+
+// verified is a resource whose header and metadata passed every check.
+type verified struct {
+	header *coffer.ResourceHeader
+	res    *Resource
+	key    groupkey.EpochKey
+	locked bool
+}
+
+// metaBinding binds metadata to one version of one resource.
+func metaBinding(id coffer.ResourceID, version uint64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), id[:]...), version)
+}
+
+// verifyResource checks a resource the server returned for group g (and,
+// unless want is zero, resource want):
+//   - the header parses and names g and want, and the server's fields agree;
+//   - its author had the writer role at its epoch in the verified log, and
+//     the signature verifies under the key the log records for them then;
+//   - the metadata hashes to the signed MetaHash and opens under the epoch
+//     key for this resource id and version;
+//   - the version is not below one this device verified before.
+//
+// The content hash and size are checked while the content streams.
+func (c *Client) verifyResource(ctx context.Context, g coffer.GroupID, want coffer.ResourceID, ar *api.Resource) (*verified, error) {
+	h, err := coffer.ParseResourceHeader(ar.Header.Body)
+	if err != nil {
+		return nil, coffer.Security("header", err)
+	}
+	switch {
+	case h.Group != g:
+		return nil, coffer.Security("header", fmt.Errorf("the header is for group %s, not %s", h.Group, g))
+	case !want.IsZero() && h.Resource != want:
+		return nil, coffer.Security("header", fmt.Errorf("asked for resource %s, got the header of %s", want, h.Resource))
+	case ar.ID != h.Resource || ar.GroupID != h.Group || ar.Version != h.Version || ar.AuthorID != h.Author || ar.Epoch != h.Epoch:
+		return nil, coffer.Security("header", errors.New("the server's description of the resource differs from its signed header"))
+	}
+
+	v, err := c.view(ctx, g, false)
+	if err != nil {
+		return nil, err
+	}
+	if !mayHaveWritten(v.state, h) {
+		// The cached view may predate the author's promotion or the epoch:
+		// catch up once before calling it forged.
+		if v, err = c.view(ctx, g, true); err != nil {
+			return nil, err
+		}
+		if !mayHaveWritten(v.state, h) {
+			return nil, coffer.Security("header", fmt.Errorf("%s had no writer role at epoch %d of the verified log (role then: %s)",
+				h.Author, h.Epoch, v.state.RoleAt(h.Author, h.Epoch)))
+		}
+	}
+	author, err := c.signerKey(ctx, v, h.Author, h.Epoch)
+	if err != nil {
+		return nil, err
+	}
+	sh := coffer.SignedHeader{Body: ar.Header.Body, Signature: ar.Header.Signature}
+	if h, err = sh.Verify(author.key); err != nil {
+		return nil, coffer.Security("header", err)
+	}
+	if sha256.Sum256(ar.Meta) != h.MetaHash {
+		return nil, coffer.Security("meta", errors.New("the metadata is not the one the author signed"))
+	}
+	seen, err := c.seenVersion(h.Resource)
+	if err != nil {
+		return nil, err
+	}
+	if h.Version < seen {
+		return nil, coffer.Security("rollback", fmt.Errorf("resource %s is served at version %d, this device has verified version %d",
+			h.Resource, h.Version, seen))
+	}
+
+	out := &verified{header: h, res: &Resource{
+		ID: h.Resource, Group: h.Group, Version: h.Version, Epoch: h.Epoch, Author: h.Author,
+		AuthorHandle: author.handle, Created: time.UnixMilli(h.Created), ContentSize: h.ContentSize,
+	}}
+	k, ok := v.keys[h.Epoch]
+	if !ok && v.state.Epoch < h.Epoch {
+		// Unreachable after mayHaveWritten, kept as a guard.
+		return nil, coffer.Security("header", fmt.Errorf("epoch %d is beyond the verified log", h.Epoch))
+	}
+	if !ok {
+		if v.state.ShareHistory {
+			// Every member can reach every epoch's key through the history
+			// links; a missing one was withheld.
+			return nil, coffer.Security("history-link", fmt.Errorf("no key for epoch %d, although the group shares its history", h.Epoch))
+		}
+		out.locked, out.res.Locked = true, true
+	} else {
+		pt, err := groupkey.OpenMetadata(k, g, h.Epoch, coffer.LabelResourceMeta, metaBinding(h.Resource, h.Version), ar.Meta)
+		if err != nil {
+			return nil, coffer.Security("meta", err)
+		}
+		if err := json.Unmarshal(pt, &out.res.Meta); err != nil {
+			return nil, coffer.Security("meta", fmt.Errorf("the author's metadata does not parse: %w", err))
+		}
+		out.key = k
+	}
+	if err := c.sawVersion(h.Resource, h.Version); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func mayHaveWritten(s *coffer.GroupState, h *coffer.ResourceHeader) bool {
+	return h.Epoch <= s.Epoch && s.RoleAt(h.Author, h.Epoch) >= coffer.RoleWriter
+}
+
+func resourcesPath(g coffer.GroupID) string { return "/v1/groups/" + g.String() + "/resources" }
+
+func resourcePath(g coffer.GroupID, id coffer.ResourceID) string {
+	return resourcesPath(g) + "/" + id.String()
+}
+
+// stream sends a request whose request or response body is streamed: no
+// timeout other than ctx's. A 401 is retried once with a fresh token, but
+// only without a body, which cannot be replayed.
+func (c *Client) stream(ctx context.Context, method, path string, body io.Reader, header http.Header) (*http.Response, error) {
+	for attempt := 0; ; attempt++ {
+		tok, err := c.accessToken(ctx)
+		if err != nil {
+			return nil, err
+		}
+		req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, body)
+		if err != nil {
+			return nil, err
+		}
+		for k, vs := range header {
+			req.Header[k] = vs
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			return nil, unavailable("cannot reach the server", err)
+		}
+		if resp.StatusCode < 400 {
+			return resp, nil
+		}
+		err = problemError(resp)
+		resp.Body.Close()
+		if body == nil && attempt == 0 && coffer.ErrorCode(err) == coffer.EUNAUTHORIZED {
+			c.mu.Lock()
+			c.access = ""
+			c.mu.Unlock()
+			continue
+		}
+		return nil, err
+	}
+}
+
+// unavailable is an EUNAVAILABLE error that still wraps its cause, so that
+// errors.Is(err, context.Canceled) keeps working for the caller.
+func unavailable(what string, cause error) error {
+	return fmt.Errorf("%w: %w", coffer.Errorf(coffer.EUNAVAILABLE, "%s: %v", what, cause), cause)
+}
+
+// Put encrypts and uploads a new resource in g, streaming: it never holds
+// more than one 64 KiB chunk of content in memory. The caller must be a
+// writer.
+//
+// If the group's key rotates while the content streams, the server refuses
+// the upload with ESTALEKEY; content read from r cannot be re-encrypted,
+// so the caller retries Put with a fresh reader.
+func (c *Client) Put(ctx context.Context, g coffer.GroupID, r io.Reader, meta Meta) (*Resource, error) {
+	return c.PutWithOptions(ctx, g, r, meta, nil)
+}
+
+// PutWithOptions is Put with options.
+func (c *Client) PutWithOptions(ctx context.Context, g coffer.GroupID, r io.Reader, meta Meta, opts *PutOptions) (*Resource, error) {
+	if opts == nil {
+		opts = &PutOptions{}
+	}
+	id := opts.ID
+	if id.IsZero() {
+		id = coffer.NewResourceID()
+	}
+	var up api.Upload
+	start := func(ctx context.Context) error {
+		return c.call(ctx, http.MethodPost, resourcesPath(g), true, api.CreateResourceRequest{ResourceID: id}, &up)
+	}
+	return c.write(ctx, g, id, 1, start, &up, r, meta, opts)
+}
+
+// Replace uploads a new version of resource id, which must be at version
+// ifVersion on the server (optimistic concurrency: EPRECONDITION if another
+// writer replaced it first). With ifVersion 0, the current version is
+// fetched and verified first. Only the author of the current version or an
+// admin may replace it.
+func (c *Client) Replace(ctx context.Context, g coffer.GroupID, id coffer.ResourceID, ifVersion uint64, r io.Reader, meta Meta, opts *PutOptions) (*Resource, error) {
+	if opts == nil {
+		opts = &PutOptions{}
+	}
+	if ifVersion == 0 {
+		cur, err := c.Head(ctx, g, id)
+		if err != nil {
+			return nil, err
+		}
+		ifVersion = cur.Version
+	}
+	var up api.Upload
+	start := func(ctx context.Context) error {
+		resp, err := c.stream(ctx, http.MethodPost, resourcePath(g, id)+"/versions", nil,
+			http.Header{"If-Match": {etag(ifVersion)}, "Accept": {"application/json"}})
+		if err != nil {
+			return err
+		}
+		return readResponse(resp, &up)
+	}
+	return c.write(ctx, g, id, ifVersion+1, start, &up, r, meta, opts)
+}
+
+var errUploadEnded = errors.New("clientlib: the upload request ended")
+
+func etag(version uint64) string { return `"` + strconv.FormatUint(version, 10) + `"` }
+
+// write runs an upload: start it, stream the content, seal the metadata,
+// sign the header, finalize. An upload that fails after it started is
+// aborted, so the server drops whatever it received.
+func (c *Client) write(ctx context.Context, g coffer.GroupID, id coffer.ResourceID, version uint64,
+	start func(context.Context) error, up *api.Upload, r io.Reader, meta Meta, opts *PutOptions) (*Resource, error) {
+	idn, me, err := c.me()
+	if err != nil {
+		return nil, err
+	}
+	if meta.Name == "" || len(meta.Name) > 1024 || !utf8.ValidString(meta.Name) {
+		return nil, coffer.Errorf(coffer.EINVALID, "a resource name must be 1 to 1024 bytes of UTF-8")
+	}
+	if len(meta.App) > 0 && !json.Valid(meta.App) {
+		return nil, coffer.Errorf(coffer.EINVALID, "Meta.App must be valid JSON")
+	}
+	// A fresh view: content must go under the current epoch key, or the
+	// server refuses it after the whole stream.
+	v, err := c.view(ctx, g, true)
+	if err != nil {
+		return nil, err
+	}
+	if m := v.state.Members[me]; m == nil || m.Role < coffer.RoleWriter {
+		return nil, coffer.Errorf(coffer.EFORBIDDEN, "writing resources needs the writer role in this group")
+	}
+	if err := start(ctx); err != nil {
+		return nil, err
+	}
+	if up.ResourceID != id || up.GroupID != g || up.Version != version || up.ID.IsZero() {
+		return nil, coffer.Security("upload", errors.New("the server started an upload for another resource or version"))
+	}
+	res, err := c.upload(ctx, v, idn, me, up, r, meta, opts)
+	if err != nil {
+		// Best effort, on a context of its own: ctx may be why we failed.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		_ = c.call(actx, http.MethodDelete, "/v1/uploads/"+up.ID.String(), true, nil, nil)
+		cancel()
+		return nil, err
+	}
+	return res, nil
+}
+
+func (c *Client) upload(ctx context.Context, v *groupView, idn *Identity, me coffer.AccountID, up *api.Upload, r io.Reader, meta Meta, opts *PutOptions) (*Resource, error) {
+	g, id, epoch := up.GroupID, up.ResourceID, v.state.Epoch
+	k, ok := v.keys[epoch]
+	if !ok {
+		return nil, coffer.Security("wrap", fmt.Errorf("no key for the current epoch %d", epoch))
+	}
+
+	// The encrypting goroutine writes into a pipe that is the PUT body; the
+	// transport reads it as it sends. Memory stays at a chunk or two.
+	pr, pw := io.Pipe()
+	var (
+		enc     *content.Writer
+		plain   int64
+		encDone = make(chan error, 1)
+	)
+	go func() {
+		err := func() error {
+			w, err := content.Encrypt(pw, k, g, epoch, id)
+			if err != nil {
+				return err
+			}
+			total := meta.Size
+			if total == 0 {
+				total = -1
+			}
+			buf := make([]byte, 64<<10)
+			for {
+				n, rerr := r.Read(buf)
+				if n > 0 {
+					if _, err := w.Write(buf[:n]); err != nil {
+						return err
+					}
+					plain += int64(n)
+					if opts.Progress != nil {
+						opts.Progress(plain, total)
+					}
+				}
+				if rerr == io.EOF {
+					break
+				}
+				if rerr != nil {
+					return fmt.Errorf("clientlib: reading the content to upload: %w", rerr)
+				}
+			}
+			if err := w.Close(); err != nil {
+				return err
+			}
+			enc = w
+			return nil
+		}()
+		pw.CloseWithError(err) // nil: the body ends cleanly
+		encDone <- err
+	}()
+	resp, err := c.stream(ctx, http.MethodPut, "/v1/uploads/"+up.ID.String()+"/content", pr,
+		http.Header{"Content-Type": {"application/octet-stream"}, "Accept": {"application/json"}})
+	// If the server answered before reading everything (an error), this
+	// unblocks the encryptor; after a complete body it changes nothing.
+	pr.CloseWithError(errUploadEnded)
+	encErr := <-encDone
+	if encErr != nil && !errors.Is(encErr, errUploadEnded) {
+		// Reading or encrypting failed: that is the cause of whatever the
+		// request saw (the transport aborted the body).
+		if err == nil {
+			resp.Body.Close()
+		}
+		return nil, encErr
+	}
+	if err != nil {
+		return nil, err
+	}
+	var got api.UploadContent
+	if err := readResponse(resp, &got); err != nil {
+		return nil, err
+	}
+	hash, size := enc.Sum()
+	if got.Size != size || string(got.ContentHash) != string(hash[:]) {
+		return nil, coffer.Security("upload", fmt.Errorf("the server received %d bytes that hash differently from the %d sent", got.Size, size))
+	}
+	if meta.Size != 0 && meta.Size != plain {
+		return nil, coffer.Errorf(coffer.EINVALID, "read %d bytes of content, but Meta.Size says %d", plain, meta.Size)
+	}
+	meta.Size = plain
+	mb, err := json.Marshal(meta)
+	if err != nil {
+		return nil, err
+	}
+	if len(mb) > maxMetaPlaintext {
+		return nil, coffer.Errorf(coffer.ETOOLARGE, "the metadata encodes to %d bytes; the limit is %d", len(mb), maxMetaPlaintext)
+	}
+	sealed := groupkey.SealMetadata(k, g, epoch, coffer.LabelResourceMeta, metaBinding(id, up.Version), mb)
+	h := &coffer.ResourceHeader{
+		Resource: id, Group: g, Epoch: epoch, Author: me, Version: up.Version,
+		ContentHash: hash, ContentSize: size, MetaHash: sha256.Sum256(sealed), Created: time.Now().UnixMilli(),
+	}
+	sh := coffer.SignResourceHeader(h, idn.signing)
+	var ar api.Resource
+	err = c.call(ctx, http.MethodPost, "/v1/uploads/"+up.ID.String()+"/finalize", true,
+		api.FinalizeRequest{Header: api.SignedHeader{Body: sh.Body, Signature: sh.Signature}, Meta: sealed}, &ar)
+	if err != nil {
+		return nil, err
+	}
+	if string(ar.Header.Body) != string(sh.Body) || ar.ID != id || ar.Version != up.Version {
+		return nil, coffer.Security("upload", errors.New("the server stored a different header"))
+	}
+	if err := c.sawVersion(id, up.Version); err != nil {
+		return nil, err
+	}
+	return &Resource{ID: id, Group: g, Version: up.Version, Epoch: epoch, Author: me, AuthorHandle: idn.Handle(),
+		Created: time.UnixMilli(h.Created), ContentSize: size, Meta: meta}, nil
+}
+
+// Head fetches and verifies one resource's header and metadata, without
+// its content.
+func (c *Client) Head(ctx context.Context, g coffer.GroupID, id coffer.ResourceID) (*Resource, error) {
+	vr, err := c.head(ctx, g, id)
+	if err != nil {
+		return nil, err
+	}
+	return vr.res, nil
+}
+
+func (c *Client) head(ctx context.Context, g coffer.GroupID, id coffer.ResourceID) (*verified, error) {
+	var ar api.Resource
+	if err := c.call(ctx, http.MethodGet, resourcePath(g, id), true, nil, &ar); err != nil {
+		return nil, err
+	}
+	return c.verifyResource(ctx, g, id, &ar)
+}
+
+// ResourceReader streams a resource's plaintext, verified as it goes. Read
+// returns only plaintext of chunks that authenticated. Its io.EOF means the
+// whole content is exactly what the author signed; any other error (a
+// *coffer.SecurityError for tampering) means the caller must discard
+// everything read from it.
+type ResourceReader struct {
+	res      *Resource
+	body     io.ReadCloser
+	pt       io.Reader
+	done     int64
+	progress func(done, total int64)
+	err      error
+}
+
+// Resource returns the verified description of what is being read.
+func (rr *ResourceReader) Resource() *Resource { return rr.res }
+
+func (rr *ResourceReader) Read(p []byte) (int, error) {
+	if rr.err != nil {
+		return 0, rr.err
+	}
+	n, err := rr.pt.Read(p)
+	rr.done += int64(n)
+	if rr.progress != nil && n > 0 {
+		rr.progress(rr.done, rr.res.Meta.Size)
+	}
+	switch {
+	case err == nil:
+		return n, nil
+	case err == io.EOF:
+		if rr.done != rr.res.Meta.Size {
+			// The author signed metadata that contradicts the content.
+			rr.err = coffer.Security("resource", fmt.Errorf("%d bytes of content, the signed metadata says %d; discard them", rr.done, rr.res.Meta.Size))
+			return n, rr.err
+		}
+		rr.err = io.EOF
+		return n, io.EOF
+	default:
+		rr.err = contentError(err)
+		return 0, rr.err
+	}
+}
+
+// Close releases the connection. It is safe to call more than once.
+func (rr *ResourceReader) Close() error { return rr.body.Close() }
+
+// contentError turns an error of content.Decrypt's reader into a security
+// error when the ciphertext was wrong, and an EUNAVAILABLE error when the
+// connection failed.
+func contentError(err error) error {
+	for _, e := range []error{content.ErrWrongKey, content.ErrTampered, content.ErrTruncated, content.ErrHashMismatch} {
+		if errors.Is(err, e) {
+			return coffer.Security("resource", err)
+		}
+	}
+	return unavailable("reading resource content", err)
+}
+
+// Get verifies resource id of g and returns a reader of its plaintext. The
+// header is checked before any content is read (see verifyResource); the
+// content, as it streams. The caller must Close the reader.
+func (c *Client) Get(ctx context.Context, g coffer.GroupID, id coffer.ResourceID) (*ResourceReader, error) {
+	return c.GetWithOptions(ctx, g, id, nil)
+}
+
+// GetWithOptions is Get with options.
+func (c *Client) GetWithOptions(ctx context.Context, g coffer.GroupID, id coffer.ResourceID, opts *GetOptions) (*ResourceReader, error) {
+	if opts == nil {
+		opts = &GetOptions{}
+	}
+	for attempt := 0; ; attempt++ {
+		vr, err := c.head(ctx, g, id)
+		if err != nil {
+			return nil, err
+		}
+		if vr.locked {
+			return nil, coffer.Errorf(coffer.EFORBIDDEN,
+				"resource %s is from epoch %d, before you joined; this group does not share its history", id, vr.header.Epoch)
+		}
+		// If-Match pins the content to the version whose header was just
+		// verified; a replace in between answers 412 and we start over.
+		resp, err := c.stream(ctx, http.MethodGet, resourcePath(g, id)+"/content", nil,
+			http.Header{"If-Match": {etag(vr.header.Version)}})
+		if coffer.ErrorCode(err) == coffer.EPRECONDITION && attempt < 3 {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		h := vr.header
+		pt, err := content.Decrypt(resp.Body, vr.key, g, h.Epoch, h.Resource, h.ContentHash, h.ContentSize)
+		if err != nil {
+			resp.Body.Close()
+			return nil, contentError(err)
+		}
+		return &ResourceReader{res: vr.res, body: resp.Body, pt: pt, progress: opts.Progress}, nil
+	}
+}
+
+// ResourcePage is one page of List.
+type ResourcePage struct {
+	Resources []*Resource
+	// NextCursor continues the listing; empty on the last page.
+	NextCursor string
+}
+
+// ListPage returns up to limit (at most 1000) resources of g after cursor,
+// newest first, each verified with decrypted metadata and no content.
+func (c *Client) ListPage(ctx context.Context, g coffer.GroupID, cursor string, limit int) (*ResourcePage, error) {
+	if limit <= 0 || limit > 1000 {
+		return nil, coffer.Errorf(coffer.EINVALID, "limit must be between 1 and 1000")
+	}
+	path := resourcesPath(g) + "?limit=" + strconv.Itoa(limit)
+	if cursor != "" {
+		path += "&cursor=" + url.QueryEscape(cursor)
+	}
+	var list api.ResourceList
+	if err := c.call(ctx, http.MethodGet, path, true, nil, &list); err != nil {
+		return nil, err
+	}
+	if len(list.Resources) > limit {
+		return nil, coffer.Security("list", fmt.Errorf("asked for %d resources, got %d", limit, len(list.Resources)))
+	}
+	page := &ResourcePage{NextCursor: list.NextCursor}
+	dup := map[coffer.ResourceID]bool{}
+	for i := range list.Resources {
+		vr, err := c.verifyResource(ctx, g, coffer.ResourceID{}, &list.Resources[i])
+		if err != nil {
+			return nil, err
+		}
+		if dup[vr.res.ID] {
+			return nil, coffer.Security("list", fmt.Errorf("resource %s is listed twice", vr.res.ID))
+		}
+		dup[vr.res.ID] = true
+		page.Resources = append(page.Resources, vr.res)
+	}
+	return page, nil
+}
+
+// List returns every resource of g, newest first, each verified with
+// decrypted metadata and no content. The server could still withhold
+// resources from a listing; that is outside what clients can detect today
+// (see docs/THREAT_MODEL.md).
+func (c *Client) List(ctx context.Context, g coffer.GroupID) ([]*Resource, error) {
+	var out []*Resource
+	cursor := ""
+	for {
+		page, err := c.ListPage(ctx, g, cursor, 1000)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page.Resources...)
+		if page.NextCursor == "" || len(page.Resources) == 0 {
+			return out, nil
+		}
+		cursor = page.NextCursor
+	}
+}
+
+// Delete deletes resource id of g. Only its author (while a writer) or an
+// admin may.
+func (c *Client) Delete(ctx context.Context, g coffer.GroupID, id coffer.ResourceID) error {
+	return c.call(ctx, http.MethodDelete, resourcePath(g, id), true, nil, nil)
+}
