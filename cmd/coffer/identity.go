@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/skip2/go-qrcode"
+	"github.com/spf13/cobra"
+
+	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/clientlib"
+	"github.com/cofferhq/coffer/cmd/coffer/internal/profile"
+)
+
+func (a *app) initCmd() *cobra.Command {
+	var server, handle, logKey string
+	cmd := &cobra.Command{
+		Use:   "init --server URL --handle NAME",
+		Short: "Create this profile's identity and register it on a server",
+		Long: `init generates a new identity (an Ed25519 signing key and an X-Wing
+encryption key) on this device, registers its public half under HANDLE on
+the server and logs in. The private keys stay in the profile's key store.
+
+One profile holds one identity: use --profile DIR for another.`,
+		Example: `  coffer --profile /tmp/alice init --server http://127.0.0.1:8080 --handle alice`,
+		Args:    exactArgs(0),
+		RunE: action(func(ctx context.Context, _ []string) error {
+			return a.runInit(ctx, server, handle, logKey)
+		}),
+	}
+	cmd.Flags().StringVar(&server, "server", "", "base URL of the cofferd server, e.g. https://coffer.example.com")
+	cmd.Flags().StringVar(&handle, "handle", "", "your handle: 3 to 32 characters of a-z, 0-9, '.', '_', '-'")
+	cmd.Flags().StringVar(&logKey, "log-key", "", "the server's transparency log key, to pin instead of trusting the server on first use (cofferd prints it)")
+	cmd.MarkFlagRequired("server")
+	cmd.MarkFlagRequired("handle")
+	return cmd
+}
+
+func (a *app) runInit(ctx context.Context, server, handle, logKey string) error {
+	if _, err := coffer.ParseHandle(handle); err != nil {
+		return err
+	}
+	// Check the URL before anything touches the disk, so a typo does not
+	// leave a half-made profile behind.
+	if _, err := clientlib.New(server, clientlib.NewMemoryKeyStore(), nil); err != nil {
+		return err
+	}
+	p, err := a.profile()
+	if err != nil {
+		return err
+	}
+	if cfg, err := p.Load(); err == nil {
+		a.cfg = cfg
+		if c, err := a.newClient(p, cfg); err == nil {
+			return fmt.Errorf("profile %s already holds the identity %s on %s: use --profile DIR for another identity",
+				p.Dir, c.Identity().Handle(), cfg.Server)
+		}
+	}
+	cfg := &profile.Config{Server: server, LogKey: logKey}
+	a.cfg = cfg
+	ks, err := p.KeyStore()
+	if err != nil {
+		return err
+	}
+	c, err := clientlib.New(server, ks, &clientlib.Options{LogKey: logKey})
+	if err != nil {
+		return err
+	}
+	// A previous init may have stored the identity and then lost the
+	// network after the server registered it: Register reuses the stored
+	// keys, and a conflict means the account exists, so logging in finishes
+	// the job.
+	retry := c.Identity() != nil
+	err = c.Register(ctx, handle)
+	if retry && coffer.ErrorCode(err) == coffer.ECONFLICT {
+		err = c.Login(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	// Written last: a profile with a config.json is one that registered.
+	if err := p.Save(cfg); err != nil {
+		return err
+	}
+	id := c.Identity()
+	a.notice("Registered %s on %s; profile %s", id.Handle(), server, p.Dir)
+	a.notice("Your safety number (others verify you with it):\n  %s", id.SafetyNumber())
+	return nil
+}
+
+// whoami is the identity as `coffer whoami --json` prints it.
+type whoami struct {
+	Handle       coffer.Handle    `json:"handle"`
+	AccountID    coffer.AccountID `json:"account_id"`
+	SafetyNumber string           `json:"safety_number"`
+	QRPayload    string           `json:"qr_payload"`
+	Server       string           `json:"server"`
+	Profile      string           `json:"profile"`
+}
+
+func (a *app) whoamiCmd() *cobra.Command {
+	var asJSON, qr bool
+	cmd := &cobra.Command{
+		Use:   "whoami",
+		Short: "Show this profile's handle, account id and safety number",
+		Long: `whoami shows who this profile is. The safety number is what others compare
+before they add you to a group: read it out to them (or let them scan the
+QR code from --qr) over a channel the server does not control.
+
+It reads only the local key store; it does not contact the server.`,
+		Args: exactArgs(0),
+		RunE: action(func(ctx context.Context, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			id := c.Identity()
+			w := whoami{
+				Handle: id.Handle(), AccountID: c.AccountID(), SafetyNumber: id.SafetyNumber(),
+				QRPayload: id.QRPayload(), Server: a.cfg.Server, Profile: a.prof.Dir,
+			}
+			if asJSON {
+				return a.printJSON(w)
+			}
+			fmt.Fprintf(a.stdout, "handle:         %s\naccount:        %s\nsafety number:  %s\nserver:         %s\nprofile:        %s\n",
+				w.Handle, w.AccountID, w.SafetyNumber, w.Server, w.Profile)
+			if qr {
+				q, err := qrcode.New(w.QRPayload, qrcode.Medium)
+				if err != nil {
+					return err
+				}
+				fmt.Fprint(a.stdout, "\n", q.ToSmallString(false))
+			}
+			return nil
+		}),
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&qr, "qr", false, "also print a QR code of your fingerprint, for others to scan")
+	return cmd
+}

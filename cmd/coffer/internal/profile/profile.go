@@ -1,0 +1,147 @@
+// Package profile is where the coffer CLI keeps one identity on disk: a
+// directory holding the device's key store and the server it talks to.
+// Several profiles on one machine are several identities (alice, bob and
+// carol in the walkthrough), each chosen with --profile or COFFER_PROFILE.
+//
+// Layout of a profile directory (0700):
+//
+//	config.json   {"server": "http://127.0.0.1:8080", "log_key": "…"} (0600)
+//	keys/         a clientlib.FileKeyStore: private identity, session,
+//	              verified contacts, verified group states (0700/0600)
+//
+// config.json holds nothing secret; the keys directory holds everything that
+// is, and only clientlib reads or writes it.
+package profile
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cofferhq/coffer/clientlib"
+)
+
+// EnvVar names the profile directory when --profile is not given.
+const EnvVar = "COFFER_PROFILE"
+
+const (
+	configFile = "config.json"
+	keysDir    = "keys"
+)
+
+// ErrNotInitialized is returned by Load when the profile has no
+// config.json: `coffer init` was never run for it.
+var ErrNotInitialized = errors.New("profile is not initialized")
+
+// Config is the non-secret configuration of a profile.
+type Config struct {
+	// Server is the base URL of the cofferd this identity is registered on.
+	Server string `json:"server"`
+	// LogKey, if set, is the transparency log's verifier key to pin instead
+	// of trusting the one the server names on first use.
+	LogKey string `json:"log_key,omitempty"`
+}
+
+// Dir picks the profile directory: the flag value, else $COFFER_PROFILE,
+// else <user config dir>/coffer (~/.config/coffer on Linux). getenv and
+// userConfigDir are parameters so tests need not touch the environment.
+func Dir(flagValue string, getenv func(string) string, userConfigDir func() (string, error)) (string, error) {
+	dir := flagValue
+	if dir == "" {
+		dir = getenv(EnvVar)
+	}
+	if dir == "" {
+		base, err := userConfigDir()
+		if err != nil {
+			return "", fmt.Errorf("no profile directory: pass --profile DIR or set %s (%v)", EnvVar, err)
+		}
+		dir = filepath.Join(base, "coffer")
+	}
+	return filepath.Abs(dir)
+}
+
+// Profile is an opened profile directory.
+type Profile struct {
+	Dir string
+}
+
+// New returns the profile at dir without touching the disk, so read-only
+// commands on a missing profile do not create it.
+func New(dir string) *Profile { return &Profile{Dir: dir} }
+
+// Exists reports whether the profile has been initialized.
+func (p *Profile) Exists() bool {
+	_, err := os.Stat(filepath.Join(p.Dir, configFile))
+	return err == nil
+}
+
+// Load reads config.json; ErrNotInitialized if there is none.
+func (p *Profile) Load() (*Config, error) {
+	b, err := os.ReadFile(filepath.Join(p.Dir, configFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, ErrNotInitialized
+	}
+	if err != nil {
+		return nil, err
+	}
+	var c Config
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("%s is corrupt: %w", filepath.Join(p.Dir, configFile), err)
+	}
+	if c.Server == "" {
+		return nil, fmt.Errorf("%s names no server", filepath.Join(p.Dir, configFile))
+	}
+	return &c, nil
+}
+
+// Save writes config.json atomically with mode 0600, creating the profile
+// directory (0700) if needed.
+func (p *Profile) Save(c *Config) error {
+	if err := p.mkdir(); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(p.Dir, ".config-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // no-op after the rename
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), filepath.Join(p.Dir, configFile))
+}
+
+// KeyStore opens the profile's key store, creating the directories (0700)
+// if needed.
+func (p *Profile) KeyStore() (*clientlib.FileKeyStore, error) {
+	if err := p.mkdir(); err != nil {
+		return nil, err
+	}
+	return clientlib.NewFileKeyStore(filepath.Join(p.Dir, keysDir))
+}
+
+// mkdir creates the profile directory 0700. An existing directory keeps its
+// mode: --profile may name a directory the user made on purpose, and
+// chmod-ing it (think --profile /tmp) would be worse than leaving it; the
+// secrets are protected by keys/ (0700) and its 0600 files anyway.
+func (p *Profile) mkdir() error {
+	return os.MkdirAll(p.Dir, 0o700)
+}

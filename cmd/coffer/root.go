@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/clientlib"
+	"github.com/cofferhq/coffer/cmd/coffer/internal/profile"
+)
+
+// app is what every command shares: the standard streams, the environment
+// and the profile, loaded on first use. Tests build one with their own
+// streams and call run.
+type app struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	// progress says whether to draw progress bars: only when stderr is a
+	// terminal, so that logs and pipes never fill with carriage returns.
+	progress bool
+
+	profileFlag string
+	prof        *profile.Profile
+	cfg         *profile.Config // set once a command loaded the profile
+}
+
+// run executes the command line args and returns the exit code.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
+	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		a.progress = true
+	}
+	root := a.rootCmd()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return exitOK
+	}
+	server := ""
+	if a.cfg != nil {
+		server = a.cfg.Server
+	}
+	fmt.Fprintln(stderr, "coffer:", describe(err, server))
+	code := exitCode(err)
+	if code == exitUsage && cmd != nil {
+		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+	}
+	return code
+}
+
+func (a *app) rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "coffer",
+		Short: "End-to-end encrypted sharing in groups, against an untrusted server",
+		Long: `coffer shares files inside groups with end-to-end encryption. The server
+(cofferd) stores only ciphertext, public keys and signed membership history:
+every key is made and used on this device.
+
+A profile (--profile DIR, or $COFFER_PROFILE; default: your config directory)
+holds one identity. Start with:
+
+  coffer init --server http://127.0.0.1:8080 --handle alice
+  coffer whoami                       # your safety number, to read out
+  coffer contact verify bob NUMBER    # bob's number, as he reads it out
+  coffer group create "project x"
+  coffer group add "project x" bob
+  coffer put "project x" report.pdf
+
+Exit codes: 0 ok, 1 error, 2 usage, 3 security error (the server misbehaved).`,
+		SilenceErrors: true, // run prints errors, with the fix
+		SilenceUsage:  true, // a failed command is not a usage problem
+	}
+	root.PersistentFlags().StringVar(&a.profileFlag, "profile", "",
+		"profile directory holding one identity (default $"+profile.EnvVar+", else <config dir>/coffer)")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
+	root.AddCommand(a.initCmd(), a.whoamiCmd(), a.contactCmd(), a.groupCmd(),
+		a.putCmd(), a.getCmd(), a.lsCmd(), a.rmCmd())
+	return root
+}
+
+// unknownCommand rejects arguments to a command that only has subcommands.
+// Giving such commands an Args check (and a RunE) keeps cobra from treating
+// `coffer group bogus` as a request for help with exit code 0. (The root
+// needs neither: cobra itself reports `coffer bogus` as unknown.)
+func unknownCommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += "; did you mean " + strings.Join(s, " or ") + "?"
+	}
+	return errors.New(msg)
+}
+
+func helpIfNoArgs(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+
+// action adapts a command body: it gets the command's context and marks its
+// error as a runtime error (see runError).
+func action(f func(ctx context.Context, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := f(cmd.Context(), args); err != nil {
+			return &runError{err}
+		}
+		return nil
+	}
+}
+
+// profile returns the profile directory in use.
+func (a *app) profile() (*profile.Profile, error) {
+	if a.prof == nil {
+		dir, err := profile.Dir(a.profileFlag, a.getenv, os.UserConfigDir)
+		if err != nil {
+			return nil, err
+		}
+		a.prof = profile.New(dir)
+	}
+	return a.prof, nil
+}
+
+// client opens the profile's identity for a command that needs one.
+func (a *app) client() (*clientlib.Client, error) {
+	p, err := a.profile()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := p.Load()
+	if errors.Is(err, profile.ErrNotInitialized) {
+		return nil, fmt.Errorf("no identity in profile %s: run coffer init --server URL --handle NAME, or choose a profile with --profile DIR",
+			p.Dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	a.cfg = cfg
+	return a.newClient(p, cfg)
+}
+
+func (a *app) newClient(p *profile.Profile, cfg *profile.Config) (*clientlib.Client, error) {
+	ks, err := p.KeyStore()
+	if err != nil {
+		return nil, err
+	}
+	// TrustOnFirstUse stays off: the CLI wraps keys only for contacts the
+	// user verified with coffer contact verify.
+	c, err := clientlib.New(cfg.Server, ks, &clientlib.Options{LogKey: cfg.LogKey})
+	if err != nil {
+		return nil, err
+	}
+	if c.Identity() == nil || c.AccountID().IsZero() {
+		return nil, fmt.Errorf("profile %s has no registered identity: run coffer init again", p.Dir)
+	}
+	return c, nil
+}
+
+// exactArgs is cobra.ExactArgs with a message that names the arguments.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return fmt.Errorf("%s takes %d argument(s), got %d: usage: %s", cmd.CommandPath(), n, len(args), cmd.UseLine())
+		}
+		return nil
+	}
+}
+
+func minArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < n {
+			return fmt.Errorf("%s takes at least %d argument(s), got %d: usage: %s", cmd.CommandPath(), n, len(args), cmd.UseLine())
+		}
+		return nil
+	}
+}
+
+// printJSON writes v as indented JSON, the --json output of every listing
+// and show command.
+func (a *app) printJSON(v any) error {
+	enc := json.NewEncoder(a.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// table returns a tabwriter for aligned columns on stdout; call Flush.
+func (a *app) table() *tabwriter.Writer {
+	return tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+}
+
+// notice prints a human message on stderr, keeping stdout for the one
+// value scripts capture (an id) or for listings.
+func (a *app) notice(format string, args ...any) {
+	fmt.Fprintf(a.stderr, format+"\n", args...)
+}
+
+// accountHandles maps account ids to handles, for display.
+type accountHandles map[coffer.AccountID]coffer.Handle
+
+func (m accountHandles) name(id coffer.AccountID) string {
+	if h, ok := m[id]; ok {
+		return string(h)
+	}
+	return id.String()
+}
