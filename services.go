@@ -29,6 +29,8 @@ type AccountService interface {
 	AccountByID(ctx context.Context, id AccountID) (*Account, error)
 	// AccountByHandle returns an account or ENOTFOUND.
 	AccountByHandle(ctx context.Context, h Handle) (*Account, error)
+	// AccountsByID returns the accounts that exist among ids.
+	AccountsByID(ctx context.Context, ids []AccountID) (map[AccountID]*Account, error)
 }
 
 // RefreshToken is the stored form of a refresh token: only its hash.
@@ -226,4 +228,41 @@ type ResourceService interface {
 	// DeleteResource deletes a resource and returns its blob. With
 	// ifVersion != 0, the current version must be ifVersion (EPRECONDITION).
 	DeleteResource(ctx context.Context, caller AccountID, g GroupID, id ResourceID, ifVersion uint64) (blobKey string, err error)
+}
+
+// LogRef names a logged object: an account's identity (Account set) or a
+// group commit (Group and Seq set).
+type LogRef struct {
+	Account AccountID
+	Group   GroupID
+	Seq     uint64
+}
+
+// LogProof is the position of a logged object in the transparency log and
+// its inclusion proof in a tree of a given size. Index is -1 when the object
+// is not (yet) in that tree.
+type LogProof struct {
+	Ref   LogRef
+	Index int64
+	Proof [][32]byte
+}
+
+// LogService serves the transparency log: signed checkpoints, leaves and
+// proofs. All of it is public: auditors and witnesses read it without an
+// account. Sizes larger than the current tree get ENOTFOUND.
+type LogService interface {
+	// LogCheckpoint returns the latest signed checkpoint note, or
+	// EUNAVAILABLE before the first one is signed.
+	LogCheckpoint(ctx context.Context) (string, error)
+	// LogLeaves returns up to limit consecutive leaves from start (fewer
+	// when they are large, at least one when start is below the tree size).
+	LogLeaves(ctx context.Context, start int64, limit int) ([][]byte, error)
+	// LogInclusionProof proves leaf index in the tree of size.
+	LogInclusionProof(ctx context.Context, index, size int64) ([][32]byte, error)
+	// LogConsistencyProof proves the tree of size old a prefix of the tree
+	// of size new.
+	LogConsistencyProof(ctx context.Context, old, new int64) ([][32]byte, error)
+	// LogProofs finds each referenced object's leaf and proves it in the
+	// tree of size.
+	LogProofs(ctx context.Context, size int64, refs []LogRef) ([]LogProof, error)
 }

@@ -55,6 +55,11 @@ func (c *Contact) SafetyNumber() string { return coffer.FingerprintOf(c.Seen).Sa
 
 func contactKey(h coffer.Handle) string { return "contacts/" + string(h) }
 
+// contactIndexKey lists known handles. It sits outside "contacts/" so that
+// no handle (such as "index") can collide with it.
+const contactIndexKey = "contact-index"
+
+
 func (c *Contact) marshal() []byte {
 	var b cryptobyte.Builder
 	b.AddUint8(1)
@@ -83,12 +88,12 @@ func parseContact(data []byte) (*Contact, error) {
 	c := &Contact{State: ContactState(state)}
 	copy(c.AccountID[:], id)
 	var err error
-	if c.Seen, err = coffer.ParsePublicIdentity(seen); err != nil {
+	if c.Seen, err = coffer.ParseStoredPublicIdentity(seen); err != nil {
 		return nil, err
 	}
 	c.Handle = c.Seen.Handle
 	if len(verified) > 0 {
-		vi, err := coffer.ParsePublicIdentity(verified)
+		vi, err := coffer.ParseStoredPublicIdentity(verified)
 		if err != nil {
 			return nil, err
 		}
@@ -172,9 +177,9 @@ func (c *Client) Contact(handle string) (*Contact, error) {
 }
 
 // Contacts lists every known contact, sorted by handle. The list lives in
-// the key store under "contacts/index".
+// the key store under contactIndexKey.
 func (c *Client) Contacts() ([]*Contact, error) {
-	b, err := c.ks.Get("contacts/index")
+	b, err := c.ks.Get(contactIndexKey)
 	if errors.Is(err, ErrNotFound) {
 		return nil, nil
 	}
@@ -198,7 +203,7 @@ func (c *Client) Contacts() ([]*Contact, error) {
 func (c *Client) indexContact(h coffer.Handle) error {
 	c.ksMu.Lock()
 	defer c.ksMu.Unlock()
-	b, err := c.ks.Get("contacts/index")
+	b, err := c.ks.Get(contactIndexKey)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return err
 	}
@@ -207,7 +212,7 @@ func (c *Client) indexContact(h coffer.Handle) error {
 			return nil
 		}
 	}
-	return c.ks.Put("contacts/index", []byte(strings.TrimSpace(string(b)+" "+string(h))))
+	return c.ks.Put(contactIndexKey, []byte(strings.TrimSpace(string(b)+" "+string(h))))
 }
 
 // trustedAccount returns an account whose keys may receive a wrap: verified

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 )
 
@@ -28,6 +29,12 @@ var keyNameRE = regexp.MustCompile(`^[a-zA-Z0-9._-]+(/[a-zA-Z0-9._-]+)*$`)
 func checkKeyName(name string) error {
 	if len(name) > 200 || !keyNameRE.MatchString(name) {
 		return fmt.Errorf("clientlib: key store: invalid name %q", name)
+	}
+	// "." and ".." match the pattern but would step out of a FileKeyStore.
+	for _, seg := range strings.Split(name, "/") {
+		if seg == "." || seg == ".." {
+			return fmt.Errorf("clientlib: key store: invalid name %q", name)
+		}
 	}
 	return nil
 }
@@ -52,6 +59,9 @@ func (s *MemoryKeyStore) Put(name string, value []byte) error {
 }
 
 func (s *MemoryKeyStore) Get(name string) ([]byte, error) {
+	if err := checkKeyName(name); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v, ok := s.m[name]
@@ -62,6 +72,9 @@ func (s *MemoryKeyStore) Get(name string) ([]byte, error) {
 }
 
 func (s *MemoryKeyStore) Delete(name string) error {
+	if err := checkKeyName(name); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.m, name)

@@ -213,21 +213,18 @@ func TestSyncReportsUnverifiedMembers(t *testing.T) {
 // tests can play an insider who holds that member's keys.
 func newClient(tb testing.TB, srv *Server, handle string, opts *clientlib.Options) (*clientlib.Client, *clientlib.MemoryKeyStore) {
 	tb.Helper()
-	ks := clientlib.NewMemoryKeyStore()
-	c, err := clientlib.New(srv.URL(), ks, opts)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	ks := NewCanaryKeyStore()
+	c := MustNewClientWith(tb, srv.URL(), ks, opts)
 	if err := c.Register(context.Background(), handle); err != nil {
 		tb.Fatalf("register %s: %v", handle, err)
 	}
-	return c, ks
+	return c, ks.MemoryKeyStore
 }
 
 // signingKeyOf extracts the Ed25519 key from a client's key store blob
 // (version, handle length, handle, 32-byte seed, …): the attacker here is
 // an insider who stole that member's device keys.
-func signingKeyOf(tb testing.TB, ks *clientlib.MemoryKeyStore) ed25519.PrivateKey {
+func signingKeyOf(tb testing.TB, ks clientlib.KeyStore) ed25519.PrivateKey {
 	tb.Helper()
 	b, err := ks.Get("identity")
 	if err != nil {
@@ -291,5 +288,3 @@ func TestConcurrentAppends(t *testing.T) {
 	}
 	_ = time.Now
 }
-
-func errorsAs[T error](err error, target *T) bool { return errors.As(err, target) }

@@ -282,7 +282,24 @@ var clientStores sync.Map // *clientlib.Client → *CanaryKeyStore
 // ks, without registering it.
 func MustNewClient(tb testing.TB, url string, ks *CanaryKeyStore) *clientlib.Client {
 	tb.Helper()
-	c, err := clientlib.New(url, ks, nil)
+	return MustNewClientWith(tb, url, ks, nil)
+}
+
+// MustNewClientWith is MustNewClient with options. Every epoch key and file
+// key the client makes or unwraps is recorded for the canary through
+// clientlib's auditing hook, so the suite proves the server never logs one.
+func MustNewClientWith(tb testing.TB, url string, ks *CanaryKeyStore, opts *clientlib.Options) *clientlib.Client {
+	tb.Helper()
+	var o clientlib.Options
+	if opts != nil {
+		o = *opts
+	}
+	o.SecretObserver = func(kind string, secret []byte) {
+		if len(secret) >= minSecretLen {
+			RecordSecret(kind, secret)
+		}
+	}
+	c, err := clientlib.New(url, ks, &o)
 	if err != nil {
 		tb.Fatal(err)
 	}

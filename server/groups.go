@@ -36,6 +36,10 @@ func (s *Server) handleCreateGroup(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, err)
 		return
 	}
+	if err := s.checkAddedAccounts(r, c); err != nil {
+		Error(w, r, err)
+		return
+	}
 	a, err := s.buildAppend(nil, state, sc, c, &req)
 	if err != nil {
 		Error(w, r, err)
@@ -96,6 +100,10 @@ func (s *Server) handleAppendCommit(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, err)
 		return
 	}
+	if err := s.checkAddedAccounts(r, c); err != nil {
+		Error(w, r, err)
+		return
+	}
 	a, err := s.buildAppend(&prev, state, sc, c, &req)
 	if err != nil {
 		Error(w, r, err)
@@ -123,6 +131,40 @@ func (s *Server) handleAppendCommit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	respond(w, http.StatusCreated, groupJSON(gi))
+}
+
+// checkAddedAccounts requires every add op to name a registered account with
+// exactly its registered handle and keys. Clients never trust this check
+// (they compare keys with verified contacts); it stops the server storing a
+// group that lists an account under keys someone else controls.
+func (s *Server) checkAddedAccounts(r *http.Request, c *coffer.Commit) error {
+	var ids []coffer.AccountID
+	for _, op := range c.Ops {
+		if op.Kind == coffer.OpAdd {
+			ids = append(ids, op.Member)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	accounts, err := s.accounts.AccountsByID(r.Context(), ids)
+	if err != nil {
+		return err
+	}
+	for _, op := range c.Ops {
+		if op.Kind != coffer.OpAdd {
+			continue
+		}
+		a, ok := accounts[op.Member]
+		if !ok {
+			return coffer.Errorf(coffer.EINVALID, "add names account %s, which is not registered", op.Member)
+		}
+		if a.Identity.Handle != op.Handle || string(a.Identity.SigningKey) != string(op.SigningKey) ||
+			string(a.Identity.EncryptionKey) != string(op.EncryptionKey) {
+			return coffer.Errorf(coffer.EINVALID, "add for %s does not carry that account's registered handle and keys", op.Handle)
+		}
+	}
+	return nil
 }
 
 // buildAppend checks the wraps and links that must accompany a verified

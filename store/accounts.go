@@ -61,6 +61,33 @@ func (db *DB) accountWhere(ctx context.Context, where string, arg any) (*coffer.
 	return a, err
 }
 
+// AccountsByID implements coffer.AccountService. Unknown ids are absent
+// from the result.
+func (db *DB) AccountsByID(ctx context.Context, ids []coffer.AccountID) (map[coffer.AccountID]*coffer.Account, error) {
+	out := make(map[coffer.AccountID]*coffer.Account, len(ids))
+	strs := make([]string, len(ids))
+	for i, id := range ids {
+		strs[i] = id.String()
+	}
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT id, identity, self_signature, created_at
+			FROM accounts WHERE id = ANY($1::uuid[])`, strs)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			a, err := scanAccount(rows)
+			if err != nil {
+				return err
+			}
+			out[a.ID] = a
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
 func scanAccount(row pgx.Row) (*coffer.Account, error) {
 	var (
 		a        coffer.Account

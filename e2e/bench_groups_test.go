@@ -1,0 +1,168 @@
+package e2e_test
+
+import (
+	"context"
+	"crypto/hpke"
+	"crypto/rand"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/clientlib"
+	"github.com/cofferhq/coffer/internal/groupkey"
+)
+
+// Run with:
+//
+//	go test ./e2e -run '^$' -bench 'RemoveMember|Sync10k' -benchtime 3x
+//
+// Each benchmark builds its fixture once (outside the timer), then measures
+// the client-visible operation end to end against a real cofferd and
+// PostgreSQL, beside the limit it is compared with in the same run.
+
+// mustBulkAccounts registers n accounts by writing them straight into the
+// database: registering 10,000 devices over HTTP is not what is measured.
+func mustBulkAccounts(tb testing.TB, srv *Server, prefix string, n int) []string {
+	tb.Helper()
+	rows := make([][]any, n)
+	handles := make([]string, n)
+	for i := range rows {
+		handles[i] = fmt.Sprintf("%s%05d", prefix, i)
+		id, err := clientlib.GenerateIdentity(coffer.Handle(handles[i]))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		pub := id.Public()
+		rows[i] = []any{coffer.NewAccountID(), handles[i], pub.Marshal(), id.SelfSignature(),
+			[]byte(pub.SigningKey), pub.EncryptionKey, time.Now()}
+	}
+	db := mustDB(tb, srv)
+	if _, err := db.CopyFrom(context.Background(), pgx.Identifier{"accounts"},
+		[]string{"id", "handle", "identity", "self_signature", "signing_key", "encryption_key", "created_at"},
+		pgx.CopyFromRows(rows)); err != nil {
+		tb.Fatal(err)
+	}
+	return handles
+}
+
+func BenchmarkRemoveMember(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
+			ctx := context.Background()
+			srv := MustServer(b)
+			owner, _ := newClient(b, srv, "owner", &clientlib.Options{TrustOnFirstUse: true})
+			handles := mustBulkAccounts(b, srv, "m", n)
+			g := mustGroup(b, owner, "big", nil)
+			for i := 0; i < n; i += 5000 {
+				if err := owner.AddMembers(ctx, g, handles[i:min(i+5000, n)], coffer.RoleReader); err != nil {
+					b.Fatal(err)
+				}
+			}
+			// The limit: one goroutine sealing the epoch key to every
+			// member, with keys already parsed.
+			pks := make([]hpke.PublicKey, n)
+			members, err := owner.Members(ctx, g)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for i, m := range members[:n] {
+				if pks[i], err = coffer.KEM().NewPublicKey(m.EncryptionKey); err != nil {
+					b.Fatal(err)
+				}
+			}
+			k := groupkey.NewEpochKey()
+			b.Run("raw-seal-loop", func(b *testing.B) {
+				for range b.N {
+					for _, pk := range pks {
+						if _, err := hpke.Seal(pk, hpke.HKDFSHA256(), hpke.AES256GCM(), []byte("info"), k[:]); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+			})
+			next := 0
+			b.Run("remove", func(b *testing.B) {
+				for range b.N {
+					if err := owner.RemoveMember(ctx, g, handles[next]); err != nil {
+						b.Fatal(err)
+					}
+					next++
+				}
+			})
+		})
+	}
+}
+
+func BenchmarkSync10kCommits(b *testing.B) {
+	ctx := context.Background()
+	srv := MustServer(b)
+	owner, ks := newClient(b, srv, "owner", nil)
+	g := mustGroup(b, owner, "long", nil)
+	res, err := owner.Sync(ctx, g)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Forge nothing: the commits are signed with the owner's own key and
+	// alternate adding a member with removing it (and rotating), so the
+	// verifier does real work on every one.
+	s, key := res.State, signingKeyOf(b, ks)
+	var rows [][]any
+	var newcomer coffer.AccountID
+	for s.Seq < 10000 {
+		kc, _ := s.KeyCommitment(s.Epoch)
+		c := &coffer.Commit{Group: g, Seq: s.Seq + 1, Prev: s.Head, Epoch: s.Epoch, Author: owner.AccountID(),
+			Time: time.Now().UnixMilli(), ShareHistory: s.ShareHistory, KeyCommitment: kc}
+		if s.Seq%2 == 1 {
+			id, _ := clientlib.GenerateIdentity(coffer.Handle(fmt.Sprintf("x%05d", s.Seq)))
+			newcomer = coffer.NewAccountID()
+			c.Ops = []coffer.Op{{Kind: coffer.OpAdd, Member: newcomer, Handle: id.Handle(), Role: coffer.RoleReader,
+				SigningKey: id.Public().SigningKey, EncryptionKey: id.Public().EncryptionKey}}
+		} else {
+			c.Epoch++
+			rand.Read(c.KeyCommitment[:])
+			c.Ops = []coffer.Op{{Kind: coffer.OpRemove, Member: newcomer}, {Kind: coffer.OpRotate}}
+		}
+		sc := coffer.SignCommit(c, key)
+		if err := s.Apply(sc); err != nil {
+			b.Fatal(err)
+		}
+		h := sc.Hash()
+		rows = append(rows, []any{g, int64(c.Seq), sc.Body, sc.Signature, h[:], c.Author, int64(c.Epoch), time.Now()})
+	}
+	db := mustDB(b, srv)
+	if _, err := db.CopyFrom(ctx, pgx.Identifier{"commits"},
+		[]string{"group_id", "seq", "body", "signature", "hash", "author_id", "epoch", "created_at"}, pgx.CopyFromRows(rows)); err != nil {
+		b.Fatal(err)
+	}
+	state, _ := s.MarshalBinary()
+	mustExec(b, db, `UPDATE groups SET head_seq = $2, head_hash = $3, epoch = $4, state = $5 WHERE id = $1`,
+		g, int64(s.Seq), s.Head[:], int64(s.Epoch), state)
+
+	identity, _ := ks.Get("identity")
+	account, _ := ks.Get("account")
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		fresh := clientlib.NewMemoryKeyStore()
+		fresh.Put("identity", identity)
+		fresh.Put("account", account)
+		c, err := clientlib.New(srv.URL(), fresh, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := c.Login(ctx); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		res, err := c.Sync(ctx, g)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if res.New != 10000 {
+			b.Fatalf("verified %d commits, want 10000", res.New)
+		}
+	}
+}
