@@ -162,6 +162,15 @@ func TestCLIStory(t *testing.T) {
 		t.Errorf("members: %+v, want alice (owner) and carol (reader), both verified", members)
 	}
 
+	// Shell completion offers group and resource names, verified and
+	// decrypted like any listing.
+	if out := alice.ok(t, "__complete", "get", ""); !strings.Contains(out, "project x\t"+g.String()) {
+		t.Errorf("completing GROUP:\n%s", out)
+	}
+	if out := alice.ok(t, "__complete", "get", "project x", "no"); !strings.Contains(out, "notes after bob\t") || strings.Contains(out, "plan.bin") {
+		t.Errorf("completing RESOURCE after \"no\":\n%s", out)
+	}
+
 	// A usage error is exit code 2.
 	code, _, stderr = alice.run(t, "group", "add", "project x")
 	wantExit(t, code, cliUsage, stderr)

@@ -36,8 +36,9 @@ and you can add HANDLE to groups. A mismatch means a typo or a server
 substituting keys: check the number with HANDLE again.
 
 A QR payload (coffer:v1:…) scanned from coffer whoami --qr is accepted too.`,
-		Example: `  coffer contact verify bob 12345 67890 12345 67890 12345 67890 12345 67890 12345 67890 12345 67890`,
-		Args:    minArgs(2),
+		Example:           `  coffer contact verify bob 12345 67890 12345 67890 12345 67890 12345 67890 12345 67890 12345 67890`,
+		Args:              minArgs(2),
+		ValidArgsFunction: a.completeArgs(argContact),
 		RunE: action(func(ctx context.Context, args []string) error {
 			handle := args[0]
 			code, err := resolve.SafetyNumber(args[1:])

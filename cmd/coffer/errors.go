@@ -112,7 +112,7 @@ func describe(err error, server string) string {
 		case "no such group":
 			return "no such group, or you are not a member of it (any more): see coffer group ls"
 		case "no such resource":
-			return "no such resource in this group: see coffer ls GROUP"
+			return "no such resource, or you cannot see it: check its id with coffer ls GROUP (if that fails too, you are no longer a member)"
 		case "no such account":
 			if handle != "" {
 				return fmt.Sprintf("there is no account %q on %s: check the spelling with them", handle, orUnknown(server))

@@ -176,7 +176,8 @@ func (a *app) groupMembersCmd() *cobra.Command {
 		Long: `members shows the members of GROUP from its verified membership log. KEYS
 says whether you verified each member's keys yourself: members added by
 someone else are vouched for by that admin's signature, not by you.`,
-		Args: exactArgs(1),
+		Args:              exactArgs(1),
+		ValidArgsFunction: a.completeArgs(argGroup),
 		RunE: a.groupAction(func(ctx context.Context, c *clientlib.Client, g coffer.GroupID, _ []string) error {
 			members, err := c.Members(ctx, g)
 			if err != nil {
@@ -232,7 +233,8 @@ adding them with --role:
 
 HANDLE's keys must be verified first (coffer contact verify); otherwise add
 refuses, because the key the server shows could be the server's own.`,
-		Args: exactArgs(2),
+		Args:              exactArgs(2),
+		ValidArgsFunction: a.completeArgs(argGroup, argContact),
 		RunE: a.groupAction(func(ctx context.Context, c *clientlib.Client, g coffer.GroupID, args []string) error {
 			role, err := memberRole(roleName)
 			if err != nil {
@@ -259,7 +261,8 @@ func (a *app) groupRemoveCmd() *cobra.Command {
 		Long: `remove takes HANDLE out of GROUP and, in the same signed commit, rotates to
 a fresh group key wrapped only for the remaining members. HANDLE keeps
 whatever they already downloaded, but cannot read anything shared after.`,
-		Args: exactArgs(2),
+		Args:              exactArgs(2),
+		ValidArgsFunction: a.completeArgs(argGroup, argMember),
 		RunE: a.groupAction(func(ctx context.Context, c *clientlib.Client, g coffer.GroupID, args []string) error {
 			handle := args[0]
 			if err := c.RemoveMember(ctx, g, handle); err != nil {
@@ -273,9 +276,10 @@ whatever they already downloaded, but cannot read anything shared after.`,
 
 func (a *app) groupRoleCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "role GROUP HANDLE ROLE",
-		Short: "Change a member's role (a demotion rotates the group key)",
-		Args:  exactArgs(3),
+		Use:               "role GROUP HANDLE ROLE",
+		Short:             "Change a member's role (a demotion rotates the group key)",
+		Args:              exactArgs(3),
+		ValidArgsFunction: a.completeArgs(argGroup, argMember, argRole),
 		RunE: a.groupAction(func(ctx context.Context, c *clientlib.Client, g coffer.GroupID, args []string) error {
 			role, err := memberRole(args[1])
 			if err != nil {
@@ -298,7 +302,8 @@ func (a *app) groupRotateCmd() *cobra.Command {
 member. Resources shared afterwards use the new key. Use it if you suspect
 a member's device was compromised and has since been re-keyed, or on a
 schedule.`,
-		Args: exactArgs(1),
+		Args:              exactArgs(1),
+		ValidArgsFunction: a.completeArgs(argGroup),
 		RunE: a.groupAction(func(ctx context.Context, c *clientlib.Client, g coffer.GroupID, _ []string) error {
 			if err := c.Rotate(ctx, g); err != nil {
 				return err
@@ -322,7 +327,8 @@ func (a *app) groupLogCmd() *cobra.Command {
 when (by the author's clock, which nothing relies on) and the epoch after
 the change. The whole chain is fetched and verified on this device: every
 entry is signed by an owner or admin who was allowed to make it.`,
-		Args: exactArgs(1),
+		Args:              exactArgs(1),
+		ValidArgsFunction: a.completeArgs(argGroup),
 		RunE: a.groupAction(func(ctx context.Context, c *clientlib.Client, g coffer.GroupID, _ []string) error {
 			commits, err := c.History(ctx, g)
 			if err != nil {

@@ -22,8 +22,13 @@
 // that is, the server was caught misbehaving (see errors.go).
 //
 // All cryptography and every check against the server is in clientlib; this
-// command only parses, resolves names to ids and explains errors. main is
-// kept thin so that the commands can be run in-process by tests (run).
+// command only parses, resolves names to ids and explains errors. The files:
+// root.go (the app, profile loading, run), identity.go, contact.go,
+// group.go, resource.go (one per command family), completion.go (dynamic
+// completion of GROUP, RESOURCE and HANDLE), errors.go (exit codes and the
+// messages that name the fix). Name resolution and profiles live in
+// internal/resolve and internal/profile, with their own tests. main is kept
+// thin so that tests can run the commands in process (run).
 package main
 
 import (

@@ -86,7 +86,8 @@ FILE "-" reads standard input (then --name is required). You need the
 writer role.`,
 		Example: `  coffer put "project x" report.pdf
   tar cz src | coffer put "project x" - --name src.tar.gz`,
-		Args: exactArgs(2),
+		Args:              exactArgs(2),
+		ValidArgsFunction: a.completeArgs(argGroup, argFile),
 		RunE: a.groupAction(func(ctx context.Context, c *clientlib.Client, g coffer.GroupID, args []string) error {
 			file := args[0]
 			meta := clientlib.Meta{Name: name, ContentType: contentType}
@@ -151,7 +152,8 @@ unverified data. Without -o it goes to stdout as it verifies; if get then
 fails, discard what it wrote.`,
 		Example: `  coffer get "project x" report.pdf -o report.pdf
   coffer get "project x" 9f1c…-… > copy.bin`,
-		Args: exactArgs(2),
+		Args:              exactArgs(2),
+		ValidArgsFunction: a.completeArgs(argGroup, argResource),
 		RunE: a.groupAction(func(ctx context.Context, c *clientlib.Client, g coffer.GroupID, args []string) error {
 			id, err := a.resolveResource(ctx, c, g, args[0])
 			if err != nil {
@@ -240,7 +242,8 @@ device; no content is downloaded.
 
 A resource marked locked is from before you joined a group that does not
 share its history: you cannot read it.`,
-		Args: exactArgs(1),
+		Args:              exactArgs(1),
+		ValidArgsFunction: a.completeArgs(argGroup),
 		RunE: a.groupAction(func(ctx context.Context, c *clientlib.Client, g coffer.GroupID, _ []string) error {
 			rs, err := c.List(ctx, g)
 			if err != nil {
@@ -282,7 +285,8 @@ func (a *app) rmCmd() *cobra.Command {
 		Long: `rm deletes RESOURCE (an id, or a name unique in the group) from GROUP. Its
 author (while a writer) or an admin may. Members who downloaded it keep
 their copies.`,
-		Args: exactArgs(2),
+		Args:              exactArgs(2),
+		ValidArgsFunction: a.completeArgs(argGroup, argResource),
 		RunE: a.groupAction(func(ctx context.Context, c *clientlib.Client, g coffer.GroupID, args []string) error {
 			id, err := a.resolveResource(ctx, c, g, args[0])
 			if err != nil {
