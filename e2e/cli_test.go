@@ -175,6 +175,21 @@ func TestCLIStory(t *testing.T) {
 	code, _, stderr = alice.run(t, "group", "add", "project x")
 	wantExit(t, code, cliUsage, stderr)
 
+	// The server flips a byte near the end of every stored ciphertext. The
+	// first chunks of plan.bin still authenticate, so get has written
+	// plaintext before it finds the bad chunk: with -o, none of it may reach
+	// the destination; to stdout, the user is told to discard it.
+	srv.flipBlobs(t)
+	flipped := filepath.Join(files, "flipped.bin")
+	code, _, stderr = carol.run(t, "get", g.String(), r1.String(), "-o", flipped)
+	wantExit(t, code, cliSecurity, stderr)
+	mustNotExist(t, flipped)
+	code, stdout, stderr := carol.run(t, "get", g.String(), r1.String())
+	wantExit(t, code, cliSecurity, stderr)
+	if len(stdout) == 0 || len(stdout) >= len(mustRead(t, plan)) || !strings.Contains(stderr, "discard") {
+		t.Errorf("a get to stdout that failed verification after %d bytes said:\n%s", len(stdout), stderr)
+	}
+
 	// The server swaps alice's and carol's wraps of the current key. The
 	// next command that unwraps catches it: exit 3, saying so plainly, and
 	// no plaintext reaches the destination.
@@ -344,6 +359,28 @@ func (s *cliServer) psql(t *testing.T, sql string) {
 	defer conn.Close(context.Background())
 	if _, err := conn.Exec(context.Background(), sql); err != nil {
 		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// flipBlobs corrupts one byte, 100 bytes before the end, of every blob the
+// server stores: an attacker with the disk.
+func (s *cliServer) flipBlobs(t *testing.T) {
+	t.Helper()
+	n := 0
+	err := filepath.WalkDir(filepath.Join(s.data, "blobs"), func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.HasPrefix(d.Name(), ".") {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil || len(b) < 100 {
+			return err
+		}
+		b[len(b)-100] ^= 1
+		n++
+		return os.WriteFile(path, b, 0o600)
+	})
+	if err != nil || n == 0 {
+		t.Fatalf("flipped %d blobs: %v", n, err)
 	}
 }
 

@@ -46,6 +46,24 @@ func withHandle(handle string, err error) error {
 	return &handleError{handle: handle, err: err}
 }
 
+// hintError adds advice that depends on what the command was doing, such
+// as "discard the output" after a failed stream to stdout. describe prints
+// it after the message, whatever the error underneath is.
+type hintError struct {
+	err  error
+	hint string
+}
+
+func (e *hintError) Error() string { return e.err.Error() + ": " + e.hint }
+func (e *hintError) Unwrap() error { return e.err }
+
+func withHint(err error, hint string) error {
+	if err == nil {
+		return nil
+	}
+	return &hintError{err: err, hint: hint}
+}
+
 // exitCode maps an error from Execute to the process exit code.
 func exitCode(err error) int {
 	var re *runError
@@ -69,6 +87,15 @@ func describe(err error, server string) string {
 	if !errors.As(err, &re) {
 		return err.Error() // usage errors: cobra's text names the problem
 	}
+	msg := describeRun(err, server)
+	var he *hintError
+	if errors.As(err, &he) {
+		msg += "\n  " + he.hint
+	}
+	return msg
+}
+
+func describeRun(err error, server string) string {
 	var handle string
 	var he *handleError
 	if errors.As(err, &he) {
@@ -80,7 +107,7 @@ func describe(err error, server string) string {
 		if coffer.ErrorCode(se.Err) == coffer.EKEYCHANGED {
 			return keyChanged(handle, se.Err)
 		}
-		return fmt.Sprintf("SECURITY ERROR: the server misbehaved, and this command stopped without using what it sent.\n"+
+		return fmt.Sprintf("SECURITY ERROR: the server misbehaved, and this command stopped.\n"+
 			"  detected by the %q check: %s\n"+
 			"  This is not a glitch to retry: tell whoever runs the server (%s), and the owners of the group concerned.",
 			se.Check, message(se.Err), orUnknown(server))

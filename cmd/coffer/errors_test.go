@@ -68,6 +68,12 @@ func TestExitCodeAndMessage(t *testing.T) {
 			wantText: []string{"not a member", "coffer group ls"},
 		},
 		{
+			name:     "a hint survives a security error",
+			err:      &runError{withHint(coffer.Security("resource", errors.New("chunk 3 does not authenticate")), "discard the output")},
+			wantCode: exitSecurity,
+			wantText: []string{"chunk 3 does not authenticate", "\n  discard the output"},
+		},
+		{
 			name:     "local errors keep their text",
 			err:      &runError{errors.New("open report.pdf: no such file or directory")},
 			wantCode: exitError,

@@ -170,7 +170,7 @@ fails, discard what it wrote.`,
 				_, err = io.Copy(a.stdout, rr)
 				done()
 				if err != nil {
-					return fmt.Errorf("%w\n  the output so far is incomplete or unverified: discard it", err)
+					return withHint(err, "what was written to stdout so far is incomplete: discard it")
 				}
 				return nil
 			}
