@@ -49,6 +49,12 @@ func TestCLIStory(t *testing.T) {
 	for _, p := range []*cliProfile{alice, bob, carol} {
 		p.ok(t, "init", "--server", srv.url, "--handle", p.handle)
 	}
+	// One profile holds one identity.
+	code, _, stderr := alice.run(t, "init", "--server", srv.url, "--handle", "alice2")
+	wantExit(t, code, cliError, stderr)
+	if !strings.Contains(stderr, "already holds the identity alice") {
+		t.Errorf("a second init in alice's profile said:\n%s", stderr)
+	}
 	bobID := bob.whoami(t)
 	carolID := carol.whoami(t)
 
@@ -56,7 +62,7 @@ func TestCLIStory(t *testing.T) {
 	g := mustParseGroupID(t, alice.ok(t, "group", "create", "project x"))
 
 	// Adding bob before verifying him is refused, with the fix in the message.
-	code, _, stderr := alice.run(t, "group", "add", "project x", "bob")
+	code, _, stderr = alice.run(t, "group", "add", "project x", "bob")
 	wantExit(t, code, cliError, stderr)
 	const fix = "bob's keys are not verified: compare safety numbers with bob, then run: coffer contact verify bob <number>"
 	if !strings.Contains(stderr, fix) {
