@@ -3,6 +3,7 @@
 //	cofferd -dev                 zero-configuration development server
 //	cofferd -database-url URL    production, with -jwt-key and TLS flags
 //	cofferd migrate              apply database migrations and exit
+//	cofferd genkey FILE...       create Ed25519 key files that do not exist yet
 package main
 
 import (
@@ -31,6 +32,13 @@ func main() {
 
 func run(ctx context.Context, args []string) error {
 	m := cofferd.NewMain()
+	if len(args) > 0 && args[0] == "genkey" {
+		created, err := cofferd.GenerateKeyFiles(args[1:]...)
+		for _, f := range created {
+			fmt.Fprintln(os.Stderr, "cofferd: created", f)
+		}
+		return err
+	}
 	if len(args) > 0 && args[0] == "migrate" {
 		if err := m.ParseFlags(args[1:]); err != nil {
 			return err
