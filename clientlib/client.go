@@ -42,6 +42,21 @@ type Options struct {
 	TrustOnFirstUse bool
 	// Timeout bounds each non-streaming request (default 60s).
 	Timeout time.Duration
+	// LogKey is the note verifier key of the server's transparency log
+	// (cofferd prints it; /v1/log/key serves it). When empty, the client
+	// pins the key the server names on first use. Either way a checkpoint
+	// signed by another key is a *coffer.SecurityError.
+	LogKey string
+	// LogWait bounds how long an operation waits for the log to include a
+	// commit or identity it relies on (default 10s).
+	LogWait time.Duration
+	// SecretObserver is an AUDITING HOOK for coffer-audit canary, which
+	// checks that no secret a client made ever reaches the server. When set,
+	// it is called with a copy of every secret this client generates or
+	// unwraps: identity key seeds, epoch keys, resource file keys. Apps must
+	// never set it: whatever it does with the secrets is outside every
+	// guarantee of this library.
+	SecretObserver func(kind string, secret []byte)
 }
 
 // Client talks to one Coffer server on behalf of one identity.
@@ -53,6 +68,8 @@ type Client struct {
 	opts   Options
 
 	ksMu sync.Mutex // serialises read-modify-write of key store indexes
+	// logMu serialises the check-and-store of the log checkpoint.
+	logMu sync.Mutex
 
 	resources resourceCache // verified views for resource reads (resources.go)
 
@@ -87,6 +104,9 @@ func New(serverURL string, ks KeyStore, opts *Options) (*Client, error) {
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 60 * time.Second
+	}
+	if o.LogWait == 0 {
+		o.LogWait = 10 * time.Second
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{
@@ -159,6 +179,8 @@ func (c *Client) Register(ctx context.Context, handle string) error {
 		if id, err = GenerateIdentity(h); err != nil {
 			return err
 		}
+		c.observeSecret("identity-signing-seed", id.signing.Seed())
+		c.observeSecret("identity-encryption-seed", id.encSeed)
 		// Persist before registering: if the network fails after the server
 		// stored the account, the keys for it are not lost.
 		if err := c.ks.Put(ksIdentity, id.marshalPrivate()); err != nil {
@@ -389,7 +411,14 @@ func (c *Client) Lookup(ctx context.Context, handle string) (*Account, error) {
 	if err := c.call(ctx, http.MethodGet, "/v1/handles/"+url.PathEscape(string(h)), true, nil, &a); err != nil {
 		return nil, err
 	}
-	return checkAccount(a, &h, nil)
+	acct, err := checkAccount(a, &h, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.proveIdentityLogged(ctx, a); err != nil {
+		return nil, err
+	}
+	return acct, nil
 }
 
 // LookupID fetches an account by id, with the same checks as Lookup.
@@ -398,7 +427,14 @@ func (c *Client) LookupID(ctx context.Context, id coffer.AccountID) (*Account, e
 	if err := c.call(ctx, http.MethodGet, "/v1/accounts/"+id.String(), true, nil, &a); err != nil {
 		return nil, err
 	}
-	return checkAccount(a, nil, &id)
+	acct, err := checkAccount(a, nil, &id)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.proveIdentityLogged(ctx, a); err != nil {
+		return nil, err
+	}
+	return acct, nil
 }
 
 func checkAccount(a api.Account, wantHandle *coffer.Handle, wantID *coffer.AccountID) (*Account, error) {

@@ -119,6 +119,7 @@ func (c *Client) CreateGroup(ctx context.Context, name string, opts *GroupOption
 	}
 	g := coffer.NewGroupID()
 	k := groupkey.NewEpochKey()
+	c.observeSecret("epoch-key", k[:])
 	commit := &coffer.Commit{
 		Group: g, Seq: 1, Epoch: 1, Author: me, Time: time.Now().UnixMilli(),
 		ShareHistory:  !opts.NoHistory,
@@ -219,6 +220,11 @@ func (c *Client) Sync(ctx context.Context, g coffer.GroupID) (*SyncResult, error
 	if state.Seq != info.HeadSeq || string(state.Head[:]) != string(info.HeadHash) {
 		return nil, coffer.Security("fork", fmt.Errorf("server reports head %d/%x, verified chain ends at %d/%x",
 			info.HeadSeq, short(info.HeadHash), state.Seq, short(state.Head[:])))
+	}
+	// Every newly verified commit must be in the transparency log before
+	// this device relies on it (see log.go).
+	if err := c.proveCommitsLogged(ctx, g, after+1, commits); err != nil {
+		return nil, err
 	}
 	if err := c.saveState(state); err != nil {
 		return nil, err
@@ -348,6 +354,7 @@ func (c *Client) epochKeys(ctx context.Context, s *coffer.GroupState) (map[uint6
 			return nil, coffer.Security("wrap", fmt.Errorf("epoch %d key does not match the signed key commitment", w.Epoch))
 		}
 		out[w.Epoch] = k
+		c.observeSecret("epoch-key", k[:])
 	}
 	if _, ok := out[s.Epoch]; !ok {
 		return nil, coffer.Security("wrap", fmt.Errorf("no wrap of the current epoch %d key for this member", s.Epoch))
@@ -376,6 +383,7 @@ func (c *Client) epochKeys(ctx context.Context, s *coffer.GroupState) (map[uint6
 				return nil, coffer.Security("history-link", fmt.Errorf("epoch %d key from link does not match its commitment", e-1))
 			}
 			out[e-1] = k
+			c.observeSecret("epoch-key", k[:])
 		}
 	}
 	return out, nil
@@ -450,6 +458,7 @@ func (c *Client) commitChange(ctx context.Context, g coffer.GroupID, build chang
 			commit.Ops = append(commit.Ops, coffer.Op{Kind: coffer.OpRotate})
 			commit.Epoch = s.Epoch + 1
 			k = groupkey.NewEpochKey()
+			c.observeSecret("epoch-key", k[:])
 			if s.ShareHistory {
 				req.Links = []api.HistoryLink{{Epoch: s.Epoch, Link: groupkey.SealHistoryLink(k, g, s.Epoch, keys[s.Epoch])}}
 			}

@@ -8,7 +8,10 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/internal/api"
@@ -258,14 +261,26 @@ func (c *Client) proveLogged(ctx context.Context, objs []loggedObject) error {
 		if err != nil {
 			return err
 		}
-		var still []loggedObject
+		// A few batches in flight overlap the server's proving with this
+		// device's checking.
+		var (
+			still []loggedObject
+			mu    sync.Mutex
+			eg, _ = errgroup.WithContext(ctx)
+		)
+		eg.SetLimit(4)
 		for start := 0; start < len(pending); start += logBatch {
 			batch := pending[start:min(start+logBatch, len(pending))]
-			missing, err := c.proveBatch(ctx, cp, batch)
-			if err != nil {
+			eg.Go(func() error {
+				missing, err := c.proveBatch(ctx, cp, batch)
+				mu.Lock()
+				still = append(still, missing...)
+				mu.Unlock()
 				return err
-			}
-			still = append(still, missing...)
+			})
+		}
+		if err := eg.Wait(); err != nil {
+			return err
 		}
 		if len(still) == 0 {
 			return nil

@@ -18,7 +18,11 @@ CREATE TABLE log_entries (
     created_at timestamptz NOT NULL,
     CHECK ((account_id IS NULL) <> (group_id IS NULL)),
     CHECK ((group_id IS NULL) = (seq IS NULL))
-);
+) WITH (toast_tuple_target = 128);
+-- Leaves live out of line, uncompressed (they are mostly keys and
+-- signatures): the sequencer's UPDATE of leaf_index then rewrites a small
+-- row that points at the leaf, instead of copying the leaf.
+ALTER TABLE log_entries ALTER COLUMN leaf SET STORAGE EXTERNAL;
 CREATE INDEX log_entries_pending ON log_entries (id) WHERE leaf_index IS NULL;
 CREATE INDEX log_entries_account ON log_entries (account_id) WHERE account_id IS NOT NULL;
 CREATE UNIQUE INDEX log_entries_commit ON log_entries (group_id, seq) WHERE group_id IS NOT NULL;

@@ -53,6 +53,10 @@ type Config struct {
 	MaxResourcesPerGroup int64
 	Logger               *slog.Logger
 	Now                  func() time.Time
+
+	// LogKey is the note verifier key of the transparency log's checkpoints,
+	// served at /v1/log/key for clients that pin it on first use.
+	LogKey string
 }
 
 // DefaultConfig returns the defaults.
@@ -88,6 +92,9 @@ type Services struct {
 	Ready func(ctx context.Context) error
 	// Registry receives the server's metrics; nil means a private registry.
 	Registry *prometheus.Registry
+	// Log serves the transparency log; nil answers its endpoints with
+	// EUNAVAILABLE.
+	Log coffer.LogService
 }
 
 // Server is the HTTP API.
@@ -98,6 +105,7 @@ type Server struct {
 	groups    coffer.GroupService
 	resources coffer.ResourceService
 	blobs     coffer.BlobStore
+	log       coffer.LogService
 	ready     func(ctx context.Context) error
 	tokens    *tokenIssuer
 	metrics   *metrics
@@ -155,7 +163,7 @@ func New(cfg Config, svc Services) (*Server, error) {
 		reg = prometheus.NewRegistry()
 	}
 	s := &Server{
-		cfg: cfg, accounts: svc.Accounts, auth: svc.Auth, groups: svc.Groups, ready: svc.Ready, registry: reg,
+		cfg: cfg, accounts: svc.Accounts, auth: svc.Auth, groups: svc.Groups, log: svc.Log, ready: svc.Ready, registry: reg,
 		resources: svc.Resources, blobs: svc.Blobs,
 		tokens: &tokenIssuer{keys: cfg.JWTKeys, issuer: cfg.Issuer, audience: cfg.Audience, ttl: cfg.AccessTTL, now: cfg.Now},
 	}
@@ -190,6 +198,7 @@ func (s *Server) routes() chi.Router {
 		}))
 
 	r.Route("/v1", func(r chi.Router) {
+		r.Route("/log", s.logRoutes)
 		r.Group(func(r chi.Router) {
 			r.Use(limitAuth)
 			r.Post("/accounts", s.handleRegister)

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -449,7 +450,9 @@ func (db *DB) LogProofs(ctx context.Context, size int64, refs []coffer.LogRef) (
 		// Second pass, with every hash fetched at once.
 		hr := &hashReader{ctx: ctx, q: tx, cache: map[int64]tlog.Hash{}}
 		if len(rec.need) > 0 {
-			if err := hr.load(rec.need); err != nil {
+			// Proofs of nearby leaves share most of their hashes.
+			slices.Sort(rec.need)
+			if err := hr.load(slices.Compact(rec.need)); err != nil {
 				return err
 			}
 		}

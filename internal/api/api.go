@@ -169,3 +169,57 @@ type ResourceList struct {
 	Resources  []Resource `json:"resources"`
 	NextCursor string     `json:"next_cursor,omitempty"`
 }
+
+// LogInclusion is an inclusion proof of leaf Index in the tree of Size.
+type LogInclusion struct {
+	Index int64    `json:"index"`
+	Size  int64    `json:"size"`
+	Proof [][]byte `json:"proof"`
+}
+
+// LogConsistency proves the tree of Old a prefix of the tree of New.
+type LogConsistency struct {
+	Old   int64    `json:"old"`
+	New   int64    `json:"new"`
+	Proof [][]byte `json:"proof"`
+}
+
+// LogLeaves is a page of consecutive leaves from Start.
+type LogLeaves struct {
+	Start  int64    `json:"start"`
+	Leaves [][]byte `json:"leaves"`
+}
+
+// LogCommitRef names a commit in a LogProofsRequest.
+type LogCommitRef struct {
+	Group coffer.GroupID `json:"group"`
+	Seq   uint64         `json:"seq"`
+}
+
+// LogProofsRequest asks for the leaves of commits and identities with their
+// inclusion proofs in the tree of Size.
+type LogProofsRequest struct {
+	Size     int64              `json:"size"`
+	Commits  []LogCommitRef     `json:"commits,omitempty"`
+	Accounts []coffer.AccountID `json:"accounts,omitempty"`
+}
+
+// LogProof is one answer of LogProofs: the object's leaf index and its
+// inclusion proof, or Included false when the object is not (yet) in the
+// tree of the requested size.
+type LogProof struct {
+	Group    *coffer.GroupID   `json:"group,omitempty"`
+	Seq      uint64            `json:"seq,omitempty"`
+	Account  *coffer.AccountID `json:"account,omitempty"`
+	Included bool              `json:"included"`
+	Index    int64             `json:"index"`
+	Proof    [][]byte          `json:"proof,omitempty"`
+}
+
+// LogProofs answers a LogProofsRequest, in request order: commits, then
+// accounts.
+type LogProofs struct {
+	Size     int64      `json:"size"`
+	Commits  []LogProof `json:"commits"`
+	Accounts []LogProof `json:"accounts"`
+}

@@ -36,6 +36,8 @@ type Config struct {
 	MaxResourcesPerGroup int64
 	GCInterval           time.Duration
 	UploadTTL            time.Duration
+	LogKeyFile           string
+	LogOrigin            string
 }
 
 // flagSet binds the configuration to flags. Each flag can also be set with
@@ -55,6 +57,8 @@ func (c *Config) flagSet(name string) *flag.FlagSet {
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "CA file to require and verify client certificates (mTLS)")
 	fs.StringVar(&c.LogFile, "log-file", "", "also write the log to this file (dev mode: DATA/cofferd.log)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&c.LogKeyFile, "log-key", "", "PEM file of the Ed25519 key that signs transparency log checkpoints (default: DATA/log.key, generated)")
+	fs.StringVar(&c.LogOrigin, "log-origin", "", "origin line naming this deployment's transparency log (default coffer.dev-<hostname> in dev mode)")
 	fs.IntVar(&c.AuthRateLimit, "auth-rate-limit", server.DefaultConfig().AuthRateLimit, "auth and registration requests per minute per IP")
 	fs.StringVar(&c.BlobDir, "blob-dir", "", "directory of resource ciphertext blobs (required unless -dev, which uses DATA/blobs)")
 	fs.Int64Var(&c.MaxResourceSize, "max-resource-size", server.DefaultConfig().MaxResourceSize, "largest resource ciphertext accepted, in bytes")

@@ -216,3 +216,13 @@ func (p pokingGroups) AppendCommit(ctx context.Context, caller coffer.AccountID,
 	}
 	return head, err
 }
+
+// BackfillLog appends log entries for accounts and commits written to the
+// database directly (by an import, or by a test playing the database), and
+// integrates them. It is an operator hook; cofferd also does it at start.
+func (m *Main) BackfillLog(ctx context.Context) error {
+	if _, err := m.db.BackfillLog(ctx); err != nil {
+		return err
+	}
+	return m.seq.integrate(ctx)
+}

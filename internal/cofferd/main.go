@@ -47,6 +47,8 @@ type Main struct {
 	served   chan error
 	blobs    *fsblob.Store // resource ciphertext (resources.go)
 	stopGC   func()        // stops the garbage collector, if running
+	logKey   string        // note verifier key of the transparency log
+	seq      *sequencer    // integrates the transparency log
 }
 
 // NewMain returns a Main with default configuration.
@@ -104,6 +106,10 @@ func (m *Main) setupLogging() error {
 	m.logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 	return nil
 }
+
+// LogKey returns the note verifier key of the transparency log (valid after
+// Run), for clients and auditors to pin.
+func (m *Main) LogKey() string { return m.logKey }
 
 // Logger returns the process logger (valid after Run has started).
 func (m *Main) Logger() *slog.Logger { return m.logger }
@@ -220,11 +226,19 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.db, err = store.Open(ctx, m.Config.DatabaseURL); err != nil {
 		return err
 	}
-	if err := m.setupBlobs(); err != nil {
-		return err
-	}
 	want, err := migrations.Latest()
 	if err != nil {
+		return err
+	}
+	logSigner, err := m.setupLog()
+	if err != nil {
+		return err
+	}
+	if m.seq, err = startSequencer(m.db, logSigner, m.logger); err != nil {
+		return err
+	}
+	m.logKey = logSigner.VerifierKey()
+	if err := m.setupBlobs(); err != nil {
 		return err
 	}
 
@@ -246,10 +260,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	cfg.Origins = m.origins()
 	cfg.MaxResourceSize = m.Config.MaxResourceSize
 	cfg.MaxResourcesPerGroup = m.Config.MaxResourcesPerGroup
+	cfg.LogKey = m.logKey
 	srv, err := server.New(cfg, server.Services{
-		Accounts:  m.db,
+		Accounts:  pokingAccounts{m.db, m.seq.Poke},
 		Auth:      m.db,
-		Groups:    m.db,
+		Groups:    pokingGroups{m.db, m.seq.Poke},
+		Log:       m.db,
 		Resources: m.db,
 		Blobs:     m.blobs,
 		Ready: func(ctx context.Context) error {
@@ -291,7 +307,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		m.served <- err
 	}()
 	m.startCollector()
-	m.logger.Info("listening", "url", m.URL(), "origins", strings.Join(cfg.Origins, ","), "schema_version", want)
+	m.logger.Info("listening", "url", m.URL(), "origins", strings.Join(cfg.Origins, ","), "schema_version", want,
+		"log_origin", m.Config.LogOrigin, "log_key", m.logKey)
 	return nil
 }
 
@@ -374,6 +391,10 @@ func (m *Main) Close() error {
 	if m.stopGC != nil {
 		m.stopGC()
 		m.stopGC = nil
+	}
+	if m.seq != nil {
+		m.seq.Stop()
+		m.seq = nil
 	}
 	if m.db != nil {
 		m.db.Close()
