@@ -42,6 +42,9 @@ type CanaryOptions struct {
 	// LogKey is passed to the canary's clients (see clientlib.Options).
 	LogKey   string
 	Progress io.Writer
+	// BeforeSearch, if set, runs after the workload and before the search,
+	// for example to collect a server log kept elsewhere into ExtraFiles.
+	BeforeSearch func() error
 }
 
 // A secret the canary's clients made, with the name it is reported under.
@@ -85,6 +88,11 @@ func Canary(ctx context.Context, opts CanaryOptions) (*Report, error) {
 	m := newMatcher(secrets)
 	r.count("needles", int64(len(m.needles)))
 
+	if opts.BeforeSearch != nil {
+		if err := opts.BeforeSearch(); err != nil {
+			return nil, err
+		}
+	}
 	dump, err := pgDump(ctx, opts)
 	if err != nil {
 		return nil, err

@@ -71,6 +71,13 @@ func (m *Main) setupLog() (*translog.Signer, error) {
 		return nil, err
 	}
 	m.Config.LogOrigin = origin
+	if m.Config.LogKeyFile == "" {
+		// Next to the generated key, the public half for clients and
+		// auditors to pin (coffer-audit --log-key "$(cat DATA/log.pub)").
+		if err := writeFileAtomic(filepath.Join(m.DataDir(), "log.pub"), []byte(s.VerifierKey()+"\n"), 0o644); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
