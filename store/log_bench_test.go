@@ -12,7 +12,6 @@ import (
 
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/internal/pgtest"
-	"github.com/cofferhq/coffer/internal/translog"
 	"github.com/cofferhq/coffer/store"
 )
 
@@ -120,5 +119,4 @@ func benchAppend(b *testing.B, design string, writers int) {
 	if design == "counter" {
 		b.ReportMetric(float64(lockWait.Load())/float64(b.N)/1e3, "µs-counter-wait/op")
 	}
-	_ = translog.KindIdentity
 }

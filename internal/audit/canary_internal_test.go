@@ -19,15 +19,15 @@ func TestMatcherFindsEveryEncoding(t *testing.T) {
 	rand.Read(secret)
 	m := newMatcher([]canarySecret{{"file-key", secret}})
 	plants := map[string][]byte{
-		"raw":       secret,
-		"hex":       []byte(hex.EncodeToString(secret)),
-		"HEX":       []byte(strings.ToUpper(hex.EncodeToString(secret))),
-		"b64 at 0":  []byte(base64.StdEncoding.EncodeToString(secret)),
-		"b64 at 1":  []byte(base64.StdEncoding.EncodeToString(append([]byte{7}, secret...))),
-		"b64 at 2":  []byte(base64.StdEncoding.EncodeToString(append([]byte{7, 9}, secret...))),
-		"url at 1":  []byte(base64.URLEncoding.EncodeToString(append([]byte{0xfb}, append(secret, 0xff, 0xfe)...))),
-		"url at 2":  []byte(base64.RawURLEncoding.EncodeToString(append([]byte{0xfb, 0xff}, append(secret, 0xff)...))),
-		"b64 tail":  []byte(base64.StdEncoding.EncodeToString(append(append([]byte{1, 2, 3}, secret...), 0xee))),
+		"raw":      secret,
+		"hex":      []byte(hex.EncodeToString(secret)),
+		"HEX":      []byte(strings.ToUpper(hex.EncodeToString(secret))),
+		"b64 at 0": []byte(base64.StdEncoding.EncodeToString(secret)),
+		"b64 at 1": []byte(base64.StdEncoding.EncodeToString(append([]byte{7}, secret...))),
+		"b64 at 2": []byte(base64.StdEncoding.EncodeToString(append([]byte{7, 9}, secret...))),
+		"url at 1": []byte(base64.URLEncoding.EncodeToString(append([]byte{0xfb}, append(secret, 0xff, 0xfe)...))),
+		"url at 2": []byte(base64.RawURLEncoding.EncodeToString(append([]byte{0xfb, 0xff}, append(secret, 0xff)...))),
+		"b64 tail": []byte(base64.StdEncoding.EncodeToString(append(append([]byte{1, 2, 3}, secret...), 0xee))),
 	}
 	for name, plant := range plants {
 		for _, at := range []int{0, 5, 4<<20 - 10, 4<<20 + 3} {
@@ -55,7 +55,6 @@ func TestMatcherFindsEveryEncoding(t *testing.T) {
 	if _, err := m.searchFile(f, func(int64, needle) { t.Error("hit in random data") }); err != nil {
 		t.Fatal(err)
 	}
-	_ = bytes.MinRead
 }
 
 func TestCheckCiphertext(t *testing.T) {

@@ -2,7 +2,6 @@ package audit_test
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -240,5 +239,3 @@ func TestDBPlantedViolations(t *testing.T) {
 		})
 	}
 }
-
-var _ = fmt.Sprint
