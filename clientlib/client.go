@@ -72,6 +72,7 @@ type Client struct {
 	logMu sync.Mutex
 
 	resources resourceCache // verified views for resource reads (resources.go)
+	keys      keyCache
 
 	mu        sync.Mutex // guards the session fields below
 	id        *Identity

@@ -59,7 +59,6 @@ func contactKey(h coffer.Handle) string { return "contacts/" + string(h) }
 // no handle (such as "index") can collide with it.
 const contactIndexKey = "contact-index"
 
-
 func (c *Contact) marshal() []byte {
 	var b cryptobyte.Builder
 	b.AddUint8(1)

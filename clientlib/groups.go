@@ -169,6 +169,12 @@ func (c *Client) me() (*Identity, coffer.AccountID, error) {
 // forged, reordered or forked commit, nor a history shorter than one it
 // has already verified: each is a *coffer.SecurityError.
 func (c *Client) Sync(ctx context.Context, g coffer.GroupID) (*SyncResult, error) {
+	return c.sync(ctx, g, true)
+}
+
+// sync is Sync; withTrust also computes the unverified members, which costs
+// a key store read per member and is skipped on internal paths.
+func (c *Client) sync(ctx context.Context, g coffer.GroupID, withTrust bool) (*SyncResult, error) {
 	local, err := c.localState(g)
 	if err != nil {
 		return nil, err
@@ -230,6 +236,9 @@ func (c *Client) Sync(ctx context.Context, g coffer.GroupID) (*SyncResult, error
 		return nil, err
 	}
 	res := &SyncResult{State: state, New: len(commits)}
+	if !withTrust {
+		return res, nil
+	}
 	members, err := c.trustMembers(state)
 	if err != nil {
 		return nil, err
@@ -435,7 +444,7 @@ func (c *Client) commitChange(ctx context.Context, g coffer.GroupID, build chang
 		return nil, err
 	}
 	for attempt := 0; attempt < maxCommitRetries; attempt++ {
-		res, err := c.Sync(ctx, g)
+		res, err := c.sync(ctx, g, false)
 		if err != nil {
 			return nil, err
 		}
@@ -476,6 +485,9 @@ func (c *Client) commitChange(ctx context.Context, g coffer.GroupID, build chang
 			if err != nil {
 				return nil, err
 			}
+		}
+		if err := c.keys.fill(recipients); err != nil {
+			return nil, err
 		}
 		wraps, err := groupkey.WrapMany(recipients, g, commit.Epoch, k)
 		if err != nil {
@@ -537,20 +549,39 @@ func (c *Client) rotationRecipients(s *coffer.GroupState) ([]groupkey.Recipient,
 // verified (or trusted on first use); the current epoch key is wrapped for
 // it, without rotation.
 func (c *Client) AddMember(ctx context.Context, g coffer.GroupID, handle string, role coffer.Role) error {
+	return c.AddMembers(ctx, g, []string{handle}, role)
+}
+
+// AddMembers adds several accounts with one role in one commit, wrapping
+// the current epoch key for each. Every key must be verified (or trusted on
+// first use). A commit holds at most coffer.MaxCommitOps ops.
+func (c *Client) AddMembers(ctx context.Context, g coffer.GroupID, handles []string, role coffer.Role) error {
 	if !role.Valid() {
 		return coffer.Errorf(coffer.EINVALID, "invalid role")
 	}
-	a, err := c.trustedAccount(ctx, handle)
-	if err != nil {
-		return err
+	if len(handles) == 0 || len(handles) > coffer.MaxCommitOps {
+		return coffer.Errorf(coffer.EINVALID, "add 1 to %d members per call", coffer.MaxCommitOps)
 	}
-	_, err = c.commitChange(ctx, g, func(s *coffer.GroupState, _ map[uint64]groupkey.EpochKey) ([]coffer.Op, bool, []groupkey.Recipient, error) {
-		if _, ok := s.Members[a.ID]; ok {
-			return nil, false, nil, coffer.Errorf(coffer.ECONFLICT, "%s is already a member", handle)
+	accounts := make([]*Account, len(handles))
+	for i, h := range handles {
+		a, err := c.trustedAccount(ctx, h)
+		if err != nil {
+			return err
 		}
-		op := coffer.Op{Kind: coffer.OpAdd, Member: a.ID, Handle: a.Identity.Handle, Role: role,
-			SigningKey: a.Identity.SigningKey, EncryptionKey: a.Identity.EncryptionKey}
-		return []coffer.Op{op}, false, []groupkey.Recipient{{Member: a.ID, EncryptionKey: a.Identity.EncryptionKey}}, nil
+		accounts[i] = a
+	}
+	_, err := c.commitChange(ctx, g, func(s *coffer.GroupState, _ map[uint64]groupkey.EpochKey) ([]coffer.Op, bool, []groupkey.Recipient, error) {
+		ops := make([]coffer.Op, 0, len(accounts))
+		recipients := make([]groupkey.Recipient, 0, len(accounts))
+		for _, a := range accounts {
+			if _, ok := s.Members[a.ID]; ok {
+				return nil, false, nil, coffer.Errorf(coffer.ECONFLICT, "%s is already a member", a.Identity.Handle)
+			}
+			ops = append(ops, coffer.Op{Kind: coffer.OpAdd, Member: a.ID, Handle: a.Identity.Handle, Role: role,
+				SigningKey: a.Identity.SigningKey, EncryptionKey: a.Identity.EncryptionKey})
+			recipients = append(recipients, groupkey.Recipient{Member: a.ID, EncryptionKey: a.Identity.EncryptionKey})
+		}
+		return ops, false, recipients, nil
 	})
 	return err
 }

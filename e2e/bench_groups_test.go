@@ -13,6 +13,7 @@ import (
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/clientlib"
 	"github.com/cofferhq/coffer/internal/groupkey"
+	"github.com/cofferhq/coffer/store"
 )
 
 // Run with:
@@ -45,7 +46,23 @@ func mustBulkAccounts(tb testing.TB, srv *Server, prefix string, n int) []string
 		pgx.CopyFromRows(rows)); err != nil {
 		tb.Fatal(err)
 	}
+	mustBackfillLog(tb, srv)
 	return handles
+}
+
+// mustBackfillLog puts rows written straight into the database into the
+// transparency log, as registration and commits do in their transactions;
+// clients refuse anything the log does not include.
+func mustBackfillLog(tb testing.TB, srv *Server) {
+	tb.Helper()
+	db, err := store.Open(context.Background(), srv.DatabaseURL())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.BackfillLog(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 func BenchmarkRemoveMember(b *testing.B) {
@@ -140,6 +157,7 @@ func BenchmarkSync10kCommits(b *testing.B) {
 	state, _ := s.MarshalBinary()
 	mustExec(b, db, `UPDATE groups SET head_seq = $2, head_hash = $3, epoch = $4, state = $5 WHERE id = $1`,
 		g, int64(s.Seq), s.Head[:], int64(s.Epoch), state)
+	mustBackfillLog(b, srv)
 
 	identity, _ := ks.Get("identity")
 	account, _ := ks.Get("account")
