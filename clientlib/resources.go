@@ -94,6 +94,11 @@ type resourceCache struct {
 	mu     sync.Mutex
 	groups map[coffer.GroupID]*groupView
 	seen   map[coffer.ResourceID]uint64 // highest version verified
+	// verified holds SHA-256(key ‖ signature ‖ header) of signatures that
+	// verified, so re-reading a resource skips the Ed25519 verification.
+	// A hit proves this exact triple verified before; it is bounded and
+	// simply starts over when full.
+	verified map[[32]byte]struct{}
 
 	refreshMu sync.Mutex // one sync at a time: saved states never go back
 }
@@ -299,8 +304,7 @@ func (c *Client) verifyResource(ctx context.Context, g coffer.GroupID, want coff
 	if err != nil {
 		return nil, err
 	}
-	sh := coffer.SignedHeader{Body: ar.Header.Body, Signature: ar.Header.Signature}
-	if h, err = sh.Verify(author.key); err != nil {
+	if err := c.verifySignature(author.key, ar.Header); err != nil {
 		return nil, coffer.Security("header", err)
 	}
 	if sha256.Sum256(ar.Meta) != h.MetaHash {
@@ -345,6 +349,36 @@ func (c *Client) verifyResource(ctx context.Context, g coffer.GroupID, want coff
 		return nil, err
 	}
 	return out, nil
+}
+
+// maxVerifiedSignatures bounds the signature cache (about 3 MB).
+const maxVerifiedSignatures = 1 << 14
+
+// verifySignature checks the header signature under key, or finds that it
+// did before.
+func (c *Client) verifySignature(key ed25519.PublicKey, sh api.SignedHeader) error {
+	hh := sha256.New()
+	hh.Write(key)
+	hh.Write(sh.Signature)
+	hh.Write(sh.Body)
+	id := [32]byte(hh.Sum(nil))
+	rc := &c.resources
+	rc.mu.Lock()
+	_, ok := rc.verified[id]
+	rc.mu.Unlock()
+	if ok {
+		return nil
+	}
+	if _, err := (coffer.SignedHeader{Body: sh.Body, Signature: sh.Signature}).Verify(key); err != nil {
+		return err
+	}
+	rc.mu.Lock()
+	if rc.verified == nil || len(rc.verified) >= maxVerifiedSignatures {
+		rc.verified = make(map[[32]byte]struct{})
+	}
+	rc.verified[id] = struct{}{}
+	rc.mu.Unlock()
+	return nil
 }
 
 func mayHaveWritten(s *coffer.GroupState, h *coffer.ResourceHeader) bool {
@@ -454,6 +488,10 @@ func (c *Client) Replace(ctx context.Context, g coffer.GroupID, id coffer.Resour
 	return c.write(ctx, g, id, ifVersion+1, start, &up, r, meta, opts)
 }
 
+// The upload pipe's queue: what an upload holds in memory, whatever its
+// size (about 768 KiB).
+const uploadQueue, uploadBuffer = 4, 128 << 10
+
 var errUploadEnded = errors.New("clientlib: the upload request ended")
 
 func etag(version uint64) string { return `"` + strconv.FormatUint(version, 10) + `"` }
@@ -488,15 +526,30 @@ func (c *Client) write(ctx context.Context, g coffer.GroupID, id coffer.Resource
 	if up.ResourceID != id || up.GroupID != g || up.Version != version || up.ID.IsZero() {
 		return nil, coffer.Security("upload", errors.New("the server started an upload for another resource or version"))
 	}
+	if up.Epoch > v.state.Epoch {
+		// The key rotated since the sync: catch up before streaming, or
+		// the server refuses the upload at the end. The server's epoch is
+		// only a hint; the key used is always one the log verifies.
+		if v, err = c.view(ctx, g, true); err != nil {
+			c.abortUpload(ctx, up.ID)
+			return nil, err
+		}
+	}
 	res, err := c.upload(ctx, v, idn, me, up, r, meta, opts)
 	if err != nil {
-		// Best effort, on a context of its own: ctx may be why we failed.
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		_ = c.call(actx, http.MethodDelete, "/v1/uploads/"+up.ID.String(), true, nil, nil)
-		cancel()
+		c.abortUpload(ctx, up.ID)
 		return nil, err
 	}
 	return res, nil
+}
+
+// abortUpload asks the server to drop an upload, best effort, on a context
+// of its own: ctx may be why the upload failed. If it cannot, the server's
+// collector drops the upload later.
+func (c *Client) abortUpload(ctx context.Context, id coffer.UploadID) {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_ = c.call(actx, http.MethodDelete, "/v1/uploads/"+id.String(), true, nil, nil)
 }
 
 func (c *Client) upload(ctx context.Context, v *groupView, idn *Identity, me coffer.AccountID, up *api.Upload, r io.Reader, meta Meta, opts *PutOptions) (*Resource, error) {
@@ -507,8 +560,9 @@ func (c *Client) upload(ctx context.Context, v *groupView, idn *Identity, me cof
 	}
 
 	// The encrypting goroutine writes into a pipe that is the PUT body; the
-	// transport reads it as it sends. Memory stays at a chunk or two.
-	pr, pw := io.Pipe()
+	// transport reads it as it sends. The pipe's small queue lets the two
+	// run on different cores; memory stays at a few chunks.
+	pipe := newBufPipe(uploadQueue, uploadBuffer)
 	var (
 		enc     *content.Writer
 		plain   int64
@@ -516,7 +570,7 @@ func (c *Client) upload(ctx context.Context, v *groupView, idn *Identity, me cof
 	)
 	go func() {
 		err := func() error {
-			w, err := content.Encrypt(pw, k, g, epoch, id)
+			w, err := content.Encrypt(pipe, k, g, epoch, id)
 			if err != nil {
 				return err
 			}
@@ -549,14 +603,14 @@ func (c *Client) upload(ctx context.Context, v *groupView, idn *Identity, me cof
 			enc = w
 			return nil
 		}()
-		pw.CloseWithError(err) // nil: the body ends cleanly
+		pipe.CloseWithError(err) // nil: the body ends cleanly
 		encDone <- err
 	}()
-	resp, err := c.stream(ctx, http.MethodPut, "/v1/uploads/"+up.ID.String()+"/content", pr,
+	resp, err := c.stream(ctx, http.MethodPut, "/v1/uploads/"+up.ID.String()+"/content", pipe,
 		http.Header{"Content-Type": {"application/octet-stream"}, "Accept": {"application/json"}})
 	// If the server answered before reading everything (an error), this
 	// unblocks the encryptor; after a complete body it changes nothing.
-	pr.CloseWithError(errUploadEnded)
+	pipe.CloseRead(errUploadEnded)
 	encErr := <-encDone
 	if encErr != nil && !errors.Is(encErr, errUploadEnded) {
 		// Reading or encrypting failed: that is the cause of whatever the
@@ -634,6 +688,7 @@ func (c *Client) head(ctx context.Context, g coffer.GroupID, id coffer.ResourceI
 // *coffer.SecurityError for tampering) means the caller must discard
 // everything read from it.
 type ResourceReader struct {
+	ctx      context.Context
 	res      *Resource
 	body     io.ReadCloser
 	pt       io.Reader
@@ -647,6 +702,12 @@ func (rr *ResourceReader) Resource() *Resource { return rr.res }
 
 func (rr *ResourceReader) Read(p []byte) (int, error) {
 	if rr.err != nil {
+		return 0, rr.err
+	}
+	// Data the transport already buffered would still arrive after ctx
+	// ends; a cancelled read must stop now.
+	if err := rr.ctx.Err(); err != nil {
+		rr.err = unavailable("reading resource content", err)
 		return 0, rr.err
 	}
 	n, err := rr.pt.Read(p)
@@ -723,7 +784,7 @@ func (c *Client) GetWithOptions(ctx context.Context, g coffer.GroupID, id coffer
 			resp.Body.Close()
 			return nil, contentError(err)
 		}
-		return &ResourceReader{res: vr.res, body: resp.Body, pt: pt, progress: opts.Progress}, nil
+		return &ResourceReader{ctx: ctx, res: vr.res, body: resp.Body, pt: pt, progress: opts.Progress}, nil
 	}
 }
 

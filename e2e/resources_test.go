@@ -351,3 +351,66 @@ func clientVia(tb testing.TB, srv *Server, ks clientlib.KeyStore, drop func(*htt
 	}
 	return via
 }
+
+// gateReader yields n bytes, waits for its gate to open, then yields m more.
+type gateReader struct {
+	first, rest int
+	reached     chan struct{}
+	gate        chan struct{}
+}
+
+func (r *gateReader) Read(p []byte) (int, error) {
+	switch {
+	case r.first > 0:
+		n := min(len(p), r.first)
+		r.first -= n
+		return n, nil
+	case r.reached != nil:
+		close(r.reached)
+		r.reached = nil
+		<-r.gate
+	}
+	if r.rest == 0 {
+		return 0, io.EOF
+	}
+	n := min(len(p), r.rest)
+	r.rest -= n
+	return n, nil
+}
+
+// TestResourceRemovalDuringUpload: content encrypted under the epoch key a
+// removed member holds is never stored after the removal, even when the
+// upload began before it.
+func TestResourceRemovalDuringUpload(t *testing.T) {
+	ctx := context.Background()
+	srv := MustServer(t)
+	alice, bob := MustClient(t, srv, "alice"), MustClient(t, srv, "bob")
+	g := mustGroup(t, alice, "g", nil)
+	mustAdd(t, alice, bob, g, coffer.RoleReader)
+
+	gr := &gateReader{first: 1 << 20, rest: 1 << 20, reached: make(chan struct{}), gate: make(chan struct{})}
+	reached := gr.reached
+	done := make(chan error, 1)
+	go func() {
+		_, err := alice.Put(ctx, g, gr, clientlib.Meta{Name: "straddles the removal"})
+		done <- err
+	}()
+	<-reached
+	if err := alice.RemoveMember(ctx, g, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	close(gr.gate)
+	wantCode(t, <-done, coffer.ESTALEKEY)
+	if list, err := alice.List(ctx, g); err != nil || len(list) != 0 {
+		t.Fatalf("alice lists %v (%v) after a refused upload", list, err)
+	}
+	var uploads int
+	if err := mustDB(t, srv).QueryRow(ctx, `SELECT count(*) FROM uploads`).Scan(&uploads); err != nil || uploads != 0 {
+		t.Fatalf("%d uploads left (%v): the client should have aborted its upload", uploads, err)
+	}
+	// The retry the error asks for works, under the new key.
+	r := mustPut(t, alice, g, "retried", []byte("after the removal"))
+	if r.Epoch != 2 {
+		t.Fatalf("the retry is at epoch %d, want 2", r.Epoch)
+	}
+}

@@ -21,10 +21,10 @@ import (
 // have every role, and a blob store. The group rows are written directly:
 // these tests are about resources, and the store does not re-verify chains.
 type resourceFixture struct {
-	db    *store.DB
-	pool  *pgxpool.Pool
-	blobs *fsblob.Store
-	g     coffer.GroupID
+	db                                              *store.DB
+	pool                                            *pgxpool.Pool
+	blobs                                           *fsblob.Store
+	g                                               coffer.GroupID
 	owner, admin, writer, writer2, reader, outsider coffer.AccountID
 }
 
