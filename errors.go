@@ -26,6 +26,7 @@ const (
 	EUNVERIFIED   Code = "key_unverified" // a contact's keys were never verified
 	EKEYCHANGED   Code = "key_changed"    // a contact's keys differ from the verified ones
 	ESTALEKEY     Code = "stale_key"      // local key state is behind: re-sync and retry
+	ECANCELED     Code = "canceled"       // the caller gave up and closed the request
 )
 
 // Error is the one error type that crosses component boundaries. Message is

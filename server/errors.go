@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -40,6 +41,9 @@ func (e *headError) Unwrap() error { return e.err }
 // code are internal: they are logged with the request id and the client
 // sees only "internal error", so internals never leak.
 func Error(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil && errors.Is(err, context.Canceled) {
+		err = coffer.Errorf(coffer.ECANCELED, "the client closed the request")
+	}
 	code := coffer.ErrorCode(err)
 	status, ok := statusOf[code]
 	if !ok {
