@@ -2,6 +2,7 @@ package mobile_test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -17,10 +19,12 @@ import (
 // golang.org/x/mobile/bind package the generated code imports.
 const gobindInstall = "go install golang.org/x/mobile/cmd/gobind (from the module root; or golang.org/x/mobile/cmd/gobind@latest)"
 
-// MustGobind returns the path of the gobind binary: on PATH, or where
-// `go install` puts it ($(go env GOBIN), or $(go env GOPATH)/bin). A missing
-// gobind fails the test, never skips it: the bindings are a deliverable,
-// and a check that quietly does not run is no check.
+// MustGobind returns the path of a gobind binary: on PATH, or where
+// `go install` puts it ($(go env GOBIN), or $(go env GOPATH)/bin), or else
+// built once, for this test binary, from the golang.org/x/mobile version
+// go.mod pins — so `go test ./...` needs no separate install step. If none
+// of that works the test fails, never skips: the bindings are a
+// deliverable, and a check that quietly does not run is no check.
 func MustGobind(tb testing.TB) string {
 	tb.Helper()
 	if p, err := exec.LookPath("gobind"); err == nil {
@@ -45,8 +49,29 @@ func MustGobind(tb testing.TB) string {
 			}
 		}
 	}
-	tb.Fatalf("gobind is not installed (not on PATH, GOBIN or GOPATH/bin); install it with\n\t%s", gobindInstall)
-	return ""
+	builtGobind.once.Do(func() {
+		// One fixed place, rebuilt each run (the go build cache makes that
+		// instant), so repeated runs leave nothing behind.
+		dir := filepath.Join(os.TempDir(), "coffer-gobind")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			builtGobind.err = err
+			return
+		}
+		builtGobind.path = filepath.Join(dir, "gobind")
+		if out, err := exec.Command("go", "build", "-o", builtGobind.path, "golang.org/x/mobile/cmd/gobind").CombinedOutput(); err != nil {
+			builtGobind.err = fmt.Errorf("%v\n%s", err, out)
+		}
+	})
+	if builtGobind.err != nil {
+		tb.Fatalf("gobind is not installed (not on PATH, GOBIN or GOPATH/bin) and building it failed: %v\ninstall it with\n\t%s", builtGobind.err, gobindInstall)
+	}
+	return builtGobind.path
+}
+
+var builtGobind struct {
+	once sync.Once
+	path string
+	err  error
 }
 
 // MustGenerate runs gobind for this package into a new directory and
