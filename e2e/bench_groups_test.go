@@ -70,7 +70,7 @@ func BenchmarkRemoveMember(b *testing.B) {
 		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
 			ctx := context.Background()
 			srv := MustServer(b)
-			owner, _ := newClient(b, srv, "owner", &clientlib.Options{TrustOnFirstUse: true})
+			owner, ownerKS := newClient(b, srv, "owner", &clientlib.Options{TrustOnFirstUse: true})
 			handles := mustBulkAccounts(b, srv, "m", n)
 			g := mustGroup(b, owner, "big", nil)
 			for i := 0; i < n; i += 5000 {
@@ -104,6 +104,22 @@ func BenchmarkRemoveMember(b *testing.B) {
 			b.Run("remove", func(b *testing.B) {
 				for range b.N {
 					if err := owner.RemoveMember(ctx, g, handles[next]); err != nil {
+						b.Fatal(err)
+					}
+					next++
+				}
+			})
+			// The same from a freshly started client, which must parse
+			// every member's X-Wing key once before sealing to it.
+			b.Run("remove-cold-client", func(b *testing.B) {
+				for range b.N {
+					b.StopTimer()
+					cold, err := clientlib.New(srv.URL(), ownerKS, &clientlib.Options{TrustOnFirstUse: true})
+					if err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+					if err := cold.RemoveMember(ctx, g, handles[next]); err != nil {
 						b.Fatal(err)
 					}
 					next++
