@@ -75,14 +75,16 @@ type PutOptions struct {
 	// Replace.
 	ID coffer.ResourceID
 	// Progress, if set, is called as plaintext is read, with the bytes done
-	// and the total (Meta.Size, or -1 when unknown).
+	// and the total (Meta.Size, or -1 when unknown). It runs on the
+	// goroutine that encrypts, not the caller's, and should return quickly.
 	Progress func(done, total int64)
 }
 
 // GetOptions tune Get. The zero value is valid.
 type GetOptions struct {
 	// Progress, if set, is called as verified plaintext is returned, with
-	// the bytes done and the total from the metadata.
+	// the bytes done and the total from the metadata, on the goroutine that
+	// calls Read.
 	Progress func(done, total int64)
 }
 
@@ -433,9 +435,9 @@ func unavailable(what string, cause error) error {
 	return fmt.Errorf("%w: %w", coffer.Errorf(coffer.EUNAVAILABLE, "%s: %v", what, cause), cause)
 }
 
-// Put encrypts and uploads a new resource in g, streaming: it never holds
-// more than one 64 KiB chunk of content in memory. The caller must be a
-// writer.
+// Put encrypts and uploads a new resource in g, streaming: whatever the
+// size, it holds less than 1 MiB of content in memory (age's 64 KiB chunks
+// and a small queue to the network). The caller must be a writer.
 //
 // If the group's key rotates while the content streams, the server refuses
 // the upload with ESTALEKEY; content read from r cannot be re-encrypted,

@@ -435,3 +435,30 @@ func TestSweepBlobs(t *testing.T) {
 		}
 	}
 }
+
+// A second PUT of an upload's content replaces the first; the store hands
+// back the first blob for deletion.
+func TestSetUploadContentTwice(t *testing.T) {
+	ctx := context.Background()
+	f := newResourceFixture(t)
+	u := &coffer.Upload{ID: coffer.NewUploadID(), Resource: coffer.NewResourceID(), Group: f.g, Version: 1}
+	if err := f.db.CreateUpload(ctx, f.writer, u, 100); err != nil {
+		t.Fatal(err)
+	}
+	first, second := coffer.NewBlobKey(), coffer.NewBlobKey()
+	if old, err := f.db.SetUploadContent(ctx, f.writer, u.ID, first, 1, [32]byte{1}); err != nil || old != "" {
+		t.Fatalf("first: %q, %v", old, err)
+	}
+	if old, err := f.db.SetUploadContent(ctx, f.writer, u.ID, second, 2, [32]byte{2}); err != nil || old != first {
+		t.Fatalf("second: %q, %v; want the first blob back", old, err)
+	}
+	got, err := f.db.Upload(ctx, f.writer, u.ID)
+	if err != nil || got.BlobKey != second || got.Size != 2 || got.ContentHash != [32]byte{2} {
+		t.Fatalf("upload %+v, %v", got, err)
+	}
+	_, err = f.db.SetUploadContent(ctx, f.writer2, u.ID, coffer.NewBlobKey(), 1, [32]byte{})
+	wantStoreCode(t, err, coffer.ENOTFOUND)
+	if key, err := f.db.DeleteUpload(ctx, f.writer, u.ID); err != nil || key != second {
+		t.Fatalf("delete: %q, %v", key, err)
+	}
+}

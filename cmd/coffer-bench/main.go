@@ -1,0 +1,686 @@
+// Command coffer-bench measures resources end to end over loopback, for
+// docs/BENCHMARKS.md:
+//
+//   - upload and download of one large resource through cofferd and
+//     clientlib, against the same bytes sent unencrypted through a plain
+//     HTTP handler that writes to the same kind of blob store (the limit);
+//   - peak RSS (VmHWM) of the server and of the client during each
+//     transfer: the server runs as a child process, the client is this one;
+//   - authenticated reads of small resources (header plus content, both
+//     verified) at a given concurrency: reads per second, p50 and p99.
+//
+// Usage:
+//
+//	go run ./cmd/coffer-bench [-size 1GiB] [-small 1000] [-small-size 1024] [-concurrency 32] [-duration 15s]
+//
+// It re-executes itself as the server processes: "coffer-bench cofferd
+// FLAGS" runs cofferd (dev mode: a private PostgreSQL under a temporary
+// directory), and "coffer-bench plain FLAGS" the baseline server, which
+// lives only here and never in cofferd's router.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/clientlib"
+	"github.com/cofferhq/coffer/fsblob"
+	"github.com/cofferhq/coffer/internal/cofferd"
+)
+
+func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "cofferd":
+			exit(runCofferd(os.Args[2:]))
+		case "plain":
+			exit(runPlain(os.Args[2:]))
+		}
+	}
+	exit(run(os.Args[1:]))
+}
+
+func exit(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "coffer-bench:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// runCofferd is cmd/cofferd in a child process. With COFFER_BENCH_CPUPROFILE
+// set, it writes a CPU profile of its whole run there.
+func runCofferd(args []string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if path := os.Getenv("COFFER_BENCH_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	m := cofferd.NewMain()
+	if err := m.ParseFlags(args); err != nil {
+		return err
+	}
+	if err := m.Run(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return m.Close()
+}
+
+// runPlain is the baseline: PUT /blobs streams the body into a blob, GET
+// /blobs/{key} serves it. No authentication, hashing or database: only
+// the transfer and the blob store, what cofferd's resource path cannot
+// beat.
+func runPlain(args []string) error {
+	fs := flag.NewFlagSet("plain", flag.ContinueOnError)
+	addr := fs.String("addr", "127.0.0.1:0", "listen address")
+	dir := fs.String("blob-dir", "", "blob directory")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	blobs, err := fsblob.New(*dir)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("PUT /blobs", func(w http.ResponseWriter, r *http.Request) {
+		key := coffer.NewBlobKey()
+		bw, err := blobs.Create(r.Context(), key)
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		defer bw.Abort()
+		if _, err := io.CopyBuffer(bw, r.Body, make([]byte, 256<<10)); err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		if err := bw.Commit(); err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		io.WriteString(w, key)
+	})
+	mux.HandleFunc("GET /blobs/{key}", func(w http.ResponseWriter, r *http.Request) {
+		b, err := blobs.Open(r.Context(), r.PathValue("key"))
+		if err != nil {
+			http.Error(w, err.Error(), 404)
+			return
+		}
+		defer b.Close()
+		w.Header().Set("Content-Type", "application/octet-stream")
+		http.ServeContent(w, r, "", time.Time{}, b)
+	})
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	<-ctx.Done()
+	return srv.Close()
+}
+
+type config struct {
+	size        int64
+	small       int
+	smallSize   int
+	concurrency int
+	duration    time.Duration
+	keep        bool
+}
+
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		m      int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSuffix(s, u.suffix), u.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n * mult, err
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("coffer-bench", flag.ContinueOnError)
+	var cfg config
+	size := fs.String("size", "1GiB", "size of the large resource (KiB, MiB, GiB suffixes)")
+	fs.IntVar(&cfg.small, "small", 1000, "number of small resources")
+	fs.IntVar(&cfg.smallSize, "small-size", 1024, "size of each small resource in bytes")
+	fs.IntVar(&cfg.concurrency, "concurrency", 32, "concurrent small reads")
+	fs.DurationVar(&cfg.duration, "duration", 15*time.Second, "how long to run small reads")
+	fs.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var err error
+	if cfg.size, err = parseSize(*size); err != nil {
+		return fmt.Errorf("-size: %w", err)
+	}
+	tmp, err := os.MkdirTemp("", "coffer-bench-")
+	if err != nil {
+		return err
+	}
+	if !cfg.keep {
+		defer os.RemoveAll(tmp)
+	}
+	// Dev mode runs PostgreSQL as the postgres user when we are root: it
+	// must be able to reach its data directory.
+	os.Chmod(tmp, 0o755)
+
+	fmt.Printf("# coffer-bench: %s/%s, %d CPUs, %s, large resource %s\n\n",
+		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), human(cfg.size))
+
+	// The baseline first, so its server is gone before cofferd starts.
+	plain, err := benchPlain(tmp, cfg)
+	if err != nil {
+		return fmt.Errorf("plain baseline: %w", err)
+	}
+	enc, small, err := benchCoffer(tmp, cfg)
+	if err != nil {
+		return fmt.Errorf("cofferd: %w", err)
+	}
+
+	mbps := func(d time.Duration) float64 { return float64(cfg.size) / d.Seconds() / 1e6 }
+	fmt.Printf("| transfer of %s | MB/s | server VmHWM | client VmHWM | CPU used by other processes |\n|---|---:|---:|---:|---:|\n", human(cfg.size))
+	row := func(name string, t transfer) {
+		fmt.Printf("| %s | %.0f | %s | %s | %.0f%% |\n", name, mbps(t.elapsed), human(t.serverHWM), human(t.clientHWM), 100*t.others)
+	}
+	row("upload, plain handler", plain.up)
+	row("upload, cofferd + clientlib (encrypted)", enc.up)
+	row("download, plain handler", plain.down)
+	row("download, cofferd + clientlib (verified)", enc.down)
+	fmt.Printf("\nratio encrypted/plain: upload %.2f, download %.2f\n",
+		plain.up.elapsed.Seconds()/enc.up.elapsed.Seconds(), plain.down.elapsed.Seconds()/enc.down.elapsed.Seconds())
+	fmt.Printf("\nsmall reads (%d B, header + content, verified), concurrency %d, %s:\n", cfg.smallSize, cfg.concurrency, cfg.duration)
+	fmt.Printf("%d reads, %.0f reads/s, p50 %s, p99 %s, errors %d\n",
+		small.n, float64(small.n)/small.elapsed.Seconds(), small.p50, small.p99, small.errors)
+	fmt.Printf("CPU per read: client %s, cofferd %s, PostgreSQL %s; other processes used %.0f%% of the machine meanwhile\n",
+		small.clientCPU, small.serverCPU, small.dbCPU, 100*small.others)
+	return nil
+}
+
+type transfer struct {
+	elapsed              time.Duration
+	serverHWM, clientHWM int64
+	others               float64 // as in smallResult
+}
+
+type pair struct{ up, down transfer }
+
+type smallResult struct {
+	n, errors int
+	elapsed   time.Duration
+	p50, p99  time.Duration
+	// CPU time per read of the client, cofferd and PostgreSQL.
+	clientCPU, serverCPU, dbCPU time.Duration
+	// others is the share of the machine's CPU that other processes used
+	// meanwhile: a benchmark on a shared machine must say so.
+	others float64
+}
+
+// source yields size pseudo-random bytes from a 4 MiB buffer, so that
+// making the data costs nothing next to moving it.
+type source struct {
+	buf  []byte
+	off  int
+	left int64
+}
+
+var pattern = func() []byte {
+	b := make([]byte, 4<<20)
+	rand.Read(b)
+	return b
+}()
+
+func newSource(size int64) *source { return &source{buf: pattern, left: size} }
+
+func (s *source) Read(p []byte) (int, error) {
+	if s.left == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(int64(len(p)), s.left)], s.buf[s.off:])
+	s.off = (s.off + n) % len(s.buf)
+	s.left -= int64(n)
+	return n, nil
+}
+
+// child is a server process.
+type child struct {
+	cmd *exec.Cmd
+	url string
+	log string
+}
+
+func startChild(dir, name string, args ...string) (*child, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	logPath := filepath.Join(dir, name+".log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(os.Args[0], append([]string{name, "-addr", addr}, args...)...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	c := &child{cmd: cmd, url: "http://" + addr, log: logPath}
+	ready := "/readyz"
+	if name == "plain" {
+		ready = "/blobs/" + strings.Repeat("0", 32)
+	}
+	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		if resp, err := http.Get(c.url + ready); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 || name == "plain" {
+				return c, nil
+			}
+		}
+		if time.Now().After(deadline) || cmd.ProcessState != nil {
+			c.stop()
+			b, _ := os.ReadFile(logPath)
+			return nil, fmt.Errorf("%s did not become ready:\n%s", name, b)
+		}
+	}
+}
+
+func (c *child) stop() {
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { c.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		c.cmd.Process.Kill()
+		<-done
+	}
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// resetHWM resets a process's peak RSS to its current RSS (Linux 4.0+),
+// so VmHWM afterwards is the peak of what follows.
+func resetHWM(pid int) {
+	os.WriteFile("/proc/"+strconv.Itoa(pid)+"/clear_refs", []byte("5"), 0)
+}
+
+// hwm reads VmHWM, the peak resident set size, in bytes.
+func hwm(pid int) int64 {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return -1
+}
+
+// measure runs fn between resets and reads of both processes' peak RSS.
+// pgData names the PostgreSQL data directory, if there is one.
+func measure(server int, pgData string, fn func() error) (transfer, error) {
+	runtime.GC()
+	resetHWM(server)
+	resetHWM(os.Getpid())
+	ours := func() time.Duration { return cpuTime(os.Getpid()) + cpuTime(server) + postgresCPU(pgData) }
+	ours0, busy0 := ours(), machineBusy()
+	start := time.Now()
+	if err := fn(); err != nil {
+		return transfer{}, err
+	}
+	t := transfer{elapsed: time.Since(start), serverHWM: hwm(server), clientHWM: hwm(os.Getpid())}
+	others := (machineBusy() - busy0) - (ours() - ours0)
+	t.others = max(0, others.Seconds()) / (t.elapsed.Seconds() * float64(runtime.NumCPU()))
+	return t, nil
+}
+
+func benchPlain(tmp string, cfg config) (pair, error) {
+	c, err := startChild(tmp, "plain", "-blob-dir", filepath.Join(tmp, "plain-blobs"))
+	if err != nil {
+		return pair{}, err
+	}
+	defer c.stop()
+	hc := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	var key string
+	var p pair
+	p.up, err = measure(c.cmd.Process.Pid, "", func() error {
+		req, _ := http.NewRequest("PUT", c.url+"/blobs", newSource(cfg.size))
+		req.ContentLength = cfg.size
+		resp, err := hc.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("PUT: %s: %s", resp.Status, b)
+		}
+		key = string(b)
+		return nil
+	})
+	if err != nil {
+		return p, err
+	}
+	p.down, err = measure(c.cmd.Process.Pid, "", func() error {
+		resp, err := hc.Get(c.url + "/blobs/" + key)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		n, err := io.CopyBuffer(io.Discard, resp.Body, make([]byte, 256<<10))
+		if err == nil && n != cfg.size {
+			err = fmt.Errorf("GET: %d bytes, want %d", n, cfg.size)
+		}
+		return err
+	})
+	return p, err
+}
+
+func benchCoffer(tmp string, cfg config) (pair, smallResult, error) {
+	var p pair
+	var small smallResult
+	c, err := startChild(tmp, "cofferd", "-dev", "-data", filepath.Join(tmp, "data"), "-log-level", "warn",
+		"-auth-rate-limit", "1000000", "-gc-interval", "0", "-max-resource-size", strconv.FormatInt(cfg.size+cfg.size/100+(1<<20), 10))
+	if err != nil {
+		return p, small, err
+	}
+	defer c.stop()
+	ctx := context.Background()
+	client, err := clientlib.New(c.url, clientlib.NewMemoryKeyStore(), nil)
+	if err != nil {
+		return p, small, err
+	}
+	if err := client.Register(ctx, "bench"); err != nil {
+		return p, small, err
+	}
+	g, err := client.CreateGroup(ctx, "bench", nil)
+	if err != nil {
+		return p, small, err
+	}
+	pid, pgData := c.cmd.Process.Pid, filepath.Join(tmp, "data", "postgres")
+
+	var big *clientlib.Resource
+	p.up, err = measure(pid, pgData, func() error {
+		big, err = client.Put(ctx, g, newSource(cfg.size), clientlib.Meta{Name: "large", Size: cfg.size})
+		return err
+	})
+	if err != nil {
+		return p, small, fmt.Errorf("upload: %w", err)
+	}
+	p.down, err = measure(pid, pgData, func() error {
+		rr, err := client.Get(ctx, g, big.ID)
+		if err != nil {
+			return err
+		}
+		defer rr.Close()
+		// Check the plaintext too, with a checksum cheap next to the
+		// decryption: a benchmark of a reader that returned the wrong bytes
+		// would mean nothing.
+		h := crc32.New(castagnoli)
+		n, err := io.CopyBuffer(h, rr, make([]byte, 256<<10))
+		if err == nil && n != cfg.size {
+			err = fmt.Errorf("read %d bytes, want %d", n, cfg.size)
+		}
+		if err == nil && !bytes.Equal(h.Sum(nil), sourceHash(cfg.size)) {
+			err = errors.New("downloaded plaintext differs")
+		}
+		return err
+	})
+	if err != nil {
+		return p, small, fmt.Errorf("download: %w", err)
+	}
+	small, err = benchSmall(ctx, client, g, cfg, pid, pgData)
+	return p, small, err
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func sourceHash(size int64) []byte {
+	h := crc32.New(castagnoli)
+	io.Copy(h, newSource(size))
+	return h.Sum(nil)
+}
+
+func benchSmall(ctx context.Context, client *clientlib.Client, g coffer.GroupID, cfg config, server int, pgData string) (smallResult, error) {
+	var res smallResult
+	ids := make([]coffer.ResourceID, cfg.small)
+	var (
+		next  atomic.Int64
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	for range 8 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(ids) {
+					return
+				}
+				r, err := client.Put(ctx, g, io.LimitReader(newSource(int64(cfg.smallSize)), int64(cfg.smallSize)),
+					clientlib.Meta{Name: "small-" + strconv.Itoa(i)})
+				if err != nil {
+					mu.Lock()
+					first = cmpOr(first, err)
+					mu.Unlock()
+					return
+				}
+				ids[i] = r.ID
+			}
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		return res, fmt.Errorf("small uploads: %w", first)
+	}
+	read := func(id coffer.ResourceID) error {
+		rr, err := client.Get(ctx, g, id)
+		if err != nil {
+			return err
+		}
+		defer rr.Close()
+		n, err := io.Copy(io.Discard, rr)
+		if err == nil && n != int64(cfg.smallSize) {
+			err = fmt.Errorf("read %d bytes", n)
+		}
+		return err
+	}
+	// Warm up: every resource once, as a client that has seen the group.
+	for _, id := range ids[:min(len(ids), 100)] {
+		if err := read(id); err != nil {
+			return res, fmt.Errorf("small read: %w", err)
+		}
+	}
+	if path := os.Getenv("COFFER_BENCH_CLIENT_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return res, err
+		}
+		defer f.Close()
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	cpu0 := [3]time.Duration{cpuTime(os.Getpid()), cpuTime(server), postgresCPU(pgData)}
+	busy0 := machineBusy()
+	var (
+		lats   = make([][]time.Duration, cfg.concurrency)
+		errs   atomic.Int64
+		stop   = time.Now().Add(cfg.duration)
+		start  = time.Now()
+		seeded atomic.Uint64
+	)
+	for w := range cfg.concurrency {
+		wg.Go(func() {
+			i := int(seeded.Add(7919)) % len(ids)
+			for time.Now().Before(stop) {
+				i = (i + 1) % len(ids)
+				t := time.Now()
+				if err := read(ids[i]); err != nil {
+					if errs.Add(1) == 1 {
+						fmt.Fprintln(os.Stderr, "small read:", err)
+					}
+					continue
+				}
+				lats[w] = append(lats[w], time.Since(t))
+			}
+		})
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	cpu1 := [3]time.Duration{cpuTime(os.Getpid()), cpuTime(server), postgresCPU(pgData)}
+	busy := machineBusy() - busy0
+	ours := cpu1[0] - cpu0[0] + cpu1[1] - cpu0[1] + cpu1[2] - cpu0[2]
+	res.others = max(0, (busy-ours).Seconds()) / (res.elapsed.Seconds() * float64(runtime.NumCPU()))
+	var all []time.Duration
+	for _, l := range lats {
+		all = append(all, l...)
+	}
+	slices.Sort(all)
+	res.n, res.errors = len(all), int(errs.Load())
+	if len(all) > 0 {
+		per := func(i int) time.Duration {
+			return ((cpu1[i] - cpu0[i]) / time.Duration(len(all))).Round(time.Microsecond)
+		}
+		res.clientCPU, res.serverCPU, res.dbCPU = per(0), per(1), per(2)
+		res.p50 = all[len(all)/2].Round(10 * time.Microsecond)
+		res.p99 = all[len(all)*99/100].Round(10 * time.Microsecond)
+	}
+	return res, nil
+}
+
+// cpuTime is the user and system CPU time a process used so far.
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// Fields after the parenthesized command name; utime and stime are
+	// fields 14 and 15, in clock ticks (USER_HZ, 100 on Linux).
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// machineBusy is the CPU time all processes used so far (/proc/stat:
+// user, nice, system, irq, softirq, steal).
+func machineBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])
+	var ticks int64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 || i >= 8 { // idle, iowait; guest time is already in user
+			continue
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
+}
+
+// postgresCPU sums the CPU time of the dev-mode postmaster and its
+// children (the backends serving cofferd).
+func postgresCPU(dataDir string) time.Duration {
+	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	master, _ := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
+	total := cpuTime(master)
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		st, err := os.ReadFile("/proc/" + p.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+2:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(master) {
+			total += cpuTime(pid)
+		}
+	}
+	return total
+}
+
+func cmpOr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+func human(n int64) string {
+	switch {
+	case n < 0:
+		return "n/a"
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
