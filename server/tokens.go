@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -33,6 +34,54 @@ type tokenIssuer struct {
 	audience string
 	ttl      time.Duration
 	now      func() time.Time
+	verified tokenCache
+}
+
+// tokenCache remembers access tokens that passed full verification, until
+// they expire. A token is an immutable signed statement, so a verdict about
+// it stays true until its exp; caching it saves an Ed25519 verification and
+// a JWT parse on every request, the largest cost of a small read. Entries
+// are keyed by the token's SHA-256 and bounded in number.
+type tokenCache struct {
+	mu sync.Mutex
+	m  map[[32]byte]cachedToken
+}
+
+type cachedToken struct {
+	account coffer.AccountID
+	expires time.Time
+}
+
+// maxCachedTokens bounds memory: about 100 bytes an entry.
+const maxCachedTokens = 100_000
+
+func (c *tokenCache) get(h [32]byte, now time.Time) (coffer.AccountID, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[h]
+	if !ok || !now.Before(e.expires) {
+		return coffer.AccountID{}, false
+	}
+	return e.account, true
+}
+
+func (c *tokenCache) put(h [32]byte, e cachedToken, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[[32]byte]cachedToken{}
+	}
+	if len(c.m) >= maxCachedTokens {
+		for k, v := range c.m {
+			if !now.Before(v.expires) {
+				delete(c.m, k)
+			}
+		}
+		if len(c.m) >= maxCachedTokens {
+			clear(c.m)
+		}
+	}
+	c.m[h] = e
 }
 
 func (t *tokenIssuer) issue(account coffer.AccountID) (string, error) {
@@ -56,6 +105,10 @@ func (t *tokenIssuer) issue(account coffer.AccountID) (string, error) {
 // issuer and audience and an unexpired exp. Pinning the method defeats
 // "alg: none" and the HS256-with-the-public-key confusion.
 func (t *tokenIssuer) verify(s string) (coffer.AccountID, error) {
+	h := sha256.Sum256([]byte(s))
+	if id, ok := t.verified.get(h, t.now()); ok {
+		return id, nil
+	}
 	var claims jwt.RegisteredClaims
 	_, err := jwt.ParseWithClaims(s, &claims, func(tok *jwt.Token) (any, error) {
 		kid, _ := tok.Header["kid"].(string)
@@ -80,6 +133,7 @@ func (t *tokenIssuer) verify(s string) (coffer.AccountID, error) {
 	if err != nil {
 		return coffer.AccountID{}, coffer.Errorf(coffer.EUNAUTHORIZED, "invalid access token subject")
 	}
+	t.verified.put(h, cachedToken{account: id, expires: claims.ExpiresAt.Time}, t.now())
 	return id, nil
 }
 
