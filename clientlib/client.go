@@ -67,7 +67,9 @@ type Client struct {
 	ks     KeyStore
 	opts   Options
 
-	ksMu sync.Mutex // serialises read-modify-write of key store indexes
+	ksMu      sync.Mutex // serialises read-modify-write of key store indexes
+	stateMu   sync.Mutex // serialises check-and-store of verified group states
+	refreshMu sync.Mutex // one session refresh at a time: reuse revokes the family
 	// logMu serialises the check-and-store of the log checkpoint.
 	logMu sync.Mutex
 
@@ -226,6 +228,14 @@ func (c *Client) Login(ctx context.Context) error {
 	if len(ch.Challenge) != coffer.ChallengeSize {
 		return coffer.Security("login", errors.New("challenge has the wrong size"))
 	}
+	c.mu.Lock()
+	known := c.account
+	c.mu.Unlock()
+	if !known.IsZero() && ch.AccountID != known {
+		// Signing a statement for another account would log this device
+		// into an account of the server's choosing.
+		return coffer.Security("login", fmt.Errorf("the server named account %s for this handle, this device is %s", ch.AccountID, known))
+	}
 	stmt := coffer.LoginStatement(c.origin, ch.AccountID, ch.Challenge)
 	var tok api.Tokens
 	err := c.call(ctx, http.MethodPost, "/v1/auth/login", false, api.LoginRequest{
@@ -278,6 +288,17 @@ func (c *Client) Logout(ctx context.Context) error {
 // accessToken returns a valid access token, refreshing it with the refresh
 // token, or logging in again with the device key when that fails.
 func (c *Client) accessToken(ctx context.Context) (string, error) {
+	c.mu.Lock()
+	access, exp := c.access, c.accessExp
+	c.mu.Unlock()
+	if access != "" && time.Now().Before(exp) {
+		return access, nil
+	}
+	// Refresh tokens are single use and a second use revokes the whole
+	// family as theft, so concurrent requests must not each refresh: the
+	// first refreshes, the others find its fresh token.
+	c.refreshMu.Lock()
+	defer c.refreshMu.Unlock()
 	c.mu.Lock()
 	access, exp, refresh := c.access, c.accessExp, c.refresh
 	c.mu.Unlock()

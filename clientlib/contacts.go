@@ -122,13 +122,16 @@ func (c *Client) observe(a *Account) (*Contact, error) {
 	if ct == nil {
 		ct = &Contact{Handle: a.Identity.Handle, AccountID: a.ID, State: Unverified}
 	}
-	ct.Seen, ct.AccountID = a.Identity, a.ID
+	ct.Seen = a.Identity
 	switch {
 	case ct.VerifiedIdentity == nil:
+		ct.AccountID = a.ID
 		ct.State = Unverified
-	case ct.VerifiedIdentity.Equal(a.Identity):
+	case ct.VerifiedIdentity.Equal(a.Identity) && ct.AccountID == a.ID:
 		ct.State = Verified
 	default:
+		// The verified account id is kept: only a new verification moves
+		// trust to another account.
 		ct.State = Changed
 	}
 	return ct, c.ks.Put(contactKey(ct.Handle), ct.marshal())
@@ -152,7 +155,7 @@ func (c *Client) Verify(ctx context.Context, handle, code string) (*Contact, err
 		return nil, err
 	}
 	vi := a.Identity
-	ct.VerifiedIdentity, ct.State = &vi, Verified
+	ct.VerifiedIdentity, ct.State, ct.AccountID = &vi, Verified, a.ID
 	if err := c.ks.Put(contactKey(ct.Handle), ct.marshal()); err != nil {
 		return nil, err
 	}
@@ -239,7 +242,7 @@ func (c *Client) trustedAccount(ctx context.Context, handle string) (*Account, e
 	}
 	if c.opts.TrustOnFirstUse {
 		vi := a.Identity
-		ct.VerifiedIdentity, ct.State = &vi, Verified
+		ct.VerifiedIdentity, ct.State, ct.AccountID = &vi, Verified, a.ID
 		return a, c.ks.Put(contactKey(ct.Handle), ct.marshal())
 	}
 	return nil, &coffer.Error{Code: coffer.EUNVERIFIED, Message: fmt.Sprintf(

@@ -94,10 +94,25 @@ func (c *Client) localState(g coffer.GroupID) (*coffer.GroupState, error) {
 	return s, nil
 }
 
+// saveState stores s unless the device already holds a higher verified
+// state of the group. Concurrent syncs finish in any order; without this, a
+// slower one could store an older head and let a rollback to it pass.
 func (c *Client) saveState(s *coffer.GroupState) error {
 	b, err := s.MarshalBinary()
 	if err != nil {
 		return err
+	}
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	stored, err := c.localState(s.Group)
+	if err != nil {
+		return err
+	}
+	if stored != nil && stored.Seq >= s.Seq {
+		if stored.Seq == s.Seq && stored.Head != s.Head {
+			return coffer.Security("fork", fmt.Errorf("two different commits verified at seq %d", s.Seq))
+		}
+		return nil
 	}
 	return c.ks.Put(stateKey(s.Group), b)
 }
@@ -190,36 +205,46 @@ func (c *Client) sync(ctx context.Context, g coffer.GroupID, withTrust bool) (*S
 			return nil, coffer.Security("rollback", fmt.Errorf("server shows head seq %d, this device verified up to %d", info.HeadSeq, local.Seq))
 		}
 	}
-	var commits []coffer.SignedCommit
-	for {
+	// Pages are verified, and proven to be in the transparency log, as
+	// they arrive: a lying server cannot make the device hold more than a
+	// page of unverified commits, and nothing is relied on before both
+	// checks pass.
+	state := local
+	var verified uint64
+	for after+verified < info.HeadSeq {
 		var page api.CommitList
-		path := "/v1/groups/" + g.String() + "/commits?limit=1000&after=" + strconv.FormatUint(after+uint64(len(commits)), 10)
+		path := "/v1/groups/" + g.String() + "/commits?limit=1000&after=" + strconv.FormatUint(after+verified, 10)
 		if err := c.call(ctx, http.MethodGet, path, true, nil, &page); err != nil {
 			return nil, err
 		}
+		if len(page.Commits) == 0 {
+			break // withheld: caught by the head check below
+		}
+		commits := make([]coffer.SignedCommit, 0, len(page.Commits))
 		for _, pc := range page.Commits {
 			commits = append(commits, coffer.SignedCommit{Body: pc.Body, Signature: pc.Signature})
 		}
-		if len(page.Commits) < 1000 || after+uint64(len(commits)) >= info.HeadSeq {
-			break
+		// Writers may have appended since info was read; verify up to the
+		// head it reported, whose hash is checked below.
+		if n := info.HeadSeq - after - verified; uint64(len(commits)) > n {
+			commits = commits[:n]
 		}
-	}
-	// Writers may have appended since info was read; verify up to the head
-	// it reported, whose hash is checked below.
-	if n := info.HeadSeq - after; uint64(len(commits)) > n {
-		commits = commits[:n]
-	}
-	state := local
-	if len(commits) > 0 {
-		if state, err = coffer.VerifyChain(local, commits); err != nil {
+		next, err := coffer.VerifyChain(state, commits)
+		if err != nil {
 			return nil, coffer.Security("chain", err)
 		}
+		if next.Group != g {
+			return nil, coffer.Security("chain", fmt.Errorf("commits belong to group %s, not %s", next.Group, g))
+		}
+		// Every newly verified commit must be in the transparency log
+		// before this device relies on it (see log.go).
+		if err := c.proveCommitsLogged(ctx, g, after+verified+1, commits); err != nil {
+			return nil, err
+		}
+		state, verified = next, verified+uint64(len(commits))
 	}
 	if state == nil {
 		return nil, coffer.Security("chain", errors.New("the server returned no commits for a group it lists"))
-	}
-	if state.Group != g {
-		return nil, coffer.Security("chain", fmt.Errorf("commits belong to group %s, not %s", state.Group, g))
 	}
 	// The head the server reports must be exactly the head just verified:
 	// anything else is a withheld commit or a fork.
@@ -227,15 +252,10 @@ func (c *Client) sync(ctx context.Context, g coffer.GroupID, withTrust bool) (*S
 		return nil, coffer.Security("fork", fmt.Errorf("server reports head %d/%x, verified chain ends at %d/%x",
 			info.HeadSeq, short(info.HeadHash), state.Seq, short(state.Head[:])))
 	}
-	// Every newly verified commit must be in the transparency log before
-	// this device relies on it (see log.go).
-	if err := c.proveCommitsLogged(ctx, g, after+1, commits); err != nil {
-		return nil, err
-	}
 	if err := c.saveState(state); err != nil {
 		return nil, err
 	}
-	res := &SyncResult{State: state, New: len(commits)}
+	res := &SyncResult{State: state, New: int(verified)}
 	if !withTrust {
 		return res, nil
 	}
@@ -261,20 +281,30 @@ func short(b []byte) []byte {
 // trustMembers annotates the members of a verified state with this device's
 // trust in their keys.
 func (c *Client) trustMembers(s *coffer.GroupState) ([]*Member, error) {
-	_, me, err := c.me()
+	id, me, err := c.me()
 	if err != nil {
 		return nil, err
 	}
 	var out []*Member
 	for _, m := range s.SortedMembers() {
 		mm := &Member{Member: *m, Trust: Unverified}
-		if m.ID == me {
-			mm.Trust = Verified
+		var verified *coffer.PublicIdentity
+		var verifiedID coffer.AccountID
+		if m.ID == me || m.Handle == id.Handle() {
+			pub := id.Public()
+			verified, verifiedID = &pub, me
 		} else if ct, err := c.loadContact(m.Handle); err != nil {
 			return nil, err
-		} else if ct != nil && ct.VerifiedIdentity != nil && ct.AccountID == m.ID {
-			if string(ct.VerifiedIdentity.SigningKey) == string(m.SigningKey) &&
-				string(ct.VerifiedIdentity.EncryptionKey) == string(m.EncryptionKey) {
+		} else if ct != nil && ct.VerifiedIdentity != nil {
+			verified, verifiedID = ct.VerifiedIdentity, ct.AccountID
+		}
+		// Matched by handle: a member who carries a verified handle under
+		// another account id or other keys is a substitution, whatever id
+		// the server gave it.
+		if verified != nil {
+			if m.ID == verifiedID && m.Handle == verified.Handle &&
+				string(verified.SigningKey) == string(m.SigningKey) &&
+				string(verified.EncryptionKey) == string(m.EncryptionKey) {
 				mm.Trust = Verified
 			} else {
 				mm.Trust = Changed
@@ -315,6 +345,10 @@ func (c *Client) History(ctx context.Context, g coffer.GroupID) ([]*coffer.Commi
 		if len(page.Commits) < 1000 || uint64(len(commits)) >= res.State.Seq {
 			break
 		}
+	}
+	// Commits appended since the sync are not part of the verified head.
+	if uint64(len(commits)) > res.State.Seq {
+		commits = commits[:res.State.Seq]
 	}
 	full, err := coffer.VerifyChain(nil, commits)
 	if err != nil {
@@ -499,9 +533,13 @@ func (c *Client) commitChange(ctx context.Context, g coffer.GroupID, build chang
 		if rotate {
 			// Re-seal the group's name under the new epoch so that later
 			// renames are hidden from removed members.
-			if meta, err := c.groupMeta(ctx, g, keys); err == nil {
+			meta, err := c.groupMeta(ctx, g, keys)
+			switch {
+			case err == nil:
 				b, _ := json.Marshal(meta)
 				req.Meta = groupkey.SealMetadata(k, g, commit.Epoch, coffer.LabelGroupMeta, nil, b)
+			case coffer.IsSecurity(err):
+				return nil, err
 			}
 		}
 		req.Commit = api.SignedCommit{Body: sc.Body, Signature: sc.Signature}

@@ -148,11 +148,15 @@ func (c *Client) proveConsistent(ctx context.Context, a, b translog.Checkpoint) 
 	var p api.LogConsistency
 	path := "/v1/log/proof/consistency?old=" + strconv.FormatInt(a.Size, 10) + "&new=" + strconv.FormatInt(b.Size, 10)
 	if err := c.call(ctx, http.MethodGet, path, false, nil, &p); err != nil {
-		if coffer.ErrorCode(err) == coffer.ENOTFOUND {
-			// The server signed a tree of size b.Size and now denies it.
-			return logSecurity("the server signed a tree of size %d but cannot prove it consistent with size %d: %v", b.Size, a.Size, err)
+		switch coffer.ErrorCode(err) {
+		case coffer.EUNAVAILABLE, coffer.ERATELIMITED, coffer.ECANCELED:
+			// Unreachable or overloaded: nothing was accepted, try later.
+			return err
 		}
-		return err
+		// Both checkpoints verify under the pinned key, so the server
+		// signed a tree of size b.Size; any answer but a proof that it
+		// extends the smaller one is a refusal to prove a fork away.
+		return logSecurity("the server signed a tree of size %d but does not prove it consistent with size %d: %v", b.Size, a.Size, err)
 	}
 	proof, err := translog.BytesToHashes(p.Proof)
 	if err != nil {

@@ -264,3 +264,83 @@ func TestTamperSubstitutedKeyInLookup(t *testing.T) {
 		t.Fatalf("honest add after the substitution attempt: %v", err)
 	}
 }
+
+// TestTamperSubstitutedMemberUnderNewID: the server, with a stolen admin
+// key (or an admin trusting on first use), puts a second "bob" in the log
+// under a new account id and the attacker's keys. The chain is valid and
+// logged, so only this device's verified contact can tell: bob shows as
+// changed, and a rotation refuses to wrap the new key for him.
+func TestTamperSubstitutedMemberUnderNewID(t *testing.T) {
+	f := newTamperFixture(t)
+	ctx := context.Background()
+	mustExec(t, f.db, `UPDATE group_members SET role = 3 WHERE group_id = $1 AND account_id = $2`, f.g, f.carol.AccountID())
+	// Promote carol to admin the honest way, then use her key as the thief.
+	s := f.chain(t)
+	kc, _ := s.KeyCommitment(s.Epoch)
+	promote := &coffer.Commit{Group: f.g, Seq: s.Seq + 1, Prev: s.Head, Epoch: s.Epoch, Author: f.alice.AccountID(),
+		Time: time.Now().UnixMilli(), ShareHistory: s.ShareHistory, KeyCommitment: kc,
+		Ops: []coffer.Op{{Kind: coffer.OpSetRole, Member: f.carol.AccountID(), Role: coffer.RoleAdmin}}}
+	f.inject(t, coffer.SignCommit(promote, signingKeyOf(t, f.aliceKS)))
+	if err := s.Apply(coffer.SignCommit(promote, signingKeyOf(t, f.aliceKS))); err != nil {
+		t.Fatal(err)
+	}
+	// Remove the real bob with a complete, valid rotation (wraps for alice
+	// and carol, a history link), as carol's stolen keys allow.
+	var w1 []byte
+	if err := f.db.QueryRow(ctx, `SELECT wrap FROM wrapped_keys WHERE group_id = $1 AND member_id = $2 AND epoch = 1`,
+		f.g, f.carol.AccountID()).Scan(&w1); err != nil {
+		t.Fatal(err)
+	}
+	k1, err := groupkey.Unwrap(decryptionKeyOf(t, f.carolKS), f.g, 1, f.carol.AccountID(), w1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2 := groupkey.NewEpochKey()
+	newKC := groupkey.Commitment(k2, f.g, 2)
+	swap := &coffer.Commit{Group: f.g, Seq: s.Seq + 1, Prev: s.Head, Epoch: s.Epoch + 1, Author: f.carol.AccountID(),
+		Time: time.Now().UnixMilli(), ShareHistory: s.ShareHistory, KeyCommitment: newKC,
+		Ops: []coffer.Op{
+			{Kind: coffer.OpRemove, Member: f.bob.AccountID()},
+			{Kind: coffer.OpRotate},
+		}}
+	f.inject(t, coffer.SignCommit(swap, signingKeyOf(t, f.carolKS)))
+	for _, m := range []*clientlib.Client{f.alice, f.carol} {
+		w, err := groupkey.Wrap(m.Identity().Public().EncryptionKey, f.g, 2, m.AccountID(), k2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustExec(t, f.db, `INSERT INTO wrapped_keys (group_id, epoch, member_id, wrap) VALUES ($1, 2, $2, $3)`, f.g, m.AccountID(), w)
+	}
+	mustExec(t, f.db, `INSERT INTO history_links (group_id, epoch, link) VALUES ($1, 1, $2)`, f.g, groupkey.SealHistoryLink(k2, f.g, 1, k1))
+	// The impostor, under a fresh account id and the attacker's keys.
+	evil, _ := clientlib.GenerateIdentity("bob")
+	if err := s.Apply(coffer.SignCommit(swap, signingKeyOf(t, f.carolKS))); err != nil {
+		t.Fatal(err)
+	}
+	add := &coffer.Commit{Group: f.g, Seq: s.Seq + 1, Prev: s.Head, Epoch: s.Epoch, Author: f.carol.AccountID(),
+		Time: time.Now().UnixMilli(), ShareHistory: s.ShareHistory, KeyCommitment: newKC,
+		Ops: []coffer.Op{{Kind: coffer.OpAdd, Member: coffer.NewAccountID(), Handle: "bob", Role: coffer.RoleWriter,
+			SigningKey: evil.Public().SigningKey, EncryptionKey: evil.Public().EncryptionKey}}}
+	f.inject(t, coffer.SignCommit(add, signingKeyOf(t, f.carolKS)))
+	mustBackfillLog(t, f.srv)
+
+	res, err := f.alice.Sync(ctx, f.g)
+	if err != nil {
+		t.Fatalf("the chain itself is valid and logged: %v", err)
+	}
+	var flagged bool
+	for _, m := range res.Unverified {
+		if m.Handle == "bob" && m.Trust == clientlib.Changed {
+			flagged = true
+		}
+	}
+	if !flagged {
+		t.Fatalf("the impostor bob is not reported as changed: %+v", res.Unverified)
+	}
+	// alice verified the real bob: the rotation must not wrap for the impostor.
+	err = f.alice.Rotate(ctx, f.g)
+	wantSecurity(t, err)
+	if !strings.Contains(err.Error(), "differ from the keys you verified") {
+		t.Fatalf("refused for another reason than the impostor's keys: %v", err)
+	}
+}

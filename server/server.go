@@ -43,6 +43,10 @@ type Config struct {
 	// AuthRateLimit is the number of auth and registration requests one IP
 	// may make per minute.
 	AuthRateLimit int
+	// LogRateLimit is the number of transparency-log requests one IP may
+	// make per minute. The log is public (witnesses and auditors need no
+	// account) and its proofs cost database work, so it is bounded too.
+	LogRateLimit int
 	// MaxJSONBody caps ordinary JSON request bodies.
 	MaxJSONBody int64
 	// MaxCommitBody caps a commit upload, which carries one wrap per member.
@@ -68,6 +72,7 @@ func DefaultConfig() Config {
 		RefreshTTL:    30 * 24 * time.Hour,
 		ChallengeTTL:  60 * time.Second,
 		AuthRateLimit: 60,
+		LogRateLimit:  12000,
 		MaxJSONBody:   1 << 20,
 		MaxCommitBody: 32 << 20,
 
@@ -134,6 +139,9 @@ func New(cfg Config, svc Services) (*Server, error) {
 	if cfg.AuthRateLimit == 0 {
 		cfg.AuthRateLimit = def.AuthRateLimit
 	}
+	if cfg.LogRateLimit == 0 {
+		cfg.LogRateLimit = def.LogRateLimit
+	}
 	if cfg.MaxJSONBody == 0 {
 		cfg.MaxJSONBody = def.MaxJSONBody
 	}
@@ -191,14 +199,20 @@ func (s *Server) routes() chi.Router {
 	r.Get("/readyz", s.handleReady)
 	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
 
-	limitAuth := httprate.Limit(s.cfg.AuthRateLimit, time.Minute,
-		httprate.WithKeyFuncs(httprate.KeyByIP),
-		httprate.WithLimitHandler(func(w http.ResponseWriter, r *http.Request) {
-			Error(w, r, coffer.Errorf(coffer.ERATELIMITED, "too many requests: retry after a minute"))
-		}))
+	limitPerIP := func(n int) func(http.Handler) http.Handler {
+		return httprate.Limit(n, time.Minute,
+			httprate.WithKeyFuncs(httprate.KeyByIP),
+			httprate.WithLimitHandler(func(w http.ResponseWriter, r *http.Request) {
+				Error(w, r, coffer.Errorf(coffer.ERATELIMITED, "too many requests: retry after a minute"))
+			}))
+	}
+	limitAuth := limitPerIP(s.cfg.AuthRateLimit)
 
 	r.Route("/v1", func(r chi.Router) {
-		r.Route("/log", s.logRoutes)
+		r.Route("/log", func(r chi.Router) {
+			r.Use(limitPerIP(s.cfg.LogRateLimit))
+			s.logRoutes(r)
+		})
 		r.Group(func(r chi.Router) {
 			r.Use(limitAuth)
 			r.Post("/accounts", s.handleRegister)

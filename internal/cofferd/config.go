@@ -30,6 +30,7 @@ type Config struct {
 	LogFile       string
 	LogLevel      string
 	AuthRateLimit int
+	LogRateLimit  int
 
 	BlobDir              string
 	MaxResourceSize      int64
@@ -60,6 +61,7 @@ func (c *Config) flagSet(name string) *flag.FlagSet {
 	fs.StringVar(&c.LogKeyFile, "log-key", "", "PEM file of the Ed25519 key that signs transparency log checkpoints (default: DATA/log.key, generated)")
 	fs.StringVar(&c.LogOrigin, "log-origin", "", "origin line naming this deployment's transparency log (default coffer.dev-<hostname> in dev mode)")
 	fs.IntVar(&c.AuthRateLimit, "auth-rate-limit", server.DefaultConfig().AuthRateLimit, "auth and registration requests per minute per IP")
+	fs.IntVar(&c.LogRateLimit, "log-rate-limit", server.DefaultConfig().LogRateLimit, "transparency-log requests per minute per IP (the log is public)")
 	fs.StringVar(&c.BlobDir, "blob-dir", "", "directory of resource ciphertext blobs (required unless -dev, which uses DATA/blobs)")
 	fs.Int64Var(&c.MaxResourceSize, "max-resource-size", server.DefaultConfig().MaxResourceSize, "largest resource ciphertext accepted, in bytes")
 	fs.Int64Var(&c.MaxResourcesPerGroup, "max-resources-per-group", server.DefaultConfig().MaxResourcesPerGroup, "most resources one group may hold")

@@ -257,6 +257,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	cfg.JWTKeys = keys
 	cfg.Logger = m.logger
 	cfg.AuthRateLimit = m.Config.AuthRateLimit
+	cfg.LogRateLimit = m.Config.LogRateLimit
 	cfg.Origins = m.origins()
 	cfg.MaxResourceSize = m.Config.MaxResourceSize
 	cfg.MaxResourcesPerGroup = m.Config.MaxResourcesPerGroup
