@@ -436,8 +436,9 @@ func unavailable(what string, cause error) error {
 }
 
 // Put encrypts and uploads a new resource in g, streaming: whatever the
-// size, it holds less than 1 MiB of content in memory (age's 64 KiB chunks
-// and a small queue to the network). The caller must be a writer.
+// size, it holds about 1.2 MiB of content in memory at most (age's 64 KiB
+// chunks, up to four 64 KiB copies of ciphertext waiting to be hashed, and a
+// small queue to the network). The caller must be a writer.
 //
 // If the group's key rotates while the content streams, the server refuses
 // the upload with ESTALEKEY; content read from r cannot be re-encrypted,
@@ -572,7 +573,7 @@ func (c *Client) upload(ctx context.Context, v *groupView, idn *Identity, me cof
 	)
 	go func() {
 		err := func() error {
-			w, err := content.Encrypt(pipe, k, g, epoch, id)
+			w, err := content.Encrypt(pipe, k, g, epoch, id, c.fileKeyObserver()...)
 			if err != nil {
 				return err
 			}
@@ -737,6 +738,16 @@ func (rr *ResourceReader) Read(p []byte) (int, error) {
 // Close releases the connection. It is safe to call more than once.
 func (rr *ResourceReader) Close() error { return rr.body.Close() }
 
+// fileKeyObserver reports the age file key of every resource this client
+// encrypts or decrypts to Options.SecretObserver, as "file-key". age makes
+// the file key inside content.Encrypt, so only content can see it.
+func (c *Client) fileKeyObserver() []content.Option {
+	if c.opts.SecretObserver == nil {
+		return nil
+	}
+	return []content.Option{content.WithFileKeyObserver(func(fileKey []byte) { c.observeSecret("file-key", fileKey) })}
+}
+
 // contentError turns an error of content.Decrypt's reader into a security
 // error when the ciphertext was wrong, and an EUNAVAILABLE error when the
 // connection failed.
@@ -781,7 +792,7 @@ func (c *Client) GetWithOptions(ctx context.Context, g coffer.GroupID, id coffer
 			return nil, err
 		}
 		h := vr.header
-		pt, err := content.Decrypt(resp.Body, vr.key, g, h.Epoch, h.Resource, h.ContentHash, h.ContentSize)
+		pt, err := content.Decrypt(resp.Body, vr.key, g, h.Epoch, h.Resource, h.ContentHash, h.ContentSize, c.fileKeyObserver()...)
 		if err != nil {
 			resp.Body.Close()
 			return nil, contentError(err)

@@ -23,7 +23,9 @@
 //     knows the epoch key from passing off content as another member's: age's
 //     MAC only proves the writer knew the file key.
 //
-// Neither direction ever holds more than one chunk of content in memory.
+// Neither direction ever holds more than a few chunks of content in memory:
+// age's one chunk of plaintext, and up to four copies of ciphertext waiting
+// for SHA-256, which runs on a goroutine of its own (see hasher).
 package content
 
 import (
@@ -37,7 +39,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"math"
 	"strconv"
@@ -109,10 +110,42 @@ func (b *binding) args() []string {
 	return []string{b.group.String(), strconv.FormatUint(b.epoch, 10), b.resource.String()}
 }
 
+// An Option adjusts Encrypt or Decrypt.
+type Option func(*options)
+
+type options struct {
+	observe func(fileKey []byte)
+}
+
+// WithFileKeyObserver is an AUDITING HOOK for coffer-audit canary (through
+// clientlib's Options.SecretObserver): Encrypt calls f with a copy of the
+// file key it generates, and Decrypt with a copy of the file key it unwraps,
+// before any content is processed. Nothing else may use it.
+func WithFileKeyObserver(f func(fileKey []byte)) Option {
+	return func(o *options) { o.observe = f }
+}
+
+func (o *options) observeFileKey(fileKey []byte) {
+	if o.observe != nil {
+		o.observe(append([]byte(nil), fileKey...))
+	}
+}
+
+func newOptions(opts []Option) *options {
+	o := &options{}
+	for _, f := range opts {
+		f(o)
+	}
+	return o
+}
+
 // recipient is the age.Recipient of a resource. It is unexported on purpose:
 // the only way to use it is Encrypt, which also hashes the output for the
 // signed header.
-type recipient struct{ binding }
+type recipient struct {
+	binding
+	opts *options
+}
 
 // WrapWithLabels implements age.RecipientWithLabels with a random label, so
 // age refuses to add any other recipient to the file: a second recipient
@@ -128,6 +161,7 @@ func (r *recipient) WrapWithLabels(fileKey []byte) ([]*age.Stanza, []string, err
 }
 
 func (r *recipient) Wrap(fileKey []byte) ([]*age.Stanza, error) {
+	r.opts.observeFileKey(fileKey)
 	return []*age.Stanza{{
 		Type: stanzaType,
 		Args: r.args(),
@@ -137,7 +171,10 @@ func (r *recipient) Wrap(fileKey []byte) ([]*age.Stanza, error) {
 
 // identity is the age.Identity of a resource; see recipient for why it is
 // unexported.
-type identity struct{ binding }
+type identity struct {
+	binding
+	opts *options
+}
 
 // Unwrap accepts exactly one coffer-v1 stanza. Files that Encrypt makes have
 // only that one, so anything else was added by someone else.
@@ -164,6 +201,7 @@ func (id *identity) Unwrap(stanzas []*age.Stanza) ([]byte, error) {
 		return nil, fmt.Errorf("%w: the file key does not unwrap under this epoch key for group %s, epoch %d, resource %s: %w",
 			ErrWrongKey, id.group, id.epoch, id.resource, age.ErrIncorrectIdentity)
 	}
+	id.opts.observeFileKey(fileKey)
 	return fileKey, nil
 }
 
@@ -178,10 +216,15 @@ type Writer struct {
 
 // Encrypt starts an age file for resource r at epoch of group g, encrypted
 // under k, and writes it to dst as content is written to the returned Writer.
-func Encrypt(dst io.Writer, k groupkey.EpochKey, g coffer.GroupID, epoch uint64, r coffer.ResourceID) (*Writer, error) {
-	out := &hashingWriter{w: dst, h: sha256.New()}
-	w, err := age.Encrypt(out, &recipient{binding{k, g, epoch, r}})
+//
+// The ciphertext is hashed on a goroutine that runs only while ciphertext
+// written to dst waits to be hashed (see hasher): a Writer that is dropped
+// without Close leaves nothing running.
+func Encrypt(dst io.Writer, k groupkey.EpochKey, g coffer.GroupID, epoch uint64, r coffer.ResourceID, opts ...Option) (*Writer, error) {
+	out := &hashingWriter{w: dst, h: newHasher()}
+	w, err := age.Encrypt(out, &recipient{binding{k, g, epoch, r}, newOptions(opts)})
 	if err != nil {
+		out.h.wait()
 		return nil, fmt.Errorf("content: starting encryption: %w", err)
 	}
 	return &Writer{age: w, out: out}, nil
@@ -190,9 +233,12 @@ func Encrypt(dst io.Writer, k groupkey.EpochKey, g coffer.GroupID, epoch uint64,
 // Write encrypts p. The ciphertext reaches dst in whole 64 KiB chunks.
 func (w *Writer) Write(p []byte) (int, error) { return w.age.Write(p) }
 
-// Close writes the final chunk. Sum is valid only after Close returns nil.
+// Close writes the final chunk and waits until all ciphertext is hashed.
+// Sum is valid only after Close returns nil.
 func (w *Writer) Close() error {
-	if err := w.age.Close(); err != nil {
+	err := w.age.Close()
+	w.out.h.wait()
+	if err != nil {
 		return err
 	}
 	w.closed = true
@@ -208,18 +254,18 @@ func (w *Writer) Sum() (hash [32]byte, size int64) {
 	if !w.closed {
 		panic("content: Writer.Sum called before a successful Close")
 	}
-	return [32]byte(w.out.h.Sum(nil)), w.out.n
+	return w.out.h.sum(), w.out.n
 }
 
 type hashingWriter struct {
 	w io.Writer
-	h hash.Hash
+	h *hasher
 	n int64
 }
 
 func (hw *hashingWriter) Write(p []byte) (int, error) {
 	n, err := hw.w.Write(p)
-	hw.h.Write(p[:n])
+	hw.h.write(p[:n])
 	hw.n += int64(n)
 	return n, err
 }
@@ -238,13 +284,19 @@ func (hw *hashingWriter) Write(p []byte) (int, error) {
 //
 // Errors match ErrWrongKey, ErrTampered, ErrTruncated or ErrHashMismatch (all
 // security failures), or wrap the I/O error of src.
-func Decrypt(src io.Reader, k groupkey.EpochKey, g coffer.GroupID, epoch uint64, r coffer.ResourceID, wantHash [32]byte, wantSize int64) (io.Reader, error) {
+//
+// The ciphertext is hashed on a goroutine that runs only while ciphertext
+// age has read waits to be hashed (see hasher). The Read that returns io.EOF
+// or an error waits for it; a reader that is dropped midway leaves nothing
+// running, and needs no Close.
+func Decrypt(src io.Reader, k groupkey.EpochKey, g coffer.GroupID, epoch uint64, r coffer.ResourceID, wantHash [32]byte, wantSize int64, opts ...Option) (io.Reader, error) {
 	if wantSize < 0 || wantSize == math.MaxInt64 {
 		return nil, fmt.Errorf("%w: invalid signed size %d", ErrHashMismatch, wantSize)
 	}
-	in := &hashingReader{r: src, h: sha256.New(), limit: wantSize}
-	pt, err := age.Decrypt(in, &identity{binding{k, g, epoch, r}})
+	in := &hashingReader{r: src, h: newHasher(), limit: wantSize}
+	pt, err := age.Decrypt(in, &identity{binding{k, g, epoch, r}, newOptions(opts)})
 	if err != nil {
+		in.h.wait()
 		return nil, in.classify(err)
 	}
 	return &reader{age: pt, in: in, wantHash: wantHash}, nil
@@ -269,8 +321,9 @@ func (r *reader) Read(p []byte) (int, error) {
 		// age reached its authenticated end and saw EOF from src right after
 		// it, so in has seen every byte: compare with the signed header.
 		// The size is public, the hash is compared in constant time as a
-		// matter of habit.
-		hashOK := subtle.ConstantTimeCompare(r.in.h.Sum(nil), r.wantHash[:]) == 1
+		// matter of habit. sum waits for the hashing goroutine.
+		sum := r.in.h.sum()
+		hashOK := subtle.ConstantTimeCompare(sum[:], r.wantHash[:]) == 1
 		if !hashOK || r.in.n != r.in.limit {
 			r.err = fmt.Errorf("%w (read %d bytes, signed size %d)", ErrHashMismatch, r.in.n, r.in.limit)
 			// Withhold the last bytes: nothing more of a mismatching stream
@@ -280,6 +333,7 @@ func (r *reader) Read(p []byte) (int, error) {
 		r.err = io.EOF
 		return n, io.EOF
 	default:
+		r.in.h.wait() // nothing keeps running after a failed stream
 		r.err = r.in.classify(err)
 		return 0, r.err
 	}
@@ -289,7 +343,7 @@ func (r *reader) Read(p []byte) (int, error) {
 // read past limit+1 bytes.
 type hashingReader struct {
 	r     io.Reader
-	h     hash.Hash
+	h     *hasher
 	n     int64
 	limit int64 // the signed size
 
@@ -313,7 +367,7 @@ func (hr *hashingReader) Read(p []byte) (int, error) {
 		n = int(hr.limit - hr.n)
 		err = ErrHashMismatch
 	}
-	hr.h.Write(p[:n])
+	hr.h.write(p[:n])
 	hr.n += int64(n)
 	switch {
 	case err == io.EOF:
