@@ -95,7 +95,7 @@ type GetOptions struct {
 type resourceCache struct {
 	mu     sync.Mutex
 	groups map[coffer.GroupID]*groupView
-	seen   map[coffer.ResourceID]uint64 // highest version verified
+	seen   map[resourceKey]uint64 // highest version verified
 	// verified holds SHA-256(key ‖ signature ‖ header) of signatures that
 	// verified, so re-reading a resource skips the Ed25519 verification.
 	// A hit proves this exact triple verified before; it is bounded and
@@ -200,18 +200,30 @@ func (c *Client) signerKey(ctx context.Context, v *groupView, author coffer.Acco
 	return found, nil
 }
 
-func resourceVersionKey(id coffer.ResourceID) string { return "resource/" + id.String() + "/version" }
+// resourceKey names a resource within its group. Versions are tracked per
+// (group, resource): a resource id is chosen by its creator, so another
+// group could publish the same id at a high version to make real reads
+// here look like a rollback.
+type resourceKey struct {
+	g  coffer.GroupID
+	id coffer.ResourceID
+}
 
-// seenVersion returns the highest version of id this device verified.
-func (c *Client) seenVersion(id coffer.ResourceID) (uint64, error) {
+func resourceVersionKey(k resourceKey) string {
+	return "resource/" + k.g.String() + "/" + k.id.String() + "/version"
+}
+
+// seenVersion returns the highest version of a resource this device verified.
+func (c *Client) seenVersion(g coffer.GroupID, id coffer.ResourceID) (uint64, error) {
+	k := resourceKey{g, id}
 	rc := &c.resources
 	rc.mu.Lock()
-	v, ok := rc.seen[id]
+	v, ok := rc.seen[k]
 	rc.mu.Unlock()
 	if ok {
 		return v, nil
 	}
-	b, err := c.ks.Get(resourceVersionKey(id))
+	b, err := c.ks.Get(resourceVersionKey(k))
 	switch {
 	case errors.Is(err, ErrNotFound):
 		v = 0 // remembered too, so the next read skips the key store
@@ -224,28 +236,37 @@ func (c *Client) seenVersion(id coffer.ResourceID) (uint64, error) {
 	}
 	rc.mu.Lock()
 	if rc.seen == nil {
-		rc.seen = map[coffer.ResourceID]uint64{}
+		rc.seen = map[resourceKey]uint64{}
 	}
-	rc.seen[id] = max(rc.seen[id], v)
+	rc.seen[k] = max(rc.seen[k], v)
+	v = rc.seen[k]
 	rc.mu.Unlock()
 	return v, nil
 }
 
-// sawVersion records that version of id was verified, persisting it when
-// it is the highest yet, so a restart does not forget it.
-func (c *Client) sawVersion(id coffer.ResourceID, version uint64) error {
-	prev, err := c.seenVersion(id)
-	if err != nil || version <= prev {
+// sawVersion records that version of a resource was verified, persisting it
+// when it is the highest yet, so a restart does not forget it. The check and
+// the write happen under one lock: concurrent reads finish in any order, and
+// a lower version must never overwrite a higher one on disk.
+func (c *Client) sawVersion(g coffer.GroupID, id coffer.ResourceID, version uint64) error {
+	if _, err := c.seenVersion(g, id); err != nil {
 		return err
 	}
+	k := resourceKey{g, id}
 	c.ksMu.Lock()
 	defer c.ksMu.Unlock()
-	if err := c.ks.Put(resourceVersionKey(id), strconv.AppendUint(nil, version, 10)); err != nil {
-		return err
-	}
 	rc := &c.resources
 	rc.mu.Lock()
-	rc.seen[id] = max(rc.seen[id], version)
+	highest := rc.seen[k]
+	rc.mu.Unlock()
+	if version <= highest {
+		return nil
+	}
+	if err := c.ks.Put(resourceVersionKey(k), strconv.AppendUint(nil, version, 10)); err != nil {
+		return err
+	}
+	rc.mu.Lock()
+	rc.seen[k] = max(rc.seen[k], version)
 	rc.mu.Unlock()
 	return nil
 }
@@ -312,7 +333,7 @@ func (c *Client) verifyResource(ctx context.Context, g coffer.GroupID, want coff
 	if sha256.Sum256(ar.Meta) != h.MetaHash {
 		return nil, coffer.Security("meta", errors.New("the metadata is not the one the author signed"))
 	}
-	seen, err := c.seenVersion(h.Resource)
+	seen, err := c.seenVersion(h.Group, h.Resource)
 	if err != nil {
 		return nil, err
 	}
@@ -336,6 +357,14 @@ func (c *Client) verifyResource(ctx context.Context, g coffer.GroupID, want coff
 			// links; a missing one was withheld.
 			return nil, coffer.Security("history-link", fmt.Errorf("no key for epoch %d, although the group shares its history", h.Epoch))
 		}
+		// Without shared history a member holds keys only from the epoch
+		// it joined. For an epoch in which the verified log shows this
+		// device as a member, a missing key was withheld, not locked.
+		if _, me, err := c.me(); err != nil {
+			return nil, err
+		} else if v.state.RoleAt(me, h.Epoch) > coffer.RoleNone {
+			return nil, coffer.Security("wrap", fmt.Errorf("no key for epoch %d, in which this device was a member", h.Epoch))
+		}
 		out.locked, out.res.Locked = true, true
 	} else {
 		pt, err := groupkey.OpenMetadata(k, g, h.Epoch, coffer.LabelResourceMeta, metaBinding(h.Resource, h.Version), ar.Meta)
@@ -347,7 +376,7 @@ func (c *Client) verifyResource(ctx context.Context, g coffer.GroupID, want coff
 		}
 		out.key = k
 	}
-	if err := c.sawVersion(h.Resource, h.Version); err != nil {
+	if err := c.sawVersion(h.Group, h.Resource, h.Version); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -660,7 +689,7 @@ func (c *Client) upload(ctx context.Context, v *groupView, idn *Identity, me cof
 	if string(ar.Header.Body) != string(sh.Body) || ar.ID != id || ar.Version != up.Version {
 		return nil, coffer.Security("upload", errors.New("the server stored a different header"))
 	}
-	if err := c.sawVersion(id, up.Version); err != nil {
+	if err := c.sawVersion(g, id, up.Version); err != nil {
 		return nil, err
 	}
 	return &Resource{ID: id, Group: g, Version: up.Version, Epoch: epoch, Author: me, AuthorHandle: idn.Handle(),
