@@ -16,19 +16,13 @@ const maxGroupMeta = 64 << 10
 
 func (s *Server) handleCreateGroup(w http.ResponseWriter, r *http.Request) {
 	caller := callerFrom(r.Context())
-	var req api.CommitRequest
-	if err := decode(w, r, s.cfg.MaxCommitBody, &req); err != nil {
-		Error(w, r, err)
-		return
-	}
-	sc := coffer.SignedCommit{Body: req.Commit.Body, Signature: req.Commit.Signature}
-	c, err := coffer.ParseCommit(sc.Body)
+	req, sc, c, err := s.decodeCommit(w, r)
 	if err != nil {
 		Error(w, r, err)
 		return
 	}
-	if c.Author != caller {
-		Error(w, r, coffer.Errorf(coffer.EFORBIDDEN, "a commit's author must be the logged-in account"))
+	if err := authoredBy(c, caller); err != nil {
+		Error(w, r, err)
 		return
 	}
 	state, err := coffer.VerifyChain(nil, []coffer.SignedCommit{sc})
@@ -40,7 +34,7 @@ func (s *Server) handleCreateGroup(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, err)
 		return
 	}
-	a, err := s.buildAppend(nil, state, sc, c, &req)
+	a, err := s.buildAppend(nil, state, sc, c, req)
 	if err != nil {
 		Error(w, r, err)
 		return
@@ -65,13 +59,7 @@ func (s *Server) handleAppendCommit(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, err)
 		return
 	}
-	var req api.CommitRequest
-	if err := decode(w, r, s.cfg.MaxCommitBody, &req); err != nil {
-		Error(w, r, err)
-		return
-	}
-	sc := coffer.SignedCommit{Body: req.Commit.Body, Signature: req.Commit.Signature}
-	c, err := coffer.ParseCommit(sc.Body)
+	req, sc, c, err := s.decodeCommit(w, r)
 	if err != nil {
 		Error(w, r, err)
 		return
@@ -85,8 +73,8 @@ func (s *Server) handleAppendCommit(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, &coffer.Error{Code: coffer.EINVALID, Message: "commit names another group", Rule: coffer.RuleGroup})
 		return
 	}
-	if c.Author != caller {
-		Error(w, r, coffer.Errorf(coffer.EFORBIDDEN, "a commit's author must be the logged-in account"))
+	if err := authoredBy(c, caller); err != nil {
+		Error(w, r, err)
 		return
 	}
 	if c.Seq != state.Seq+1 {
@@ -95,7 +83,8 @@ func (s *Server) handleAppendCommit(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, &headError{err: coffer.Errorf(coffer.ECONFLICT, "commit seq %d does not follow head %d: re-sync and retry", c.Seq, state.Seq), head: state.Seq})
 		return
 	}
-	prev := *state // shallow copy of the scalars we compare against
+	// Apply changes state in place; keep what buildAppend compares against.
+	prev := &appendBase{seq: state.Seq, epoch: state.Epoch}
 	if err := state.Apply(sc); err != nil {
 		Error(w, r, err)
 		return
@@ -104,7 +93,7 @@ func (s *Server) handleAppendCommit(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, err)
 		return
 	}
-	a, err := s.buildAppend(&prev, state, sc, c, &req)
+	a, err := s.buildAppend(prev, state, sc, c, req)
 	if err != nil {
 		Error(w, r, err)
 		return
@@ -132,6 +121,31 @@ func (s *Server) handleAppendCommit(w http.ResponseWriter, r *http.Request) {
 	}
 	respond(w, http.StatusCreated, groupJSON(gi))
 }
+
+// decodeCommit reads a commit request and parses its commit.
+func (s *Server) decodeCommit(w http.ResponseWriter, r *http.Request) (*api.CommitRequest, coffer.SignedCommit, *coffer.Commit, error) {
+	var req api.CommitRequest
+	if err := decode(w, r, s.cfg.MaxCommitBody, &req); err != nil {
+		return nil, coffer.SignedCommit{}, nil, err
+	}
+	sc := coffer.SignedCommit{Body: req.Commit.Body, Signature: req.Commit.Signature}
+	c, err := coffer.ParseCommit(sc.Body)
+	if err != nil {
+		return nil, coffer.SignedCommit{}, nil, err
+	}
+	return &req, sc, c, nil
+}
+
+func authoredBy(c *coffer.Commit, caller coffer.AccountID) error {
+	if c.Author != caller {
+		return coffer.Errorf(coffer.EFORBIDDEN, "a commit's author must be the logged-in account")
+	}
+	return nil
+}
+
+// appendBase is what a commit is appended to: the head seq and epoch
+// before it (nil for a genesis).
+type appendBase struct{ seq, epoch uint64 }
 
 // checkAddedAccounts requires every add op to name a registered account with
 // exactly its registered handle and keys. Clients never trust this check
@@ -174,9 +188,9 @@ func (s *Server) checkAddedAccounts(r *http.Request, c *coffer.Commit) error {
 // from the new epoch back to the previous one. Exactly those: the server
 // cannot check what is inside a wrap, but it can refuse to store keys for
 // non-members or leave a member without one.
-func (s *Server) buildAppend(prev *coffer.GroupState, next *coffer.GroupState, sc coffer.SignedCommit, c *coffer.Commit, req *api.CommitRequest) (*coffer.GroupAppend, error) {
+func (s *Server) buildAppend(prev *appendBase, next *coffer.GroupState, sc coffer.SignedCommit, c *coffer.Commit, req *api.CommitRequest) (*coffer.GroupAppend, error) {
 	want := map[coffer.AccountID]bool{}
-	rotated := prev == nil || next.Epoch != prev.Epoch
+	rotated := prev == nil || next.Epoch != prev.epoch
 	if rotated {
 		for id := range next.Members {
 			want[id] = true
@@ -190,7 +204,7 @@ func (s *Server) buildAppend(prev *coffer.GroupState, next *coffer.GroupState, s
 	}
 	a := &coffer.GroupAppend{Commit: sc, Parsed: c, State: next, Received: s.now()}
 	if prev != nil {
-		a.PrevSeq = prev.Seq
+		a.PrevSeq = prev.seq
 	}
 	for _, wr := range req.Wraps {
 		if wr.Epoch != next.Epoch {
@@ -211,13 +225,13 @@ func (s *Server) buildAppend(prev *coffer.GroupState, next *coffer.GroupState, s
 	needLink := prev != nil && rotated && next.ShareHistory
 	switch {
 	case needLink && len(req.Links) != 1:
-		return nil, coffer.Errorf(coffer.EINVALID, "a rotation in a history-sharing group needs exactly one history link, for epoch %d", prev.Epoch)
+		return nil, coffer.Errorf(coffer.EINVALID, "a rotation in a history-sharing group needs exactly one history link, for epoch %d", prev.epoch)
 	case !needLink && len(req.Links) != 0:
 		return nil, coffer.Errorf(coffer.EINVALID, "this commit takes no history links")
 	case needLink:
 		l := req.Links[0]
-		if l.Epoch != prev.Epoch || len(l.Link) != coffer.HistoryLinkSize {
-			return nil, coffer.Errorf(coffer.EINVALID, "history link must be for epoch %d and %d bytes", prev.Epoch, coffer.HistoryLinkSize)
+		if l.Epoch != prev.epoch || len(l.Link) != coffer.HistoryLinkSize {
+			return nil, coffer.Errorf(coffer.EINVALID, "history link must be for epoch %d and %d bytes", prev.epoch, coffer.HistoryLinkSize)
 		}
 		a.Links = []coffer.HistoryLink{{Epoch: l.Epoch, Data: l.Link}}
 	}
