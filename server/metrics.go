@@ -32,6 +32,27 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	return m
 }
 
+// Every label value comes from a fixed set, so that no request can create
+// a new time series: the method is one of the standard methods or "other",
+// the route is one of the router's patterns or "unmatched", and the status
+// is a three-digit code or "other". A client sending thousands of invented
+// methods, paths or statuses then costs one counter, not thousands.
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return method
+	}
+	return "other"
+}
+
+func statusLabel(code int) string {
+	if code < 100 || code > 599 {
+		return "other"
+	}
+	return strconv.Itoa(code)
+}
+
 func (m *metrics) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ww, ok := w.(middleware.WrapResponseWriter)
@@ -40,8 +61,10 @@ func (m *metrics) middleware(next http.Handler) http.Handler {
 		}
 		start := time.Now()
 		next.ServeHTTP(ww, r)
-		route := routePattern(r)
-		m.requests.WithLabelValues(r.Method, route, strconv.Itoa(ww.Status())).Inc()
-		m.duration.WithLabelValues(r.Method, route).Observe(time.Since(start).Seconds())
+		// routePattern is a pattern the router registered, or "unmatched":
+		// never the path itself.
+		route, method := routePattern(r), methodLabel(r.Method)
+		m.requests.WithLabelValues(method, route, statusLabel(ww.Status())).Inc()
+		m.duration.WithLabelValues(method, route).Observe(time.Since(start).Seconds())
 	})
 }
