@@ -21,8 +21,11 @@
 //   - A history link seals K_e with AES-256-GCM under a key derived from
 //     K_{e+1}, so whoever holds the newer key can walk back through history.
 //   - Metadata is sealed with AES-256-GCM under a key derived from K for the
-//     metadata's purpose, with the object it describes (for example resource
-//     id and version) in the additional data.
+//     metadata's purpose and the object it describes: the group for a group's
+//     name, the resource id and version for a resource's metadata. The object
+//     is in the HKDF info and again in the additional data, so each object
+//     version has its own key and a blob moved to another object neither
+//     opens under that object's key nor authenticates as it.
 //
 // AES-256-GCM is always used through cipher.NewGCMWithRandomNonce: a random
 // 96-bit nonce is prepended to the ciphertext. Every key here seals few
@@ -277,38 +280,61 @@ func OpenHistoryLink(newer EpochKey, g coffer.GroupID, olderEpoch uint64, link [
 	return k, nil
 }
 
-// metadataPurposes lists the labels SealMetadata accepts. The purpose picks
-// the derived key, so letting any label through would let a caller derive,
-// say, the history-link key of the previous epoch; an allowlist keeps every
-// purpose's key distinct by construction.
-var metadataPurposes = map[string]bool{
-	coffer.LabelGroupMeta:    true,
-	coffer.LabelResourceMeta: true,
+// metadataPurposes lists the labels SealMetadata accepts, with the length of
+// the binding each requires. The purpose picks the derived key, so letting any
+// label through would let a caller derive, say, the history-link key of the
+// previous epoch; an allowlist keeps every purpose's key distinct by
+// construction. A fixed binding length per purpose keeps the HKDF info (and
+// the AAD) an unambiguous concatenation of fixed-length fields.
+var metadataPurposes = map[string]int{
+	coffer.LabelGroupMeta:    0,                            // the group id is already in the context
+	coffer.LabelResourceMeta: len(coffer.ResourceID{}) + 8, // resource id ‖ version (big endian)
 }
 
-// SealMetadata encrypts a small metadata blob under a key derived from k for
-// purpose, which must be coffer.LabelGroupMeta or coffer.LabelResourceMeta.
-// binding names the object the metadata belongs to, for example resource id
-// ‖ version, and is authenticated but not stored: opening it under another
-// binding fails, so the server cannot move metadata between objects.
-// The output is 28 bytes longer than plaintext.
-//
-// It panics on any other purpose, which is a programming error.
-func SealMetadata(k EpochKey, g coffer.GroupID, epoch uint64, purpose string, binding, plaintext []byte) []byte {
-	if !metadataPurposes[purpose] {
-		panic(fmt.Sprintf("groupkey: %q is not a metadata purpose", purpose))
+// metadataKey derives the AES-256-GCM key for the metadata of one object:
+// the object's binding is part of the HKDF info, so no two objects (two
+// resources, two versions of one resource, or two groups) share a key, and
+// learning or misusing one object's key says nothing about another's.
+func metadataKey(k EpochKey, g coffer.GroupID, epoch uint64, purpose string, binding []byte) []byte {
+	return derive(k[:], purpose, bindContext(g, epoch, binding))
+}
+
+func checkMetadataPurpose(purpose string, binding []byte) error {
+	n, ok := metadataPurposes[purpose]
+	if !ok {
+		return fmt.Errorf("groupkey: %q is not a metadata purpose", purpose)
 	}
-	a := newAEAD(derive(k[:], purpose, bindContext(g, epoch)))
+	if len(binding) != n {
+		return fmt.Errorf("groupkey: %s binding is %d bytes, want %d", purpose, len(binding), n)
+	}
+	return nil
+}
+
+// SealMetadata encrypts a small metadata blob for one object under a key
+// derived from k, purpose and binding. purpose must be coffer.LabelGroupMeta
+// (binding empty: the group is the object) or coffer.LabelResourceMeta
+// (binding = resource id ‖ version, 24 bytes). The binding is authenticated
+// but not stored: opening under another binding fails, so the server cannot
+// move metadata between objects. The output is 28 bytes longer than
+// plaintext.
+//
+// It panics on any other purpose or binding length, which is a programming
+// error.
+func SealMetadata(k EpochKey, g coffer.GroupID, epoch uint64, purpose string, binding, plaintext []byte) []byte {
+	if err := checkMetadataPurpose(purpose, binding); err != nil {
+		panic(err.Error())
+	}
+	a := newAEAD(metadataKey(k, g, epoch, purpose, binding))
 	return a.Seal(nil, nil, plaintext, coffer.SignedMessage(purpose, bindContext(g, epoch, binding)))
 }
 
 // OpenMetadata decrypts a blob made by SealMetadata with the same key, group,
 // epoch, purpose and binding.
 func OpenMetadata(k EpochKey, g coffer.GroupID, epoch uint64, purpose string, binding, ciphertext []byte) ([]byte, error) {
-	if !metadataPurposes[purpose] {
-		return nil, fmt.Errorf("groupkey: %q is not a metadata purpose", purpose)
+	if err := checkMetadataPurpose(purpose, binding); err != nil {
+		return nil, err
 	}
-	a := newAEAD(derive(k[:], purpose, bindContext(g, epoch)))
+	a := newAEAD(metadataKey(k, g, epoch, purpose, binding))
 	pt, err := a.Open(nil, nil, ciphertext, coffer.SignedMessage(purpose, bindContext(g, epoch, binding)))
 	if err != nil {
 		return nil, errors.New("groupkey: metadata does not open for this object, group and epoch")
