@@ -64,28 +64,34 @@ func newResourceWorld(t *testing.T, mutate func(*server.Config)) *resourceWorld 
 	}
 	w.owner, w.writer, w.reader, w.outsider = mk("owner"), mk("writer"), mk("reader"), mk("outsider")
 
-	w.g = coffer.NewGroupID()
+	w.g = w.mustGroup(t, []member{w.owner, w.writer, w.reader}, []coffer.Role{coffer.RoleOwner, coffer.RoleWriter, coffer.RoleReader})
+	return w
+}
+
+// mustGroup creates a group whose genesis adds members with roles; the
+// first member must be the owner and authors it.
+func (w *resourceWorld) mustGroup(t *testing.T, members []member, roles []coffer.Role) coffer.GroupID {
+	t.Helper()
+	g := coffer.NewGroupID()
+	owner := members[0]
 	k := groupkey.NewEpochKey()
-	commit := &coffer.Commit{Group: w.g, Seq: 1, Epoch: 1, Author: w.owner.acct.ID, Time: time.Now().UnixMilli(),
-		ShareHistory: true, KeyCommitment: groupkey.Commitment(k, w.g, 1)}
+	commit := &coffer.Commit{Group: g, Seq: 1, Epoch: 1, Author: owner.acct.ID, Time: time.Now().UnixMilli(),
+		ShareHistory: true, KeyCommitment: groupkey.Commitment(k, g, 1)}
 	var wraps []api.Wrap
-	for _, m := range []struct {
-		member
-		role coffer.Role
-	}{{w.owner, coffer.RoleOwner}, {w.writer, coffer.RoleWriter}, {w.reader, coffer.RoleReader}} {
-		commit.Ops = append(commit.Ops, coffer.Op{Kind: coffer.OpAdd, Member: m.acct.ID, Handle: m.id.Public.Handle, Role: m.role,
+	for i, m := range members {
+		commit.Ops = append(commit.Ops, coffer.Op{Kind: coffer.OpAdd, Member: m.acct.ID, Handle: m.id.Public.Handle, Role: roles[i],
 			SigningKey: m.id.Public.SigningKey, EncryptionKey: m.id.Public.EncryptionKey})
-		wrap, err := groupkey.Wrap(m.id.Public.EncryptionKey, w.g, 1, m.acct.ID, k)
+		wrap, err := groupkey.Wrap(m.id.Public.EncryptionKey, g, 1, m.acct.ID, k)
 		if err != nil {
 			t.Fatal(err)
 		}
 		wraps = append(wraps, api.Wrap{Member: m.acct.ID, Epoch: 1, Wrap: wrap})
 	}
-	sc := coffer.SignCommit(commit, w.owner.id.Key)
-	w.ts.Do(t, "POST", "/v1/groups", w.owner.token, api.CommitRequest{
+	sc := coffer.SignCommit(commit, owner.id.Key)
+	w.ts.Do(t, "POST", "/v1/groups", owner.token, api.CommitRequest{
 		Commit: api.SignedCommit{Body: sc.Body, Signature: sc.Signature}, Wraps: wraps,
 	}).Check(t, 201, "")
-	return w
+	return g
 }
 
 // exchange sends req and checks the response against the operation at
