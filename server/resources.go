@@ -445,22 +445,8 @@ func (s *Server) handleResourceContent(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, err)
 		return
 	}
-	res, err := s.resources.Resource(r.Context(), callerFrom(r.Context()), g, id)
+	res, blob, err := s.openCurrent(r, g, id, want)
 	if err != nil {
-		Error(w, r, err)
-		return
-	}
-	if want != 0 && want != res.Version {
-		// Answered here rather than by ServeContent, to get a problem body.
-		Error(w, r, preconditionFailed(res.Version))
-		return
-	}
-	blob, err := s.blobs.Open(r.Context(), res.BlobKey)
-	if err != nil {
-		if coffer.ErrorCode(err) == coffer.ENOTFOUND {
-			// The row says the blob exists: this is damage, not a 404.
-			err = fmt.Errorf("blob of resource %s version %d is missing", res.ID, res.Version)
-		}
 		Error(w, r, err)
 		return
 	}
@@ -475,6 +461,51 @@ func (s *Server) handleResourceContent(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "private, no-cache")
 	http.ServeContent(w, r, "", res.Updated, blob)
+}
+
+// openCurrent reads the resource's row and opens its blob. The two are not
+// one snapshot: a replace or delete that commits between them deletes the
+// blob the row named. That is a race with a writer, not damage, so a
+// missing blob sends it back to the row: a deleted resource answers 404, a
+// version other than the If-Match one 412, and without If-Match the newer
+// version is served. Only a row that still names the missing blob is
+// damage, and only that is a server error.
+func (s *Server) openCurrent(r *http.Request, g coffer.GroupID, id coffer.ResourceID, want uint64) (*coffer.Resource, coffer.Blob, error) {
+	caller := callerFrom(r.Context())
+	res, err := s.resources.Resource(r.Context(), caller, g, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	for attempt := 0; ; attempt++ {
+		if want != 0 && want != res.Version {
+			// Answered here rather than by ServeContent, to get a problem body.
+			return nil, nil, preconditionFailed(res.Version)
+		}
+		blob, err := s.blobs.Open(r.Context(), res.BlobKey)
+		if err == nil {
+			return res, blob, nil
+		}
+		if coffer.ErrorCode(err) != coffer.ENOTFOUND {
+			return nil, nil, err
+		}
+		cur, err := s.resources.Resource(r.Context(), caller, g, id)
+		if err != nil {
+			return nil, nil, err // deleted meanwhile: 404
+		}
+		switch {
+		case cur.BlobKey == res.BlobKey:
+			// The row says the blob exists: this is damage, not a 404.
+			return nil, nil, fmt.Errorf("blob of resource %s version %d is missing", res.ID, res.Version)
+		case want != 0 && cur.Version == want:
+			// Deleted and created again under the same version number: not
+			// the version whose header the caller verified.
+			return nil, nil, preconditionFailed(cur.Version)
+		case attempt == 2:
+			// Writers keep superseding it faster than it can be opened.
+			return nil, nil, preconditionFailed(cur.Version)
+		}
+		res = cur
+	}
 }
 
 func preconditionFailed(current uint64) error {
