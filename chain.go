@@ -46,6 +46,8 @@ import (
 //     both (RuleEpoch, RuleKeyCommitment).
 //   - the history flag never changes after the genesis (RuleHistoryFlag), and
 //     a commit has at least one op (RuleEmpty).
+//   - every signing key an add op brings in passes CheckSigningKey: not of
+//     small order, canonically encoded (RuleWeakKey, checked by ParseCommit).
 //
 // Authorization is judged against the state before the commit, and a commit
 // applies atomically: each op sees the roles as they were when the author
@@ -74,6 +76,7 @@ const (
 	RuleSelfPromotion   = "self-promotion"   // an author raising their own role
 	RuleOwnerProtection = "owner-protection" // a non-owner touching an owner, or no owner left
 	RuleNoOp            = "no-op"            // set-role to the role the member already has
+	RuleWeakKey         = "weak-key"         // an added signing key is of small order or not canonical
 )
 
 func ruleErr(rule, format string, args ...any) *Error {

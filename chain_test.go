@@ -547,6 +547,29 @@ var chainCases = []chainCase{
 		op.Handle = "User-5"
 		return p.base(tb).Do(p.owner, op).commits
 	}},
+	{"add-small-order-key", "an add op whose signing key is the identity point", coffer.RuleWeakKey, func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+		op := addOp(p.m5, coffer.RoleReader)
+		op.SigningKey = mustHex(tb, "0100000000000000000000000000000000000000000000000000000000000000")
+		return p.base(tb).Do(p.owner, op).commits
+	}},
+	{"add-order-8-key", "an add op whose signing key is a point of order 8", coffer.RuleWeakKey, func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+		op := addOp(p.m5, coffer.RoleAdmin)
+		op.SigningKey = mustHex(tb, "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a")
+		return p.base(tb).Do(p.owner, op).commits
+	}},
+	{"add-non-canonical-key", "an add op whose signing key encodes y = p+3 instead of 3", coffer.RuleWeakKey, func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+		op := addOp(p.m5, coffer.RoleReader)
+		op.SigningKey = mustHex(tb, "f0ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f")
+		return p.base(tb).Do(p.owner, op).commits
+	}},
+	{"genesis-small-order-key", "a genesis whose author's key is the identity point, signed with the signature (identity, 0) that verifies for every message", coffer.RuleWeakKey, func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+		identity := mustHex(tb, "0100000000000000000000000000000000000000000000000000000000000000")
+		op := addOp(p.owner, coffer.RoleOwner)
+		op.SigningKey = identity
+		b := newChain(tb, 1)
+		c := b.Next(p.owner, op)
+		return b.PushSigned(c, coffer.SignedCommit{Body: c.Marshal(), Signature: append(slices.Clone(identity), make([]byte, 32)...)}).commits
+	}},
 	{"too-many-ops", "a commit with MaxCommitOps+1 ops", coffer.RuleTooLarge, func(tb testing.TB, p chainCast) []coffer.SignedCommit {
 		ops := make([]coffer.Op, coffer.MaxCommitOps+1)
 		for i := range ops {
@@ -566,7 +589,16 @@ var allRules = []string{
 	coffer.RuleGroup, coffer.RuleSeq, coffer.RulePrev, coffer.RuleAuthor, coffer.RuleSignature,
 	coffer.RuleHistoryFlag, coffer.RuleEmpty, coffer.RuleEpoch, coffer.RuleRotation, coffer.RuleKeyCommitment,
 	coffer.RuleDuplicateMember, coffer.RuleNotMember, coffer.RuleSelfPromotion, coffer.RuleOwnerProtection,
-	coffer.RuleNoOp,
+	coffer.RuleNoOp, coffer.RuleWeakKey,
+}
+
+func mustHex(tb testing.TB, s string) []byte {
+	tb.Helper()
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
 }
 
 func TestEveryRuleHasANegativeCase(t *testing.T) {

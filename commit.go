@@ -171,7 +171,8 @@ func boolByte(v bool) uint8 {
 // ids). It does not check the commit against a group: that is the chain
 // verifier's job. It accepts only the canonical encoding, with no trailing
 // bytes. Errors are *Error with code EINVALID and Rule RuleVersion,
-// RuleUnknownOp, RuleTooLarge or RuleMalformed.
+// RuleUnknownOp, RuleTooLarge, RuleMalformed or RuleWeakKey (an add op whose
+// signing key CheckSigningKey refuses).
 //
 // The returned commit does not alias body.
 func ParseCommit(body []byte) (*Commit, error) {
@@ -284,6 +285,9 @@ func parseOp(s *cryptobyte.String) (Op, *Error) {
 		return op, ruleErr(RuleMalformed, "add op: %s", ErrorMessage(err))
 	}
 	op.Handle = h
+	if err := CheckSigningKey(sk); err != nil {
+		return op, ruleErr(RuleWeakKey, "add op for %s: %s", h, ErrorMessage(err))
+	}
 	if err := CheckEncryptionKey(ek); err != nil {
 		return op, ruleErr(RuleMalformed, "add op for %s: %s", h, ErrorMessage(err))
 	}

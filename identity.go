@@ -54,15 +54,17 @@ func (id PublicIdentity) Marshal() []byte {
 }
 
 // ParsePublicIdentity parses and fully validates a canonical identity
-// encoding: the version, the handle syntax, both key sizes, and that the
-// encryption key is a valid X-Wing public key.
+// encoding: the version, the handle syntax, both key sizes, that the signing
+// key is a canonical Ed25519 point not of small order (CheckSigningKey), and
+// that the encryption key is a valid X-Wing public key.
 func ParsePublicIdentity(data []byte) (PublicIdentity, error) {
 	return parsePublicIdentity(data, true)
 }
 
 // ParseStoredPublicIdentity parses an identity that this device stored
-// itself after ParsePublicIdentity accepted it. It checks the structure and
-// sizes but does not expand the X-Wing key again, which costs about as much
+// itself after ParsePublicIdentity accepted it. It checks the structure,
+// the sizes and the signing key (which is cheap), but does not expand the
+// X-Wing key again, which costs about as much
 // as an HPKE seal and dominates loading thousands of contacts. Never use it
 // on bytes that came from the network.
 func ParseStoredPublicIdentity(data []byte) (PublicIdentity, error) {
@@ -100,14 +102,6 @@ func parsePublicIdentity(data []byte, checkKEM bool) (PublicIdentity, error) {
 	}
 	// Copy the keys out, so the identity does not alias (or pin) data.
 	return PublicIdentity{Handle: h, SigningKey: ed25519.PublicKey(bytes.Clone(sk)), EncryptionKey: bytes.Clone(ek)}, nil
-}
-
-// CheckSigningKey checks that k has the size of an Ed25519 public key.
-func CheckSigningKey(k []byte) error {
-	if len(k) != SigningKeySize {
-		return Errorf(EINVALID, "signing key must be %d bytes, got %d", SigningKeySize, len(k))
-	}
-	return nil
 }
 
 // CheckEncryptionKey checks that k is a valid X-Wing public key.
