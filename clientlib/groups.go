@@ -473,6 +473,12 @@ type change func(s *coffer.GroupState, keys map[uint64]groupkey.EpochKey) (ops [
 // commitChange syncs, builds, signs and appends a change, retrying a bounded
 // number of times when another writer appended first.
 func (c *Client) commitChange(ctx context.Context, g coffer.GroupID, build change) (*coffer.GroupState, error) {
+	return c.commitChangeMeta(ctx, g, build, nil)
+}
+
+// commitChangeMeta is commitChange; a rotation seals newMeta, when set,
+// instead of the group's current name and description.
+func (c *Client) commitChangeMeta(ctx context.Context, g coffer.GroupID, build change, newMeta func(current *groupMeta) *groupMeta) (*coffer.GroupState, error) {
 	id, me, err := c.me()
 	if err != nil {
 		return nil, err
@@ -534,6 +540,9 @@ func (c *Client) commitChange(ctx context.Context, g coffer.GroupID, build chang
 			// Re-seal the group's name under the new epoch so that later
 			// renames are hidden from removed members.
 			meta, err := c.groupMeta(ctx, g, keys)
+			if newMeta != nil && (err == nil || !coffer.IsSecurity(err)) {
+				meta, err = newMeta(meta), nil
+			}
 			switch {
 			case err == nil:
 				b, _ := json.Marshal(meta)

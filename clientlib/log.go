@@ -218,6 +218,16 @@ func (c *Client) Checkpoint() (string, error) {
 	return string(b), err
 }
 
+// LatestCheckpoint fetches the server's current checkpoint, verifies it
+// and its consistency with every checkpoint this device saw, and returns
+// the largest one this device now holds (what Checkpoint returns).
+func (c *Client) LatestCheckpoint(ctx context.Context) (string, error) {
+	if _, err := c.latestCheckpoint(ctx); err != nil {
+		return "", err
+	}
+	return c.Checkpoint()
+}
+
 // CheckCheckpoint checks a checkpoint that another client or a witness saw
 // (their Checkpoint) against this device's view of the log: it must be
 // signed by the pinned log key, and it and this device's own largest

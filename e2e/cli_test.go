@@ -89,7 +89,7 @@ func TestCLIStory(t *testing.T) {
 	}
 
 	// alice removes bob, then puts a new file that bob must not read.
-	alice.ok(t, "group", "remove", "project x", "bob")
+	alice.ok(t, "group", "remove", "project x", "bob", "--yes")
 	notes := mustWriteRandom(t, files, "notes.bin", 70<<10)
 	r2 := mustParseResourceID(t, alice.ok(t, "put", "project x", notes, "--name", "notes after bob"))
 	bobGot := filepath.Join(files, "bob-notes.bin")
@@ -271,7 +271,7 @@ func (s *syncBuffer) Bytes() []byte {
 // startCLIServer runs cofferd -dev on a free port with a fresh data
 // directory, waits for /readyz, and stops it with SIGINT when the test
 // ends. Its log goes to the suite's secret canary.
-func startCLIServer(t *testing.T, bins cliBinaries) *cliServer {
+func startCLIServer(t *testing.T, bins cliBinaries, extraArgs ...string) *cliServer {
 	t.Helper()
 	s := &cliServer{bins: bins, data: filepath.Join(t.TempDir(), "data"), home: t.TempDir()}
 	addr := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
@@ -279,7 +279,8 @@ func startCLIServer(t *testing.T, bins cliBinaries) *cliServer {
 	sink := NewLogSink()
 	// Every CLI run refreshes its session, an auth request: lift the
 	// per-IP limit that a fast test would otherwise hit.
-	cmd := exec.Command(bins.cofferd, "-dev", "-data", s.data, "-addr", addr, "-auth-rate-limit", "100000")
+	args := append([]string{"-dev", "-data", s.data, "-addr", addr, "-auth-rate-limit", "100000"}, extraArgs...)
+	cmd := exec.Command(bins.cofferd, args...)
 	cmd.Env = cleanEnv(nil)
 	cmd.Stdout, cmd.Stderr = sink, sink
 	if err := cmd.Start(); err != nil {
@@ -395,7 +396,9 @@ type cliProfile struct {
 	srv    *cliServer
 	handle string
 	dir    string
-	viaEnv bool // pass the profile as COFFER_PROFILE instead of --profile
+	viaEnv bool     // pass the profile as COFFER_PROFILE instead of --profile
+	env    []string // more environment, such as COFFER_SERVER
+	stdin  *os.File // standard input of the next run (default: none)
 }
 
 func (s *cliServer) profile(t *testing.T, handle string, viaEnv bool) *cliProfile {
@@ -406,7 +409,7 @@ func (s *cliServer) profile(t *testing.T, handle string, viaEnv bool) *cliProfil
 // stdout and stderr.
 func (p *cliProfile) run(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	env := []string{"HOME=" + p.srv.home}
+	env := append([]string{"HOME=" + p.srv.home}, p.env...)
 	if p.viaEnv {
 		env = append(env, "COFFER_PROFILE="+p.dir)
 	} else {
@@ -416,6 +419,9 @@ func (p *cliProfile) run(t *testing.T, args ...string) (code int, stdout, stderr
 	cmd.Env = cleanEnv(env)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
+	if p.stdin != nil {
+		cmd.Stdin = p.stdin
+	}
 	err := cmd.Run()
 	p.srv.output.Write(out.Bytes())
 	p.srv.output.Write(errb.Bytes())

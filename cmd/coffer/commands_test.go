@@ -12,8 +12,6 @@ import (
 	"testing/iotest"
 	"time"
 
-	"github.com/spf13/cobra"
-
 	"github.com/cofferhq/coffer"
 )
 
@@ -25,15 +23,6 @@ func runCoffer(t *testing.T, env map[string]string, args ...string) (int, string
 	getenv := func(k string) string { return env[k] }
 	code := run(context.Background(), args, strings.NewReader(""), &stdout, &stderr, getenv)
 	return code, stdout.String(), stderr.String()
-}
-
-// allCommands walks the command tree.
-func allCommands(c *cobra.Command) []*cobra.Command {
-	out := []*cobra.Command{c}
-	for _, sub := range c.Commands() {
-		out = append(out, allCommands(sub)...)
-	}
-	return out
 }
 
 func TestEveryCommandHasHelp(t *testing.T) {
@@ -98,11 +87,11 @@ func TestUninitializedProfile(t *testing.T) {
 func TestInitRejectsBadInputOffline(t *testing.T) {
 	dir := t.TempDir()
 	code, _, stderr := runCoffer(t, nil, "--profile", dir, "init", "--server", "http://127.0.0.1:1", "--handle", "Not A Handle")
-	if code != exitError || !strings.Contains(stderr, "3 to 32 characters") {
+	if code != exitUsage || !strings.Contains(stderr, "3 to 32 characters") {
 		t.Errorf("init with a bad handle: exit %d\n%s", code, stderr)
 	}
 	code, _, stderr = runCoffer(t, nil, "--profile", dir, "init", "--server", "ftp://x", "--handle", "alice")
-	if code != exitError || !strings.Contains(stderr, "http(s)://") {
+	if code != exitUsage || !strings.Contains(stderr, "http(s)://") {
 		t.Errorf("init with a bad URL: exit %d\n%s", code, stderr)
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {

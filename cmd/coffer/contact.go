@@ -53,6 +53,9 @@ A QR payload (coffer:v1:…) scanned from coffer whoami --qr is accepted too.`,
 			if err != nil {
 				return withHandle(handle, err)
 			}
+			if a.asJSON {
+				return a.printJSON(contactJSON{ct.Handle, ct.AccountID, ct.State.String(), ct.SafetyNumber()})
+			}
 			fmt.Fprintf(a.stdout, "%s is verified (account %s)\n", ct.Handle, ct.AccountID)
 			return nil
 		}),
@@ -68,7 +71,6 @@ type contactJSON struct {
 }
 
 func (a *app) contactListCmd() *cobra.Command {
-	var asJSON bool
 	cmd := &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
@@ -96,7 +98,7 @@ local key store.`,
 			for _, ct := range cts {
 				out = append(out, contactJSON{ct.Handle, ct.AccountID, ct.State.String(), ct.SafetyNumber()})
 			}
-			if asJSON {
+			if a.asJSON {
 				return a.printJSON(out)
 			}
 			if len(out) == 0 {
@@ -111,6 +113,5 @@ local key store.`,
 			return tw.Flush()
 		}),
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }

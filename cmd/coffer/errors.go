@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -27,6 +28,17 @@ type runError struct{ err error }
 
 func (e *runError) Error() string { return e.err.Error() }
 func (e *runError) Unwrap() error { return e.err }
+
+// usageError marks a bad value the command line gave: a flag or argument
+// that parsed but is not acceptable (an unknown role, a certificate file
+// that does not load, a missing --yes). It is a usage error (exit 2) even
+// though it is found inside a command's work.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Errorf(format, args...)} }
 
 // handleError attaches the handle a command was acting on, so that an
 // unverified or changed key can be explained with the exact command that
@@ -67,10 +79,11 @@ func withHint(err error, hint string) error {
 // exitCode maps an error from Execute to the process exit code.
 func exitCode(err error) int {
 	var re *runError
+	var ue *usageError
 	switch {
 	case err == nil:
 		return exitOK
-	case !errors.As(err, &re):
+	case !errors.As(err, &re), errors.As(err, &ue):
 		return exitUsage
 	case coffer.IsSecurity(err):
 		return exitSecurity
@@ -84,8 +97,9 @@ func exitCode(err error) int {
 // the profile's server URL, or "" when no profile was loaded.
 func describe(err error, server string) string {
 	var re *runError
-	if !errors.As(err, &re) {
-		return err.Error() // usage errors: cobra's text names the problem
+	var ue *usageError
+	if !errors.As(err, &re) || errors.As(err, &ue) {
+		return message(err) // usage errors: the text names the problem
 	}
 	msg := describeRun(err, server)
 	var he *hintError
@@ -183,4 +197,40 @@ func orUnknown(server string) string {
 		return "the server"
 	}
 	return server
+}
+
+// errorJSON is an error as --json prints it on stderr, for scripts that
+// branch on more than the exit code.
+type errorJSON struct {
+	Error struct {
+		Exit    int    `json:"exit"`
+		Code    string `json:"code"`            // a coffer error code, "usage", or "error"
+		Check   string `json:"check,omitempty"` // the failed check of a security error
+		Rule    string `json:"rule,omitempty"`  // the verifier rule, when one failed
+		Message string `json:"message"`         // what describe prints
+	} `json:"error"`
+}
+
+func (a *app) printErrorJSON(err error, server string, code int) {
+	var out errorJSON
+	e := &out.Error
+	e.Exit, e.Message = code, describe(err, server)
+	var se *coffer.SecurityError
+	var ce *coffer.Error
+	switch {
+	case code == exitUsage:
+		e.Code = "usage"
+	case errors.As(err, &se):
+		e.Code, e.Check = string(coffer.ESECURITY), se.Check
+		if errors.As(se.Err, &ce) {
+			e.Rule = ce.Rule
+		}
+	case errors.As(err, &ce):
+		e.Code, e.Rule = string(ce.Code), ce.Rule
+	default:
+		e.Code = "error"
+	}
+	enc := json.NewEncoder(a.stderr)
+	enc.SetIndent("", "  ")
+	enc.Encode(out)
 }

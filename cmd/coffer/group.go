@@ -26,7 +26,7 @@ GROUP is a group id or, when it is unique among your groups, its name.`,
 		RunE: helpIfNoArgs,
 	}
 	cmd.AddCommand(a.groupCreateCmd(), a.groupLsCmd(), a.groupMembersCmd(), a.groupAddCmd(),
-		a.groupRemoveCmd(), a.groupRoleCmd(), a.groupRotateCmd(), a.groupLogCmd())
+		a.groupRemoveCmd(), a.groupRoleCmd(), a.groupRotateCmd(), a.groupLogCmd(), a.groupRenameCmd())
 	return cmd
 }
 
@@ -64,6 +64,7 @@ func (a *app) groupAction(f func(ctx context.Context, c *clientlib.Client, g cof
 		if err != nil {
 			return err
 		}
+		a.groupText = args[0]
 		return f(ctx, c, g, args[1:])
 	})
 }
@@ -90,6 +91,9 @@ joined. With --no-history they read only what is shared from then on.`,
 			if err != nil {
 				return err
 			}
+			if a.asJSON {
+				return a.printJSON(changeJSON{Group: g, Action: "create", Name: args[0], Epoch: 1})
+			}
 			fmt.Fprintln(a.stdout, g)
 			a.notice("created group %q; add members with: coffer group add %s HANDLE", args[0], g)
 			return nil
@@ -112,7 +116,6 @@ type groupJSON struct {
 }
 
 func (a *app) groupLsCmd() *cobra.Command {
-	var asJSON bool
 	cmd := &cobra.Command{
 		Use:     "ls",
 		Aliases: []string{"list"},
@@ -133,7 +136,7 @@ verified and its name decrypted on this device.`,
 			for _, g := range groups {
 				out = append(out, groupJSON{g.ID, g.Name, g.Description, g.Role.String(), g.Epoch, g.Seq, g.ShareHistory})
 			}
-			if asJSON {
+			if a.asJSON {
 				return a.printJSON(out)
 			}
 			if len(out) == 0 {
@@ -148,7 +151,6 @@ verified and its name decrypted on this device.`,
 			return tw.Flush()
 		}),
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
 
@@ -169,7 +171,6 @@ type memberJSON struct {
 }
 
 func (a *app) groupMembersCmd() *cobra.Command {
-	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "members GROUP",
 		Short: "List a group's members, their roles and whether you verified their keys",
@@ -194,7 +195,7 @@ someone else are vouched for by that admin's signature, not by you.`,
 			for _, m := range members {
 				out = append(out, memberJSON{m.Handle, m.ID, m.Role.String(), m.Trust.String(), m.JoinedEpoch})
 			}
-			if asJSON {
+			if a.asJSON {
 				return a.printJSON(out)
 			}
 			tw := a.table()
@@ -205,7 +206,6 @@ someone else are vouched for by that admin's signature, not by you.`,
 			return tw.Flush()
 		}),
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
 
@@ -214,7 +214,7 @@ someone else are vouched for by that admin's signature, not by you.`,
 func memberRole(s string) (coffer.Role, error) {
 	r, err := coffer.ParseRole(s)
 	if err != nil || r == coffer.RoleOwner {
-		return coffer.RoleNone, fmt.Errorf("invalid role %q: use reader, writer or admin", s)
+		return coffer.RoleNone, usagef("invalid role %q: use reader, writer or admin", s)
 	}
 	return r, nil
 }
@@ -235,6 +235,11 @@ HANDLE's keys must be verified first (coffer contact verify); otherwise add
 refuses, because the key the server shows could be the server's own.`,
 		Args:              exactArgs(2),
 		ValidArgsFunction: a.completeArgs(argGroup, argContact),
+		// A bad --role is a usage error, found before any request.
+		PreRunE: func(*cobra.Command, []string) error {
+			_, err := memberRole(roleName)
+			return err
+		},
 		RunE: a.groupAction(func(ctx context.Context, c *clientlib.Client, g coffer.GroupID, args []string) error {
 			role, err := memberRole(roleName)
 			if err != nil {
@@ -243,6 +248,9 @@ refuses, because the key the server shows could be the server's own.`,
 			handle := args[0]
 			if err := c.AddMember(ctx, g, handle, role); err != nil {
 				return withHandle(handle, err)
+			}
+			if a.asJSON {
+				return a.printJSON(changeJSON{Group: g, Action: "add", Member: handle, Role: role.String()})
 			}
 			a.notice("added %s as %s", handle, role)
 			return nil
@@ -254,24 +262,36 @@ refuses, because the key the server shows could be the server's own.`,
 }
 
 func (a *app) groupRemoveCmd() *cobra.Command {
-	return &cobra.Command{
+	var yes bool
+	cmd := &cobra.Command{
 		Use:     "remove GROUP HANDLE",
 		Aliases: []string{"rm"},
 		Short:   "Remove a member and rotate the group key",
 		Long: `remove takes HANDLE out of GROUP and, in the same signed commit, rotates to
 a fresh group key wrapped only for the remaining members. HANDLE keeps
-whatever they already downloaded, but cannot read anything shared after.`,
+whatever they already downloaded, but cannot read anything shared after.
+
+On a terminal it asks for confirmation first; --yes skips the question, and
+is required when standard input is not a terminal.`,
 		Args:              exactArgs(2),
 		ValidArgsFunction: a.completeArgs(argGroup, argMember),
 		RunE: a.groupAction(func(ctx context.Context, c *clientlib.Client, g coffer.GroupID, args []string) error {
 			handle := args[0]
+			if err := a.confirm(yes, fmt.Sprintf("Remove %s from group %s and rotate its key?", handle, a.groupText)); err != nil {
+				return err
+			}
 			if err := c.RemoveMember(ctx, g, handle); err != nil {
 				return withHandle(handle, err)
+			}
+			if a.asJSON {
+				return a.printJSON(changeJSON{Group: g, Action: "remove", Member: handle})
 			}
 			a.notice("removed %s and rotated the group key; %s cannot read anything shared from now on", handle, handle)
 			return nil
 		}),
 	}
+	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
+	return cmd
 }
 
 func (a *app) groupRoleCmd() *cobra.Command {
@@ -280,6 +300,10 @@ func (a *app) groupRoleCmd() *cobra.Command {
 		Short:             "Change a member's role (a demotion rotates the group key)",
 		Args:              exactArgs(3),
 		ValidArgsFunction: a.completeArgs(argGroup, argMember, argRole),
+		PreRunE: func(_ *cobra.Command, args []string) error {
+			_, err := memberRole(args[2])
+			return err
+		},
 		RunE: a.groupAction(func(ctx context.Context, c *clientlib.Client, g coffer.GroupID, args []string) error {
 			role, err := memberRole(args[1])
 			if err != nil {
@@ -287,6 +311,9 @@ func (a *app) groupRoleCmd() *cobra.Command {
 			}
 			if err := c.ChangeRole(ctx, g, args[0], role); err != nil {
 				return withHandle(args[0], err)
+			}
+			if a.asJSON {
+				return a.printJSON(changeJSON{Group: g, Action: "set-role", Member: args[0], Role: role.String()})
 			}
 			a.notice("%s is now %s", args[0], role)
 			return nil
@@ -312,6 +339,9 @@ schedule.`,
 			if err != nil {
 				return err
 			}
+			if a.asJSON {
+				return a.printJSON(changeJSON{Group: g, Action: "rotate", Epoch: e})
+			}
 			a.notice("rotated the group key; now at epoch %d", e)
 			return nil
 		}),
@@ -319,7 +349,6 @@ schedule.`,
 }
 
 func (a *app) groupLogCmd() *cobra.Command {
-	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "log GROUP",
 		Short: "Show the group's verified membership history",
@@ -335,7 +364,7 @@ entry is signed by an owner or admin who was allowed to make it.`,
 				return err
 			}
 			entries := historyEntries(commits)
-			if asJSON {
+			if a.asJSON {
 				return a.printJSON(entries)
 			}
 			tw := a.table()
@@ -346,7 +375,6 @@ entry is signed by an owner or admin who was allowed to make it.`,
 			return tw.Flush()
 		}),
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
 
@@ -423,4 +451,50 @@ func historyEntries(commits []*coffer.Commit) []historyEntry {
 		out = append(out, e)
 	}
 	return out
+}
+
+// changeJSON is what --json prints for a membership change.
+type changeJSON struct {
+	Group  coffer.GroupID `json:"group"`
+	Action string         `json:"action"` // create, add, remove, set-role, rotate, rename
+	Name   string         `json:"name,omitempty"`
+	Member string         `json:"member,omitempty"`
+	Role   string         `json:"role,omitempty"`
+	Epoch  uint64         `json:"epoch,omitempty"`
+}
+
+func (a *app) groupRenameCmd() *cobra.Command {
+	var description string
+	var cmd *cobra.Command
+	cmd = &cobra.Command{
+		Use:   "rename GROUP NEW_NAME",
+		Short: "Rename a group (owners and admins; rotates the group key)",
+		Long: `rename gives GROUP a new name, encrypted like the old one. The new name is
+sealed under a fresh group key in the same signed commit that rotates to
+it, so members removed earlier, who may still hold old keys, never read it.
+--description replaces the description as well; without it the current one
+is kept.`,
+		Args:              exactArgs(2),
+		ValidArgsFunction: a.completeArgs(argGroup, argOther),
+		RunE: a.groupAction(func(ctx context.Context, c *clientlib.Client, g coffer.GroupID, args []string) error {
+			var desc *string
+			if cmd.Flags().Changed("description") {
+				desc = &description
+			}
+			if err := c.RenameGroup(ctx, g, args[0], desc); err != nil {
+				return err
+			}
+			e, err := c.CurrentEpoch(ctx, g)
+			if err != nil {
+				return err
+			}
+			if a.asJSON {
+				return a.printJSON(changeJSON{Group: g, Action: "rename", Name: args[0], Epoch: e})
+			}
+			a.notice("renamed the group to %q (now at epoch %d)", args[0], e)
+			return nil
+		}),
+	}
+	cmd.Flags().StringVar(&description, "description", "", "a new description (default: keep the current one)")
+	return cmd
 }

@@ -21,30 +21,50 @@ func (a *app) initCmd() *cobra.Command {
 encryption key) on this device, registers its public half under HANDLE on
 the server and logs in. The private keys stay in the profile's key store.
 
-One profile holds one identity: use --profile DIR for another.`,
+One profile holds one identity: use --profile DIR for another.
+
+--server defaults to $COFFER_SERVER. --cacert, --cert and --key are stored in
+the profile, so later commands need not repeat them.`,
 		Example: `  coffer --profile /tmp/alice init --server http://127.0.0.1:8080 --handle alice`,
 		Args:    exactArgs(0),
 		RunE: action(func(ctx context.Context, _ []string) error {
 			return a.runInit(ctx, server, handle, logKey)
 		}),
 	}
-	cmd.Flags().StringVar(&server, "server", "", "base URL of the cofferd server, e.g. https://coffer.example.com")
+	cmd.Flags().StringVar(&server, "server", "", "base URL of the cofferd server, e.g. https://coffer.example.com (default $"+serverEnvVar+")")
 	cmd.Flags().StringVar(&handle, "handle", "", "your handle: 3 to 32 characters of a-z, 0-9, '.', '_', '-'")
 	cmd.Flags().StringVar(&logKey, "log-key", "", "the server's transparency log key, to pin instead of trusting the server on first use (cofferd prints it)")
-	cmd.MarkFlagRequired("server")
 	cmd.MarkFlagRequired("handle")
 	return cmd
 }
 
+// serverEnvVar is the server init uses when --server is not given.
+const serverEnvVar = "COFFER_SERVER"
+
 func (a *app) runInit(ctx context.Context, server, handle, logKey string) error {
+	if server == "" {
+		server = a.getenv(serverEnvVar)
+	}
+	if server == "" {
+		return usagef("init needs the server: pass --server URL or set %s", serverEnvVar)
+	}
 	if _, err := coffer.ParseHandle(handle); err != nil {
-		return err
+		return &usageError{err}
 	}
-	// Check the URL before anything touches the disk, so a typo does not
-	// leave a half-made profile behind.
+	// Check the URL and the TLS files before anything touches the disk, so
+	// a typo does not leave a half-made profile behind.
 	if _, err := clientlib.New(server, clientlib.NewMemoryKeyStore(), nil); err != nil {
+		return &usageError{err}
+	}
+	files, err := a.tlsFlags.resolved(nil)
+	if err != nil {
 		return err
 	}
+	opts, err := a.tlsFlags.options(nil)
+	if err != nil {
+		return err
+	}
+	opts.LogKey = logKey
 	p, err := a.profile()
 	if err != nil {
 		return err
@@ -56,13 +76,13 @@ func (a *app) runInit(ctx context.Context, server, handle, logKey string) error 
 				p.Dir, c.Identity().Handle(), cfg.Server)
 		}
 	}
-	cfg := &profile.Config{Server: server, LogKey: logKey}
+	cfg := &profile.Config{Server: server, LogKey: logKey, CACert: files.caCert, Cert: files.cert, Key: files.key}
 	a.cfg = cfg
 	ks, err := p.KeyStore()
 	if err != nil {
 		return err
 	}
-	c, err := clientlib.New(server, ks, &clientlib.Options{LogKey: logKey})
+	c, err := clientlib.New(server, ks, opts)
 	if err != nil {
 		return err
 	}
@@ -83,6 +103,10 @@ func (a *app) runInit(ctx context.Context, server, handle, logKey string) error 
 		return err
 	}
 	id := c.Identity()
+	if a.asJSON {
+		return a.printJSON(whoami{Handle: id.Handle(), AccountID: c.AccountID(), SafetyNumber: id.SafetyNumber(),
+			QRPayload: id.QRPayload(), Server: server, Profile: p.Dir})
+	}
 	a.notice("Registered %s on %s; profile %s", id.Handle(), server, p.Dir)
 	a.notice("Your safety number (others verify you with it):\n  %s", id.SafetyNumber())
 	return nil
@@ -99,7 +123,7 @@ type whoami struct {
 }
 
 func (a *app) whoamiCmd() *cobra.Command {
-	var asJSON, qr bool
+	var qr bool
 	cmd := &cobra.Command{
 		Use:   "whoami",
 		Short: "Show this profile's handle, account id and safety number",
@@ -119,7 +143,7 @@ It reads only the local key store; it does not contact the server.`,
 				Handle: id.Handle(), AccountID: c.AccountID(), SafetyNumber: id.SafetyNumber(),
 				QRPayload: id.QRPayload(), Server: a.cfg.Server, Profile: a.prof.Dir,
 			}
-			if asJSON {
+			if a.asJSON {
 				return a.printJSON(w)
 			}
 			fmt.Fprintf(a.stdout, "handle:         %s\naccount:        %s\nsafety number:  %s\nserver:         %s\nprofile:        %s\n",
@@ -134,7 +158,6 @@ It reads only the local key store; it does not contact the server.`,
 			return nil
 		}),
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.Flags().BoolVar(&qr, "qr", false, "also print a QR code of your fingerprint, for others to scan")
 	return cmd
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -89,51 +88,139 @@ writer role.`,
 		Args:              exactArgs(2),
 		ValidArgsFunction: a.completeArgs(argGroup, argFile),
 		RunE: a.groupAction(func(ctx context.Context, c *clientlib.Client, g coffer.GroupID, args []string) error {
-			file := args[0]
-			meta := clientlib.Meta{Name: name, ContentType: contentType}
-			var r io.Reader
-			if file == "-" {
-				if name == "" {
-					return errors.New("reading standard input needs --name NAME")
-				}
-				r = a.stdin
-			} else {
-				f, err := os.Open(file)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				fi, err := f.Stat()
-				if err != nil {
-					return err
-				}
-				if fi.IsDir() {
-					return fmt.Errorf("%s is a directory: put one file at a time (or a tar of it, from stdin)", file)
-				}
-				if fi.Mode().IsRegular() {
-					meta.Size = fi.Size()
-				}
-				if meta.Name == "" {
-					meta.Name = filepath.Base(file)
-				}
-				r = f
+			r, meta, closeFile, err := a.openInput(args[0], name, contentType)
+			if err != nil {
+				return err
 			}
-			if meta.ContentType == "" {
-				meta.ContentType = mime.TypeByExtension(filepath.Ext(meta.Name))
-			}
+			defer closeFile()
 			progress, done := a.progressBar("encrypting " + meta.Name)
 			res, err := c.PutWithOptions(ctx, g, r, meta, &clientlib.PutOptions{Progress: progress})
 			done()
 			if err != nil {
 				return err
 			}
-			fmt.Fprintln(a.stdout, res.ID)
-			a.notice("put %s (%d bytes) at epoch %d", res.Meta.Name, res.Meta.Size, res.Epoch)
-			return nil
+			return a.printWritten("put", res)
 		}),
 	}
 	cmd.Flags().StringVar(&name, "name", "", "name to store (default: the file's base name)")
 	cmd.Flags().StringVar(&contentType, "type", "", "content type (default: guessed from the name's extension)")
+	return cmd
+}
+
+// openInput opens FILE for put and replace ("-" is standard input, which
+// needs a name) and fills in the metadata the file gives: its size, base
+// name and, from the name's extension, its content type.
+func (a *app) openInput(file, name, contentType string) (io.Reader, clientlib.Meta, func(), error) {
+	meta := clientlib.Meta{Name: name, ContentType: contentType}
+	nothing := func() {}
+	var r io.Reader
+	if file == "-" {
+		if name == "" {
+			return nil, meta, nothing, usagef("reading standard input needs --name NAME")
+		}
+		r = a.stdin
+	} else {
+		f, err := os.Open(file)
+		if err != nil {
+			return nil, meta, nothing, err
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, meta, nothing, err
+		}
+		if fi.IsDir() {
+			f.Close()
+			return nil, meta, nothing, fmt.Errorf("%s is a directory: put one file at a time (or a tar of it, from stdin)", file)
+		}
+		if fi.Mode().IsRegular() {
+			meta.Size = fi.Size()
+		}
+		if meta.Name == "" {
+			meta.Name = filepath.Base(file)
+		}
+		r = f
+		nothing = func() { f.Close() }
+	}
+	if meta.ContentType == "" {
+		meta.ContentType = mime.TypeByExtension(filepath.Ext(meta.Name))
+	}
+	return r, meta, nothing, nil
+}
+
+// printWritten reports a resource put or replaced: its id on stdout for
+// scripts (or the whole resource with --json).
+func (a *app) printWritten(verb string, res *clientlib.Resource) error {
+	if a.asJSON {
+		return a.printJSON(resourceOf(res))
+	}
+	fmt.Fprintln(a.stdout, res.ID)
+	a.notice("%s %s (%d bytes) at epoch %d, version %d", verb, res.Meta.Name, res.Meta.Size, res.Epoch, res.Version)
+	return nil
+}
+
+func resourceOf(r *clientlib.Resource) resourceJSON {
+	return resourceJSON{r.ID, r.Meta.Name, r.Meta.ContentType, r.Meta.Size, r.Version,
+		r.Epoch, r.AuthorHandle, r.Author, r.Created.UTC(), r.Locked}
+}
+
+func (a *app) replaceCmd() *cobra.Command {
+	var name, contentType string
+	var ifVersion uint64
+	cmd := &cobra.Command{
+		Use:   "replace GROUP RESOURCE FILE",
+		Short: "Upload a new version of a resource; prints its id",
+		Long: `replace encrypts FILE under the group's current key and stores it as the next
+version of RESOURCE (an id, or a name unique in the group), signed by you.
+The id stays the same; readers get the new version. Its author (while a
+writer) or an admin may replace a resource.
+
+The name and type stay those of the current version unless --name or
+--type is given. --if-version N replaces only if the resource is still at
+version N (another writer's replace makes it fail instead of being
+overwritten); by default the version just verified is the one replaced.
+
+FILE "-" reads standard input.`,
+		Example:           `  coffer replace "project x" report.pdf report-v2.pdf`,
+		Args:              exactArgs(3),
+		ValidArgsFunction: a.completeArgs(argGroup, argResource, argFile),
+		RunE: a.groupAction(func(ctx context.Context, c *clientlib.Client, g coffer.GroupID, args []string) error {
+			id, err := a.resolveResource(ctx, c, g, args[0])
+			if err != nil {
+				return err
+			}
+			cur, err := c.Head(ctx, g, id)
+			if err != nil {
+				return err
+			}
+			if ifVersion != 0 && ifVersion != cur.Version {
+				return coffer.Errorf(coffer.EPRECONDITION, "%s is at version %d, not %d: someone replaced it; check it with coffer ls %s",
+					id, cur.Version, ifVersion, a.groupText)
+			}
+			newName := name
+			if newName == "" {
+				newName = cur.Meta.Name
+			}
+			r, meta, closeFile, err := a.openInput(args[1], newName, contentType)
+			if err != nil {
+				return err
+			}
+			defer closeFile()
+			if contentType == "" && name == "" {
+				meta.ContentType = cur.Meta.ContentType
+			}
+			progress, done := a.progressBar("encrypting " + meta.Name)
+			res, err := c.Replace(ctx, g, id, cur.Version, r, meta, &clientlib.PutOptions{Progress: progress})
+			done()
+			if err != nil {
+				return err
+			}
+			return a.printWritten("replaced with", res)
+		}),
+	}
+	cmd.Flags().StringVar(&name, "name", "", "new name (default: keep the current one)")
+	cmd.Flags().StringVar(&contentType, "type", "", "content type (default: the current one, or guessed from --name)")
+	cmd.Flags().Uint64Var(&ifVersion, "if-version", 0, "replace only if the resource is at this version")
 	return cmd
 }
 
@@ -167,6 +254,9 @@ fails, discard what it wrote.`,
 			}
 			defer rr.Close()
 			if output == "" {
+				if a.asJSON {
+					return usagef("get --json needs -o FILE: without it the content itself goes to stdout")
+				}
 				_, err = io.Copy(a.stdout, rr)
 				done()
 				if err != nil {
@@ -180,6 +270,12 @@ fails, discard what it wrote.`,
 				return err
 			}
 			res := rr.Resource()
+			if a.asJSON {
+				return a.printJSON(struct {
+					resourceJSON
+					Output string `json:"output"`
+				}{resourceOf(res), output})
+			}
 			a.notice("wrote %s (%d bytes, from %s, epoch %d)", output, res.Meta.Size, res.AuthorHandle, res.Epoch)
 			return nil
 		}),
@@ -232,7 +328,6 @@ type resourceJSON struct {
 }
 
 func (a *app) lsCmd() *cobra.Command {
-	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "ls GROUP",
 		Short: "List a group's resources (verified metadata, no content)",
@@ -251,10 +346,9 @@ share its history: you cannot read it.`,
 			}
 			out := make([]resourceJSON, 0, len(rs))
 			for _, r := range rs {
-				out = append(out, resourceJSON{r.ID, r.Meta.Name, r.Meta.ContentType, r.Meta.Size, r.Version,
-					r.Epoch, r.AuthorHandle, r.Author, r.Created.UTC(), r.Locked})
+				out = append(out, resourceOf(r))
 			}
-			if asJSON {
+			if a.asJSON {
 				return a.printJSON(out)
 			}
 			if len(out) == 0 {
@@ -274,17 +368,20 @@ share its history: you cannot read it.`,
 			return tw.Flush()
 		}),
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
 
 func (a *app) rmCmd() *cobra.Command {
-	return &cobra.Command{
+	var yes bool
+	cmd := &cobra.Command{
 		Use:   "rm GROUP RESOURCE",
 		Short: "Delete a resource",
 		Long: `rm deletes RESOURCE (an id, or a name unique in the group) from GROUP. Its
 author (while a writer) or an admin may. Members who downloaded it keep
-their copies.`,
+their copies.
+
+On a terminal it asks for confirmation first; --yes skips the question, and
+is required when standard input is not a terminal.`,
 		Args:              exactArgs(2),
 		ValidArgsFunction: a.completeArgs(argGroup, argResource),
 		RunE: a.groupAction(func(ctx context.Context, c *clientlib.Client, g coffer.GroupID, args []string) error {
@@ -292,11 +389,26 @@ their copies.`,
 			if err != nil {
 				return err
 			}
+			what := id.String()
+			if args[0] != what {
+				what = fmt.Sprintf("%q (%s)", args[0], id)
+			}
+			if err := a.confirm(yes, fmt.Sprintf("Delete %s from group %s?", what, a.groupText)); err != nil {
+				return err
+			}
 			if err := c.Delete(ctx, g, id); err != nil {
 				return err
+			}
+			if a.asJSON {
+				return a.printJSON(struct {
+					Group   coffer.GroupID    `json:"group"`
+					Deleted coffer.ResourceID `json:"deleted"`
+				}{g, id})
 			}
 			a.notice("deleted %s", id)
 			return nil
 		}),
 	}
+	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
+	return cmd
 }

@@ -30,6 +30,9 @@ type app struct {
 	progress bool
 
 	profileFlag string
+	asJSON      bool     // --json: results on stdout and errors on stderr as JSON
+	tlsFlags    tlsFiles // --cacert, --cert, --key (tls.go)
+	groupText   string   // GROUP as the user typed it, for questions and messages
 	prof        *profile.Profile
 	cfg         *profile.Config // set once a command loaded the profile
 }
@@ -53,8 +56,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if a.cfg != nil {
 		server = a.cfg.Server
 	}
-	fmt.Fprintln(stderr, "coffer:", describe(err, server))
 	code := exitCode(err)
+	if a.asJSON {
+		a.printErrorJSON(err, server, code)
+		return code
+	}
+	fmt.Fprintln(stderr, "coffer:", describe(err, server))
 	if code == exitUsage && cmd != nil {
 		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
 	}
@@ -79,16 +86,42 @@ holds one identity. Start with:
   coffer group add "project x" bob
   coffer put "project x" report.pdf
 
-Exit codes: 0 ok, 1 error, 2 usage, 3 security error (the server misbehaved).`,
+With --json every command prints its result as JSON on stdout, and an error
+as {"error": {...}} on stderr.
+
+Exit codes: 0 ok, 1 error, 2 usage (including bad flag values and a
+destructive command without --yes when it cannot ask), 3 security error
+(the server misbehaved).`,
 		SilenceErrors: true, // run prints errors, with the fix
 		SilenceUsage:  true, // a failed command is not a usage problem
 	}
 	root.PersistentFlags().StringVar(&a.profileFlag, "profile", "",
 		"profile directory holding one identity (default $"+profile.EnvVar+", else <config dir>/coffer)")
+	root.PersistentFlags().BoolVar(&a.asJSON, "json", false, "print the result (and any error) as JSON")
+	a.tlsFlags.register(root.PersistentFlags())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
 	root.AddCommand(a.initCmd(), a.whoamiCmd(), a.contactCmd(), a.groupCmd(),
-		a.putCmd(), a.getCmd(), a.lsCmd(), a.rmCmd())
+		a.putCmd(), a.getCmd(), a.lsCmd(), a.rmCmd(), a.replaceCmd(), a.logoutCmd(), a.checkpointCmd())
+	// cobra defaults the distance only for the root's own lookup; nested
+	// commands suggest through unknownCommand, which would otherwise match
+	// prefixes only ("group rmeove" would suggest nothing).
+	for _, c := range allCommands(root) {
+		c.SuggestionsMinimumDistance = suggestionDistance
+	}
 	return root
+}
+
+// suggestionDistance is the edit distance within which a mistyped
+// subcommand gets a "did you mean".
+const suggestionDistance = 2
+
+// allCommands walks the command tree.
+func allCommands(c *cobra.Command) []*cobra.Command {
+	out := []*cobra.Command{c}
+	for _, sub := range c.Commands() {
+		out = append(out, allCommands(sub)...)
+	}
+	return out
 }
 
 // unknownCommand rejects arguments to a command that only has subcommands.
@@ -154,9 +187,14 @@ func (a *app) newClient(p *profile.Profile, cfg *profile.Config) (*clientlib.Cli
 	if err != nil {
 		return nil, err
 	}
+	opts, err := a.tlsFlags.options(cfg)
+	if err != nil {
+		return nil, err
+	}
 	// TrustOnFirstUse stays off: the CLI wraps keys only for contacts the
 	// user verified with coffer contact verify.
-	c, err := clientlib.New(cfg.Server, ks, &clientlib.Options{LogKey: cfg.LogKey})
+	opts.LogKey = cfg.LogKey
+	c, err := clientlib.New(cfg.Server, ks, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -201,6 +239,9 @@ func (a *app) table() *tabwriter.Writer {
 // notice prints a human message on stderr, keeping stdout for the one
 // value scripts capture (an id) or for listings.
 func (a *app) notice(format string, args ...any) {
+	if a.asJSON {
+		return // the JSON result says it all
+	}
 	fmt.Fprintf(a.stderr, format+"\n", args...)
 }
 

@@ -5,7 +5,8 @@
 //
 // Layout of a profile directory (0700):
 //
-//	config.json   {"server": "http://127.0.0.1:8080", "log_key": "…"} (0600)
+//	config.json   {"server": "http://127.0.0.1:8080", "log_key": "…",
+//	               "cacert": "/path/ca.pem", "cert": "…", "key": "…"} (0600)
 //	keys/         a clientlib.FileKeyStore: private identity, session,
 //	              verified contacts, verified group states (0700/0600)
 //
@@ -42,6 +43,13 @@ type Config struct {
 	// LogKey, if set, is the transparency log's verifier key to pin instead
 	// of trusting the one the server names on first use.
 	LogKey string `json:"log_key,omitempty"`
+	// CACert, Cert and Key are absolute paths of PEM files: a CA to verify
+	// the server with instead of the system roots, and a client certificate
+	// and key for servers that require mutual TLS. The files stay where the
+	// user keeps them; only their paths are stored.
+	CACert string `json:"cacert,omitempty"`
+	Cert   string `json:"cert,omitempty"`
+	Key    string `json:"key,omitempty"`
 }
 
 // Dir picks the profile directory: the flag value, else $COFFER_PROFILE,
