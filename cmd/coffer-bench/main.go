@@ -11,7 +11,11 @@
 //
 // Usage:
 //
-//	go run ./cmd/coffer-bench [-size 1GiB] [-small 1000] [-small-size 1024] [-concurrency 32] [-duration 15s]
+//	go run ./cmd/coffer-bench [-size 1GiB] [-small 1000] [-small-size 1024] [-concurrency 32] [-duration 15s] [-backend fs,s3]
+//
+// -backend says which blob stores to measure, one after the other: fs (a
+// directory) and s3 (an S3 bucket on a versitygw that coffer-bench starts
+// on loopback; see internal/s3test for how it is found or installed).
 //
 // It re-executes itself as the server processes: "coffer-bench cofferd
 // FLAGS" runs cofferd (dev mode: a private PostgreSQL under a temporary
@@ -49,6 +53,8 @@ import (
 	"github.com/cofferhq/coffer/clientlib"
 	"github.com/cofferhq/coffer/fsblob"
 	"github.com/cofferhq/coffer/internal/cofferd"
+	"github.com/cofferhq/coffer/internal/s3test"
+	"github.com/cofferhq/coffer/s3blob"
 )
 
 func main() {
@@ -106,10 +112,17 @@ func runPlain(args []string) error {
 	fs := flag.NewFlagSet("plain", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:0", "listen address")
 	dir := fs.String("blob-dir", "", "blob directory")
+	blobURL := fs.String("blob-url", "", "blob store URL (s3://...), instead of -blob-dir")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	blobs, err := fsblob.New(*dir)
+	var blobs coffer.BlobStore
+	var err error
+	if *blobURL != "" {
+		blobs, err = s3blob.Open(context.Background(), *blobURL)
+	} else {
+		blobs, err = fsblob.New(*dir)
+	}
 	if err != nil {
 		return err
 	}
@@ -161,6 +174,15 @@ type config struct {
 	concurrency int
 	duration    time.Duration
 	keep        bool
+	backends    []string
+}
+
+// backend is where the servers keep blobs: extra arguments for both
+// servers, and environment for their processes.
+type backend struct {
+	name string
+	args []string
+	env  []string
 }
 
 func parseSize(s string) (int64, error) {
@@ -187,10 +209,17 @@ func run(args []string) error {
 	fs.IntVar(&cfg.concurrency, "concurrency", 32, "concurrent small reads")
 	fs.DurationVar(&cfg.duration, "duration", 15*time.Second, "how long to run small reads")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory")
+	backends := fs.String("backend", "fs", "comma-separated blob stores to measure: fs, s3")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	var err error
+	for _, b := range strings.Split(*backends, ",") {
+		if b = strings.TrimSpace(b); b != "fs" && b != "s3" {
+			return fmt.Errorf("-backend: unknown blob store %q (want fs or s3)", b)
+		}
+		cfg.backends = append(cfg.backends, strings.TrimSpace(b))
+	}
 	if cfg.size, err = parseSize(*size); err != nil {
 		return fmt.Errorf("-size: %w", err)
 	}
@@ -208,16 +237,52 @@ func run(args []string) error {
 	fmt.Printf("# coffer-bench: %s/%s, %d CPUs, %s, large resource %s\n\n",
 		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), human(cfg.size))
 
+	for _, name := range cfg.backends {
+		b, err := newBackend(tmp, name)
+		if err != nil {
+			return fmt.Errorf("%s blob store: %w", name, err)
+		}
+		if err := benchBackend(tmp, cfg, b); err != nil {
+			return fmt.Errorf("%s blob store: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// newBackend prepares a blob store for both servers: a directory each, or
+// one bucket each on a versitygw running on loopback.
+func newBackend(tmp, name string) (backend, error) {
+	b := backend{name: name}
+	switch name {
+	case "fs":
+		b.args = []string{"-blob-dir", filepath.Join(tmp, "blobs-"+strconv.FormatInt(time.Now().UnixNano(), 36))}
+	case "s3":
+		srv, err := s3test.Launch()
+		if err != nil {
+			return b, err
+		}
+		bucket, err := srv.MakeBucket(context.Background())
+		if err != nil {
+			return b, err
+		}
+		b.args = []string{"-blob-url", srv.URL(bucket, "blobs")}
+		b.env = srv.Env()
+	}
+	return b, nil
+}
+
+func benchBackend(tmp string, cfg config, b backend) error {
 	// The baseline first, so its server is gone before cofferd starts.
-	plain, err := benchPlain(tmp, cfg)
+	plain, err := benchPlain(tmp, cfg, b)
 	if err != nil {
 		return fmt.Errorf("plain baseline: %w", err)
 	}
-	enc, small, err := benchCoffer(tmp, cfg)
+	enc, small, err := benchCoffer(tmp, cfg, b)
 	if err != nil {
 		return fmt.Errorf("cofferd: %w", err)
 	}
 
+	fmt.Printf("## blob store: %s\n\n", b.name)
 	mbps := func(d time.Duration) float64 { return float64(cfg.size) / d.Seconds() / 1e6 }
 	fmt.Printf("| transfer of %s | MB/s | server VmHWM | client VmHWM | CPU used by other processes |\n|---|---:|---:|---:|---:|\n", human(cfg.size))
 	row := func(name string, t transfer) {
@@ -232,7 +297,7 @@ func run(args []string) error {
 	fmt.Printf("\nsmall reads (%d B, header + content, verified), concurrency %d, %s:\n", cfg.smallSize, cfg.concurrency, cfg.duration)
 	fmt.Printf("%d reads, %.0f reads/s, p50 %s, p99 %s, errors %d\n",
 		small.n, float64(small.n)/small.elapsed.Seconds(), small.p50, small.p99, small.errors)
-	fmt.Printf("CPU per read: client %s, cofferd %s, PostgreSQL %s; other processes used %.0f%% of the machine meanwhile\n",
+	fmt.Printf("CPU per read: client %s, cofferd %s, PostgreSQL %s; other processes used %.0f%% of the machine meanwhile\n\n",
 		small.clientCPU, small.serverCPU, small.dbCPU, 100*small.others)
 	return nil
 }
@@ -289,7 +354,7 @@ type child struct {
 	log string
 }
 
-func startChild(dir, name string, args ...string) (*child, error) {
+func startChild(dir string, env []string, name string, args ...string) (*child, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -302,6 +367,7 @@ func startChild(dir, name string, args ...string) (*child, error) {
 	}
 	cmd := exec.Command(os.Args[0], append([]string{name, "-addr", addr}, args...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -387,8 +453,8 @@ func measure(server int, pgData string, fn func() error) (transfer, error) {
 	return t, nil
 }
 
-func benchPlain(tmp string, cfg config) (pair, error) {
-	c, err := startChild(tmp, "plain", "-blob-dir", filepath.Join(tmp, "plain-blobs"))
+func benchPlain(tmp string, cfg config, b backend) (pair, error) {
+	c, err := startChild(tmp, b.env, "plain", b.args...)
 	if err != nil {
 		return pair{}, err
 	}
@@ -429,11 +495,13 @@ func benchPlain(tmp string, cfg config) (pair, error) {
 	return p, err
 }
 
-func benchCoffer(tmp string, cfg config) (pair, smallResult, error) {
+func benchCoffer(tmp string, cfg config, b backend) (pair, smallResult, error) {
 	var p pair
 	var small smallResult
-	c, err := startChild(tmp, "cofferd", "-dev", "-data", filepath.Join(tmp, "data"), "-log-level", "warn",
-		"-auth-rate-limit", "1000000", "-gc-interval", "0", "-max-resource-size", strconv.FormatInt(cfg.size+cfg.size/100+(1<<20), 10))
+	data := filepath.Join(tmp, "data-"+b.name)
+	c, err := startChild(tmp, b.env, "cofferd", append([]string{"-dev", "-data", data, "-log-level", "warn",
+		"-auth-rate-limit", "1000000", "-gc-interval", "0", "-max-resource-size", strconv.FormatInt(cfg.size+cfg.size/100+(1<<20), 10)},
+		b.args...)...)
 	if err != nil {
 		return p, small, err
 	}
@@ -450,7 +518,7 @@ func benchCoffer(tmp string, cfg config) (pair, smallResult, error) {
 	if err != nil {
 		return p, small, err
 	}
-	pid, pgData := c.cmd.Process.Pid, filepath.Join(tmp, "data", "postgres")
+	pid, pgData := c.cmd.Process.Pid, filepath.Join(data, "postgres")
 
 	var big *clientlib.Resource
 	p.up, err = measure(pid, pgData, func() error {

@@ -33,6 +33,7 @@ type Config struct {
 	LogRateLimit  int
 
 	BlobDir              string
+	BlobURL              string
 	MaxResourceSize      int64
 	MaxResourcesPerGroup int64
 	GCInterval           time.Duration
@@ -63,6 +64,7 @@ func (c *Config) flagSet(name string) *flag.FlagSet {
 	fs.IntVar(&c.AuthRateLimit, "auth-rate-limit", server.DefaultConfig().AuthRateLimit, "auth and registration requests per minute per IP")
 	fs.IntVar(&c.LogRateLimit, "log-rate-limit", server.DefaultConfig().LogRateLimit, "transparency-log requests per minute per IP (the log is public)")
 	fs.StringVar(&c.BlobDir, "blob-dir", "", "directory of resource ciphertext blobs (required unless -dev, which uses DATA/blobs)")
+	fs.StringVar(&c.BlobURL, "blob-url", "", "blob store URL instead of -blob-dir: s3://BUCKET/PREFIX?endpoint=HOST:PORT&region=R (credentials from AWS_* variables or ~/.aws/credentials), or file:///DIR")
 	fs.Int64Var(&c.MaxResourceSize, "max-resource-size", server.DefaultConfig().MaxResourceSize, "largest resource ciphertext accepted, in bytes")
 	fs.Int64Var(&c.MaxResourcesPerGroup, "max-resources-per-group", server.DefaultConfig().MaxResourcesPerGroup, "most resources one group may hold")
 	fs.DurationVar(&c.GCInterval, "gc-interval", 10*time.Minute, "how often abandoned uploads and orphan blobs are collected (0 disables)")

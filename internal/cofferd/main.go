@@ -24,7 +24,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/cofferhq/coffer/fsblob"
+	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/internal/pgcluster"
 	"github.com/cofferhq/coffer/migrations"
 	"github.com/cofferhq/coffer/server"
@@ -45,10 +45,10 @@ type Main struct {
 	http     *http.Server
 	tls      bool
 	served   chan error
-	blobs    *fsblob.Store // resource ciphertext (resources.go)
-	stopGC   func()        // stops the garbage collector, if running
-	logKey   string        // note verifier key of the transparency log
-	seq      *sequencer    // integrates the transparency log
+	blobs    coffer.BlobStore // resource ciphertext (resources.go)
+	stopGC   func()           // stops the garbage collector, if running
+	logKey   string           // note verifier key of the transparency log
+	seq      *sequencer       // integrates the transparency log
 }
 
 // NewMain returns a Main with default configuration.
@@ -238,7 +238,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	m.logKey = logSigner.VerifierKey()
-	if err := m.setupBlobs(); err != nil {
+	if err := m.setupBlobs(ctx); err != nil {
 		return err
 	}
 

@@ -3,10 +3,15 @@ package cofferd
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/url"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/fsblob"
+	"github.com/cofferhq/coffer/s3blob"
 )
 
 // BlobGrace is how old an unreferenced blob must be before the sweep
@@ -14,12 +19,24 @@ import (
 // an hour is far longer than that moment.
 const BlobGrace = time.Hour
 
-// setupBlobs opens the blob store: -blob-dir, or DATA/blobs in dev mode.
-func (m *Main) setupBlobs() error {
+// setupBlobs opens the blob store: -blob-url, -blob-dir, or DATA/blobs in
+// dev mode.
+func (m *Main) setupBlobs(ctx context.Context) error {
+	if m.Config.BlobURL != "" && m.Config.BlobDir != "" {
+		return errors.New("set one of -blob-url and -blob-dir, not both")
+	}
+	if m.Config.BlobURL != "" {
+		b, err := openBlobURL(ctx, m.Config.BlobURL)
+		if err != nil {
+			return err
+		}
+		m.blobs = b
+		return nil
+	}
 	dir := m.Config.BlobDir
 	if dir == "" {
 		if !m.Config.Dev {
-			return errors.New("no blob storage: set -blob-dir (COFFER_BLOB_DIR), or use -dev")
+			return errors.New("no blob storage: set -blob-url (COFFER_BLOB_URL) or -blob-dir (COFFER_BLOB_DIR), or use -dev")
 		}
 		dir = filepath.Join(m.DataDir(), "blobs")
 	}
@@ -31,9 +48,34 @@ func (m *Main) setupBlobs() error {
 	return nil
 }
 
-// Blobs returns the blob store (valid after Run), for operators' tools and
-// tests that play a malicious server.
-func (m *Main) Blobs() *fsblob.Store { return m.blobs }
+// openBlobURL opens s3://BUCKET/PREFIX?... (package s3blob) or
+// file:///DIR (package fsblob).
+func openBlobURL(ctx context.Context, raw string) (coffer.BlobStore, error) {
+	scheme, _, ok := strings.Cut(raw, "://")
+	switch {
+	case ok && scheme == "s3":
+		return s3blob.Open(ctx, raw)
+	case ok && scheme == "file":
+		u, err := url.Parse(raw)
+		if err != nil || u.Host != "" && u.Host != "localhost" || u.Path == "" || u.RawQuery != "" {
+			return nil, fmt.Errorf("-blob-url %q: want file:///ABSOLUTE/DIR", raw)
+		}
+		return fsblob.New(u.Path)
+	default:
+		return nil, fmt.Errorf("-blob-url %q: want s3://BUCKET/PREFIX?endpoint=HOST:PORT&region=R or file:///DIR", raw)
+	}
+}
+
+// Blobs returns the filesystem blob store (valid after Run; nil when the
+// blobs are elsewhere), for operators' tools and tests that play a
+// malicious server.
+func (m *Main) Blobs() *fsblob.Store {
+	fs, _ := m.blobs.(*fsblob.Store)
+	return fs
+}
+
+// BlobStore returns the blob store, whatever its backend (valid after Run).
+func (m *Main) BlobStore() coffer.BlobStore { return m.blobs }
 
 // CollectGarbage removes uploads idle for longer than uploadAge with their
 // blobs, then blobs that nothing references and that are older than
