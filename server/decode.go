@@ -23,6 +23,9 @@ func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
 			return coffer.Errorf(coffer.EINVALID, "Content-Type must be application/json")
 		}
 	}
+	if pb, ok := r.Body.(*progressBody); ok {
+		pb.wholeBy()
+	}
 	body := http.MaxBytesReader(w, r.Body, limit)
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
@@ -47,6 +50,8 @@ func jsonError(err error, limit int64) error {
 		ce       *coffer.Error
 	)
 	switch {
+	case isSlowBody(err):
+		return slowBodyProblem()
 	case errors.As(err, &maxBytes):
 		return coffer.Errorf(coffer.ETOOLARGE, "request body is larger than %d bytes", limit)
 	case errors.As(err, &ce):

@@ -199,6 +199,11 @@ func (s *Server) handleUploadContent(w http.ResponseWriter, r *http.Request) {
 			Error(w, r, tooLarge(max))
 			return
 		}
+		if isSlowBody(err) {
+			loggerFrom(r).InfoContext(r.Context(), "upload too slow: cut off", "upload", id, "bytes", n)
+			Error(w, r, slowBodyProblem())
+			return
+		}
 		// Most likely the client went away. Nothing was recorded; the
 		// deferred Abort removes the partial blob.
 		loggerFrom(r).InfoContext(r.Context(), "upload interrupted", "upload", id, "bytes", n, "err", err)

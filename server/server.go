@@ -61,6 +61,12 @@ type Config struct {
 	// LogKey is the note verifier key of the transparency log's checkpoints,
 	// served at /v1/log/key for clients that pin it on first use.
 	LogKey string
+
+	// ProgressTimeout cuts off a request body or response that moves less
+	// than 64 KiB in this time: a client that trickles or stops reading.
+	// JSONBodyTimeout is the time a JSON request body has to arrive whole.
+	ProgressTimeout time.Duration
+	JSONBodyTimeout time.Duration
 }
 
 // DefaultConfig returns the defaults.
@@ -78,6 +84,8 @@ func DefaultConfig() Config {
 
 		MaxResourceSize:      5 << 30,
 		MaxResourcesPerGroup: 100_000,
+		ProgressTimeout:      30 * time.Second,
+		JSONBodyTimeout:      60 * time.Second,
 		Logger:               slog.Default(),
 		Now:                  time.Now,
 	}
@@ -154,6 +162,12 @@ func New(cfg Config, svc Services) (*Server, error) {
 	if cfg.MaxResourcesPerGroup == 0 {
 		cfg.MaxResourcesPerGroup = def.MaxResourcesPerGroup
 	}
+	if cfg.ProgressTimeout == 0 {
+		cfg.ProgressTimeout = def.ProgressTimeout
+	}
+	if cfg.JSONBodyTimeout == 0 {
+		cfg.JSONBodyTimeout = def.JSONBodyTimeout
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = def.Logger
 	}
@@ -192,6 +206,7 @@ func (s *Server) now() time.Time { return s.cfg.Now() }
 func (s *Server) routes() chi.Router {
 	r := chi.NewRouter()
 	r.Use(s.requestContext, s.recoverer, s.metrics.middleware)
+	r.Use(s.deadlines)
 
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		respond(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -40,6 +40,9 @@ type Config struct {
 	UploadTTL            time.Duration
 	LogKeyFile           string
 	LogOrigin            string
+
+	ProgressTimeout time.Duration
+	JSONBodyTimeout time.Duration
 }
 
 // flagSet binds the configuration to flags. Each flag can also be set with
@@ -69,6 +72,8 @@ func (c *Config) flagSet(name string) *flag.FlagSet {
 	fs.Int64Var(&c.MaxResourcesPerGroup, "max-resources-per-group", server.DefaultConfig().MaxResourcesPerGroup, "most resources one group may hold")
 	fs.DurationVar(&c.GCInterval, "gc-interval", 10*time.Minute, "how often abandoned uploads and orphan blobs are collected (0 disables)")
 	fs.DurationVar(&c.UploadTTL, "upload-ttl", 24*time.Hour, "an upload idle this long is abandoned and collected")
+	fs.DurationVar(&c.ProgressTimeout, "progress-timeout", server.DefaultConfig().ProgressTimeout, "cut off a request body or response that moves less than 64 KiB in this time (a client that trickles or stops reading)")
+	fs.DurationVar(&c.JSONBodyTimeout, "json-body-timeout", server.DefaultConfig().JSONBodyTimeout, "time a JSON request body has to arrive whole")
 	return fs
 }
 

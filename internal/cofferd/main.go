@@ -261,6 +261,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	cfg.Origins = m.origins()
 	cfg.MaxResourceSize = m.Config.MaxResourceSize
 	cfg.MaxResourcesPerGroup = m.Config.MaxResourcesPerGroup
+	cfg.ProgressTimeout = m.Config.ProgressTimeout
+	cfg.JSONBodyTimeout = m.Config.JSONBodyTimeout
 	cfg.LogKey = m.logKey
 	srv, err := server.New(cfg, server.Services{
 		Accounts:  pokingAccounts{m.db, m.seq.Poke},
