@@ -165,6 +165,7 @@ func (c *Client) CreateGroup(ctx context.Context, name string, opts *GroupOption
 	if err := c.call(ctx, http.MethodPost, "/v1/groups", true, req, nil); err != nil {
 		return coffer.GroupID{}, err
 	}
+	c.journal(g, 1, &req)
 	return g, c.saveState(state)
 }
 
@@ -202,7 +203,11 @@ func (c *Client) sync(ctx context.Context, g coffer.GroupID, withTrust bool) (*S
 	if local != nil {
 		after = local.Seq
 		if info.HeadSeq < local.Seq {
-			return nil, coffer.Security("rollback", fmt.Errorf("server shows head seq %d, this device verified up to %d", info.HeadSeq, local.Seq))
+			// Name the group: after a restore from an old backup every
+			// group rolls back at once, and the people who can heal each
+			// one (HealGroup) are its members.
+			return nil, coffer.Security("rollback", fmt.Errorf("group %s: the server shows head seq %d, but this device verified up to seq %d: "+
+				"the server rolled the group back (restored from an older backup?) or is hiding commits", g, info.HeadSeq, local.Seq))
 		}
 	}
 	// Pages are verified, and proven to be in the transparency log, as
@@ -562,6 +567,7 @@ func (c *Client) commitChangeMeta(ctx context.Context, g coffer.GroupID, build c
 		if err != nil {
 			return nil, err
 		}
+		c.journal(g, commit.Seq, &req)
 		if _, stillMember := next.Members[me]; stillMember {
 			if err := c.saveState(next); err != nil {
 				return nil, err

@@ -68,6 +68,7 @@ func TestInvalidValuesAreUsageErrors(t *testing.T) {
 		{[]string{"init", "--handle", "alice", "--server", "http://127.0.0.1:1", "--cert", notPEM}, "--cert and --key go together"},
 		{[]string{"init", "--handle", "alice", "--server", "http://127.0.0.1:1", "--cert", notPEM, "--key", notPEM}, "--cert"},
 		{[]string{"init", "--handle", "alice"}, "COFFER_SERVER"},
+		{[]string{"group", "heal", "my group"}, "the group's id"},
 	} {
 		args := append([]string{"--profile", filepath.Join(dir, "p")}, tc.args...)
 		code, _, stderr := runCoffer(t, nil, args...)

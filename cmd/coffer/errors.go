@@ -121,6 +121,12 @@ func describeRun(err error, server string) string {
 		if coffer.ErrorCode(se.Err) == coffer.EKEYCHANGED {
 			return keyChanged(handle, se.Err)
 		}
+		if se.Check == "rollback" {
+			return fmt.Sprintf("SECURITY ERROR: the server rolled a group back: %s\n"+
+				"  If the server was restored from an older backup (ask whoever runs %s), members who made the lost\n"+
+				"  commits can append them again with: coffer group heal GROUP_ID. Otherwise the server is hiding commits.",
+				message(se.Err), orUnknown(server))
+		}
 		return fmt.Sprintf("SECURITY ERROR: the server misbehaved, and this command stopped.\n"+
 			"  detected by the %q check: %s\n"+
 			"  This is not a glitch to retry: tell whoever runs the server (%s), and the owners of the group concerned.",

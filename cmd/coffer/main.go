@@ -12,6 +12,7 @@
 //	coffer group add GROUP HANDLE [--role reader|writer|admin]
 //	coffer group remove GROUP HANDLE [--yes] | rotate GROUP | role GROUP HANDLE ROLE
 //	coffer group rename GROUP NEW_NAME [--description TEXT]
+//	coffer group heal GROUP_ID
 //	coffer put GROUP FILE [--name NAME]
 //	coffer replace GROUP RESOURCE FILE [--name NAME] [--if-version N]
 //	coffer get GROUP RESOURCE [-o FILE]
@@ -36,7 +37,7 @@
 // All cryptography and every check against the server is in clientlib; this
 // command only parses, resolves names to ids and explains errors. The files:
 // root.go (the app, profile loading, run), identity.go, contact.go,
-// group.go, resource.go, session.go, checkpoint.go (one per command
+// group.go, resource.go, session.go, checkpoint.go, heal.go (one per command
 // family), tls.go (the TLS flags), confirm.go, completion.go (dynamic
 // completion of GROUP, RESOURCE and HANDLE), errors.go (exit codes and the
 // messages that name the fix). Name resolution and profiles live in
