@@ -198,10 +198,18 @@ type ResourceCursor struct {
 type ResourceService interface {
 	// CreateUpload records u, whose ID, Resource, Group, Author (the caller)
 	// and Version are set. For Version 1 the resource must not exist
-	// (ECONFLICT) and the group must hold fewer than maxPerGroup resources
-	// (ELIMIT). For a later version the resource must be at Version-1
-	// (EPRECONDITION): that is the replace's If-Match.
+	// (ECONFLICT) and the group's resources and pending uploads together
+	// must number fewer than maxPerGroup (ELIMIT). For a later version the
+	// resource must be at Version-1 (EPRECONDITION): that is the replace's
+	// If-Match; and the group's pending uploads alone must number fewer
+	// than maxPerGroup (ELIMIT).
 	CreateUpload(ctx context.Context, caller AccountID, u *Upload, maxPerGroup int64) error
+	// ReserveUpload reserves up to want bytes for the content of the
+	// caller's upload id, replacing its earlier reservation, and returns
+	// how many it granted: no more than leaves the caller's pending bytes
+	// (over all its uploads, the larger of reserved and received bytes) at
+	// most maxPending. ENOTFOUND for an upload that is not the caller's.
+	ReserveUpload(ctx context.Context, caller AccountID, id UploadID, want, maxPending int64) (granted int64, err error)
 	// Upload returns one of the caller's uploads; ENOTFOUND for others'.
 	Upload(ctx context.Context, caller AccountID, id UploadID) (*Upload, error)
 	// SetUploadContent records that the blob blobKey holds the upload's

@@ -181,6 +181,23 @@ func (s *Server) handleUploadContent(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, err)
 		return
 	}
+	// Reserve the declared length at once, or room as a body of unknown
+	// length arrives, so that an account's unfinished uploads never hold
+	// more than MaxPendingBytesPerAccount.
+	res := &reservation{s: s, r: r, caller: caller, upload: id, step: reserveStep}
+	if r.ContentLength >= 0 {
+		res.step = r.ContentLength
+	}
+	declared := int64(0)
+	if r.ContentLength > 0 {
+		declared = r.ContentLength
+	}
+	err = res.reserve(declared)
+	defer res.release()
+	if err != nil {
+		Error(w, r, err)
+		return
+	}
 
 	key := coffer.NewBlobKey()
 	bw, err := s.blobs.Create(r.Context(), key)
@@ -191,12 +208,16 @@ func (s *Server) handleUploadContent(w http.ResponseWriter, r *http.Request) {
 	defer bw.Abort() // a no-op after Commit
 	h := sha256.New()
 	buf := copyBufs.Get().(*[]byte)
-	n, err := io.CopyBuffer(&hashingWriter{w: bw, h: h}, http.MaxBytesReader(w, r.Body, max), *buf)
+	n, err := io.CopyBuffer(&hashingWriter{w: bw, h: h, res: res}, http.MaxBytesReader(w, r.Body, max), *buf)
 	copyBufs.Put(buf)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			Error(w, r, tooLarge(max))
+			return
+		}
+		if ce := (*coffer.Error)(nil); errors.As(err, &ce) {
+			Error(w, r, ce) // over the pending limit, or the upload went away
 			return
 		}
 		if isSlowBody(err) {
@@ -221,6 +242,7 @@ func (s *Server) handleUploadContent(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, err)
 		return
 	}
+	res.reserved = 0 // the size replaced it
 	if old != "" {
 		s.deleteBlob(r, old)
 	}
@@ -232,11 +254,15 @@ func tooLarge(max int64) error {
 }
 
 type hashingWriter struct {
-	w io.Writer
-	h hash.Hash
+	w   io.Writer
+	h   hash.Hash
+	res *reservation
 }
 
 func (hw *hashingWriter) Write(p []byte) (int, error) {
+	if err := hw.res.cover(int64(len(p))); err != nil {
+		return 0, err
+	}
 	n, err := hw.w.Write(p)
 	hw.h.Write(p[:n])
 	return n, err

@@ -377,15 +377,19 @@ func TestResourceLimits(t *testing.T) {
 	w.exchange(t, w.req(t, w.writer, "PUT", "/v1/uploads/"+up.ID.String()+"/content", strings.NewReader("x"),
 		"Content-Type", "text/plain"), putT, 400)
 
+	// The pending upload takes one of the two places.
 	w.mustResource(t, w.writer, []byte("1"))
-	w.mustResource(t, w.writer, []byte("2"))
 	r := w.ex(t, w.writer, "POST", resourcesT, "/v1/groups/"+w.g.String()+"/resources",
 		api.CreateResourceRequest{ResourceID: coffer.NewResourceID()}, 422)
 	if p := r.Problem(t); p.Code != string(coffer.ELIMIT) || !strings.Contains(p.Detail, fmt.Sprint(2)) {
 		t.Fatalf("problem %+v", p)
 	}
-	// The upload started before the limit was reached cannot slip past it.
-	w.finalize(t, w.writer, up, finalizeRequest(w.writer, up, make([]byte, 1000), nil), 422)
+	w.finalize(t, w.writer, up, finalizeRequest(w.writer, up, make([]byte, 1000), nil), 201)
+	r = w.ex(t, w.writer, "POST", resourcesT, "/v1/groups/"+w.g.String()+"/resources",
+		api.CreateResourceRequest{ResourceID: coffer.NewResourceID()}, 422)
+	if p := r.Problem(t); p.Code != string(coffer.ELIMIT) || !strings.Contains(p.Detail, fmt.Sprint(2)) {
+		t.Fatalf("problem %+v", p)
+	}
 }
 
 func TestResourcesNotConfigured(t *testing.T) {

@@ -67,6 +67,11 @@ type Config struct {
 	// JSONBodyTimeout is the time a JSON request body has to arrive whole.
 	ProgressTimeout time.Duration
 	JSONBodyTimeout time.Duration
+
+	// MaxPendingBytesPerAccount caps the bytes one account's unfinished
+	// uploads hold (received or reserved by a PUT in progress), so that no
+	// account parks unbounded blobs until its uploads expire.
+	MaxPendingBytesPerAccount int64
 }
 
 // DefaultConfig returns the defaults.
@@ -88,6 +93,8 @@ func DefaultConfig() Config {
 		JSONBodyTimeout:      60 * time.Second,
 		Logger:               slog.Default(),
 		Now:                  time.Now,
+
+		MaxPendingBytesPerAccount: 16 << 30,
 	}
 }
 
@@ -167,6 +174,9 @@ func New(cfg Config, svc Services) (*Server, error) {
 	}
 	if cfg.JSONBodyTimeout == 0 {
 		cfg.JSONBodyTimeout = def.JSONBodyTimeout
+	}
+	if cfg.MaxPendingBytesPerAccount == 0 {
+		cfg.MaxPendingBytesPerAccount = def.MaxPendingBytesPerAccount
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = def.Logger

@@ -77,18 +77,26 @@ func (db *DB) CreateUpload(ctx context.Context, caller coffer.AccountID, u *coff
 		if err != nil {
 			return err
 		}
+		// The groups row lock serializes the group's upload creations, so
+		// that the count below holds when the insert lands.
+		var count, pending int64
+		if err := tx.QueryRow(ctx, `SELECT resource_count, (SELECT count(*) FROM uploads WHERE group_id = $1)
+			FROM groups WHERE id = $1 FOR UPDATE`, u.Group).Scan(&count, &pending); err != nil {
+			return err
+		}
 		if u.Version == 1 {
 			if cur != nil {
 				return coffer.Errorf(coffer.ECONFLICT, "resource %s already exists", u.Resource)
 			}
-			var count int64
-			if err := tx.QueryRow(ctx, `SELECT resource_count FROM groups WHERE id = $1`, u.Group).Scan(&count); err != nil {
-				return err
-			}
-			if count >= maxPerGroup {
-				return limitError(maxPerGroup)
+			// A pending upload of a new resource takes a place, so the
+			// limit also bounds how many a group can park.
+			if count+pending >= maxPerGroup {
+				return pendingLimitError(maxPerGroup, count, pending)
 			}
 		} else {
+			if pending >= maxPerGroup {
+				return pendingLimitError(maxPerGroup, count, pending)
+			}
 			if cur == nil {
 				return notFoundResource()
 			}
@@ -103,6 +111,13 @@ func (db *DB) CreateUpload(ctx context.Context, caller coffer.AccountID, u *coff
 			VALUES ($1, $2, $3, $4, $5, $6, $6)`, u.ID, u.Resource, u.Group, caller, int64(u.Version), now)
 		return err
 	})
+}
+
+func pendingLimitError(max, count, pending int64) error {
+	if pending == 0 {
+		return limitError(max)
+	}
+	return coffer.Errorf(coffer.ELIMIT, "the group holds %d resources and %d unfinished uploads, the maximum is %d: finish or delete uploads, or delete resources", count, pending, max)
 }
 
 func limitError(max int64) error {
@@ -166,12 +181,43 @@ func (db *DB) Upload(ctx context.Context, caller coffer.AccountID, id coffer.Upl
 	return u, err
 }
 
+// ReserveUpload implements coffer.ResourceService. A transaction lock on
+// the account serializes its reservations, so that concurrent PUTs cannot
+// each see the same room. (An advisory lock, not the accounts row: the
+// key space is the account id, 0x636f6666 "coff" keeps it apart from other
+// users of advisory locks.)
+func (db *DB) ReserveUpload(ctx context.Context, caller coffer.AccountID, id coffer.UploadID, want, maxPending int64) (int64, error) {
+	var granted int64
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(x'636f6666'::int, hashtext($1::text))`, caller.String()); err != nil {
+			return err
+		}
+		var others int64
+		if err := tx.QueryRow(ctx, `SELECT COALESCE(sum(GREATEST(COALESCE(size, 0), reserved)), 0)::bigint
+			FROM uploads WHERE author_id = $1 AND id <> $2`, caller, id).Scan(&others); err != nil {
+			return err
+		}
+		granted = max(0, min(want, maxPending-others))
+		tag, err := tx.Exec(ctx, `UPDATE uploads SET reserved = $3, updated_at = $4 WHERE id = $1 AND author_id = $2`,
+			id, caller, granted, db.ts())
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return notFoundUpload()
+		}
+		return nil
+	})
+	return granted, err
+}
+
 // SetUploadContent implements coffer.ResourceService.
 func (db *DB) SetUploadContent(ctx context.Context, caller coffer.AccountID, id coffer.UploadID, blobKey string, size int64, hash [32]byte) (string, error) {
 	var replaced string
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
 		// The subquery reads the old key before the update changes it.
-		return tx.QueryRow(ctx, `UPDATE uploads u SET blob_key = $3, size = $4, content_hash = $5, updated_at = $6
+		// The received size now counts instead of the reservation.
+		return tx.QueryRow(ctx, `UPDATE uploads u SET blob_key = $3, size = $4, content_hash = $5, updated_at = $6, reserved = 0
 			FROM (SELECT id, COALESCE(blob_key, '') AS old FROM uploads WHERE id = $1 FOR UPDATE) o
 			WHERE u.id = o.id AND u.author_id = $2
 			RETURNING o.old`, id, caller, blobKey, size, hash[:], db.ts()).Scan(&replaced)

@@ -41,7 +41,8 @@ const (
 
 // allowlist classifies every column of every table in the public schema,
 // from migrations 00001 (accounts, groups), 00002 (resources), 00003
-// (transparency log) and goose's own bookkeeping table.
+// (transparency log), 00005 (upload reservations) and goose's own
+// bookkeeping table.
 var allowlist = map[string]map[string]column{
 	"goose_db_version": {
 		"id":         {tInt, Bookkeeping},
@@ -133,6 +134,7 @@ var allowlist = map[string]map[string]column{
 		"blob_key":     {tText, Identifier},
 		"size":         {tBigint, Bookkeeping},
 		"content_hash": {tBytea, Hash},
+		"reserved":     {tBigint, Bookkeeping},
 		"created_at":   {tTS, Bookkeeping},
 		"updated_at":   {tTS, Bookkeeping},
 	},

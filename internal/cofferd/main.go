@@ -263,6 +263,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	cfg.MaxResourcesPerGroup = m.Config.MaxResourcesPerGroup
 	cfg.ProgressTimeout = m.Config.ProgressTimeout
 	cfg.JSONBodyTimeout = m.Config.JSONBodyTimeout
+	cfg.MaxPendingBytesPerAccount = m.Config.MaxPendingBytesPerAccount
 	cfg.LogKey = m.logKey
 	srv, err := server.New(cfg, server.Services{
 		Accounts:  pokingAccounts{m.db, m.seq.Poke},
