@@ -28,9 +28,9 @@ import (
 //   - genesis: seq 1, zero prev, epoch 1, a non-zero key commitment, and a
 //     first op that adds the author as owner with the key that signs it; it
 //     may add more members but nothing else (RuleGenesis).
-//   - authority: the author is a current owner or admin (RuleAuthor) and the
-//     signature verifies under the signing key the chain records for the
-//     author (RuleSignature).
+//   - authority: the author is a current owner or admin (RuleAuthor), or any
+//     current member for a leave, and the signature verifies under the
+//     signing key the chain records for the author (RuleSignature).
 //   - owner protection: only an owner adds, removes, demotes or promotes an
 //     owner; admins manage readers, writers and admins, including each
 //     other; a group always keeps at least one owner (RuleOwnerProtection).
@@ -46,6 +46,13 @@ import (
 //     both (RuleEpoch, RuleKeyCommitment).
 //   - the history flag never changes after the genesis (RuleHistoryFlag), and
 //     a commit has at least one op (RuleEmpty).
+//   - leaving: a leave op names its author and is its commit's only op, so
+//     it never rotates (RuleLeave); the last owner cannot leave
+//     (RuleOwnerProtection). A leave sets PendingRotation, and while it is
+//     set every commit other than a leave must rotate (RulePendingRotation).
+//   - no shared history: in a group created without history sharing, a
+//     commit that adds a member must rotate (RuleJoinRotation), so a joiner
+//     never holds a key under which content was written before the join.
 //   - every signing key an add op brings in passes CheckSigningKey: not of
 //     small order, canonically encoded (RuleWeakKey, checked by ParseCommit).
 //
@@ -77,6 +84,9 @@ const (
 	RuleOwnerProtection = "owner-protection" // a non-owner touching an owner, or no owner left
 	RuleNoOp            = "no-op"            // set-role to the role the member already has
 	RuleWeakKey         = "weak-key"         // an added signing key is of small order or not canonical
+	RuleLeave           = "leave"            // a leave that names another member or comes with other ops
+	RulePendingRotation = "pending-rotation" // a member left, and the next admin commit does not rotate
+	RuleJoinRotation    = "join-rotation"    // an add without a rotation in a group without shared history
 )
 
 func ruleErr(rule, format string, args ...any) *Error {
@@ -107,7 +117,12 @@ type GroupState struct {
 	Head         [32]byte // SignedCommit.Hash of the head commit
 	Epoch        uint64
 	ShareHistory bool
-	Members      map[AccountID]*Member // current members
+	// PendingRotation is set by a leave and cleared by a rotation: a member
+	// left, still holding the current epoch key, so no client may encrypt
+	// or wrap under that key, and the next commit by an admin or owner must
+	// rotate.
+	PendingRotation bool
+	Members         map[AccountID]*Member // current members
 
 	// keyCommitments[e-1] is the key commitment of epoch e.
 	keyCommitments [][32]byte
@@ -130,14 +145,15 @@ type roleChange struct {
 // modified.
 func (s *GroupState) Clone() *GroupState {
 	c := &GroupState{
-		Group:          s.Group,
-		Seq:            s.Seq,
-		Head:           s.Head,
-		Epoch:          s.Epoch,
-		ShareHistory:   s.ShareHistory,
-		Members:        make(map[AccountID]*Member, len(s.Members)),
-		keyCommitments: slices.Clone(s.keyCommitments),
-		roles:          make(map[AccountID][]roleChange, len(s.roles)),
+		Group:           s.Group,
+		Seq:             s.Seq,
+		Head:            s.Head,
+		Epoch:           s.Epoch,
+		ShareHistory:    s.ShareHistory,
+		Members:         make(map[AccountID]*Member, len(s.Members)),
+		PendingRotation: s.PendingRotation,
+		keyCommitments:  slices.Clone(s.keyCommitments),
+		roles:           make(map[AccountID][]roleChange, len(s.roles)),
 	}
 	for id, m := range s.Members {
 		mc := *m
@@ -277,10 +293,33 @@ func (s *GroupState) authorize(c *Commit) (ed25519.PublicKey, error) {
 	if m == nil {
 		return nil, ruleErr(RuleAuthor, "author %s is not a member of the group", c.Author)
 	}
+	if leave, err := checkLeaveShape(c); err != nil || leave {
+		// Any member may leave, and only leave.
+		return m.SigningKey, err
+	}
 	if m.Role < RoleAdmin {
 		return nil, ruleErr(RuleAuthor, "author %s is a %s; only owners and admins change membership", s.name(c.Author), m.Role)
 	}
 	return m.SigningKey, nil
+}
+
+// checkLeaveShape reports whether c is a leave: its only op is OpLeave and
+// names its author. A commit with a leave op in any other shape is refused:
+// a leaver removes only themself, changes nothing else, and never rotates.
+func checkLeaveShape(c *Commit) (bool, error) {
+	for i, op := range c.Ops {
+		if op.Kind != OpLeave {
+			continue
+		}
+		if op.Member != c.Author {
+			return false, ruleErr(RuleLeave, "op %d: %s cannot make %s leave; only a member's own leave is allowed", i, c.Author, op.Member)
+		}
+		if len(c.Ops) != 1 {
+			return false, ruleErr(RuleLeave, "op %d: a leave must be the only op of its commit (no rotation, no other change)", i)
+		}
+		return true, nil
+	}
+	return false, nil
 }
 
 func (s *GroupState) authorizeGenesis(c *Commit) (ed25519.PublicKey, error) {
@@ -306,18 +345,12 @@ func (s *GroupState) authorizeGenesis(c *Commit) (ed25519.PublicKey, error) {
 }
 
 // apply checks the rules that follow a verified signature and, if all hold,
-// applies c. It changes nothing unless it returns nil.
+// applies c. It changes nothing unless it returns nil. The rules of each op
+// kind are in opRules; apply holds the rules about the commit as a whole.
 func (s *GroupState) apply(c *Commit, hash [32]byte) error {
-	genesis := s.Seq == 0
-	var (
-		members    map[AccountID]*Member
-		handles    map[Handle]AccountID
-		authorRole = RoleOwner // the genesis author adds themselves as owner
-		owners     int
-	)
-	if !genesis {
-		members, handles, owners = s.Members, s.handles, s.owners
-		authorRole = members[c.Author].Role
+	cc := &commitCheck{s: s, c: c, genesis: s.Seq == 0, authorRole: RoleOwner, touched: make(map[AccountID]struct{}, len(c.Ops))}
+	if !cc.genesis {
+		cc.authorRole, cc.owners = s.Members[c.Author].Role, s.owners
 		if c.ShareHistory != s.ShareHistory {
 			return ruleErr(RuleHistoryFlag, "the history-sharing flag is fixed at %t by the genesis", s.ShareHistory)
 		}
@@ -325,24 +358,104 @@ func (s *GroupState) apply(c *Commit, hash [32]byte) error {
 			return ruleErr(RuleEmpty, "no ops")
 		}
 	}
+	if err := cc.checkEpoch(); err != nil {
+		return err
+	}
+	for i, op := range c.Ops {
+		if op.Kind == OpRotate {
+			continue
+		}
+		if cc.genesis && op.Kind != OpAdd {
+			return ruleErr(RuleGenesis, "op %d: the genesis may only add members, not %s", i, op.Kind)
+		}
+		if _, dup := cc.touched[op.Member]; dup {
+			return ruleErr(RuleDuplicateMember, "op %d: more than one op for member %s in one commit", i, op.Member)
+		}
+		cc.touched[op.Member] = struct{}{}
+		if err := opRules[op.Kind].check(cc, i, op); err != nil {
+			return err
+		}
+	}
+	if err := cc.checkCommit(); err != nil {
+		return err
+	}
 
+	// Every rule holds: apply. Nothing below can fail.
+	if cc.genesis {
+		*s = GroupState{
+			Group:        c.Group,
+			ShareHistory: c.ShareHistory,
+			Members:      make(map[AccountID]*Member, len(c.Ops)),
+			roles:        make(map[AccountID][]roleChange, len(c.Ops)),
+			handles:      make(map[Handle]AccountID, len(c.Ops)),
+		}
+	}
+	for _, op := range c.Ops {
+		if r, ok := opRules[op.Kind]; ok {
+			r.apply(s, c, op)
+		}
+	}
+	if cc.genesis || cc.rotating {
+		s.keyCommitments = append(s.keyCommitments, c.KeyCommitment)
+	}
+	s.PendingRotation = cc.leaving || s.PendingRotation && !cc.rotating
+	s.Seq, s.Head, s.Epoch, s.owners = c.Seq, hash, c.Epoch, cc.owners
+	return nil
+}
+
+// commitCheck is the verification of one commit against the state before
+// it: what the ops found so far, for the rules about the whole commit.
+type commitCheck struct {
+	s          *GroupState
+	c          *Commit
+	genesis    bool
+	authorRole Role // the author's role before the commit
+	rotating   bool
+	owners     int // owners after the ops checked so far
+	touched    map[AccountID]struct{}
+	added      map[Handle]struct{}
+	needRotate bool // a removal or demotion
+	leaving    bool // a leave op
+}
+
+// opRule is what one op kind requires and does. check judges the op against
+// the state before the commit; apply changes the state once the whole
+// commit has passed.
+type opRule struct {
+	check func(cc *commitCheck, i int, op Op) error
+	apply func(s *GroupState, c *Commit, op Op)
+}
+
+// opRules is the table of membership ops. OpRotate has no entry: a rotation
+// is judged with the epoch (checkEpoch).
+var opRules = map[OpKind]opRule{
+	OpAdd:     {(*commitCheck).checkAdd, (*GroupState).applyAdd},
+	OpRemove:  {(*commitCheck).checkRemove, (*GroupState).applyRemove},
+	OpSetRole: {(*commitCheck).checkSetRole, (*GroupState).applySetRole},
+	OpLeave:   {(*commitCheck).checkLeave, (*GroupState).applyLeave},
+}
+
+// checkEpoch: a rotating commit starts epoch+1 with a new, non-zero key
+// commitment; any other commit keeps both; at most one rotation per commit.
+func (cc *commitCheck) checkEpoch() error {
+	s, c := cc.s, cc.c
 	rotations := 0
 	for _, op := range c.Ops {
 		if op.Kind == OpRotate {
 			rotations++
 		}
 	}
-	rotating := rotations > 0
+	cc.rotating = rotations > 0
 	switch {
-	case genesis && rotating:
+	case cc.genesis && cc.rotating:
 		return ruleErr(RuleGenesis, "the genesis starts epoch 1 and cannot rotate")
 	case rotations > 1:
 		return ruleErr(RuleRotation, "%d rotate ops; at most one is allowed", rotations)
-	case genesis:
+	case cc.genesis:
 		if c.KeyCommitment == ([32]byte{}) {
 			return ruleErr(RuleKeyCommitment, "the key commitment is zero")
 		}
-	case rotating:
+	case cc.rotating:
 		if c.Epoch != s.Epoch+1 {
 			return ruleErr(RuleEpoch, "a rotation from epoch %d must start epoch %d, not %d", s.Epoch, s.Epoch+1, c.Epoch)
 		}
@@ -360,130 +473,144 @@ func (s *GroupState) apply(c *Commit, hash [32]byte) error {
 			return ruleErr(RuleKeyCommitment, "the key commitment changed without a rotation")
 		}
 	}
+	return nil
+}
 
-	var (
-		touched    = make(map[AccountID]struct{}, len(c.Ops))
-		added      map[Handle]struct{}
-		needRotate bool
-	)
-	for i, op := range c.Ops {
-		if op.Kind == OpRotate {
-			continue
-		}
-		if genesis && op.Kind != OpAdd {
-			return ruleErr(RuleGenesis, "op %d: the genesis may only add members, not %s", i, op.Kind)
-		}
-		if _, dup := touched[op.Member]; dup {
-			return ruleErr(RuleDuplicateMember, "op %d: more than one op for member %s in one commit", i, op.Member)
-		}
-		touched[op.Member] = struct{}{}
-
-		switch op.Kind {
-		case OpAdd:
-			if members[op.Member] != nil {
-				return ruleErr(RuleDuplicateMember, "op %d: %s is already a member", i, s.name(op.Member))
-			}
-			if other, ok := handles[op.Handle]; ok {
-				return ruleErr(RuleDuplicateMember, "op %d: handle %s is already used by member %s", i, op.Handle, other)
-			}
-			if _, ok := added[op.Handle]; ok {
-				return ruleErr(RuleDuplicateMember, "op %d: handle %s is added twice", i, op.Handle)
-			}
-			if added == nil {
-				added = make(map[Handle]struct{})
-			}
-			added[op.Handle] = struct{}{}
-			if op.Role == RoleOwner {
-				if authorRole != RoleOwner {
-					return ruleErr(RuleOwnerProtection, "op %d: only an owner may add an owner", i)
-				}
-				owners++
-			}
-
-		case OpRemove:
-			m := members[op.Member]
-			if m == nil {
-				return ruleErr(RuleNotMember, "op %d: cannot remove %s: not a member", i, op.Member)
-			}
-			if m.Role == RoleOwner {
-				if authorRole != RoleOwner {
-					return ruleErr(RuleOwnerProtection, "op %d: only an owner may remove owner %s", i, s.name(op.Member))
-				}
-				owners--
-			}
-			needRotate = true
-
-		case OpSetRole:
-			m := members[op.Member]
-			if m == nil {
-				return ruleErr(RuleNotMember, "op %d: cannot set the role of %s: not a member", i, op.Member)
-			}
-			if op.Role == m.Role {
-				return ruleErr(RuleNoOp, "op %d: %s is already a %s", i, s.name(op.Member), m.Role)
-			}
-			if op.Member == c.Author && op.Role > m.Role {
-				return ruleErr(RuleSelfPromotion, "op %d: author %s cannot raise their own role from %s to %s", i, s.name(op.Member), m.Role, op.Role)
-			}
-			if m.Role == RoleOwner || op.Role == RoleOwner {
-				if authorRole != RoleOwner {
-					return ruleErr(RuleOwnerProtection, "op %d: only an owner may change %s from %s to %s", i, s.name(op.Member), m.Role, op.Role)
-				}
-				if m.Role == RoleOwner {
-					owners--
-				} else {
-					owners++
-				}
-			}
-			if op.Role < m.Role {
-				needRotate = true
-			}
-		}
-	}
-	if needRotate && !rotating {
+// checkCommit holds the rules about the commit as a whole, once every op
+// passed its own.
+func (cc *commitCheck) checkCommit() error {
+	switch {
+	case cc.needRotate && !cc.rotating:
 		return ruleErr(RuleRotation, "removing or demoting a member requires a key rotation (a rotate op) in the same commit")
-	}
-	if owners < 1 {
+	case cc.s.PendingRotation && !cc.leaving && !cc.rotating:
+		return ruleErr(RulePendingRotation, "a member left at epoch %d: the next commit by an admin or owner must rotate", cc.s.Epoch)
+	case !cc.genesis && !cc.c.ShareHistory && cc.added != nil && !cc.rotating:
+		return ruleErr(RuleJoinRotation, "the group does not share history: adding a member requires a key rotation in the same commit")
+	case cc.owners < 1:
 		return ruleErr(RuleOwnerProtection, "the group must keep at least one owner")
 	}
-
-	// Every rule holds: apply. Nothing below can fail.
-	if genesis {
-		group := c.Group
-		*s = GroupState{
-			Group:        group,
-			ShareHistory: c.ShareHistory,
-			Members:      make(map[AccountID]*Member, len(c.Ops)),
-			roles:        make(map[AccountID][]roleChange, len(c.Ops)),
-			handles:      make(map[Handle]AccountID, len(c.Ops)),
-		}
-	}
-	for _, op := range c.Ops {
-		switch op.Kind {
-		case OpAdd:
-			s.Members[op.Member] = &Member{
-				ID:            op.Member,
-				Handle:        op.Handle,
-				SigningKey:    op.SigningKey,
-				EncryptionKey: op.EncryptionKey,
-				Role:          op.Role,
-				JoinedEpoch:   c.Epoch,
-			}
-			s.handles[op.Handle] = op.Member
-			s.recordRole(op.Member, c.Epoch, op.Role)
-		case OpRemove:
-			delete(s.handles, s.Members[op.Member].Handle)
-			delete(s.Members, op.Member)
-			s.recordRole(op.Member, c.Epoch, RoleNone)
-		case OpSetRole:
-			s.Members[op.Member].Role = op.Role
-			s.recordRole(op.Member, c.Epoch, op.Role)
-		}
-	}
-	if genesis || rotating {
-		s.keyCommitments = append(s.keyCommitments, c.KeyCommitment)
-	}
-	s.Seq, s.Head, s.Epoch, s.owners = c.Seq, hash, c.Epoch, owners
 	return nil
+}
+
+// checkAdd: an add names a non-member whose handle no member has; only an
+// owner adds an owner.
+func (cc *commitCheck) checkAdd(i int, op Op) error {
+	s := cc.s
+	if s.Members[op.Member] != nil {
+		return ruleErr(RuleDuplicateMember, "op %d: %s is already a member", i, s.name(op.Member))
+	}
+	if other, ok := s.handles[op.Handle]; ok {
+		return ruleErr(RuleDuplicateMember, "op %d: handle %s is already used by member %s", i, op.Handle, other)
+	}
+	if _, ok := cc.added[op.Handle]; ok {
+		return ruleErr(RuleDuplicateMember, "op %d: handle %s is added twice", i, op.Handle)
+	}
+	if cc.added == nil {
+		cc.added = make(map[Handle]struct{})
+	}
+	cc.added[op.Handle] = struct{}{}
+	if op.Role == RoleOwner {
+		if cc.authorRole != RoleOwner {
+			return ruleErr(RuleOwnerProtection, "op %d: only an owner may add an owner", i)
+		}
+		cc.owners++
+	}
+	return nil
+}
+
+// checkRemove: a removal names a member, only an owner removes an owner,
+// and the commit must rotate.
+func (cc *commitCheck) checkRemove(i int, op Op) error {
+	s := cc.s
+	m := s.Members[op.Member]
+	if m == nil {
+		return ruleErr(RuleNotMember, "op %d: cannot remove %s: not a member", i, op.Member)
+	}
+	if m.Role == RoleOwner {
+		if cc.authorRole != RoleOwner {
+			return ruleErr(RuleOwnerProtection, "op %d: only an owner may remove owner %s", i, s.name(op.Member))
+		}
+		cc.owners--
+	}
+	cc.needRotate = true
+	return nil
+}
+
+// checkSetRole: a role change names a member and changes its role; nobody
+// raises their own role; only an owner makes or unmakes an owner; a
+// demotion must rotate.
+func (cc *commitCheck) checkSetRole(i int, op Op) error {
+	s := cc.s
+	m := s.Members[op.Member]
+	if m == nil {
+		return ruleErr(RuleNotMember, "op %d: cannot set the role of %s: not a member", i, op.Member)
+	}
+	if op.Role == m.Role {
+		return ruleErr(RuleNoOp, "op %d: %s is already a %s", i, s.name(op.Member), m.Role)
+	}
+	if op.Member == cc.c.Author && op.Role > m.Role {
+		return ruleErr(RuleSelfPromotion, "op %d: author %s cannot raise their own role from %s to %s", i, s.name(op.Member), m.Role, op.Role)
+	}
+	if m.Role == RoleOwner || op.Role == RoleOwner {
+		if cc.authorRole != RoleOwner {
+			return ruleErr(RuleOwnerProtection, "op %d: only an owner may change %s from %s to %s", i, s.name(op.Member), m.Role, op.Role)
+		}
+		if m.Role == RoleOwner {
+			cc.owners--
+		} else {
+			cc.owners++
+		}
+	}
+	if op.Role < m.Role {
+		cc.needRotate = true
+	}
+	return nil
+}
+
+// checkLeave: authorize already required a leave to be its commit's only op
+// and to name its author. The last owner cannot leave: owner protection
+// holds for leaving as for removal.
+func (cc *commitCheck) checkLeave(i int, op Op) error {
+	if cc.s.Members[op.Member].Role == RoleOwner {
+		cc.owners--
+	}
+	cc.leaving = true
+	return nil
+}
+
+func (s *GroupState) applyAdd(c *Commit, op Op) {
+	s.Members[op.Member] = &Member{
+		ID:            op.Member,
+		Handle:        op.Handle,
+		SigningKey:    op.SigningKey,
+		EncryptionKey: op.EncryptionKey,
+		Role:          op.Role,
+		JoinedEpoch:   c.Epoch,
+	}
+	s.handles[op.Handle] = op.Member
+	s.recordRole(op.Member, c.Epoch, op.Role)
+}
+
+func (s *GroupState) applyRemove(c *Commit, op Op) {
+	delete(s.handles, s.Members[op.Member].Handle)
+	delete(s.Members, op.Member)
+	s.recordRole(op.Member, c.Epoch, RoleNone)
+}
+
+func (s *GroupState) applySetRole(c *Commit, op Op) {
+	s.Members[op.Member].Role = op.Role
+	s.recordRole(op.Member, c.Epoch, op.Role)
+}
+
+// applyLeave removes the leaver without starting an epoch. The leaver held
+// their role for all of the current epoch (they keep its key, and may have
+// written under it), so the loss of the role is recorded at the next epoch,
+// which the pending rotation starts. RoleAt never answers for an epoch the
+// chain has not reached, and a re-add (which must rotate) overwrites it.
+func (s *GroupState) applyLeave(c *Commit, op Op) {
+	delete(s.handles, s.Members[op.Member].Handle)
+	delete(s.Members, op.Member)
+	s.recordRole(op.Member, c.Epoch+1, RoleNone)
 }
 
 func (s *GroupState) recordRole(id AccountID, epoch uint64, r Role) {
@@ -622,22 +749,28 @@ func forEach(n int, f func(i int)) {
 	wg.Wait()
 }
 
-// stateVersion versions the GroupState checkpoint encoding.
-const stateVersion = 1
+// stateVersion versions the GroupState checkpoint encoding. Version 2 adds
+// the pending-rotation flag. UnmarshalBinary still reads version 1, written
+// before leave ops existed, when no rotation could be pending.
+const stateVersion = 2
 
 // MarshalBinary encodes s as a checkpoint that UnmarshalBinary restores, so
 // the server and clients can resume verification from it instead of from
 // the genesis. The encoding is deterministic (members and accounts sorted
 // by id):
 //
-//	version uint8 = 1
-//	group [16]byte, seq uint64, head [32]byte, epoch uint64, share_history uint8
+//	version uint8 = 2
+//	group [16]byte, seq uint64, head [32]byte, epoch uint64, share_history uint8,
+//	pending_rotation uint8
 //	key_commitments epoch × [32]byte
 //	member_count uint32, then per member by id:
 //	  id [16]byte, handle <uint8 length>, signing_key [32]byte,
 //	  encryption_key [1216]byte, role uint8, joined_epoch uint64
 //	account_count uint32, then per account ever a member, by id:
 //	  id [16]byte, change_count uint32, change_count × (epoch uint64, role uint8)
+//
+// A role change may name epoch+1 only while a rotation is pending: it is a
+// leaver's loss of role, which takes effect at the next epoch.
 //
 // A checkpoint is trusted data: whoever can change it can change what the
 // verifier believes. Keep it where the verifier keeps its own state.
@@ -655,6 +788,7 @@ func (s *GroupState) MarshalBinary() ([]byte, error) {
 	b.AddBytes(s.Head[:])
 	b.AddUint64(s.Epoch)
 	b.AddUint8(boolByte(s.ShareHistory))
+	b.AddUint8(boolByte(s.PendingRotation))
 	for _, kc := range s.keyCommitments {
 		b.AddBytes(kc[:])
 	}
@@ -698,21 +832,22 @@ func (s *GroupState) UnmarshalBinary(data []byte) error {
 		in            = cryptobyte.String(data)
 		ns            GroupState
 		version, flag uint8
+		pending       uint8
 	)
 	if !in.ReadUint8(&version) {
 		return bad("empty")
 	}
-	if version != stateVersion {
+	if version != stateVersion && version != 1 {
 		return Errorf(EINVALID, "unsupported group state version %d", version)
 	}
 	if !in.CopyBytes(ns.Group[:]) || !in.ReadUint64(&ns.Seq) || !in.CopyBytes(ns.Head[:]) ||
-		!in.ReadUint64(&ns.Epoch) || !in.ReadUint8(&flag) {
+		!in.ReadUint64(&ns.Epoch) || !in.ReadUint8(&flag) || version > 1 && !in.ReadUint8(&pending) {
 		return bad("truncated header")
 	}
-	if ns.Group.IsZero() || ns.Seq == 0 || ns.Seq >= math.MaxInt64 || ns.Epoch == 0 || ns.Epoch > ns.Seq || flag > 1 {
+	if ns.Group.IsZero() || ns.Seq == 0 || ns.Seq >= math.MaxInt64 || ns.Epoch == 0 || ns.Epoch > ns.Seq || flag > 1 || pending > 1 {
 		return bad("invalid header")
 	}
-	ns.ShareHistory = flag == 1
+	ns.ShareHistory, ns.PendingRotation = flag == 1, pending == 1
 	if ns.Epoch > uint64(len(in)/32) {
 		return bad("truncated key commitments")
 	}
@@ -799,7 +934,8 @@ func (s *GroupState) UnmarshalBinary(data []byte) error {
 			in.ReadUint64(&h[j].epoch)
 			in.ReadUint8(&role)
 			h[j].role = Role(role)
-			if h[j].role > RoleOwner || h[j].epoch == 0 || h[j].epoch > ns.Epoch || j > 0 && h[j].epoch <= h[j-1].epoch {
+			leftPending := h[j].epoch == ns.Epoch+1 && ns.PendingRotation && h[j].role == RoleNone && j == len(h)-1
+			if h[j].role > RoleOwner || h[j].epoch == 0 || h[j].epoch > ns.Epoch && !leftPending || j > 0 && h[j].epoch <= h[j-1].epoch {
 				return bad("invalid role history")
 			}
 		}

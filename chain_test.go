@@ -96,6 +96,8 @@ func setRoleOp(m *chainMember, r coffer.Role) coffer.Op {
 
 var rotateOp = coffer.Op{Kind: coffer.OpRotate}
 
+func leaveOp(m *chainMember) coffer.Op { return coffer.Op{Kind: coffer.OpLeave, Member: m.ID} }
+
 // chainBuilder builds a chain commit by commit. Next returns a well-formed
 // successor of the head, which a test may corrupt before Push.
 type chainBuilder struct {
@@ -230,10 +232,120 @@ var chainCases = []chainCase{
 	{"rotate-only", "an admin rotates the key without changing membership", "", func(tb testing.TB, p chainCast) []coffer.SignedCommit {
 		return p.base(tb).Do(p.admin, rotateOp).Do(p.owner, rotateOp).commits
 	}},
-	{"no-history-sharing", "a group created without history sharing keeps the flag off", "", func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+	{"no-history-sharing", "a group created without history sharing keeps the flag off, and an add rotates", "", func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+		b := newChain(tb, 1)
+		b.share = false
+		return b.Do(p.owner, addOp(p.owner, coffer.RoleOwner), addOp(p.admin, coffer.RoleAdmin)).
+			Do(p.owner, addOp(p.m5, coffer.RoleWriter), rotateOp).
+			Do(p.admin, addOp(p.m6, coffer.RoleReader), addOp(p.reader, coffer.RoleReader), rotateOp).commits
+	}},
+	{"member-leaves", "a reader leaves without a rotation; a rotation is now pending", "", func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+		return p.base(tb).Do(p.reader, leaveOp(p.reader)).commits
+	}},
+	{"leave-then-rotate", "a writer and then a reader leave; the admin's next commit rotates", "", func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+		return p.base(tb).Do(p.writer, leaveOp(p.writer)).Do(p.reader, leaveOp(p.reader)).Do(p.admin, rotateOp).commits
+	}},
+	{"leave-then-add-with-rotation", "after a leave, the owner adds a member in a rotating commit", "", func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+		return p.base(tb).Do(p.writer, leaveOp(p.writer)).Do(p.owner, addOp(p.m5, coffer.RoleReader), rotateOp).commits
+	}},
+	{"leaver-readded", "a leaver is added back by the commit that performs the pending rotation", "", func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+		return p.base(tb).Do(p.writer, leaveOp(p.writer)).Do(p.owner, addOp(p.writer, coffer.RoleReader), rotateOp).commits
+	}},
+	{"admin-leaves-by-leave", "an admin leaves with a leave op; the owner rotates", "", func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+		return p.base(tb).Do(p.admin, leaveOp(p.admin)).Do(p.owner, rotateOp).commits
+	}},
+	{"owner-leaves-other-owner-rotates", "one of two owners leaves; the other rotates", "", func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+		return p.base(tb).Do(p.owner, addOp(p.m5, coffer.RoleOwner)).Do(p.owner, leaveOp(p.owner)).Do(p.m5, rotateOp).commits
+	}},
+	{"leave-in-no-history-group", "a member of a group without shared history leaves; the owner re-adds them with a rotation", "", func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+		b := newChain(tb, 1)
+		b.share = false
+		return b.Do(p.owner, addOp(p.owner, coffer.RoleOwner), addOp(p.writer, coffer.RoleWriter)).
+			Do(p.writer, leaveOp(p.writer)).Do(p.owner, addOp(p.writer, coffer.RoleWriter), rotateOp).commits
+	}},
+
+	// Leaving and the pending rotation.
+	{"leave-then-add-without-rotation", "after a reader leaves, the owner adds a member without a rotation", coffer.RulePendingRotation, func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+		return p.base(tb).Do(p.reader, leaveOp(p.reader)).Do(p.owner, addOp(p.m5, coffer.RoleReader)).commits
+	}},
+	{"leave-then-promote-without-rotation", "after a reader leaves, the admin promotes the writer without a rotation", coffer.RulePendingRotation, func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+		return p.base(tb).Do(p.reader, leaveOp(p.reader)).Do(p.admin, setRoleOp(p.writer, coffer.RoleAdmin)).commits
+	}},
+	{"leave-then-readd-without-rotation", "after a writer leaves, the owner adds them back under the old key", coffer.RulePendingRotation, func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+		return p.base(tb).Do(p.writer, leaveOp(p.writer)).Do(p.owner, addOp(p.writer, coffer.RoleWriter)).commits
+	}},
+	{"two-leaves-then-add-without-rotation", "two members leave (the second leave keeps the rotation pending), then an add does not rotate", coffer.RulePendingRotation, func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+		return p.base(tb).Do(p.reader, leaveOp(p.reader)).Do(p.admin, leaveOp(p.admin)).Do(p.owner, addOp(p.m5, coffer.RoleReader)).commits
+	}},
+	{"leave-other-member", "the admin signs a leave naming the reader", coffer.RuleLeave, func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+		return p.base(tb).Do(p.admin, leaveOp(p.reader)).commits
+	}},
+	{"leave-other-member-by-reader", "a reader signs a leave naming the writer", coffer.RuleLeave, func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+		return p.base(tb).Do(p.reader, leaveOp(p.writer)).commits
+	}},
+	{"leave-with-rotation", "a writer leaves and rotates, choosing the next key", coffer.RuleLeave, func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+		return p.base(tb).Do(p.writer, leaveOp(p.writer), rotateOp).commits
+	}},
+	{"leave-with-rotation-by-admin", "an admin leaves and rotates in one commit", coffer.RuleLeave, func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+		return p.base(tb).Do(p.admin, leaveOp(p.admin), rotateOp).commits
+	}},
+	{"leave-with-add", "a reader leaves and adds an outsider in the same commit", coffer.RuleLeave, func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+		return p.base(tb).Do(p.reader, addOp(p.m5, coffer.RoleOwner), leaveOp(p.reader)).commits
+	}},
+	{"leave-twice", "a commit with two leave ops by its author", coffer.RuleLeave, func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+		return p.base(tb).Do(p.writer, leaveOp(p.writer), leaveOp(p.writer)).commits
+	}},
+	{"leave-by-outsider", "a non-member signs its own leave", coffer.RuleAuthor, func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+		return p.base(tb).Do(p.m5, leaveOp(p.m5)).commits
+	}},
+	{"leave-after-leaving", "a member who left signs a second leave", coffer.RuleAuthor, func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+		return p.base(tb).Do(p.writer, leaveOp(p.writer)).Do(p.writer, leaveOp(p.writer)).commits
+	}},
+	{"leaver-adds-member", "an admin who left authors an add with a rotation", coffer.RuleAuthor, func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+		return p.base(tb).Do(p.admin, leaveOp(p.admin)).Do(p.admin, addOp(p.m5, coffer.RoleReader), rotateOp).commits
+	}},
+	{"last-owner-leave", "the only owner leaves with a leave op", coffer.RuleOwnerProtection, func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+		return p.base(tb).Do(p.owner, leaveOp(p.owner)).commits
+	}},
+	{"leave-signed-by-other", "a leave naming the reader as author is signed by the writer", coffer.RuleSignature, func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+		b := p.base(tb)
+		return b.Push(b.Next(p.reader, leaveOp(p.reader)), p.writer.Key).commits
+	}},
+	{"leave-bumps-epoch", "a leave starts a new epoch with a new key commitment, without a rotate op", coffer.RuleEpoch, func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+		b := p.base(tb)
+		c := b.Next(p.writer, leaveOp(p.writer))
+		c.Epoch++
+		c.KeyCommitment = testKeyCommitment(b.group, c.Epoch)
+		return b.Push(c, p.writer.Key).commits
+	}},
+	{"leave-changes-key-commitment", "a leave changes the key commitment", coffer.RuleKeyCommitment, func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+		b := p.base(tb)
+		c := b.Next(p.writer, leaveOp(p.writer))
+		c.KeyCommitment = testKeyCommitment(b.group, 99)
+		return b.Push(c, p.writer.Key).commits
+	}},
+	{"genesis-leave", "the genesis adds its author and a member who leaves in it", coffer.RuleGenesis, func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+		b := newChain(tb, 1)
+		return b.Push(b.Next(p.owner, addOp(p.owner, coffer.RoleOwner), leaveOp(p.m5)), p.owner.Key).commits
+	}},
+
+	// Groups without shared history.
+	{"no-history-add-without-rotation", "in a group without shared history, the owner adds a member without a rotation", coffer.RuleJoinRotation, func(tb testing.TB, p chainCast) []coffer.SignedCommit {
 		b := newChain(tb, 1)
 		b.share = false
 		return b.Do(p.owner, addOp(p.owner, coffer.RoleOwner)).Do(p.owner, addOp(p.m5, coffer.RoleWriter)).commits
+	}},
+	{"no-history-readd-without-rotation", "in a group without shared history, a removed member is added back without a rotation", coffer.RuleJoinRotation, func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+		b := newChain(tb, 1)
+		b.share = false
+		return b.Do(p.owner, addOp(p.owner, coffer.RoleOwner), addOp(p.admin, coffer.RoleAdmin), addOp(p.reader, coffer.RoleReader)).
+			Do(p.admin, removeOp(p.reader), rotateOp).Do(p.admin, addOp(p.reader, coffer.RoleReader)).commits
+	}},
+	{"no-history-add-with-promotion", "in a group without shared history, an add beside a promotion, without a rotation", coffer.RuleJoinRotation, func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+		b := newChain(tb, 1)
+		b.share = false
+		return b.Do(p.owner, addOp(p.owner, coffer.RoleOwner), addOp(p.writer, coffer.RoleWriter)).
+			Do(p.owner, setRoleOp(p.writer, coffer.RoleAdmin), addOp(p.m5, coffer.RoleReader)).commits
 	}},
 
 	// The genesis.
@@ -589,7 +701,7 @@ var allRules = []string{
 	coffer.RuleGroup, coffer.RuleSeq, coffer.RulePrev, coffer.RuleAuthor, coffer.RuleSignature,
 	coffer.RuleHistoryFlag, coffer.RuleEmpty, coffer.RuleEpoch, coffer.RuleRotation, coffer.RuleKeyCommitment,
 	coffer.RuleDuplicateMember, coffer.RuleNotMember, coffer.RuleSelfPromotion, coffer.RuleOwnerProtection,
-	coffer.RuleNoOp, coffer.RuleWeakKey,
+	coffer.RuleNoOp, coffer.RuleWeakKey, coffer.RuleLeave, coffer.RulePendingRotation, coffer.RuleJoinRotation,
 }
 
 func mustHex(tb testing.TB, s string) []byte {

@@ -34,6 +34,7 @@ import (
 //	    remove:   member [16]byte
 //	    set-role: member [16]byte, role uint8
 //	    rotate:   (nothing)
+//	    leave:    member [16]byte (the author)
 //
 // The encoding is canonical: ParseCommit accepts exactly the bytes Marshal
 // produces, so a commit has one encoding and one hash.
@@ -47,9 +48,14 @@ const (
 	OpRemove  OpKind = 2 // remove a member; requires OpRotate in the same commit
 	OpSetRole OpKind = 3 // change a member's role; a demotion requires OpRotate
 	OpRotate  OpKind = 4 // start a new epoch with a fresh key
+	// OpLeave removes the author from the group without a rotation: a
+	// leaver must not choose the key of an epoch they will not be in. The
+	// group then has a pending rotation, which the next commit by an admin
+	// or owner must perform.
+	OpLeave OpKind = 5
 )
 
-var opKindNames = [...]string{"op(0)", "add", "remove", "set-role", "rotate"}
+var opKindNames = [...]string{"op(0)", "add", "remove", "set-role", "rotate", "leave"}
 
 func (k OpKind) String() string {
 	if int(k) < len(opKindNames) && k != 0 {
@@ -75,7 +81,7 @@ const (
 // encoded: Marshal ignores the others and ParseCommit leaves them zero.
 type Op struct {
 	Kind          OpKind
-	Member        AccountID         // add, remove, set-role
+	Member        AccountID         // add, remove, set-role, leave
 	Handle        Handle            // add
 	SigningKey    ed25519.PublicKey // add: Ed25519, 32 bytes
 	EncryptionKey []byte            // add: X-Wing encapsulation key, 1216 bytes
@@ -139,7 +145,7 @@ func (c *Commit) Marshal() []byte {
 			b.AddBytes(op.SigningKey)
 			b.AddBytes(op.EncryptionKey)
 			b.AddUint8(uint8(op.Role))
-		case OpRemove:
+		case OpRemove, OpLeave:
 			b.AddBytes(op.Member[:])
 		case OpSetRole:
 			b.AddBytes(op.Member[:])
@@ -253,9 +259,9 @@ func parseOp(s *cryptobyte.String) (Op, *Error) {
 			return op, ruleErr(RuleMalformed, "truncated add op")
 		}
 		handle = h
-	case OpRemove:
+	case OpRemove, OpLeave:
 		if !s.ReadBytes(&member, 16) {
-			return op, ruleErr(RuleMalformed, "truncated remove op")
+			return op, ruleErr(RuleMalformed, "truncated %s op", op.Kind)
 		}
 	case OpSetRole:
 		if !s.ReadBytes(&member, 16) || !s.ReadUint8(&role) {
@@ -270,7 +276,7 @@ func parseOp(s *cryptobyte.String) (Op, *Error) {
 	if op.Member.IsZero() {
 		return op, ruleErr(RuleMalformed, "%s op has a zero member id", op.Kind)
 	}
-	if op.Kind == OpRemove {
+	if op.Kind == OpRemove || op.Kind == OpLeave {
 		return op, nil
 	}
 	op.Role = Role(role)

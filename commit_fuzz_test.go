@@ -43,6 +43,10 @@ func FuzzApply(f *testing.F) {
 	f.Add([]byte{0, 1, 0x15, 1, 2, 0x42, 2, 1, 0x73, 0x04})
 	f.Add([]byte{1, 2, 0x24, 0x33, 0x04, 0, 1, 0x52})
 	f.Add([]byte{0, 3, 0x11, 0x21, 0x04, 2, 1, 0x34})
+	// The reader leaves (0x37: member 4, leave), the writer leaves, then the
+	// admin rotates; and a leave followed by a non-rotating add.
+	f.Add([]byte{3, 1, 0x37, 2, 1, 0x27, 1, 1, 0x03})
+	f.Add([]byte{3, 1, 0x37, 0, 1, 0x44})
 	members := make([]*chainMember, 8)
 	for i := range members {
 		members[i] = MustChainMember(f, i+1)
@@ -52,7 +56,8 @@ func FuzzApply(f *testing.F) {
 		b := p.base(t)
 		s := checkChain(t, b.commits, "")
 		// Each step: author byte, op count byte, then one byte per op:
-		// high nibble picks the member, low nibble the kind and role.
+		// high nibble picks the member, low nibble the kind and role
+		// (kind 3 is a rotation, or a leave when bit 2 is set).
 		for len(prog) >= 2 && len(b.commits) < 16 {
 			author := members[int(prog[0])%len(members)]
 			n := min(int(prog[1])%5, len(prog)-2)
@@ -68,7 +73,11 @@ func FuzzApply(f *testing.F) {
 				case 2:
 					ops = append(ops, setRoleOp(m, role))
 				case 3:
-					ops = append(ops, rotateOp)
+					if x&4 != 0 {
+						ops = append(ops, leaveOp(m))
+					} else {
+						ops = append(ops, rotateOp)
+					}
 				}
 			}
 			prog = prog[2+n:]

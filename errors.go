@@ -27,6 +27,10 @@ const (
 	EKEYCHANGED   Code = "key_changed"    // a contact's keys differ from the verified ones
 	ESTALEKEY     Code = "stale_key"      // local key state is behind: re-sync and retry
 	ECANCELED     Code = "canceled"       // the caller gave up and closed the request
+	// EROTATIONPENDING: a member left the group and still holds its current
+	// key, so clients encrypt and wrap nothing under it until an admin or
+	// owner rotates (client-side only; an admin's client rotates on sync).
+	EROTATIONPENDING Code = "rotation_pending"
 )
 
 // Error is the one error type that crosses component boundaries. Message is

@@ -184,8 +184,15 @@ func (c *Client) me() (*Identity, coffer.AccountID, error) {
 // trusts, and stores the new state. The server cannot make it accept a
 // forged, reordered or forked commit, nor a history shorter than one it
 // has already verified: each is a *coffer.SecurityError.
+//
+// When a member has left and the group waits for a rotation, an admin's or
+// owner's Sync performs it (see rotatePending) before it returns.
 func (c *Client) Sync(ctx context.Context, g coffer.GroupID) (*SyncResult, error) {
-	return c.sync(ctx, g, true)
+	res, err := c.sync(ctx, g, true)
+	if err != nil {
+		return nil, err
+	}
+	return c.rotatePending(ctx, g, res)
 }
 
 // sync is Sync; withTrust also computes the unverified members, which costs
@@ -412,25 +419,10 @@ func (c *Client) epochKeys(ctx context.Context, s *coffer.GroupState) (map[uint6
 		for _, l := range keys.Links {
 			links[l.Epoch] = l.Link
 		}
-		// Walk down from the oldest key held: K_e opens the link to K_{e-1}.
-		oldest := s.Epoch
-		for e := range out {
-			oldest = min(oldest, e)
+		if err := walkHistory(s, links, out); err != nil {
+			return nil, err
 		}
-		for e := oldest; e > 1; e-- {
-			link, ok := links[e-1]
-			if !ok {
-				break
-			}
-			k, err := groupkey.OpenHistoryLink(out[e], s.Group, e-1, link)
-			if err != nil {
-				return nil, coffer.Security("history-link", fmt.Errorf("link to epoch %d does not open: %w", e-1, err))
-			}
-			want, _ := s.KeyCommitment(e - 1)
-			if !groupkey.CheckCommitment(k, s.Group, e-1, want) {
-				return nil, coffer.Security("history-link", fmt.Errorf("epoch %d key from link does not match its commitment", e-1))
-			}
-			out[e-1] = k
+		for _, k := range out {
 			c.observeSecret("epoch-key", k[:])
 		}
 	}
@@ -501,6 +493,12 @@ func (c *Client) commitChangeMeta(ctx context.Context, g coffer.GroupID, build c
 		ops, rotate, added, err := build(s, keys)
 		if err != nil {
 			return nil, err
+		}
+		// After a leave, the leaver still holds the current key: nothing is
+		// wrapped under it again, and the verifier requires this commit to
+		// rotate (unless it is itself a leave, which never rotates).
+		if s.PendingRotation && !isLeave(ops) {
+			rotate = true
 		}
 		commit := &coffer.Commit{
 			Group: g, Seq: s.Seq + 1, Prev: s.Head, Epoch: s.Epoch, Author: me,
@@ -606,8 +604,11 @@ func (c *Client) AddMember(ctx context.Context, g coffer.GroupID, handle string,
 }
 
 // AddMembers adds several accounts with one role in one commit, wrapping
-// the current epoch key for each. Every key must be verified (or trusted on
-// first use). A commit holds at most coffer.MaxCommitOps ops.
+// the current epoch key for each. In a group without shared history the
+// commit rotates instead, so the new members receive only a fresh key and
+// cannot read what was written before they joined. Every key must be
+// verified (or trusted on first use). A commit holds at most
+// coffer.MaxCommitOps ops.
 func (c *Client) AddMembers(ctx context.Context, g coffer.GroupID, handles []string, role coffer.Role) error {
 	if !role.Valid() {
 		return coffer.Errorf(coffer.EINVALID, "invalid role")
@@ -634,7 +635,7 @@ func (c *Client) AddMembers(ctx context.Context, g coffer.GroupID, handles []str
 				SigningKey: a.Identity.SigningKey, EncryptionKey: a.Identity.EncryptionKey})
 			recipients = append(recipients, groupkey.Recipient{Member: a.ID, EncryptionKey: a.Identity.EncryptionKey})
 		}
-		return ops, false, recipients, nil
+		return ops, !s.ShareHistory, recipients, nil
 	})
 	return err
 }

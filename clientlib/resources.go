@@ -552,6 +552,9 @@ func (c *Client) write(ctx context.Context, g coffer.GroupID, id coffer.Resource
 	if m := v.state.Members[me]; m == nil || m.Role < coffer.RoleWriter {
 		return nil, coffer.Errorf(coffer.EFORBIDDEN, "writing resources needs the writer role in this group")
 	}
+	if err := checkNotPending(v.state); err != nil {
+		return nil, err
+	}
 	if err := start(ctx); err != nil {
 		return nil, err
 	}
@@ -586,6 +589,9 @@ func (c *Client) abortUpload(ctx context.Context, id coffer.UploadID) {
 
 func (c *Client) upload(ctx context.Context, v *groupView, idn *Identity, me coffer.AccountID, up *api.Upload, r io.Reader, meta Meta, opts *PutOptions) (*Resource, error) {
 	g, id, epoch := up.GroupID, up.ResourceID, v.state.Epoch
+	if err := checkNotPending(v.state); err != nil {
+		return nil, err
+	}
 	k, ok := v.keys[epoch]
 	if !ok {
 		return nil, coffer.Security("wrap", fmt.Errorf("no key for the current epoch %d", epoch))

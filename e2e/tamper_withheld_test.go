@@ -20,7 +20,10 @@ func TestTamperWithheldOldWrap(t *testing.T) {
 	alice, bob := MustClient(t, srv, "alice"), MustClient(t, srv, "bob")
 	g := mustGroup(t, alice, "private", &clientlib.GroupOptions{NoHistory: true})
 	mustAdd(t, alice, bob, g, coffer.RoleWriter)
-	if _, err := bob.Put(ctx, g, strings.NewReader("written at epoch 1"), clientlib.Meta{Name: "old.txt"}); err != nil {
+	// bob's add rotated (the group does not share history): he wrote at
+	// the epoch it started.
+	old, err := bob.Put(ctx, g, strings.NewReader("written before the rotation"), clientlib.Meta{Name: "old.txt"})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := alice.Rotate(ctx, g); err != nil {
@@ -32,7 +35,7 @@ func TestTamperWithheldOldWrap(t *testing.T) {
 		t.Fatalf("before tampering bob lists %+v (err %v), want one readable resource", list, err)
 	}
 	db := mustDB(t, srv)
-	mustExec(t, db, `DELETE FROM wrapped_keys WHERE group_id = $1 AND member_id = $2 AND epoch = 1`, g, bob.AccountID())
+	mustExec(t, db, `DELETE FROM wrapped_keys WHERE group_id = $1 AND member_id = $2 AND epoch = $3`, g, bob.AccountID(), int64(old.Epoch))
 	fresh := MustNewClient(t, srv.URL(), KeyStore(t, bob)) // no cached keys
 	_, err = fresh.List(ctx, g)
 	wantSecurity(t, err)

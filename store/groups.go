@@ -121,7 +121,7 @@ func insertCommit(ctx context.Context, tx pgx.Tx, a *coffer.GroupAppend, now tim
 		switch op.Kind {
 		case coffer.OpAdd:
 			_, err = tx.Exec(ctx, `INSERT INTO group_members (group_id, account_id, role) VALUES ($1, $2, $3)`, g, op.Member, int16(op.Role))
-		case coffer.OpRemove:
+		case coffer.OpRemove, coffer.OpLeave:
 			_, err = tx.Exec(ctx, `DELETE FROM group_members WHERE group_id = $1 AND account_id = $2`, g, op.Member)
 		case coffer.OpSetRole:
 			_, err = tx.Exec(ctx, `UPDATE group_members SET role = $3 WHERE group_id = $1 AND account_id = $2`, g, op.Member, int16(op.Role))

@@ -46,6 +46,9 @@ const (
 	CodeKeyChanged = string(coffer.EKEYCHANGED)
 	// CodeStaleKey: the group key rotated meanwhile: retry.
 	CodeStaleKey = string(coffer.ESTALEKEY)
+	// CodeRotationPending: a member left and the group's key was not
+	// rotated yet; nothing new is written until an owner or admin syncs.
+	CodeRotationPending = string(coffer.EROTATIONPENDING)
 	// CodeCanceled: the Cancel token was cancelled, or Progress failed.
 	CodeCanceled = "canceled"
 	// CodeIO: a local file could not be read or written.
@@ -178,7 +181,7 @@ var serverCodes = map[coffer.Code]bool{
 	coffer.EINVALID: true, coffer.EUNAUTHORIZED: true, coffer.EFORBIDDEN: true, coffer.ENOTFOUND: true,
 	coffer.ECONFLICT: true, coffer.ETOOLARGE: true, coffer.ERATELIMITED: true, coffer.EPRECONDITION: true,
 	coffer.ELIMIT: true, coffer.EUNAVAILABLE: true, coffer.EINTERNAL: true, coffer.EUNVERIFIED: true,
-	coffer.EKEYCHANGED: true, coffer.ESTALEKEY: true,
+	coffer.EKEYCHANGED: true, coffer.ESTALEKEY: true, coffer.EROTATIONPENDING: true,
 }
 
 // message is the text after the code: user-safe, without Go's prefixes.

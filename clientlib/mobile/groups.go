@@ -242,6 +242,21 @@ func (c *Client) RemoveMember(groupID, handle string) (err error) {
 	return wrap(cl.RemoveMember(bg(), gid, handle), nil)
 }
 
+// Leave takes this account out of the group, without rotating its key;
+// an owner's or admin's next sync rotates. The only owner cannot leave.
+func (c *Client) Leave(groupID string) (err error) {
+	defer guard(&err)
+	cl, err := c.lib()
+	if err != nil {
+		return err
+	}
+	gid, err := parseGroup(groupID)
+	if err != nil {
+		return err
+	}
+	return wrap(cl.Leave(bg(), gid), nil)
+}
+
 // ChangeRole sets handle's role; a demotion rotates the group key.
 func (c *Client) ChangeRole(groupID, handle, role string) (err error) {
 	defer guard(&err)

@@ -165,6 +165,8 @@ func describeRun(err error, server string) string {
 				return fmt.Sprintf("there is no account %q on %s: check the spelling with them", handle, orUnknown(server))
 			}
 		}
+	case coffer.EROTATIONPENDING:
+		return msg + "\n  an owner or admin rotates by syncing (coffer group members GROUP) or with coffer group rotate GROUP"
 	case coffer.EINTERNAL:
 		return msg + "\n  the server hit an internal error; its log has the details (retry later)"
 	}

@@ -26,7 +26,7 @@ GROUP is a group id or, when it is unique among your groups, its name.`,
 		RunE: helpIfNoArgs,
 	}
 	cmd.AddCommand(a.groupCreateCmd(), a.groupLsCmd(), a.groupMembersCmd(), a.groupAddCmd(),
-		a.groupRemoveCmd(), a.groupRoleCmd(), a.groupRotateCmd(), a.groupLogCmd(), a.groupRenameCmd(), a.groupHealCmd())
+		a.groupRemoveCmd(), a.groupRoleCmd(), a.groupRotateCmd(), a.groupLeaveCmd(), a.groupLogCmd(), a.groupRenameCmd(), a.groupHealCmd())
 	return cmd
 }
 
@@ -321,6 +321,28 @@ func (a *app) groupRoleCmd() *cobra.Command {
 	}
 }
 
+func (a *app) groupLeaveCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "leave GROUP",
+		Short: "Leave a group (any member may)",
+		Long: `leave takes you out of GROUP with a signed commit that does not rotate the
+group key: a leaver never chooses the next key. You keep whatever you
+already downloaded and the current key, so until an owner or admin rotates,
+no member encrypts anything new in GROUP; their app rotates on its next
+sync. The group's only owner cannot leave: make another member owner
+first (coffer group role GROUP HANDLE owner).`,
+		Args:              exactArgs(1),
+		ValidArgsFunction: a.completeArgs(argGroup),
+		RunE: a.groupAction(func(ctx context.Context, c *clientlib.Client, g coffer.GroupID, _ []string) error {
+			if err := c.Leave(ctx, g); err != nil {
+				return err
+			}
+			a.notice("left the group; the next owner or admin to sync rotates its key")
+			return nil
+		}),
+	}
+}
+
 func (a *app) groupRotateCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "rotate GROUP",
@@ -440,6 +462,8 @@ func historyEntries(commits []*coffer.Commit) []historyEntry {
 			case coffer.OpSetRole:
 				hop.Role = op.Role.String()
 				parts = append(parts, fmt.Sprintf("made %s %s", hop.Member, op.Role))
+			case coffer.OpLeave:
+				parts = append(parts, "left the group (a key rotation is now due)")
 			case coffer.OpRotate:
 				parts = append(parts, "rotated the key")
 			default:
