@@ -373,7 +373,7 @@ func (s *Server) handleFinalizeUpload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if replaced != "" {
-		s.deleteBlob(r, replaced)
+		s.retireBlob(r, replaced)
 	}
 	loggerFrom(r).InfoContext(r.Context(), "resource stored", "group", res.Group, "resource", res.ID,
 		"version", res.Version, "epoch", res.Epoch, "author", caller, "size", res.Size)
@@ -559,7 +559,7 @@ func (s *Server) handleDeleteResource(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, err)
 		return
 	}
-	s.deleteBlob(r, key)
+	s.retireBlob(r, key)
 	loggerFrom(r).InfoContext(r.Context(), "resource deleted", "group", g, "resource", id, "by", callerFrom(r.Context()))
 	w.WriteHeader(http.StatusNoContent)
 }

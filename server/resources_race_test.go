@@ -3,14 +3,18 @@ package server_test
 import (
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/internal/api"
+	"github.com/cofferhq/coffer/server"
 )
 
 // TestReadsRacingWriters: readers download a resource while a writer
@@ -18,7 +22,8 @@ import (
 // write superseded answers 404 or 412 (or the newer version), never 500,
 // and the server never logs a missing blob, which would claim damage.
 func TestReadsRacingWriters(t *testing.T) {
-	w := newResourceWorld(t, nil)
+	// Superseded blobs go at once, so that readers do meet missing blobs.
+	w := newResourceWorld(t, func(c *server.Config) { c.SupersededBlobGrace = -1 })
 	id := coffer.NewResourceID()
 	path := w.ts.URL + w.resourcePath(id) + "/content"
 
@@ -106,5 +111,47 @@ func TestReadsRacingWriters(t *testing.T) {
 		if strings.Contains(line, "missing") || strings.Contains(line, "level=ERROR") {
 			t.Errorf("server log: %s", line)
 		}
+	}
+}
+
+// TestSupersededBlobGrace: the blob of a replaced or deleted version stays
+// for the grace period, for downloads that opened it just before (an S3
+// backend reads each range with a new request), and is deleted after it.
+func TestSupersededBlobGrace(t *testing.T) {
+	w := newResourceWorld(t, func(c *server.Config) { c.SupersededBlobGrace = 300 * time.Millisecond })
+	dir := filepath.Dir(t.TempDir()) // the blob store's directory is under it
+	exists := func(key string) bool {
+		found := false
+		filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err == nil && d.Name() == key {
+				found = true
+			}
+			return nil
+		})
+		return found
+	}
+	blobKey := func(id coffer.ResourceID) string {
+		var key string
+		if err := w.ts.Pool.QueryRow(t.Context(), `SELECT blob_key FROM resources WHERE group_id = $1 AND id = $2`, w.g, id).Scan(&key); err != nil {
+			t.Fatal(err)
+		}
+		return key
+	}
+	id := w.mustResource(t, w.writer, []byte("version 1"))
+	v1 := blobKey(id)
+	var up api.Upload
+	w.exchange(t, w.req(t, w.writer, "POST", w.resourcePath(id)+"/versions", nil, "If-Match", `"1"`), versionsT, 201).Decode(t, &up)
+	w.put(t, w.writer, up, []byte("version 2"), 200)
+	w.finalize(t, w.writer, up, finalizeRequest(w.writer, up, []byte("version 2"), nil), 201)
+	v2 := blobKey(id)
+	w.exchange(t, w.req(t, w.writer, "DELETE", w.resourcePath(id), nil), resourceT, 204)
+	if !exists(v1) || !exists(v2) {
+		t.Fatalf("superseded blobs deleted at once: version 1 %v, version 2 %v", exists(v1), exists(v2))
+	}
+	for deadline := time.Now().Add(10 * time.Second); exists(v1) || exists(v2); {
+		if time.Now().After(deadline) {
+			t.Fatalf("superseded blobs still there long after the grace: version 1 %v, version 2 %v", exists(v1), exists(v2))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -72,6 +72,11 @@ type Config struct {
 	// uploads hold (received or reserved by a PUT in progress), so that no
 	// account parks unbounded blobs until its uploads expire.
 	MaxPendingBytesPerAccount int64
+
+	// SupersededBlobGrace is how long the blob of a replaced or deleted
+	// version is kept, for downloads that opened it just before; negative
+	// deletes it at once.
+	SupersededBlobGrace time.Duration
 }
 
 // DefaultConfig returns the defaults.
@@ -95,6 +100,7 @@ func DefaultConfig() Config {
 		Now:                  time.Now,
 
 		MaxPendingBytesPerAccount: 16 << 30,
+		SupersededBlobGrace:       10 * time.Minute,
 	}
 }
 
@@ -177,6 +183,9 @@ func New(cfg Config, svc Services) (*Server, error) {
 	}
 	if cfg.MaxPendingBytesPerAccount == 0 {
 		cfg.MaxPendingBytesPerAccount = def.MaxPendingBytesPerAccount
+	}
+	if cfg.SupersededBlobGrace == 0 {
+		cfg.SupersededBlobGrace = def.SupersededBlobGrace
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = def.Logger

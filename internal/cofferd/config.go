@@ -45,6 +45,7 @@ type Config struct {
 	JSONBodyTimeout time.Duration
 
 	MaxPendingBytesPerAccount int64
+	SupersededBlobGrace       time.Duration
 }
 
 // flagSet binds the configuration to flags. Each flag can also be set with
@@ -76,6 +77,7 @@ func (c *Config) flagSet(name string) *flag.FlagSet {
 	fs.DurationVar(&c.UploadTTL, "upload-ttl", 24*time.Hour, "an upload idle this long is abandoned and collected")
 	fs.DurationVar(&c.ProgressTimeout, "progress-timeout", server.DefaultConfig().ProgressTimeout, "cut off a request body or response that moves less than 64 KiB in this time (a client that trickles or stops reading)")
 	fs.Int64Var(&c.MaxPendingBytesPerAccount, "max-pending-bytes-per-account", server.DefaultConfig().MaxPendingBytesPerAccount, "most bytes one account's unfinished uploads may hold until they are finalized, deleted or expire")
+	fs.DurationVar(&c.SupersededBlobGrace, "superseded-blob-grace", server.DefaultConfig().SupersededBlobGrace, "how long the blob of a replaced or deleted resource version is kept for downloads already under way")
 	fs.DurationVar(&c.JSONBodyTimeout, "json-body-timeout", server.DefaultConfig().JSONBodyTimeout, "time a JSON request body has to arrive whole")
 	return fs
 }

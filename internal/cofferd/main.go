@@ -264,6 +264,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	cfg.ProgressTimeout = m.Config.ProgressTimeout
 	cfg.JSONBodyTimeout = m.Config.JSONBodyTimeout
 	cfg.MaxPendingBytesPerAccount = m.Config.MaxPendingBytesPerAccount
+	cfg.SupersededBlobGrace = m.Config.SupersededBlobGrace
 	cfg.LogKey = m.logKey
 	srv, err := server.New(cfg, server.Services{
 		Accounts:  pokingAccounts{m.db, m.seq.Poke},
