@@ -78,10 +78,16 @@ func (db *DB) CreateUpload(ctx context.Context, caller coffer.AccountID, u *coff
 			return err
 		}
 		// The groups row lock serializes the group's upload creations, so
-		// that the count below holds when the insert lands.
+		// that the count below holds when the insert lands. The count is a
+		// statement of its own, after the lock: under READ COMMITTED a
+		// subquery in the locking statement would read the snapshot taken
+		// before waiting for the lock, and miss the uploads that the
+		// previous holder inserted.
 		var count, pending int64
-		if err := tx.QueryRow(ctx, `SELECT resource_count, (SELECT count(*) FROM uploads WHERE group_id = $1)
-			FROM groups WHERE id = $1 FOR UPDATE`, u.Group).Scan(&count, &pending); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT resource_count FROM groups WHERE id = $1 FOR UPDATE`, u.Group).Scan(&count); err != nil {
+			return err
+		}
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM uploads WHERE group_id = $1`, u.Group).Scan(&pending); err != nil {
 			return err
 		}
 		if u.Version == 1 {
