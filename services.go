@@ -217,6 +217,16 @@ type ResourceService interface {
 	// ENOTFOUND if the upload is gone (finalized, aborted or collected):
 	// the caller then deletes blobKey.
 	SetUploadContent(ctx context.Context, caller AccountID, id UploadID, blobKey string, size int64, hash [32]byte) (replaced string, err error)
+	// LeaseUpload records that this replica is writing the blob blobKey
+	// for the caller's upload id, until d from now; it is called again to
+	// renew. While the lease holds, the collector of every replica leaves
+	// the upload and that blob alone. SetUploadContent ends it. ENOTFOUND
+	// if the upload is gone.
+	LeaseUpload(ctx context.Context, caller AccountID, id UploadID, blobKey string, d time.Duration) error
+	// ReleaseUpload ends the lease on upload id for blobKey, if it still
+	// holds it, when writing failed: the upload is then as idle as its
+	// last activity says.
+	ReleaseUpload(ctx context.Context, caller AccountID, id UploadID, blobKey string) error
 	// DeleteUpload aborts one of the caller's uploads and returns its blob.
 	DeleteUpload(ctx context.Context, caller AccountID, id UploadID) (blobKey string, err error)
 	// FinalizeUpload makes the caller's upload id the resource version r, in

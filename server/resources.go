@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -200,12 +201,24 @@ func (s *Server) handleUploadContent(w http.ResponseWriter, r *http.Request) {
 	}
 
 	key := coffer.NewBlobKey()
-	bw, err := s.blobs.Create(r.Context(), key)
+	endLease, err := s.leaseUpload(r, caller, id, key)
 	if err != nil {
 		Error(w, r, err)
 		return
 	}
-	defer bw.Abort() // a no-op after Commit
+	recorded := false
+	bw, err := s.blobs.Create(r.Context(), key)
+	if err != nil {
+		endLease(true)
+		Error(w, r, err)
+		return
+	}
+	defer func() {
+		// The lease goes first: once the partial blob is aborted, nothing
+		// may keep the abandoned upload from its collection.
+		endLease(!recorded)
+		bw.Abort() // a no-op after Commit
+	}()
 	h := sha256.New()
 	buf := copyBufs.Get().(*[]byte)
 	n, err := io.CopyBuffer(&hashingWriter{w: bw, h: h, res: res}, http.MaxBytesReader(w, r.Body, max), *buf)
@@ -243,10 +256,58 @@ func (s *Server) handleUploadContent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res.reserved = 0 // the size replaced it
+	recorded = true  // SetUploadContent ended the lease
 	if old != "" {
 		s.deleteBlob(r, old)
 	}
 	respond(w, http.StatusOK, api.UploadContent{Size: n, ContentHash: sum[:]})
+}
+
+// UploadLease is how long an upload's lease runs without renewal. The
+// replica writing an upload's content renews it every third of that, so
+// it lapses only when the writer is gone (crashed, or cut off from the
+// database), and then the collector may take the upload after its TTL.
+const UploadLease = 2 * time.Minute
+
+// leaseUpload takes the lease on upload id for the blob key about to be
+// written, and keeps renewing it until the returned function is called,
+// which also releases the lease if asked (the write failed). The lease
+// names the blob before it exists, so that no collector, on any replica,
+// removes the upload or the blob while it is being written.
+func (s *Server) leaseUpload(r *http.Request, caller coffer.AccountID, id coffer.UploadID, key string) (func(release bool), error) {
+	if err := s.resources.LeaseUpload(r.Context(), caller, id, key, UploadLease); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(UploadLease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := s.resources.LeaseUpload(ctx, caller, id, key, UploadLease); err != nil && ctx.Err() == nil {
+					loggerFrom(r).WarnContext(ctx, "upload lease not renewed", "upload", id, "err", err)
+				}
+			}
+		}
+	}()
+	return func(release bool) {
+		cancel()
+		<-done
+		if !release {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
+		defer cancel()
+		if err := s.resources.ReleaseUpload(ctx, caller, id, key); err != nil {
+			// It lapses by itself within UploadLease.
+			loggerFrom(r).WarnContext(ctx, "upload lease not released", "upload", id, "err", err)
+		}
+	}, nil
 }
 
 func tooLarge(max int64) error {

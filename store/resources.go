@@ -223,7 +223,8 @@ func (db *DB) SetUploadContent(ctx context.Context, caller coffer.AccountID, id 
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
 		// The subquery reads the old key before the update changes it.
 		// The received size now counts instead of the reservation.
-		return tx.QueryRow(ctx, `UPDATE uploads u SET blob_key = $3, size = $4, content_hash = $5, updated_at = $6, reserved = 0
+		return tx.QueryRow(ctx, `UPDATE uploads u SET blob_key = $3, size = $4, content_hash = $5, updated_at = $6, reserved = 0,
+				writing_key = NULLIF(u.writing_key, $3), writing_until = CASE WHEN u.writing_key = $3 THEN NULL ELSE u.writing_until END
 			FROM (SELECT id, COALESCE(blob_key, '') AS old FROM uploads WHERE id = $1 FOR UPDATE) o
 			WHERE u.id = o.id AND u.author_id = $2
 			RETURNING o.old`, id, caller, blobKey, size, hash[:], db.ts()).Scan(&replaced)
@@ -232,6 +233,31 @@ func (db *DB) SetUploadContent(ctx context.Context, caller coffer.AccountID, id 
 		return "", notFoundUpload()
 	}
 	return replaced, err
+}
+
+// LeaseUpload implements coffer.ResourceService. The lease is separate
+// from updated_at, the upload's last activity: a collector compares that
+// with its own -upload-ttl, which may be shorter than a slow upload, and
+// the lease must hold whatever the TTL.
+func (db *DB) LeaseUpload(ctx context.Context, caller coffer.AccountID, id coffer.UploadID, blobKey string, d time.Duration) error {
+	until := db.ts().Add(d)
+	return db.inTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE uploads SET writing_key = $3, writing_until = $4 WHERE id = $1 AND author_id = $2`,
+			id, caller, blobKey, until)
+		if err == nil && tag.RowsAffected() == 0 {
+			return notFoundUpload()
+		}
+		return err
+	})
+}
+
+// ReleaseUpload implements coffer.ResourceService.
+func (db *DB) ReleaseUpload(ctx context.Context, caller coffer.AccountID, id coffer.UploadID, blobKey string) error {
+	return db.inTx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `UPDATE uploads SET writing_key = NULL, writing_until = NULL
+			WHERE id = $1 AND author_id = $2 AND writing_key = $3`, id, caller, blobKey)
+		return err
+	})
 }
 
 // DeleteUpload implements coffer.ResourceService.
@@ -458,13 +484,25 @@ func (db *DB) CollectUploads(ctx context.Context, blobs coffer.BlobStore, olderT
 		n := 0
 		err := db.inTx(ctx, func(tx pgx.Tx) error {
 			// Batches keep each transaction short on a large backlog.
+			// An upload whose content a replica is still writing is not
+			// idle, however old its last recorded activity.
 			rows, err := tx.Query(ctx, `DELETE FROM uploads WHERE id IN
-				(SELECT id FROM uploads WHERE updated_at < $1 LIMIT 1000) RETURNING COALESCE(blob_key, '')`, cutoff)
+				(SELECT id FROM uploads WHERE updated_at < $1 AND (writing_until IS NULL OR writing_until < $2) LIMIT 1000)
+				RETURNING COALESCE(blob_key, ''), COALESCE(writing_key, '')`, cutoff, db.now())
 			if err != nil {
 				return err
 			}
-			keys, err = pgx.CollectRows(rows, pgx.RowTo[string])
-			n = len(keys)
+			keys, n = keys[:0], 0
+			var blobKey, writingKey string
+			_, err = pgx.ForEachRow(rows, []any{&blobKey, &writingKey}, func() error {
+				n++
+				keys = append(keys, blobKey)
+				if writingKey != "" && writingKey != blobKey {
+					// The lease lapsed: its writer crashed or gave up.
+					keys = append(keys, writingKey)
+				}
+				return nil
+			})
 			return err
 		})
 		if err != nil {
@@ -502,8 +540,11 @@ func (db *DB) SweepBlobs(ctx context.Context, blobs coffer.BlobStore, grace time
 		err := db.inTx(ctx, func(tx pgx.Tx) error {
 			// One statement, one snapshot: a blob moving from an upload to a
 			// resource in a concurrent finalize is seen in one or the other.
+			// A blob being written is named by its upload's lease from
+			// before it exists, so even a sweep with no grace spares it.
 			rows, err := tx.Query(ctx, `SELECT blob_key FROM resources WHERE blob_key = ANY($1)
-				UNION ALL SELECT blob_key FROM uploads WHERE blob_key = ANY($1)`, batch)
+				UNION ALL SELECT blob_key FROM uploads WHERE blob_key = ANY($1)
+				UNION ALL SELECT writing_key FROM uploads WHERE writing_key = ANY($1)`, batch)
 			if err != nil {
 				return err
 			}

@@ -266,6 +266,7 @@ func newBackend(tmp, name string) (backend, error) {
 			return b, err
 		}
 		b.args = []string{"-blob-url", srv.URL(bucket, "blobs")}
+		storePID = srv.Pid
 		b.env = srv.Env()
 	}
 	return b, nil
@@ -297,8 +298,8 @@ func benchBackend(tmp string, cfg config, b backend) error {
 	fmt.Printf("\nsmall reads (%d B, header + content, verified), concurrency %d, %s:\n", cfg.smallSize, cfg.concurrency, cfg.duration)
 	fmt.Printf("%d reads, %.0f reads/s, p50 %s, p99 %s, errors %d\n",
 		small.n, float64(small.n)/small.elapsed.Seconds(), small.p50, small.p99, small.errors)
-	fmt.Printf("CPU per read: client %s, cofferd %s, PostgreSQL %s; other processes used %.0f%% of the machine meanwhile\n\n",
-		small.clientCPU, small.serverCPU, small.dbCPU, 100*small.others)
+	fmt.Printf("CPU per read: client %s, cofferd %s, PostgreSQL %s, S3 server %s; other processes used %.0f%% of the machine meanwhile\n\n",
+		small.clientCPU, small.serverCPU, small.dbCPU, small.storeCPU, 100*small.others)
 	return nil
 }
 
@@ -316,6 +317,8 @@ type smallResult struct {
 	p50, p99  time.Duration
 	// CPU time per read of the client, cofferd and PostgreSQL.
 	clientCPU, serverCPU, dbCPU time.Duration
+	// storeCPU is the S3 server's, when there is one.
+	storeCPU time.Duration
 	// others is the share of the machine's CPU that other processes used
 	// meanwhile: a benchmark on a shared machine must say so.
 	others float64
@@ -441,7 +444,7 @@ func measure(server int, pgData string, fn func() error) (transfer, error) {
 	runtime.GC()
 	resetHWM(server)
 	resetHWM(os.Getpid())
-	ours := func() time.Duration { return cpuTime(os.Getpid()) + cpuTime(server) + postgresCPU(pgData) }
+	ours := func() time.Duration { return cpuTime(os.Getpid()) + cpuTime(server) + postgresCPU(pgData) + storeCPU() }
 	ours0, busy0 := ours(), machineBusy()
 	start := time.Now()
 	if err := fn(); err != nil {
@@ -621,7 +624,7 @@ func benchSmall(ctx context.Context, client *clientlib.Client, g coffer.GroupID,
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	cpu0 := [3]time.Duration{cpuTime(os.Getpid()), cpuTime(server), postgresCPU(pgData)}
+	cpu0 := [4]time.Duration{cpuTime(os.Getpid()), cpuTime(server), postgresCPU(pgData), storeCPU()}
 	busy0 := machineBusy()
 	var (
 		lats   = make([][]time.Duration, cfg.concurrency)
@@ -648,9 +651,9 @@ func benchSmall(ctx context.Context, client *clientlib.Client, g coffer.GroupID,
 	}
 	wg.Wait()
 	res.elapsed = time.Since(start)
-	cpu1 := [3]time.Duration{cpuTime(os.Getpid()), cpuTime(server), postgresCPU(pgData)}
+	cpu1 := [4]time.Duration{cpuTime(os.Getpid()), cpuTime(server), postgresCPU(pgData), storeCPU()}
 	busy := machineBusy() - busy0
-	ours := cpu1[0] - cpu0[0] + cpu1[1] - cpu0[1] + cpu1[2] - cpu0[2]
+	ours := cpu1[0] - cpu0[0] + cpu1[1] - cpu0[1] + cpu1[2] - cpu0[2] + cpu1[3] - cpu0[3]
 	res.others = max(0, (busy-ours).Seconds()) / (res.elapsed.Seconds() * float64(runtime.NumCPU()))
 	var all []time.Duration
 	for _, l := range lats {
@@ -662,7 +665,7 @@ func benchSmall(ctx context.Context, client *clientlib.Client, g coffer.GroupID,
 		per := func(i int) time.Duration {
 			return ((cpu1[i] - cpu0[i]) / time.Duration(len(all))).Round(time.Microsecond)
 		}
-		res.clientCPU, res.serverCPU, res.dbCPU = per(0), per(1), per(2)
+		res.clientCPU, res.serverCPU, res.dbCPU, res.storeCPU = per(0), per(1), per(2), per(3)
 		res.p50 = all[len(all)/2].Round(10 * time.Microsecond)
 		res.p99 = all[len(all)*99/100].Round(10 * time.Microsecond)
 	}
@@ -703,6 +706,17 @@ func machineBusy() time.Duration {
 		ticks += n
 	}
 	return time.Duration(ticks) * 10 * time.Millisecond
+}
+
+// storePID is the S3 server's process, whose CPU counts as the
+// benchmark's own, not as another process's.
+var storePID int
+
+func storeCPU() time.Duration {
+	if storePID == 0 {
+		return 0
+	}
+	return cpuTime(storePID)
 }
 
 // postgresCPU sums the CPU time of the dev-mode postmaster and its

@@ -51,6 +51,8 @@ type Server struct {
 	AccessKey, SecretKey string
 	// Dir holds one subdirectory per bucket.
 	Dir string
+	// Pid is versitygw's process id.
+	Pid int
 
 	client *minio.Client
 }
@@ -199,6 +201,7 @@ func (s *Server) run(bin, root string) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	s.Pid = cmd.Process.Pid
 	return startWatchdog(cmd.Process.Pid, root)
 }
 
