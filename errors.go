@@ -29,7 +29,8 @@ const (
 	ECANCELED     Code = "canceled"       // the caller gave up and closed the request
 	// EROTATIONPENDING: a member left the group and still holds its current
 	// key, so clients encrypt and wrap nothing under it until an admin or
-	// owner rotates (client-side only; an admin's client rotates on sync).
+	// owner rotates (an admin's client rotates on sync). The server answers
+	// it too, to an upload finalized after a leave under the old epoch.
 	EROTATIONPENDING Code = "rotation_pending"
 )
 

@@ -26,6 +26,8 @@ var statusOf = map[coffer.Code]int{
 	coffer.EUNAVAILABLE:  http.StatusServiceUnavailable,
 	coffer.EINTERNAL:     http.StatusInternalServerError,
 	coffer.ESTALEKEY:     http.StatusConflict, // the key rotated under the request: re-sync and retry
+	// A member left and the key has not rotated yet: wait for an admin.
+	coffer.EROTATIONPENDING: http.StatusConflict,
 }
 
 // headError carries the current head with a 409 from a commit append.

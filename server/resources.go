@@ -416,6 +416,10 @@ func (s *Server) handleFinalizeUpload(w http.ResponseWriter, r *http.Request) {
 		err = coffer.Errorf(coffer.EFORBIDDEN, "writing resources needs the writer role; you are a %s", m.Role)
 	case h.Epoch != state.Epoch:
 		err = coffer.Errorf(coffer.ESTALEKEY, "the header is for epoch %d, the group is at epoch %d: re-sync and upload again under the current key", h.Epoch, state.Epoch)
+	case state.PendingRotation:
+		// A member left (perhaps during the upload) and still holds this
+		// epoch's key: nothing new goes under it until an admin rotates.
+		err = coffer.Errorf(coffer.EROTATIONPENDING, "a member left the group and still holds its key: upload again once an admin or owner has rotated it")
 	case !coffer.VerifySignature(m.SigningKey, coffer.LabelResourceHeader, req.Header.Body, req.Header.Signature):
 		err = coffer.Errorf(coffer.EINVALID, "the header signature does not verify under your signing key in the group's log")
 	}
