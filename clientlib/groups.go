@@ -397,6 +397,14 @@ func (c *Client) epochKeys(ctx context.Context, s *coffer.GroupState) (map[uint6
 		if w.Member != me {
 			return nil, coffer.Security("wrap", fmt.Errorf("server returned a wrap for %s", w.Member))
 		}
+		if w.Epoch > s.Epoch {
+			// A rotation committed after s was verified: an honest race
+			// between reading the commits and reading the keys. The wrap
+			// is set aside unopened, never judged: only a commit this
+			// device verified can vouch for it, and nothing here uses an
+			// epoch beyond s.
+			continue
+		}
 		want, ok := s.KeyCommitment(w.Epoch)
 		if !ok {
 			return nil, coffer.Security("wrap", fmt.Errorf("wrap for epoch %d, which the verified log does not have", w.Epoch))

@@ -1,0 +1,167 @@
+package e2e_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/clientlib"
+)
+
+// racingProxy forwards every request to the honest server unchanged, but
+// runs before once, just ahead of the first request whose path ends in
+// suffix after arm is called: a deterministic stand-in for another client's
+// commit landing between two reads of this one.
+func racingProxy(t *testing.T, srv *Server, suffix string, before func()) (proxyURL string, arm func()) {
+	t.Helper()
+	target, _ := url.Parse(srv.URL())
+	rp := httputil.NewSingleHostReverseProxy(target)
+	var armed atomic.Bool
+	ps := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, suffix) && armed.CompareAndSwap(true, false) {
+			before()
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(ps.Close)
+	return ps.URL, func() { armed.Store(true) }
+}
+
+// TestRotationBetweenCommitsAndKeys: the owner rotates after a member has
+// verified the commits and before it reads its wraps. The server honestly
+// returns the new epoch's wrap as well, for an epoch the member has not
+// verified yet. That is honest concurrency: the wrap is set aside, never
+// reported as server misbehaviour, and the member picks it up on its next
+// sync.
+func TestRotationBetweenCommitsAndKeys(t *testing.T) {
+	ctx := context.Background()
+	srv := MustServer(t)
+	owner := MustClient(t, srv, "owner")
+	bob := MustClient(t, srv, "bob")
+	g := mustGroup(t, owner, "g", nil)
+	mustAdd(t, owner, bob, g, coffer.RoleWriter)
+	if _, err := owner.Put(ctx, g, strings.NewReader("before"), clientlib.Meta{Name: "before"}); err != nil {
+		t.Fatal(err)
+	}
+
+	proxyURL, arm := racingProxy(t, srv, "/keys", func() {
+		if err := owner.Rotate(ctx, g); err != nil {
+			t.Errorf("rotate: %v", err)
+		}
+	})
+	viaProxy, err := clientlib.New(proxyURL, KeyStore(t, bob), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := mustEpoch(t, viaProxy, g)
+
+	arm()
+	got, err := viaProxy.CurrentEpoch(ctx, g)
+	if err != nil {
+		t.Fatalf("a rotation between reading the commits and the keys: %v", err)
+	}
+	if got != before {
+		t.Fatalf("epoch %d, want the verified %d", got, before)
+	}
+	if got := mustEpoch(t, viaProxy, g); got != before+1 {
+		t.Fatalf("after the next sync: epoch %d, want %d", got, before+1)
+	}
+
+	// The same race on the read path (a fresh client, whose first read
+	// fetches the keys) and on the write path.
+	for _, op := range []string{"list", "put"} {
+		fresh, err := clientlib.New(proxyURL, KeyStore(t, bob), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		arm()
+		switch op {
+		case "list":
+			_, err = fresh.List(ctx, g)
+		case "put":
+			_, err = fresh.Put(ctx, g, strings.NewReader("during"), clientlib.Meta{Name: "during"})
+		}
+		if coffer.IsSecurity(err) {
+			t.Fatalf("%s with a rotation between the commits and the keys: %v", op, err)
+		}
+		if op == "put" && err != nil && coffer.ErrorCode(err) != coffer.ESTALEKEY {
+			t.Fatalf("put: %v, want success or %s", err, coffer.ESTALEKEY)
+		}
+	}
+}
+
+// TestHistoryAfterGap: a member removed and added back holds wraps for two
+// separate runs of epochs. In a group that shares history it must read
+// everything, including what was written while it was out, by walking the
+// history links down from its newest key; an honest server must never
+// cause a security error for it.
+func TestHistoryAfterGap(t *testing.T) {
+	ctx := context.Background()
+	srv := MustServer(t)
+	owner := MustClient(t, srv, "owner")
+	bob := MustClient(t, srv, "bob")
+	g := mustGroup(t, owner, "g", nil)
+	mustAdd(t, owner, bob, g, coffer.RoleReader)
+
+	want := map[coffer.ResourceID]string{}
+	put := func(s string) {
+		t.Helper()
+		r, err := owner.Put(ctx, g, strings.NewReader(s), clientlib.Meta{Name: s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[r.ID] = s
+	}
+	put("while bob is in")
+	if _, err := bob.List(ctx, g); err != nil { // bob's view holds his first key
+		t.Fatal(err)
+	}
+	if err := owner.RemoveMember(ctx, g, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	put("while bob is out")
+	if err := owner.Rotate(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	put("still out")
+	if err := owner.AddMember(ctx, g, "bob", coffer.RoleReader); err != nil {
+		t.Fatal(err)
+	}
+	put("bob is back")
+
+	for _, c := range []*clientlib.Client{bob, MustNewClient(t, srv.URL(), KeyStore(t, bob))} {
+		list, err := c.List(ctx, g)
+		if err != nil {
+			t.Fatalf("list after a gap: %v", err)
+		}
+		if len(list) != len(want) {
+			t.Fatalf("listed %d resources, want %d", len(list), len(want))
+		}
+		for id, s := range want {
+			rr, err := c.Get(ctx, g, id)
+			if err != nil {
+				t.Fatalf("get %q after a gap: %v", s, err)
+			}
+			b, err := io.ReadAll(rr)
+			rr.Close()
+			if err != nil || !bytes.Equal(b, []byte(s)) {
+				t.Fatalf("read %q as %q (%v)", s, b, err)
+			}
+		}
+		epochs, err := c.ReadableEpochs(ctx, g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := mustEpoch(t, c, g); len(epochs) != int(n) {
+			t.Fatalf("readable epochs %v, want 1..%d", epochs, n)
+		}
+	}
+}
