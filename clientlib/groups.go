@@ -55,6 +55,11 @@ type Group struct {
 	Seq          uint64
 	Role         coffer.Role
 	ShareHistory bool
+	// KeyConflicts lists members whose keys in the verified log differ
+	// from the keys this device verified for them. While it is not empty,
+	// Put, Replace and every membership change that wraps keys fail with a
+	// security error; reads still work.
+	KeyConflicts []*coffer.Member
 }
 
 // Member is a verified member of a group, with this device's trust in
@@ -324,6 +329,18 @@ func (c *Client) trustMembers(s *coffer.GroupState) ([]*Member, error) {
 		}
 		out = append(out, mm)
 	}
+	// A verified account listed under another handle is matched by id.
+	conflicts, err := c.keyConflicts(s)
+	if err != nil {
+		return nil, err
+	}
+	for _, cm := range conflicts {
+		for _, mm := range out {
+			if mm.ID == cm.ID {
+				mm.Trust = Changed
+			}
+		}
+	}
 	return out, nil
 }
 
@@ -531,6 +548,13 @@ func (c *Client) commitChangeMeta(ctx context.Context, g coffer.GroupID, build c
 			return nil, err
 		}
 		recipients := added
+		if rotate || len(added) > 0 {
+			// Judged on the state after the change: removing the
+			// conflicting member is how a user gets out of it.
+			if err := c.checkKeyConflicts(next); err != nil {
+				return nil, err
+			}
+		}
 		if rotate {
 			recipients, err = c.rotationRecipients(next)
 			if err != nil {
@@ -770,6 +794,9 @@ func (c *Client) Group(ctx context.Context, g coffer.GroupID) (*Group, error) {
 	_, me, _ := c.me()
 	if m, ok := res.State.Members[me]; ok {
 		gr.Role = m.Role
+	}
+	if gr.KeyConflicts, err = c.keyConflicts(res.State); err != nil {
+		return nil, err
 	}
 	if meta, err := openGroupMeta(g, &info, keys); err == nil {
 		gr.Name, gr.Description = meta.Name, meta.Description

@@ -555,6 +555,9 @@ func (c *Client) write(ctx context.Context, g coffer.GroupID, id coffer.Resource
 	if err := checkNotPending(v.state); err != nil {
 		return nil, err
 	}
+	if err := c.checkKeyConflicts(v.state); err != nil {
+		return nil, err
+	}
 	if err := start(ctx); err != nil {
 		return nil, err
 	}
@@ -566,6 +569,10 @@ func (c *Client) write(ctx context.Context, g coffer.GroupID, id coffer.Resource
 		// the server refuses the upload at the end. The server's epoch is
 		// only a hint; the key used is always one the log verifies.
 		if v, err = c.view(ctx, g, true); err != nil {
+			c.abortUpload(ctx, up.ID)
+			return nil, err
+		}
+		if err := c.checkKeyConflicts(v.state); err != nil {
 			c.abortUpload(ctx, up.ID)
 			return nil, err
 		}

@@ -3,6 +3,7 @@ package mobile
 import (
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/clientlib"
+	"strings"
 )
 
 // Roles, from least to most rights.
@@ -33,6 +34,11 @@ type Group struct {
 	Seq          int64  `json:"seq"`
 	Role         string `json:"role"` // this account's role
 	ShareHistory bool   `json:"share_history"`
+	// KeyConflicts names, comma-separated, the members whose keys differ
+	// from the keys this device verified. While it is not empty, writes
+	// and membership changes in the group fail with CodeSecurity; reads
+	// still work. Show it to the user: it means a substituted key.
+	KeyConflicts string `json:"key_conflicts,omitempty"`
 }
 
 // GroupList is a list of groups.
@@ -103,9 +109,14 @@ func (l *MemberList) JSON() (b []byte, err error) {
 }
 
 func groupOf(g *clientlib.Group) *Group {
+	var conflicts []string
+	for _, m := range g.KeyConflicts {
+		conflicts = append(conflicts, string(m.Handle))
+	}
 	return &Group{
 		ID: g.ID.String(), Name: g.Name, Description: g.Description,
 		Epoch: int64(g.Epoch), Seq: int64(g.Seq), Role: g.Role.String(), ShareHistory: g.ShareHistory,
+		KeyConflicts: strings.Join(conflicts, ","),
 	}
 }
 

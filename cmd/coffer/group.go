@@ -113,6 +113,9 @@ type groupJSON struct {
 	Epoch        uint64         `json:"epoch"`
 	Seq          uint64         `json:"seq"`
 	ShareHistory bool           `json:"share_history"`
+	// KeyConflicts lists members whose keys differ from the ones you
+	// verified; writes and key changes are blocked while there are any.
+	KeyConflicts []coffer.Handle `json:"key_conflicts,omitempty"`
 }
 
 func (a *app) groupLsCmd() *cobra.Command {
@@ -134,7 +137,11 @@ verified and its name decrypted on this device.`,
 			}
 			out := make([]groupJSON, 0, len(groups))
 			for _, g := range groups {
-				out = append(out, groupJSON{g.ID, g.Name, g.Description, g.Role.String(), g.Epoch, g.Seq, g.ShareHistory})
+				gj := groupJSON{g.ID, g.Name, g.Description, g.Role.String(), g.Epoch, g.Seq, g.ShareHistory, nil}
+				for _, m := range g.KeyConflicts {
+					gj.KeyConflicts = append(gj.KeyConflicts, m.Handle)
+				}
+				out = append(out, gj)
 			}
 			if a.asJSON {
 				return a.printJSON(out)
@@ -144,14 +151,36 @@ verified and its name decrypted on this device.`,
 				return nil
 			}
 			tw := a.table()
-			fmt.Fprintln(tw, "ID\tNAME\tROLE\tEPOCH\tHISTORY")
+			fmt.Fprintln(tw, "ID\tNAME\tROLE\tEPOCH\tHISTORY\tKEYS")
 			for _, g := range out {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", g.ID, g.Name, g.Role, g.Epoch, historyWord(g.ShareHistory))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", g.ID, g.Name, g.Role, g.Epoch, historyWord(g.ShareHistory), conflictWord(g.KeyConflicts))
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			for _, g := range out {
+				if len(g.KeyConflicts) > 0 {
+					a.notice("%s: keys of %s differ from the ones you verified: writing is blocked; see coffer group members %s",
+						g.Name, strings.TrimPrefix(conflictWord(g.KeyConflicts), "changed: "), g.ID)
+				}
+			}
+			return nil
 		}),
 	}
 	return cmd
+}
+
+// conflictWord is the KEYS column of group ls: whether every member's keys
+// agree with the contacts you verified.
+func conflictWord(conflicts []coffer.Handle) string {
+	if len(conflicts) == 0 {
+		return "ok"
+	}
+	s := make([]string, len(conflicts))
+	for i, h := range conflicts {
+		s[i] = string(h)
+	}
+	return "changed: " + strings.Join(s, ",")
 }
 
 func historyWord(shared bool) string {

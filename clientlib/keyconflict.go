@@ -1,0 +1,86 @@
+package clientlib
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/cofferhq/coffer"
+)
+
+// A group member whose keys in the verified log differ from the keys this
+// device verified for that handle (or from this device's own keys) is a
+// substitution: in suite v1 an account's keys never change. Reading stays
+// possible, since it exposes nothing to the impostor, but everything that
+// encrypts for the group does not: new content and new metadata would be
+// readable with the current epoch key, which the impostor holds, and a
+// rotation or an add would wrap a fresh key where the impostor can read it.
+// So Put, Replace and every commit that wraps keys stop, naming the member
+// and the group, until the user verifies the member again or removes them.
+
+// keyConflicts returns the members of s whose keys contradict a contact
+// this device verified, or its own identity, sorted by handle. It reads the
+// verified contacts rather than every member, so its cost follows the
+// contact book, not the size of the group. A member is matched to a
+// verified contact by handle and by account id, and any difference in
+// handle, account id or either key is a conflict.
+func (c *Client) keyConflicts(s *coffer.GroupState) ([]*coffer.Member, error) {
+	id, me, err := c.me()
+	if err != nil {
+		return nil, err
+	}
+	byHandle := make(map[coffer.Handle]*coffer.Member, len(s.Members))
+	for _, m := range s.Members {
+		byHandle[m.Handle] = m
+	}
+	contradicts := func(m *coffer.Member, verifiedID coffer.AccountID, verified *coffer.PublicIdentity) bool {
+		return m.ID != verifiedID || m.Handle != verified.Handle ||
+			string(m.SigningKey) != string(verified.SigningKey) ||
+			string(m.EncryptionKey) != string(verified.EncryptionKey)
+	}
+	found := map[coffer.AccountID]*coffer.Member{}
+	// check looks the verified identity up both by handle and by account
+	// id: the same account under another handle is as much a substitution
+	// as other keys under the same handle.
+	check := func(verifiedID coffer.AccountID, verified *coffer.PublicIdentity) {
+		for _, m := range []*coffer.Member{byHandle[verified.Handle], s.Members[verifiedID]} {
+			if m != nil && contradicts(m, verifiedID, verified) {
+				found[m.ID] = m
+			}
+		}
+	}
+	self := id.Public()
+	check(me, &self)
+	contacts, err := c.Contacts()
+	if err != nil {
+		return nil, err
+	}
+	for _, ct := range contacts {
+		if ct.VerifiedIdentity != nil && ct.Handle != self.Handle {
+			check(ct.AccountID, ct.VerifiedIdentity)
+		}
+	}
+	out := make([]*coffer.Member, 0, len(found))
+	for _, m := range found {
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Handle < out[j].Handle })
+	return out, nil
+}
+
+// checkKeyConflicts refuses to encrypt or wrap for group s while it holds a
+// member whose keys contradict a verified contact: a security error that
+// names the group and every such member, with code key_changed inside.
+func (c *Client) checkKeyConflicts(s *coffer.GroupState) error {
+	conflicts, err := c.keyConflicts(s)
+	if err != nil || len(conflicts) == 0 {
+		return err
+	}
+	names := make([]string, len(conflicts))
+	for i, m := range conflicts {
+		names[i] = fmt.Sprintf("%s (account %s)", m.Handle, m.ID)
+	}
+	return coffer.Security("contact-key", &coffer.Error{Code: coffer.EKEYCHANGED, Message: fmt.Sprintf(
+		"group %s holds %s with keys that differ from the keys you verified: writes and key changes in this group are blocked; "+
+			"compare safety numbers again, or remove the member", s.Group, strings.Join(names, ", "))})
+}
