@@ -96,6 +96,10 @@ type resourceCache struct {
 	mu     sync.Mutex
 	groups map[coffer.GroupID]*groupView
 	seen   map[resourceKey]uint64 // highest version verified
+	// gen and raises date each raise of seen, so an answer is judged
+	// against what was verified when its request was sent (readorder.go).
+	gen    uint64
+	raises map[resourceKey][]versionRaise
 	// verified holds SHA-256(key ‖ signature ‖ header) of signatures that
 	// verified, so re-reading a resource skips the Ed25519 verification.
 	// A hit proves this exact triple verified before; it is bounded and
@@ -240,6 +244,9 @@ func (c *Client) seenVersion(g coffer.GroupID, id coffer.ResourceID) (uint64, er
 	}
 	rc.seen[k] = max(rc.seen[k], v)
 	v = rc.seen[k]
+	if len(rc.raises[k]) == 0 {
+		rc.noteBaseline(k, v)
+	}
 	rc.mu.Unlock()
 	return v, nil
 }
@@ -266,7 +273,10 @@ func (c *Client) sawVersion(g coffer.GroupID, id coffer.ResourceID, version uint
 		return err
 	}
 	rc.mu.Lock()
-	rc.seen[k] = max(rc.seen[k], version)
+	if version > rc.seen[k] {
+		rc.seen[k] = version
+		rc.noteRaise(k, version)
+	}
 	rc.mu.Unlock()
 	return nil
 }
@@ -337,7 +347,7 @@ func (c *Client) verifyResource(ctx context.Context, g coffer.GroupID, want coff
 	if err != nil {
 		return nil, err
 	}
-	if h.Version < seen {
+	if h.Version < c.seenWhenAsked(ctx, resourceKey{h.Group, h.Resource}, seen) {
 		return nil, coffer.Security("rollback", fmt.Errorf("resource %s is served at version %d, this device has verified version %d",
 			h.Resource, h.Version, seen))
 	}
@@ -721,6 +731,7 @@ func (c *Client) Head(ctx context.Context, g coffer.GroupID, id coffer.ResourceI
 
 func (c *Client) head(ctx context.Context, g coffer.GroupID, id coffer.ResourceID) (*verified, error) {
 	var ar api.Resource
+	ctx = c.beginRead(ctx)
 	if err := c.call(ctx, http.MethodGet, resourcePath(g, id), true, nil, &ar); err != nil {
 		return nil, err
 	}
@@ -861,6 +872,7 @@ func (c *Client) ListPage(ctx context.Context, g coffer.GroupID, cursor string, 
 		path += "&cursor=" + url.QueryEscape(cursor)
 	}
 	var list api.ResourceList
+	ctx = c.beginRead(ctx)
 	if err := c.call(ctx, http.MethodGet, path, true, nil, &list); err != nil {
 		return nil, err
 	}

@@ -165,3 +165,72 @@ func TestHistoryAfterGap(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentReadIsNotRollback: one client lists while, on the same
+// client, a read verifies a newer version of a resource. The listing was
+// built by the server before the replace and arrives after the newer
+// version was verified: honest, and not a rollback. The same stale listing
+// served to a request sent after the newer version was verified is one.
+func TestConcurrentReadIsNotRollback(t *testing.T) {
+	ctx := context.Background()
+	srv := MustServer(t)
+	owner := MustClient(t, srv, "owner")
+	bob := MustClient(t, srv, "bob")
+	g := mustGroup(t, owner, "g", nil)
+	mustAdd(t, owner, bob, g, coffer.RoleReader)
+	r, err := owner.Put(ctx, g, strings.NewReader("v1"), clientlib.Meta{Name: "doc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	target, _ := url.Parse(srv.URL())
+	rp := httputil.NewSingleHostReverseProxy(target)
+	var viaProxy *clientlib.Client
+	var stale *httptest.ResponseRecorder
+	var mode atomic.Int32 // 1: race the next listing; 2: replay the stale one
+	ps := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		isList := req.Method == http.MethodGet && strings.HasSuffix(req.URL.Path, "/resources")
+		switch {
+		case isList && mode.CompareAndSwap(1, 0):
+			stale = httptest.NewRecorder()
+			rp.ServeHTTP(stale, req) // built before the replace
+			if _, err := owner.Replace(ctx, g, r.ID, 0, strings.NewReader("v2"), clientlib.Meta{Name: "doc"}, nil); err != nil {
+				t.Errorf("replace: %v", err)
+			}
+			if res, err := viaProxy.Head(ctx, g, r.ID); err != nil || res.Version != 2 {
+				t.Errorf("head during the listing: %v, %v", res, err)
+			}
+		case isList && mode.CompareAndSwap(2, 0):
+		default:
+			rp.ServeHTTP(w, req)
+			return
+		}
+		for k, v := range stale.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(stale.Code)
+		w.Write(stale.Body.Bytes())
+	}))
+	t.Cleanup(ps.Close)
+	viaProxy, err = clientlib.New(ps.URL, KeyStore(t, bob), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	mode.Store(1)
+	list, err := viaProxy.List(ctx, g)
+	if err != nil {
+		t.Fatalf("a listing that raced this client's own read: %v", err)
+	}
+	if len(list) != 1 || list[0].Version != 1 {
+		t.Fatalf("listing %+v, want the version 1 the server listed", list)
+	}
+	// What was verified is not lowered by the stale answer...
+	if res, err := viaProxy.Head(ctx, g, r.ID); err != nil || res.Version != 2 {
+		t.Fatalf("head after the listing: %v, %v", res, err)
+	}
+	// ...and the same stale listing, asked for afterwards, is a rollback.
+	mode.Store(2)
+	_, err = viaProxy.List(ctx, g)
+	wantSecurity(t, err)
+}

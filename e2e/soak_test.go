@@ -201,6 +201,9 @@ func TestSoakHonestConcurrency(t *testing.T) {
 	})
 	for i, w := range writers {
 		wg.Go(func() { soakWriter(runCtx, t, w, g, uint64(10+i), tally, content) })
+		// A second goroutine on the same client, as an app reading while
+		// it uploads: one client's own requests race each other too.
+		wg.Go(func() { soakReader(runCtx, t, w, g, uint64(100+i), tally, content) })
 	}
 	wg.Wait()
 
@@ -334,6 +337,28 @@ func soakWriter(ctx context.Context, t *testing.T, c *clientlib.Client, g coffer
 		}
 		if err != nil {
 			// Removed members fail fast; do not let them spin.
+			sleepCtx(ctx, time.Duration(10+r.IntN(40))*time.Millisecond)
+		}
+	}
+}
+
+// soakReader lists and reads on a writer's client, beside its writes.
+func soakReader(ctx context.Context, t *testing.T, c *clientlib.Client, g coffer.GroupID, seed uint64, tally *soakTally, content *soakContent) {
+	r := rand.New(rand.NewPCG(seed, seed))
+	who := string(c.Identity().Handle())
+	for ctx.Err() == nil {
+		list, err := c.List(ctx, g)
+		tally.record(who, "list", err)
+		for i := 0; err == nil && i < 3 && len(list) > 0; i++ {
+			id := list[r.IntN(len(list))].ID
+			var b []byte
+			b, err = soakRead(ctx, c, g, id)
+			tally.record(who, "get", err)
+			if err == nil && !content.known(b) {
+				t.Errorf("%s read %s as content nobody wrote", who, id)
+			}
+		}
+		if err != nil {
 			sleepCtx(ctx, time.Duration(10+r.IntN(40))*time.Millisecond)
 		}
 	}
