@@ -778,17 +778,28 @@ func (c *Client) Groups(ctx context.Context) ([]*Group, error) {
 
 // Group syncs one group and returns it with its decrypted name.
 func (c *Client) Group(ctx context.Context, g coffer.GroupID) (*Group, error) {
-	res, err := c.Sync(ctx, g)
-	if err != nil {
-		return nil, err
-	}
-	keys, err := c.epochKeys(ctx, res.State)
-	if err != nil {
-		return nil, err
-	}
-	var info api.Group
-	if err := c.call(ctx, http.MethodGet, "/v1/groups/"+g.String(), true, nil, &info); err != nil {
-		return nil, err
+	var (
+		res  *SyncResult
+		keys map[uint64]groupkey.EpochKey
+		info api.Group
+		err  error
+	)
+	// The name is read after the sync; a rotation landing in between
+	// re-seals it under an epoch not verified yet. Catch up once rather
+	// than show the group without its name.
+	for attempt := 0; attempt < 2; attempt++ {
+		if res, err = c.Sync(ctx, g); err != nil {
+			return nil, err
+		}
+		if keys, err = c.epochKeys(ctx, res.State); err != nil {
+			return nil, err
+		}
+		if err := c.call(ctx, http.MethodGet, "/v1/groups/"+g.String(), true, nil, &info); err != nil {
+			return nil, err
+		}
+		if info.MetaEpoch <= res.State.Epoch {
+			break
+		}
 	}
 	gr := &Group{ID: g, Epoch: res.State.Epoch, Seq: res.State.Seq, ShareHistory: res.State.ShareHistory}
 	_, me, _ := c.me()

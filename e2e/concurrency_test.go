@@ -234,3 +234,33 @@ func TestConcurrentReadIsNotRollback(t *testing.T) {
 	_, err = viaProxy.List(ctx, g)
 	wantSecurity(t, err)
 }
+
+// TestGroupNameDuringRotation: a rotation lands between a member's sync
+// and its read of the group's sealed name, which the rotation re-sealed
+// under the new epoch. The member catches up and shows the name, rather
+// than the group without it.
+func TestGroupNameDuringRotation(t *testing.T) {
+	ctx := context.Background()
+	srv := MustServer(t)
+	owner := MustClient(t, srv, "owner")
+	bob := MustClient(t, srv, "bob")
+	g := mustGroup(t, owner, "the name", nil)
+	mustAdd(t, owner, bob, g, coffer.RoleReader)
+	proxyURL, arm := racingProxy(t, srv, "/keys", func() {
+		if err := owner.Rotate(ctx, g); err != nil {
+			t.Errorf("rotate: %v", err)
+		}
+	})
+	viaProxy, err := clientlib.New(proxyURL, KeyStore(t, bob), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	arm()
+	gr, err := viaProxy.Group(ctx, g)
+	if err != nil {
+		t.Fatalf("group during a rotation: %v", err)
+	}
+	if gr.Name != "the name" || gr.Epoch != 2 {
+		t.Fatalf("group during a rotation: name %q at epoch %d, want %q at 2", gr.Name, gr.Epoch, "the name")
+	}
+}

@@ -195,6 +195,11 @@ func TestSoakHonestConcurrency(t *testing.T) {
 			} else {
 				_, err := admin.List(runCtx, g)
 				tally.record(handle(admin), "list", err)
+				gr, err := admin.Group(runCtx, g)
+				tally.record(handle(admin), "group", err)
+				if err == nil && gr.Name != "soak" {
+					t.Errorf("the admin sees the group named %q during a rotation", gr.Name)
+				}
 			}
 			sleepCtx(runCtx, time.Duration(r.IntN(50))*time.Millisecond)
 		}
@@ -216,7 +221,7 @@ func TestSoakHonestConcurrency(t *testing.T) {
 		t.Errorf("security error under an honest server: %s", s)
 	}
 	tally.mu.Unlock()
-	for _, op := range []string{"rotate", "add", "remove", "put", "replace", "get", "list"} {
+	for _, op := range []string{"rotate", "add", "remove", "put", "replace", "get", "list", "group"} {
 		if tally.ok[op] == 0 {
 			t.Errorf("no %s succeeded: the soak did not exercise it", op)
 		}
