@@ -784,17 +784,20 @@ func (c *Client) Group(ctx context.Context, g coffer.GroupID) (*Group, error) {
 		info api.Group
 		err  error
 	)
-	// The name is read after the sync; a rotation landing in between
-	// re-seals it under an epoch not verified yet. Catch up once rather
-	// than show the group without its name.
-	for attempt := 0; attempt < 2; attempt++ {
+	// The sealed name is read before the sync: a rotation re-seals it in
+	// the same transaction as its commit, so the sync that follows always
+	// reaches the name's epoch from an honest server. Read after the sync,
+	// a rotation landing in between would leave the name under an epoch not
+	// verified yet. A server that still shows a newer epoch is retried, a
+	// bounded number of times, before the name is left out.
+	for attempt := 0; attempt < 3; attempt++ {
+		if err := c.call(ctx, http.MethodGet, "/v1/groups/"+g.String(), true, nil, &info); err != nil {
+			return nil, err
+		}
 		if res, err = c.Sync(ctx, g); err != nil {
 			return nil, err
 		}
 		if keys, err = c.epochKeys(ctx, res.State); err != nil {
-			return nil, err
-		}
-		if err := c.call(ctx, http.MethodGet, "/v1/groups/"+g.String(), true, nil, &info); err != nil {
 			return nil, err
 		}
 		if info.MetaEpoch <= res.State.Epoch {
