@@ -96,11 +96,3 @@ type conflictError struct {
 
 func (e *conflictError) Error() string { return e.err.Error() }
 func (e *conflictError) Unwrap() error { return e.err }
-
-func constraintOf(err error) string {
-	var c *conflictError
-	if errors.As(err, &c) {
-		return c.constraint
-	}
-	return ""
-}

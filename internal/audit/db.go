@@ -195,7 +195,6 @@ func (a *dbAudit) schema(ctx context.Context) error {
 		a.r.count("columns", 1)
 		name := c.table + "." + c.column
 		if c.schema != "public" {
-			name = c.schema + "." + name
 			if !unknownTables[c.schema+"."+c.table] {
 				unknownTables[c.schema+"."+c.table] = true
 				a.r.Fail("schema", "table "+c.schema+"."+c.table, "table outside the public schema is not on the allowlist")
@@ -322,14 +321,13 @@ func cmpID(a, b [16]byte) int { return bytes.Compare(a[:], b[:]) }
 
 // groupRow is a groups row.
 type groupRow struct {
-	id          coffer.GroupID
-	headSeq     int64
-	headHash    []byte
-	epoch       int64
-	state       []byte
-	metaEpoch   *int64
-	meta        []byte
-	hasResCount bool
+	id        coffer.GroupID
+	headSeq   int64
+	headHash  []byte
+	epoch     int64
+	state     []byte
+	metaEpoch *int64
+	meta      []byte
 }
 
 // checkGroups verifies every group's chain and everything derived from it,
