@@ -314,3 +314,56 @@ func getText(tb testing.TB, c *clientlib.Client, g coffer.GroupID, id coffer.Res
 	}
 	return b.String()
 }
+
+// TestHealOutOfOrderLogStaysForked backs the documented limit: when the
+// commits lost in a restore touched several groups, and the groups are
+// healed in another order than the commits were first made, the log grows
+// back to a different tree. Every chain heals, but a client that pinned a
+// checkpoint from before the restore refuses the log: a security error, as
+// any log that cannot be proven consistent must be.
+func TestHealOutOfOrderLogStaysForked(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rs := newRestorableServer(t)
+	opts := &clientlib.Options{LogWait: time.Second}
+	alice, _ := newClient(t, rs.srv, "alice", opts)
+	bob, _ := newClient(t, rs.srv, "bob", opts)
+	g1 := mustGroup(t, alice, "one", nil)
+	g2 := mustGroup(t, alice, "two", nil)
+	mustVerify(t, alice, bob)
+	backup := rs.snapshot()
+	// Lost leaves, in this order: g1 seq 2, g2 seq 2.
+	if err := alice.AddMember(ctx, g1, "bob", coffer.RoleReader); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.AddMember(ctx, g2, "bob", coffer.RoleReader); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range []coffer.GroupID{g1, g2} {
+		if _, err := bob.Sync(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []*clientlib.Client{alice, bob} {
+		if _, err := c.LatestCheckpoint(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rs.restore(backup)
+
+	// Healed the other way round: g2 first. Its chain is whole, but the
+	// log is still shorter than what alice pinned.
+	res, err := alice.HealGroup(ctx, g2)
+	if coffer.ErrorCode(err) != coffer.EUNAVAILABLE || res == nil || res.Pushed != 1 {
+		t.Fatalf("healing g2 first: %+v, %v; want the commit appended and the log reported short", res, err)
+	}
+	// Then g1: the log has its size back, with another root.
+	_, err = alice.HealGroup(ctx, g1)
+	var se *coffer.SecurityError
+	if !errors.As(err, &se) || se.Check != "log" {
+		t.Fatalf("healing g1 second: %v, want a log security error", err)
+	}
+	if _, err := bob.LatestCheckpoint(ctx); !coffer.IsSecurity(err) {
+		t.Fatalf("bob's log check after an out-of-order heal: %v, want a security error", err)
+	}
+}
