@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/cofferhq/coffer/internal/cofferdtest"
 )
 
 func TestMain(m *testing.M) { os.Exit(runSuite(m)) }
@@ -24,6 +26,7 @@ func TestMain(m *testing.M) { os.Exit(runSuite(m)) }
 // exactly this case, when this process exits.
 func runSuite(m *testing.M) int {
 	code := m.Run()
+	cofferdtest.RemoveBuild()
 	logs := suiteLog.Bytes()
 	secrets := Secrets()
 	findings := ScanForSecrets(logs, secrets)

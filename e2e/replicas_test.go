@@ -3,12 +3,16 @@ package e2e_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"regexp"
 	"sync"
 	"sync/atomic"
@@ -19,12 +23,16 @@ import (
 	"github.com/cofferhq/coffer/clientlib"
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/cofferd"
+	"github.com/cofferhq/coffer/internal/cofferdtest"
 	"github.com/cofferhq/coffer/internal/pgtest"
 	"github.com/cofferhq/coffer/internal/s3test"
+	"github.com/cofferhq/coffer/internal/translog"
+	"github.com/jackc/pgx/v5"
 )
 
-// replicaSet is a deployment of two cofferd replicas on one database and
-// one S3 bucket. They share the access-token key, the log key and the
+// replicaSet is a deployment of two in-process cofferd replicas on one
+// database and one S3 bucket, for tests that drive a replica's operator
+// hooks directly (its collector); TestReplicasStory runs real processes. They share the access-token key, the log key and the
 // origin, as replicas behind one load balancer do.
 type replicaSet struct {
 	a, b  *Server
@@ -84,6 +92,75 @@ func mustReplicas(t *testing.T, origin string, optA, optB replicaOptions) *repli
 	rs := &replicaSet{dbURL: dbURL}
 	rs.a = start("A", optA)
 	rs.b = start("B", optB)
+	return rs
+}
+
+// replicaProcesses are two cofferd processes on one database and one S3
+// bucket, sharing the access-token key, the log key and the origin, as
+// replicas behind one load balancer do.
+type replicaProcesses struct {
+	a, b   *cofferdtest.Process
+	dbURL  string
+	logKey string // note verifier key of the shared log key
+}
+
+// mustReplicaProcesses builds cofferd and starts it twice with production
+// flags (no -dev), each process on its own loopback port. origin is the
+// one origin clients log in to (the load balancer's). The test stops both
+// processes when it ends, if it has not already.
+func mustReplicaProcesses(t *testing.T, origin string) *replicaProcesses {
+	t.Helper()
+	const logOrigin = "coffer.e2e-replicas"
+	bin := cofferdtest.BuildCofferd(t)
+	s3 := s3test.Start(t)
+	bucket := s3.NewBucket(t)
+	dbURL := pgtest.NewURL(t)
+	keys := t.TempDir()
+	jwtKey := MustKeyFile(t, keys, "jwt.key", "replicas' JWT signing key")
+	logKeyFile := MustKeyFile(t, keys, "log.key", "replicas' transparency log key")
+	pemBytes, err := os.ReadFile(logKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(pemBytes)
+	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := translog.NewSigner(logOrigin, key.(ed25519.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := &replicaProcesses{dbURL: dbURL, logKey: signer.VerifierKey()}
+	start := func(name string) *cofferdtest.Process {
+		sink := NewLogSink()
+		// Registered before the process's own cleanup, so it runs after
+		// the process has stopped and written its last line.
+		t.Cleanup(func() { sink.Check(t) })
+		p := cofferdtest.StartProcess(t, bin, cofferdtest.ProcessOptions{
+			Args: []string{
+				"-database-url", dbURL,
+				"-data", t.TempDir(),
+				"-jwt-key", jwtKey,
+				"-log-key", logKeyFile,
+				"-log-origin", logOrigin,
+				"-origin", origin,
+				"-blob-url", s3.URL(bucket, "blobs") + fmt.Sprintf("&part-size=%d", 5<<20),
+				// Every client of the test comes from 127.0.0.1.
+				"-auth-rate-limit", "1000000",
+				"-log-level", "debug",
+			},
+			// cofferd takes S3 credentials from the standard AWS variables.
+			Env:          s3.Env(),
+			Output:       sink,
+			ReadyTimeout: 3 * time.Minute,
+			StopTimeout:  time.Minute,
+		})
+		t.Logf("replica %s: pid %d at %s", name, p.Pid, p.URL)
+		return p
+	}
+	rs.a = start("A")
+	rs.b = start("B")
 	return rs
 }
 
@@ -154,16 +231,18 @@ func mustURL(t *testing.T, s string) *url.URL {
 	return u
 }
 
-// TestReplicasStory: two replicas on one database and one S3 store serve
-// the three-person story, with every request alternating between them.
+// TestReplicasStory: two cofferd processes, built from ./cmd/cofferd and
+// configured as an operator would (production flags, S3 credentials from
+// the AWS variables), on one database and one S3 store serve the
+// three-person story, with every request alternating between them.
 // Uploads started on one replica finalize on the other, in both
 // directions; every client's checkpoint is consistent with every other's
 // and with a witness that followed both replicas.
 func TestReplicasStory(t *testing.T) {
 	ctx := context.Background()
 	lb := newBalancer(t)
-	rs := mustReplicas(t, lb.srv.URL, nil, nil)
-	lb.backends = [2]*url.URL{mustURL(t, rs.a.URL()), mustURL(t, rs.b.URL())}
+	rs := mustReplicaProcesses(t, lb.srv.URL)
+	lb.backends = [2]*url.URL{mustURL(t, rs.a.URL), mustURL(t, rs.b.URL)}
 
 	client := func(handle string) *clientlib.Client {
 		c := MustNewClient(t, lb.srv.URL, NewCanaryKeyStore())
@@ -240,9 +319,13 @@ func TestReplicasStory(t *testing.T) {
 
 	// Every entry integrated exactly once, densely: one sequencer at a
 	// time, never two assigning the same positions.
-	db := mustDB(t, rs.a)
+	db, err := pgx.Connect(ctx, rs.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
 	var n, pending, minIdx, maxIdx, treeSize int64
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		if err := db.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE leaf_index IS NULL),
 			COALESCE(min(leaf_index), -1), COALESCE(max(leaf_index), -1), (SELECT tree_size FROM log_head) FROM log_entries`).
@@ -260,10 +343,10 @@ func TestReplicasStory(t *testing.T) {
 
 	// A witness that follows replica A, then B, then A again sees one log.
 	state := t.TempDir()
-	for _, srv := range []*Server{rs.a, rs.b, rs.a} {
-		w, err := audit.Witness(ctx, audit.WitnessOptions{Server: srv.URL(), StateDir: state, LogKey: srv.LogKey()})
+	for _, p := range []*cofferdtest.Process{rs.a, rs.b, rs.a} {
+		w, err := audit.Witness(ctx, audit.WitnessOptions{Server: p.URL, StateDir: state, LogKey: rs.logKey})
 		if err != nil || !w.Clean {
-			t.Fatalf("witness of %s: %+v, %v", srv.URL(), w, err)
+			t.Fatalf("witness of %s: %+v, %v", p.URL, w, err)
 		}
 	}
 	witnessed, err := audit.WitnessCheckpoint(state)
@@ -292,8 +375,11 @@ func TestReplicasStory(t *testing.T) {
 			}
 		}
 	}
-	if rs.a.LogKey() != rs.b.LogKey() {
-		t.Fatal("the replicas sign under different keys")
+	// Both processes exit cleanly on SIGTERM.
+	for _, p := range []*cofferdtest.Process{rs.a, rs.b} {
+		if err := p.Stop(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
