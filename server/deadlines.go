@@ -143,8 +143,15 @@ func (s *Server) deadlines(next http.Handler) http.Handler {
 		pw.arm()
 		pw.fresh()
 		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = &progressBody{ReadCloser: r.Body, jsonTimeout: s.cfg.JSONBodyTimeout,
+			pb := &progressBody{ReadCloser: r.Body, jsonTimeout: s.cfg.JSONBodyTimeout,
 				progress: progress{timeout: s.cfg.ProgressTimeout, set: rc.SetReadDeadline}}
+			// Armed now as well: a body the handler never reads (no token,
+			// an unknown route) is drained by net/http before it answers,
+			// and that drain has no deadline of its own. The handler's
+			// first Read starts a fresh window.
+			pb.arm()
+			pb.moved = progressBytes
+			r.Body = pb
 		}
 		next.ServeHTTP(pw, r)
 		// What the handler left in net/http's buffer reaches the socket

@@ -235,6 +235,12 @@ func (s *Server) buildAppend(prev *appendBase, next *coffer.GroupState, sc coffe
 		}
 		a.Links = []coffer.HistoryLink{{Epoch: l.Epoch, Data: l.Link}}
 	}
+	if req.Meta != nil && !rotated {
+		// New metadata comes only with a new epoch (a rename rotates, and
+		// needs an admin): a leave, which any member signs, must not rename
+		// the group under the key the leaver holds.
+		return nil, coffer.Errorf(coffer.EINVALID, "only a commit that starts an epoch carries new group metadata")
+	}
 	if len(req.Meta) > maxGroupMeta {
 		return nil, coffer.Errorf(coffer.ETOOLARGE, "group metadata is larger than %d bytes", maxGroupMeta)
 	}
