@@ -119,6 +119,7 @@ func New(serverURL string, ks KeyStore, opts *Options) (*Client, error) {
 	}
 	tr.MaxIdleConnsPerHost = 64
 	c := &Client{base: u, origin: originOf(u), hc: &http.Client{Transport: tr}, ks: ks, opts: o}
+	c.hc.Transport = &retryTransport{next: tr, base: u.Path, current: c.currentAccessToken, sleep: sleepCtx}
 	if b, err := ks.Get(ksIdentity); err == nil {
 		if c.id, err = parsePrivateIdentity(b); err != nil {
 			return nil, err

@@ -107,8 +107,16 @@ func MustServer(tb testing.TB) *Server {
 	sink := NewLogSink()
 	m := cofferd.NewMain()
 	m.Stderr = sink
+	// The port is taken first so that it can be named in -origin, which
+	// cofferd requires outside dev mode.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m.Listener = ln
 	m.Config = cofferd.Config{
-		Addr:          "127.0.0.1:0",
+		Addr:          ln.Addr().String(),
+		Origins:       "http://" + ln.Addr().String(),
 		DatabaseURL:   dbURL,
 		Migrate:       true,
 		JWTKeyFiles:   MustKeyFile(tb, dir, "jwt.key", "server JWT signing key"),

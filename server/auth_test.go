@@ -246,7 +246,7 @@ func TestAccessTokens(t *testing.T) {
 		{"wrong audience", "Bearer " + sign(jwt.SigningMethodEdDSA, ts.JWTKey.Key, kid, claims(func(c jwt.MapClaims) { c["aud"] = "another-api" })), 401, coffer.EUNAUTHORIZED},
 		{"no audience", "Bearer " + sign(jwt.SigningMethodEdDSA, ts.JWTKey.Key, kid, claims(func(c jwt.MapClaims) { delete(c, "aud") })), 401, coffer.EUNAUTHORIZED},
 		{"wrong issuer", "Bearer " + sign(jwt.SigningMethodEdDSA, ts.JWTKey.Key, kid, claims(func(c jwt.MapClaims) { c["iss"] = "evil" })), 401, coffer.EUNAUTHORIZED},
-		{"expired", "Bearer " + sign(jwt.SigningMethodEdDSA, ts.JWTKey.Key, kid, claims(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Second).Unix() })), 401, coffer.EUNAUTHORIZED},
+		{"expired", "Bearer " + sign(jwt.SigningMethodEdDSA, ts.JWTKey.Key, kid, claims(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Minute).Unix() /* beyond the clock-skew leeway */ })), 401, coffer.EUNAUTHORIZED},
 		{"missing exp", "Bearer " + sign(jwt.SigningMethodEdDSA, ts.JWTKey.Key, kid, claims(func(c jwt.MapClaims) { delete(c, "exp") })), 401, coffer.EUNAUTHORIZED},
 		{"issued in the future", "Bearer " + sign(jwt.SigningMethodEdDSA, ts.JWTKey.Key, kid, claims(func(c jwt.MapClaims) { c["iat"] = now.Add(time.Hour).Unix() })), 401, coffer.EUNAUTHORIZED},
 		{"unknown kid", "Bearer " + sign(jwt.SigningMethodEdDSA, otherKey, "rotated-out", claims(nil)), 401, coffer.EUNAUTHORIZED},

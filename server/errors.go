@@ -70,6 +70,13 @@ func Error(w http.ResponseWriter, r *http.Request, err error) {
 		p.Detail = "internal error"
 		loggerFrom(r).ErrorContext(r.Context(), "internal error", "err", err)
 	}
+	if code == coffer.EUNAVAILABLE {
+		// Clients retry a 503; Retry-After paces them (clientlib honours it).
+		if w.Header().Get("Retry-After") == "" {
+			w.Header().Set("Retry-After", "1")
+		}
+		loggerFrom(r).WarnContext(r.Context(), "unavailable", "err", err)
+	}
 	writeJSON(w, status, "application/problem+json", p)
 }
 

@@ -11,18 +11,16 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
-	"github.com/go-chi/httprate"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/internal/api"
@@ -40,13 +38,24 @@ type Config struct {
 	AccessTTL        time.Duration
 	RefreshTTL       time.Duration
 	ChallengeTTL     time.Duration
-	// AuthRateLimit is the number of auth and registration requests one IP
-	// may make per minute.
+	// AuthRateLimit is the number of auth and registration requests one
+	// client address may make per minute.
 	AuthRateLimit int
-	// LogRateLimit is the number of transparency-log requests one IP may
-	// make per minute. The log is public (witnesses and auditors need no
-	// account) and its proofs cost database work, so it is bounded too.
+	// LogRateLimit is the number of transparency-log requests one anonymous
+	// client address may make per minute. The log is public (witnesses and
+	// auditors need no account) and its proofs cost database work, so it is
+	// bounded too. A caller that presents a valid access token is limited
+	// per account by AccountRateLimit instead.
 	LogRateLimit int
+	// AccountRateLimit is the number of requests one account may make per
+	// minute, counted separately for the API and the log. It is sized for
+	// the heaviest honest work, a client adding or syncing a 10,000-member
+	// group (about three requests per member), and bounds a single account
+	// to a fraction of what a server answers.
+	AccountRateLimit int
+	// TrustedProxies are the reverse proxies whose Forwarded or
+	// X-Forwarded-For header names the client (ratelimit.go).
+	TrustedProxies []netip.Prefix
 	// MaxJSONBody caps ordinary JSON request bodies.
 	MaxJSONBody int64
 	// MaxCommitBody caps a commit upload, which carries one wrap per member.
@@ -77,6 +86,10 @@ type Config struct {
 	// version is kept, for downloads that opened it just before; negative
 	// deletes it at once.
 	SupersededBlobGrace time.Duration
+
+	// MetricsElsewhere drops /metrics from the API: the operator serves
+	// MetricsHandler on a separate, private address (-metrics-addr).
+	MetricsElsewhere bool
 }
 
 // DefaultConfig returns the defaults.
@@ -89,8 +102,10 @@ func DefaultConfig() Config {
 		ChallengeTTL:  60 * time.Second,
 		AuthRateLimit: 60,
 		LogRateLimit:  12000,
-		MaxJSONBody:   1 << 20,
-		MaxCommitBody: 32 << 20,
+
+		AccountRateLimit: 60000,
+		MaxJSONBody:      1 << 20,
+		MaxCommitBody:    32 << 20,
 
 		MaxResourceSize:      5 << 30,
 		MaxResourcesPerGroup: 100_000,
@@ -135,8 +150,10 @@ type Server struct {
 	ready     func(ctx context.Context) error
 	tokens    *tokenIssuer
 	metrics   *metrics
+	ops       *opsMetrics
 	registry  *prometheus.Registry
 	router    chi.Router
+	draining  atomic.Bool
 }
 
 // New returns a server. It fails when no JWT key is configured.
@@ -162,6 +179,9 @@ func New(cfg Config, svc Services) (*Server, error) {
 	}
 	if cfg.LogRateLimit == 0 {
 		cfg.LogRateLimit = def.LogRateLimit
+	}
+	if cfg.AccountRateLimit == 0 {
+		cfg.AccountRateLimit = def.AccountRateLimit
 	}
 	if cfg.MaxJSONBody == 0 {
 		cfg.MaxJSONBody = def.MaxJSONBody
@@ -209,6 +229,7 @@ func New(cfg Config, svc Services) (*Server, error) {
 		tokens: &tokenIssuer{keys: cfg.JWTKeys, issuer: cfg.Issuer, audience: cfg.Audience, ttl: cfg.AccessTTL, now: cfg.Now},
 	}
 	s.metrics = newMetrics(reg)
+	s.ops = newOpsMetrics(reg)
 	s.router = s.routes()
 	return s, nil
 }
@@ -224,31 +245,25 @@ func (s *Server) now() time.Time { return s.cfg.Now() }
 
 func (s *Server) routes() chi.Router {
 	r := chi.NewRouter()
-	r.Use(s.requestContext, s.recoverer, s.metrics.middleware)
+	r.Use(s.requestContext, s.recoverer, s.metrics.middleware, s.refuseWhileDraining)
 	r.Use(s.deadlines)
 
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		respond(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	r.Get("/readyz", s.handleReady)
-	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
-
-	limitPerIP := func(n int) func(http.Handler) http.Handler {
-		return httprate.Limit(n, time.Minute,
-			httprate.WithKeyFuncs(httprate.KeyByIP),
-			httprate.WithLimitHandler(func(w http.ResponseWriter, r *http.Request) {
-				Error(w, r, coffer.Errorf(coffer.ERATELIMITED, "too many requests: retry after a minute"))
-			}))
+	if !s.cfg.MetricsElsewhere {
+		r.Method(http.MethodGet, "/metrics", s.MetricsHandler())
 	}
-	limitAuth := limitPerIP(s.cfg.AuthRateLimit)
 
 	r.Route("/v1", func(r chi.Router) {
 		r.Route("/log", func(r chi.Router) {
-			r.Use(limitPerIP(s.cfg.LogRateLimit))
+			r.Use(s.limiter("log", s.cfg.LogRateLimit, s.cfg.AccountRateLimit, s.keyByBearerOrIP))
 			s.logRoutes(r)
 		})
 		r.Group(func(r chi.Router) {
-			r.Use(limitAuth)
+			// Anonymous by nature: per client address only.
+			r.Use(s.limiter("auth", s.cfg.AuthRateLimit, s.cfg.AuthRateLimit, s.keyByClientIP))
 			r.Post("/accounts", s.handleRegister)
 			r.Post("/auth/challenge", s.handleChallenge)
 			r.Post("/auth/login", s.handleLogin)
@@ -256,7 +271,7 @@ func (s *Server) routes() chi.Router {
 			r.Post("/auth/logout", s.handleLogout)
 		})
 		r.Group(func(r chi.Router) {
-			r.Use(s.authenticate)
+			r.Use(s.authenticate, s.limiter("api", s.cfg.AccountRateLimit, s.cfg.AccountRateLimit, s.keyByCaller))
 			r.Get("/accounts/{accountID}", s.handleAccountByID)
 			r.Get("/handles/{handle}", s.handleAccountByHandle)
 			r.Route("/uploads/{uploadID}", s.uploadRoutes)
@@ -300,9 +315,7 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 // those may hold tokens.
 func (s *Server) requestContext(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var b [8]byte
-		rand.Read(b[:])
-		rid := hex.EncodeToString(b[:])
+		rid := requestID(r.Header.Get("X-Request-Id"))
 		w.Header().Set("X-Request-Id", rid)
 		l := s.cfg.Logger.With("request_id", rid)
 		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)

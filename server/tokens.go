@@ -52,6 +52,12 @@ type cachedToken struct {
 	expires time.Time
 }
 
+// clockSkewLeeway is how far apart replicas' clocks may be: a token issued
+// by a replica whose clock runs ahead is not "used before issued" on another,
+// and expiry is judged with the same slack. It is small next to the
+// access-token lifetime (15 minutes), so it extends a stolen token little.
+const clockSkewLeeway = 30 * time.Second
+
 // maxCachedTokens bounds memory: about 100 bytes an entry.
 const maxCachedTokens = 100_000
 
@@ -125,6 +131,7 @@ func (t *tokenIssuer) verify(s string) (coffer.AccountID, error) {
 		jwt.WithAudience(t.audience),
 		jwt.WithIssuer(t.issuer),
 		jwt.WithTimeFunc(t.now),
+		jwt.WithLeeway(clockSkewLeeway),
 	)
 	if err != nil {
 		return coffer.AccountID{}, coffer.Errorf(coffer.EUNAUTHORIZED, "invalid or expired access token")

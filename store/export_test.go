@@ -8,3 +8,6 @@ var (
 	LogIdentity         = logIdentity
 	AppendLeaf          = appendLeaf
 )
+
+// MapError is the one pgx-to-code mapping, for its table test.
+var MapError = mapError

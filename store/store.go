@@ -75,6 +75,10 @@ func mapError(err error) error {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return coffer.Errorf(coffer.ENOTFOUND, "not found")
 	}
+	if unavailable(err) {
+		// Keep the cause for the server log; the client sees only the code.
+		return &unavailableError{err: coffer.Errorf(coffer.EUNAVAILABLE, "the database is unavailable: retry shortly"), cause: err}
+	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch pe.Code {

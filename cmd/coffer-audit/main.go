@@ -23,6 +23,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/buildinfo"
 )
 
 // Exit statuses.
@@ -73,7 +74,9 @@ The exit status is 0 only when the audit is clean, 1 when it found
 something, and 2 when it could not run. See docs/AUDIT.md.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       buildinfo.String("coffer-audit"),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)

@@ -170,3 +170,10 @@ func TestHistoryEntries(t *testing.T) {
 		t.Errorf("genesis without history sharing: %q", s)
 	}
 }
+
+func TestVersionFlag(t *testing.T) {
+	code, stdout, stderr := runCoffer(t, nil, "--version")
+	if code != 0 || !strings.HasPrefix(stdout, "coffer ") || !strings.Contains(stdout, "go1.") {
+		t.Fatalf("coffer --version: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}

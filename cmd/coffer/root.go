@@ -16,6 +16,7 @@ import (
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/clientlib"
 	"github.com/cofferhq/coffer/cmd/coffer/internal/profile"
+	"github.com/cofferhq/coffer/internal/buildinfo"
 )
 
 // app is what every command shares: the standard streams, the environment
@@ -94,7 +95,9 @@ destructive command without --yes when it cannot ask), 3 security error
 (the server misbehaved).`,
 		SilenceErrors: true, // run prints errors, with the fix
 		SilenceUsage:  true, // a failed command is not a usage problem
+		Version:       buildinfo.String("coffer"),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.PersistentFlags().StringVar(&a.profileFlag, "profile", "",
 		"profile directory holding one identity (default $"+profile.EnvVar+", else <config dir>/coffer)")
 	root.PersistentFlags().BoolVar(&a.asJSON, "json", false, "print the result (and any error) as JSON")

@@ -35,9 +35,8 @@ const (
 func (m *Main) setupLog() (*translog.Signer, error) {
 	keyFile, origin := m.Config.LogKeyFile, m.Config.LogOrigin
 	if keyFile == "" {
-		// Dev mode keeps its key under the data directory. So does a
-		// server that was not given one, with a warning: clients pin the
-		// key, so losing it is loud (their checks fail), never silent.
+		// Only dev mode gets here (Validate requires -log-key otherwise):
+		// it keeps its key under the data directory.
 		keyFile = filepath.Join(m.DataDir(), "log.key")
 		if err := os.MkdirAll(m.DataDir(), 0o700); err != nil {
 			return nil, err
@@ -49,18 +48,10 @@ func (m *Main) setupLog() (*translog.Signer, error) {
 		if created {
 			m.logger.Info("generated transparency log key", "file", keyFile)
 		}
-		if !m.Config.Dev {
-			m.logger.Warn("no -log-key configured: using the key under the data directory; clients pin it, so keep it", "file", keyFile)
-		}
 	}
 	if origin == "" {
 		h, _ := os.Hostname()
-		origin = "coffer-" + sanitizeOrigin(h)
-		if m.Config.Dev {
-			origin = "coffer.dev-" + sanitizeOrigin(h)
-		} else {
-			m.logger.Warn("no -log-origin configured: naming the log after the host; set it to the deployment's name", "origin", origin)
-		}
+		origin = "coffer.dev-" + sanitizeOrigin(h)
 	}
 	key, err := loadEd25519Key(keyFile)
 	if err != nil {

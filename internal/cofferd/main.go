@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cofferhq/coffer"
@@ -36,6 +38,9 @@ type Main struct {
 	Config Config
 	// Stderr receives the log (and the log file, when configured).
 	Stderr io.Writer
+	// Listener, when set, is served instead of listening on -addr: tests
+	// take a port first so that they can name it in -origin.
+	Listener net.Listener
 
 	logger   *slog.Logger
 	logFile  *os.File
@@ -49,6 +54,9 @@ type Main struct {
 	stopGC   func()           // stops the garbage collector, if running
 	logKey   string           // note verifier key of the transparency log
 	seq      *sequencer       // integrates the transparency log
+	lock     *dataLock        // dev mode: the data directory is ours
+	srv      *server.Server
+	metrics  *metricsListener // -metrics-addr, when set
 }
 
 // NewMain returns a Main with default configuration.
@@ -58,13 +66,28 @@ func NewMain() *Main {
 
 // ParseFlags reads configuration from the environment and args.
 func (m *Main) ParseFlags(args []string) error {
-	fs := m.Config.flagSet("cofferd")
+	return m.parseFlags("cofferd", usageHead, args)
+}
+
+// ParseMigrateFlags is ParseFlags for `cofferd migrate`.
+func (m *Main) ParseMigrateFlags(args []string) error {
+	return m.parseFlags("cofferd migrate", migrateUsageHead, args)
+}
+
+func (m *Main) parseFlags(name, head string, args []string) error {
+	fs := m.Config.flagSet(name)
 	fs.SetOutput(m.Stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: cofferd [flags]\n       cofferd migrate [flags]\n\nEvery flag can also be set as COFFER_<FLAG> (e.g. COFFER_DATABASE_URL).\n\nFlags:\n")
+		fmt.Fprint(fs.Output(), head)
 		fs.PrintDefaults()
 	}
-	return m.Config.parse(fs, args)
+	if err := m.Config.parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return UsageError{fmt.Sprintf("unexpected argument %q (cofferd takes flags only; subcommands: %s)", fs.Arg(0), strings.Join(Subcommands, ", "))}
+	}
+	return nil
 }
 
 // URL is the base URL clients use, valid after Run.
@@ -103,7 +126,12 @@ func (m *Main) setupLogging() error {
 		m.logFile = f
 		w = io.MultiWriter(m.Stderr, f)
 	}
-	m.logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+	opts := &slog.HandlerOptions{Level: level}
+	if m.Config.LogFormat == "json" {
+		m.logger = slog.New(slog.NewJSONHandler(w, opts))
+	} else {
+		m.logger = slog.New(slog.NewTextHandler(w, opts))
+	}
 	return nil
 }
 
@@ -116,6 +144,11 @@ func (m *Main) Logger() *slog.Logger { return m.logger }
 
 // Migrate applies the embedded migrations and returns; `cofferd migrate`.
 func (m *Main) Migrate(ctx context.Context) error {
+	if m.Config.Dev {
+		if err := m.lockDataDir(); err != nil {
+			return err
+		}
+	}
 	if err := m.setupLogging(); err != nil {
 		return err
 	}
@@ -185,14 +218,45 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			m.Close()
 		}
 	}()
-	if err := m.setupLogging(); err != nil {
+	if err := m.Config.Validate(); err != nil {
 		return err
 	}
 	if m.Config.Dev {
-		m.logger.Info("dev mode", "data", m.DataDir())
-		if m.Config.Addr == "" {
-			m.Config.Addr = "127.0.0.1:8080"
+		// Before anything else touches the data directory (the log
+		// file is in it).
+		if err := m.lockDataDir(); err != nil {
+			return err
 		}
+	}
+	if err := m.setupLogging(); err != nil {
+		return err
+	}
+	if m.Config.Dev && m.Config.Addr == "" {
+		m.Config.Addr = "127.0.0.1:8080"
+	}
+	if m.Config.Addr == "" {
+		m.Config.Addr = ":8080"
+	}
+	// The port is taken before PostgreSQL starts (or initdb runs): a
+	// port in use fails in a moment, not after a minute of setup.
+	if m.Listener != nil {
+		m.listener = m.Listener
+	} else {
+		ln, err := net.Listen("tcp", m.Config.Addr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", m.Config.Addr, err)
+		}
+		m.listener = ln
+	}
+	if m.Config.MetricsAddr != "" {
+		ml, err := listenMetrics(m.Config.MetricsAddr)
+		if err != nil {
+			return err
+		}
+		m.metrics = ml
+	}
+	if m.Config.Dev {
+		m.logger.Info("dev mode", "data", m.DataDir())
 		keyFile := filepath.Join(m.DataDir(), "jwt.key")
 		if err := os.MkdirAll(m.DataDir(), 0o700); err != nil {
 			return err
@@ -208,9 +272,6 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			m.Config.JWTKeyFiles = keyFile
 		}
 	}
-	if m.Config.Addr == "" {
-		m.Config.Addr = ":8080"
-	}
 	keys, err := loadJWTKeys(m.Config.JWTKeyFiles)
 	if err != nil {
 		return err
@@ -223,7 +284,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			return fmt.Errorf("migrate: %w", err)
 		}
 	}
-	if m.db, err = store.Open(ctx, m.Config.DatabaseURL); err != nil {
+	if m.db, err = m.openDB(ctx); err != nil {
 		return err
 	}
 	want, err := migrations.Latest()
@@ -234,6 +295,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	if err := m.checkStoredLog(ctx, logSigner); err != nil {
+		return err
+	}
 	if m.seq, err = startSequencer(m.db, logSigner, m.logger); err != nil {
 		return err
 	}
@@ -242,11 +306,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 
-	ln, err := net.Listen("tcp", m.Config.Addr)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	m.listener = ln
+	ln := m.listener
 	tlsConfig, err := m.tlsConfig()
 	if err != nil {
 		return err
@@ -258,7 +318,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	cfg.Logger = m.logger
 	cfg.AuthRateLimit = m.Config.AuthRateLimit
 	cfg.LogRateLimit = m.Config.LogRateLimit
-	cfg.Origins = m.origins()
+	cfg.AccountRateLimit = m.Config.AccountRateLimit
+	if cfg.TrustedProxies, err = parseTrustedProxies(m.Config.TrustedProxies); err != nil {
+		return err
+	}
+	if cfg.Origins, err = m.origins(); err != nil {
+		return err
+	}
 	cfg.MaxResourceSize = m.Config.MaxResourceSize
 	cfg.MaxResourcesPerGroup = m.Config.MaxResourcesPerGroup
 	cfg.ProgressTimeout = m.Config.ProgressTimeout
@@ -266,6 +332,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	cfg.MaxPendingBytesPerAccount = m.Config.MaxPendingBytesPerAccount
 	cfg.SupersededBlobGrace = m.Config.SupersededBlobGrace
 	cfg.LogKey = m.logKey
+	cfg.MetricsElsewhere = m.metrics != nil
 	srv, err := server.New(cfg, server.Services{
 		Accounts:  pokingAccounts{m.db, m.seq.Poke},
 		Auth:      m.db,
@@ -291,6 +358,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	m.srv = srv
 	m.http = &http.Server{
 		Handler:           srv,
 		TLSConfig:         tlsConfig,
@@ -311,6 +379,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 		m.served <- err
 	}()
+	if m.metrics != nil {
+		m.metrics.serve(srv.MetricsHandler(), m.logger)
+	}
 	m.startCollector()
 	m.logger.Info("listening", "url", m.URL(), "origins", strings.Join(cfg.Origins, ","), "schema_version", want,
 		"log_origin", m.Config.LogOrigin, "log_key", m.logKey)
@@ -319,15 +390,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 // origins lists what clients may bind into a login statement: the
 // configured origins, or the listen address (plus localhost for loopback).
-func (m *Main) origins() []string {
+func (m *Main) origins() ([]string, error) {
 	if m.Config.Origins != "" {
-		var out []string
-		for _, o := range strings.Split(m.Config.Origins, ",") {
-			if o = strings.TrimSpace(o); o != "" {
-				out = append(out, o)
-			}
-		}
-		return out
+		return m.Config.origins()
 	}
 	scheme := "http"
 	if m.tls {
@@ -350,7 +415,7 @@ func (m *Main) origins() []string {
 			out = append(out, o)
 		}
 	}
-	return out
+	return out, nil
 }
 
 func (m *Main) tlsConfig() (*tls.Config, error) {
@@ -360,11 +425,11 @@ func (m *Main) tlsConfig() (*tls.Config, error) {
 		}
 		return nil, nil
 	}
-	cert, err := tls.LoadX509KeyPair(m.Config.TLSCert, m.Config.TLSKey)
+	certs, err := newCertReloader(m.Config.TLSCert, m.Config.TLSKey, m.logger)
 	if err != nil {
 		return nil, fmt.Errorf("TLS: %w", err)
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetCertificate}
 	if m.Config.TLSClientCA != "" {
 		pem, err := os.ReadFile(m.Config.TLSClientCA)
 		if err != nil {
@@ -385,13 +450,24 @@ func (m *Main) tlsConfig() (*tls.Config, error) {
 func (m *Main) Close() error {
 	var errs []error
 	if m.http != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		// New requests on open connections get 503 (clients retry);
+		// those in flight have -shutdown-timeout to finish.
+		m.srv.Drain()
+		timeout := m.Config.ShutdownTimeout
+		if timeout <= 0 {
+			timeout = 30 * time.Second
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		errs = append(errs, m.http.Shutdown(ctx))
 		cancel()
 		errs = append(errs, <-m.served)
 		m.http = nil
 	} else if m.listener != nil {
 		m.listener.Close()
+	}
+	if m.metrics != nil {
+		errs = append(errs, m.metrics.close())
+		m.metrics = nil
 	}
 	if m.stopGC != nil {
 		m.stopGC()
@@ -419,5 +495,37 @@ func (m *Main) Close() error {
 		errs = append(errs, m.logFile.Close())
 		m.logFile = nil
 	}
+	// Last: until here the cluster and files under DATA were in use.
+	errs = append(errs, m.lock.release())
+	m.lock = nil
 	return errors.Join(errs...)
+}
+
+// lockDataDir takes the dev-mode data directory for this process.
+func (m *Main) lockDataDir() error {
+	if m.lock != nil {
+		return nil
+	}
+	l, err := lockDataDir(m.DataDir())
+	if err != nil {
+		return fmt.Errorf("dev mode: %w", err)
+	}
+	m.lock = l
+	return nil
+}
+
+// openDB opens the pool, sized by -db-max-conns when given.
+func (m *Main) openDB(ctx context.Context) (*store.DB, error) {
+	cfg, err := pgxpool.ParseConfig(m.Config.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("database url: %w", err)
+	}
+	if m.Config.DBMaxConns > 0 {
+		cfg.MaxConns = int32(min(m.Config.DBMaxConns, math.MaxInt32))
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to the database: %w", err)
+	}
+	return store.New(pool), nil
 }

@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -76,11 +77,21 @@ func Start(tb testing.TB, opts *Options) *Server {
 	if opts.Stderr != nil {
 		m.Stderr = opts.Stderr
 	}
+	// The port is taken first so that it can be named in -origin, which
+	// cofferd requires outside dev mode.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m.Listener = ln
 	m.Config = cofferd.Config{
-		Addr: "127.0.0.1:0", DatabaseURL: url, Migrate: true,
+		Addr: ln.Addr().String(), Origins: "http://" + ln.Addr().String(), DatabaseURL: url, Migrate: true,
 		JWTKeyFiles: WriteKey(tb, dir, "jwt.key"), LogLevel: "info", AuthRateLimit: 1_000_000,
 		DataDir: dir, LogFile: filepath.Join(dir, "cofferd.log"), BlobDir: filepath.Join(dir, "blobs"),
 		LogKeyFile: opts.LogKeyFile, LogOrigin: opts.LogOrigin,
+	}
+	if m.Config.LogKeyFile == "" {
+		m.Config.LogKeyFile = WriteKey(tb, dir, "log.key")
 	}
 	if m.Config.LogOrigin == "" {
 		m.Config.LogOrigin = "coffer.test"
