@@ -213,10 +213,10 @@ type devProcess struct {
 	err    error         // cmd.Wait's result, once exited is closed
 }
 
-func startDev(tb testing.TB, bin, data, addr string) *devProcess {
+func startDev(tb testing.TB, bin, data, addr string, extra ...string) *devProcess {
 	tb.Helper()
 	p := &devProcess{log: NewLogSink(), exited: make(chan struct{})}
-	p.cmd = exec.Command(bin, "-dev", "-data", data, "-addr", addr)
+	p.cmd = exec.Command(bin, append([]string{"-dev", "-data", data, "-addr", addr}, extra...)...)
 	// Only the flags configure it, not the environment of the test run.
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "COFFER_") {

@@ -26,12 +26,14 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		h := r.Header.Get("Authorization")
 		tok, ok := strings.CutPrefix(h, "Bearer ")
 		if !ok || tok == "" {
+			s.ops.authFailed(authMissingToken)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="coffer"`)
 			Error(w, r, coffer.Errorf(coffer.EUNAUTHORIZED, "missing bearer access token"))
 			return
 		}
 		id, err := s.tokens.verify(tok)
 		if err != nil {
+			s.ops.authFailed(authInvalidToken)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="coffer", error="invalid_token"`)
 			Error(w, r, err)
 			return
@@ -77,22 +79,28 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.originAllowed(req.Origin) {
+		s.ops.authFailed(authOrigin)
 		Error(w, r, coffer.Errorf(coffer.EUNAUTHORIZED, "origin %q is not this server", req.Origin))
 		return
 	}
 	a, err := s.accounts.AccountByID(r.Context(), req.AccountID)
 	if err != nil {
+		s.ops.authFailed(authUnknownAccount)
 		Error(w, r, coffer.Errorf(coffer.EUNAUTHORIZED, "invalid login"))
 		return
 	}
 	// The challenge is consumed before the signature is checked, so a wrong
 	// signature also burns it: each challenge allows one attempt.
 	if err := s.auth.ConsumeChallenge(r.Context(), a.ID, sha256.Sum256(req.Challenge)); err != nil {
+		if coffer.ErrorCode(err) == coffer.EUNAUTHORIZED {
+			s.ops.authFailed(authChallenge)
+		}
 		Error(w, r, err)
 		return
 	}
 	stmt := coffer.LoginStatement(req.Origin, a.ID, req.Challenge)
 	if !coffer.VerifySignature(a.Identity.SigningKey, coffer.LabelLogin, stmt, req.Signature) {
+		s.ops.authFailed(authSignature)
 		Error(w, r, coffer.Errorf(coffer.EUNAUTHORIZED, "login signature does not verify"))
 		return
 	}
@@ -118,6 +126,9 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 	account, err := s.auth.RotateRefreshToken(r.Context(), hashRefreshToken(req.RefreshToken),
 		coffer.RefreshToken{Hash: hash, Expires: s.now().Add(s.cfg.RefreshTTL)})
 	if err != nil {
+		if coffer.ErrorCode(err) == coffer.EUNAUTHORIZED {
+			s.ops.authFailed(authRefresh)
+		}
 		Error(w, r, err)
 		return
 	}

@@ -62,6 +62,7 @@ func Error(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.As(err, &ce) {
 		p.Rule = ce.Rule
 	}
+	countRejection(r, err)
 	var he *headError
 	if errors.As(err, &he) {
 		p.HeadSeq = he.head

@@ -4,27 +4,42 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
+	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/cofferhq/coffer"
 )
 
-// Drain makes the server answer every new request with 503 unavailable
-// (and Connection: close), while requests already being served run to
-// their end. cofferd calls it on SIGTERM, before http.Server.Shutdown:
-// Shutdown closes the listeners, but a request can still arrive on a
-// connection that was already open, and it must be refused in a way that
-// clients retry elsewhere rather than fail.
+// Drain starts a graceful stop. From now on the server answers new work
+// with 503 unavailable (and Connection: close), which clients retry, and
+// /readyz goes red so that a load balancer stops sending. Requests already
+// being served run to their end, and so do uploads already started: the
+// requests that continue one (/v1/uploads/{id}/...) are still served, since
+// an upload is a content stream followed by a finalize. cofferd calls Drain
+// on SIGTERM and shuts the listener once InFlight stays zero for a moment
+// or -shutdown-timeout has passed (Quiet).
 func (s *Server) Drain() { s.draining.Store(true) }
+
+// Quiet reports whether no request is being served and none ended in the
+// last d.
+func (s *Server) Quiet(d time.Duration) bool {
+	return s.inFlight.Load() == 0 && time.Since(time.Unix(0, s.lastDone.Load())) >= d
+}
 
 func (s *Server) refuseWhileDraining(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.draining.Load() {
+		if s.draining.Load() && !strings.HasPrefix(r.URL.Path, "/v1/uploads/") {
 			w.Header().Set("Connection", "close")
 			Error(w, r, coffer.Errorf(coffer.EUNAVAILABLE, "the server is shutting down: retry"))
 			return
 		}
+		s.inFlight.Add(1)
+		defer func() {
+			s.lastDone.Store(time.Now().UnixNano())
+			s.inFlight.Add(-1)
+		}()
 		next.ServeHTTP(w, r)
 	})
 }

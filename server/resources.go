@@ -55,7 +55,7 @@ func (s *Server) resourceRoutes(r chi.Router) {
 func (s *Server) uploadRoutes(r chi.Router) {
 	r.Use(s.needResources)
 	r.Delete("/", s.handleDeleteUpload)
-	r.Put("/content", s.handleUploadContent)
+	r.With(s.ops.countUpload).Put("/content", s.handleUploadContent)
 	r.Post("/finalize", s.handleFinalizeUpload)
 }
 

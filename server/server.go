@@ -21,6 +21,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/internal/api"
@@ -60,6 +61,9 @@ type Config struct {
 	MaxJSONBody int64
 	// MaxCommitBody caps a commit upload, which carries one wrap per member.
 	MaxCommitBody int64
+	// MaxInflightBodyBytes bounds the bytes of large request bodies
+	// (commits) held in memory at once (bodylimit.go).
+	MaxInflightBodyBytes int64
 	// MaxResourceSize caps a resource's ciphertext; MaxResourcesPerGroup
 	// caps how many resources one group holds.
 	MaxResourceSize      int64
@@ -106,6 +110,8 @@ func DefaultConfig() Config {
 		AccountRateLimit: 60000,
 		MaxJSONBody:      1 << 20,
 		MaxCommitBody:    32 << 20,
+
+		MaxInflightBodyBytes: 128 << 20,
 
 		MaxResourceSize:      5 << 30,
 		MaxResourcesPerGroup: 100_000,
@@ -154,6 +160,10 @@ type Server struct {
 	registry  *prometheus.Registry
 	router    chi.Router
 	draining  atomic.Bool
+	inFlight  atomic.Int64
+	// bodyBudget bounds the bytes of large request bodies in memory.
+	bodyBudget *semaphore.Weighted
+	lastDone   atomic.Int64 // unix nanoseconds when a request last ended
 }
 
 // New returns a server. It fails when no JWT key is configured.
@@ -188,6 +198,9 @@ func New(cfg Config, svc Services) (*Server, error) {
 	}
 	if cfg.MaxCommitBody == 0 {
 		cfg.MaxCommitBody = def.MaxCommitBody
+	}
+	if cfg.MaxInflightBodyBytes == 0 {
+		cfg.MaxInflightBodyBytes = def.MaxInflightBodyBytes
 	}
 	if cfg.MaxResourceSize == 0 {
 		cfg.MaxResourceSize = def.MaxResourceSize
@@ -230,6 +243,7 @@ func New(cfg Config, svc Services) (*Server, error) {
 	}
 	s.metrics = newMetrics(reg)
 	s.ops = newOpsMetrics(reg)
+	s.bodyBudget = newBodyBudget(cfg.MaxInflightBodyBytes)
 	s.router = s.routes()
 	return s, nil
 }
@@ -276,11 +290,11 @@ func (s *Server) routes() chi.Router {
 			r.Get("/handles/{handle}", s.handleAccountByHandle)
 			r.Route("/uploads/{uploadID}", s.uploadRoutes)
 			r.Route("/groups", func(r chi.Router) {
-				r.Post("/", s.handleCreateGroup)
+				r.With(s.boundBody(s.cfg.MaxCommitBody)).Post("/", s.handleCreateGroup)
 				r.Get("/", s.handleListGroups)
 				r.Route("/{groupID}", func(r chi.Router) {
 					r.Get("/", s.handleGetGroup)
-					r.Post("/commits", s.handleAppendCommit)
+					r.With(s.boundBody(s.cfg.MaxCommitBody)).Post("/commits", s.handleAppendCommit)
 					r.Get("/commits", s.handleListCommits)
 					r.Get("/keys", s.handleKeys)
 					r.Route("/resources", s.resourceRoutes)
@@ -320,7 +334,8 @@ func (s *Server) requestContext(next http.Handler) http.Handler {
 		l := s.cfg.Logger.With("request_id", rid)
 		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
 		start := time.Now()
-		next.ServeHTTP(ww, r.WithContext(context.WithValue(r.Context(), loggerKey{}, l)))
+		ctx := context.WithValue(context.WithValue(r.Context(), loggerKey{}, l), serverKey{}, s)
+		next.ServeHTTP(ww, r.WithContext(ctx))
 		l.LogAttrs(r.Context(), slog.LevelInfo, "request",
 			slog.String("method", r.Method),
 			slog.String("route", routePattern(r)),

@@ -65,6 +65,7 @@ type Config struct {
 	TrustedProxies  string
 	DBMaxConns      int
 	ShutdownTimeout time.Duration
+	BodyBytes       int64
 }
 
 // flagSet binds the configuration to flags. Each flag can also be set with
@@ -91,6 +92,7 @@ func (c *Config) flagSet(name string) *flag.FlagSet {
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve /metrics on this separate address only (default: /metrics on -addr)")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For / Forwarded headers name the client")
 	fs.IntVar(&c.DBMaxConns, "db-max-conns", 0, "most PostgreSQL connections in the pool (default: pgx's, max(4, CPUs))")
+	fs.Int64Var(&c.BodyBytes, "max-body-bytes-in-flight", server.DefaultConfig().MaxInflightBodyBytes, "bytes of large request bodies (commits) held in memory at once; more wait their turn")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
 	fs.IntVar(&c.AuthRateLimit, "auth-rate-limit", server.DefaultConfig().AuthRateLimit, "auth and registration requests per minute per client IP")
 	fs.IntVar(&c.LogRateLimit, "log-rate-limit", server.DefaultConfig().LogRateLimit, "transparency-log requests per minute, per account when signed in, else per client IP (a proof batch counts once)")
@@ -290,6 +292,7 @@ func (c *Config) Validate() error {
 		{"-db-max-conns", int64(c.DBMaxConns)}, {"-max-resource-size", c.MaxResourceSize},
 		{"-max-resources-per-group", c.MaxResourcesPerGroup}, {"-gc-interval", int64(c.GCInterval)},
 		{"-upload-ttl", int64(c.UploadTTL)}, {"-shutdown-timeout", int64(c.ShutdownTimeout)},
+		{"-max-body-bytes-in-flight", c.BodyBytes},
 	} {
 		if n.v < 0 {
 			bad("%s must not be negative", n.flag)

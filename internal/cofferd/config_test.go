@@ -3,6 +3,7 @@ package cofferd_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -195,6 +196,7 @@ func TestMetricsAddr(t *testing.T) {
 		Addr: ln.Addr().String(), Origins: "http://" + ln.Addr().String(), DatabaseURL: dbURL,
 		JWTKeyFiles: cofferdtest.WriteKey(t, d, "jwt.key"), LogKeyFile: cofferdtest.WriteKey(t, d, "log.key"), LogOrigin: "coffer.test",
 		DataDir: d, BlobDir: filepath.Join(d, "blobs"), LogLevel: "info", MetricsAddr: "127.0.0.1:0", LogFormat: "json",
+		DBMaxConns: 7, LogFile: filepath.Join(d, "cofferd.log"),
 	}
 	if err := m.Run(context.Background()); err != nil {
 		t.Fatal(err)
@@ -212,5 +214,26 @@ func TestMetricsAddr(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(body), "coffer_http_requests_total") {
 		t.Fatalf("metrics listener: %d\n%.500s", resp.StatusCode, body)
+	}
+	// The daemon's own metrics, on the same listener.
+	for _, want := range []string{
+		"coffer_db_pool_max_connections 7", "coffer_db_pool_acquires_total ", "coffer_log_scrape_ok 1",
+		"coffer_log_pending_leaves ", "coffer_log_sequencer_lag_seconds ", "coffer_log_checkpoint_age_seconds ",
+		"coffer_gc_blobs_collected_total ", "coffer_gc_uploads_collected_total ", "coffer_auth_failures_total{",
+		"coffer_uploads_in_flight ", "coffer_upload_bytes_total ", "coffer_request_body_bytes_in_flight ",
+	} {
+		if !strings.Contains(string(body), "\n"+want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	// -log-format json: every log line is a JSON object.
+	logged, err := os.ReadFile(filepath.Join(d, "cofferd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(logged)), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Fatalf("a log line is not JSON: %q", line)
+		}
 	}
 }

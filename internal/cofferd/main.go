@@ -57,6 +57,8 @@ type Main struct {
 	lock     *dataLock        // dev mode: the data directory is ours
 	srv      *server.Server
 	metrics  *metricsListener // -metrics-addr, when set
+	registry *prometheus.Registry
+	gc       *gcMetrics
 }
 
 // NewMain returns a Main with default configuration.
@@ -319,6 +321,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	cfg.AuthRateLimit = m.Config.AuthRateLimit
 	cfg.LogRateLimit = m.Config.LogRateLimit
 	cfg.AccountRateLimit = m.Config.AccountRateLimit
+	cfg.MaxInflightBodyBytes = m.Config.BodyBytes
 	if cfg.TrustedProxies, err = parseTrustedProxies(m.Config.TrustedProxies); err != nil {
 		return err
 	}
@@ -333,6 +336,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	cfg.SupersededBlobGrace = m.Config.SupersededBlobGrace
 	cfg.LogKey = m.logKey
 	cfg.MetricsElsewhere = m.metrics != nil
+	m.registry = prometheus.NewRegistry()
+	m.registry.MustRegister(newCofferdCollector(m.db))
+	m.gc = newGCMetrics(m.registry)
 	srv, err := server.New(cfg, server.Services{
 		Accounts:  pokingAccounts{m.db, m.seq.Poke},
 		Auth:      m.db,
@@ -353,7 +359,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			}
 			return nil
 		},
-		Registry: prometheus.NewRegistry(),
+		Registry: m.registry,
 	})
 	if err != nil {
 		return err
@@ -458,6 +464,7 @@ func (m *Main) Close() error {
 			timeout = 30 * time.Second
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		m.waitQuiet(ctx)
 		errs = append(errs, m.http.Shutdown(ctx))
 		cancel()
 		errs = append(errs, <-m.served)
@@ -528,4 +535,23 @@ func (m *Main) openDB(ctx context.Context) (*store.DB, error) {
 		return nil, fmt.Errorf("connect to the database: %w", err)
 	}
 	return store.New(pool), nil
+}
+
+// drainQuiet is how long no request may be in flight before the listener
+// closes: an upload's finalize follows its content stream within
+// milliseconds, and must find the listener open.
+const drainQuiet = time.Second
+
+// waitQuiet waits, after Drain, until no request has been in flight for
+// drainQuiet, or ctx ends.
+func (m *Main) waitQuiet(ctx context.Context) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for !m.srv.Quiet(drainQuiet) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

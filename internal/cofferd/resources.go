@@ -90,6 +90,10 @@ func (m *Main) CollectGarbage(ctx context.Context, uploadAge, blobGrace time.Dur
 	if err != nil {
 		return err
 	}
+	if m.gc != nil {
+		m.gc.uploads.Add(float64(uploads))
+		m.gc.blobs.Add(float64(blobs))
+	}
 	if uploads > 0 || blobs > 0 {
 		m.logger.Info("collected garbage", "uploads", uploads, "orphan_blobs", blobs)
 	}
