@@ -52,8 +52,10 @@ func newRestorableServer(t *testing.T) *restorableServer {
 	u.Path = "/postgres"
 	r.admin = u.String()
 	dir := t.TempDir()
+	addr := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 	r.cfg = cofferd.Config{
-		Addr:          fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
+		Addr:          addr,
+		Origins:       "http://" + addr, // required outside dev mode
 		DatabaseURL:   dbURL,
 		Migrate:       true,
 		JWTKeyFiles:   MustKeyFile(t, dir, "jwt.key", "server JWT signing key"),

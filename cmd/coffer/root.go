@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -36,6 +37,7 @@ type app struct {
 	groupText   string   // GROUP as the user typed it, for questions and messages
 	prof        *profile.Profile
 	cfg         *profile.Config // set once a command loaded the profile
+	session     *sessionOwner   // set once a command made a client
 }
 
 // run executes the command line args and returns the exit code.
@@ -50,6 +52,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	cmd, err := root.ExecuteContextC(ctx)
+	if a.session != nil {
+		// A failure to cache costs one refresh next time, nothing more.
+		_ = a.session.save()
+	}
 	if err == nil {
 		return exitOK
 	}
@@ -204,7 +210,27 @@ func (a *app) newClient(p *profile.Profile, cfg *profile.Config) (*clientlib.Cli
 	if c.Identity() == nil || c.AccountID().IsZero() {
 		return nil, fmt.Errorf("profile %s has no registered identity: run coffer init again", p.Dir)
 	}
+	if s := p.LoadSession(cfg.Server, c.AccountID().String(), time.Now()); s != nil {
+		c.UseAccessToken(s.AccessToken, s.Expires)
+	}
+	a.session = &sessionOwner{prof: p, server: cfg.Server, client: c}
 	return c, nil
+}
+
+// sessionOwner saves the client's access token in the profile when the
+// command ends, or removes it when there is none (after a logout).
+type sessionOwner struct {
+	prof   *profile.Profile
+	server string
+	client *clientlib.Client
+}
+
+func (s *sessionOwner) save() error {
+	tok, exp, ok := s.client.AccessToken()
+	if !ok {
+		return s.prof.SaveSession(nil)
+	}
+	return s.prof.SaveSession(&profile.Session{Server: s.server, Account: s.client.AccountID().String(), AccessToken: tok, Expires: exp})
 }
 
 // exactArgs is cobra.ExactArgs with a message that names the arguments.

@@ -19,6 +19,10 @@ import (
 // an hour is far longer than that moment.
 const BlobGrace = time.Hour
 
+// authPurgeGrace keeps expired challenges and refresh tokens, and revoked
+// ones, this long before the collector deletes them (store.PurgeAuth).
+const authPurgeGrace = time.Hour
+
 // setupBlobs opens the blob store: -blob-url, -blob-dir, or DATA/blobs in
 // dev mode.
 func (m *Main) setupBlobs(ctx context.Context) error {
@@ -80,7 +84,8 @@ func (m *Main) BlobStore() coffer.BlobStore { return m.blobs }
 // CollectGarbage removes uploads idle for longer than uploadAge with their
 // blobs, then blobs that nothing references and that are older than
 // blobGrace. cofferd runs it every -gc-interval with -upload-ttl and
-// BlobGrace; tests call it with zero durations.
+// BlobGrace; tests call it with zero durations. It also purges dead
+// authentication rows (store.PurgeAuth).
 func (m *Main) CollectGarbage(ctx context.Context, uploadAge, blobGrace time.Duration) error {
 	uploads, err := m.db.CollectUploads(ctx, m.blobs, uploadAge)
 	if err != nil {
@@ -90,9 +95,16 @@ func (m *Main) CollectGarbage(ctx context.Context, uploadAge, blobGrace time.Dur
 	if err != nil {
 		return err
 	}
+	challenges, tokens, err := m.db.PurgeAuth(ctx, authPurgeGrace)
+	if err != nil {
+		return err
+	}
 	if m.gc != nil {
 		m.gc.uploads.Add(float64(uploads))
 		m.gc.blobs.Add(float64(blobs))
+	}
+	if challenges > 0 || tokens > 0 {
+		m.logger.Info("purged authentication rows", "challenges", challenges, "refresh_tokens", tokens)
 	}
 	if uploads > 0 || blobs > 0 {
 		m.logger.Info("collected garbage", "uploads", uploads, "orphan_blobs", blobs)

@@ -9,9 +9,12 @@
 //	               "cacert": "/path/ca.pem", "cert": "…", "key": "…"} (0600)
 //	keys/         a clientlib.FileKeyStore: private identity, session,
 //	              verified contacts, verified group states (0700/0600)
+//	session.json  the current access token and its expiry (0600), so that
+//	              each command does not spend a refresh (session.go)
 //
-// config.json holds nothing secret; the keys directory holds everything that
-// is, and only clientlib reads or writes it.
+// config.json holds nothing secret; the keys directory holds the long-lived
+// secrets, and only clientlib reads or writes it. session.json holds a
+// bearer token valid for minutes.
 package profile
 
 import (
