@@ -277,9 +277,16 @@ func (c *Client) setTokens(tok api.Tokens) error {
 func (c *Client) Logout(ctx context.Context) error {
 	c.mu.Lock()
 	refresh := c.refresh
-	c.access, c.refresh = "", ""
+	c.refresh = ""
 	c.mu.Unlock()
 	_ = c.ks.Delete(ksRefresh)
+	// The access token goes along (retry.go) so that the server revokes it
+	// too; this client drops it either way.
+	defer func() {
+		c.mu.Lock()
+		c.access = ""
+		c.mu.Unlock()
+	}()
 	if refresh == "" {
 		return nil
 	}

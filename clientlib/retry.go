@@ -21,7 +21,7 @@ import (
 // rather than its address: when the client holds a valid access token, it
 // goes along on /v1/log/ requests. The server's per-address budget is for
 // anonymous readers; a signed-in client syncing a large group needs its
-// account's budget.
+// account's budget. It goes along on logout too, which revokes it.
 type retryTransport struct {
 	next    http.RoundTripper
 	base    string                // the server's URL path prefix
@@ -36,7 +36,8 @@ const (
 )
 
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if strings.HasPrefix(req.URL.Path, t.base+"/v1/log/") && req.Header.Get("Authorization") == "" && t.current != nil {
+	if (strings.HasPrefix(req.URL.Path, t.base+"/v1/log/") || req.URL.Path == t.base+"/v1/auth/logout") &&
+		req.Header.Get("Authorization") == "" && t.current != nil {
 		if tok, ok := t.current(); ok {
 			req = req.Clone(req.Context())
 			req.Header.Set("Authorization", "Bearer "+tok)

@@ -31,7 +31,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			Error(w, r, coffer.Errorf(coffer.EUNAUTHORIZED, "missing bearer access token"))
 			return
 		}
-		id, err := s.tokens.verify(tok)
+		id, err := s.tokens.verify(r.Context(), tok)
 		if err != nil {
 			s.ops.authFailed(authInvalidToken)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="coffer", error="invalid_token"`)
@@ -113,7 +113,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, err)
 		return
 	}
-	s.respondTokens(w, r, a.ID, refresh)
+	s.respondTokens(w, r, a.ID, refresh, family)
 }
 
 func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
@@ -132,7 +132,14 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, err)
 		return
 	}
-	s.respondTokens(w, r, account, refresh)
+	var family [16]byte
+	if s.tokens.sessions != nil {
+		if family, err = s.tokens.sessions.RefreshFamily(r.Context(), hash); err != nil {
+			Error(w, r, err)
+			return
+		}
+	}
+	s.respondTokens(w, r, account, refresh, family)
 }
 
 func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
@@ -145,11 +152,16 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, err)
 		return
 	}
+	// The access token goes with it: at once here (the token cache), and
+	// on other replicas once they see the session revoked.
+	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && tok != "" {
+		s.tokens.revoke(r.Context(), tok)
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (s *Server) respondTokens(w http.ResponseWriter, r *http.Request, account coffer.AccountID, refresh string) {
-	access, err := s.tokens.issue(account)
+func (s *Server) respondTokens(w http.ResponseWriter, r *http.Request, account coffer.AccountID, refresh string, session [16]byte) {
+	access, err := s.tokens.issue(account, session)
 	if err != nil {
 		Error(w, r, err)
 		return

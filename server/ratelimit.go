@@ -133,7 +133,7 @@ func (s *Server) keyByCaller(r *http.Request) (string, error) {
 // route is public, and the caller is simply anonymous.
 func (s *Server) keyByBearerOrIP(r *http.Request) (string, error) {
 	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && tok != "" {
-		if id, err := s.tokens.verify(tok); err == nil {
+		if id, err := s.tokens.verify(r.Context(), tok); err == nil {
 			return "account:" + id.String(), nil
 		}
 	}

@@ -241,6 +241,9 @@ func New(cfg Config, svc Services) (*Server, error) {
 		resources: svc.Resources, blobs: svc.Blobs,
 		tokens: &tokenIssuer{keys: cfg.JWTKeys, issuer: cfg.Issuer, audience: cfg.Audience, ttl: cfg.AccessTTL, now: cfg.Now},
 	}
+	if sc, ok := svc.Auth.(sessionChecker); ok {
+		s.tokens.sessions = sc
+	}
 	s.metrics = newMetrics(reg)
 	s.ops = newOpsMetrics(reg)
 	s.bodyBudget = newBodyBudget(cfg.MaxInflightBodyBytes)

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
@@ -35,7 +36,24 @@ type tokenIssuer struct {
 	ttl      time.Duration
 	now      func() time.Time
 	verified tokenCache
+	// sessions, when the auth service offers it, lets a logout revoke the
+	// access tokens of its session on every replica.
+	sessions sessionChecker
 }
+
+// sessionChecker is what the store offers for access-token revocation: an
+// access token names its session (the family of its refresh tokens), and
+// is refused once that family is revoked (logout, or a stolen refresh
+// token caught by reuse detection).
+type sessionChecker interface {
+	RefreshFamily(ctx context.Context, hash [32]byte) ([16]byte, error)
+	SessionLive(ctx context.Context, family [16]byte) (bool, error)
+}
+
+// sessionRecheck is how long a replica trusts its cached verdict that an
+// access token's session is live: a logout through another replica takes
+// effect here within this time (at once on the replica that served it).
+const sessionRecheck = 30 * time.Second
 
 // tokenCache remembers access tokens that passed full verification, until
 // they expire. A token is an immutable signed statement, so a verdict about
@@ -48,8 +66,12 @@ type tokenCache struct {
 }
 
 type cachedToken struct {
-	account coffer.AccountID
-	expires time.Time
+	account    coffer.AccountID
+	expires    time.Time
+	session    [16]byte // zero: a token without a session claim
+	checkedAt  time.Time
+	revoked    bool
+	hasSession bool
 }
 
 // clockSkewLeeway is how far apart replicas' clocks may be: a token issued
@@ -61,14 +83,14 @@ const clockSkewLeeway = 30 * time.Second
 // maxCachedTokens bounds memory: about 100 bytes an entry.
 const maxCachedTokens = 100_000
 
-func (c *tokenCache) get(h [32]byte, now time.Time) (coffer.AccountID, bool) {
+func (c *tokenCache) get(h [32]byte, now time.Time) (cachedToken, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[h]
 	if !ok || !now.Before(e.expires) {
-		return coffer.AccountID{}, false
+		return cachedToken{}, false
 	}
-	return e.account, true
+	return e, true
 }
 
 func (c *tokenCache) put(h [32]byte, e cachedToken, now time.Time) {
@@ -90,17 +112,27 @@ func (c *tokenCache) put(h [32]byte, e cachedToken, now time.Time) {
 	c.m[h] = e
 }
 
-func (t *tokenIssuer) issue(account coffer.AccountID) (string, error) {
+// accessClaims are the registered claims plus the session (sid): the
+// family of the refresh tokens the access token was issued with.
+type accessClaims struct {
+	jwt.RegisteredClaims
+	Session string `json:"sid,omitempty"`
+}
+
+func (t *tokenIssuer) issue(account coffer.AccountID, session [16]byte) (string, error) {
 	now := t.now()
 	jti := make([]byte, 16)
 	rand.Read(jti)
-	claims := jwt.RegisteredClaims{
+	claims := accessClaims{RegisteredClaims: jwt.RegisteredClaims{
 		Issuer:    t.issuer,
 		Subject:   account.String(),
 		Audience:  jwt.ClaimStrings{t.audience},
 		ExpiresAt: jwt.NewNumericDate(now.Add(t.ttl)),
 		IssuedAt:  jwt.NewNumericDate(now),
 		ID:        base64.RawURLEncoding.EncodeToString(jti),
+	}}
+	if session != ([16]byte{}) {
+		claims.Session = base64.RawURLEncoding.EncodeToString(session[:])
 	}
 	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
 	tok.Header["kid"] = t.keys[0].ID
@@ -108,14 +140,15 @@ func (t *tokenIssuer) issue(account coffer.AccountID) (string, error) {
 }
 
 // verify accepts only EdDSA tokens signed by a configured key, with our
-// issuer and audience and an unexpired exp. Pinning the method defeats
-// "alg: none" and the HS256-with-the-public-key confusion.
-func (t *tokenIssuer) verify(s string) (coffer.AccountID, error) {
+// issuer and audience and an unexpired exp, whose session is not revoked.
+// Pinning the method defeats "alg: none" and the HS256-with-the-public-key
+// confusion.
+func (t *tokenIssuer) verify(ctx context.Context, s string) (coffer.AccountID, error) {
 	h := sha256.Sum256([]byte(s))
-	if id, ok := t.verified.get(h, t.now()); ok {
-		return id, nil
+	if e, ok := t.verified.get(h, t.now()); ok {
+		return t.checkSession(ctx, h, e)
 	}
-	var claims jwt.RegisteredClaims
+	var claims accessClaims
 	_, err := jwt.ParseWithClaims(s, &claims, func(tok *jwt.Token) (any, error) {
 		kid, _ := tok.Header["kid"].(string)
 		for _, k := range t.keys {
@@ -140,8 +173,56 @@ func (t *tokenIssuer) verify(s string) (coffer.AccountID, error) {
 	if err != nil {
 		return coffer.AccountID{}, coffer.Errorf(coffer.EUNAUTHORIZED, "invalid access token subject")
 	}
-	t.verified.put(h, cachedToken{account: id, expires: claims.ExpiresAt.Time}, t.now())
-	return id, nil
+	e := cachedToken{account: id, expires: claims.ExpiresAt.Time}
+	if claims.Session != "" {
+		b, err := base64.RawURLEncoding.DecodeString(claims.Session)
+		if err != nil || len(b) != 16 {
+			return coffer.AccountID{}, coffer.Errorf(coffer.EUNAUTHORIZED, "invalid access token session")
+		}
+		e.session, e.hasSession = [16]byte(b), true
+	}
+	return t.checkSession(ctx, h, e)
+}
+
+// checkSession refuses a token whose session was revoked, asking the store
+// when the cached verdict is older than sessionRecheck, and caches the
+// result.
+func (t *tokenIssuer) checkSession(ctx context.Context, h [32]byte, e cachedToken) (coffer.AccountID, error) {
+	if e.revoked {
+		return coffer.AccountID{}, coffer.Errorf(coffer.EUNAUTHORIZED, "the session of this access token ended (logout)")
+	}
+	now := t.now()
+	if e.hasSession && t.sessions != nil && (e.checkedAt.IsZero() || now.Sub(e.checkedAt) >= sessionRecheck || now.Before(e.checkedAt)) {
+		live, err := t.sessions.SessionLive(ctx, e.session)
+		if err != nil {
+			return coffer.AccountID{}, err
+		}
+		e.checkedAt = now
+		e.revoked = !live
+		t.verified.put(h, e, now)
+		if !live {
+			return coffer.AccountID{}, coffer.Errorf(coffer.EUNAUTHORIZED, "the session of this access token ended (logout)")
+		}
+		return e.account, nil
+	}
+	if e.checkedAt.IsZero() {
+		e.checkedAt = now
+		t.verified.put(h, e, now)
+	}
+	return e.account, nil
+}
+
+// revoke marks a verified access token revoked in this replica's cache at
+// once; other replicas learn it from the store within sessionRecheck.
+func (t *tokenIssuer) revoke(ctx context.Context, s string) {
+	h := sha256.Sum256([]byte(s))
+	if _, err := t.verify(ctx, s); err != nil {
+		return
+	}
+	if e, ok := t.verified.get(h, t.now()); ok {
+		e.revoked = true
+		t.verified.put(h, e, t.now())
+	}
 }
 
 // newRefreshToken returns 256 random bits as the token and its SHA-256 as
