@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -59,14 +60,25 @@ func mustReplicas(t *testing.T, origin string, optA, optB replicaOptions) *repli
 		sink := NewLogSink()
 		m := cofferd.NewMain()
 		m.Stderr = sink
+		// The port is taken first so that it can be named in -origin,
+		// which cofferd requires outside dev mode.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Listener = ln
+		origins := origin
+		if origins == "" {
+			origins = "http://" + ln.Addr().String()
+		}
 		m.Config = cofferd.Config{
-			Addr:          "127.0.0.1:0",
+			Addr:          ln.Addr().String(),
 			DatabaseURL:   dbURL,
 			Migrate:       true,
 			JWTKeyFiles:   jwtKey,
 			LogKeyFile:    logKey,
 			LogOrigin:     "coffer.e2e-replicas",
-			Origins:       origin,
+			Origins:       origins,
 			DataDir:       dir,
 			BlobURL:       s3.URL(bucket, "blobs") + fmt.Sprintf("&part-size=%d", 5<<20),
 			AuthRateLimit: 1_000_000,
