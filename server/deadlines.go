@@ -145,12 +145,16 @@ func (s *Server) deadlines(next http.Handler) http.Handler {
 		if r.Body != nil && r.Body != http.NoBody {
 			pb := &progressBody{ReadCloser: r.Body, jsonTimeout: s.cfg.JSONBodyTimeout,
 				progress: progress{timeout: s.cfg.ProgressTimeout, set: rc.SetReadDeadline}}
-			// Armed now as well: a body the handler never reads (no token,
-			// an unknown route) is drained by net/http before it answers,
-			// and that drain has no deadline of its own. The handler's
-			// first Read starts a fresh window.
-			pb.arm()
-			pb.moved = progressBytes
+			// On HTTP/1, armed now as well: a body the handler never reads
+			// (no token, an unknown route) is drained by net/http before it
+			// answers, and that drain has no deadline of its own. The
+			// handler's first Read starts a fresh window. HTTP/2 drains
+			// nothing, and a stream's read deadline, once passed, closes
+			// the body for good: there, the first Read arms it.
+			if r.ProtoMajor == 1 {
+				pb.arm()
+				pb.moved = progressBytes
+			}
 			r.Body = pb
 		}
 		next.ServeHTTP(pw, r)
