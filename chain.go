@@ -48,7 +48,9 @@ import (
 //     a commit has at least one op (RuleEmpty).
 //   - leaving: a leave op names its author and is its commit's only op, so
 //     it never rotates (RuleLeave); the last owner cannot leave
-//     (RuleOwnerProtection). A leave sets PendingRotation, and while it is
+//     (RuleOwnerProtection). Nobody removes themself with a remove op
+//     (RuleLeave): its rotation would let the leaver pick, and so know, the
+//     next epoch's key. A leave sets PendingRotation, and while it is
 //     set every commit other than a leave must rotate (RulePendingRotation).
 //   - no shared history: in a group created without history sharing, a
 //     commit that adds a member must rotate (RuleJoinRotation), so a joiner
@@ -84,7 +86,7 @@ const (
 	RuleOwnerProtection = "owner-protection" // a non-owner touching an owner, or no owner left
 	RuleNoOp            = "no-op"            // set-role to the role the member already has
 	RuleWeakKey         = "weak-key"         // an added signing key is of small order or not canonical
-	RuleLeave           = "leave"            // a leave that names another member or comes with other ops
+	RuleLeave           = "leave"            // a leave that names another member or comes with other ops, or a self-removal
 	RulePendingRotation = "pending-rotation" // a member left, and the next admin commit does not rotate
 	RuleJoinRotation    = "join-rotation"    // an add without a rotation in a group without shared history
 )
@@ -416,6 +418,7 @@ type commitCheck struct {
 	added      map[Handle]struct{}
 	needRotate bool // a removal or demotion
 	leaving    bool // a leave op
+	selfRemove bool // the author removes themself
 }
 
 // opRule is what one op kind requires and does. check judges the op against
@@ -488,6 +491,8 @@ func (cc *commitCheck) checkCommit() error {
 		return ruleErr(RuleJoinRotation, "the group does not share history: adding a member requires a key rotation in the same commit")
 	case cc.owners < 1:
 		return ruleErr(RuleOwnerProtection, "the group must keep at least one owner")
+	case cc.selfRemove:
+		return ruleErr(RuleLeave, "author %s removes themself in a commit that rotates, and so picks the key of an epoch they will not be in: leave with a leave op instead", cc.s.name(cc.c.Author))
 	}
 	return nil
 }
@@ -533,6 +538,7 @@ func (cc *commitCheck) checkRemove(i int, op Op) error {
 		cc.owners--
 	}
 	cc.needRotate = true
+	cc.selfRemove = cc.selfRemove || op.Member == cc.c.Author
 	return nil
 }
 

@@ -219,7 +219,7 @@ var chainCases = []chainCase{
 	{"owner-handover-one-commit", "the only owner promotes a writer to owner and steps down in the same commit", "", func(tb testing.TB, p chainCast) []coffer.SignedCommit {
 		return p.base(tb).Do(p.owner, setRoleOp(p.writer, coffer.RoleOwner), setRoleOp(p.owner, coffer.RoleAdmin), rotateOp).commits
 	}},
-	{"admin-leaves", "an admin removes itself with a rotation", "", func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+	{"admin-leaves", "an admin removes itself with a rotation, picking the next key", coffer.RuleLeave, func(tb testing.TB, p chainCast) []coffer.SignedCommit {
 		return p.base(tb).Do(p.admin, removeOp(p.admin), rotateOp).commits
 	}},
 	{"admin-steps-down", "an admin demotes itself with a rotation", "", func(tb testing.TB, p chainCast) []coffer.SignedCommit {
