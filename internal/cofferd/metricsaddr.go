@@ -35,10 +35,18 @@ func (m *Main) MetricsURL() string {
 	return "http://" + m.metrics.ln.Addr().String() + "/metrics"
 }
 
+// metricsTimeout bounds each request on the metrics listener, and how long
+// a connection may sit idle there.
+var metricsTimeout = 30 * time.Second
+
 func (l *metricsListener) serve(h http.Handler, logger *slog.Logger) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", h)
-	l.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// Scrapes are small and quick: a connection that trickles a request
+	// (or a body net/http drains), reads the answer slowly or sits idle is
+	// closed, so nobody who reaches the port can hold its sockets.
+	l.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: metricsTimeout, WriteTimeout: metricsTimeout, IdleTimeout: metricsTimeout}
 	l.done = make(chan struct{})
 	go func() {
 		defer close(l.done)
