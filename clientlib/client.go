@@ -50,6 +50,11 @@ type Options struct {
 	// LogWait bounds how long an operation waits for the log to include a
 	// commit or identity it relies on (default 10s).
 	LogWait time.Duration
+	// MaxGroups, MaxResources and MaxCommits bound the items one paged
+	// read accepts: Groups, List, and the commits of one Sync or History
+	// (defaults 100,000, 1,000,000 and 4,194,304). A longer listing fails
+	// with ELIMIT, so a server cannot keep a client paging forever.
+	MaxGroups, MaxResources, MaxCommits int
 	// SecretObserver is an AUDITING HOOK for coffer-audit canary, which
 	// checks that no secret a client made ever reaches the server. When set,
 	// it is called with a copy of every secret this client generates or

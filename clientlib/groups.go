@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/cofferhq/coffer"
@@ -228,18 +227,17 @@ func (c *Client) sync(ctx context.Context, g coffer.GroupID, withTrust bool) (*S
 	// checks pass.
 	state := local
 	var verified uint64
+	pg, err := c.commitPager(g, info.HeadSeq-after)
+	if err != nil {
+		return nil, err
+	}
 	for after+verified < info.HeadSeq {
-		var page api.CommitList
-		path := "/v1/groups/" + g.String() + "/commits?limit=1000&after=" + strconv.FormatUint(after+verified, 10)
-		if err := c.call(ctx, http.MethodGet, path, true, nil, &page); err != nil {
+		commits, err := c.commitPage(ctx, pg, g, after+verified)
+		if err != nil {
 			return nil, err
 		}
-		if len(page.Commits) == 0 {
+		if len(commits) == 0 {
 			break // withheld: caught by the head check below
-		}
-		commits := make([]coffer.SignedCommit, 0, len(page.Commits))
-		for _, pc := range page.Commits {
-			commits = append(commits, coffer.SignedCommit{Body: pc.Body, Signature: pc.Signature})
 		}
 		// Writers may have appended since info was read; verify up to the
 		// head it reported, whose hash is checked below.
@@ -361,17 +359,18 @@ func (c *Client) History(ctx context.Context, g coffer.GroupID) ([]*coffer.Commi
 	if err != nil {
 		return nil, err
 	}
+	pg, err := c.commitPager(g, res.State.Seq)
+	if err != nil {
+		return nil, err
+	}
 	var commits []coffer.SignedCommit
 	for {
-		var page api.CommitList
-		path := "/v1/groups/" + g.String() + "/commits?limit=1000&after=" + strconv.Itoa(len(commits))
-		if err := c.call(ctx, http.MethodGet, path, true, nil, &page); err != nil {
+		page, err := c.commitPage(ctx, pg, g, uint64(len(commits)))
+		if err != nil {
 			return nil, err
 		}
-		for _, pc := range page.Commits {
-			commits = append(commits, coffer.SignedCommit{Body: pc.Body, Signature: pc.Signature})
-		}
-		if len(page.Commits) < 1000 || uint64(len(commits)) >= res.State.Seq {
+		commits = append(commits, page...)
+		if len(page) < commitPageSize || uint64(len(commits)) >= res.State.Seq {
 			break
 		}
 	}
@@ -751,29 +750,19 @@ func openGroupMeta(g coffer.GroupID, info *api.Group, keys map[uint64]groupkey.E
 // Groups lists the caller's groups, each synced and verified, with its
 // decrypted name.
 func (c *Client) Groups(ctx context.Context) ([]*Group, error) {
+	ids, err := c.groupIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var out []*Group
-	cursor := ""
-	for {
-		var list api.GroupList
-		path := "/v1/groups?limit=1000"
-		if cursor != "" {
-			path += "&cursor=" + cursor
-		}
-		if err := c.call(ctx, http.MethodGet, path, true, nil, &list); err != nil {
+	for _, g := range ids {
+		gr, err := c.Group(ctx, g)
+		if err != nil {
 			return nil, err
 		}
-		for i := range list.Groups {
-			gr, err := c.Group(ctx, list.Groups[i].ID)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, gr)
-		}
-		if list.NextCursor == "" {
-			return out, nil
-		}
-		cursor = list.NextCursor
+		out = append(out, gr)
 	}
+	return out, nil
 }
 
 // Group syncs one group and returns it with its decrypted name.

@@ -864,6 +864,20 @@ type ResourcePage struct {
 // ListPage returns up to limit (at most 1000) resources of g after cursor,
 // newest first, each verified with decrypted metadata and no content.
 func (c *Client) ListPage(ctx context.Context, g coffer.GroupID, cursor string, limit int) (*ResourcePage, error) {
+	p := newPager[coffer.ResourceID]("resources of group "+g.String(), limit)
+	p.start(cursor)
+	page, err := c.listPage(ctx, g, cursor, limit, p)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := p.next(page.NextCursor, len(page.Resources)); err != nil {
+		return nil, err
+	}
+	return page, nil
+}
+
+// listPage is ListPage, its page checked by p, which may have seen earlier pages.
+func (c *Client) listPage(ctx context.Context, g coffer.GroupID, cursor string, limit int, p *pager[coffer.ResourceID]) (*ResourcePage, error) {
 	if limit <= 0 || limit > 1000 {
 		return nil, coffer.Errorf(coffer.EINVALID, "limit must be between 1 and 1000")
 	}
@@ -876,20 +890,18 @@ func (c *Client) ListPage(ctx context.Context, g coffer.GroupID, cursor string, 
 	if err := c.call(ctx, http.MethodGet, path, true, nil, &list); err != nil {
 		return nil, err
 	}
-	if len(list.Resources) > limit {
-		return nil, coffer.Security("list", fmt.Errorf("asked for %d resources, got %d", limit, len(list.Resources)))
+	if err := p.page(len(list.Resources), limit); err != nil {
+		return nil, err
 	}
 	page := &ResourcePage{NextCursor: list.NextCursor}
-	dup := map[coffer.ResourceID]bool{}
 	for i := range list.Resources {
 		vr, err := c.verifyResource(ctx, g, coffer.ResourceID{}, &list.Resources[i])
 		if err != nil {
 			return nil, err
 		}
-		if dup[vr.res.ID] {
-			return nil, coffer.Security("list", fmt.Errorf("resource %s is listed twice", vr.res.ID))
+		if err := p.item(vr.res.ID); err != nil {
+			return nil, err
 		}
-		dup[vr.res.ID] = true
 		page.Resources = append(page.Resources, vr.res)
 	}
 	return page, nil
@@ -900,15 +912,20 @@ func (c *Client) ListPage(ctx context.Context, g coffer.GroupID, cursor string, 
 // resources from a listing; that is outside what clients can detect today
 // (see docs/THREAT_MODEL.md).
 func (c *Client) List(ctx context.Context, g coffer.GroupID) ([]*Resource, error) {
+	p := newPager[coffer.ResourceID]("resources of group "+g.String(), bound(c.opts.MaxResources, defaultMaxResources))
 	var out []*Resource
 	cursor := ""
 	for {
-		page, err := c.ListPage(ctx, g, cursor, 1000)
+		page, err := c.listPage(ctx, g, cursor, 1000, p)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, page.Resources...)
-		if page.NextCursor == "" || len(page.Resources) == 0 {
+		more, err := p.next(page.NextCursor, len(page.Resources))
+		if err != nil {
+			return nil, err
+		}
+		if !more {
 			return out, nil
 		}
 		cursor = page.NextCursor

@@ -276,6 +276,12 @@ func Witness(ctx context.Context, opts WitnessOptions) (*Report, error) {
 			r.Fail("witness", fmt.Sprintf("log leaf %d", tree.size), "the server does not serve the leaves of its own checkpoint")
 			return r.finish(), nil
 		}
+		if len(page.Leaves) > 1000 {
+			// A page larger than asked for is the server trying to make
+			// the witness hold more than it agreed to.
+			r.Fail("witness", fmt.Sprintf("log leaf %d", tree.size), "asked for at most 1000 leaves, the server sent %d", len(page.Leaves))
+			return r.finish(), nil
+		}
 		for _, leaf := range page.Leaves {
 			if tree.size >= cp.Size {
 				break
