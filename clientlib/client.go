@@ -79,6 +79,7 @@ type Client struct {
 	logMu sync.Mutex
 
 	resources resourceCache // verified views for resource reads (resources.go)
+	pins      headerPins    // signed header of each verified version (headerpin.go)
 	keys      keyCache
 
 	mu        sync.Mutex // guards the session fields below

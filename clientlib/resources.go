@@ -340,6 +340,9 @@ func (c *Client) verifyResource(ctx context.Context, g coffer.GroupID, want coff
 	if err := c.verifySignature(author.key, ar.Header); err != nil {
 		return nil, coffer.Security("header", err)
 	}
+	if err := c.pinHeader(h.Group, h.Resource, h.Version, ar.Header.Body); err != nil {
+		return nil, err
+	}
 	if sha256.Sum256(ar.Meta) != h.MetaHash {
 		return nil, coffer.Security("meta", errors.New("the metadata is not the one the author signed"))
 	}
@@ -711,6 +714,9 @@ func (c *Client) upload(ctx context.Context, v *groupView, idn *Identity, me cof
 	}
 	if string(ar.Header.Body) != string(sh.Body) || ar.ID != id || ar.Version != up.Version {
 		return nil, coffer.Security("upload", errors.New("the server stored a different header"))
+	}
+	if err := c.pinHeader(g, id, up.Version, sh.Body); err != nil {
+		return nil, err
 	}
 	if err := c.sawVersion(g, id, up.Version); err != nil {
 		return nil, err
