@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -145,18 +144,9 @@ func (c *Client) proveConsistent(ctx context.Context, a, b translog.Checkpoint) 
 		}
 		return nil
 	}
-	var p api.LogConsistency
-	path := "/v1/log/proof/consistency?old=" + strconv.FormatInt(a.Size, 10) + "&new=" + strconv.FormatInt(b.Size, 10)
-	if err := c.call(ctx, http.MethodGet, path, false, nil, &p); err != nil {
-		switch coffer.ErrorCode(err) {
-		case coffer.EUNAVAILABLE, coffer.ERATELIMITED, coffer.ECANCELED:
-			// Unreachable or overloaded: nothing was accepted, try later.
-			return err
-		}
-		// Both checkpoints verify under the pinned key, so the server
-		// signed a tree of size b.Size; any answer but a proof that it
-		// extends the smaller one is a refusal to prove a fork away.
-		return logSecurity("the server signed a tree of size %d but does not prove it consistent with size %d: %v", b.Size, a.Size, err)
+	p, err := c.consistencyProof(ctx, a.Size, b.Size)
+	if err != nil {
+		return err
 	}
 	proof, err := translog.BytesToHashes(p.Proof)
 	if err != nil {
