@@ -215,6 +215,9 @@ func (c *Client) Register(ctx context.Context, handle string) error {
 	c.mu.Lock()
 	c.account = acct.ID
 	c.mu.Unlock()
+	if err := c.proveOwnIdentity(ctx, acct.ID, id); err != nil {
+		return err
+	}
 	return c.Login(ctx)
 }
 

@@ -170,6 +170,10 @@ func (c *Client) CreateGroup(ctx context.Context, name string, opts *GroupOption
 		return coffer.GroupID{}, err
 	}
 	c.journal(g, 1, &req)
+
+	if err := c.proveOwnCommit(ctx, g, 1, sc); err != nil {
+		return coffer.GroupID{}, err
+	}
 	return g, c.saveState(state)
 }
 
@@ -597,6 +601,10 @@ func (c *Client) commitChangeMeta(ctx context.Context, g coffer.GroupID, build c
 			return nil, err
 		}
 		c.journal(g, commit.Seq, &req)
+
+		if err := c.proveOwnCommit(ctx, g, next.Seq, sc); err != nil {
+			return nil, err
+		}
 		if _, stillMember := next.Members[me]; stillMember {
 			if err := c.saveState(next); err != nil {
 				return nil, err
