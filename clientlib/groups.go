@@ -59,6 +59,10 @@ type Group struct {
 	// Put, Replace and every membership change that wraps keys fail with a
 	// security error; reads still work.
 	KeyConflicts []*coffer.Member
+	// Err is set, in a listing by Groups, for a group that failed
+	// verification: a *coffer.SecurityError naming it. Only ID is set
+	// beside it; nothing else of the group may be relied on.
+	Err error
 }
 
 // Member is a verified member of a group, with this device's trust in
@@ -172,7 +176,7 @@ func (c *Client) CreateGroup(ctx context.Context, name string, opts *GroupOption
 	c.journal(g, 1, &req)
 
 	if err := c.proveOwnCommit(ctx, g, 1, sc); err != nil {
-		return coffer.GroupID{}, err
+		return coffer.GroupID{}, inGroup(err, g, coffer.ResourceID{})
 	}
 	return g, c.saveState(state)
 }
@@ -198,9 +202,10 @@ func (c *Client) me() (*Identity, coffer.AccountID, error) {
 func (c *Client) Sync(ctx context.Context, g coffer.GroupID) (*SyncResult, error) {
 	res, err := c.sync(ctx, g, true)
 	if err != nil {
-		return nil, err
+		return nil, inGroup(err, g, coffer.ResourceID{})
 	}
-	return c.rotatePending(ctx, g, res)
+	res, err = c.rotatePending(ctx, g, res)
+	return res, inGroup(err, g, coffer.ResourceID{})
 }
 
 // sync is Sync; withTrust also computes the unverified members, which costs
@@ -352,13 +357,19 @@ func (c *Client) Members(ctx context.Context, g coffer.GroupID) ([]*Member, erro
 	if err != nil {
 		return nil, err
 	}
-	return c.trustMembers(res.State)
+	members, err := c.trustMembers(res.State)
+	return members, inGroup(err, g, coffer.ResourceID{})
 }
 
 // History syncs g and returns its verified commits, oldest first, for
 // display (`coffer group log`). The commits are re-fetched and checked
 // against the verified head.
 func (c *Client) History(ctx context.Context, g coffer.GroupID) ([]*coffer.Commit, error) {
+	commits, err := c.history(ctx, g)
+	return commits, inGroup(err, g, coffer.ResourceID{})
+}
+
+func (c *Client) history(ctx context.Context, g coffer.GroupID) ([]*coffer.Commit, error) {
 	res, err := c.Sync(ctx, g)
 	if err != nil {
 		return nil, err
@@ -466,7 +477,7 @@ func (c *Client) CurrentEpoch(ctx context.Context, g coffer.GroupID) (uint64, er
 		return 0, err
 	}
 	if _, err := c.epochKeys(ctx, res.State); err != nil {
-		return 0, err
+		return 0, inGroup(err, g, coffer.ResourceID{})
 	}
 	return res.State.Epoch, nil
 }
@@ -480,7 +491,7 @@ func (c *Client) ReadableEpochs(ctx context.Context, g coffer.GroupID) ([]uint64
 	}
 	keys, err := c.epochKeys(ctx, res.State)
 	if err != nil {
-		return nil, err
+		return nil, inGroup(err, g, coffer.ResourceID{})
 	}
 	var out []uint64
 	for e := uint64(1); e <= res.State.Epoch; e++ {
@@ -676,7 +687,7 @@ func (c *Client) AddMembers(ctx context.Context, g coffer.GroupID, handles []str
 		}
 		return ops, !s.ShareHistory, recipients, nil
 	})
-	return err
+	return inGroup(err, g, coffer.ResourceID{})
 }
 
 // memberByHandle finds a current member in a verified state.
@@ -700,7 +711,7 @@ func (c *Client) RemoveMember(ctx context.Context, g coffer.GroupID, handle stri
 		}
 		return []coffer.Op{{Kind: coffer.OpRemove, Member: m.ID}}, true, nil, nil
 	})
-	return err
+	return inGroup(err, g, coffer.ResourceID{})
 }
 
 // ChangeRole sets handle's role. A demotion rotates the key, like a removal,
@@ -719,7 +730,7 @@ func (c *Client) ChangeRole(ctx context.Context, g coffer.GroupID, handle string
 		}
 		return []coffer.Op{{Kind: coffer.OpSetRole, Member: m.ID, Role: role}}, role < m.Role, nil, nil
 	})
-	return err
+	return inGroup(err, g, coffer.ResourceID{})
 }
 
 // Rotate starts a new epoch with a fresh key for every current member.
@@ -727,7 +738,7 @@ func (c *Client) Rotate(ctx context.Context, g coffer.GroupID) error {
 	_, err := c.commitChange(ctx, g, func(*coffer.GroupState, map[uint64]groupkey.EpochKey) ([]coffer.Op, bool, []groupkey.Recipient, error) {
 		return nil, true, nil, nil
 	})
-	return err
+	return inGroup(err, g, coffer.ResourceID{})
 }
 
 // groupMeta decrypts the group's current name and description.
@@ -756,7 +767,9 @@ func openGroupMeta(g coffer.GroupID, info *api.Group, keys map[uint64]groupkey.E
 }
 
 // Groups lists the caller's groups, each synced and verified, with its
-// decrypted name.
+// decrypted name. A group that fails verification is listed with Err set
+// (a *coffer.SecurityError naming it) and the others are still listed; an
+// error of the listing itself, or of the connection, fails the call.
 func (c *Client) Groups(ctx context.Context) ([]*Group, error) {
 	ids, err := c.groupIDs(ctx)
 	if err != nil {
@@ -765,6 +778,12 @@ func (c *Client) Groups(ctx context.Context) ([]*Group, error) {
 	var out []*Group
 	for _, g := range ids {
 		gr, err := c.Group(ctx, g)
+		if coffer.IsSecurity(err) {
+			// One broken group does not hide the others: it is listed
+			// with its error, and the rest are verified as usual.
+			out = append(out, &Group{ID: g, Err: err})
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -775,6 +794,11 @@ func (c *Client) Groups(ctx context.Context) ([]*Group, error) {
 
 // Group syncs one group and returns it with its decrypted name.
 func (c *Client) Group(ctx context.Context, g coffer.GroupID) (*Group, error) {
+	gr, err := c.group(ctx, g)
+	return gr, inGroup(err, g, coffer.ResourceID{})
+}
+
+func (c *Client) group(ctx context.Context, g coffer.GroupID) (*Group, error) {
 	var (
 		res  *SyncResult
 		keys map[uint64]groupkey.EpochKey

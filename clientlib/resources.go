@@ -593,7 +593,7 @@ func (c *Client) write(ctx context.Context, g coffer.GroupID, id coffer.Resource
 	res, err := c.upload(ctx, v, idn, me, up, r, meta, opts)
 	if err != nil {
 		c.abortUpload(ctx, up.ID)
-		return nil, err
+		return nil, inGroup(err, g, id)
 	}
 	return res, nil
 }
@@ -741,7 +741,8 @@ func (c *Client) head(ctx context.Context, g coffer.GroupID, id coffer.ResourceI
 	if err := c.call(ctx, http.MethodGet, resourcePath(g, id), true, nil, &ar); err != nil {
 		return nil, err
 	}
-	return c.verifyResource(ctx, g, id, &ar)
+	vr, err := c.verifyResource(ctx, g, id, &ar)
+	return vr, inGroup(err, g, id)
 }
 
 // ResourceReader streams a resource's plaintext, verified as it goes. Read
@@ -783,13 +784,13 @@ func (rr *ResourceReader) Read(p []byte) (int, error) {
 	case err == io.EOF:
 		if rr.done != rr.res.Meta.Size {
 			// The author signed metadata that contradicts the content.
-			rr.err = coffer.Security("resource", fmt.Errorf("%d bytes of content, the signed metadata says %d; discard them", rr.done, rr.res.Meta.Size))
+			rr.err = inGroup(coffer.Security("resource", fmt.Errorf("%d bytes of content, the signed metadata says %d; discard them", rr.done, rr.res.Meta.Size)), rr.res.Group, rr.res.ID)
 			return n, rr.err
 		}
 		rr.err = io.EOF
 		return n, io.EOF
 	default:
-		rr.err = contentError(err)
+		rr.err = inGroup(contentError(err), rr.res.Group, rr.res.ID)
 		return 0, rr.err
 	}
 }
@@ -854,7 +855,7 @@ func (c *Client) GetWithOptions(ctx context.Context, g coffer.GroupID, id coffer
 		pt, err := content.Decrypt(resp.Body, vr.key, g, h.Epoch, h.Resource, h.ContentHash, h.ContentSize, c.fileKeyObserver()...)
 		if err != nil {
 			resp.Body.Close()
-			return nil, contentError(err)
+			return nil, inGroup(contentError(err), g, id)
 		}
 		return &ResourceReader{ctx: ctx, res: vr.res, body: resp.Body, pt: pt, progress: opts.Progress}, nil
 	}
@@ -903,7 +904,7 @@ func (c *Client) listPage(ctx context.Context, g coffer.GroupID, cursor string, 
 	for i := range list.Resources {
 		vr, err := c.verifyResource(ctx, g, coffer.ResourceID{}, &list.Resources[i])
 		if err != nil {
-			return nil, err
+			return nil, inGroup(err, g, list.Resources[i].ID)
 		}
 		if err := p.item(vr.res.ID); err != nil {
 			return nil, err

@@ -39,6 +39,11 @@ type Group struct {
 	// and membership changes in the group fail with CodeSecurity; reads
 	// still work. Show it to the user: it means a substituted key.
 	KeyConflicts string `json:"key_conflicts,omitempty"`
+	// ErrorCode and ErrorMessage are set, in a list from Groups, for a
+	// group that failed verification (ErrorCode is CodeSecurity); only ID
+	// is meaningful beside them.
+	ErrorCode    string `json:"error_code,omitempty"`
+	ErrorMessage string `json:"error_message,omitempty"`
 }
 
 // GroupList is a list of groups.
@@ -109,6 +114,10 @@ func (l *MemberList) JSON() (b []byte, err error) {
 }
 
 func groupOf(g *clientlib.Group) *Group {
+	if g.Err != nil {
+		err := wrap(g.Err, nil)
+		return &Group{ID: g.ID.String(), ErrorCode: ErrorCode(err), ErrorMessage: ErrorMessage(err)}
+	}
 	var conflicts []string
 	for _, m := range g.KeyConflicts {
 		conflicts = append(conflicts, string(m.Handle))
@@ -151,7 +160,8 @@ func (c *Client) CreateGroup(name string, opts *GroupOptions) (id string, err er
 }
 
 // Groups lists this account's groups, each verified, with its decrypted
-// name.
+// name. A group that fails verification is in the list with ErrorCode
+// set, beside the others.
 func (c *Client) Groups() (l *GroupList, err error) {
 	defer guard(&err)
 	cl, err := c.lib()

@@ -88,6 +88,9 @@ func completeGroups(ctx context.Context, c *clientlib.Client) ([]cobra.Completio
 	}
 	var out []cobra.Completion
 	for _, g := range groups {
+		if g.Err != nil {
+			continue // no name to offer, and not a group to act on
+		}
 		// An ambiguous name would be refused: offer the id instead.
 		if g.Name != "" && count[g.Name] == 1 {
 			out = append(out, cobra.CompletionWithDesc(g.Name, g.ID.String()))

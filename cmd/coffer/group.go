@@ -37,9 +37,21 @@ func (a *app) resolveGroup(ctx context.Context, c *clientlib.Client, arg string)
 	if g, err := coffer.ParseGroupID(arg); err == nil {
 		return g, nil
 	}
-	groups, err := c.Groups(ctx)
+	all, err := c.Groups(ctx)
 	if err != nil {
 		return coffer.GroupID{}, err
+	}
+	// A group that fails verification has no name to match; it is
+	// reported, and the name is looked up among the others.
+	var groups []*clientlib.Group
+	var broken int
+	for _, g := range all {
+		if g.Err != nil {
+			broken++
+			a.notice("warning: group %s failed verification and is left out: %v", g.ID, g.Err)
+			continue
+		}
+		groups = append(groups, g)
 	}
 	items := make([]resolve.Item, len(groups))
 	for i, g := range groups {
@@ -47,6 +59,9 @@ func (a *app) resolveGroup(ctx context.Context, c *clientlib.Client, arg string)
 	}
 	i, err := resolve.ByName("group", arg, "coffer group ls", items)
 	if err != nil {
+		if broken > 0 {
+			return coffer.GroupID{}, withHint(err, fmt.Sprintf("%d of your groups failed verification and could not be matched by name", broken))
+		}
 		return coffer.GroupID{}, err
 	}
 	return groups[i].ID, nil
@@ -116,6 +131,9 @@ type groupJSON struct {
 	// KeyConflicts lists members whose keys differ from the ones you
 	// verified; writes and key changes are blocked while there are any.
 	KeyConflicts []coffer.Handle `json:"key_conflicts,omitempty"`
+	// Error is set for a group that failed verification; only ID is
+	// meaningful beside it.
+	Error string `json:"error,omitempty"`
 }
 
 func (a *app) groupLsCmd() *cobra.Command {
@@ -124,7 +142,9 @@ func (a *app) groupLsCmd() *cobra.Command {
 		Aliases: []string{"list"},
 		Short:   "List your groups, with their decrypted names",
 		Long: `ls lists the groups you are a member of. Each one's membership log is
-verified and its name decrypted on this device.`,
+verified and its name decrypted on this device. A group that fails
+verification is listed with its error beside the others, and the command
+then exits with status 3.`,
 		Args: exactArgs(0),
 		RunE: action(func(ctx context.Context, _ []string) error {
 			c, err := a.client()
@@ -136,15 +156,26 @@ verified and its name decrypted on this device.`,
 				return err
 			}
 			out := make([]groupJSON, 0, len(groups))
+			var firstErr error
 			for _, g := range groups {
-				gj := groupJSON{g.ID, g.Name, g.Description, g.Role.String(), g.Epoch, g.Seq, g.ShareHistory, nil}
+				if g.Err != nil {
+					out = append(out, groupJSON{ID: g.ID, Error: g.Err.Error()})
+					if firstErr == nil {
+						firstErr = g.Err
+					}
+					continue
+				}
+				gj := groupJSON{g.ID, g.Name, g.Description, g.Role.String(), g.Epoch, g.Seq, g.ShareHistory, nil, ""}
 				for _, m := range g.KeyConflicts {
 					gj.KeyConflicts = append(gj.KeyConflicts, m.Handle)
 				}
 				out = append(out, gj)
 			}
 			if a.asJSON {
-				return a.printJSON(out)
+				if err := a.printJSON(out); err != nil {
+					return err
+				}
+				return brokenGroups(out, firstErr)
 			}
 			if len(out) == 0 {
 				a.notice("no groups yet: create one with coffer group create NAME")
@@ -153,6 +184,10 @@ verified and its name decrypted on this device.`,
 			tw := a.table()
 			fmt.Fprintln(tw, "ID\tNAME\tROLE\tEPOCH\tHISTORY\tKEYS")
 			for _, g := range out {
+				if g.Error != "" {
+					fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\n", g.ID, "(failed verification)")
+					continue
+				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", g.ID, g.Name, g.Role, g.Epoch, historyWord(g.ShareHistory), conflictWord(g.KeyConflicts))
 			}
 			if err := tw.Flush(); err != nil {
@@ -164,7 +199,7 @@ verified and its name decrypted on this device.`,
 						g.Name, strings.TrimPrefix(conflictWord(g.KeyConflicts), "changed: "), g.ID)
 				}
 			}
-			return nil
+			return brokenGroups(out, firstErr)
 		}),
 	}
 	return cmd
@@ -181,6 +216,22 @@ func conflictWord(conflicts []coffer.Handle) string {
 		s[i] = string(h)
 	}
 	return "changed: " + strings.Join(s, ",")
+}
+
+// brokenGroups is the error `group ls` ends with when groups failed
+// verification: the first one's security error (exit status 3), saying how
+// many there were. The listing itself was printed in full.
+func brokenGroups(out []groupJSON, first error) error {
+	if first == nil {
+		return nil
+	}
+	n := 0
+	for _, g := range out {
+		if g.Error != "" {
+			n++
+		}
+	}
+	return withHint(first, fmt.Sprintf("%d of %d groups failed verification; the others are listed", n, len(out)))
 }
 
 func historyWord(shared bool) string {
