@@ -423,6 +423,9 @@ func (c *Client) epochKeys(ctx context.Context, s *coffer.GroupState) (map[uint6
 	if err := c.call(ctx, http.MethodGet, "/v1/groups/"+s.Group.String()+"/keys", true, nil, &keys); err != nil {
 		return nil, err
 	}
+	if err := checkKeyCounts(&keys); err != nil {
+		return nil, err
+	}
 	out := map[uint64]groupkey.EpochKey{}
 	for _, w := range keys.Wraps {
 		if w.Member != me {

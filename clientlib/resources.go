@@ -343,6 +343,9 @@ func (c *Client) verifyResource(ctx context.Context, g coffer.GroupID, want coff
 	if err := c.pinHeader(h.Group, h.Resource, h.Version, ar.Header.Body); err != nil {
 		return nil, err
 	}
+	if err := checkResourceSizes(h, nil); err != nil {
+		return nil, err
+	}
 	if sha256.Sum256(ar.Meta) != h.MetaHash {
 		return nil, coffer.Security("meta", errors.New("the metadata is not the one the author signed"))
 	}
@@ -386,6 +389,9 @@ func (c *Client) verifyResource(ctx context.Context, g coffer.GroupID, want coff
 		}
 		if err := json.Unmarshal(pt, &out.res.Meta); err != nil {
 			return nil, coffer.Security("meta", fmt.Errorf("the author's metadata does not parse: %w", err))
+		}
+		if err := checkResourceSizes(h, &out.res.Meta); err != nil {
+			return nil, err
 		}
 		out.key = k
 	}
