@@ -16,6 +16,9 @@ type Options struct {
 	TrustOnFirstUse bool
 	// TimeoutMillis bounds each non-streaming request (default 60000).
 	TimeoutMillis int64
+	// LogWaitMillis bounds how long a call waits for the transparency log
+	// to include what it relies on (default 10000).
+	LogWaitMillis int64
 	// LogKey is the server's transparency-log verifier key, to pin it in the
 	// app; empty pins the key the server names on first use.
 	LogKey string
@@ -53,6 +56,10 @@ func NewClientWithOptions(serverURL string, store KeyStore, opts *Options) (c *C
 			return nil, newError(CodeInvalid, "TimeoutMillis must not be negative")
 		}
 		o.Timeout = time.Duration(opts.TimeoutMillis) * time.Millisecond
+		if opts.LogWaitMillis < 0 {
+			return nil, newError(CodeInvalid, "LogWaitMillis must not be negative")
+		}
+		o.LogWait = time.Duration(opts.LogWaitMillis) * time.Millisecond
 		if len(opts.RootCAsPEM) > 0 {
 			o.RootCAs = x509.NewCertPool()
 			if !o.RootCAs.AppendCertsFromPEM(opts.RootCAsPEM) {
