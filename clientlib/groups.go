@@ -517,7 +517,10 @@ func (c *Client) commitChange(ctx context.Context, g coffer.GroupID, build chang
 
 // commitChangeMeta is commitChange; a rotation seals newMeta, when set,
 // instead of the group's current name and description.
-func (c *Client) commitChangeMeta(ctx context.Context, g coffer.GroupID, build change, newMeta func(current *groupMeta) *groupMeta) (*coffer.GroupState, error) {
+func (c *Client) commitChangeMeta(ctx context.Context, g coffer.GroupID, build change, newMeta func(current *groupMeta) *groupMeta) (_ *coffer.GroupState, err error) {
+	// Every membership change, rename and leave names the group in a
+	// security error (errname.go).
+	defer func() { err = inGroup(err, g, coffer.ResourceID{}) }()
 	id, me, err := c.me()
 	if err != nil {
 		return nil, err

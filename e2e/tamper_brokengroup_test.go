@@ -93,6 +93,10 @@ func TestTamperOneBrokenGroup(t *testing.T) {
 	wantNamed(t, err, gamma.String())
 	err = alice.Rotate(ctx, beta)
 	wantNamed(t, err, beta.String())
+	err = alice.RenameGroup(ctx, beta, "renamed", nil)
+	wantNamed(t, err, beta.String())
+	err = bob.Leave(ctx, beta)
+	wantNamed(t, err, beta.String())
 	_, err = bob.List(ctx, gamma)
 	wantNamed(t, err, gamma.String())
 
