@@ -33,10 +33,9 @@ type commitFaker func(after uint64, real []json.RawMessage) []json.RawMessage
 // pagingProxy answers the listing requests a faker is set for from the
 // honest server's full listing, and forwards everything else.
 type pagingProxy struct {
-	target             *url.URL
-	groups, resources  pageFaker
-	commits            commitFaker
-	requests, fakePage int
+	target            *url.URL
+	groups, resources pageFaker
+	commits           commitFaker
 }
 
 func (p *pagingProxy) ServeHTTP(w http.ResponseWriter, r *http.Request, rp *httputil.ReverseProxy) {
