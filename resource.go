@@ -21,23 +21,43 @@ import (
 //   - Resource and Group are the ones the reader asked for;
 //   - Version is not lower than any version of Resource the reader has seen,
 //     which defeats rollback to an older upload;
-//   - the metadata blob hashes to MetaHash, and the ciphertext to ContentHash
-//     and ContentSize (checked while streaming; see internal/content).
+//   - the metadata blob hashes to MetaHash, and the ciphertext's chunks are
+//     the leaves of the tree with root TreeRoot, Chunks of them after the
+//     age header, in an age file of ContentSize bytes (each chunk checked
+//     before it is decrypted; see internal/content).
 type ResourceHeader struct {
-	Resource    ResourceID
-	Group       GroupID
-	Epoch       uint64
-	Author      AccountID
-	Version     uint64   // 1 for the first upload, +1 on each replace
-	ContentHash [32]byte // SHA-256 of the exact stored ciphertext (the whole age file)
-	ContentSize int64    // ciphertext size in bytes
+	Resource ResourceID
+	Group    GroupID
+	Epoch    uint64
+	Author   AccountID
+	Version  uint64 // 1 for the first upload, +1 on each replace
+	// TreeRoot is the RFC 6962 root of the chunk tree: leaf 0 is the age
+	// header and payload nonce, leaf 1+i the i-th STREAM chunk as stored.
+	TreeRoot    [32]byte
+	Chunks      uint64   // number of age STREAM chunks, at least 1
+	ContentSize int64    // age file size in bytes (the blob adds the chunk hash list)
 	MetaHash    [32]byte // SHA-256 of the encrypted metadata blob
 	Created     int64    // unix milliseconds, as claimed by the author
 }
 
-// ResourceHeaderSize is the length of every suite-v1 resource header
+// ResourceSuite is the version byte of resource headers: suite 2, the
+// chunk-tree header. Suite-1 headers (one hash over the whole file) are no
+// longer accepted.
+const ResourceSuite = 2
+
+// ResourceHeaderSize is the length of every suite-v2 resource header
 // encoding: a version byte and fixed-length fields, with no length prefixes.
-const ResourceHeaderSize = 1 + 16 + 16 + 8 + 16 + 8 + HashSize + 8 + HashSize + 8
+const ResourceHeaderSize = 1 + 16 + 16 + 8 + 16 + 8 + HashSize + 8 + 8 + HashSize + 8
+
+// Sizes of the age payload that ParseResourceHeader checks Chunks and
+// ContentSize against.
+const (
+	// MaxAgeHeaderSize bounds the age header of a resource, with the
+	// payload nonce: a coffer header is well under 300 bytes.
+	MaxAgeHeaderSize = 4096
+	ageChunk         = 64<<10 + 16 // a full STREAM chunk with its tag
+	ageMinHeader     = 16 + 16     // the payload nonce and some header
+)
 
 // Marshal returns the canonical encoding of h: the suite version byte, then
 // every field in declaration order, ids as 16 raw bytes and integers as
@@ -45,13 +65,14 @@ const ResourceHeaderSize = 1 + 16 + 16 + 8 + 16 + 8 + HashSize + 8 + HashSize + 
 // exactly one encoding of a header and it is what gets signed and stored.
 func (h *ResourceHeader) Marshal() []byte {
 	var b cryptobyte.Builder
-	b.AddUint8(SuiteV1)
+	b.AddUint8(ResourceSuite)
 	b.AddBytes(h.Resource[:])
 	b.AddBytes(h.Group[:])
 	b.AddUint64(h.Epoch)
 	b.AddBytes(h.Author[:])
 	b.AddUint64(h.Version)
-	b.AddBytes(h.ContentHash[:])
+	b.AddBytes(h.TreeRoot[:])
+	b.AddUint64(h.Chunks)
 	b.AddUint64(uint64(h.ContentSize))
 	b.AddBytes(h.MetaHash[:])
 	b.AddUint64(uint64(h.Created))
@@ -60,7 +81,9 @@ func (h *ResourceHeader) Marshal() []byte {
 
 // ParseResourceHeader parses a canonical header encoding and rejects anything
 // Marshal would not produce for a valid header: another length or version,
-// zero ids, version 0, a negative size or time. Errors are *Error with code
+// zero ids, version 0, a negative size or time, or a chunk count that no age
+// file of ContentSize bytes has (which also bounds the chunk hash list a
+// reader allocates to 32 bytes per 64 KiB). Errors are *Error with code
 // EINVALID.
 func ParseResourceHeader(data []byte) (*ResourceHeader, error) {
 	if len(data) != ResourceHeaderSize {
@@ -72,7 +95,7 @@ func ParseResourceHeader(data []byte) (*ResourceHeader, error) {
 		version                 uint8
 		contentSize, created    uint64
 		resource, group, author []byte
-		contentHash, metaHash   []byte
+		treeRoot, metaHash      []byte
 	)
 	// The length is checked above, so these reads cannot run short; the
 	// checks stay as a second line of defense.
@@ -82,20 +105,21 @@ func ParseResourceHeader(data []byte) (*ResourceHeader, error) {
 		!s.ReadUint64(&h.Epoch) ||
 		!s.ReadBytes(&author, 16) ||
 		!s.ReadUint64(&h.Version) ||
-		!s.ReadBytes(&contentHash, HashSize) ||
+		!s.ReadBytes(&treeRoot, HashSize) ||
+		!s.ReadUint64(&h.Chunks) ||
 		!s.ReadUint64(&contentSize) ||
 		!s.ReadBytes(&metaHash, HashSize) ||
 		!s.ReadUint64(&created) ||
 		!s.Empty() {
 		return nil, Errorf(EINVALID, "malformed resource header")
 	}
-	if version != SuiteV1 {
+	if version != ResourceSuite {
 		return nil, Errorf(EINVALID, "unsupported resource header version %d", version)
 	}
 	h.Resource = ResourceID(resource)
 	h.Group = GroupID(group)
 	h.Author = AccountID(author)
-	h.ContentHash = [32]byte(contentHash)
+	h.TreeRoot = [32]byte(treeRoot)
 	h.MetaHash = [32]byte(metaHash)
 	switch {
 	case h.Resource.IsZero() || h.Group.IsZero() || h.Author.IsZero():
@@ -106,6 +130,13 @@ func ParseResourceHeader(data []byte) (*ResourceHeader, error) {
 		return nil, Errorf(EINVALID, "resource header has a negative content size")
 	case created > math.MaxInt64:
 		return nil, Errorf(EINVALID, "resource header has a negative creation time")
+	case h.Chunks == 0:
+		return nil, Errorf(EINVALID, "resource header counts no chunks; an age payload has at least one")
+	case contentSize < ageMinHeader+16 || (h.Chunks-1) > (contentSize-ageMinHeader-16)/ageChunk ||
+		contentSize > h.Chunks*ageChunk+MaxAgeHeaderSize:
+		// The first bound keeps Chunks ≤ ContentSize/64 KiB + 1 without
+		// overflow; the second rejects sizes Chunks chunks cannot fill.
+		return nil, Errorf(EINVALID, "resource header: %d chunks do not fit an age file of %d bytes", h.Chunks, contentSize)
 	}
 	h.ContentSize = int64(contentSize)
 	h.Created = int64(created)

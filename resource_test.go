@@ -18,8 +18,9 @@ func MustResourceHeader(tb testing.TB) *coffer.ResourceHeader {
 		Epoch:       3,
 		Author:      coffer.NewAccountID(),
 		Version:     1,
-		ContentHash: sha256.Sum256([]byte("ciphertext")),
-		ContentSize: 1234,
+		TreeRoot:    sha256.Sum256([]byte("ciphertext")),
+		Chunks:      3,
+		ContentSize: 2*(64<<10+16) + 1234,
 		MetaHash:    sha256.Sum256([]byte("metadata")),
 		Created:     1_795_000_000_000,
 	}
@@ -40,7 +41,7 @@ func TestResourceHeaderRoundTrip(t *testing.T) {
 	if len(b) != coffer.ResourceHeaderSize {
 		t.Fatalf("encoding is %d bytes, want %d", len(b), coffer.ResourceHeaderSize)
 	}
-	if b[0] != coffer.SuiteV1 {
+	if b[0] != coffer.ResourceSuite || coffer.ResourceSuite != 2 {
 		t.Fatalf("encoding starts with %d, want the suite version", b[0])
 	}
 	got, err := coffer.ParseResourceHeader(b)
@@ -62,7 +63,13 @@ func TestParseResourceHeaderRejects(t *testing.T) {
 		{"short", func(_ *coffer.ResourceHeader, b []byte) []byte { return b[:len(b)-1] }},
 		{"trailing byte", func(_ *coffer.ResourceHeader, b []byte) []byte { return append(b, 0) }},
 		{"version 0 encoding", func(_ *coffer.ResourceHeader, b []byte) []byte { b[0] = 0; return b }},
-		{"version 2 encoding", func(_ *coffer.ResourceHeader, b []byte) []byte { b[0] = 2; return b }},
+		{"suite 1 encoding", func(_ *coffer.ResourceHeader, b []byte) []byte { b[0] = 1; return b }},
+		{"suite 3 encoding", func(_ *coffer.ResourceHeader, b []byte) []byte { b[0] = 3; return b }},
+		{"no chunks", func(h *coffer.ResourceHeader, _ []byte) []byte { h.Chunks = 0; return h.Marshal() }},
+		{"more chunks than the size holds", func(h *coffer.ResourceHeader, _ []byte) []byte { h.Chunks = 4; return h.Marshal() }},
+		{"huge chunk count", func(h *coffer.ResourceHeader, _ []byte) []byte { h.Chunks = 1<<64 - 1; return h.Marshal() }},
+		{"fewer chunks than the size needs", func(h *coffer.ResourceHeader, _ []byte) []byte { h.Chunks = 1; return h.Marshal() }},
+		{"empty file", func(h *coffer.ResourceHeader, _ []byte) []byte { h.Chunks, h.ContentSize = 1, 0; return h.Marshal() }},
 		{"zero resource", func(h *coffer.ResourceHeader, _ []byte) []byte { h.Resource = coffer.ResourceID{}; return h.Marshal() }},
 		{"zero group", func(h *coffer.ResourceHeader, _ []byte) []byte { h.Group = coffer.GroupID{}; return h.Marshal() }},
 		{"zero author", func(h *coffer.ResourceHeader, _ []byte) []byte { h.Author = coffer.AccountID{}; return h.Marshal() }},
@@ -148,9 +155,9 @@ func TestSignedHeaderMangling(t *testing.T) {
 func FuzzParseResourceHeader(f *testing.F) {
 	h := MustResourceHeader(f)
 	f.Add(h.Marshal())
-	h.ContentSize, h.Created, h.Epoch, h.Version = 0, 0, 0, 1<<64-1
+	h.ContentSize, h.Chunks, h.Created, h.Epoch, h.Version = 200, 1, 0, 0, 1<<64-1
 	f.Add(h.Marshal())
-	f.Add([]byte{coffer.SuiteV1})
+	f.Add([]byte{coffer.ResourceSuite})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, err := coffer.ParseResourceHeader(b)
@@ -160,6 +167,10 @@ func FuzzParseResourceHeader(f *testing.F) {
 				t.Fatalf("error %v is not an EINVALID *coffer.Error", err)
 			}
 			return
+		}
+		// The chunk count bounds the hash list a reader allocates.
+		if h.Chunks == 0 || h.Chunks > uint64(h.ContentSize)/(64<<10+16)+1 {
+			t.Fatalf("accepted %d chunks for %d bytes", h.Chunks, h.ContentSize)
 		}
 		if got := h.Marshal(); !bytes.Equal(got, b) {
 			t.Fatalf("Marshal(Parse(b)) != b:\n got %x\nwant %x", got, b)

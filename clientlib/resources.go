@@ -484,9 +484,11 @@ func unavailable(what string, cause error) error {
 }
 
 // Put encrypts and uploads a new resource in g, streaming: whatever the
-// size, it holds about 1.2 MiB of content in memory at most (age's 64 KiB
-// chunks, up to four 64 KiB copies of ciphertext waiting to be hashed, and a
-// small queue to the network). The caller must be a writer.
+// size, it holds a bounded amount of content in memory: one batch of
+// plaintext and of sealed chunks (2 × GOMAXPROCS chunks of 64 KiB, at most
+// 32), a small queue to the network, and 32 bytes of chunk hash per chunk
+// (512 KiB for 1 GiB) for the list sent after the age file. The caller must
+// be a writer.
 //
 // If the group's key rotates while the content streams, the server refuses
 // the upload with ESTALEKEY; content read from r cannot be re-encrypted,
@@ -691,9 +693,9 @@ func (c *Client) upload(ctx context.Context, v *groupView, idn *Identity, me cof
 	if err := readResponse(resp, &got); err != nil {
 		return nil, err
 	}
-	hash, size := enc.Sum()
-	if got.Size != size || string(got.ContentHash) != string(hash[:]) {
-		return nil, coffer.Security("upload", fmt.Errorf("the server received %d bytes that hash differently from the %d sent", got.Size, size))
+	root, chunks, size := enc.Sum()
+	if sent := size + content.ChunkHashListSize(chunks); got.Size != sent {
+		return nil, coffer.Security("upload", fmt.Errorf("the server received %d bytes of the %d sent", got.Size, sent))
 	}
 	if meta.Size != 0 && meta.Size != plain {
 		return nil, coffer.Errorf(coffer.EINVALID, "read %d bytes of content, but Meta.Size says %d", plain, meta.Size)
@@ -709,7 +711,7 @@ func (c *Client) upload(ctx context.Context, v *groupView, idn *Identity, me cof
 	sealed := groupkey.SealMetadata(k, g, epoch, coffer.LabelResourceMeta, metaBinding(id, up.Version), mb)
 	h := &coffer.ResourceHeader{
 		Resource: id, Group: g, Epoch: epoch, Author: me, Version: up.Version,
-		ContentHash: hash, ContentSize: size, MetaHash: sha256.Sum256(sealed), Created: time.Now().UnixMilli(),
+		TreeRoot: root, Chunks: chunks, ContentSize: size, MetaHash: sha256.Sum256(sealed), Created: time.Now().UnixMilli(),
 	}
 	sh := coffer.SignResourceHeader(h, idn.signing)
 	var ar api.Resource
@@ -752,10 +754,16 @@ func (c *Client) head(ctx context.Context, g coffer.GroupID, id coffer.ResourceI
 }
 
 // ResourceReader streams a resource's plaintext, verified as it goes. Read
-// returns only plaintext of chunks that authenticated. Its io.EOF means the
-// whole content is exactly what the author signed; any other error (a
-// *coffer.SecurityError for tampering) means the caller must discard
-// everything read from it.
+// returns only plaintext of chunks proven against the author's signed chunk
+// tree: nothing of a chunk is returned before that chunk is proven.
+//
+// What the caller has seen when an error arrives: the plaintext of chunks
+// 0 … k-1 exactly (64 KiB each), all genuine, and nothing of chunk k, the
+// one the error names (a *coffer.SecurityError wrapping a
+// *content.ChunkError for tampering or truncation; EUNAVAILABLE for a
+// failed connection). The content is then incomplete, so a caller that
+// needs the whole resource discards what it read. io.EOF means the whole
+// content is exactly what the author signed.
 type ResourceReader struct {
 	ctx      context.Context
 	res      *Resource
@@ -818,7 +826,7 @@ func (c *Client) fileKeyObserver() []content.Option {
 // error when the ciphertext was wrong, and an EUNAVAILABLE error when the
 // connection failed.
 func contentError(err error) error {
-	for _, e := range []error{content.ErrWrongKey, content.ErrTampered, content.ErrTruncated, content.ErrHashMismatch} {
+	for _, e := range []error{content.ErrWrongKey, content.ErrTampered, content.ErrTruncated, content.ErrChunkHashes} {
 		if errors.Is(err, e) {
 			return coffer.Security("resource", err)
 		}
@@ -849,21 +857,14 @@ func (c *Client) GetWithOptions(ctx context.Context, g coffer.GroupID, id coffer
 		}
 		// If-Match pins the content to the version whose header was just
 		// verified; a replace in between answers 412 and we start over.
-		resp, err := c.stream(ctx, http.MethodGet, resourcePath(g, id)+"/content", nil,
-			http.Header{"If-Match": {etag(vr.header.Version)}})
+		body, pt, err := c.openContent(ctx, g, id, vr)
 		if coffer.ErrorCode(err) == coffer.EPRECONDITION && attempt < 3 {
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, inGroup(err, g, id)
 		}
-		h := vr.header
-		pt, err := content.Decrypt(resp.Body, vr.key, g, h.Epoch, h.Resource, h.ContentHash, h.ContentSize, c.fileKeyObserver()...)
-		if err != nil {
-			resp.Body.Close()
-			return nil, inGroup(contentError(err), g, id)
-		}
-		return &ResourceReader{ctx: ctx, res: vr.res, body: resp.Body, pt: pt, progress: opts.Progress}, nil
+		return &ResourceReader{ctx: ctx, res: vr.res, body: body, pt: pt, progress: opts.Progress}, nil
 	}
 }
 

@@ -382,7 +382,22 @@ func (s *cliServer) flipBlobs(t *testing.T) {
 		if err != nil || len(b) < 100 {
 			return err
 		}
-		b[len(b)-100] ^= 1
+		// A blob is the age file and then its chunk hash list (32 bytes
+		// per chunk and one for the header): flip a byte of the final
+		// chunk, not of the list, so that the chunks before it still
+		// prove and reach the reader.
+		hdr := bytes.Index(b, []byte("\n--- "))
+		hdr += bytes.IndexByte(b[hdr+1:], '\n') + 2 + 16
+		for chunks := 1; ; chunks++ {
+			ageLen := len(b) - 32*(chunks+1)
+			if payload := ageLen - hdr; payload <= chunks*(64<<10+16) && payload > (chunks-1)*(64<<10+16) {
+				b[ageLen-100] ^= 1
+				break
+			}
+			if ageLen < hdr {
+				return fmt.Errorf("%s is not a resource blob", path)
+			}
+		}
 		n++
 		return os.WriteFile(path, b, 0o600)
 	})

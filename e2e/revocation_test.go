@@ -188,23 +188,34 @@ func chainOf(tb testing.TB, db *pgx.Conn, g coffer.GroupID) *coffer.GroupState {
 }
 
 // decryptFromDB decrypts a resource's stored blob under k at epoch, checking
-// it against the stored hash and size, and returns the plaintext or nil.
+// it against the stored signed header's chunk tree, and returns the
+// plaintext or nil.
 func decryptFromDB(tb testing.TB, srv *Server, db *pgx.Conn, k groupkey.EpochKey, g coffer.GroupID, epoch uint64, id coffer.ResourceID) []byte {
 	tb.Helper()
 	var (
-		key  string
-		hash []byte
-		size int64
+		key    string
+		header []byte
 	)
-	if err := db.QueryRow(context.Background(), `SELECT blob_key, content_hash, size FROM resources WHERE id = $1`, id).
-		Scan(&key, &hash, &size); err != nil {
+	if err := db.QueryRow(context.Background(), `SELECT blob_key, header FROM resources WHERE id = $1`, id).
+		Scan(&key, &header); err != nil {
+		tb.Fatal(err)
+	}
+	h, err := coffer.ParseResourceHeader(header)
+	if err != nil {
 		tb.Fatal(err)
 	}
 	blob, err := os.ReadFile(srv.Blobs().Path(key))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	r, err := content.Decrypt(bytes.NewReader(blob), k, g, epoch, id, [32]byte(hash), size)
+	if int64(len(blob)) < h.ContentSize {
+		return nil
+	}
+	hashes, err := content.VerifyChunkHashes(blob[h.ContentSize:], h.TreeRoot, h.Chunks)
+	if err != nil {
+		return nil
+	}
+	r, err := content.Decrypt(bytes.NewReader(blob[:h.ContentSize]), hashes, k, g, epoch, id, h.ContentSize)
 	if err != nil {
 		return nil
 	}

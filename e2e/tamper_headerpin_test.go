@@ -90,9 +90,9 @@ func TestTamperVersionIsItsHeader(t *testing.T) {
 		t.Fatalf("a device that never saw version 1 reads the re-signed header: %v", err)
 	}
 
-	// bob's own version 2, re-signed by him with another content hash
+	// bob's own version 2, re-signed by him with another chunk tree root
 	// claim: his own write pinned it.
-	resign(own.ID, func(h *coffer.ResourceHeader) { h.ContentHash[0] ^= 1 })
+	resign(own.ID, func(h *coffer.ResourceHeader) { h.TreeRoot[0] ^= 1 })
 	_, err := restart(bobKS).Head(ctx, g, own.ID)
 	wantSecurity(t, err)
 }

@@ -187,14 +187,18 @@ func TestTamperResourceFlippedByte(t *testing.T) {
 	defer rr.Close()
 	got, err := io.ReadAll(rr)
 	wantSecurity(t, err)
-	if len(got) > 64<<10 || !bytes.Equal(got, f.dataA[:len(got)]) {
-		t.Fatalf("returned %d bytes before refusing; want at most the first, intact chunk", len(got))
+	if !bytes.Equal(got, f.dataA[:64<<10]) {
+		t.Fatalf("returned %d bytes before refusing; want exactly the first, intact chunk", len(got))
+	}
+	var ce *content.ChunkError
+	if !errors.As(err, &ce) || ce.Chunk != 1 {
+		t.Fatalf("got %v, want chunk 1 named", err)
 	}
 }
 
 // The previous version's blob served under the current header: a valid age
-// file for this very resource, group and epoch, so only the signed hash,
-// checked at the end of the stream, catches it.
+// file for this very resource, group and epoch, so only the signed chunk
+// tree catches it, before any plaintext.
 func TestTamperResourceOldContentUnderNewHeader(t *testing.T) {
 	ctx := context.Background()
 	f := newResourceTamper(t)
@@ -208,15 +212,10 @@ func TestTamperResourceOldContentUnderNewHeader(t *testing.T) {
 	if err := os.WriteFile(f.blobPath(t, f.a.ID), oldBlob, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	rr, err := f.alice.Get(ctx, f.g, f.a.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rr.Close()
-	_, err = io.ReadAll(rr)
+	_, err = f.alice.Get(ctx, f.g, f.a.ID)
 	wantSecurity(t, err)
-	if !errors.Is(err, content.ErrHashMismatch) {
-		t.Fatalf("want the end-of-stream hash check to fail, got %v", err)
+	if !errors.Is(err, content.ErrChunkHashes) {
+		t.Fatalf("want the chunk hash list refused, got %v", err)
 	}
 }
 
@@ -235,11 +234,12 @@ func (f *resourceTamper) inject(t *testing.T, author coffer.AccountID, key ed255
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	hash, size := w.Sum()
+	root, chunks, size := w.Sum()
+	hash := sha256.Sum256(ct.Bytes())
 	meta := groupkey.SealMetadata(epochKey, f.g, epoch, coffer.LabelResourceMeta,
 		binary.BigEndian.AppendUint64(append([]byte(nil), id[:]...), version), []byte(`{"name":"invoice.pdf","size":20}`))
 	sh := coffer.SignResourceHeader(&coffer.ResourceHeader{Resource: id, Group: f.g, Epoch: epoch, Author: author,
-		Version: version, ContentHash: hash, ContentSize: size, MetaHash: sha256.Sum256(meta), Created: time.Now().UnixMilli()}, key)
+		Version: version, TreeRoot: root, Chunks: chunks, ContentSize: size, MetaHash: sha256.Sum256(meta), Created: time.Now().UnixMilli()}, key)
 	blobKey := coffer.NewBlobKey()
 	bw, err := f.srv.Blobs().Create(ctx, blobKey)
 	if err != nil {
@@ -252,7 +252,7 @@ func (f *resourceTamper) inject(t *testing.T, author coffer.AccountID, key ed255
 	mustExec(t, f.db, `INSERT INTO resources (id, group_id, version, author_id, epoch, header, header_signature,
 		meta, content_hash, size, blob_key, created_at, updated_at)
 		VALUES ($1, $2, 1, $3, 1, $4, $5, $6, $7, $8, $9, now(), now())`,
-		id, f.g, author, sh.Body, sh.Signature, meta, hash[:], size, blobKey)
+		id, f.g, author, sh.Body, sh.Signature, meta, hash[:], ct.Len(), blobKey)
 	return id
 }
 

@@ -42,11 +42,12 @@ func (f *resourceTamper) injectSized(t *testing.T, data []byte, meta string) cof
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	hash, size := w.Sum()
+	root, chunks, size := w.Sum()
+	hash := sha256.Sum256(ct.Bytes())
 	sealed := groupkey.SealMetadata(k, f.g, epoch, coffer.LabelResourceMeta,
 		binary.BigEndian.AppendUint64(append([]byte(nil), id[:]...), 1), []byte(meta))
 	sh := coffer.SignResourceHeader(&coffer.ResourceHeader{Resource: id, Group: f.g, Epoch: epoch, Author: f.bob.AccountID(),
-		Version: 1, ContentHash: hash, ContentSize: size, MetaHash: sha256.Sum256(sealed), Created: time.Now().UnixMilli()},
+		Version: 1, TreeRoot: root, Chunks: chunks, ContentSize: size, MetaHash: sha256.Sum256(sealed), Created: time.Now().UnixMilli()},
 		signingKeyOf(t, bobKS))
 	blobKey := coffer.NewBlobKey()
 	bw, err := f.srv.Blobs().Create(ctx, blobKey)
@@ -60,7 +61,7 @@ func (f *resourceTamper) injectSized(t *testing.T, data []byte, meta string) cof
 	mustExec(t, f.db, `INSERT INTO resources (id, group_id, version, author_id, epoch, header, header_signature,
 		meta, content_hash, size, blob_key, created_at, updated_at)
 		VALUES ($1, $2, 1, $3, 1, $4, $5, $6, $7, $8, $9, now(), now())`,
-		id, f.g, f.bob.AccountID(), sh.Body, sh.Signature, sealed, hash[:], size, blobKey)
+		id, f.g, f.bob.AccountID(), sh.Body, sh.Signature, sealed, hash[:], ct.Len(), blobKey)
 	return id
 }
 

@@ -254,7 +254,7 @@ func TestDeadlinesSpareHonestClients(t *testing.T) {
 			},
 		}))
 		r := w.exchange(t, req, contentT, 200)
-		if !bytes.Equal(r.Body, data) {
+		if !bytes.Equal(r.Body, blobOf(data).blob) {
 			t.Fatalf("download %d differs", i)
 		}
 		w.ex(t, w.reader, "GET", resourceT, w.resourcePath(id), nil, 200)

@@ -16,8 +16,9 @@ import (
 // accounts have their own.
 func TestPendingBytesLimit(t *testing.T) {
 	w := newResourceWorld(t, func(c *server.Config) {
-		c.MaxResourceSize = 800
-		c.MaxPendingBytesPerAccount = 1000
+		// put adds a 64-byte chunk hash list to each body (see blobOf).
+		c.MaxResourceSize = 800 + 64
+		c.MaxPendingBytesPerAccount = 1000 + 64
 	})
 	chunked := func(m member, up api.Upload, size, wantStatus int) *response {
 		t.Helper()

@@ -394,10 +394,10 @@ func (s *Server) handleFinalizeUpload(w http.ResponseWriter, r *http.Request) {
 		err = coffer.Errorf(coffer.EFORBIDDEN, "a resource header's author must be the logged-in account")
 	case h.Version != u.Version:
 		err = coffer.Errorf(coffer.EINVALID, "the header has version %d, the upload is for version %d", h.Version, u.Version)
-	case h.ContentSize != u.Size || h.ContentHash != u.ContentHash:
-		err = coffer.Errorf(coffer.EINVALID, "the header's content hash and size do not match the %d bytes received", u.Size)
 	case h.MetaHash != metaHash:
 		err = coffer.Errorf(coffer.EINVALID, "the header's meta hash does not match meta")
+	default:
+		err = s.checkChunkTree(r.Context(), u.BlobKey, u.Size, h)
 	}
 	if err != nil {
 		Error(w, r, err)

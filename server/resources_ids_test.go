@@ -82,7 +82,7 @@ func TestResourceIDsPerGroup(t *testing.T) {
 		want  string
 	}{{w, w.reader, "group A's content"}, {&b, w.outsider, "group B's content"}} {
 		r := tt.world.exchange(t, tt.world.req(t, tt.m, "GET", tt.world.resourcePath(a)+"/content", nil), contentT, 200)
-		if !bytes.Equal(r.Body, []byte(tt.want)) {
+		if !bytes.Equal(r.Body, blobOf([]byte(tt.want)).blob) {
 			t.Errorf("group %s, resource %s: content %q, want %q", tt.world.g, a, r.Body, tt.want)
 		}
 	}
@@ -93,7 +93,7 @@ func TestResourceIDsPerGroup(t *testing.T) {
 	b.finalize(t, w.outsider, up2, finalizeRequest(w.outsider, up2, []byte("B v2"), nil), 201)
 	b.exchange(t, b.req(t, w.outsider, "DELETE", b.resourcePath(a), nil, "If-Match", `"2"`), resourceT, 204)
 	r := w.exchange(t, w.req(t, w.reader, "GET", w.resourcePath(a)+"/content", nil, "If-Match", `"1"`), contentT, 200)
-	if string(r.Body) != "group A's content" {
+	if !bytes.Equal(r.Body, blobOf([]byte("group A's content")).blob) {
 		t.Errorf("group A's resource changed with group B's: %q", r.Body)
 	}
 

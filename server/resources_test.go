@@ -17,6 +17,7 @@ import (
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/fsblob"
 	"github.com/cofferhq/coffer/internal/api"
+	"github.com/cofferhq/coffer/internal/content"
 	"github.com/cofferhq/coffer/internal/groupkey"
 	"github.com/cofferhq/coffer/server"
 )
@@ -177,15 +178,40 @@ func (w *resourceWorld) start(t *testing.T, m member, id coffer.ResourceID) api.
 
 func (w *resourceWorld) put(t *testing.T, m member, up api.Upload, data []byte, wantStatus int) *response {
 	t.Helper()
-	return w.exchange(t, w.req(t, m, "PUT", "/v1/uploads/"+up.ID.String()+"/content", bytes.NewReader(data),
+	return w.exchange(t, w.req(t, m, "PUT", "/v1/uploads/"+up.ID.String()+"/content", bytes.NewReader(blobOf(data).blob),
 		"Content-Type", "application/octet-stream"), putT, wantStatus)
+}
+
+// testBlob stands in for a resource blob: an "age file" (data, padded with
+// zeros to the smallest size a header accepts) and a chunk hash list of as
+// many chunks as the size needs. The server checks only the sizes and the
+// list's root.
+type testBlob struct {
+	blob   []byte
+	root   [32]byte
+	chunks uint64
+	size   int64
+}
+
+func blobOf(data []byte) testBlob {
+	b := testBlob{size: max(48, int64(len(data)))}
+	b.chunks = max(1, (uint64(b.size)+64<<10+15)/(64<<10+16))
+	b.blob = append(bytes.Clone(data), make([]byte, b.size-int64(len(data)))...)
+	leaves := make([][32]byte, b.chunks+1)
+	for i := range leaves {
+		leaves[i] = sha256.Sum256(append(data, byte(i)))
+		b.blob = append(b.blob, leaves[i][:]...)
+	}
+	b.root = content.TreeRoot(leaves)
+	return b
 }
 
 // finalizeRequest signs a header for data as the upload's content.
 func finalizeRequest(m member, up api.Upload, data []byte, mutate func(*coffer.ResourceHeader)) api.FinalizeRequest {
 	meta := bytes.Repeat([]byte{0xee}, 40) // stands in for sealed metadata
+	b := blobOf(data)
 	h := &coffer.ResourceHeader{Resource: up.ResourceID, Group: up.GroupID, Epoch: up.Epoch, Author: m.acct.ID,
-		Version: up.Version, ContentHash: sha256.Sum256(data), ContentSize: int64(len(data)),
+		Version: up.Version, TreeRoot: b.root, Chunks: b.chunks, ContentSize: b.size,
 		MetaHash: sha256.Sum256(meta), Created: time.Now().UnixMilli()}
 	if mutate != nil {
 		mutate(h)
@@ -221,14 +247,14 @@ func TestResourceEndpoints(t *testing.T) {
 
 	var got api.UploadContent
 	w.put(t, w.writer, up, data, 200).Decode(t, &got)
-	if sum := sha256.Sum256(data); got.Size != int64(len(data)) || !bytes.Equal(got.ContentHash, sum[:]) {
+	if sum := sha256.Sum256(blobOf(data).blob); got.Size != int64(len(blobOf(data).blob)) || !bytes.Equal(got.ContentHash, sum[:]) {
 		t.Fatalf("the server reports %d bytes hashing to %x", got.Size, got.ContentHash)
 	}
 	w.ex(t, w.writer, "GET", resourceT, w.resourcePath(id), nil, 404)
 	var res api.Resource
 	r := w.finalize(t, w.writer, up, finalizeRequest(w.writer, up, data, nil), 201)
 	r.Decode(t, &res)
-	if res.ID != id || res.Version != 1 || res.Size != int64(len(data)) || r.Header.Get("ETag") != `"1"` {
+	if res.ID != id || res.Version != 1 || res.Size != int64(len(blobOf(data).blob)) || r.Header.Get("ETag") != `"1"` {
 		t.Fatalf("finalized %+v, ETag %s", res, r.Header.Get("ETag"))
 	}
 	w.finalize(t, w.writer, up, finalizeRequest(w.writer, up, data, nil), 404) // consumed
@@ -239,7 +265,7 @@ func TestResourceEndpoints(t *testing.T) {
 		t.Fatalf("ETag %q", r.Header.Get("ETag"))
 	}
 	r = w.exchange(t, w.req(t, w.reader, "GET", w.resourcePath(id)+"/content", nil, "If-Match", `"1"`), contentT, 200)
-	if !bytes.Equal(r.Body, data) {
+	if !bytes.Equal(r.Body, blobOf(data).blob) {
 		t.Fatal("downloaded content differs")
 	}
 	r = w.exchange(t, w.req(t, w.reader, "GET", w.resourcePath(id)+"/content", nil, "Range", "bytes=11-21"), contentT, 206)
@@ -265,7 +291,7 @@ func TestResourceEndpoints(t *testing.T) {
 	w.put(t, w.writer, up2, data2, 200)
 	w.finalize(t, w.writer, up2, finalizeRequest(w.writer, up2, data2, nil), 201)
 	r = w.exchange(t, w.req(t, w.reader, "GET", w.resourcePath(id)+"/content", nil), contentT, 200)
-	if !bytes.Equal(r.Body, data2) || r.Header.Get("ETag") != `"2"` {
+	if !bytes.Equal(r.Body, blobOf(data2).blob) || r.Header.Get("ETag") != `"2"` {
 		t.Fatalf("after replace: %q, ETag %s", r.Body, r.Header.Get("ETag"))
 	}
 
@@ -325,8 +351,10 @@ func TestFinalizeChecks(t *testing.T) {
 		req        api.FinalizeRequest
 		wantStatus int
 	}{
-		{"content hash", finalizeRequest(w.writer, up, data, func(h *coffer.ResourceHeader) { h.ContentHash[0] ^= 1 }), 400},
+		{"tree root", finalizeRequest(w.writer, up, data, func(h *coffer.ResourceHeader) { h.TreeRoot[0] ^= 1 }), 400},
 		{"content size", finalizeRequest(w.writer, up, data, func(h *coffer.ResourceHeader) { h.ContentSize++ }), 400},
+		{"content size and count", finalizeRequest(w.writer, up, data, func(h *coffer.ResourceHeader) { h.ContentSize -= 32; h.Chunks++ }), 400},
+		{"chunk count", finalizeRequest(w.writer, up, data, func(h *coffer.ResourceHeader) { h.Chunks++ }), 400},
 		{"meta hash", finalizeRequest(w.writer, up, data, func(h *coffer.ResourceHeader) { h.MetaHash[0] ^= 1 }), 400},
 		{"version", finalizeRequest(w.writer, up, data, func(h *coffer.ResourceHeader) { h.Version = 2 }), 400},
 		{"resource", finalizeRequest(w.writer, up, data, func(h *coffer.ResourceHeader) { h.Resource = coffer.NewResourceID() }), 400},
@@ -362,7 +390,7 @@ func TestFinalizeChecks(t *testing.T) {
 
 func TestResourceLimits(t *testing.T) {
 	w := newResourceWorld(t, func(c *server.Config) {
-		c.MaxResourceSize = 1000
+		c.MaxResourceSize = 1000 + 64 // put adds a 64-byte chunk hash list (see blobOf)
 		c.MaxResourcesPerGroup = 2
 	})
 	up := w.start(t, w.writer, coffer.NewResourceID())

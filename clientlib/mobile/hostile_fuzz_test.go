@@ -81,10 +81,11 @@ func (s *honestSession) snapshot() *memStore {
 	return ks
 }
 
-// requestKey names a request by method, path and query: the victim's
-// requests, from one snapshot, are the same in every run.
+// requestKey names a request by method, path, query and Range (a get reads
+// the chunk hash list and the age file as two ranges of one blob): the
+// victim's requests, from one snapshot, are the same in every run.
 func requestKey(r *http.Request) string {
-	return r.Method + " " + r.URL.Path + "?" + r.URL.RawQuery
+	return r.Method + " " + r.URL.Path + "?" + r.URL.RawQuery + " " + r.Header.Get("Range")
 }
 
 // recordHonestSession sets up alice with a group and a resource on a real

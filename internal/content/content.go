@@ -16,56 +16,58 @@
 //   - The stanza's arguments repeat group, epoch and resource id in clear. They
 //     are hints for diagnostics only: the binding is in the derived key, so a
 //     reader that trusted a rewritten argument would still fail to unwrap.
-//   - The whole age file is hashed with SHA-256 as it is written; the author
-//     signs that hash and the size in the resource header. While reading, the
-//     ciphertext is hashed as age consumes it, and at the end the hash and size
-//     must match the signed header. This is what stops a group member who
-//     knows the epoch key from passing off content as another member's: age's
-//     MAC only proves the writer knew the file key.
+//   - The age payload is age's STREAM, sealed and opened many chunks at a
+//     time on all cores (stream.go), byte for byte what age writes and reads.
+//   - The author signs the root of a Merkle tree over the age header and each
+//     chunk (tree.go), the chunk count and the size. A reader proves the list
+//     of leaf hashes against the root first, then each chunk against its leaf
+//     before decrypting it: no plaintext of a chunk is released before it is
+//     proven. This is what stops a group member who knows the epoch key from
+//     passing off content as another member's: age's MAC only proves the
+//     writer knew the file key.
 //
-// Neither direction ever holds more than a few chunks of content in memory:
-// age's one chunk of plaintext, and up to four copies of ciphertext waiting
-// for SHA-256, which runs on a goroutine of its own (see hasher).
+// Neither direction holds more than one batch of chunks (see batchChunks)
+// of plaintext and of ciphertext, plus 32 bytes of leaf hash per chunk.
 package content
 
 import (
+	"bufio"
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"strconv"
 
 	"filippo.io/age"
+	"golang.org/x/crypto/chacha20poly1305"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/internal/groupkey"
 )
 
-// Errors of Decrypt and of the reader it returns. Each of them means the
-// server (or a member who is not the header's author) served content other
-// than what the author signed: clients report them as
-// coffer.Security("content", err) and discard everything read so far.
+// Errors of Decrypt and of the reader it returns, and ErrChunkHashes. Each
+// of them means the server (or a member who is not the header's author)
+// served content other than what the author signed: clients report them as
+// coffer.Security("content", err).
 var (
 	// ErrWrongKey means the file key is not wrapped for the expected group,
 	// epoch and resource under this epoch key.
 	ErrWrongKey = errors.New("content: not encrypted for this group, epoch and resource")
-	// ErrTampered means age rejected the file: a malformed header, a bad
-	// header MAC, a chunk that does not authenticate, or data after the end.
+	// ErrTampered means a chunk or the age header does not match its leaf in
+	// the signed chunk tree, or age rejected the header, or a chunk does not
+	// authenticate.
 	ErrTampered = errors.New("content: ciphertext was tampered with")
-	// ErrTruncated means the ciphertext ended before the size in the signed
-	// header and before age's authenticated end of stream.
+	// ErrTruncated means the ciphertext ended before the last chunk the
+	// signed header counts.
 	ErrTruncated = errors.New("content: ciphertext is truncated")
-	// ErrHashMismatch means the ciphertext is not the one whose hash and size
-	// the author signed, although it may be a well-formed age file.
-	ErrHashMismatch = errors.New("content: ciphertext does not match the signed resource header; discard all plaintext read from this stream")
 )
 
 // stanzaType names the recipient stanza. The version is in the name, as in
@@ -205,199 +207,325 @@ func (id *identity) Unwrap(stanzas []*age.Stanza) ([]byte, error) {
 	return fileKey, nil
 }
 
-// Writer encrypts content as it is written and hashes the ciphertext on its
-// way out. Close must be called to write the final chunk; after Close, Sum
-// gives the hash and size for the signed header.
+// maxAgeHeader bounds the age header a reader accepts. A coffer header is a
+// version line, one coffer-v1 stanza and the MAC line: under 300 bytes.
+const maxAgeHeader = coffer.MaxAgeHeaderSize
+
+// Writer encrypts content as it is written, many chunks at a time on all
+// cores, and builds the chunk tree as the ciphertext goes out. Close must be
+// called to write the final chunk and the chunk hash list; after Close, Sum
+// gives what the signed header binds.
+//
+// What it writes to dst is the resource blob: the age file, then the chunk
+// hash list (32 bytes per leaf, see ChunkHashes). A reader fetches the list
+// first, proves it against the signed root, and then the age file.
 type Writer struct {
-	age    io.WriteCloser
-	out    *hashingWriter
+	dst    io.Writer
+	aead   cipher.AEAD
+	buf    []byte // plaintext not yet sealed, up to batchChunks chunks
+	out    []byte // sealed batch
+	next   uint64 // index of the next chunk to seal
+	leaves []tlog.Hash
+	tree   treeBuilder
+	size   int64 // age file bytes written
+	err    error
 	closed bool
 }
 
-// Encrypt starts an age file for resource r at epoch of group g, encrypted
-// under k, and writes it to dst as content is written to the returned Writer.
-//
-// The ciphertext is hashed on a goroutine that runs only while ciphertext
-// written to dst waits to be hashed (see hasher): a Writer that is dropped
-// without Close leaves nothing running.
+// Encrypt starts the age file of resource r at epoch of group g, encrypted
+// under k, and writes it to dst as content is written to the returned
+// Writer. The age header comes from filippo.io/age; the payload is sealed
+// as age's STREAM (see stream.go). No goroutine outlives a call to Write or
+// Close, so a Writer dropped without Close leaves nothing running.
 func Encrypt(dst io.Writer, k groupkey.EpochKey, g coffer.GroupID, epoch uint64, r coffer.ResourceID, opts ...Option) (*Writer, error) {
-	out := &hashingWriter{w: dst, h: newHasher()}
-	w, err := age.Encrypt(out, &recipient{binding{k, g, epoch, r}, newOptions(opts)})
+	o := newOptions(opts)
+	var fileKey []byte
+	capture := &options{observe: func(fk []byte) {
+		fileKey = fk
+		o.observeFileKey(fk)
+	}}
+	// age writes the header, the payload nonce and the sealed empty final
+	// chunk; only the header is kept, with a nonce of our own.
+	var hb bytes.Buffer
+	aw, err := age.Encrypt(&hb, &recipient{binding{k, g, epoch, r}, capture})
+	if err == nil {
+		err = aw.Close()
+	}
 	if err != nil {
-		out.h.wait()
 		return nil, fmt.Errorf("content: starting encryption: %w", err)
 	}
-	return &Writer{age: w, out: out}, nil
+	if hb.Len() < nonceSize+chacha20poly1305.Overhead || len(fileKey) != 16 {
+		return nil, errors.New("content: age produced an unexpected file")
+	}
+	leaf0 := hb.Bytes()[:hb.Len()-chacha20poly1305.Overhead]
+	nonce := leaf0[len(leaf0)-nonceSize:]
+	rand.Read(nonce)
+	w := &Writer{dst: dst, aead: payloadAEAD(fileKey, nonce)}
+	clear(fileKey)
+	w.add(leafHash(leaf0))
+	if _, err := dst.Write(leaf0); err != nil {
+		return nil, err
+	}
+	w.size = int64(len(leaf0))
+	n := batchChunks()
+	w.buf = make([]byte, 0, n*chunkSize)
+	w.out = make([]byte, n*encChunkSize)
+	return w, nil
 }
 
-// Write encrypts p. The ciphertext reaches dst in whole 64 KiB chunks.
-func (w *Writer) Write(p []byte) (int, error) { return w.age.Write(p) }
+func (w *Writer) add(h tlog.Hash) {
+	w.leaves = append(w.leaves, h)
+	w.tree.add(h)
+}
 
-// Close writes the final chunk and waits until all ciphertext is hashed.
-// Sum is valid only after Close returns nil.
+// Write encrypts p. Ciphertext reaches dst a batch of chunks at a time; the
+// last chunk written stays buffered until more content or Close says
+// whether it is the final one.
+func (w *Writer) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.closed {
+		return 0, errors.New("content: write after Close")
+	}
+	n := 0
+	for len(p) > 0 {
+		if len(w.buf) == cap(w.buf) {
+			if err := w.flush(false); err != nil {
+				return n, err
+			}
+		}
+		k := copy(w.buf[len(w.buf):cap(w.buf)], p)
+		w.buf = w.buf[:len(w.buf)+k]
+		p = p[k:]
+		n += k
+	}
+	return n, nil
+}
+
+// flush seals the buffered chunks in parallel and writes them in order.
+func (w *Writer) flush(final bool) error {
+	count := (len(w.buf) + chunkSize - 1) / chunkSize
+	if count == 0 {
+		count = 1 // the empty final chunk of empty content
+	}
+	leaves := make([]tlog.Hash, count)
+	n := sealBatch(w.aead, w.next, w.buf, w.out, final, leaves)
+	w.buf = w.buf[:0]
+	if _, err := w.dst.Write(w.out[:n]); err != nil {
+		w.err = err
+		return err
+	}
+	for _, l := range leaves {
+		w.add(l)
+	}
+	w.next += uint64(count)
+	w.size += int64(n)
+	return nil
+}
+
+// Close seals the final chunk and writes the chunk hash list after the age
+// file. Sum is valid only after Close returns nil.
 func (w *Writer) Close() error {
-	err := w.age.Close()
-	w.out.h.wait()
-	if err != nil {
+	if w.err != nil {
+		return w.err
+	}
+	if w.closed {
+		return nil
+	}
+	if err := w.flush(true); err != nil {
+		return err
+	}
+	list := make([]byte, 0, len(w.leaves)*tlog.HashSize)
+	for _, l := range w.leaves {
+		list = append(list, l[:]...)
+	}
+	if _, err := w.dst.Write(list); err != nil {
+		w.err = err
 		return err
 	}
 	w.closed = true
 	return nil
 }
 
-// Sum returns the SHA-256 and the size of all ciphertext written to dst: the
-// ContentHash and ContentSize of the resource header.
+// Sum returns what the resource header binds: the chunk tree's root, the
+// number of STREAM chunks and the age file's size. The blob written to dst
+// is size + ChunkHashListSize(chunks) bytes long.
 //
-// It panics if Close has not returned nil: a hash of a partial stream would
+// It panics if Close has not returned nil: a root of a partial stream would
 // be signed for content that cannot be decrypted.
-func (w *Writer) Sum() (hash [32]byte, size int64) {
+func (w *Writer) Sum() (root [32]byte, chunks uint64, size int64) {
 	if !w.closed {
 		panic("content: Writer.Sum called before a successful Close")
 	}
-	return w.out.h.sum(), w.out.n
+	return w.tree.root(), w.next, w.size
 }
 
-type hashingWriter struct {
-	w io.Writer
-	h *hasher
-	n int64
+// ChunkError is a chunk that failed: it did not arrive whole (Err is
+// ErrTruncated), or did not match its leaf in the signed tree or did not
+// authenticate (ErrTampered). Chunk is the STREAM chunk index from 0, or -1
+// for the age header.
+type ChunkError struct {
+	Chunk int64
+	Err   error
+	Why   string
 }
 
-func (hw *hashingWriter) Write(p []byte) (int, error) {
-	n, err := hw.w.Write(p)
-	hw.h.write(p[:n])
-	hw.n += int64(n)
-	return n, err
+func (e *ChunkError) Error() string {
+	if e.Chunk < 0 {
+		return fmt.Sprintf("%v: age header: %s", e.Err, e.Why)
+	}
+	return fmt.Sprintf("%v: chunk %d: %s", e.Err, e.Chunk, e.Why)
+}
+
+func (e *ChunkError) Unwrap() error { return e.Err }
+
+// Reader is the plaintext of a resource's age file, released one chunk at
+// a time and only after that chunk has been proven against the signed
+// chunk tree and has authenticated.
+//
+// What a caller has seen when Read returns an error: exactly the plaintext
+// of chunks 0 … k-1, all of them proven and authentic, where k is
+// ChunkError.Chunk (nothing of chunk k or later). Those bytes are genuine
+// but the resource is incomplete; a caller that needs the whole resource
+// discards them. io.EOF comes only after the final chunk, so it means the
+// caller has the whole content the author signed.
+type Reader struct {
+	src     io.Reader
+	hashes  *ChunkHashes
+	aead    cipher.AEAD
+	chunks  uint64
+	lastLen int // the final chunk's ciphertext length
+	next    uint64
+	ct, pt  []byte
+	pending []byte
+	err     error
 }
 
 // Decrypt returns a reader of the plaintext of the age file read from src,
-// which must be the content of resource r at epoch of group g, encrypted under
-// k, and hash to wantHash with size wantSize as its verified, signed header
-// says.
+// which must be the content of resource r at epoch of group g, encrypted
+// under k, whose chunk hashes hashes were proven against the signed root
+// with VerifyChunkHashes, and whose signed age file size is size.
 //
-// The reader only returns plaintext from chunks age has authenticated. But
-// whether the whole file is the one the author signed is known only at the
-// end: the reader returns io.EOF only if the ciphertext's hash and size match,
-// and ErrHashMismatch otherwise. After any error the caller must discard
-// everything the stream produced. It stops reading src after wantSize+1
-// bytes, so a server cannot make it read without end.
-//
-// Errors match ErrWrongKey, ErrTampered, ErrTruncated or ErrHashMismatch (all
-// security failures), or wrap the I/O error of src.
-//
-// The ciphertext is hashed on a goroutine that runs only while ciphertext
-// age has read waits to be hashed (see hasher). The Read that returns io.EOF
-// or an error waits for it; a reader that is dropped midway leaves nothing
-// running, and needs no Close.
-func Decrypt(src io.Reader, k groupkey.EpochKey, g coffer.GroupID, epoch uint64, r coffer.ResourceID, wantHash [32]byte, wantSize int64, opts ...Option) (io.Reader, error) {
-	if wantSize < 0 || wantSize == math.MaxInt64 {
-		return nil, fmt.Errorf("%w: invalid signed size %d", ErrHashMismatch, wantSize)
-	}
-	in := &hashingReader{r: src, h: newHasher(), limit: wantSize}
-	pt, err := age.Decrypt(in, &identity{binding{k, g, epoch, r}, newOptions(opts)})
+// It reads and proves the age header before it returns, and never reads
+// src past the end of the age file (src may go on with the chunk hash list).
+// Errors match ErrWrongKey, ErrTampered or ErrTruncated (security failures;
+// *ChunkError names the chunk), or wrap the I/O error of src.
+func Decrypt(src io.Reader, hashes *ChunkHashes, k groupkey.EpochKey, g coffer.GroupID, epoch uint64, r coffer.ResourceID, size int64, opts ...Option) (*Reader, error) {
+	return decrypt(src, hashes, size, &identity{binding{k, g, epoch, r}, newOptions(opts)})
+}
+
+func decrypt(src io.Reader, hashes *ChunkHashes, size int64, id age.Identity) (*Reader, error) {
+	// The limit keeps bufio from reading ahead into what follows the file.
+	br := bufio.NewReaderSize(io.LimitReader(src, size), 512)
+	hdr, err := readAgeHeader(br)
 	if err != nil {
-		in.h.wait()
-		return nil, in.classify(err)
+		return nil, err
 	}
-	return &reader{age: pt, in: in, wantHash: wantHash}, nil
+	leaf0 := append(hdr, make([]byte, nonceSize)...)
+	if _, err := io.ReadFull(br, leaf0[len(hdr):]); err != nil {
+		return nil, sourceError(-1, err)
+	}
+	if !hashes.leafOK(0, leaf0) {
+		return nil, &ChunkError{Chunk: -1, Err: ErrTampered, Why: "does not match leaf 0 of the signed chunk tree"}
+	}
+	chunks := hashes.Chunks()
+	lastLen := size - int64(len(leaf0)) - int64(chunks-1)*encChunkSize
+	if chunks == 0 || lastLen < chacha20poly1305.Overhead || lastLen > encChunkSize ||
+		(chunks > 1 && lastLen == chacha20poly1305.Overhead) {
+		return nil, fmt.Errorf("%w: the signed size %d and %d chunks do not fit an age payload", ErrTampered, size, chunks)
+	}
+	fileKey, err := age.DecryptHeader(hdr, id)
+	if err != nil {
+		if errors.Is(err, ErrWrongKey) {
+			return nil, wrongKeyError(err)
+		}
+		return nil, fmt.Errorf("%w: age header: %v", ErrTampered, err)
+	}
+	a := payloadAEAD(fileKey, leaf0[len(hdr):])
+	clear(fileKey)
+	n := batchChunks()
+	return &Reader{src: br, hashes: hashes, aead: a, chunks: chunks, lastLen: int(lastLen),
+		ct: make([]byte, n*encChunkSize), pt: make([]byte, n*chunkSize)}, nil
 }
 
-type reader struct {
-	age      io.Reader
-	in       *hashingReader
-	wantHash [32]byte
-	err      error
+// readAgeHeader reads the age header up to and including its MAC line. The
+// bytes are proven against leaf 0 before age parses them.
+func readAgeHeader(br *bufio.Reader) ([]byte, error) {
+	var hdr []byte
+	for {
+		line, err := br.ReadSlice('\n')
+		hdr = append(hdr, line...)
+		if len(hdr) > maxAgeHeader || errors.Is(err, bufio.ErrBufferFull) {
+			return nil, &ChunkError{Chunk: -1, Err: ErrTampered, Why: "longer than any coffer age header"}
+		}
+		if err != nil {
+			return nil, sourceError(-1, err)
+		}
+		if bytes.HasPrefix(line, []byte("--- ")) {
+			return hdr, nil
+		}
+	}
 }
 
-func (r *reader) Read(p []byte) (int, error) {
-	if r.err != nil {
-		return 0, r.err
+// sourceError classifies a failed read of src: a stream that ended early is
+// truncated at chunk, anything else is the connection's failure.
+func sourceError(chunk int64, err error) error {
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return &ChunkError{Chunk: chunk, Err: ErrTruncated, Why: "the ciphertext ended before it"}
 	}
-	n, err := r.age.Read(p)
-	switch {
-	case err == nil:
-		return n, nil
-	case err == io.EOF:
-		// age reached its authenticated end and saw EOF from src right after
-		// it, so in has seen every byte: compare with the signed header.
-		// The size is public, the hash is compared in constant time as a
-		// matter of habit. sum waits for the hashing goroutine.
-		sum := r.in.h.sum()
-		hashOK := subtle.ConstantTimeCompare(sum[:], r.wantHash[:]) == 1
-		if !hashOK || r.in.n != r.in.limit {
-			r.err = fmt.Errorf("%w (read %d bytes, signed size %d)", ErrHashMismatch, r.in.n, r.in.limit)
-			// Withhold the last bytes: nothing more of a mismatching stream
-			// should reach the caller.
+	return fmt.Errorf("content: reading ciphertext: %w", err)
+}
+
+// Read returns plaintext of proven, authenticated chunks only.
+func (r *Reader) Read(p []byte) (int, error) {
+	for len(r.pending) == 0 {
+		if r.err != nil {
 			return 0, r.err
 		}
-		r.err = io.EOF
-		return n, io.EOF
-	default:
-		r.in.h.wait() // nothing keeps running after a failed stream
-		r.err = r.in.classify(err)
-		return 0, r.err
+		if r.next == r.chunks {
+			r.err = io.EOF
+			return 0, io.EOF
+		}
+		r.readBatch()
 	}
+	n := copy(p, r.pending)
+	r.pending = r.pending[n:]
+	return n, nil
 }
 
-// hashingReader hashes and counts the ciphertext age reads, and refuses to
-// read past limit+1 bytes.
-type hashingReader struct {
-	r     io.Reader
-	h     *hasher
-	n     int64
-	limit int64 // the signed size
-
-	eof     bool  // src returned io.EOF
-	tooLong bool  // src had more than limit bytes
-	ioErr   error // src failed
-}
-
-func (hr *hashingReader) Read(p []byte) (int, error) {
-	if hr.tooLong {
-		return 0, ErrHashMismatch
+// readBatch reads up to batchChunks chunks, proves and opens them in
+// parallel, and queues the plaintext of those before the first failure.
+func (r *Reader) readBatch() {
+	count := min(uint64(len(r.ct)/encChunkSize), r.chunks-r.next)
+	final := r.next+count == r.chunks
+	want := int(count-1) * encChunkSize
+	if final {
+		want += r.lastLen
+	} else {
+		want += encChunkSize
 	}
-	// Reading one byte past the limit is enough to know the source is too
-	// long, and never more than that is read.
-	if room := hr.limit + 1 - hr.n; int64(len(p)) > room {
-		p = p[:room]
+	got, err := io.ReadFull(r.src, r.ct[:want])
+	var after error
+	if err != nil {
+		// The chunks that did arrive whole are still released.
+		complete := got / encChunkSize
+		after = sourceError(int64(r.next)+int64(complete), err)
+		count, final, want = uint64(complete), false, complete*encChunkSize
 	}
-	n, err := hr.r.Read(p)
-	if hr.n+int64(n) > hr.limit {
-		hr.tooLong = true
-		n = int(hr.limit - hr.n)
-		err = ErrHashMismatch
+	if count > 0 {
+		good, ptLen, hashBad := openBatch(r.aead, r.hashes, r.next, r.ct[:want], r.pt, int(count), final)
+		r.pending = r.pt[:ptLen]
+		if good < int(count) {
+			why := "does not authenticate under the file key"
+			if hashBad {
+				why = "does not match its leaf in the signed chunk tree"
+			}
+			after = &ChunkError{Chunk: int64(r.next) + int64(good), Err: ErrTampered, Why: why}
+		}
+		r.next += uint64(good)
 	}
-	hr.h.write(p[:n])
-	hr.n += int64(n)
-	switch {
-	case err == io.EOF:
-		hr.eof = true
-	case err != nil && !hr.tooLong:
-		hr.ioErr = err
-	}
-	return n, err
-}
-
-// classify turns an error from age into one of the package's errors, using
-// what the hashing reader saw of the source. The order matters: an I/O
-// failure of src is not evidence of tampering, and a short read explains an
-// authentication failure of the final chunk better than tampering does.
-func (hr *hashingReader) classify(err error) error {
-	switch {
-	case hr.ioErr != nil:
-		return fmt.Errorf("content: reading ciphertext: %w", hr.ioErr)
-	case errors.Is(err, ErrWrongKey):
-		// Unwrap saw the complete age header, so this is not truncation.
-		return wrongKeyError(err)
-	case hr.tooLong:
-		return fmt.Errorf("%w (more than the signed %d bytes)", ErrHashMismatch, hr.limit)
-	case hr.eof && hr.n < hr.limit:
-		return fmt.Errorf("%w: %d of %d signed bytes", ErrTruncated, hr.n, hr.limit)
-	case errors.Is(err, ErrTampered):
-		return err
-	default:
-		return fmt.Errorf("%w: %v", ErrTampered, err)
-	}
+	r.err = after
 }
 
 // wrongKeyError digs the identity's own error out of age's

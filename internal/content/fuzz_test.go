@@ -1,10 +1,8 @@
 package content_test
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"errors"
-	"io"
 	"testing"
 
 	"github.com/cofferhq/coffer"
@@ -13,8 +11,8 @@ import (
 )
 
 // FuzzDecrypt feeds arbitrary bytes to Decrypt under a fixed key, once with
-// a signed hash and size that match the input (so only age's own checks and
-// the binding can fail) and once with ones that do not. It must never panic,
+// a chunk tree and size made for the input (so only age's own checks and
+// the binding can fail) and once with a size that does not fit. It must never panic,
 // and every failure must be one of the package's errors.
 func FuzzDecrypt(f *testing.F) {
 	tg := target{
@@ -27,29 +25,24 @@ func FuzzDecrypt(f *testing.F) {
 	// minimizing a 64 KiB input takes it minutes. Multi-chunk streams are
 	// covered by the unit tests.
 	for _, pt := range [][]byte{nil, []byte("hello")} {
-		ct, _, _ := MustEncrypt(f, tg, pt)
-		f.Add(ct)
+		f.Add(MustEncrypt(f, tg, pt).age())
 	}
 	other := tg
 	other.epoch++
-	ct, _, _ := MustEncrypt(f, other, []byte("other epoch"))
-	f.Add(ct)
+	f.Add(MustEncrypt(f, other, []byte("other epoch")).age())
 	f.Add([]byte("age-encryption.org/v1\n"))
 
 	f.Fuzz(func(t *testing.T, data []byte) {
-		for _, signed := range []struct {
-			hash [32]byte
-			size int64
-		}{
-			{sha256.Sum256(data), int64(len(data))},
-			{[32]byte{}, int64(len(data)) / 2},
-		} {
-			r, err := content.Decrypt(bytes.NewReader(data), tg.k, tg.g, tg.epoch, tg.r, signed.hash, signed.size)
-			if err == nil {
-				_, err = io.Copy(io.Discard, r)
-			}
+		list, root, chunks, ok := content.TreeOf(data)
+		if !ok {
+			list, root, chunks = make([]byte, 64), [32]byte{}, 1
+		}
+		// Once under a tree made for data (only age's checks and the
+		// binding can fail), once under a wrong one.
+		for _, sz := range []int64{int64(len(data)), int64(len(data)) / 2} {
+			_, err := decryptWith(tg, data, list, root, chunks, sz)
 			if err != nil && !errors.Is(err, content.ErrWrongKey) && !errors.Is(err, content.ErrTampered) &&
-				!errors.Is(err, content.ErrTruncated) && !errors.Is(err, content.ErrHashMismatch) {
+				!errors.Is(err, content.ErrTruncated) && !errors.Is(err, content.ErrChunkHashes) {
 				t.Fatalf("unclassified error: %v", err)
 			}
 		}

@@ -25,20 +25,24 @@ import (
 
 // The resource test vectors live in testdata/resource at the repository root,
 // one case per file. Each file is a block of "name: value" lines, a blank
-// line, and the stored ciphertext in base64:
+// line, and the age file the server served (the first ContentSize bytes of
+// the blob) in base64:
 //
 //	expect: success | bad signature | wrong group | wrong epoch |
-//	        wrong resource | truncated | tampered chunk | hash mismatch
+//	        wrong resource | truncated | tampered chunk | chunk hashes
 //	comment: what the case models
 //	epoch key: hex of the reader's epoch key
 //	group, epoch, resource: what the reader asked for
 //	author key: hex of the Ed25519 key the verified log lists for the author
 //	header, signature: hex of the signed resource header the server served
+//	chunk hashes: hex of the chunk hash list the server served (the blob's
+//	  tail: 32 bytes per leaf, the age header's first)
 //	plaintext sha256: hex, for success cases
 //
 // A reader checks them the way a client does: verify the header signature,
 // check that the header names the group and resource it asked for and the
-// epoch whose key it holds, then decrypt and read to the end. Everything
+// epoch whose key it holds, prove the chunk hash list against the signed
+// root, then decrypt and read to the end. Everything
 // except the age file key and nonces is derived from fixed seeds; -update
 // regenerates the files with fresh ones.
 var update = flag.Bool("update", false, "regenerate testdata/resource")
@@ -54,11 +58,12 @@ type vector struct {
 	authorKey       ed25519.PublicKey
 	header          coffer.SignedHeader
 	plaintextHash   []byte
+	chunkHashes     []byte
 	ciphertext      []byte
 }
 
 var outcomes = []string{"success", "bad signature", "wrong group", "wrong epoch",
-	"wrong resource", "truncated", "tampered chunk", "hash mismatch"}
+	"wrong resource", "truncated", "tampered chunk", "chunk hashes"}
 
 func TestVectors(t *testing.T) {
 	if *update {
@@ -104,7 +109,11 @@ func (v *vector) run() (string, error) {
 	case h.Resource != v.resource:
 		return "wrong resource", nil
 	}
-	r, err := content.Decrypt(bytes.NewReader(v.ciphertext), v.key, v.group, v.epoch, v.resource, h.ContentHash, h.ContentSize)
+	hs, err := content.VerifyChunkHashes(v.chunkHashes, h.TreeRoot, h.Chunks)
+	if err != nil {
+		return "chunk hashes", err
+	}
+	r, err := content.Decrypt(bytes.NewReader(v.ciphertext), hs, v.key, v.group, v.epoch, v.resource, h.ContentSize)
 	if err == nil {
 		ph := sha256.New()
 		if _, err = io.Copy(ph, r); err == nil {
@@ -126,8 +135,6 @@ func (v *vector) run() (string, error) {
 		return "truncated", err
 	case errors.Is(err, content.ErrTampered):
 		return "tampered chunk", err
-	case errors.Is(err, content.ErrHashMismatch):
-		return "hash mismatch", err
 	}
 	return "unexpected error", err
 }
@@ -174,6 +181,8 @@ func MustReadVector(tb testing.TB, path string) *vector {
 			v.header.Body, err = hex.DecodeString(value)
 		case "signature":
 			v.header.Signature, err = hex.DecodeString(value)
+		case "chunk hashes":
+			v.chunkHashes, err = hex.DecodeString(value)
 		case "plaintext sha256":
 			v.plaintextHash, err = hex.DecodeString(value)
 		default:
@@ -213,6 +222,7 @@ func (v *vector) marshal() []byte {
 	fmt.Fprintf(&b, "author key: %x\n", []byte(v.authorKey))
 	fmt.Fprintf(&b, "header: %x\n", v.header.Body)
 	fmt.Fprintf(&b, "signature: %x\n", v.header.Signature)
+	fmt.Fprintf(&b, "chunk hashes: %x\n", v.chunkHashes)
 	if v.plaintextHash != nil {
 		fmt.Fprintf(&b, "plaintext sha256: %x\n", v.plaintextHash)
 	}
@@ -253,28 +263,40 @@ func writeVectors(t *testing.T) {
 	rand.NewChaCha8([32]byte(seed("two chunks"))).Read(twoChunks)
 
 	type made struct {
-		ct     []byte
+		ct     []byte // the age file
+		list   []byte
 		header *coffer.ResourceHeader
 	}
 	// encrypt makes content for tg and the honest header for it, as the
 	// author would, at the given version.
 	encrypt := func(tg target, pt []byte, version uint64) made {
-		ct, hash, size := MustEncrypt(t, tg, pt)
-		return made{ct, &coffer.ResourceHeader{
+		s := MustEncrypt(t, tg, pt)
+		return made{s.age(), s.list(), &coffer.ResourceHeader{
 			Resource: tg.r, Group: tg.g, Epoch: tg.epoch, Author: author,
-			Version: version, ContentHash: hash, ContentSize: size,
+			Version: version, TreeRoot: s.root, Chunks: s.chunks, ContentSize: s.size,
 			MetaHash: sha256.Sum256(seed("metadata")), Created: 1_795_000_000_000,
 		}}
 	}
 	// resign is the author signing a header for this group, epoch and
-	// resource over exactly the bytes stored, so that only the content's own
-	// binding and age's authentication are left to catch the fault.
-	resign := func(m made, ct []byte) coffer.SignedHeader {
+	// resource over exactly the bytes stored, with a chunk tree made for
+	// them, so that only the content's own binding and age's
+	// authentication are left to catch the fault.
+	resign := func(m made, ct []byte) (coffer.SignedHeader, []byte) {
 		h := *m.header
 		h.Group, h.Epoch, h.Resource = here.g, here.epoch, here.r
-		h.ContentHash, h.ContentSize = sha256.Sum256(ct), int64(len(ct))
-		return coffer.SignResourceHeader(&h, authorSK)
+		list, root, chunks, ok := content.TreeOf(ct)
+		if !ok {
+			t.Fatal("resign: not an age file")
+		}
+		h.TreeRoot, h.Chunks, h.ContentSize = root, chunks, int64(len(ct))
+		return coffer.SignResourceHeader(&h, authorSK), list
 	}
+	type signed struct {
+		h    coffer.SignedHeader
+		list []byte
+	}
+	rs := func(m made, ct []byte) signed { h, l := resign(m, ct); return signed{h, l} }
+	hon := func(m made) signed { return signed{coffer.SignResourceHeader(m.header, authorSK), m.list} }
 	sign := func(h *coffer.ResourceHeader) coffer.SignedHeader { return coffer.SignResourceHeader(h, authorSK) }
 	ptHash := func(pt []byte) []byte { h := sha256.Sum256(pt); return h[:] }
 	flip := func(b []byte, i int) []byte { b = bytes.Clone(b); b[i] ^= 0x01; return b }
@@ -289,36 +311,42 @@ func writeVectors(t *testing.T) {
 	rewritten := bytes.Replace(forRes2.ct, []byte(res2.String()), []byte(res.String()), 1)
 	otherRes := encrypt(target{key, group, epoch, res2}, short, 1)
 	otherGroup := encrypt(target{key, group2, epoch, res}, short, 1)
-	modified := sign(mShort.header)
-	modified.Body = bytes.Clone(modified.Body)
-	modified.Body[1+16+16+8+16+7]++ // version 1 → 2, as if replacing in the author's name
+	modified := hon(mShort)
+	modified.h.Body = bytes.Clone(modified.h.Body)
+	modified.h.Body[1+16+16+8+16+7]++ // version 1 → 2, as if replacing in the author's name
+	forgedList := bytes.Clone(mTwo.list)
+	forgedList[40] ^= 1
+	otherSigner := hon(mShort)
+	otherSigner.h = coffer.SignResourceHeader(mShort.header, otherSK)
+	_ = sign
 	tamperedShort := flip(mShort.ct, len(mShort.ct)-20)
 	firstChunkLen := bytes.Index(mTwo.ct, []byte("\n---")) + len("\n--- ") + 43 + 1 + 16 + 64<<10 + 16
 
 	cases := []struct {
 		name, expect, comment string
-		m                     made
-		header                coffer.SignedHeader
+		s                     signed
 		ct, plaintext         []byte
 	}{
-		{"success-empty", "success", "empty content: a single empty final chunk", mEmpty, sign(mEmpty.header), mEmpty.ct, []byte{}},
-		{"success-short", "success", "one short chunk", mShort, sign(mShort.header), mShort.ct, short},
-		{"success-two-chunks", "success", "a full 64 KiB chunk and a 100-byte final chunk", mTwo, sign(mTwo.header), mTwo.ct, twoChunks},
-		{"bad-signature-other-member", "bad signature", "another member signed a header naming the author: forging content in their name", mShort, coffer.SignResourceHeader(mShort.header, otherSK), mShort.ct, nil},
-		{"bad-signature-modified-header", "bad signature", "the server raised the version in a signed header", mShort, modified, mShort.ct, nil},
-		{"wrong-group-content", "wrong group", "content encrypted for another group under the same key bytes, header signed for it", inGroup2, resign(inGroup2, inGroup2.ct), inGroup2.ct, nil},
-		{"wrong-group-header", "wrong group", "the server served a resource of another group", otherGroup, sign(otherGroup.header), otherGroup.ct, nil},
-		{"wrong-epoch-content", "wrong epoch", "content encrypted for epoch 4 under the same key bytes, header signed for epoch 5", atEpoch4, resign(atEpoch4, atEpoch4.ct), atEpoch4.ct, nil},
-		{"wrong-resource-content", "wrong resource", "content of another resource, header signed for this one", forRes2, resign(forRes2, forRes2.ct), forRes2.ct, nil},
-		{"wrong-resource-rewritten-stanza", "wrong resource", "content of another resource with the stanza's resource argument rewritten: the derived key still differs", forRes2, resign(forRes2, rewritten), rewritten, nil},
-		{"wrong-resource-header", "wrong resource", "the server served another resource, header and all", otherRes, sign(otherRes.header), otherRes.ct, nil},
-		{"truncated-header", "truncated", "cut inside the age header", mShort, sign(mShort.header), mShort.ct[:60], nil},
-		{"truncated-last-byte", "truncated", "the final chunk lost its last byte", mShort, sign(mShort.header), mShort.ct[:len(mShort.ct)-1], nil},
-		{"truncated-chunk-boundary", "truncated", "cut right after the first full chunk: the last-chunk flag is missing", mTwo, sign(mTwo.header), mTwo.ct[:firstChunkLen], nil},
-		{"tampered-chunk", "tampered chunk", "one bit of the payload flipped, honest header", mShort, sign(mShort.header), tamperedShort, nil},
-		{"tampered-chunk-resigned", "tampered chunk", "one bit of the payload flipped, header signed for the flipped bytes", mShort, resign(mShort, tamperedShort), tamperedShort, nil},
-		{"hash-mismatch-rollback", "hash mismatch", "version 1's ciphertext served with version 2's header: a valid age file, but not the signed one", mShort, sign(mShortV2.header), mShort.ct, nil},
-		{"hash-mismatch-trailing-data", "hash mismatch", "bytes appended after the signed size", mShort, sign(mShort.header), append(bytes.Clone(mShort.ct), "extra"...), nil},
+		{"success-empty", "success", "empty content: a single empty final chunk", hon(mEmpty), mEmpty.ct, []byte{}},
+		{"success-short", "success", "one short chunk", hon(mShort), mShort.ct, short},
+		{"success-two-chunks", "success", "a full 64 KiB chunk and a 100-byte final chunk", hon(mTwo), mTwo.ct, twoChunks},
+		{"success-trailing-data", "success", "bytes after the signed size are never read", hon(mShort), append(bytes.Clone(mShort.ct), "extra"...), short},
+		{"bad-signature-other-member", "bad signature", "another member signed a header naming the author: forging content in their name", otherSigner, mShort.ct, nil},
+		{"bad-signature-modified-header", "bad signature", "the server raised the version in a signed header", modified, mShort.ct, nil},
+		{"wrong-group-content", "wrong group", "content encrypted for another group under the same key bytes, header signed for it", rs(inGroup2, inGroup2.ct), inGroup2.ct, nil},
+		{"wrong-group-header", "wrong group", "the server served a resource of another group", hon(otherGroup), otherGroup.ct, nil},
+		{"wrong-epoch-content", "wrong epoch", "content encrypted for epoch 4 under the same key bytes, header signed for epoch 5", rs(atEpoch4, atEpoch4.ct), atEpoch4.ct, nil},
+		{"wrong-resource-content", "wrong resource", "content of another resource, header signed for this one", rs(forRes2, forRes2.ct), forRes2.ct, nil},
+		{"wrong-resource-rewritten-stanza", "wrong resource", "content of another resource with the stanza's resource argument rewritten: the derived key still differs", rs(forRes2, rewritten), rewritten, nil},
+		{"wrong-resource-header", "wrong resource", "the server served another resource, header and all", hon(otherRes), otherRes.ct, nil},
+		{"truncated-header", "truncated", "cut inside the age header", hon(mShort), mShort.ct[:60], nil},
+		{"truncated-last-byte", "truncated", "the final chunk lost its last byte", hon(mShort), mShort.ct[:len(mShort.ct)-1], nil},
+		{"truncated-chunk-boundary", "truncated", "cut right after the first full chunk", hon(mTwo), mTwo.ct[:firstChunkLen], nil},
+		{"tampered-chunk", "tampered chunk", "one bit of the payload flipped, honest header: the chunk does not match its leaf", hon(mShort), tamperedShort, nil},
+		{"tampered-chunk-resigned", "tampered chunk", "one bit of the payload flipped, tree and header signed for the flipped bytes: age's tag catches it", rs(mShort, tamperedShort), tamperedShort, nil},
+		{"chunk-hashes-rollback", "chunk hashes", "version 1's list and file served with version 2's header", signed{sign(mShortV2.header), mShort.list}, mShort.ct, nil},
+		{"chunk-hashes-forged-leaf", "chunk hashes", "one bit of a leaf hash flipped", signed{sign(mTwo.header), forgedList}, mTwo.ct, nil},
+		{"chunk-hashes-short-list", "chunk hashes", "the list lost its last leaf", signed{sign(mTwo.header), mTwo.list[:len(mTwo.list)-32]}, mTwo.ct, nil},
 	}
 
 	old, _ := filepath.Glob(filepath.Join(vectorDir, "*.txt"))
@@ -333,7 +361,7 @@ func writeVectors(t *testing.T) {
 			expect: c.expect, comment: c.comment,
 			key: key, group: group, epoch: epoch, resource: res,
 			authorKey: authorSK.Public().(ed25519.PublicKey),
-			header:    c.header, ciphertext: c.ct,
+			header:    c.s.h, chunkHashes: c.s.list, ciphertext: c.ct,
 		}
 		if c.plaintext != nil {
 			v.plaintextHash = ptHash(c.plaintext)
