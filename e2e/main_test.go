@@ -6,10 +6,13 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/hex"
+	"flag"
 	"fmt"
 	"os"
 	"regexp"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +28,17 @@ func TestMain(m *testing.M) { os.Exit(runSuite(m)) }
 // instead stopped and removed by its watchdog, which pgtest starts for
 // exactly this case, when this process exits.
 func runSuite(m *testing.M) int {
+	// The parallel tests here spend most of their time waiting on servers
+	// (log inclusion, retries, drains), not computing, so they may overlap
+	// more than GOMAXPROCS, go test's default. An explicit -parallel wins.
+	flag.Parse()
+	parallelSet := false
+	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
+	if !parallelSet {
+		if err := flag.Set("test.parallel", strconv.Itoa(max(4, runtime.GOMAXPROCS(0)))); err != nil {
+			panic(err)
+		}
+	}
 	code := m.Run()
 	cofferdtest.RemoveBuild()
 	logs := suiteLog.Bytes()

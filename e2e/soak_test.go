@@ -107,6 +107,10 @@ func TestSoakHonestConcurrency(t *testing.T) {
 	if testing.Short() {
 		t.Skip("soak: not in -short")
 	}
+	// It waits more than it computes, on servers of its own: it runs beside
+	// the other parallel tests so the suite stays well inside go test's
+	// default timeout.
+	t.Parallel()
 	const (
 		stable   = 12 // writers that stay members throughout
 		floating = 6  // writers the owner and admin remove and add back

@@ -87,6 +87,7 @@ func (p *refusalProxy) handler(srv *Server) http.Handler {
 // through, it is "unavailable". Either way the larger checkpoint is not
 // adopted.
 func TestLogConsistencyRefusal(t *testing.T) {
+	t.Parallel() // mostly waiting out retry backoffs, on a server of its own
 	ctx := context.Background()
 	srv := MustServer(t)
 	alice := MustClient(t, srv, "alice")
