@@ -258,14 +258,24 @@ func (s *GroupState) Apply(sc SignedCommit) error {
 	if err != nil {
 		return err
 	}
+	return s.applyParsed(c, sc.Hash(), func(key ed25519.PublicKey) bool {
+		return VerifySignature(key, LabelCommit, sc.Body, sc.Signature)
+	})
+}
+
+// applyParsed is Apply for a commit already parsed and hashed. signedBy
+// reports whether the commit's signature verifies under a key; it is asked
+// about exactly one key, the one the rules require, and nothing is applied
+// unless it says yes.
+func (s *GroupState) applyParsed(c *Commit, hash [32]byte, signedBy func(ed25519.PublicKey) bool) error {
 	key, err := s.authorize(c)
 	if err != nil {
 		return err
 	}
-	if !VerifySignature(key, LabelCommit, sc.Body, sc.Signature) {
+	if !signedBy(key) {
 		return signatureErr(c)
 	}
-	return s.apply(c, sc.Hash())
+	return s.apply(c, hash)
 }
 
 func signatureErr(c *Commit) error {
@@ -672,13 +682,24 @@ type parsedCommit struct {
 	c    *Commit
 	hash [32]byte
 	err  error
+	// The signature check done ahead of Apply: whether the signature
+	// verifies under key, the key the author is expected to hold.
+	key   ed25519.PublicKey
+	sigOK bool
 }
 
 // verifyWindow applies batch to s and returns the index and error of the
-// first commit that fails. It applies the commits in order before their
-// signatures are checked, then checks the signatures of every commit it
-// applied in parallel; an earlier bad signature wins over a later failure,
-// so the outcome equals applying them one by one.
+// first commit that fails, which is always the error that applying the
+// commits one by one with Apply gives.
+//
+// The expensive steps run ahead of the rules, on every core: parsing (which
+// validates X-Wing keys), hashing, and Ed25519 verification under the key
+// each author is expected to hold, which expectedAuthorKeys finds in one
+// cheap pass over the add ops. The rules then run in order, through the
+// same applyParsed as Apply, and a commit is applied only after its
+// signature verified under the key the rules name: the key checked ahead,
+// when it is the same key, or else (only in a chain that breaks a rule)
+// that key, checked then.
 func (s *GroupState) verifyWindow(batch []SignedCommit) (int, error) {
 	parsed := make([]parsedCommit, len(batch))
 	forEach(len(batch), func(i int) {
@@ -688,39 +709,68 @@ func (s *GroupState) verifyWindow(batch []SignedCommit) (int, error) {
 			p.hash = batch[i].Hash()
 		}
 	})
-
-	keys := make([]ed25519.PublicKey, len(batch))
-	failAt, checkSigs := len(batch), len(batch)
-	var failErr error
-	for i, p := range parsed {
-		if p.err != nil {
-			failAt, checkSigs, failErr = i, i, p.err
-			break
-		}
-		key, err := s.authorize(p.c)
-		if err != nil {
-			failAt, checkSigs, failErr = i, i, err
-			break
-		}
-		keys[i] = key
-		if err := s.apply(p.c, p.hash); err != nil {
-			// This commit's own signature decides between the two errors.
-			failAt, checkSigs, failErr = i, i+1, err
-			break
-		}
-	}
-
-	valid := make([]bool, checkSigs)
-	forEach(checkSigs, func(i int) {
-		valid[i] = VerifySignature(keys[i], LabelCommit, batch[i].Body, batch[i].Signature)
+	n := s.expectedAuthorKeys(parsed)
+	forEach(n, func(i int) {
+		p := &parsed[i]
+		p.sigOK = p.key != nil && VerifySignature(p.key, LabelCommit, batch[i].Body, batch[i].Signature)
 	})
-	if i := slices.Index(valid, false); i >= 0 {
-		return i, signatureErr(parsed[i].c)
-	}
-	if failErr != nil {
-		return failAt, failErr
+	return s.applyWindow(batch, parsed)
+}
+
+// applyWindow runs the rules over batch in order, with the results of the
+// checks done ahead in parsed, and stops at the first commit that fails.
+func (s *GroupState) applyWindow(batch []SignedCommit, parsed []parsedCommit) (int, error) {
+	for i := range parsed {
+		p := &parsed[i]
+		if p.err != nil {
+			return i, p.err
+		}
+		err := s.applyParsed(p.c, p.hash, func(key ed25519.PublicKey) bool {
+			if p.key != nil && bytes.Equal(key, p.key) {
+				return p.sigOK
+			}
+			return VerifySignature(key, LabelCommit, batch[i].Body, batch[i].Signature)
+		})
+		if err != nil {
+			return i, err
+		}
 	}
 	return 0, nil
+}
+
+// expectedAuthorKeys sets parsed[i].key to the signing key the author of
+// commit i holds if the chain so far is valid: the key of the author's
+// latest add, in s or in the commits before i (a genesis: its first op's).
+// It trusts nothing: the rules later compare it with the key they require.
+// It returns how many leading commits parsed.
+func (s *GroupState) expectedAuthorKeys(parsed []parsedCommit) int {
+	latest := make(map[AccountID]ed25519.PublicKey)
+	genesis := s.Seq == 0
+	for i := range parsed {
+		p := &parsed[i]
+		if p.err != nil {
+			return i
+		}
+		c := p.c
+		switch {
+		case genesis && i == 0:
+			if len(c.Ops) > 0 && c.Ops[0].Kind == OpAdd {
+				p.key = c.Ops[0].SigningKey
+			}
+		default:
+			if k, ok := latest[c.Author]; ok {
+				p.key = k
+			} else if m := s.Members[c.Author]; m != nil {
+				p.key = m.SigningKey
+			}
+		}
+		for _, op := range c.Ops {
+			if op.Kind == OpAdd {
+				latest[op.Member] = op.SigningKey
+			}
+		}
+	}
+	return len(parsed)
 }
 
 func atCommit(err error, seq uint64) error {
