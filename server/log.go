@@ -24,6 +24,7 @@ func (s *Server) logRoutes(r chi.Router) {
 	r.Get("/proof/inclusion", s.handleLogInclusion)
 	r.Get("/proof/consistency", s.handleLogConsistency)
 	r.Post("/proofs", s.handleLogProofs)
+	r.Post("/map/proofs", s.handleMapProofs)
 }
 
 func (s *Server) logService() (coffer.LogService, error) {

@@ -59,17 +59,23 @@ func appendLeaf(ctx context.Context, tx pgx.Tx, leaf []byte, account *coffer.Acc
 }
 
 // LogSigner signs checkpoints. *translog.Signer implements it. Ed25519
-// signatures are deterministic, so signing the same tree twice gives the
-// same note; IntegrateLog uses that to notice a changed key or origin.
+// signatures are deterministic, so signing the same checkpoint twice gives
+// the same note; IntegrateLog uses that to notice a changed key or origin.
 type LogSigner interface {
-	Sign(n int64, root tlog.Hash) (string, error)
+	Sign(cp translog.Checkpoint) (string, error)
 }
 
-// IntegrateLog integrates up to max pending leaves into the tree, stores
-// their hashes and a new signed checkpoint, all in one transaction, and
-// returns how many it integrated. With nothing pending it only re-signs the
-// current tree if the stored checkpoint is not signer's (first start, or a
-// new key or origin). Concurrent callers (replicas) take turns on the
+// DefaultCheckpointRefresh is how often IntegrateLog re-signs a tree that
+// did not grow, so that a quiet log's checkpoint still carries a recent
+// time for witnesses to cosign and clients to call fresh.
+const DefaultCheckpointRefresh = 10 * time.Second
+
+// IntegrateLog integrates up to max pending leaves into the tree and the
+// heads map, stores their hashes and a new signed checkpoint, all in one
+// transaction, and returns how many it integrated. With nothing pending it
+// re-signs the current tree only if the stored checkpoint is not signer's
+// (first start, or a new key or origin) or is older than
+// db.CheckpointRefresh. Concurrent callers (replicas) take turns on the
 // log_head row lock.
 func (db *DB) IntegrateLog(ctx context.Context, signer LogSigner, max int) (int, error) {
 	var n int
@@ -78,9 +84,12 @@ func (db *DB) IntegrateLog(ctx context.Context, signer LogSigner, max int) (int,
 			size       int64
 			rootBytes  []byte
 			checkpoint string
+			mapLogSize int64
+			mapSize    int64
+			signedAt   time.Time
 		)
-		if err := tx.QueryRow(ctx, `SELECT tree_size, root_hash, checkpoint FROM log_head FOR UPDATE`).
-			Scan(&size, &rootBytes, &checkpoint); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT tree_size, root_hash, checkpoint, map_log_size, map_size, updated_at FROM log_head FOR UPDATE`).
+			Scan(&size, &rootBytes, &checkpoint, &mapLogSize, &mapSize, &signedAt); err != nil {
 			return fmt.Errorf("log head: %w", err)
 		}
 		rows, err := tx.Query(ctx, `SELECT id, leaf_hash FROM log_entries
@@ -112,16 +121,24 @@ func (db *DB) IntegrateLog(ctx context.Context, signer LogSigner, max int) (int,
 			return err
 		}
 		if len(ids) == 0 {
-			root := tlog.Hash(rootBytes)
-			want, err := signer.Sign(size, root)
+			cp := translog.Checkpoint{Size: size, Root: tlog.Hash(rootBytes), MapSize: mapSize, Time: signedAt.Unix()}
+			if mapLogSize < size {
+				// A log from before the heads map: build the map first.
+				var err error
+				if cp.MapSize, cp.MapRoot, err = integrateMap(ctx, tx, mapLogSize, size, mapSize, size); err != nil {
+					return err
+				}
+			} else if cp.MapRoot, err = tlog.TreeHash(mapSize, &mapHashReader{ctx: ctx, q: tx, asOf: size, cache: map[int64]tlog.Hash{}}); err != nil {
+				return err
+			}
+			same, err := signer.Sign(cp)
 			if err != nil {
 				return err
 			}
-			if want == checkpoint {
+			if same == checkpoint && mapLogSize == size && db.now().Sub(signedAt) < db.checkpointRefresh() {
 				return nil
 			}
-			_, err = tx.Exec(ctx, `UPDATE log_head SET checkpoint = $1, updated_at = $2`, want, db.now())
-			return err
+			return db.storeCheckpoint(ctx, tx, signer, cp)
 		}
 
 		r := &hashReader{ctx: ctx, q: tx, cache: map[int64]tlog.Hash{}}
@@ -156,18 +173,45 @@ func (db *DB) IntegrateLog(ctx context.Context, signer LogSigner, max int) (int,
 			FROM unnest($1::bigint[], $2::bigint[]) AS v(id, idx) WHERE e.id = v.id`, ids, indexes); err != nil {
 			return err
 		}
-		note, err := signer.Sign(newSize, root)
-		if err != nil {
+		cp := translog.Checkpoint{Size: newSize, Root: root}
+		if cp.MapSize, cp.MapRoot, err = integrateMap(ctx, tx, mapLogSize, newSize, mapSize, newSize); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE log_head SET tree_size = $1, root_hash = $2, checkpoint = $3, updated_at = $4`,
-			newSize, root[:], note, db.now()); err != nil {
+		if err := db.storeCheckpoint(ctx, tx, signer, cp); err != nil {
 			return err
 		}
 		n = len(ids)
 		return nil
 	})
 	return n, err
+}
+
+func (db *DB) checkpointRefresh() time.Duration {
+	if db.CheckpointRefresh > 0 {
+		return db.CheckpointRefresh
+	}
+	return DefaultCheckpointRefresh
+}
+
+// storeCheckpoint signs cp at the current time and stores it as the head
+// and in log_checkpoints. The time is whole seconds, as the checkpoint
+// carries it, so that re-signing reproduces the stored note exactly.
+func (db *DB) storeCheckpoint(ctx context.Context, tx pgx.Tx, signer LogSigner, cp translog.Checkpoint) error {
+	now := db.now().Truncate(time.Second)
+	cp.Time = now.Unix()
+	note, err := signer.Sign(cp)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE log_head SET tree_size = $1, root_hash = $2, checkpoint = $3, updated_at = $4,
+		map_log_size = $1, map_size = $5`, cp.Size, cp.Root[:], note, now, cp.MapSize); err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO log_checkpoints (tree_size, map_size, checkpoint, cosigned, signed_at)
+		VALUES ($1, $2, $3, NULL, $4)
+		ON CONFLICT (tree_size) DO UPDATE SET map_size = $2, checkpoint = $3, cosigned = NULL, signed_at = $4`,
+		cp.Size, cp.MapSize, note, now)
+	return err
 }
 
 // querier is what hashReader needs of a transaction or connection.

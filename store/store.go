@@ -23,6 +23,9 @@ type DB struct {
 	pool *pgxpool.Pool
 	// Now is the clock. Tests replace it to exercise expiry.
 	Now func() time.Time
+	// CheckpointRefresh is how often an unchanged log is re-signed
+	// (DefaultCheckpointRefresh when zero).
+	CheckpointRefresh time.Duration
 }
 
 // Open connects to the database at url. It does not migrate.

@@ -223,3 +223,34 @@ type LogProofs struct {
 	Commits  []LogProof `json:"commits"`
 	Accounts []LogProof `json:"accounts"`
 }
+
+// MapKeyRef names one heads-map entry in a MapProofsRequest: an account, a
+// group, or a resource of a group.
+type MapKeyRef struct {
+	Kind     string             `json:"kind"` // "account", "group" or "resource"
+	Account  *coffer.AccountID  `json:"account,omitempty"`
+	Group    *coffer.GroupID    `json:"group,omitempty"`
+	Resource *coffer.ResourceID `json:"resource,omitempty"`
+}
+
+// MapProofsRequest asks for heads-map entries with their proofs in the map
+// of the signed checkpoint of log size Size.
+type MapProofsRequest struct {
+	Size int64       `json:"size"`
+	Keys []MapKeyRef `json:"keys"`
+}
+
+// MapProof is one answer: the entry (translog.MapEntry encoding), its index
+// in the map and its record proof, or Index -1 and nothing else when the
+// map of that checkpoint holds no entry for the key.
+type MapProof struct {
+	Index int64    `json:"index"`
+	Entry []byte   `json:"entry,omitempty"`
+	Proof [][]byte `json:"proof,omitempty"`
+}
+
+// MapProofs answers a MapProofsRequest in request order.
+type MapProofs struct {
+	Size   int64      `json:"size"`
+	Proofs []MapProof `json:"proofs"`
+}

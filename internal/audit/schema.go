@@ -155,11 +155,37 @@ var allowlist = map[string]map[string]column{
 		"hash":       {tBytea, Hash},
 	},
 	"log_head": {
-		"singleton":  {tBool, Bookkeeping},
+		"singleton":    {tBool, Bookkeeping},
+		"tree_size":    {tBigint, Bookkeeping},
+		"root_hash":    {tBytea, Hash},
+		"checkpoint":   {tText, SignedData},
+		"updated_at":   {tTS, Bookkeeping},
+		"map_log_size": {tBigint, Bookkeeping},
+		"map_size":     {tBigint, Bookkeeping},
+	},
+	// The heads map: public entries (ids, seqs, hashes of public data) and
+	// their tlog hashes.
+	"map_keys": {
+		"map_key":   {tBytea, Identifier},
+		"map_index": {tBigint, Bookkeeping},
+		"log_size":  {tBigint, Bookkeeping},
+	},
+	"map_entries": {
+		"map_index": {tBigint, Bookkeeping},
+		"log_size":  {tBigint, Bookkeeping},
+		"entry":     {tBytea, LogLeaf},
+	},
+	"map_hashes": {
+		"hash_index": {tBigint, Bookkeeping},
+		"log_size":   {tBigint, Bookkeeping},
+		"hash":       {tBytea, Hash},
+	},
+	"log_checkpoints": {
 		"tree_size":  {tBigint, Bookkeeping},
-		"root_hash":  {tBytea, Hash},
+		"map_size":   {tBigint, Bookkeeping},
 		"checkpoint": {tText, SignedData},
-		"updated_at": {tTS, Bookkeeping},
+		"cosigned":   {tText, SignedData},
+		"signed_at":  {tTS, Bookkeeping},
 	},
 }
 

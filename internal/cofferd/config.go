@@ -21,6 +21,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/translog"
 	"github.com/cofferhq/coffer/server"
+	"github.com/cofferhq/coffer/store"
 )
 
 // Config is cofferd's configuration, from flags and COFFER_* variables.
@@ -49,6 +50,7 @@ type Config struct {
 	UploadTTL            time.Duration
 	LogKeyFile           string
 	LogOrigin            string
+	CheckpointInterval   time.Duration
 
 	ProgressTimeout time.Duration
 	JSONBodyTimeout time.Duration
@@ -87,6 +89,7 @@ func (c *Config) flagSet(name string) *flag.FlagSet {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogKeyFile, "log-key", "", "PEM file of the Ed25519 key that signs transparency log checkpoints (required unless -dev, which uses DATA/log.key)")
+	fs.DurationVar(&c.CheckpointInterval, "checkpoint-interval", store.DefaultCheckpointRefresh, "re-sign the log's checkpoint at least this often even when nothing was written, so witnesses can attest it is fresh (clients refuse checkpoints older than their MaxStaleness)")
 	fs.StringVar(&c.LogOrigin, "log-origin", "", "origin line naming this deployment's transparency log (required unless -dev, which uses coffer.dev-<hostname>)")
 	fs.StringVar(&c.LogReplaceKey, "log-replace-key", "", "verifier key the stored log was signed under, to re-sign it under -log-key on purpose (see docs/OPERATIONS.md)")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve /metrics on this separate address only (default: /metrics on -addr)")
@@ -205,6 +208,9 @@ func (c *Config) Validate() error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		bad("-log-level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	if c.CheckpointInterval != 0 && (c.CheckpointInterval < time.Second || c.CheckpointInterval > time.Hour) {
+		bad("-checkpoint-interval %s: want between 1s and 1h", c.CheckpointInterval)
 	}
 	switch c.LogFormat {
 	case "", "text", "json":

@@ -534,7 +534,9 @@ func (m *Main) openDB(ctx context.Context) (*store.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to the database: %w", err)
 	}
-	return store.New(pool), nil
+	db := store.New(pool)
+	db.CheckpointRefresh = m.Config.CheckpointInterval
+	return db, nil
 }
 
 // drainQuiet is how long no request may be in flight before the listener

@@ -17,9 +17,12 @@
 //     the exact signed commit body and the author's signature. The label
 //     carries the version (v1); a later format gets a new label.
 //   - A checkpoint is the C2SP tlog-checkpoint text (origin line, decimal
-//     tree size, base64 root hash) in a signed note (golang.org/x/mod/sumdb/
-//     note) by the log's Ed25519 key. The key's name is the origin, so a
-//     checkpoint of one deployment never verifies as another's.
+//     tree size, base64 root hash) plus two extension lines, the heads map
+//     (headsmap.go) and the signing time, in a signed note (golang.org/x/
+//     mod/sumdb/note) by the log's Ed25519 key. The key's name is the
+//     origin, so a checkpoint of one deployment never verifies as another's.
+//   - Witnesses cosign checkpoints with C2SP tlog-cosignature/v1
+//     signatures (cosign.go), which carry the witness's own timestamp.
 package translog
 
 import (
@@ -200,48 +203,99 @@ func (l *Leaf) ParseCommit() (*coffer.Commit, error) {
 func RecordHash(leaf []byte) tlog.Hash { return tlog.RecordHash(leaf) }
 
 // Checkpoint is a log checkpoint: the origin, the tree size and the root
-// hash, in C2SP tlog-checkpoint form.
+// hash, in C2SP tlog-checkpoint form, with two extension lines that commit
+// to the current state (the heads map, see headsmap.go) and to the time the
+// log signed it:
+//
+//	<origin>
+//	<tree size>
+//	<base64 root hash>
+//	coffer-map <map size> <base64 map root>
+//	coffer-time <unix seconds>
 type Checkpoint struct {
-	Origin string
-	Size   int64
-	Root   tlog.Hash
+	Origin  string
+	Size    int64
+	Root    tlog.Hash
+	MapSize int64
+	MapRoot tlog.Hash
+	Time    int64 // Unix seconds
 }
 
-// Text returns the checkpoint body: origin, size and base64 root, each on its
-// own line. (tlog.FormatTree would hard-code the Go checksum database origin.)
+// Text returns the checkpoint body. (tlog.FormatTree would hard-code the Go
+// checksum database origin.)
 func (c Checkpoint) Text() string {
-	return c.Origin + "\n" + strconv.FormatInt(c.Size, 10) + "\n" + base64.StdEncoding.EncodeToString(c.Root[:]) + "\n"
+	return c.Origin + "\n" + strconv.FormatInt(c.Size, 10) + "\n" + base64.StdEncoding.EncodeToString(c.Root[:]) + "\n" +
+		"coffer-map " + strconv.FormatInt(c.MapSize, 10) + " " + base64.StdEncoding.EncodeToString(c.MapRoot[:]) + "\n" +
+		"coffer-time " + strconv.FormatInt(c.Time, 10) + "\n"
 }
 
-// ParseCheckpointText parses a checkpoint body. Extension lines after the
-// root are not used by Coffer and are refused.
+// SameTree reports whether c and o commit to the same log and the same
+// state; they may differ only in time. A witness never cosigns two
+// checkpoints of one size that are not SameTree.
+func (c Checkpoint) SameTree(o Checkpoint) bool {
+	return c.Origin == o.Origin && c.Size == o.Size && c.Root == o.Root && c.MapSize == o.MapSize && c.MapRoot == o.MapRoot
+}
+
+func parseCount(s string) (int64, bool) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil && n >= 0 && strconv.FormatInt(n, 10) == s
+}
+
+func parseHash(s string) (tlog.Hash, bool) {
+	var h tlog.Hash
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil || len(b) != tlog.HashSize || base64.StdEncoding.EncodeToString(b) != s {
+		return h, false
+	}
+	copy(h[:], b)
+	return h, true
+}
+
+// ParseCheckpointText parses a checkpoint body: exactly the five lines Text
+// writes, each in canonical form, so that one checkpoint has one encoding.
 func ParseCheckpointText(text string) (Checkpoint, error) {
 	var c Checkpoint
 	lines := strings.Split(text, "\n")
-	if len(lines) != 4 || lines[3] != "" {
-		return c, errors.New("translog: a checkpoint is exactly three lines")
+	if len(lines) != 6 || lines[5] != "" {
+		return c, errors.New("translog: a checkpoint is exactly five lines")
 	}
 	if lines[0] == "" {
 		return c, errors.New("translog: empty checkpoint origin")
 	}
-	n, err := strconv.ParseInt(lines[1], 10, 64)
-	if err != nil || n < 0 || strconv.FormatInt(n, 10) != lines[1] {
+	var ok bool
+	if c.Size, ok = parseCount(lines[1]); !ok {
 		return c, errors.New("translog: malformed checkpoint tree size")
 	}
-	root, err := base64.StdEncoding.DecodeString(lines[2])
-	if err != nil || len(root) != tlog.HashSize || base64.StdEncoding.EncodeToString(root) != lines[2] {
+	if c.Root, ok = parseHash(lines[2]); !ok {
 		return c, errors.New("translog: malformed checkpoint root hash")
 	}
-	c.Origin, c.Size = lines[0], n
-	copy(c.Root[:], root)
+	m := strings.Split(lines[3], " ")
+	if len(m) != 3 || m[0] != "coffer-map" {
+		return c, errors.New("translog: the fourth checkpoint line must be the heads map: coffer-map <size> <root>")
+	}
+	if c.MapSize, ok = parseCount(m[1]); !ok {
+		return c, errors.New("translog: malformed heads map size")
+	}
+	if c.MapRoot, ok = parseHash(m[2]); !ok {
+		return c, errors.New("translog: malformed heads map root")
+	}
+	t, found := strings.CutPrefix(lines[4], "coffer-time ")
+	if !found {
+		return c, errors.New("translog: the fifth checkpoint line must be the time: coffer-time <unix seconds>")
+	}
+	if c.Time, ok = parseCount(t); !ok {
+		return c, errors.New("translog: malformed checkpoint time")
+	}
+	c.Origin = lines[0]
 	return c, nil
 }
 
 // Signer signs checkpoints of one log.
 type Signer struct {
-	origin string
-	signer note.Signer
-	vkey   string
+	origin    string
+	signer    note.Signer
+	vkey      string
+	signerKey string
 }
 
 // NewSigner returns a signer for the log named origin with key. The note key
@@ -265,7 +319,7 @@ func NewSigner(origin string, key ed25519.PrivateKey) (*Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("translog: log origin %q: %w", origin, err)
 	}
-	return &Signer{origin: origin, signer: s, vkey: vkey}, nil
+	return &Signer{origin: origin, signer: s, vkey: vkey, signerKey: skey}, nil
 }
 
 // Origin returns the log's origin line.
@@ -274,10 +328,11 @@ func (s *Signer) Origin() string { return s.origin }
 // VerifierKey returns the note verifier key that clients and auditors pin.
 func (s *Signer) VerifierKey() string { return s.vkey }
 
-// Sign returns the signed note of the checkpoint of a tree of size n with
-// root hash root.
-func (s *Signer) Sign(n int64, root tlog.Hash) (string, error) {
-	msg, err := note.Sign(&note.Note{Text: Checkpoint{Origin: s.origin, Size: n, Root: root}.Text()}, s.signer)
+// Sign returns the signed note of cp under this log's origin (cp.Origin is
+// ignored and set).
+func (s *Signer) Sign(cp Checkpoint) (string, error) {
+	cp.Origin = s.origin
+	msg, err := note.Sign(&note.Note{Text: cp.Text()}, s.signer)
 	if err != nil {
 		return "", fmt.Errorf("translog: sign checkpoint: %w", err)
 	}

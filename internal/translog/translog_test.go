@@ -99,9 +99,11 @@ func TestCheckpointSignVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var root tlog.Hash
+	var root, mapRoot tlog.Hash
 	rand.Read(root[:])
-	note, err := s.Sign(42, root)
+	rand.Read(mapRoot[:])
+	in := translog.Checkpoint{Size: 42, Root: root, MapSize: 7, MapRoot: mapRoot, Time: 1_800_000_000}
+	note, err := s.Sign(in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,11 +111,12 @@ func TestCheckpointSignVerify(t *testing.T) {
 		t.Fatalf("checkpoint body is not origin, size, root:\n%s", note)
 	}
 	cp, err := v.Open(note)
-	if err != nil || cp.Size != 42 || cp.Root != root || cp.Origin != "coffer.example.com" {
+	in.Origin = "coffer.example.com"
+	if err != nil || cp != in {
 		t.Fatalf("Open = %+v, %v", cp, err)
 	}
 	// Signing is deterministic: the sequencer relies on it.
-	if again, _ := s.Sign(42, root); again != note {
+	if again, _ := s.Sign(in); again != note {
 		t.Fatal("signing the same tree twice gives different notes")
 	}
 	// Every changed byte of the note fails, or opens to exactly the same
@@ -136,13 +139,31 @@ func TestCheckpointSignVerify(t *testing.T) {
 	// Another key with the same origin does not verify.
 	_, other, _ := ed25519.GenerateKey(rand.Reader)
 	s2, _ := translog.NewSigner("coffer.example.com", other)
-	note2, _ := s2.Sign(42, root)
+	note2, _ := s2.Sign(in)
 	if _, err := v.Open(note2); err == nil {
 		t.Fatal("a checkpoint by another key verifies")
 	}
 	// The origin line must be the key's name.
-	if _, err := translog.ParseCheckpointText("coffer.example.com\n042\n" + strings.Split(note, "\n")[2] + "\n"); err == nil {
+	body := note[:strings.Index(note, "\n\n")+1]
+	if _, err := translog.ParseCheckpointText(strings.Replace(body, "\n42\n", "\n042\n", 1)); err == nil {
 		t.Fatal("a non-canonical size parses")
+	}
+	// The extension lines are required, exactly, and canonical.
+	for _, bad := range []string{
+		strings.Replace(body, "coffer-map 7 ", "coffer-map 07 ", 1),
+		strings.Replace(body, "coffer-map 7 ", "coffer-map  7 ", 1),
+		strings.Replace(body, "coffer-map", "coffer-mop", 1),
+		strings.Replace(body, "coffer-time 1800000000", "coffer-time -1", 1),
+		strings.Replace(body, "coffer-time 1800000000\n", "", 1),
+		strings.Replace(body, "coffer-time 1800000000\n", "coffer-time 1800000000\nextra\n", 1),
+		strings.Join(strings.Split(body, "\n")[:3], "\n") + "\n",
+	} {
+		if _, err := translog.ParseCheckpointText(bad); err == nil {
+			t.Errorf("malformed checkpoint parses:\n%s", bad)
+		}
+	}
+	if got, err := translog.ParseCheckpointText(body); err != nil || got != in {
+		t.Fatalf("ParseCheckpointText(Text) = %+v, %v", got, err)
 	}
 }
 
