@@ -154,8 +154,33 @@ func integrateMap(ctx context.Context, tx pgx.Tx, from, to, mapSize, newLogSize 
 		}
 	}
 
-	// Pass 3: apply in log order.
-	tree := translog.NewMapTree(mapSize, &mapHashReader{ctx: ctx, q: tx, asOf: newLogSize, cache: map[int64]tlog.Hash{}})
+	// Pass 3: apply in log order, with every stored hash the updates read
+	// fetched in one query: the siblings on each replaced entry's path, and
+	// the complete subtrees appends and the root read.
+	hr := &mapHashReader{ctx: ctx, q: tx, asOf: newLogSize, cache: map[int64]tlog.Hash{}}
+	appends := int64(0)
+	var need []int64
+	for _, c := range cur {
+		if c == nil {
+			appends++
+			continue
+		}
+		need = append(need, pathSiblings(c.index, mapSize)...)
+	}
+	need = append(need, translog.Frontier(mapSize)...)
+	if appends > 0 {
+		need = append(need, translog.Frontier(mapSize+appends)...)
+	}
+	if len(need) > 0 {
+		slices.Sort(need)
+		need = slices.Compact(need)
+		// Hashes that do not exist yet (subtrees the appends will complete)
+		// are simply not found; the tree writes them before reading them.
+		if err := hr.load(need); err != nil {
+			return 0, tlog.Hash{}, err
+		}
+	}
+	tree := translog.NewMapTree(mapSize, hr)
 	var newKeys [][]any
 	changed := map[int64]translog.MapEntry{}
 	for _, u := range updates {
@@ -208,6 +233,22 @@ func integrateMap(ctx context.Context, tx pgx.Tx, from, to, mapSize, newLogSize 
 		}
 	}
 	return tree.Size(), root, nil
+}
+
+// pathSiblings returns the stored-hash indexes of the complete subtrees
+// beside leaf i's path in a tree of size n: what replacing leaf i reads.
+func pathSiblings(i, n int64) []int64 {
+	var out []int64
+	for level := 0; level < 63; level++ {
+		k := i >> level
+		if (k+1)<<level > n {
+			break
+		}
+		if sib := k ^ 1; (sib+1)<<level <= n {
+			out = append(out, tlog.StoredHashIndex(level, sib))
+		}
+	}
+	return out
 }
 
 // MaxMapProofs caps the keys of one MapProofs call.
