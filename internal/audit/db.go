@@ -771,6 +771,10 @@ func (a *dbAudit) checkLog(ctx context.Context) error {
 	}
 	defer leaves.Close()
 	tree := newTreeBuilder()
+	// The heads map is a pure function of the leaves: rebuild it and
+	// compare it with the signed coffer-map line.
+	heads := translog.NewMemoryMap()
+	mapBroken := false
 	hashMismatch := 0
 	for leaves.Next() {
 		var (
@@ -797,6 +801,12 @@ func (a *dbAudit) checkLog(ctx context.Context) error {
 			a.r.Fail("log", obj, "stored leaf hash is not the hash of the stored leaf (a rewritten leaf)")
 		}
 		a.checkLeaf(obj, leaf, accountID, groupID, seq, ident, selfSig, body, sig)
+		if l, err := translog.ParseLeaf(leaf); err == nil && !mapBroken {
+			if err := heads.ApplyLeaf(idx, leaf, l); err != nil {
+				a.r.Fail("log", obj, "the heads map cannot take this leaf: %v", err)
+				mapBroken = true
+			}
+		}
 		stored, err := tree.append(rh)
 		if err != nil {
 			return err
@@ -846,6 +856,15 @@ func (a *dbAudit) checkLog(ctx context.Context) error {
 				tree.size, root[:4], cp.Size, cp.Root[:4])
 		}
 		a.r.count("log_checkpoint_size", cp.Size)
+		mapRoot, err := heads.Root()
+		if err != nil {
+			return err
+		}
+		if !mapBroken && cp.Size == tree.size && (cp.MapSize != heads.Size() || cp.MapRoot != mapRoot) {
+			a.r.Fail("log", "log_head.checkpoint", "the heads map recomputed from the leaves (%d entries, root %x) differs from the signed one (%d entries, root %x)",
+				heads.Size(), mapRoot[:4], cp.MapSize, cp.MapRoot[:4])
+		}
+		a.r.count("heads_map_entries", heads.Size())
 	}
 	return nil
 }

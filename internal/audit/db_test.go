@@ -2,6 +2,11 @@ package audit_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +18,7 @@ import (
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/cofferdtest"
 	"github.com/cofferhq/coffer/internal/pgtest"
+	"github.com/cofferhq/coffer/internal/translog"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -238,4 +244,53 @@ func TestDBPlantedViolations(t *testing.T) {
 			t.Fatalf("no %s finding naming %q:\n%s", tt.check, tt.want, b.String())
 		})
 	}
+}
+
+// TestDBHeadsMapMismatch: a checkpoint correctly signed by the log key whose
+// heads-map line is not the map of the leaves is a finding.
+func TestDBHeadsMapMismatch(t *testing.T) {
+	srv := cofferdtest.Start(t, nil)
+	story(t, srv)
+	srv.Main.Close()
+	db := mustConn(t, srv.DatabaseURL)
+	ctx := context.Background()
+	var text string
+	if err := db.QueryRow(ctx, `SELECT checkpoint FROM log_head`).Scan(&text); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := translog.NewVerifier(srv.LogKey())
+	cp, err := v.Open(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemBytes, err := os.ReadFile(filepath.Join(srv.DataDir, "log.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(pemBytes)
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := translog.NewSigner(cp.Origin, k.(ed25519.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp.MapRoot[0] ^= 1
+	forged, err := signer.Sign(cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(ctx, `UPDATE log_head SET checkpoint = $1`, forged); err != nil {
+		t.Fatal(err)
+	}
+	r := mustAudit(t, srv)
+	for _, f := range r.Findings {
+		if f.Check == "log" && strings.Contains(f.Message, "heads map recomputed from the leaves") {
+			return
+		}
+	}
+	var b strings.Builder
+	r.WriteText(&b)
+	t.Fatalf("no finding about the heads map:\n%s", b.String())
 }
