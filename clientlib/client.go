@@ -347,24 +347,39 @@ func (c *Client) accessToken(ctx context.Context) (string, error) {
 // nil). With auth, it attaches an access token and, on a 401, refreshes the
 // session once and retries.
 func (c *Client) call(ctx context.Context, method, path string, auth bool, in, out any) error {
-	var body []byte
+	var newBody func() io.Reader
 	if in != nil {
-		var err error
-		if body, err = json.Marshal(in); err != nil {
+		body, err := json.Marshal(in)
+		if err != nil {
 			return err
 		}
+		newBody = func() io.Reader { return bytes.NewReader(body) }
 	}
+	return c.do(ctx, method, path, auth, newBody, "application/json", func(resp *http.Response) error {
+		return readResponse(resp, out)
+	})
+}
+
+// do is call with the body and the response left to the caller: newBody,
+// when not nil, makes the JSON request body (once more for the retry after
+// a 401, so a body streamed while it is produced can be produced again),
+// accept is the Accept header, and read consumes the response.
+func (c *Client) do(ctx context.Context, method, path string, auth bool, newBody func() io.Reader, accept string, read func(*http.Response) error) error {
 	for attempt := 0; ; attempt++ {
 		ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
-		req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, bytes.NewReader(body))
+		var body io.Reader = http.NoBody
+		if newBody != nil {
+			body = newBody()
+		}
+		req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, body)
 		if err != nil {
 			cancel()
 			return err
 		}
-		if in != nil {
+		if newBody != nil {
 			req.Header.Set("Content-Type", "application/json")
 		}
-		req.Header.Set("Accept", "application/json")
+		req.Header.Set("Accept", accept)
 		if auth {
 			tok, err := c.accessToken(ctx)
 			if err != nil {
@@ -378,7 +393,7 @@ func (c *Client) call(ctx context.Context, method, path string, auth bool, in, o
 			cancel()
 			return coffer.Errorf(coffer.EUNAVAILABLE, "cannot reach the server: %v", err)
 		}
-		err = readResponse(resp, out)
+		err = read(resp)
 		cancel()
 		if auth && attempt == 0 && coffer.ErrorCode(err) == coffer.EUNAUTHORIZED {
 			c.mu.Lock()

@@ -3,6 +3,8 @@ package clientlib
 import (
 	"context"
 	"fmt"
+	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -116,25 +118,76 @@ func (c *Client) commitPager(g coffer.GroupID, want uint64) (*pager[[32]byte], e
 }
 
 // commitPage reads the page of g's commits after seq. A commit is known
-// by its hash: the same commit served on two pages is refused.
+// by its hash: the same commit served on two pages is refused. It asks for
+// the compact encoding (api.CommitPageType) and takes JSON too.
 func (c *Client) commitPage(ctx context.Context, p *pager[[32]byte], g coffer.GroupID, after uint64) ([]coffer.SignedCommit, error) {
-	var page api.CommitList
+	var commits []coffer.SignedCommit
 	path := "/v1/groups/" + g.String() + "/commits?limit=" + strconv.Itoa(commitPageSize) + "&after=" + strconv.FormatUint(after, 10)
-	if err := c.call(ctx, http.MethodGet, path, true, nil, &page); err != nil {
+	err := c.do(ctx, http.MethodGet, path, true, nil, api.CommitPageType+", application/json;q=0.5", func(resp *http.Response) (err error) {
+		commits, err = readCommitPage(resp)
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
-	if err := p.page(len(page.Commits), commitPageSize); err != nil {
+	if err := p.page(len(commits), commitPageSize); err != nil {
 		return nil, err
 	}
-	commits := make([]coffer.SignedCommit, 0, len(page.Commits))
-	for _, pc := range page.Commits {
-		sc := coffer.SignedCommit{Body: pc.Body, Signature: pc.Signature}
+	for _, sc := range commits {
 		if err := p.item(sc.Hash()); err != nil {
 			return nil, err
 		}
-		commits = append(commits, sc)
 	}
 	return commits, nil
+}
+
+// readCommitPage decodes a page of commits in either encoding. A page
+// larger than commitPageSize is left to the pager to refuse.
+func readCommitPage(resp *http.Response) ([]coffer.SignedCommit, error) {
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); resp.StatusCode != http.StatusOK || mt != api.CommitPageType {
+		var page api.CommitList
+		if err := readResponse(resp, &page); err != nil {
+			return nil, err
+		}
+		commits := make([]coffer.SignedCommit, len(page.Commits))
+		for i, pc := range page.Commits {
+			commits[i] = coffer.SignedCommit{Body: pc.Body, Signature: pc.Signature}
+		}
+		return commits, nil
+	}
+	defer resp.Body.Close()
+	data, err := readBounded(resp, maxResponse)
+	if err != nil {
+		return nil, err
+	}
+	commits, err := api.ParseCommitPage(data, commitPageSize+1)
+	if err != nil {
+		return nil, coffer.Errorf(coffer.EUNAVAILABLE, "malformed response from server: %v", err)
+	}
+	return commits, nil
+}
+
+// readBounded reads a response body of at most max bytes, in one
+// allocation when the server states its length.
+func readBounded(resp *http.Response, max int64) ([]byte, error) {
+	if resp.ContentLength > max {
+		return nil, coffer.Errorf(coffer.EUNAVAILABLE, "response from server is %d bytes, over the limit of %d", resp.ContentLength, max)
+	}
+	if resp.ContentLength >= 0 {
+		data := make([]byte, resp.ContentLength)
+		if _, err := io.ReadFull(resp.Body, data); err != nil {
+			return nil, coffer.Errorf(coffer.EUNAVAILABLE, "reading response from server: %v", err)
+		}
+		return data, nil
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
+	if err != nil {
+		return nil, coffer.Errorf(coffer.EUNAVAILABLE, "reading response from server: %v", err)
+	}
+	if int64(len(data)) > max {
+		return nil, coffer.Errorf(coffer.EUNAVAILABLE, "response from server is over the limit of %d bytes", max)
+	}
+	return data, nil
 }
 
 // describe names an item in an error: hashes in hex, ids as they print.
