@@ -1,0 +1,185 @@
+package coffer
+
+import (
+	"crypto/ed25519"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"crypto/subtle"
+
+	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
+)
+
+// Suite v2 signatures are hybrid: an Ed25519 signature and an ML-DSA-65
+// signature (FIPS 204, circl's sign/mldsa/mldsa65) over the same
+// domain-separated message, SignedMessage(label, body). ML-DSA additionally
+// takes the label as its context string, so the post-quantum half binds
+// the purpose twice. A hybrid signature verifies only when both halves
+// verify: it stays unforgeable as long as either scheme does, so a future
+// quantum adversary who can forge Ed25519 still cannot sign, and a flaw in
+// the young ML-DSA implementations still leaves Ed25519 standing.
+//
+// Encodings are fixed-size concatenations, Ed25519 half first:
+//
+//	public key: ed25519 [32] ‖ ml-dsa-65 [1952]   (HybridPublicKeySize)
+//	signature:  ed25519 [64] ‖ ml-dsa-65 [3309]   (HybridSignatureSize)
+//
+// They carry no version byte of their own: every structure that holds one
+// (an account link, a suite v2 commit or header) starts with its own
+// version, which names the suite and so the sizes.
+//
+// A key pair comes from one 32-byte seed. HKDF-SHA256 (no salt: the seed
+// is uniformly random) expands it under two labels into the Ed25519 seed
+// and the ML-DSA-65 seed (its ξ), so a device, or a recovery kit, stores one
+// secret and re-derives both halves.
+
+// Suite v2 sizes.
+const (
+	SuiteV2 = 2
+
+	HybridPublicKeySize = ed25519.PublicKeySize + mldsa65.PublicKeySize // 1984
+	HybridSignatureSize = ed25519.SignatureSize + mldsa65.SignatureSize // 3373
+	HybridSeedSize      = 32
+)
+
+// Labels of suite v2 that derive hybrid keys. The HKDF info strings are
+// labels like every other domain separator.
+const (
+	LabelHybridSeedEd25519 = "coffer/v2/hybrid-seed/ed25519"
+	LabelHybridSeedMLDSA   = "coffer/v2/hybrid-seed/ml-dsa-65"
+)
+
+// HybridPublicKey is a parsed suite v2 signing key. Its zero value is not a
+// key: get one from ParseHybridPublicKey or HybridPrivateKey.Public.
+type HybridPublicKey struct {
+	raw *[HybridPublicKeySize]byte
+	ml  *mldsa65.PublicKey // expanded once: expansion costs about 0.1 ms
+}
+
+// HybridPrivateKey is a suite v2 signing key pair.
+type HybridPrivateKey struct {
+	ed  ed25519.PrivateKey
+	ml  *mldsa65.PrivateKey
+	pub HybridPublicKey
+}
+
+// NewHybridKeyFromSeed derives a key pair from a 32-byte seed. The same seed
+// always gives the same key pair.
+func NewHybridKeyFromSeed(seed []byte) (*HybridPrivateKey, error) {
+	if len(seed) != HybridSeedSize {
+		return nil, Errorf(EINVALID, "hybrid key seed must be %d bytes, got %d", HybridSeedSize, len(seed))
+	}
+	edSeed := deriveKey(seed, LabelHybridSeedEd25519, ed25519.SeedSize)
+	mlSeed := deriveKey(seed, LabelHybridSeedMLDSA, mldsa65.SeedSize)
+	ed := ed25519.NewKeyFromSeed(edSeed)
+	mlPub, mlPriv := mldsa65.NewKeyFromSeed((*[mldsa65.SeedSize]byte)(mlSeed))
+	raw := new([HybridPublicKeySize]byte)
+	copy(raw[:ed25519.PublicKeySize], ed[ed25519.SeedSize:])
+	mlPub.Pack((*[mldsa65.PublicKeySize]byte)(raw[ed25519.PublicKeySize:]))
+	clear(edSeed)
+	clear(mlSeed)
+	return &HybridPrivateKey{ed: ed, ml: mlPriv, pub: HybridPublicKey{raw: raw, ml: mlPub}}, nil
+}
+
+// deriveKey is HKDF-SHA256 of a uniformly random secret under a label.
+func deriveKey(secret []byte, label string, n int) []byte {
+	k, err := hkdf.Key(sha256.New, secret, nil, label, n)
+	if err != nil {
+		// Only an output longer than 255 hash lengths fails.
+		panic("coffer: hkdf: " + err.Error())
+	}
+	return k
+}
+
+// Public returns the public half.
+func (k *HybridPrivateKey) Public() HybridPublicKey { return k.pub }
+
+// Sign signs body for the purpose named by label. The ML-DSA half is hedged
+// (FIPS 204's default: fresh randomness mixed into a deterministic nonce),
+// which keeps a fault or a weak random source from leaking the key.
+func (k *HybridPrivateKey) Sign(label string, body []byte) []byte {
+	return k.sign(label, body, true)
+}
+
+func (k *HybridPrivateKey) sign(label string, body []byte, hedged bool) []byte {
+	msg := SignedMessage(label, body)
+	sig := make([]byte, HybridSignatureSize)
+	copy(sig, ed25519.Sign(k.ed, msg))
+	// SignTo fails only for a context over 255 bytes, or when crypto/rand
+	// fails, which it never does; every label is short.
+	if err := mldsa65.SignTo(k.ml, msg, []byte(label), hedged, sig[ed25519.SignatureSize:]); err != nil {
+		panic("coffer: ml-dsa-65 sign: " + err.Error())
+	}
+	return sig
+}
+
+// ParseHybridPublicKey parses the fixed-size encoding of a hybrid public
+// key. It checks the Ed25519 half with CheckSigningKey (canonical, not of
+// small order). Every 1952-byte string is the canonical encoding of some
+// ML-DSA-65 public key, so that half needs no check beyond its length.
+// The key does not alias b.
+func ParseHybridPublicKey(b []byte) (HybridPublicKey, error) {
+	if len(b) != HybridPublicKeySize {
+		return HybridPublicKey{}, Errorf(EINVALID, "hybrid signing key must be %d bytes, got %d", HybridPublicKeySize, len(b))
+	}
+	if err := CheckSigningKey(b[:ed25519.PublicKeySize]); err != nil {
+		return HybridPublicKey{}, err
+	}
+	raw := new([HybridPublicKeySize]byte)
+	copy(raw[:], b)
+	ml := new(mldsa65.PublicKey)
+	ml.Unpack((*[mldsa65.PublicKeySize]byte)(raw[ed25519.PublicKeySize:]))
+	return HybridPublicKey{raw: raw, ml: ml}, nil
+}
+
+// Bytes returns the encoding of k, or nil for the zero value.
+func (k HybridPublicKey) Bytes() []byte {
+	if k.raw == nil {
+		return nil
+	}
+	return append([]byte(nil), k.raw[:]...)
+}
+
+// IsZero reports whether k is the zero value, which is no key.
+func (k HybridPublicKey) IsZero() bool { return k.raw == nil }
+
+// Equal reports whether k and o are the same key.
+func (k HybridPublicKey) Equal(o HybridPublicKey) bool {
+	if k.raw == nil || o.raw == nil {
+		return k.raw == o.raw
+	}
+	return subtle.ConstantTimeCompare(k.raw[:], o.raw[:]) == 1
+}
+
+// Ed25519 returns the Ed25519 half, for the places that still speak suite
+// v1 (and for point checks).
+func (k HybridPublicKey) Ed25519() ed25519.PublicKey {
+	if k.raw == nil {
+		return nil
+	}
+	return ed25519.PublicKey(append([]byte(nil), k.raw[:ed25519.PublicKeySize]...))
+}
+
+// Verify checks that sig is k's hybrid signature of body under label. The
+// error says which check failed (its size, the Ed25519 half, the ML-DSA-65
+// half); both halves are always checked, and either failing fails the
+// signature. The error is an *Error with code EINVALID.
+func (k HybridPublicKey) Verify(label string, body, sig []byte) error {
+	if k.raw == nil {
+		return Errorf(EINVALID, "no hybrid signing key")
+	}
+	if len(sig) != HybridSignatureSize {
+		return Errorf(EINVALID, "hybrid signature must be %d bytes, got %d", HybridSignatureSize, len(sig))
+	}
+	msg := SignedMessage(label, body)
+	edOK := ed25519.Verify(ed25519.PublicKey(k.raw[:ed25519.PublicKeySize]), msg, sig[:ed25519.SignatureSize])
+	mlOK := mldsa65.Verify(k.ml, msg, []byte(label), sig[ed25519.SignatureSize:])
+	switch {
+	case !edOK && !mlOK:
+		return Errorf(EINVALID, "hybrid signature: neither the Ed25519 half nor the ML-DSA-65 half verifies")
+	case !edOK:
+		return Errorf(EINVALID, "hybrid signature: the Ed25519 half does not verify")
+	case !mlOK:
+		return Errorf(EINVALID, "hybrid signature: the ML-DSA-65 half does not verify")
+	}
+	return nil
+}
