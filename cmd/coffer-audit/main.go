@@ -4,6 +4,8 @@
 //	coffer-audit db --database-url URL [--log-key KEY]
 //	coffer-audit log --server URL --state DIR [--log-key KEY]
 //	coffer-audit canary --server URL --database-url URL --data DIR
+//	coffer-audit witness keygen --name NAME --key-file FILE
+//	coffer-audit witness serve --listen ADDR --state DIR --key-file FILE --log-key KEY --log-url URL
 //
 // Each prints a human summary (or, with --json, a JSON report) on stdout,
 // progress on stderr, and exits 0 only when the audit is clean: 1 when it
@@ -69,6 +71,7 @@ is untrusted by design.
           appends, and every entry verifies.
   canary  runs a workload with its own clients and searches the database,
           the blob store and the server log for every secret they made.
+  witness runs a cosigning witness that cofferd pushes checkpoints to.
 
 The exit status is 0 only when the audit is clean, 1 when it found
 something, and 2 when it could not run. See docs/AUDIT.md.`,
@@ -164,7 +167,7 @@ Every hit is printed; a clean run has none.`,
 	canaryCmd.Flags().StringVar(&pgDump, "pg-dump", "", "pg_dump binary (default: pg_dump on PATH, then /usr/bin/pg_dump)")
 	canaryCmd.Flags().StringVar(&logKey, "log-key", "", "note verifier key of the log, for the canary's clients")
 
-	root.AddCommand(dbCmd, logCmd, canaryCmd)
+	root.AddCommand(dbCmd, logCmd, canaryCmd, witnessCommand(stdout, stderr))
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(stderr, "coffer-audit:", err)
 		return exitError

@@ -1,0 +1,300 @@
+package witness
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/translog"
+)
+
+// Rule names a reason to refuse a checkpoint. They are stable: they appear in
+// the Coffer-Witness-Refusal header and in cofferd's log.
+type Rule string
+
+const (
+	RuleLeaf       Rule = "leaf"        // a leaf does not parse
+	RuleIdentity   Rule = "identity"    // an identity does not verify or is registered twice
+	RuleChain      Rule = "chain"       // a commit is refused by coffer.VerifyChain
+	RuleDuplicate  Rule = "duplicate"   // a second commit for one (group, seq)
+	RuleAddedKey   Rule = "added-key"   // an added member's keys are not its logged identity
+	RuleMap        Rule = "map"         // the heads map line is not the map the leaves produce
+	RuleLeaves     Rule = "leaves"      // the served leaves do not hash to the checkpoint's root
+	RuleTime       Rule = "time"        // the checkpoint's time goes backwards or is in the future
+	RuleSameSize   Rule = "same-size"   // a checkpoint of the cosigned size that is not the same tree
+	RuleConsistent Rule = "consistency" // the consistency proof does not verify
+)
+
+// Refusal is a checkpoint the witness will not cosign, and why.
+type Refusal struct {
+	Rule   Rule
+	Reason string
+}
+
+func (r *Refusal) Error() string { return "witness refuses: " + string(r.Rule) + ": " + r.Reason }
+
+func refuse(rule Rule, format string, args ...any) *Refusal {
+	return &Refusal{Rule: rule, Reason: fmt.Sprintf(format, args...)}
+}
+
+// identity is what the witness keeps of a registered account.
+type identity struct {
+	Handle        coffer.Handle
+	SigningKey    []byte
+	EncryptionKey [32]byte // SHA-256 of the X-Wing key, which is 1,216 bytes
+}
+
+// replay is the state the log's leaves produce: the identities, the group
+// chains, the heads map and the log tree's frontier. It is what the witness
+// checks each new leaf against. A replay that refused a leaf is left
+// half-applied; the caller throws it away (see Witness.restore).
+type replay struct {
+	size       int64 // leaves applied
+	frontier   map[int64]tlog.Hash
+	identities map[coffer.AccountID]identity
+	handles    map[coffer.Handle]coffer.AccountID
+	groups     map[coffer.GroupID]*coffer.GroupState
+	heads      *translog.MemoryMap
+	mapKeys    []translog.MapKey // in map index order, to rebuild heads
+}
+
+func newReplay() *replay {
+	return &replay{
+		frontier:   map[int64]tlog.Hash{},
+		identities: map[coffer.AccountID]identity{},
+		handles:    map[coffer.Handle]coffer.AccountID{},
+		groups:     map[coffer.GroupID]*coffer.GroupState{},
+		heads:      translog.NewMemoryMap(),
+	}
+}
+
+// ReadHashes implements tlog.HashReader over the frontier: the only stored
+// hashes that appending to the tree and hashing its root read.
+func (r *replay) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	for i, x := range indexes {
+		h, ok := r.frontier[x]
+		if !ok {
+			return nil, fmt.Errorf("witness: log hash %d is not in the frontier", x)
+		}
+		out[i] = h
+	}
+	return out, nil
+}
+
+// root is the log tree's root hash.
+func (r *replay) root() (tlog.Hash, error) { return tlog.TreeHash(r.size, r) }
+
+// leafRules checks and applies one parsed leaf by kind. New leaf kinds add
+// an entry here.
+var leafRules = map[translog.Kind]func(r *replay, index int64, l *translog.Leaf) *Refusal{
+	translog.KindIdentity: (*replay).applyIdentity,
+	translog.KindCommit:   (*replay).applyCommit,
+}
+
+// apply checks leaf index (raw) against everything before it and applies it
+// to the identities, the chains, the heads map and the tree.
+func (r *replay) apply(index int64, raw []byte) *Refusal {
+	if index != r.size {
+		return refuse(RuleLeaves, "leaf %d served where leaf %d was expected", index, r.size)
+	}
+	l, err := translog.ParseLeaf(raw)
+	if err != nil {
+		return refuse(RuleLeaf, "log leaf %d: %v", index, err)
+	}
+	rule, ok := leafRules[l.Kind]
+	if !ok {
+		return refuse(RuleLeaf, "log leaf %d is of kind %s, which this witness does not know", index, l.Kind)
+	}
+	if ref := rule(r, index, l); ref != nil {
+		return ref
+	}
+	key := mapKeyOf(l)
+	_, known := r.heads.Entry(key)
+	if err := r.heads.ApplyLeaf(index, raw, l); err != nil {
+		return refuse(RuleMap, "log leaf %d: %v", index, err)
+	}
+	if !known {
+		r.mapKeys = append(r.mapKeys, key)
+	}
+	hs, err := tlog.StoredHashesForRecordHash(index, translog.RecordHash(raw), r)
+	if err != nil {
+		return refuse(RuleLeaves, "log leaf %d: %v", index, err)
+	}
+	base := tlog.StoredHashIndex(0, index)
+	for j, h := range hs {
+		r.frontier[base+int64(j)] = h
+	}
+	r.size++
+	r.trimFrontier()
+	return nil
+}
+
+// trimFrontier drops the stored hashes that no later append or root reads.
+func (r *replay) trimFrontier() {
+	keep := translog.Frontier(r.size)
+	if len(r.frontier) <= 2*len(keep) {
+		return
+	}
+	kept := make(map[int64]tlog.Hash, len(keep))
+	for _, x := range keep {
+		kept[x] = r.frontier[x]
+	}
+	r.frontier = kept
+}
+
+func mapKeyOf(l *translog.Leaf) translog.MapKey {
+	if l.Kind == translog.KindIdentity {
+		return translog.AccountKey(l.Account)
+	}
+	return translog.GroupKey(l.Group)
+}
+
+// applyIdentity: the identity verifies under its own key, and suite v1
+// registers an account once and a handle once.
+func (r *replay) applyIdentity(index int64, l *translog.Leaf) *Refusal {
+	id, err := l.VerifyIdentity()
+	if err != nil {
+		return refuse(RuleIdentity, "log leaf %d: the identity of account %s does not verify: %s", index, l.Account, coffer.ErrorMessage(err))
+	}
+	if _, dup := r.identities[l.Account]; dup {
+		return refuse(RuleIdentity, "log leaf %d registers account %s a second time", index, l.Account)
+	}
+	if other, dup := r.handles[id.Handle]; dup {
+		return refuse(RuleIdentity, "log leaf %d registers handle %s to %s; it is registered to %s", index, id.Handle, l.Account, other)
+	}
+	r.identities[l.Account] = identity{Handle: id.Handle, SigningKey: bytes.Clone(id.SigningKey), EncryptionKey: sha256.Sum256(id.EncryptionKey)}
+	r.handles[id.Handle] = l.Account
+	return nil
+}
+
+// applyCommit: exactly one commit per (group, seq); the commit verifies
+// through coffer.VerifyChain from the group's previous state; and every
+// member it adds is added with the keys of its logged identity (so the
+// server cannot slip a key of its own into a group).
+func (r *replay) applyCommit(index int64, l *translog.Leaf) *Refusal {
+	c, err := l.ParseCommit()
+	if err != nil {
+		return refuse(RuleChain, "log leaf %d: commit %d of group %s: %s", index, l.Seq, l.Group, coffer.ErrorMessage(err))
+	}
+	prev := r.groups[l.Group]
+	if prev != nil && l.Seq <= prev.Seq {
+		return refuse(RuleDuplicate, "log leaf %d is a second commit %d of group %s", index, l.Seq, l.Group)
+	}
+	trusted := prev
+	if trusted == nil {
+		trusted = &coffer.GroupState{Group: l.Group}
+	}
+	next, err := coffer.VerifyChain(trusted, []coffer.SignedCommit{l.Commit})
+	if err != nil {
+		return refuse(RuleChain, "log leaf %d: group %s: %s", index, l.Group, coffer.ErrorMessage(err))
+	}
+	if _, ok := r.identities[c.Author]; !ok {
+		return refuse(RuleAddedKey, "log leaf %d: commit %d of group %s is by %s, whose identity is not in the log", index, c.Seq, l.Group, c.Author)
+	}
+	for _, op := range c.Ops {
+		if op.Kind != coffer.OpAdd {
+			continue
+		}
+		id, ok := r.identities[op.Member]
+		if !ok {
+			return refuse(RuleAddedKey, "log leaf %d: commit %d of group %s adds %s (%s), whose identity is not in the log", index, c.Seq, l.Group, op.Member, op.Handle)
+		}
+		if id.Handle != op.Handle || !bytes.Equal(id.SigningKey, op.SigningKey) || id.EncryptionKey != sha256.Sum256(op.EncryptionKey) {
+			return refuse(RuleAddedKey, "log leaf %d: commit %d of group %s adds %s (%s) with keys that are not its logged identity", index, c.Seq, l.Group, op.Member, op.Handle)
+		}
+	}
+	r.groups[l.Group] = next
+	return nil
+}
+
+// checkMap compares the checkpoint's coffer-map line with the map the leaves
+// produced.
+func (r *replay) checkMap(cp translog.Checkpoint) *Refusal {
+	root, err := r.heads.Root()
+	if err != nil {
+		return refuse(RuleMap, "%v", err)
+	}
+	if cp.MapSize != r.heads.Size() || cp.MapRoot != root {
+		return refuse(RuleMap, "the checkpoint of size %d names a heads map of %d entries that is not the map its leaves produce (%d entries)", cp.Size, cp.MapSize, r.heads.Size())
+	}
+	return nil
+}
+
+// snapshot is the encoding of a replay on disk.
+type snapshot struct {
+	Size       int64
+	Frontier   map[int64]tlog.Hash
+	Identities map[coffer.AccountID]identity
+	Groups     map[coffer.GroupID][]byte // GroupState.MarshalBinary
+	MapEntries [][]byte                  // MapEntry encodings in map index order
+}
+
+func (r *replay) snapshot() (*snapshot, error) {
+	s := &snapshot{Size: r.size, Frontier: map[int64]tlog.Hash{}, Identities: r.identities, Groups: make(map[coffer.GroupID][]byte, len(r.groups))}
+	for _, x := range translog.Frontier(r.size) {
+		s.Frontier[x] = r.frontier[x]
+	}
+	for g, st := range r.groups {
+		b, err := st.MarshalBinary()
+		if err != nil {
+			return nil, err
+		}
+		s.Groups[g] = b
+	}
+	for _, k := range r.mapKeys {
+		e, ok := r.heads.Entry(k)
+		if !ok {
+			return nil, fmt.Errorf("witness: map key %s has no entry", k)
+		}
+		s.MapEntries = append(s.MapEntries, e.Marshal())
+	}
+	return s, nil
+}
+
+func (s *snapshot) restore() (*replay, error) {
+	r := newReplay()
+	r.size = s.Size
+	if s.Frontier != nil {
+		r.frontier = s.Frontier
+	}
+	for _, x := range translog.Frontier(r.size) {
+		if _, ok := r.frontier[x]; !ok {
+			return nil, errors.New("witness state: the log frontier is incomplete")
+		}
+	}
+	if s.Identities != nil {
+		r.identities = s.Identities
+	}
+	for a, id := range r.identities {
+		if other, dup := r.handles[id.Handle]; dup {
+			return nil, fmt.Errorf("witness state: handle %s held by %s and %s", id.Handle, a, other)
+		}
+		r.handles[id.Handle] = a
+	}
+	for g, b := range s.Groups {
+		st := new(coffer.GroupState)
+		if err := st.UnmarshalBinary(b); err != nil {
+			return nil, fmt.Errorf("witness state: group %s: %w", g, err)
+		}
+		r.groups[g] = st
+	}
+	for i, b := range s.MapEntries {
+		e, err := translog.ParseMapEntry(b)
+		if err != nil {
+			return nil, fmt.Errorf("witness state: map entry %d: %w", i, err)
+		}
+		if _, dup := r.heads.Entry(e.Key); dup {
+			return nil, fmt.Errorf("witness state: map entry %d repeats %s", i, e.Key)
+		}
+		if err := r.heads.Put(e); err != nil {
+			return nil, err
+		}
+		r.mapKeys = append(r.mapKeys, e.Key)
+	}
+	return r, nil
+}
