@@ -96,7 +96,7 @@ func TestKillNineMidCosign(t *testing.T) {
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(1, 2))
 
-	known := map[tlog.Hash][][]byte{}        // root → the leaves of every tree sent
+	known := map[tlog.Hash][][]byte{}           // root → the leaves of every tree sent
 	cosigned := map[int64]translog.Checkpoint{} // size → what a 200 answer vouched for
 	maxCosigned := int64(-1)
 	kills, answered := 0, 0
