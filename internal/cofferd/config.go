@@ -62,6 +62,9 @@ type Config struct {
 	// given on purpose to move the log to -log-key (docs/OPERATIONS.md).
 	LogReplaceKey string
 
+	// Witnesses are the -witness URL=KEY flags (witnesses.go).
+	Witnesses WitnessFlags
+
 	LogFormat       string
 	MetricsAddr     string
 	TrustedProxies  string
@@ -92,6 +95,7 @@ func (c *Config) flagSet(name string) *flag.FlagSet {
 	fs.DurationVar(&c.CheckpointInterval, "checkpoint-interval", store.DefaultCheckpointRefresh, "re-sign the log's checkpoint at least this often even when nothing was written, so witnesses can attest it is fresh (clients refuse checkpoints older than their MaxStaleness)")
 	fs.StringVar(&c.LogOrigin, "log-origin", "", "origin line naming this deployment's transparency log (required unless -dev, which uses coffer.dev-<hostname>)")
 	fs.StringVar(&c.LogReplaceKey, "log-replace-key", "", "verifier key the stored log was signed under, to re-sign it under -log-key on purpose (see docs/OPERATIONS.md)")
+	fs.Var(&c.Witnesses, "witness", "URL=KEY of a witness to push each signed checkpoint to (repeatable; KEY is its cosignature verifier key, from coffer-audit witness keygen)")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve /metrics on this separate address only (default: /metrics on -addr)")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For / Forwarded headers name the client")
 	fs.IntVar(&c.DBMaxConns, "db-max-conns", 0, "most PostgreSQL connections in the pool (default: pgx's, max(4, CPUs))")

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cofferhq/coffer"
@@ -116,7 +117,11 @@ type sequencer struct {
 	poke   chan struct{}
 	done   chan struct{}
 	cancel context.CancelFunc
+	// afterWrite runs after a pass that a write woke (the witness pusher).
+	afterWrite atomic.Pointer[func()]
 }
+
+func (s *sequencer) setAfterWrite(f func()) { s.afterWrite.Store(&f) }
 
 func startSequencer(db *store.DB, signer store.LogSigner, logger *slog.Logger) (*sequencer, error) {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -162,14 +167,18 @@ func (s *sequencer) run(ctx context.Context) {
 	t := time.NewTicker(sequencerInterval)
 	defer t.Stop()
 	for {
+		poked := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.poke:
+			poked = true
 		case <-t.C:
 		}
 		if err := s.integrate(ctx); err != nil && ctx.Err() == nil {
 			s.logger.Warn("transparency log: integration failed; retrying", "err", err)
+		} else if f := s.afterWrite.Load(); poked && f != nil {
+			(*f)()
 		}
 	}
 }

@@ -54,6 +54,8 @@ type Main struct {
 	stopGC   func()           // stops the garbage collector, if running
 	logKey   string           // note verifier key of the transparency log
 	seq      *sequencer       // integrates the transparency log
+	pusher   *witnessPusher   // pushes checkpoints to the witnesses, if any
+	devWit   *devWitness      // dev mode's co-located witness
 	lock     *dataLock        // dev mode: the data directory is ours
 	srv      *server.Server
 	metrics  *metricsListener // -metrics-addr, when set
@@ -339,11 +341,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.registry = prometheus.NewRegistry()
 	m.registry.MustRegister(newCofferdCollector(m.db))
 	m.gc = newGCMetrics(m.registry)
+	if err := m.setupWitnesses(); err != nil {
+		return err
+	}
 	srv, err := server.New(cfg, server.Services{
 		Accounts:  pokingAccounts{m.db, m.seq.Poke},
 		Auth:      m.db,
 		Groups:    pokingGroups{m.db, m.seq.Poke},
-		Log:       m.db,
+		Log:       m.logService(),
 		Resources: m.db,
 		Blobs:     m.blobs,
 		Ready: func(ctx context.Context) error {
@@ -389,6 +394,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		m.metrics.serve(srv.MetricsHandler(), m.logger)
 	}
 	m.startCollector()
+	if err := m.startWitnesses(); err != nil {
+		return err
+	}
 	m.logger.Info("listening", "url", m.URL(), "origins", strings.Join(cfg.Origins, ","), "schema_version", want,
 		"log_origin", m.Config.LogOrigin, "log_key", m.logKey)
 	return nil
@@ -455,6 +463,14 @@ func (m *Main) tlsConfig() (*tls.Config, error) {
 // mode, PostgreSQL.
 func (m *Main) Close() error {
 	var errs []error
+	if m.pusher != nil {
+		m.pusher.Stop()
+		m.pusher = nil
+	}
+	if m.devWit != nil {
+		errs = append(errs, m.devWit.stop())
+		m.devWit = nil
+	}
 	if m.http != nil {
 		// New requests on open connections get 503 (clients retry);
 		// those in flight have -shutdown-timeout to finish.

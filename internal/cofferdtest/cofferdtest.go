@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -25,6 +26,7 @@ type Server struct {
 	Main        *cofferd.Main
 	DatabaseURL string
 	DataDir     string
+	Witnesses   []*Witness
 }
 
 // URL is the server's base URL.
@@ -44,6 +46,9 @@ type Options struct {
 	// Stderr receives the server log (default: discarded; the log file is
 	// DataDir/cofferd.log either way).
 	Stderr io.Writer
+	// Witnesses is how many witnesses to start (in this process, each with
+	// its own key and state) and configure cofferd with (-witness).
+	Witnesses int
 }
 
 // WriteKey writes a fresh Ed25519 PKCS#8 PEM key file in dir.
@@ -96,9 +101,18 @@ func Start(tb testing.TB, opts *Options) *Server {
 	if m.Config.LogOrigin == "" {
 		m.Config.LogOrigin = "coffer.test"
 	}
+	var ws []*Witness
+	if opts.Witnesses > 0 {
+		logKey := logVerifierKey(tb, m.Config.LogKeyFile, m.Config.LogOrigin)
+		for i := range opts.Witnesses {
+			w := StartWitness(tb, fmt.Sprintf("witness-%d.test", i+1), logKey, "http://"+ln.Addr().String())
+			ws = append(ws, w)
+			m.Config.Witnesses = append(m.Config.Witnesses, cofferd.WitnessFlag{URL: w.URL, Key: w.Key})
+		}
+	}
 	if err := m.Run(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { m.Close() })
-	return &Server{Main: m, DatabaseURL: url, DataDir: dir}
+	return &Server{Main: m, DatabaseURL: url, DataDir: dir, Witnesses: ws}
 }
