@@ -3,8 +3,10 @@ package e2e_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/clientlib"
+	"github.com/cofferhq/coffer/internal/translog"
 )
 
 func TestRegisterLoginLookup(t *testing.T) {
@@ -163,12 +166,19 @@ func TestDevMode(t *testing.T) {
 			RecordKeyFileSecret(t, filepath.Join(data, file), kind)
 		}
 	}
+	recordWitnessKeySecret(t, filepath.Join(data, "witness.key"))
 	ks := NewCanaryKeyStore()
 	c := MustNewClient(t, url, ks)
 	if err := c.Register(ctx, "devuser"); err != nil {
 		t.Fatalf("register: %v", err)
 	}
 	id := c.AccountID()
+	// Dev mode runs a co-located witness, says it is for development only,
+	// and serves the checkpoint with its cosignature.
+	if log := first.log.String(); !strings.Contains(log, "co-located witness") || !strings.Contains(log, "for development only") {
+		t.Fatalf("the dev log does not say that its witness is for development only:\n%s", log)
+	}
+	waitDevCosigned(t, url, data, 1)
 	first.stop(t, data)
 
 	second := startDev(t, bin, data, addr)
@@ -182,7 +192,61 @@ func TestDevMode(t *testing.T) {
 	if err != nil || a.ID != id {
 		t.Fatalf("after restart, devuser is %v, %v; want account %s", a, err, id)
 	}
+	// The dev witness kept its state: it cosigns the restarted server's
+	// checkpoints, which extend the ones it cosigned before.
+	waitDevCosigned(t, url, data, 1)
 	second.stop(t, data)
+}
+
+// recordWitnessKeySecret records the seed of a witness signer key file
+// (PRIVATE+KEY+name+hash+base64(alg ‖ seed)) for the suite's log scan.
+func recordWitnessKeySecret(t *testing.T, file string) {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.SplitN(strings.TrimSpace(string(b)), "+", 5)
+	seed, err := base64.StdEncoding.DecodeString(parts[len(parts)-1])
+	if len(parts) != 5 || err != nil || len(seed) != 33 {
+		t.Fatalf("%s is not a witness signer key", file)
+	}
+	RecordSecret("dev witness key", seed[1:])
+}
+
+// waitDevCosigned waits until the dev server serves a checkpoint of at least
+// size leaves cosigned by the witness whose key is DATA/witness.pub.
+func waitDevCosigned(t *testing.T, url, data string, size int64) {
+	t.Helper()
+	logKey, err1 := os.ReadFile(filepath.Join(data, "log.pub"))
+	wkey, err2 := os.ReadFile(filepath.Join(data, "witness.pub"))
+	if err1 != nil || err2 != nil {
+		t.Fatalf("dev mode keys: %v %v", err1, err2)
+	}
+	lv, err := translog.NewVerifier(string(logKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wv, err := translog.NewWitnessVerifier(string(wkey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(url + "/v1/log/checkpoint")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			c, err := translog.OpenCosigned(string(b), lv, []*translog.WitnessVerifier{wv})
+			if err == nil && c.Checkpoint.Size >= size && len(c.Witnessed) == 1 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no checkpoint of size >= %d cosigned by the dev witness (last: %v)", size, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // mustBuildCofferd builds ./cmd/cofferd into a temporary directory.

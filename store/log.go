@@ -195,7 +195,10 @@ func (db *DB) checkpointRefresh() time.Duration {
 
 // storeCheckpoint signs cp at the current time and stores it as the head
 // and in log_checkpoints. The time is whole seconds, as the checkpoint
-// carries it, so that re-signing reproduces the stored note exactly.
+// carries it, so that re-signing reproduces the stored note exactly. A
+// re-signature of the same tree keeps the row's cosigned note (of the same
+// tree, at an earlier time) until the witnesses cosign the new one
+// (cosign.go), so a cosigned checkpoint of the newest tree stays at hand.
 func (db *DB) storeCheckpoint(ctx context.Context, tx pgx.Tx, signer LogSigner, cp translog.Checkpoint) error {
 	now := db.now().Truncate(time.Second)
 	cp.Time = now.Unix()
@@ -209,7 +212,8 @@ func (db *DB) storeCheckpoint(ctx context.Context, tx pgx.Tx, signer LogSigner, 
 	}
 	_, err = tx.Exec(ctx, `INSERT INTO log_checkpoints (tree_size, map_size, checkpoint, cosigned, signed_at)
 		VALUES ($1, $2, $3, NULL, $4)
-		ON CONFLICT (tree_size) DO UPDATE SET map_size = $2, checkpoint = $3, cosigned = NULL, signed_at = $4`,
+		ON CONFLICT (tree_size) DO UPDATE SET map_size = $2, checkpoint = $3, signed_at = $4,
+			cosigned = CASE WHEN log_checkpoints.map_size = $2 THEN log_checkpoints.cosigned END`,
 		cp.Size, cp.MapSize, note, now)
 	return err
 }
