@@ -770,12 +770,17 @@ type ResourceReader struct {
 	body     io.ReadCloser
 	pt       io.Reader
 	done     int64
+	want     int64 // the plaintext bytes this read returns in all
 	progress func(done, total int64)
 	err      error
 }
 
 // Resource returns the verified description of what is being read.
 func (rr *ResourceReader) Resource() *Resource { return rr.res }
+
+// Len is how many bytes of plaintext the reader returns in all: the
+// resource's size, or the length of the range asked for.
+func (rr *ResourceReader) Len() int64 { return rr.want }
 
 func (rr *ResourceReader) Read(p []byte) (int, error) {
 	if rr.err != nil {
@@ -790,15 +795,15 @@ func (rr *ResourceReader) Read(p []byte) (int, error) {
 	n, err := rr.pt.Read(p)
 	rr.done += int64(n)
 	if rr.progress != nil && n > 0 {
-		rr.progress(rr.done, rr.res.Meta.Size)
+		rr.progress(rr.done, rr.want)
 	}
 	switch {
 	case err == nil:
 		return n, nil
 	case err == io.EOF:
-		if rr.done != rr.res.Meta.Size {
+		if rr.done != rr.want {
 			// The author signed metadata that contradicts the content.
-			rr.err = inGroup(coffer.Security("resource", fmt.Errorf("%d bytes of content, the signed metadata says %d; discard them", rr.done, rr.res.Meta.Size)), rr.res.Group, rr.res.ID)
+			rr.err = inGroup(coffer.Security("resource", fmt.Errorf("%d bytes of content, the signed metadata says %d; discard them", rr.done, rr.want)), rr.res.Group, rr.res.ID)
 			return n, rr.err
 		}
 		rr.err = io.EOF
@@ -826,7 +831,7 @@ func (c *Client) fileKeyObserver() []content.Option {
 // error when the ciphertext was wrong, and an EUNAVAILABLE error when the
 // connection failed.
 func contentError(err error) error {
-	for _, e := range []error{content.ErrWrongKey, content.ErrTampered, content.ErrTruncated, content.ErrChunkHashes} {
+	for _, e := range []error{content.ErrWrongKey, content.ErrTampered, content.ErrTruncated, content.ErrChunkHashes, content.ErrRange} {
 		if errors.Is(err, e) {
 			return coffer.Security("resource", err)
 		}
@@ -864,7 +869,7 @@ func (c *Client) GetWithOptions(ctx context.Context, g coffer.GroupID, id coffer
 		if err != nil {
 			return nil, inGroup(err, g, id)
 		}
-		return &ResourceReader{ctx: ctx, res: vr.res, body: body, pt: pt, progress: opts.Progress}, nil
+		return &ResourceReader{ctx: ctx, res: vr.res, body: body, pt: pt, want: vr.res.Meta.Size, progress: opts.Progress}, nil
 	}
 }
 

@@ -87,6 +87,15 @@ func TestCLIStory(t *testing.T) {
 	if out := alice.ok(t, "get", "project x", "plan.bin"); out != mustRead(t, plan) {
 		t.Fatal("alice's get of plan.bin to stdout differs from what bob put")
 	}
+	// Verified range reads, inclusive as HTTP ranges, or to the end.
+	if out := alice.ok(t, "get", "project x", "plan.bin", "--range", "70000-200000"); out != mustRead(t, plan)[70000:200001] {
+		t.Fatal("alice's get --range 70000-200000 differs from those bytes of what bob put")
+	}
+	if out := alice.ok(t, "get", "project x", "plan.bin", "--range", "300000-"); out != mustRead(t, plan)[300000:] {
+		t.Fatal("alice's get --range 300000- differs from the end of what bob put")
+	}
+	code, _, stderr = alice.run(t, "get", "project x", "plan.bin", "--range", "9-3")
+	wantExit(t, code, cliUsage, stderr)
 
 	// alice removes bob, then puts a new file that bob must not read.
 	alice.ok(t, "group", "remove", "project x", "bob", "--yes")

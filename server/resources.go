@@ -47,6 +47,7 @@ func (s *Server) resourceRoutes(r chi.Router) {
 		r.Get("/", s.handleGetResource)
 		r.Delete("/", s.handleDeleteResource)
 		r.Get("/content", s.handleResourceContent)
+		r.Get("/chunks", s.handleResourceChunks)
 		r.Post("/versions", s.handleReplaceResource)
 	})
 }

@@ -198,6 +198,22 @@ func TestStory(t *testing.T) {
 	if getP.done.Load() != int64(len(data)) || getP.total.Load() != int64(len(data)) {
 		t.Fatalf("get progress: %d of %d", getP.done.Load(), getP.total.Load())
 	}
+	// Verified range reads: a seek into the middle, to the end, and cut at
+	// the end.
+	for _, rg := range [][2]int64{{100_000, 70_000}, {250_000, -1}, {300<<10 - 10, 1000}, {0, 0}} {
+		got, err := bob.GetRange(g, res.ID, rg[0], rg[1], nil, nil)
+		end := int64(len(data))
+		if rg[1] >= 0 {
+			end = min(end, rg[0]+rg[1])
+		}
+		if err != nil || !bytes.Equal(got, data[rg[0]:end]) {
+			t.Fatalf("bob's range %d+%d: %d bytes, %v", rg[0], rg[1], len(got), err)
+		}
+	}
+	_, err = bob.GetRange(g, res.ID, int64(len(data))+1, 10, nil, nil)
+	wantCode(t, err, mobile.CodeInvalid)
+	_, err = bob.GetRange(g, res.ID, 0, mobile.MaxGetBytes+1, nil, nil)
+	wantCode(t, err, mobile.CodeTooLarge)
 
 	// Files both ways.
 	dir := t.TempDir()

@@ -346,3 +346,43 @@ func (c *Client) Delete(groupID, resourceID string) (err error) {
 	}
 	return wrap(cl.Delete(bg(), g, id), nil)
 }
+
+// GetRange downloads, verifies and decrypts plaintext bytes [offset,
+// offset+length) of a resource (length -1: to the end; a range past the end
+// is cut there) and returns them, at most MaxGetBytes (CodeTooLarge beyond).
+// Only the chunks that hold the range travel, each proven against the
+// author's signed chunk tree before it is decrypted, so a player can seek
+// in a large video. CodeSecurity: a chunk, its proof or the header was
+// tampered with; nothing is returned. progress and cancel may be nil.
+func (c *Client) GetRange(groupID, resourceID string, offset, length int64, progress Progress, cancel *Cancel) (b []byte, err error) {
+	defer guard(&err)
+	o := newOp(cancel)
+	defer o.cancel()
+	if length < -1 {
+		return nil, newError(CodeInvalid, "length must be -1 (to the end) or at least 0, not %d", length)
+	}
+	if length > MaxGetBytes {
+		return nil, newError(CodeTooLarge, "GetRange returns at most %d bytes, not %d", MaxGetBytes, length)
+	}
+	cl, err := c.lib()
+	if err != nil {
+		return nil, err
+	}
+	g, id, err := parseIDs(groupID, resourceID)
+	if err != nil {
+		return nil, err
+	}
+	rr, err := cl.GetRangeWithOptions(o.ctx, g, id, offset, length, &clientlib.RangeOptions{Progress: o.progress(progress)})
+	if err != nil {
+		return nil, o.wrap(err)
+	}
+	defer rr.Close()
+	if rr.Len() > MaxGetBytes {
+		return nil, newError(CodeTooLarge, "the range has %d bytes; GetRange returns at most %d", rr.Len(), MaxGetBytes)
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, rr.Len()+bytes.MinRead))
+	if _, err := io.Copy(buf, rr); err != nil {
+		return nil, o.wrap(err)
+	}
+	return buf.Bytes(), nil
+}

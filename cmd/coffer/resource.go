@@ -7,6 +7,8 @@ import (
 	"mime"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -225,7 +227,7 @@ FILE "-" reads standard input.`,
 }
 
 func (a *app) getCmd() *cobra.Command {
-	var output string
+	var output, span string
 	cmd := &cobra.Command{
 		Use:   "get GROUP RESOURCE",
 		Short: "Download, verify and decrypt a resource",
@@ -236,9 +238,14 @@ goes. RESOURCE is a resource id or a name unique in the group.
 With -o FILE, the plaintext goes to a temporary file next to FILE, which is
 renamed to FILE only once the whole stream verified: FILE never holds
 unverified data. Without -o it goes to stdout as it verifies; if get then
-fails, discard what it wrote.`,
+fails, discard what it wrote.
+
+With --range START-END, only plaintext bytes START to END (inclusive, from
+0; "START-" means to the end) are fetched: the chunks that hold them, each
+proven against the author's signed chunk tree before any of it is written.`,
 		Example: `  coffer get "project x" report.pdf -o report.pdf
-  coffer get "project x" 9f1c…-… > copy.bin`,
+  coffer get "project x" 9f1c…-… > copy.bin
+  coffer get "project x" film.mkv --range 943718400-944766975 > part.bin`,
 		Args:              exactArgs(2),
 		ValidArgsFunction: a.completeArgs(argGroup, argResource),
 		RunE: a.groupAction(func(ctx context.Context, c *clientlib.Client, g coffer.GroupID, args []string) error {
@@ -247,7 +254,17 @@ fails, discard what it wrote.`,
 				return err
 			}
 			progress, done := a.progressBar("decrypting")
-			rr, err := c.GetWithOptions(ctx, g, id, &clientlib.GetOptions{Progress: progress})
+			var rr *clientlib.ResourceReader
+			if span != "" {
+				start, length, perr := parseRange(span)
+				if perr != nil {
+					done()
+					return perr
+				}
+				rr, err = c.GetRangeWithOptions(ctx, g, id, start, length, &clientlib.RangeOptions{Progress: progress})
+			} else {
+				rr, err = c.GetWithOptions(ctx, g, id, &clientlib.GetOptions{Progress: progress})
+			}
 			if err != nil {
 				done()
 				return err
@@ -276,12 +293,31 @@ fails, discard what it wrote.`,
 					Output string `json:"output"`
 				}{resourceOf(res), output})
 			}
-			a.notice("wrote %s (%d bytes, from %s, epoch %d)", output, res.Meta.Size, res.AuthorHandle, res.Epoch)
+			a.notice("wrote %s (%d bytes, from %s, epoch %d)", output, rr.Len(), res.AuthorHandle, res.Epoch)
 			return nil
 		}),
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "write to FILE, only once fully verified (default: stdout)")
+	cmd.Flags().StringVar(&span, "range", "", "only plaintext bytes START-END (inclusive; START- to the end), each chunk verified")
 	return cmd
+}
+
+// parseRange parses START-END (inclusive) or START- into an offset and a
+// length (-1: to the end).
+func parseRange(s string) (start, length int64, err error) {
+	a, b, ok := strings.Cut(s, "-")
+	start, err1 := strconv.ParseInt(a, 10, 64)
+	if !ok || err1 != nil || start < 0 {
+		return 0, 0, usagef("--range wants START-END or START- with byte offsets from 0, not %q", s)
+	}
+	if b == "" {
+		return start, -1, nil
+	}
+	end, err2 := strconv.ParseInt(b, 10, 64)
+	if err2 != nil || end < start {
+		return 0, 0, usagef("--range wants START-END with END at least START (both inclusive), not %q", s)
+	}
+	return start, end - start + 1, nil
 }
 
 // writeVerified copies r to a temporary file in dest's directory and

@@ -514,7 +514,9 @@ func (r *Reader) readBatch() {
 		count, final, want = uint64(complete), false, complete*encChunkSize
 	}
 	if count > 0 {
-		good, ptLen, hashBad := openBatch(r.aead, r.hashes, r.next, r.ct[:want], r.pt, int(count), final)
+		first := int(r.next) + 1
+		proven := func(j int, chunk []byte) bool { return r.hashes.leafOK(first+j, chunk) }
+		good, ptLen, hashBad := openBatch(r.aead, proven, r.next, r.ct[:want], r.pt, int(count), final)
 		r.pending = r.pt[:ptLen]
 		if good < int(count) {
 			why := "does not authenticate under the file key"

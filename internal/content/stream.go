@@ -113,20 +113,21 @@ func sealBatch(a cipher.AEAD, first uint64, pt, out []byte, final bool, leaves [
 }
 
 // openBatch checks and opens the chunks of ct (each encChunkSize long but
-// the last, which ends ct) starting at chunk index first, against leaves
-// from leaf index first+1. Chunk first+count-1 is final when final is set.
+// the last, which ends ct) starting at chunk index first; proven(j, chunk)
+// says whether the j-th of them is proven against the signed tree (its leaf
+// is first+1+j). Chunk first+count-1 is final when final is set.
 // It writes the plaintext to pt and returns how many chunks, from the
 // first, checked and opened, with the plaintext length of those, and
 // whether the first bad chunk (if any) failed its hash rather than its
 // AEAD.
-func openBatch(a cipher.AEAD, c *ChunkHashes, first uint64, ct, pt []byte, count int, final bool) (good, ptLen int, hashBad bool) {
+func openBatch(a cipher.AEAD, proven func(j int, chunk []byte) bool, first uint64, ct, pt []byte, count int, final bool) (good, ptLen int, hashBad bool) {
 	type result struct{ ok, hashOK bool }
 	res := make([]result, count)
 	parallel(count, func(j int) {
 		lo := j * encChunkSize
 		hi := min(lo+encChunkSize, len(ct))
 		chunk := ct[lo:hi]
-		if !c.leafOK(int(first)+1+j, chunk) {
+		if !proven(j, chunk) {
 			return
 		}
 		res[j].hashOK = true
