@@ -74,7 +74,9 @@ const (
 	witnessPushInterval = time.Second
 	// witnessRetryBackoff is how long a witness that failed is left alone.
 	witnessRetryBackoff = 5 * time.Second
-	witnessTimeout      = 30 * time.Second
+	// witnessTimeout bounds one push; a witness catching up replays the
+	// whole backlog in the first one.
+	witnessTimeout = 2 * time.Minute
 	// witnessLiveWindow: a witness that cosigned within it is live, and the
 	// served checkpoint must carry its cosignature (see witnessedLog). It
 	// spans a few re-signatures (store.DefaultCheckpointRefresh).
@@ -84,6 +86,7 @@ const (
 
 type witnessTarget struct {
 	url      string
+	shown    string // url without any password, for the log
 	v        *translog.WitnessVerifier
 	size     int64     // the witness's size as last learned; -1 before
 	pushed   string    // the last note it cosigned
@@ -127,7 +130,7 @@ func newWitnessPusher(db *store.DB, logKey string, ws []WitnessFlag, logger *slo
 		if err != nil {
 			return nil, err
 		}
-		p.targets = append(p.targets, &witnessTarget{url: w.URL, v: v, size: -1})
+		p.targets = append(p.targets, &witnessTarget{url: w.URL, shown: redactURL(w.URL), v: v, size: -1})
 	}
 	p.pushes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "coffer_witness_pushes_total",
 		Help: "Checkpoints pushed to witnesses, by witness and result (cosigned, conflict, refused, fork, error)."}, []string{"witness", "result"})
@@ -230,7 +233,7 @@ func (p *witnessPusher) pushOne(ctx context.Context, t *witnessTarget, note stri
 		t.lastFail = p.now()
 		p.mu.Unlock()
 		p.pushes.WithLabelValues(name, result).Inc()
-		p.logger.Warn("witness: "+msg, append([]any{"witness", name, "url", t.url, "size", cp.Size}, args...)...)
+		p.logger.Warn("witness: "+msg, append([]any{"witness", name, "url", t.shown, "size", cp.Size}, args...)...)
 		return ""
 	}
 	for attempt := 0; attempt < 3; attempt++ {
@@ -349,6 +352,14 @@ func (p *witnessPusher) countCosignatures(note string) int {
 	return len(c.Witnessed)
 }
 
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}
+
 func noteBody(note string) string {
 	body, _, _ := strings.Cut(note, "\n\n")
 	return body
@@ -441,11 +452,12 @@ func (m *Main) startWitnesses() error {
 			if err := m.devWit.start(m, m.URL()); err != nil {
 				return fmt.Errorf("dev witness: %w", err)
 			}
-			m.pusher.targets[len(m.pusher.targets)-1].url = m.devWit.url
+			t := m.pusher.targets[len(m.pusher.targets)-1]
+			t.url, t.shown = m.devWit.url, m.devWit.url
 		}
 	}
 	for _, t := range m.pusher.targets {
-		m.logger.Info("witness configured", "witness", t.v.Name(), "url", t.url)
+		m.logger.Info("witness configured", "witness", t.v.Name(), "url", t.shown)
 	}
 	m.pusher.start()
 	return nil

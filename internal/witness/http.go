@@ -1,6 +1,7 @@
 package witness
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -36,7 +37,9 @@ func (w *Witness) handleAdd(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, err.Error(), http.StatusBadRequest)
 		return
 	}
-	line, err := w.AddCheckpoint(r.Context(), old, proof, signed)
+	// The replay goes on if the caller gives up waiting: what it verifies is
+	// kept, so a witness catching up with a long log converges over pushes.
+	line, err := w.AddCheckpoint(context.WithoutCancel(r.Context()), old, proof, signed)
 	var (
 		conflict *ConflictError
 		status   *StatusError

@@ -113,7 +113,11 @@ func (r *replay) apply(index int64, raw []byte) *Refusal {
 	if ref := rule(r, index, l); ref != nil {
 		return ref
 	}
-	key := mapKeyOf(l)
+	u, err := translog.LeafUpdate(index, raw, l)
+	if err != nil {
+		return refuse(RuleMap, "log leaf %d: %v", index, err)
+	}
+	key := u.Key
 	_, known := r.heads.Entry(key)
 	if err := r.heads.ApplyLeaf(index, raw, l); err != nil {
 		return refuse(RuleMap, "log leaf %d: %v", index, err)
@@ -145,13 +149,6 @@ func (r *replay) trimFrontier() {
 		kept[x] = r.frontier[x]
 	}
 	r.frontier = kept
-}
-
-func mapKeyOf(l *translog.Leaf) translog.MapKey {
-	if l.Kind == translog.KindIdentity {
-		return translog.AccountKey(l.Account)
-	}
-	return translog.GroupKey(l.Group)
 }
 
 // applyIdentity: the identity verifies under its own key, and suite v1

@@ -239,7 +239,7 @@ func (w *Witness) AddCheckpoint(ctx context.Context, old int64, proof []tlog.Has
 		return "", err
 	}
 
-	if cp.Size > w.cp.Size {
+	if cp.Size > w.cp.Size || w.note == "" {
 		if err := w.replayTo(ctx, cp); err != nil {
 			if rerr := w.restore(); rerr != nil {
 				// The file is the truth; memory is unusable until it loads.

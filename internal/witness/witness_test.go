@@ -356,6 +356,24 @@ func TestRefusals(t *testing.T) {
 	}
 }
 
+// TestFirstCheckpointOfEmptyLog: the first checkpoint is checked like any
+// other, even with no leaf to replay.
+func TestFirstCheckpointOfEmptyLog(t *testing.T) {
+	h := newHarness(t)
+	cp := h.log.honest(0)
+	cp.MapSize = 1
+	if _, err := h.push(0, nil, h.log.sign(cp)); err == nil {
+		t.Fatal("cosigned an empty log with a one-entry map")
+	} else {
+		wantRule(t, err, witness.RuleMap)
+	}
+	cp = h.log.honest(0)
+	cp.Root[0] ^= 1
+	_, err := h.push(0, nil, h.log.sign(cp))
+	wantRule(t, err, witness.RuleLeaves)
+	h.pushHonest(0)
+}
+
 // TestForkEvidence: a checkpoint contradicting the cosigned one is kept on
 // disk, signed by the log, as proof of the fork.
 func TestForkEvidence(t *testing.T) {
