@@ -231,27 +231,26 @@ func (c *Client) sync(ctx context.Context, g coffer.GroupID, withTrust bool) (*S
 		}
 	}
 	// Pages are verified, and proven to be in the transparency log, as
-	// they arrive: a lying server cannot make the device hold more than a
-	// page of unverified commits, and nothing is relied on before both
-	// checks pass.
+	// they arrive (syncpipe.go): a lying server cannot make the device hold
+	// more than a few pages of unverified commits, and nothing is relied on
+	// before both checks pass for every page.
 	state := local
 	var verified uint64
 	pg, err := c.commitPager(g, info.HeadSeq-after)
 	if err != nil {
 		return nil, err
 	}
-	for after+verified < info.HeadSeq {
-		commits, err := c.commitPage(ctx, pg, g, after+verified)
-		if err != nil {
-			return nil, err
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	proofs, proofCtx := newProofGroup(ctx)
+	defer func() { cancel(); _ = proofs.Wait() }()
+	for page := range c.prefetchCommits(ctx, pg, g, after, info.HeadSeq) {
+		if page.err != nil {
+			return nil, page.err
 		}
+		commits := page.commits
 		if len(commits) == 0 {
 			break // withheld: caught by the head check below
-		}
-		// Writers may have appended since info was read; verify up to the
-		// head it reported, whose hash is checked below.
-		if n := info.HeadSeq - after - verified; uint64(len(commits)) > n {
-			commits = commits[:n]
 		}
 		next, err := coffer.VerifyChain(state, commits)
 		if err != nil {
@@ -262,10 +261,12 @@ func (c *Client) sync(ctx context.Context, g coffer.GroupID, withTrust bool) (*S
 		}
 		// Every newly verified commit must be in the transparency log
 		// before this device relies on it (see log.go).
-		if err := c.proveCommitsLogged(ctx, g, after+verified+1, commits); err != nil {
-			return nil, err
-		}
+		first := after + verified + 1
+		proofs.Go(func() error { return c.proveCommitsLogged(proofCtx, g, first, commits) })
 		state, verified = next, verified+uint64(len(commits))
+	}
+	if err := proofs.Wait(); err != nil {
+		return nil, err
 	}
 	if state == nil {
 		return nil, coffer.Security("chain", errors.New("the server returned no commits for a group it lists"))

@@ -102,6 +102,13 @@ func (s *Server) Logs() string { return s.log.String() }
 // limit is effectively off: e2e tests register many clients from one IP.
 func MustServer(tb testing.TB) *Server {
 	tb.Helper()
+	return MustServerWith(tb, nil)
+}
+
+// MustServerWith is MustServer with the configuration changed by tweak
+// (when not nil) before the server starts.
+func MustServerWith(tb testing.TB, tweak func(*cofferd.Config)) *Server {
+	tb.Helper()
 	dbURL := pgtest.NewURL(tb)
 	dir := tb.TempDir()
 	sink := NewLogSink()
@@ -126,6 +133,9 @@ func MustServer(tb testing.TB) *Server {
 		BlobDir:       filepath.Join(dir, "blobs"),
 		AuthRateLimit: 1_000_000,
 		LogLevel:      "debug",
+	}
+	if tweak != nil {
+		tweak(&m.Config)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
