@@ -20,7 +20,8 @@ import (
 //
 //   - a hybrid signing key (NewHybridKeyFromSeed of a derived seed), with
 //     which the recovery key authors add-device and set-recovery links;
-//   - an X-Wing key pair (KEM().DeriveKeyPair of a derived seed), to which
+//   - an X-Wing key pair (KEM().NewPrivateKey of a derived 32-byte seed,
+//     X-Wing's own private key format), to which
 //     devices wrap the account's user key, so the recovery key alone
 //     restores it.
 //
@@ -57,7 +58,6 @@ func NewRecoveryKey() *RecoveryKey {
 // SigningKey derives the recovery key's hybrid signing key.
 func (k *RecoveryKey) SigningKey() *HybridPrivateKey {
 	seed := deriveKey(k[:], LabelRecoverySigningSeed, HybridSeedSize)
-	defer clear(seed)
 	sk, err := NewHybridKeyFromSeed(seed)
 	if err != nil {
 		panic("coffer: " + err.Error()) // the seed has the right size
@@ -68,10 +68,9 @@ func (k *RecoveryKey) SigningKey() *HybridPrivateKey {
 // EncryptionKey derives the recovery key's X-Wing key pair.
 func (k *RecoveryKey) EncryptionKey() hpke.PrivateKey {
 	seed := deriveKey(k[:], LabelRecoveryEncryptionSeed, 32)
-	defer clear(seed)
-	dk, err := KEM().DeriveKeyPair(seed)
+	dk, err := KEM().NewPrivateKey(seed)
 	if err != nil {
-		panic("coffer: x-wing derive: " + err.Error()) // 32 bytes of ikm always derive
+		panic("coffer: x-wing key: " + err.Error()) // every 32-byte seed is a key
 	}
 	return dk
 }
