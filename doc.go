@@ -15,4 +15,9 @@
 // resource content. Every signed or authenticated message starts with a
 // label of the form "coffer/v1/<purpose>" so a signature made for one purpose
 // can never be replayed as another.
+//
+// Suite v2 (labels "coffer/v2/<purpose>") adds hybrid Ed25519 plus
+// ML-DSA-65 signatures, accounts as hash chains of signed links with one
+// verifier (VerifyAccountChain), devices, a per-account user key and a
+// recovery key. Its formats and verifier are here; nothing uses them yet.
 package coffer
