@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -95,6 +96,24 @@ func TestWitnessesCosignServedCheckpoints(t *testing.T) {
 	if !strings.Contains(metrics, `coffer_witness_pushes_total{result="error",witness="witness-2.test"}`) ||
 		!strings.Contains(metrics, `coffer_witness_pushes_total{result="cosigned",witness="witness-1.test"}`) {
 		t.Fatalf("the witness pushes are not counted:\n%s", grepLines(metrics, "coffer_witness"))
+	}
+}
+
+// TestWitnessConflictIsFollowed: a second replica of the same log starts
+// knowing nothing of the witness's size; the witness's 409 names it, and the
+// replica retries from there with a consistency proof.
+func TestWitnessConflictIsFollowed(t *testing.T) {
+	first := cofferdtest.Start(t, &cofferdtest.Options{Witnesses: 1})
+	w, _ := translog.NewWitnessVerifier(first.Witnesses[0].Key)
+	register(t, first, "alice")
+	waitServed(t, first, 1, w)
+
+	second := cofferdtest.Start(t, &cofferdtest.Options{DatabaseURL: first.DatabaseURL, LogOrigin: "coffer.test",
+		LogKeyFile: filepath.Join(first.DataDir, "log.key"), WithWitnesses: first.Witnesses})
+	register(t, second, "bob")
+	waitServed(t, second, 2, w)
+	if m := get(t, second.URL()+"/metrics"); !strings.Contains(m, `coffer_witness_pushes_total{result="conflict",witness="witness-1.test"}`) {
+		t.Fatalf("the second replica never followed a 409:\n%s", grepLines(m, "coffer_witness"))
 	}
 }
 

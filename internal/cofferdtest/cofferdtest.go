@@ -49,6 +49,9 @@ type Options struct {
 	// Witnesses is how many witnesses to start (in this process, each with
 	// its own key and state) and configure cofferd with (-witness).
 	Witnesses int
+	// WithWitnesses configures running witnesses too (another server's,
+	// for a replica of the same log).
+	WithWitnesses []*Witness
 }
 
 // WriteKey writes a fresh Ed25519 PKCS#8 PEM key file in dir.
@@ -101,7 +104,10 @@ func Start(tb testing.TB, opts *Options) *Server {
 	if m.Config.LogOrigin == "" {
 		m.Config.LogOrigin = "coffer.test"
 	}
-	var ws []*Witness
+	ws := append([]*Witness(nil), opts.WithWitnesses...)
+	for _, w := range opts.WithWitnesses {
+		m.Config.Witnesses = append(m.Config.Witnesses, cofferd.WitnessFlag{URL: w.URL, Key: w.Key})
+	}
 	if opts.Witnesses > 0 {
 		logKey := logVerifierKey(tb, m.Config.LogKeyFile, m.Config.LogOrigin)
 		for i := range opts.Witnesses {
