@@ -327,6 +327,7 @@ func (s *AccountState) applyLink(l *AccountLink, hash [32]byte) {
 		s.Devices = make(map[DeviceID]*AccountDevice)
 		s.everDevices = make(map[DeviceID]struct{})
 		s.everKeys = make(map[string]struct{})
+		s.UserKeyGeneration = 0
 		s.verified = true
 	}
 	s.Seq, s.Head = l.Seq, hash
