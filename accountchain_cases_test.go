@@ -27,6 +27,27 @@ type accountCase struct {
 	build               func(tb testing.TB, p accountCast) []coffer.SignedLink
 }
 
+// accountCaseWants holds, for the cases that have one, what the caller
+// expects of the genesis (account, origin, handle).
+var accountCaseWants = map[string]coffer.AccountState{
+	"expected-account":       {Account: testAccountID(1), Origin: testOrigin, Handle: "alice"},
+	"expected-other-account": {Account: testAccountID(2)},
+	"expected-other-origin":  {Origin: "https://coffer.example:8443"},
+	"expected-other-handle":  {Handle: "mallory"},
+}
+
+// want is what the caller expects of the genesis; zero for nothing.
+func (tc accountCase) want() coffer.AccountState { return accountCaseWants[tc.name] }
+
+// wantState is the trusted state VerifyAccountChain gets for the case.
+func (tc accountCase) wantState() *coffer.AccountState {
+	w, ok := accountCaseWants[tc.name]
+	if !ok {
+		return nil
+	}
+	return &w
+}
+
 // editAt returns an edit that overwrites body at the first occurrence of
 // old (which must be there) with new.
 func editAt(tb testing.TB, old, new []byte) func([]byte) []byte {
@@ -77,6 +98,19 @@ var accountCases = []accountCase{
 	}},
 	{"recovery-flow", "the only device is lost: the recovery key adds a new one, which revokes the old and rotates the recovery key", "", func(tb testing.TB, p accountCast) []coffer.SignedLink {
 		return MustAccount(tb).DoAddByRecovery(p.r1, p.d3).DoRevoke(p.d3, p.d1).DoSetRecovery(p.d3, p.r2).DoAddByRecovery(p.r2, p.d4).links
+	}},
+
+	{"expected-account", "a genesis for the account, deployment and handle the caller expects", "", func(tb testing.TB, p accountCast) []coffer.SignedLink {
+		return MustAccount(tb).links
+	}},
+	{"expected-other-account", "a genesis for another account than the caller expects", coffer.RuleAccount, func(tb testing.TB, p accountCast) []coffer.SignedLink {
+		return MustAccount(tb).links
+	}},
+	{"expected-other-origin", "a genesis made on another deployment (port 8443) than the caller's", coffer.RuleOrigin, func(tb testing.TB, p accountCast) []coffer.SignedLink {
+		return MustAccount(tb).links
+	}},
+	{"expected-other-handle", "a genesis for another handle than the caller looked up", coffer.RuleHandle, func(tb testing.TB, p accountCast) []coffer.SignedLink {
+		return MustAccount(tb).links
 	}},
 
 	// genesis
@@ -364,7 +398,7 @@ func TestAccountChainRules(t *testing.T) {
 	p := MustAccountCast(t)
 	for _, tc := range accountCases {
 		t.Run(tc.name, func(t *testing.T) {
-			checkAccount(t, tc.build(t, p), tc.rule)
+			checkAccount(t, tc.wantState(), tc.build(t, p), tc.rule)
 		})
 	}
 }

@@ -282,12 +282,16 @@ func checkAccountRule(tb testing.TB, err error, rule string) {
 
 // checkAccount verifies links and checks the rule it fails, both with
 // VerifyAccountChain and link by link with Apply: only the last link of a
-// failing case may fail.
-func checkAccount(tb testing.TB, links []coffer.SignedLink, rule string) *coffer.AccountState {
+// failing case may fail. want is the expectation the caller passes (nil
+// for none).
+func checkAccount(tb testing.TB, want *coffer.AccountState, links []coffer.SignedLink, rule string) *coffer.AccountState {
 	tb.Helper()
-	s, err := coffer.VerifyAccountChain(nil, links)
+	s, err := coffer.VerifyAccountChain(want, links)
 	checkAccountRule(tb, err, rule)
 	st := new(coffer.AccountState)
+	if want != nil {
+		st = &coffer.AccountState{Account: want.Account, Origin: want.Origin, Handle: want.Handle}
+	}
 	for i, sl := range links {
 		err := st.Apply(sl)
 		if i < len(links)-1 && err != nil {
@@ -305,6 +309,9 @@ func checkAccount(tb testing.TB, links []coffer.SignedLink, rule string) *coffer
 //
 //	expect: success | <rule>
 //	comment: <what the case shows>
+//	want-account: <id>      (optional: the account the caller expects)
+//	want-origin: <origin>   (optional: the deployment the caller expects)
+//	want-handle: <handle>   (optional: the handle the caller expects)
 //	seq: <n>                (success only: the head after the chain)
 //	devices: <n>            (success only)
 //	user-key-generation: <n> (success only)
@@ -326,8 +333,17 @@ func encodeAccountVector(tb testing.TB, tc accountCase, links []coffer.SignedLin
 		expect = "success"
 	}
 	fmt.Fprintf(&buf, "expect: %s\ncomment: %s\n", expect, tc.comment)
+	if !tc.want().Account.IsZero() {
+		fmt.Fprintf(&buf, "want-account: %s\n", tc.want().Account)
+	}
+	if tc.want().Origin != "" {
+		fmt.Fprintf(&buf, "want-origin: %s\n", tc.want().Origin)
+	}
+	if tc.want().Handle != "" {
+		fmt.Fprintf(&buf, "want-handle: %s\n", tc.want().Handle)
+	}
 	if tc.rule == "" {
-		s, err := coffer.VerifyAccountChain(nil, links)
+		s, err := coffer.VerifyAccountChain(tc.wantState(), links)
 		if err != nil {
 			tb.Fatalf("%s: %v", tc.name, err)
 		}
@@ -406,7 +422,13 @@ func TestAccountChainVectors(t *testing.T) {
 			if rule == "success" {
 				rule = ""
 			}
-			s := checkAccount(t, links, rule)
+			want := &coffer.AccountState{Origin: h["want-origin"], Handle: coffer.Handle(h["want-handle"])}
+			if id, ok := h["want-account"]; ok {
+				if want.Account, err = coffer.ParseAccountID(id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s := checkAccount(t, want, links, rule)
 			if rule == "" {
 				for k, got := range map[string]string{
 					"seq":                 strconv.FormatUint(s.Seq, 10),
@@ -432,7 +454,7 @@ func TestAccountChainVectors(t *testing.T) {
 	for _, tc := range accountCases {
 		covered[tc.rule] = true
 	}
-	for _, rule := range []string{coffer.RuleVersion, coffer.RuleMalformed, coffer.RuleGenesis, coffer.RuleSeq, coffer.RulePrev,
+	for _, rule := range []string{coffer.RuleOrigin, coffer.RuleHandle, coffer.RuleVersion, coffer.RuleMalformed, coffer.RuleGenesis, coffer.RuleSeq, coffer.RulePrev,
 		coffer.RuleSignature, coffer.RuleWeakKey, coffer.RuleAccount, coffer.RuleLinkKind, coffer.RuleLinkAuthor,
 		coffer.RuleDeviceSignature, coffer.RuleDuplicateDevice, coffer.RuleNotDevice, coffer.RuleTooManyDevices,
 		coffer.RuleWraps, coffer.RuleKeyReuse} {
