@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,6 +26,9 @@ import (
 // re-executed with COFFER_WITNESS_CHILD=1.
 func TestMain(m *testing.M) {
 	if os.Getenv("COFFER_WITNESS_CHILD") == "1" {
+		if n, err := strconv.ParseInt(os.Getenv("W_SNAPSHOT_EVERY"), 10, 64); err == nil {
+			witness.SetSnapshotEvery(n)
+		}
 		cfg := witness.Config{LogKey: os.Getenv("W_LOG_KEY"), LogURL: os.Getenv("W_LOG_URL"),
 			SignerKey: os.Getenv("W_SIGNER_KEY"), StateDir: os.Getenv("W_STATE")}
 		err := witness.Serve(context.Background(), cfg, "127.0.0.1:0", func(addr string) { fmt.Println("addr " + addr) })
@@ -40,11 +44,11 @@ type child struct {
 	done chan struct{}
 }
 
-func startChild(t *testing.T, l *testLog, skey, dir string) *child {
+func startChild(t *testing.T, l *testLog, skey, dir string, snapshotEvery int64) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "COFFER_WITNESS_CHILD=1", "W_LOG_KEY="+l.signer.VerifierKey(), "W_LOG_URL="+l.srv.URL,
-		"W_SIGNER_KEY="+skey, "W_STATE="+dir)
+		"W_SIGNER_KEY="+skey, "W_STATE="+dir, "W_SNAPSHOT_EVERY="+strconv.FormatInt(snapshotEvery, 10))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +157,9 @@ func TestKillNineMidCosign(t *testing.T) {
 	next := 100
 	for round := 0; round < 30; round++ {
 		if w == nil || isDone(w) {
-			w = startChild(t, l, skey, dir)
+			// Snapshots now and then (a leaf is about 1.3 KB), so that
+			// kills land in every step of both halves of the state.
+			w = startChild(t, l, skey, dir, int64(3000+rng.IntN(3000)))
 		}
 		// Where is the witness? Its last cosigned checkpoint names a tree
 		// this test sent.

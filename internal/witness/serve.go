@@ -21,6 +21,7 @@ func Serve(ctx context.Context, cfg Config, listen string, ready func(addr strin
 	if err != nil {
 		return err
 	}
+	defer w.Close()
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return err

@@ -21,10 +21,11 @@
 //     checkpoint's root, and the heads map they produce is the checkpoint's
 //     coffer-map line (422 with the Rule in Coffer-Witness-Refusal).
 //
-// Its state (the last cosigned checkpoint and what the replay needs to go
-// on) is one file, replaced atomically and synced before the cosignature
-// leaves the process, so that a crash at any point (kill -9 included) never
-// lets it cosign two different checkpoints of one size.
+// Its state (the last cosigned checkpoint, a snapshot of what the replay
+// needs to go on, and a journal of the leaves since; state.go) is made
+// durable before the cosignature leaves the process, so that a crash at any
+// point (kill -9 included) never lets it cosign two different checkpoints
+// of one size.
 package witness
 
 import (
@@ -72,10 +73,13 @@ type Witness struct {
 	cosigner *translog.Cosigner
 	leaves   *leafClient
 
+	lock *os.File // flock on the state directory
+
 	mu   sync.Mutex
 	note string              // the last cosigned checkpoint (the log's note); "" before the first
 	cp   translog.Checkpoint // its parsed form
 	rp   *replay             // the state its leaves produce
+	j    *journal            // the leaves since the snapshot
 }
 
 // Open loads (or starts) the witness state in cfg.StateDir.
@@ -108,10 +112,27 @@ func Open(cfg Config) (*Witness, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, err
 	}
+	if w.lock, err = lockStateDir(cfg.StateDir); err != nil {
+		return nil, err
+	}
 	if err := w.restore(); err != nil {
+		w.lock.Close()
 		return nil, err
 	}
 	return w, nil
+}
+
+// Close releases the state directory. The state needs no flushing: every
+// cosignature was made durable before it was answered.
+func (w *Witness) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	err := w.j.close()
+	if w.lock != nil {
+		err = errors.Join(err, w.lock.Close())
+		w.lock = nil
+	}
+	return err
 }
 
 // VerifierKey is the witness's cosignature/v1 verifier key, which cofferd
@@ -133,38 +154,90 @@ func (w *Witness) Checkpoint() string {
 	return w.note
 }
 
-// restore loads the state file into memory. It is also how a refused or
-// failed replay is undone: the file is the state last cosigned.
+// restore loads the state from disk (state.go): the snapshot, then the
+// journal up to the last cosigned checkpoint, checked against it. It is
+// also how a refused or failed replay is undone.
 func (w *Witness) restore() error {
-	st, err := loadState(w.cfg.StateDir)
+	dir := w.cfg.StateDir
+	w.j.close()
+	w.j = nil
+	st, err := loadSnapshot(dir)
 	if err != nil {
 		return err
 	}
+	noteC, err := readCheckpointFile(dir)
+	if err != nil {
+		return err
+	}
+	_, jerr := os.Stat(filepath.Join(dir, journalFile))
 	if st == nil {
-		w.note, w.cp, w.rp = "", translog.Checkpoint{}, newReplay()
-		return nil
+		if noteC != "" && jerr != nil {
+			return corrupt(dir, "the checkpoint file is there but the journal is not")
+		}
+		if jerr != nil {
+			if err := newJournal(dir, 0); err != nil {
+				return err
+			}
+		}
+		st = &diskState{Version: stateVersion, LogKey: w.log.Key(), Replay: &snapshot{}}
 	}
 	if st.LogKey != w.log.Key() {
-		return fmt.Errorf("witness state in %s is for log key %q, not %q: a witness serves one log for life", w.cfg.StateDir, st.LogKey, w.log.Key())
+		return fmt.Errorf("witness state in %s is for log key %q, not %q: a witness serves one log for life", dir, st.LogKey, w.log.Key())
 	}
-	cp, err := w.log.Open(st.Checkpoint)
-	if err != nil {
-		return fmt.Errorf("witness state: stored checkpoint: %w", err)
+	var cpS translog.Checkpoint
+	if st.Checkpoint != "" {
+		if cpS, err = w.log.Open(st.Checkpoint); err != nil {
+			return corrupt(dir, "the snapshot's checkpoint does not verify: "+err.Error())
+		}
 	}
 	rp, err := st.Replay.restore()
 	if err != nil {
+		return corrupt(dir, err.Error())
+	}
+	if rp.size != cpS.Size {
+		return corrupt(dir, fmt.Sprintf("the snapshot is at %d leaves, its checkpoint at %d", rp.size, cpS.Size))
+	}
+	note, cp := st.Checkpoint, cpS
+	if noteC != "" && noteC != note {
+		if cp, err = w.log.Open(noteC); err != nil {
+			return corrupt(dir, "the checkpoint file does not verify: "+err.Error())
+		}
+		note = noteC
+	}
+	if cp.Size < cpS.Size || (cp.Size == cpS.Size && st.Checkpoint != "" && !cp.SameTree(cpS)) {
+		return corrupt(dir, "the checkpoint file is behind the snapshot")
+	}
+	start, leaves, ends, err := readJournal(dir)
+	if err != nil {
 		return err
 	}
-	if rp.size != cp.Size {
-		return fmt.Errorf("witness state: the replay is at %d leaves, the checkpoint at %d", rp.size, cp.Size)
+	if start > rp.size || start+int64(len(leaves)) < cp.Size {
+		return corrupt(dir, fmt.Sprintf("the journal holds leaves [%d, %d), the checkpoint needs [%d, %d)", start, start+int64(len(leaves)), rp.size, cp.Size))
 	}
-	if root, err := rp.root(); err != nil || root != cp.Root {
-		return errors.New("witness state: the stored log frontier does not hash to the stored checkpoint")
+	for i := rp.size; i < cp.Size; i++ {
+		if ref := rp.apply(i, leaves[i-start]); ref != nil {
+			return corrupt(dir, "journal: "+ref.Error())
+		}
 	}
-	if ref := rp.checkMap(cp); ref != nil {
-		return fmt.Errorf("witness state: %v", ref)
+	if note != "" {
+		if root, err := rp.root(); err != nil || root != cp.Root {
+			return corrupt(dir, "the leaves do not hash to the stored checkpoint")
+		}
+		if ref := rp.checkMap(cp); ref != nil {
+			return corrupt(dir, ref.Error())
+		}
 	}
-	w.note, w.cp, w.rp = st.Checkpoint, cp, rp
+	// Leaves after the checkpoint were never cosigned: cut them.
+	keep := cp.Size - start
+	size := int64(journalHeader)
+	if keep > 0 {
+		size = ends[keep-1]
+	}
+	j, err := openJournal(dir, start, keep, size)
+	if err != nil {
+		return err
+	}
+	w.note, w.cp, w.rp, w.j = note, cp, rp, j
 	return nil
 }
 
@@ -239,8 +312,10 @@ func (w *Witness) AddCheckpoint(ctx context.Context, old int64, proof []tlog.Has
 		return "", err
 	}
 
+	var fresh [][]byte
 	if cp.Size > w.cp.Size || w.note == "" {
-		if err := w.replayTo(ctx, cp); err != nil {
+		var err error
+		if fresh, err = w.replayTo(ctx, cp); err != nil {
 			if rerr := w.restore(); rerr != nil {
 				// The file is the truth; memory is unusable until it loads.
 				return "", fmt.Errorf("witness: %v; and reloading the state failed: %w", err, rerr)
@@ -249,7 +324,7 @@ func (w *Witness) AddCheckpoint(ctx context.Context, old int64, proof []tlog.Has
 		}
 	}
 	if signed != w.note {
-		if err := w.persist(signed); err != nil {
+		if err := w.persist(signed, cp, fresh); err != nil {
 			if rerr := w.restore(); rerr != nil {
 				return "", fmt.Errorf("witness: save state: %v; and reloading it failed: %w", err, rerr)
 			}
@@ -276,39 +351,64 @@ func (w *Witness) checkTime(cp translog.Checkpoint) error {
 }
 
 // replayTo fetches and replays the leaves [w.cp.Size, cp.Size), then checks
-// the tree root and the heads map against cp.
-func (w *Witness) replayTo(ctx context.Context, cp translog.Checkpoint) error {
+// the tree root and the heads map against cp. It returns the leaves.
+func (w *Witness) replayTo(ctx context.Context, cp translog.Checkpoint) ([][]byte, error) {
+	var fresh [][]byte
 	for w.rp.size < cp.Size {
 		start := w.rp.size
 		page, err := w.leaves.fetch(ctx, start, cp.Size)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for i, leaf := range page {
 			if ref := w.rp.apply(start+int64(i), leaf); ref != nil {
-				return ref
+				return nil, ref
 			}
 		}
+		fresh = append(fresh, page...)
 	}
 	root, err := w.rp.root()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if root != cp.Root {
-		return refuse(RuleLeaves, "the leaves the log serves do not hash to the root of its checkpoint of size %d", cp.Size)
+		return nil, refuse(RuleLeaves, "the leaves the log serves do not hash to the root of its checkpoint of size %d", cp.Size)
 	}
 	if ref := w.rp.checkMap(cp); ref != nil {
-		return ref
+		return nil, ref
 	}
-	return nil
+	return fresh, nil
 }
 
-func (w *Witness) persist(signed string) error {
+// persist makes the cosignature of signed durable: the new leaves into the
+// journal, then the checkpoint file; and now and then a new snapshot.
+func (w *Witness) persist(signed string, cp translog.Checkpoint, fresh [][]byte) error {
+	if len(fresh) > 0 {
+		if err := w.j.append(fresh); err != nil {
+			return err
+		}
+	}
+	if err := writeFileSync(filepath.Join(w.cfg.StateDir, checkpointFile), []byte(signed)); err != nil {
+		return err
+	}
+	if w.j.size < snapshotEvery {
+		return nil
+	}
 	snap, err := w.rp.snapshot()
 	if err != nil {
 		return err
 	}
-	return saveState(w.cfg.StateDir, &diskState{Version: stateVersion, LogKey: w.log.Key(), Checkpoint: signed, Replay: snap})
+	if err := saveSnapshot(w.cfg.StateDir, &diskState{Version: stateVersion, LogKey: w.log.Key(), Checkpoint: signed, Replay: snap}); err != nil {
+		return err
+	}
+	// The snapshot covers the journal; a crash before the new journal
+	// lands leaves an old one that restore skips through.
+	if err := newJournal(w.cfg.StateDir, cp.Size); err != nil {
+		return err
+	}
+	w.j.close()
+	w.j, err = openJournal(w.cfg.StateDir, cp.Size, 0, int64(journalHeader))
+	return err
 }
 
 // keepEvidence stores a checkpoint that contradicts the cosigned one: it is

@@ -3,6 +3,7 @@ package witness_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -48,6 +49,9 @@ func (h *harness) open() {
 	if h.srv != nil {
 		h.srv.Close()
 	}
+	if h.w != nil {
+		h.w.Close()
+	}
 	w, err := witness.Open(witness.Config{LogKey: h.log.signer.VerifierKey(), LogURL: h.log.srv.URL, SignerKey: h.skey,
 		StateDir: h.dir, Now: func() time.Time { return h.clock }})
 	if err != nil {
@@ -55,7 +59,7 @@ func (h *harness) open() {
 	}
 	h.w = w
 	h.srv = httptest.NewServer(w.Handler())
-	h.tb.Cleanup(h.srv.Close)
+	h.tb.Cleanup(func() { h.srv.Close(); h.w.Close() })
 }
 
 func (h *harness) push(old int64, proof []tlog.Hash, signed string) (string, error) {
@@ -120,6 +124,18 @@ func base(h *harness) (alice, bob *member, g *chain) {
 }
 
 func TestHonestLogIsCosignedAndSurvivesRestart(t *testing.T) {
+	// Once with the journal alone, once with a snapshot at every
+	// cosignature.
+	for _, every := range []int64{64 << 20, 1} {
+		t.Run(fmt.Sprintf("snapshot every %d bytes", every), func(t *testing.T) {
+			witness.SetSnapshotEvery(every)
+			defer witness.SetSnapshotEvery(64 << 20)
+			testHonestLog(t)
+		})
+	}
+}
+
+func testHonestLog(t *testing.T) {
 	h := newHarness(t)
 	alice, bob, g := base(h)
 	carol := mustMember(t, 3)
@@ -372,6 +388,38 @@ func TestFirstCheckpointOfEmptyLog(t *testing.T) {
 	_, err := h.push(0, nil, h.log.sign(cp))
 	wantRule(t, err, witness.RuleLeaves)
 	h.pushHonest(0)
+}
+
+// TestStateInUse: two witness processes on one state could each cosign a
+// different tree of one size.
+func TestStateInUse(t *testing.T) {
+	h := newHarness(t)
+	if _, err := witness.Open(witness.Config{LogKey: h.log.signer.VerifierKey(), LogURL: h.log.srv.URL, SignerKey: h.skey, StateDir: h.dir}); err == nil {
+		t.Fatal("a second witness opened a state in use")
+	}
+}
+
+// TestLostStateRefusesToStart: a witness whose state lost a file does not
+// start over, which could cosign a fork of what it cosigned before.
+func TestLostStateRefusesToStart(t *testing.T) {
+	for _, file := range []string{"witness.leaves", "witness.state"} {
+		t.Run(file, func(t *testing.T) {
+			witness.SetSnapshotEvery(1)
+			defer witness.SetSnapshotEvery(64 << 20)
+			h := newHarness(t)
+			base(h)
+			h.log.append(mustMember(t, 3).identityLeaf())
+			witness.SetSnapshotEvery(64 << 20)
+			h.pushHonest(4) // a journal after the snapshot
+			h.w.Close()
+			if err := os.Remove(filepath.Join(h.dir, file)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := witness.Open(witness.Config{LogKey: h.log.signer.VerifierKey(), LogURL: h.log.srv.URL, SignerKey: h.skey, StateDir: h.dir}); err == nil {
+				t.Fatalf("started without %s", file)
+			}
+		})
+	}
 }
 
 // TestForkEvidence: a checkpoint contradicting the cosigned one is kept on
