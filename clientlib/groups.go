@@ -585,13 +585,6 @@ func (c *Client) commitChangeMeta(ctx context.Context, g coffer.GroupID, build c
 		if err := c.keys.fill(recipients); err != nil {
 			return nil, err
 		}
-		wraps, err := groupkey.WrapMany(recipients, g, commit.Epoch, k)
-		if err != nil {
-			return nil, err
-		}
-		for i, r := range recipients {
-			req.Wraps = append(req.Wraps, api.Wrap{Member: r.Member, Epoch: commit.Epoch, Wrap: wraps[i]})
-		}
 		if rotate {
 			// Re-seal the group's name under the new epoch so that later
 			// renames are hidden from removed members.
@@ -608,7 +601,8 @@ func (c *Client) commitChangeMeta(ctx context.Context, g coffer.GroupID, build c
 			}
 		}
 		req.Commit = api.SignedCommit{Body: sc.Body, Signature: sc.Signature}
-		err = c.call(ctx, http.MethodPost, "/v1/groups/"+g.String()+"/commits", true, req, nil)
+		// The wraps are sealed as the request is sent (commitstream.go).
+		sent, err := c.postCommit(ctx, "/v1/groups/"+g.String()+"/commits", &req, recipients, g, commit.Epoch, k)
 		if coffer.ErrorCode(err) == coffer.ECONFLICT {
 			if err := backoff(ctx, attempt); err != nil {
 				return nil, err
@@ -618,7 +612,7 @@ func (c *Client) commitChangeMeta(ctx context.Context, g coffer.GroupID, build c
 		if err != nil {
 			return nil, err
 		}
-		c.journal(g, commit.Seq, &req)
+		c.journalBody(g, commit.Seq, sent)
 
 		if err := c.proveOwnCommit(ctx, g, next.Seq, sc); err != nil {
 			return nil, err

@@ -97,7 +97,16 @@ func (c *Client) journaled(g coffer.GroupID, seq uint64) (*api.CommitRequest, er
 // error: the commit stands; it just cannot be healed from this device.
 func (c *Client) journal(g coffer.GroupID, seq uint64, req *api.CommitRequest) {
 	b, err := json.Marshal(req)
-	if err != nil || len(b) > journalMaxEntry {
+	if err != nil {
+		return
+	}
+	c.journalBody(g, seq, b)
+}
+
+// journalBody is journal for a request already encoded as JSON; nil is a
+// request too large to journal.
+func (c *Client) journalBody(g coffer.GroupID, seq uint64, b []byte) {
+	if b == nil || len(b) > journalMaxEntry {
 		return
 	}
 	c.ksMu.Lock()

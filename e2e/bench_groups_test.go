@@ -6,6 +6,8 @@ import (
 	"crypto/hpke"
 	"crypto/rand"
 	"fmt"
+	"runtime"
+	"runtime/metrics"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/clientlib"
+	"github.com/cofferhq/coffer/internal/cofferd"
 	"github.com/cofferhq/coffer/internal/groupkey"
 	"github.com/cofferhq/coffer/store"
 )
@@ -76,7 +79,11 @@ func BenchmarkRemoveMember(b *testing.B) {
 				b.Skip("-short: the 1,000-member size runs instead")
 			}
 			ctx := context.Background()
-			srv := MustServer(b)
+			// Building the group looks up and proves 10,000 accounts from
+			// one client, far above an account's default request rate.
+			srv := MustServerWith(b, func(c *cofferd.Config) {
+				c.AccountRateLimit, c.LogRateLimit = 10_000_000, 10_000_000
+			})
 			owner, ownerKS := newClient(b, srv, "owner", &clientlib.Options{TrustOnFirstUse: true})
 			handles := mustBulkAccounts(b, srv, "m", n)
 			g := mustGroup(b, owner, "big", nil)
@@ -98,7 +105,8 @@ func BenchmarkRemoveMember(b *testing.B) {
 				}
 			}
 			k := groupkey.NewEpochKey()
-			b.Run("raw-seal-loop", func(b *testing.B) {
+			var limit time.Duration
+			b.Run("limit=raw-seal-loop-1-goroutine", func(b *testing.B) {
 				for range b.N {
 					for _, pk := range pks {
 						if _, err := hpke.Seal(pk, hpke.HKDFSHA256(), hpke.AES256GCM(), []byte("info"), k[:]); err != nil {
@@ -106,15 +114,26 @@ func BenchmarkRemoveMember(b *testing.B) {
 						}
 					}
 				}
+				limit = b.Elapsed() / time.Duration(b.N)
 			})
 			next := 0
+			wrapBytes := n * coffer.WrapSize
 			b.Run("remove", func(b *testing.B) {
+				var peak peakHeap
 				for range b.N {
+					b.StopTimer()
+					peak.start()
+					b.StartTimer()
 					if err := owner.RemoveMember(ctx, g, handles[next]); err != nil {
 						b.Fatal(err)
 					}
+					b.StopTimer()
+					peak.stop()
+					b.StartTimer()
 					next++
 				}
+				reportAgainstLimit(b, limit, 1.1)
+				peak.report(b, wrapBytes, 3)
 			})
 			// The same from a freshly started client, which must parse
 			// every member's X-Wing key once before sealing to it.
@@ -131,9 +150,63 @@ func BenchmarkRemoveMember(b *testing.B) {
 					}
 					next++
 				}
+				reportAgainstLimit(b, limit, 1.1)
 			})
 		})
 	}
+}
+
+// peakHeap samples the heap (live objects and garbage not yet collected,
+// of client and server together: both run in this process) during an
+// operation, from a collected heap before it.
+type peakHeap struct {
+	base, max uint64
+	worst     uint64
+	quit      chan struct{}
+	done      chan struct{}
+}
+
+func heapObjects() uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+func (p *peakHeap) start() {
+	runtime.GC()
+	p.base, p.max = heapObjects(), 0
+	p.quit, p.done = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(p.done)
+		t := time.NewTicker(200 * time.Microsecond)
+		defer t.Stop()
+		for {
+			if h := heapObjects(); h > p.max {
+				p.max = h
+			}
+			select {
+			case <-p.quit:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+}
+
+func (p *peakHeap) stop() {
+	close(p.quit)
+	<-p.done
+	if p.max > p.base && p.max-p.base > p.worst {
+		p.worst = p.max - p.base
+	}
+}
+
+// report prints the largest peak of the run beside its limit, a multiple
+// of ref bytes.
+func (p *peakHeap) report(b *testing.B, ref int, target float64) {
+	b.ReportMetric(float64(p.worst)/1e6, "peak-heap-MB")
+	b.ReportMetric(float64(p.worst)/float64(ref), "peak-x-wrap-bytes")
+	b.ReportMetric(target, "peak-target-x")
 }
 
 // mustLongHistory writes a chain of n commits for g straight into the

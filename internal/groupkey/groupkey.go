@@ -45,9 +45,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
-	"sync"
-	"sync/atomic"
 
 	"github.com/cofferhq/coffer"
 )
@@ -194,45 +191,17 @@ type Recipient struct {
 }
 
 // WrapMany wraps k for every recipient, in order: wraps[i] is for
-// recipients[i] and is exactly what Wrap would return for it (up to HPKE's
-// randomness). It is meant for rotations, which wrap for every remaining
-// member, so it spreads the work over runtime.GOMAXPROCS goroutines. Each
-// public key not given pre-parsed is parsed once, by the goroutine that
-// seals to it.
-//
-// If any recipient fails, WrapMany returns the error of the first failing
-// recipient in input order, and no wraps.
+// recipients[i]. It is WrapEach collecting every wrap; if any recipient
+// fails, it returns the error of the first failing one in input order, and
+// no wraps.
 func WrapMany(recipients []Recipient, g coffer.GroupID, epoch uint64, k EpochKey) ([][]byte, error) {
 	wraps := make([][]byte, len(recipients))
-	errs := make([]error, len(recipients))
-	workers := min(runtime.GOMAXPROCS(0), len(recipients))
-
-	// Recipients are handed out one at a time through a shared counter rather
-	// than in fixed blocks, so a slow goroutine never leaves the others idle.
-	// A seal costs over 100 µs, so the counter is never contended.
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(recipients) {
-					return
-				}
-				r := recipients[i]
-				if r.Key != nil && r.Key.KEM().ID() == coffer.KEM().ID() {
-					wraps[i], errs[i] = seal(r.Key, g, epoch, r.Member, k)
-				} else {
-					wraps[i], errs[i] = Wrap(r.EncryptionKey, g, epoch, r.Member, k)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
+	err := WrapEach(recipients, g, epoch, k, func(i int, wrap []byte) error {
+		wraps[i] = wrap
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return wraps, nil
 }
