@@ -176,6 +176,9 @@ type Upload struct {
 	ContentHash [32]byte
 	Created     time.Time
 	Updated     time.Time
+	// WritingUntil is when the lease of a PUT writing the content runs
+	// out (see LeaseUpload); zero when none holds it.
+	WritingUntil time.Time
 }
 
 // ResourceCursor is a position in a group's newest-first resource listing.

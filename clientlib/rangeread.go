@@ -67,7 +67,7 @@ func (c *Client) GetRangeWithOptions(ctx context.Context, g coffer.GroupID, id c
 		if length >= 0 && length < n {
 			n = length
 		}
-		rr := &ResourceReader{ctx: ctx, res: vr.res, want: n, progress: opts.Progress}
+		rr := &ResourceReader{ctx: ctx, res: vr.res, want: n, progress: opts.Progress, resumer: resumer{c: c, vr: vr, start: offset}}
 		if n == 0 {
 			rr.body, rr.pt = io.NopCloser(nil), eofReader{}
 			return rr, nil
@@ -114,4 +114,50 @@ func (c *Client) openRange(ctx context.Context, g coffer.GroupID, id coffer.Reso
 		return nil, nil, contentError(err)
 	}
 	return resp.Body, pt, nil
+}
+
+// maxDownloadResumes bounds how often one read continues after a failed
+// connection.
+const maxDownloadResumes = 5
+
+// resumer lets a ResourceReader continue after the connection failed, with
+// a verified range read of the rest, pinned to the version it verified.
+// Only failures of the network are retried: a truncated or tampered stream
+// is a security error, and the caller decides.
+type resumer struct {
+	c       *Client
+	vr      *verified
+	start   int64 // the plaintext offset the read started at
+	resumes int
+}
+
+// resume continues rr after err, a failed read of its plaintext, and
+// reads into p; it returns err when it cannot.
+func (rr *ResourceReader) resume(p []byte, err error) (int, error) {
+	for {
+		if rr.c == nil || rr.done >= rr.want || rr.resumes == maxDownloadResumes || rr.ctx.Err() != nil || coffer.ErrorCode(contentError(err)) != coffer.EUNAVAILABLE {
+			return 0, err
+		}
+		if serr := sleepCtx(rr.ctx, retryBackoff(rr.resumes)); serr != nil {
+			return 0, err
+		}
+		rr.resumes++
+		rr.body.Close()
+		rr.body, rr.pt = io.NopCloser(nil), eofReader{}
+		h := rr.vr.header
+		body, pt, oerr := rr.c.openRange(rr.ctx, h.Group, h.Resource, rr.vr, rr.start+rr.done, rr.want-rr.done)
+		if oerr != nil {
+			if coffer.ErrorCode(oerr) != coffer.EUNAVAILABLE {
+				return 0, oerr
+			}
+			err = oerr
+			continue
+		}
+		rr.body, rr.pt = body, pt
+		n, rerr := pt.Read(p)
+		if n > 0 || rerr == nil || rerr == io.EOF {
+			return n, rerr
+		}
+		err = rerr
+	}
 }

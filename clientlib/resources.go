@@ -78,6 +78,16 @@ type PutOptions struct {
 	// and the total (Meta.Size, or -1 when unknown). It runs on the
 	// goroutine that encrypts, not the caller's, and should return quickly.
 	Progress func(done, total int64)
+	// OnState, if set, is called once the upload has started, with what a
+	// later run needs to resume it (see UploadState). An upload with
+	// OnState is left on the server when the network fails, for that run;
+	// the server drops it when it expires.
+	OnState func(*UploadState)
+	// Resume continues the upload of an earlier run instead of starting a
+	// new one. The content must be the same, read from its start; Put
+	// fails with EINVALID if the server's part is not the start of it, and
+	// with ENOTFOUND if the upload expired meanwhile.
+	Resume *UploadState
 }
 
 // GetOptions tune Get. The zero value is valid.
@@ -503,6 +513,9 @@ func (c *Client) PutWithOptions(ctx context.Context, g coffer.GroupID, r io.Read
 		opts = &PutOptions{}
 	}
 	id := opts.ID
+	if opts.Resume != nil {
+		id = opts.Resume.Resource
+	}
 	if id.IsZero() {
 		id = coffer.NewResourceID()
 	}
@@ -579,7 +592,12 @@ func (c *Client) write(ctx context.Context, g coffer.GroupID, id coffer.Resource
 	if err := c.checkKeyConflicts(v.state); err != nil {
 		return nil, err
 	}
-	if err := start(ctx); err != nil {
+	if st := opts.Resume; st != nil {
+		if st.Group != g || st.Resource != id || st.Version != version {
+			return nil, coffer.Errorf(coffer.EINVALID, "the upload to resume is for version %d of resource %s in group %s", st.Version, st.Resource, st.Group)
+		}
+		*up = api.Upload{ID: st.Upload, ResourceID: st.Resource, GroupID: st.Group, Version: st.Version, Epoch: st.Epoch}
+	} else if err := start(ctx); err != nil {
 		return nil, err
 	}
 	if up.ResourceID != id || up.GroupID != g || up.Version != version || up.ID.IsZero() {
@@ -600,7 +618,11 @@ func (c *Client) write(ctx context.Context, g coffer.GroupID, id coffer.Resource
 	}
 	res, err := c.upload(ctx, v, idn, me, up, r, meta, opts)
 	if err != nil {
-		c.abortUpload(ctx, up.ID)
+		// An upload whose caller keeps its state for a later run stays,
+		// after a failure of the network, for that run to resume.
+		if opts.OnState == nil || coffer.ErrorCode(err) != coffer.EUNAVAILABLE {
+			c.abortUpload(ctx, up.ID)
+		}
 		return nil, inGroup(err, g, id)
 	}
 	return res, nil
@@ -624,79 +646,15 @@ func (c *Client) upload(ctx context.Context, v *groupView, idn *Identity, me cof
 	if !ok {
 		return nil, coffer.Security("wrap", fmt.Errorf("no key for the current epoch %d", epoch))
 	}
-
-	// The encrypting goroutine writes into a pipe that is the PUT body; the
-	// transport reads it as it sends. The pipe's small queue lets the two
-	// run on different cores; memory stays at a few chunks.
-	pipe := newBufPipe(uploadQueue, uploadBuffer)
-	var (
-		enc     *content.Writer
-		plain   int64
-		encDone = make(chan error, 1)
-	)
-	go func() {
-		err := func() error {
-			w, err := content.Encrypt(pipe, k, g, epoch, id, c.fileKeyObserver()...)
-			if err != nil {
-				return err
-			}
-			total := meta.Size
-			if total == 0 {
-				total = -1
-			}
-			buf := make([]byte, 64<<10)
-			for {
-				n, rerr := r.Read(buf)
-				if n > 0 {
-					if _, err := w.Write(buf[:n]); err != nil {
-						return err
-					}
-					plain += int64(n)
-					if opts.Progress != nil {
-						opts.Progress(plain, total)
-					}
-				}
-				if rerr == io.EOF {
-					break
-				}
-				if rerr != nil {
-					return fmt.Errorf("clientlib: reading the content to upload: %w", rerr)
-				}
-			}
-			if err := w.Close(); err != nil {
-				return err
-			}
-			enc = w
-			return nil
-		}()
-		pipe.CloseWithError(err) // nil: the body ends cleanly
-		encDone <- err
-	}()
-	resp, err := c.stream(ctx, http.MethodPut, "/v1/uploads/"+up.ID.String()+"/content", pipe,
-		http.Header{"Content-Type": {"application/octet-stream"}, "Accept": {"application/json"}})
-	// If the server answered before reading everything (an error), this
-	// unblocks the encryptor; after a complete body it changes nothing.
-	pipe.CloseRead(errUploadEnded)
-	encErr := <-encDone
-	if encErr != nil && !errors.Is(encErr, errUploadEnded) {
-		// Reading or encrypting failed: that is the cause of whatever the
-		// request saw (the transport aborted the body).
-		if err == nil {
-			resp.Body.Close()
-		}
-		return nil, encErr
+	if st := opts.Resume; st != nil && st.Epoch != epoch {
+		return nil, coffer.Errorf(coffer.ESTALEKEY, "the group's key rotated since the upload started: upload the content again")
 	}
+	up.Epoch = epoch
+	enc, plain, err := c.sendContent(ctx, up, k, r, meta, opts)
 	if err != nil {
 		return nil, err
 	}
-	var got api.UploadContent
-	if err := readResponse(resp, &got); err != nil {
-		return nil, err
-	}
 	root, chunks, size := enc.Sum()
-	if sent := size + content.ChunkHashListSize(chunks); got.Size != sent {
-		return nil, coffer.Security("upload", fmt.Errorf("the server received %d bytes of the %d sent", got.Size, sent))
-	}
 	if meta.Size != 0 && meta.Size != plain {
 		return nil, coffer.Errorf(coffer.EINVALID, "read %d bytes of content, but Meta.Size says %d", plain, meta.Size)
 	}
@@ -772,6 +730,7 @@ type ResourceReader struct {
 	done     int64
 	want     int64 // the plaintext bytes this read returns in all
 	progress func(done, total int64)
+	resumer  // how to continue after a failed connection
 	err      error
 }
 
@@ -793,6 +752,9 @@ func (rr *ResourceReader) Read(p []byte) (int, error) {
 		return 0, rr.err
 	}
 	n, err := rr.pt.Read(p)
+	if n == 0 && err != nil && err != io.EOF {
+		n, err = rr.resume(p, err)
+	}
 	rr.done += int64(n)
 	if rr.progress != nil && n > 0 {
 		rr.progress(rr.done, rr.want)
@@ -869,7 +831,8 @@ func (c *Client) GetWithOptions(ctx context.Context, g coffer.GroupID, id coffer
 		if err != nil {
 			return nil, inGroup(err, g, id)
 		}
-		return &ResourceReader{ctx: ctx, res: vr.res, body: body, pt: pt, want: vr.res.Meta.Size, progress: opts.Progress}, nil
+		return &ResourceReader{ctx: ctx, res: vr.res, body: body, pt: pt, want: vr.res.Meta.Size, progress: opts.Progress,
+			resumer: resumer{c: c, vr: vr}}, nil
 	}
 }
 

@@ -257,7 +257,7 @@ func (r *slowReader) Read(p []byte) (int, error) {
 }
 
 // TestResourceUploadKilled: an upload killed midway makes nothing visible,
-// and the collector removes what it left.
+// and the collector removes what it left, the part kept for a resume too.
 func TestResourceUploadKilled(t *testing.T) {
 	ctx := context.Background()
 	srv := MustServer(t)
@@ -304,9 +304,10 @@ func TestResourceUploadKilled(t *testing.T) {
 	if err := db.QueryRow(ctx, `SELECT count(*) FROM uploads`).Scan(&uploads); err != nil || uploads != 2 {
 		t.Fatalf("%d uploads pending (%v), want the 2 unfinished ones", uploads, err)
 	}
-	// The killed stream's partial blob was aborted by the server itself;
-	// the crashed one's blob is committed and waits for the collector.
-	waitFor(t, func() bool { return len(blobFiles(t, srv)) == 2 })
+	// The killed stream's partial blob is kept, committed, for a resume
+	// (a PUT with Upload-Offset); the crashed one's blob is committed too.
+	// Both wait for the collector.
+	waitFor(t, func() bool { return len(blobFiles(t, srv)) == 3 })
 
 	collectGarbage(t, srv)
 	if err := db.QueryRow(ctx, `SELECT count(*) FROM uploads`).Scan(&uploads); err != nil || uploads != 0 {

@@ -55,8 +55,10 @@ func (s *Server) resourceRoutes(r chi.Router) {
 // uploadRoutes are mounted at /v1/uploads/{uploadID}.
 func (s *Server) uploadRoutes(r chi.Router) {
 	r.Use(s.needResources)
+	r.Get("/", s.handleGetUpload)
 	r.Delete("/", s.handleDeleteUpload)
 	r.With(s.ops.countUpload).Put("/content", s.handleUploadContent)
+	r.Head("/content", s.handleUploadOffset)
 	r.Post("/finalize", s.handleFinalizeUpload)
 }
 
@@ -179,8 +181,21 @@ func (s *Server) handleUploadContent(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, tooLarge(max))
 		return
 	}
-	if _, err := s.resources.Upload(r.Context(), caller, id); err != nil {
+	u, err := s.resources.Upload(r.Context(), caller, id)
+	if err != nil {
 		Error(w, r, err)
+		return
+	}
+	// A PUT with Upload-Offset continues the content already stored (see
+	// resume.go); the new blob starts with a copy of it.
+	offset, err := uploadOffset(r, u)
+	if err != nil {
+		w.Header().Set("Upload-Offset", strconv.FormatInt(u.Size, 10))
+		Error(w, r, err)
+		return
+	}
+	if r.ContentLength > max-offset {
+		Error(w, r, tooLarge(max))
 		return
 	}
 	// Reserve the declared length at once, or room as a body of unknown
@@ -188,11 +203,11 @@ func (s *Server) handleUploadContent(w http.ResponseWriter, r *http.Request) {
 	// more than MaxPendingBytesPerAccount.
 	res := &reservation{s: s, r: r, caller: caller, upload: id, step: reserveStep}
 	if r.ContentLength >= 0 {
-		res.step = r.ContentLength
+		res.step = offset + r.ContentLength
 	}
-	declared := int64(0)
+	declared := offset
 	if r.ContentLength > 0 {
-		declared = r.ContentLength
+		declared += r.ContentLength
 	}
 	err = res.reserve(declared)
 	defer res.release()
@@ -208,7 +223,11 @@ func (s *Server) handleUploadContent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	recorded := false
-	bw, err := s.blobs.Create(r.Context(), key)
+	// The blob outlives a client that goes away: what arrived is kept
+	// for a resume (keepPartial).
+	bctx, cancelBlob := context.WithCancel(context.WithoutCancel(r.Context()))
+	defer cancelBlob()
+	bw, err := s.blobs.Create(bctx, key)
 	if err != nil {
 		endLease(true)
 		Error(w, r, err)
@@ -221,8 +240,13 @@ func (s *Server) handleUploadContent(w http.ResponseWriter, r *http.Request) {
 		bw.Abort() // a no-op after Commit
 	}()
 	h := sha256.New()
+	hw := &hashingWriter{w: bw, h: h, res: res}
+	if err := s.copyPrefix(r.Context(), hw, u, offset); err != nil {
+		Error(w, r, err)
+		return
+	}
 	buf := copyBufs.Get().(*[]byte)
-	n, err := io.CopyBuffer(&hashingWriter{w: bw, h: h, res: res}, http.MaxBytesReader(w, r.Body, max), *buf)
+	n, err := io.CopyBuffer(hw, http.MaxBytesReader(w, r.Body, max-offset), *buf)
 	copyBufs.Put(buf)
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -235,16 +259,26 @@ func (s *Server) handleUploadContent(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if isSlowBody(err) {
+			// A trickled body keeps nothing: it would hold the upload's
+			// room at the cost of a few bytes a second. The deferred
+			// Abort removes the partial blob.
 			loggerFrom(r).InfoContext(r.Context(), "upload too slow: cut off", "upload", id, "bytes", n)
 			Error(w, r, slowBodyProblem())
 			return
 		}
-		// Most likely the client went away. Nothing was recorded; the
-		// deferred Abort removes the partial blob.
-		loggerFrom(r).InfoContext(r.Context(), "upload interrupted", "upload", id, "bytes", n, "err", err)
-		Error(w, r, coffer.Errorf(coffer.EINVALID, "the upload was interrupted after %d bytes: PUT the content again", n))
+		// Most likely the client went away. What arrived is kept, durably,
+		// for a PUT with Upload-Offset to continue.
+		kept := s.keepPartial(r, caller, id, key, bw, h, offset+n)
+		if kept > 0 {
+			recorded = true  // SetUploadContent ended the lease
+			res.reserved = 0 // and the size replaced the reservation
+		}
+		w.Header().Set("Upload-Offset", strconv.FormatInt(kept, 10))
+		loggerFrom(r).InfoContext(r.Context(), "upload interrupted", "upload", id, "bytes", n, "kept", kept, "err", err)
+		Error(w, r, coffer.Errorf(coffer.EINVALID, "the upload was interrupted after %d bytes: continue it with Upload-Offset: %d", offset+n, kept))
 		return
 	}
+	n += offset
 	if err := bw.Commit(); err != nil {
 		Error(w, r, err)
 		return

@@ -156,17 +156,21 @@ func currentVersion(ctx context.Context, tx pgx.Tx, g coffer.GroupID, id coffer.
 	return &v, err
 }
 
-const uploadColumns = `id, resource_id, group_id, author_id, version, COALESCE(blob_key, ''), COALESCE(size, 0), content_hash, created_at, updated_at`
+const uploadColumns = `id, resource_id, group_id, author_id, version, COALESCE(blob_key, ''), COALESCE(size, 0), content_hash, created_at, updated_at, writing_until`
 
 func scanUpload(row pgx.Row) (*coffer.Upload, error) {
 	var (
-		u    coffer.Upload
-		hash []byte
+		u       coffer.Upload
+		hash    []byte
+		writing *time.Time
 	)
-	if err := row.Scan(&u.ID, &u.Resource, &u.Group, &u.Author, &u.Version, &u.BlobKey, &u.Size, &hash, &u.Created, &u.Updated); err != nil {
+	if err := row.Scan(&u.ID, &u.Resource, &u.Group, &u.Author, &u.Version, &u.BlobKey, &u.Size, &hash, &u.Created, &u.Updated, &writing); err != nil {
 		return nil, err
 	}
 	copy(u.ContentHash[:], hash)
+	if writing != nil {
+		u.WritingUntil = *writing
+	}
 	return &u, nil
 }
 

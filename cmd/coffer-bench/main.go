@@ -11,7 +11,12 @@
 //
 // Usage:
 //
-//	go run ./cmd/coffer-bench [-size 1GiB] [-small 1000] [-small-size 1024] [-concurrency 32] [-duration 15s] [-backend fs,s3]
+//	go run ./cmd/coffer-bench [-size 1GiB] [-small 1000] [-small-size 1024] [-concurrency 32] [-duration 15s] [-backend fs,s3] [-age=false]
+//
+// -small 0 skips the small reads. With -age (the default) it also runs the
+// age column of issue 14: filippo.io/age on the same bytes in one stream,
+// a durable write of them, ratios, client CPU per GiB, time to the first
+// verified byte, and the verified decrypt path at GOMAXPROCS 1 and 2.
 //
 // -backend says which blob stores to measure, one after the other: fs (a
 // directory) and s3 (an S3 bucket on a versitygw that coffer-bench starts
@@ -175,6 +180,7 @@ type config struct {
 	duration    time.Duration
 	keep        bool
 	backends    []string
+	age         bool
 }
 
 // backend is where the servers keep blobs: extra arguments for both
@@ -210,6 +216,7 @@ func run(args []string) error {
 	fs.DurationVar(&cfg.duration, "duration", 15*time.Second, "how long to run small reads")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory")
 	backends := fs.String("backend", "fs", "comma-separated blob stores to measure: fs, s3")
+	fs.BoolVar(&cfg.age, "age", true, "measure filippo.io/age on the same bytes, a durable write, and the verified decrypt path at GOMAXPROCS 1 and 2")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -295,6 +302,20 @@ func benchBackend(tmp string, cfg config, b backend) error {
 	row("download, cofferd + clientlib (verified)", enc.down)
 	fmt.Printf("\nratio encrypted/plain: upload %.2f, download %.2f\n",
 		plain.up.elapsed.Seconds()/enc.up.elapsed.Seconds(), plain.down.elapsed.Seconds()/enc.down.elapsed.Seconds())
+	if cfg.age {
+		dir := tmp
+		if len(b.args) == 2 && b.args[0] == "-blob-dir" {
+			dir = filepath.Dir(b.args[1]) // the blob store's disk
+		}
+		ar, err := benchAge(dir, cfg.size)
+		if err != nil {
+			return fmt.Errorf("age column: %w", err)
+		}
+		printAge(cfg, plain, enc, ar)
+	}
+	if cfg.small == 0 {
+		return nil
+	}
 	fmt.Printf("\nsmall reads (%d B, header + content, verified), concurrency %d, %s:\n", cfg.smallSize, cfg.concurrency, cfg.duration)
 	fmt.Printf("%d reads, %.0f reads/s, p50 %s, p99 %s, errors %d\n",
 		small.n, float64(small.n)/small.elapsed.Seconds(), small.p50, small.p99, small.errors)
@@ -307,9 +328,16 @@ type transfer struct {
 	elapsed              time.Duration
 	serverHWM, clientHWM int64
 	others               float64 // as in smallResult
+	clientCPU            time.Duration
 }
 
-type pair struct{ up, down transfer }
+type pair struct {
+	up, down transfer
+	// Time to the first verified byte of the large resource, and of a
+	// range read at rangeAt (cofferd only).
+	firstWhole, firstRange time.Duration
+	rangeAt                int64
+}
 
 type smallResult struct {
 	n, errors int
@@ -445,12 +473,12 @@ func measure(server int, pgData string, fn func() error) (transfer, error) {
 	resetHWM(server)
 	resetHWM(os.Getpid())
 	ours := func() time.Duration { return cpuTime(os.Getpid()) + cpuTime(server) + postgresCPU(pgData) + storeCPU() }
-	ours0, busy0 := ours(), machineBusy()
+	ours0, busy0, client0 := ours(), machineBusy(), cpuTime(os.Getpid())
 	start := time.Now()
 	if err := fn(); err != nil {
 		return transfer{}, err
 	}
-	t := transfer{elapsed: time.Since(start), serverHWM: hwm(server), clientHWM: hwm(os.Getpid())}
+	t := transfer{elapsed: time.Since(start), serverHWM: hwm(server), clientHWM: hwm(os.Getpid()), clientCPU: cpuTime(os.Getpid()) - client0}
 	others := (machineBusy() - busy0) - (ours() - ours0)
 	t.others = max(0, others.Seconds()) / (t.elapsed.Seconds() * float64(runtime.NumCPU()))
 	return t, nil
@@ -552,6 +580,12 @@ func benchCoffer(tmp string, cfg config, b backend) (pair, smallResult, error) {
 	})
 	if err != nil {
 		return p, small, fmt.Errorf("download: %w", err)
+	}
+	if p.firstWhole, p.firstRange, p.rangeAt, err = firstBytes(ctx, client, g, big.ID, cfg.size); err != nil {
+		return p, small, fmt.Errorf("first verified byte: %w", err)
+	}
+	if cfg.small == 0 {
+		return p, small, nil
 	}
 	small, err = benchSmall(ctx, client, g, cfg, pid, pgData)
 	return p, small, err

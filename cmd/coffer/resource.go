@@ -96,7 +96,7 @@ writer role.`,
 			}
 			defer closeFile()
 			progress, done := a.progressBar("encrypting " + meta.Name)
-			res, err := c.PutWithOptions(ctx, g, r, meta, &clientlib.PutOptions{Progress: progress})
+			res, err := a.putResumable(ctx, c, g, args[0], r, meta, progress)
 			done()
 			if err != nil {
 				return err
@@ -254,6 +254,14 @@ proven against the author's signed chunk tree before any of it is written.`,
 				return err
 			}
 			progress, done := a.progressBar("decrypting")
+			if output != "" && span == "" {
+				res, err := a.getResumable(ctx, c, g, id, output, progress)
+				done()
+				if err != nil {
+					return err
+				}
+				return a.printGot(res, output, res.Meta.Size)
+			}
 			var rr *clientlib.ResourceReader
 			if span != "" {
 				start, length, perr := parseRange(span)
@@ -286,20 +294,24 @@ proven against the author's signed chunk tree before any of it is written.`,
 			if err != nil {
 				return err
 			}
-			res := rr.Resource()
-			if a.asJSON {
-				return a.printJSON(struct {
-					resourceJSON
-					Output string `json:"output"`
-				}{resourceOf(res), output})
-			}
-			a.notice("wrote %s (%d bytes, from %s, epoch %d)", output, rr.Len(), res.AuthorHandle, res.Epoch)
-			return nil
+			return a.printGot(rr.Resource(), output, rr.Len())
 		}),
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "write to FILE, only once fully verified (default: stdout)")
 	cmd.Flags().StringVar(&span, "range", "", "only plaintext bytes START-END (inclusive; START- to the end), each chunk verified")
 	return cmd
+}
+
+// printGot reports a resource written to output.
+func (a *app) printGot(res *clientlib.Resource, output string, n int64) error {
+	if a.asJSON {
+		return a.printJSON(struct {
+			resourceJSON
+			Output string `json:"output"`
+		}{resourceOf(res), output})
+	}
+	a.notice("wrote %s (%d bytes, from %s, epoch %d)", output, n, res.AuthorHandle, res.Epoch)
+	return nil
 }
 
 // parseRange parses START-END (inclusive) or START- into an offset and a

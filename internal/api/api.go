@@ -138,6 +138,17 @@ type Upload struct {
 	MaxSize int64  `json:"max_size"` // the largest ciphertext the server accepts
 }
 
+// UploadStatus is an upload and how much of its content the server holds.
+type UploadStatus struct {
+	Upload
+	// Received is the durable offset of the content: where a PUT with
+	// Upload-Offset continues.
+	Received int64 `json:"received"`
+	// Writing says a PUT of the content is still in progress (or was cut
+	// off so recently that the server has not yet kept what it received).
+	Writing bool `json:"writing"`
+}
+
 // UploadContent is what the server received of an upload's content.
 type UploadContent struct {
 	Size        int64  `json:"size"`

@@ -222,6 +222,7 @@ const maxAgeHeader = coffer.MaxAgeHeaderSize
 type Writer struct {
 	dst    io.Writer
 	aead   cipher.AEAD
+	leaf0  []byte
 	buf    []byte // plaintext not yet sealed, up to batchChunks chunks
 	out    []byte // sealed batch
 	next   uint64 // index of the next chunk to seal
@@ -260,8 +261,13 @@ func Encrypt(dst io.Writer, k groupkey.EpochKey, g coffer.GroupID, epoch uint64,
 	leaf0 := hb.Bytes()[:hb.Len()-chacha20poly1305.Overhead]
 	nonce := leaf0[len(leaf0)-nonceSize:]
 	rand.Read(nonce)
-	w := &Writer{dst: dst, aead: payloadAEAD(fileKey, nonce)}
+	w, err := newWriter(dst, fileKey, leaf0)
 	clear(fileKey)
+	return w, err
+}
+
+func newWriter(dst io.Writer, fileKey, leaf0 []byte) (*Writer, error) {
+	w := &Writer{dst: dst, aead: payloadAEAD(fileKey, leaf0[len(leaf0)-nonceSize:]), leaf0: bytes.Clone(leaf0)}
 	w.add(leafHash(leaf0))
 	if _, err := dst.Write(leaf0); err != nil {
 		return nil, err
@@ -271,6 +277,38 @@ func Encrypt(dst io.Writer, k groupkey.EpochKey, g coffer.GroupID, epoch uint64,
 	w.buf = make([]byte, 0, n*chunkSize)
 	w.out = make([]byte, n*encChunkSize)
 	return w, nil
+}
+
+// Header returns leaf 0 of the file being written: the age header and the
+// payload nonce. It holds the file key only wrapped under the epoch key,
+// so it may be kept (outside the keystore) to resume an upload with
+// EncryptAgain.
+func (w *Writer) Header() []byte { return bytes.Clone(w.leaf0) }
+
+// EncryptAgain starts a Writer that writes, byte for byte, the same file
+// as the Writer whose Header is header, when given the same content: the
+// file key is unwrapped from header under k, and the payload nonce is
+// header's. A resumed upload uses it to produce the ciphertext from where
+// the server's copy ends, and the chunk hashes of what came before.
+// Errors match ErrWrongKey or ErrTampered.
+func EncryptAgain(dst io.Writer, header []byte, k groupkey.EpochKey, g coffer.GroupID, epoch uint64, r coffer.ResourceID, opts ...Option) (*Writer, error) {
+	if len(header) > maxLeaf0 {
+		return nil, fmt.Errorf("%w: the age header to resume is too long", ErrTampered)
+	}
+	hdr, err := readAgeHeader(bufio.NewReaderSize(bytes.NewReader(header), 512))
+	if err != nil || len(header)-len(hdr) != nonceSize {
+		return nil, fmt.Errorf("%w: not an age header followed by the payload nonce", ErrTampered)
+	}
+	fileKey, err := age.DecryptHeader(hdr, &identity{binding{k, g, epoch, r}, newOptions(opts)})
+	if err != nil {
+		if errors.Is(err, ErrWrongKey) {
+			return nil, wrongKeyError(err)
+		}
+		return nil, fmt.Errorf("%w: age header: %v", ErrTampered, err)
+	}
+	w, err := newWriter(dst, fileKey, header)
+	clear(fileKey)
+	return w, err
 }
 
 func (w *Writer) add(h tlog.Hash) {

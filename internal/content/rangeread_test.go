@@ -337,3 +337,50 @@ func TestRangeForgedChunk(t *testing.T) {
 		t.Fatalf("the caller received %d bytes, want the %d of chunk 4", len(got), c)
 	}
 }
+
+// TestEncryptAgain: a Writer started from another's header writes the same
+// blob byte for byte for the same content (what a resumed upload relies
+// on), and refuses a header for another binding.
+func TestEncryptAgain(t *testing.T) {
+	tg := newTarget()
+	for _, n := range sizes {
+		p := plaintextOf(n)
+		var first bytes.Buffer
+		w, err := content.Encrypt(&first, tg.k, tg.g, tg.epoch, tg.r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(p)
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		var again bytes.Buffer
+		w2, err := content.EncryptAgain(&again, w.Header(), tg.k, tg.g, tg.epoch, tg.r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for q := p; len(q) > 0; q = q[min(len(q), 1000):] {
+			w2.Write(q[:min(len(q), 1000)]) // other write sizes, same chunks
+		}
+		if err := w2.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(first.Bytes(), again.Bytes()) {
+			t.Fatalf("size %d: the blob written again differs", n)
+		}
+		r1, c1, s1 := w.Sum()
+		r2, c2, s2 := w2.Sum()
+		if r1 != r2 || c1 != c2 || s1 != s2 {
+			t.Fatalf("size %d: sums differ", n)
+		}
+	}
+	var b bytes.Buffer
+	w, _ := content.Encrypt(&b, tg.k, tg.g, tg.epoch, tg.r)
+	other := newTarget()
+	if _, err := content.EncryptAgain(io.Discard, w.Header(), other.k, tg.g, tg.epoch, tg.r); !errors.Is(err, content.ErrWrongKey) {
+		t.Fatalf("another key: %v", err)
+	}
+	if _, err := content.EncryptAgain(io.Discard, w.Header()[:len(w.Header())-1], tg.k, tg.g, tg.epoch, tg.r); !errors.Is(err, content.ErrTampered) {
+		t.Fatalf("a cut header: %v", err)
+	}
+}
