@@ -63,11 +63,14 @@ func BuildCofferd(tb testing.TB) string {
 	return build.bin
 }
 
-// RemoveBuild removes the binary BuildCofferd built, if any. Call it from
-// TestMain after the tests have run.
+// RemoveBuild removes the binaries BuildCofferd and BuildCofferAudit
+// built, if any. Call it from TestMain after the tests have run.
 func RemoveBuild() {
 	if build.dir != "" {
 		os.RemoveAll(build.dir)
+	}
+	if auditBuild.dir != "" {
+		os.RemoveAll(auditBuild.dir)
 	}
 }
 
@@ -92,6 +95,9 @@ func moduleRoot() (string, error) {
 type ProcessOptions struct {
 	// Args are cofferd's flags, without -addr, which StartProcess picks.
 	Args []string
+	// Addr, if set, is the listen address instead of a free loopback port
+	// (for a witness started first that must name cofferd's URL).
+	Addr string
 	// Env is added to the test's environment, from which every COFFER_*
 	// and AWS_* variable is removed first, so that only Args and Env
 	// configure the process.
@@ -143,7 +149,7 @@ func StartProcess(tb testing.TB, bin string, opts ProcessOptions) *Process {
 			return p
 		}
 		lastErr = err
-		if !strings.Contains(err.Error(), "address already in use") {
+		if opts.Addr != "" || !strings.Contains(err.Error(), "address already in use") {
 			break
 		}
 	}
@@ -152,12 +158,13 @@ func StartProcess(tb testing.TB, bin string, opts ProcessOptions) *Process {
 }
 
 func startProcess(tb testing.TB, bin string, opts ProcessOptions) (*Process, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
+	addr := opts.Addr
+	if addr == "" {
+		var err error
+		if addr, err = FreeAddr(); err != nil {
+			return nil, err
+		}
 	}
-	addr := ln.Addr().String()
-	ln.Close()
 
 	p := &Process{URL: "http://" + addr, out: &tailBuffer{max: 64 << 10}, exited: make(chan struct{}), stopTimeout: opts.StopTimeout}
 	p.cmd = exec.Command(bin, append([]string{"-addr", addr}, opts.Args...)...)
@@ -191,6 +198,16 @@ func startProcess(tb testing.TB, bin string, opts ProcessOptions) (*Process, err
 		}
 	})
 	return p, nil
+}
+
+// FreeAddr returns a loopback address whose port was free a moment ago.
+func FreeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
 }
 
 func (p *Process) waitReady(timeout time.Duration) error {
