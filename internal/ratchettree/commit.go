@@ -1,0 +1,355 @@
+package ratchettree
+
+import (
+	"crypto/subtle"
+	"slices"
+)
+
+// Op is what a path update does to its leaf.
+type Op uint8
+
+const (
+	OpRemove Op = 1 // blank the leaf, then refresh its direct path (the committer's view)
+	OpUpdate Op = 2 // the committer replaces its own leaf key and refreshes its path
+	OpAdd    Op = 3 // place a new leaf and refresh its path, sealing the first secret to it too
+)
+
+// LeafKey places an X-Wing public key at a leaf.
+type LeafKey struct {
+	Leaf uint32
+	Key  []byte
+}
+
+// Ciphertext carries the secret of node Node sealed to node Recipient.
+type Ciphertext struct {
+	Node, Recipient uint32
+	Sealed          []byte
+}
+
+// PathUpdate refreshes Leaf's direct path with one HKDF chain of path
+// secrets. PublicKeys holds the new key of each direct-path node, bottom
+// up. Ciphertexts holds, level by level from the bottom, the new leaf
+// (OpAdd, level 0 only) and then every node of the copath node's
+// resolution, each sealed the path secret of that level.
+type PathUpdate struct {
+	Op          Op
+	Leaf        uint32
+	LeafKey     []byte // OpUpdate, OpAdd
+	PublicKeys  [][]byte
+	Ciphertexts []Ciphertext
+}
+
+// RekeyNode gives a parent node a fresh independent secret, sealed to
+// every node of each child's resolution (left child's first).
+type RekeyNode struct {
+	Node        uint32
+	PublicKey   []byte
+	Ciphertexts []Ciphertext
+}
+
+// Commit is the tree part of one commit, applied in order: leaves added
+// in bulk, at most one path update, then a rekey of a set of parent nodes
+// closed under taking parents (listed lowest level first, then by index).
+// Leaves is the leaf count after the commit and TreeHash the hash of the
+// resulting tree; the signed commit carries both and the public keys.
+type Commit struct {
+	Leaves   uint32
+	Adds     []LeafKey
+	Path     *PathUpdate
+	Rekey    []RekeyNode
+	TreeHash [32]byte
+}
+
+// Verify checks commit c by committer (a leaf index) against the verified
+// tree t and returns the tree after it; t is not changed. untrusted lists
+// the admins that this commit removes or demotes: no node may still be
+// tainted by one of them afterwards. Verify needs no secret and is
+// deterministic, so the chain verifier, the server and every client reach
+// the same answer.
+func Verify(t *Tree, ctx Context, committer uint32, c *Commit, untrusted []uint32) (*Tree, error) {
+	nt, err := apply(t, ctx, committer, c, untrusted)
+	if err != nil {
+		return nil, err
+	}
+	h := nt.Hash()
+	if subtle.ConstantTimeCompare(h[:], c.TreeHash[:]) != 1 {
+		return nil, errorf(RuleTreeHash, "the commit's tree hash is not the hash of the tree it produces")
+	}
+	return nt, nil
+}
+
+// apply is Verify without the final tree-hash comparison.
+func apply(t *Tree, ctx Context, committer uint32, c *Commit, untrusted []uint32) (*Tree, error) {
+	nt := t.Clone()
+	if err := checkCommitter(nt, committer); err != nil {
+		return nil, err
+	}
+	if c.Leaves == 0 || c.Leaves > MaxLeaves {
+		return nil, errorf(RuleShape, "leaf count %d out of range", c.Leaves)
+	}
+	if err := applyAdds(nt, c.Adds); err != nil {
+		return nil, err
+	}
+	var changed []uint32
+	for _, a := range c.Adds {
+		changed = append(changed, LeafNode(a.Leaf))
+	}
+	if p := c.Path; p != nil {
+		dp, recips, err := planPath(nt, committer, p.Op, p.Leaf, p.LeafKey)
+		if err != nil {
+			return nil, err
+		}
+		if len(p.PublicKeys) != len(dp) {
+			return nil, errorf(RulePublicKey, "path has %d public keys for %d nodes", len(p.PublicKeys), len(dp))
+		}
+		for _, k := range p.PublicKeys {
+			if err := checkPublicKey(k); err != nil {
+				return nil, err
+			}
+		}
+		if err := matchCiphertexts(p.Ciphertexts, dp, recips); err != nil {
+			return nil, err
+		}
+		finishPath(nt, committer, dp, p.PublicKeys, recips)
+		changed = append(changed, LeafNode(p.Leaf))
+	}
+	if err := checkRekeyShape(nt, c.Rekey, c.Adds); err != nil {
+		return nil, err
+	}
+	recips := rekeyRecipients(nt, c.Rekey, func(i int) []byte { return c.Rekey[i].PublicKey })
+	for i, r := range c.Rekey {
+		if err := checkPublicKey(r.PublicKey); err != nil {
+			return nil, err
+		}
+		want := make([][]uint32, 1)
+		want[0] = recips[i]
+		if err := matchCiphertexts(r.Ciphertexts, []uint32{r.Node}, want); err != nil {
+			return nil, err
+		}
+	}
+	finishRekey(nt, committer, c.Rekey, recips)
+	for _, r := range c.Rekey {
+		changed = append(changed, r.Node)
+	}
+	if nt.n != c.Leaves {
+		return nil, errorf(RuleShape, "the commit claims %d leaves, the tree has %d", c.Leaves, nt.n)
+	}
+	if c.Path == nil && len(c.Rekey) == 0 {
+		return nil, errorf(RuleShape, "the commit refreshes no node, so there is no new root secret")
+	}
+	if err := checkTaint(nt, untrusted); err != nil {
+		return nil, err
+	}
+	nt.rehash(changed)
+	return nt, nil
+}
+
+func checkCommitter(t *Tree, committer uint32) error {
+	if committer >= t.n || t.pub[LeafNode(committer)] == nil {
+		return errorf(RuleLeaf, "the committer's leaf %d is not in the tree", committer)
+	}
+	return nil
+}
+
+// applyAdds places bulk-added leaves: each at the next new leaf, or at a
+// blank leaf. New parent nodes created by growth are blank.
+func applyAdds(t *Tree, adds []LeafKey) error {
+	for _, a := range adds {
+		if err := checkPublicKey(a.Key); err != nil {
+			return err
+		}
+		if err := placeLeaf(t, a.Leaf, a.Key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func placeLeaf(t *Tree, leaf uint32, key []byte) error {
+	switch {
+	case leaf == t.n && t.n < MaxLeaves:
+		t.resize(t.n + 1)
+	case leaf < t.n && t.pub[LeafNode(leaf)] == nil:
+	default:
+		return errorf(RuleLeaf, "leaf %d is neither blank nor the next new leaf", leaf)
+	}
+	t.pub[LeafNode(leaf)] = key
+	// Growth can move the right edge under new, blank parents: rehash
+	// the new leaf's whole path.
+	t.rehash([]uint32{LeafNode(leaf)})
+	return nil
+}
+
+// planPath applies the op to the leaf and returns the leaf's direct path
+// and, per level, the nodes its path secret must be sealed to.
+func planPath(t *Tree, committer uint32, op Op, leaf uint32, leafKey []byte) ([]uint32, [][]uint32, error) {
+	switch op {
+	case OpRemove:
+		if len(leafKey) != 0 {
+			return nil, nil, errorf(RuleShape, "a removal carries no leaf key")
+		}
+		if leaf >= t.n || t.pub[LeafNode(leaf)] == nil || leaf == committer {
+			return nil, nil, errorf(RuleLeaf, "leaf %d cannot be removed by leaf %d", leaf, committer)
+		}
+		t.pub[LeafNode(leaf)] = nil
+	case OpUpdate:
+		if leaf != committer {
+			return nil, nil, errorf(RuleLeaf, "leaf %d updates only its own path, not leaf %d's", committer, leaf)
+		}
+		if err := checkPublicKey(leafKey); err != nil {
+			return nil, nil, err
+		}
+		t.pub[LeafNode(leaf)] = leafKey
+	case OpAdd:
+		if err := checkPublicKey(leafKey); err != nil {
+			return nil, nil, err
+		}
+		if err := placeLeaf(t, leaf, leafKey); err != nil {
+			return nil, nil, err
+		}
+	default:
+		return nil, nil, errorf(RuleShape, "unknown path op %d", op)
+	}
+	x := LeafNode(leaf)
+	dp := DirectPath(x, t.n)
+	if len(dp) == 0 {
+		return nil, nil, errorf(RuleShape, "a one-leaf tree has no path to refresh")
+	}
+	cp := Copath(x, t.n)
+	recips := make([][]uint32, len(dp))
+	for i := range dp {
+		if i == 0 && op == OpAdd {
+			recips[i] = append(recips[i], x)
+		}
+		recips[i] = t.appendResolution(recips[i], cp[i])
+	}
+	return dp, recips, nil
+}
+
+// matchCiphertexts requires exactly one ciphertext per (node, recipient)
+// pair, in the canonical order, and each of the right size: a withheld,
+// extra, duplicated or misdirected ciphertext is a rule violation.
+func matchCiphertexts(cts []Ciphertext, nodes []uint32, recips [][]uint32) error {
+	i := 0
+	for l, node := range nodes {
+		for _, r := range recips[l] {
+			if i >= len(cts) {
+				return errorf(RuleCiphertexts, "no ciphertext of node %d for resolution node %d", node, r)
+			}
+			if cts[i].Node != node || cts[i].Recipient != r {
+				return errorf(RuleCiphertexts, "ciphertext %d is for node %d at node %d, want node %d at node %d", i, cts[i].Node, cts[i].Recipient, node, r)
+			}
+			if len(cts[i].Sealed) != CiphertextSize {
+				return errorf(RuleShape, "ciphertext %d is %d bytes, want %d", i, len(cts[i].Sealed), CiphertextSize)
+			}
+			i++
+		}
+	}
+	if i != len(cts) {
+		return errorf(RuleCiphertexts, "%d ciphertexts beyond one per resolution node", len(cts)-i)
+	}
+	return nil
+}
+
+// finishPath installs the path's public keys and its taint. The committer
+// knows every path secret; an admin that knows a recipient node's secret
+// learns the path secret sealed to it and every one above.
+func finishPath(t *Tree, committer uint32, dp []uint32, pubs [][]byte, recips [][]uint32) {
+	knowers := []uint32{committer}
+	for i, x := range dp {
+		for _, r := range recips[i] {
+			for _, a := range t.taint[r] {
+				knowers = addTaint(knowers, a)
+			}
+		}
+		t.pub[x] = pubs[i]
+		t.taint[x] = outside(x, knowers)
+	}
+}
+
+// outside keeps the admins that are not below x: those below x know its
+// secret as members, which is no taint.
+func outside(x uint32, admins []uint32) []uint32 {
+	var out []uint32
+	for _, a := range admins {
+		if !IsAncestor(x, LeafNode(a)) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// checkRekeyShape: parent nodes only, lowest level first then by index,
+// no duplicates, closed under taking parents, and covering the direct
+// path of every bulk-added leaf (or the new member could not decrypt).
+func checkRekeyShape(t *Tree, nodes []RekeyNode, adds []LeafKey) error {
+	in := make(map[uint32]bool, len(nodes))
+	for i, r := range nodes {
+		if r.Node >= Width(t.n) || Level(r.Node) == 0 {
+			return errorf(RuleShape, "rekeyed node %d is not a parent node of the tree", r.Node)
+		}
+		if i > 0 && !rekeyBefore(nodes[i-1].Node, r.Node) {
+			return errorf(RuleShape, "rekeyed nodes out of order at %d", r.Node)
+		}
+		in[r.Node] = true
+	}
+	for _, r := range nodes {
+		if r.Node != Root(t.n) && !in[Parent(r.Node, t.n)] {
+			return errorf(RuleShape, "rekeyed node %d without its parent", r.Node)
+		}
+	}
+	for _, a := range adds {
+		for _, x := range DirectPath(LeafNode(a.Leaf), t.n) {
+			if !in[x] {
+				return errorf(RuleShape, "added leaf %d's ancestor %d is not rekeyed", a.Leaf, x)
+			}
+		}
+	}
+	return nil
+}
+
+func rekeyBefore(a, b uint32) bool {
+	if Level(a) != Level(b) {
+		return Level(a) < Level(b)
+	}
+	return a < b
+}
+
+// rekeyRecipients installs the new public keys (so a rekeyed child
+// resolves to itself) and returns each node's recipients.
+func rekeyRecipients(t *Tree, nodes []RekeyNode, pub func(int) []byte) [][]uint32 {
+	for i, r := range nodes {
+		t.pub[r.Node] = pub(i)
+	}
+	recips := make([][]uint32, len(nodes))
+	for i, r := range nodes {
+		recips[i] = t.appendResolution(nil, Left(r.Node))
+		recips[i] = t.appendResolution(recips[i], Right(r.Node, t.n))
+	}
+	return recips
+}
+
+// finishRekey sets each rekeyed node's taint, lowest first: the committer,
+// and every admin that knows one of its recipients.
+func finishRekey(t *Tree, committer uint32, nodes []RekeyNode, recips [][]uint32) {
+	for i, r := range nodes {
+		knowers := []uint32{committer}
+		for _, x := range recips[i] {
+			for _, a := range t.taint[x] {
+				knowers = addTaint(knowers, a)
+			}
+		}
+		t.taint[r.Node] = outside(r.Node, knowers)
+	}
+}
+
+func checkTaint(t *Tree, untrusted []uint32) error {
+	for x := uint32(1); x < Width(t.n); x += 2 {
+		for _, a := range t.taint[x] {
+			if slices.Contains(untrusted, a) {
+				return errorf(RuleTaint, "node %d is still known to removed or demoted admin %d", x, a)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,104 @@
+package ratchettree
+
+import (
+	"crypto/hkdf"
+	"crypto/hpke"
+	"crypto/sha256"
+	"encoding/binary"
+)
+
+// The suite: X-Wing (MLKEM768-X25519, the same KEM as coffer.KEM(),
+// named here because this package must not import coffer), HKDF-SHA256
+// and AES-256-GCM, as every other Coffer HPKE use.
+var (
+	kem  = hpke.MLKEM768X25519()
+	kdf  = hpke.HKDFSHA256()
+	aead = hpke.AES256GCM()
+)
+
+// Labels. Path and rekey ciphertexts carry different kinds of secret (a
+// path secret that derives its ancestors, an independent node secret), so
+// their HPKE infos differ and one cannot stand in for the other.
+const (
+	LabelTreePath       = "coffer/v2/tree-path"        // HPKE info of a path-secret ciphertext
+	LabelTreeRekey      = "coffer/v2/tree-rekey"       // HPKE info of a rekeyed node-secret ciphertext
+	LabelTreePathNext   = "coffer/v2/tree-path-next"   // path secret of the parent node
+	LabelTreeNodeSecret = "coffer/v2/tree-node-secret" // node secret from a path secret
+	LabelTreeEpochKey   = "coffer/v2/tree-epoch-key"   // epoch key from the root's node secret
+)
+
+// Context binds ciphertexts to one group and one epoch (the epoch the
+// commit creates).
+type Context struct {
+	Group [16]byte
+	Epoch uint64
+}
+
+func expand(secret []byte, label string) []byte {
+	out, err := hkdf.Expand(sha256.New, secret, label, SecretSize)
+	if err != nil {
+		panic("ratchettree: HKDF-Expand of 32 bytes failed: " + err.Error())
+	}
+	return out
+}
+
+// nextPathSecret is path_secret[i+1] = HKDF-Expand(path_secret[i]).
+func nextPathSecret(ps []byte) []byte { return expand(ps, LabelTreePathNext) }
+
+// pathNodeSecret is the node secret a path secret gives its node.
+func pathNodeSecret(ps []byte) []byte { return expand(ps, LabelTreeNodeSecret) }
+
+// nodeKey is RFC 9180 DeriveKeyPair(node secret), an X-Wing key pair.
+func nodeKey(nodeSecret []byte) (hpke.PrivateKey, error) { return kem.DeriveKeyPair(nodeSecret) }
+
+// EpochKey is HKDF(root node secret, salt = commit hash): the new epoch
+// key is bound to the chain's history as well as to the tree.
+func EpochKey(rootSecret, commitHash []byte) []byte {
+	k, err := hkdf.Key(sha256.New, rootSecret, commitHash, LabelTreeEpochKey, SecretSize)
+	if err != nil {
+		panic("ratchettree: HKDF of 32 bytes failed: " + err.Error())
+	}
+	return k
+}
+
+// info is label ‖ 0 ‖ group ‖ epoch ‖ node ‖ recipient (big-endian): the
+// ciphertext opens only in this group and epoch, for this refreshed node
+// and at this recipient node.
+func info(label string, ctx Context, node, recipient uint32) []byte {
+	b := make([]byte, 0, len(label)+1+16+8+4+4)
+	b = append(b, label...)
+	b = append(b, 0)
+	b = append(b, ctx.Group[:]...)
+	b = binary.BigEndian.AppendUint64(b, ctx.Epoch)
+	b = binary.BigEndian.AppendUint32(b, node)
+	return binary.BigEndian.AppendUint32(b, recipient)
+}
+
+func seal(label string, ctx Context, node, recipient uint32, recipientKey, secret []byte) ([]byte, error) {
+	pk, err := kem.NewPublicKey(recipientKey)
+	if err != nil {
+		return nil, errorf(RulePublicKey, "node %d: not an X-Wing public key", recipient)
+	}
+	return hpke.Seal(pk, kdf, aead, info(label, ctx, node, recipient), secret)
+}
+
+func open(label string, ctx Context, node, recipient uint32, priv hpke.PrivateKey, ct []byte) ([]byte, error) {
+	if len(ct) != CiphertextSize {
+		return nil, errorf(RuleShape, "ciphertext for node %d is %d bytes, want %d", node, len(ct), CiphertextSize)
+	}
+	s, err := hpke.Open(priv, kdf, aead, info(label, ctx, node, recipient), ct)
+	if err != nil || len(s) != SecretSize {
+		return nil, errorf(RuleDecrypt, "the ciphertext for node %d at node %d does not open for this group, epoch and position", node, recipient)
+	}
+	return s, nil
+}
+
+func checkPublicKey(k []byte) error {
+	if len(k) != PublicKeySize {
+		return errorf(RulePublicKey, "public key is %d bytes, want %d", len(k), PublicKeySize)
+	}
+	if _, err := kem.NewPublicKey(k); err != nil {
+		return errorf(RulePublicKey, "not an X-Wing public key")
+	}
+	return nil
+}
