@@ -8,8 +8,8 @@ import (
 
 // Sizes of the X-Wing (MLKEM768-X25519) objects a tree holds.
 const (
-	PublicKeySize  = 1216            // an X-Wing encapsulation key
-	SecretSize     = 32              // path and node secrets
+	PublicKeySize  = 1216           // an X-Wing encapsulation key
+	SecretSize     = 32             // path and node secrets
 	CiphertextSize = 1120 + 32 + 16 // HPKE enc ‖ AES-256-GCM(32-byte secret)
 	// MaxLeaves bounds the leaf count a decoder or verifier accepts, so
 	// a commit from the network cannot make us allocate a huge tree.
