@@ -17,6 +17,7 @@ import (
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/internal/translog"
 	"github.com/cofferhq/coffer/internal/witness"
+	"github.com/cofferhq/coffer/server"
 	"github.com/cofferhq/coffer/store"
 )
 
@@ -373,15 +374,23 @@ func noteBody(note string) string {
 // the others meet. Clients check quorum and freshness themselves; this only
 // picks the checkpoint most likely to satisfy them, which may lag the
 // newest signed one by the time the witnesses take to cosign.
+//
+// It embeds the store, not coffer.LogService, so that what the server finds
+// on its log service by type assertion (server.MapProver) stays visible.
 type witnessedLog struct {
-	coffer.LogService
+	*store.DB
 	p *witnessPusher
 }
+
+var (
+	_ coffer.LogService = witnessedLog{}
+	_ server.MapProver  = witnessedLog{}
+)
 
 func (l witnessedLog) LogCheckpoint(ctx context.Context) (string, error) {
 	rows, err := l.p.db.RecentCheckpoints(ctx, recentCheckpoints)
 	if err != nil || len(rows) == 0 {
-		return l.LogService.LogCheckpoint(ctx)
+		return l.DB.LogCheckpoint(ctx)
 	}
 	live := l.p.live()
 	if len(live) == 0 {
@@ -469,7 +478,7 @@ func (m *Main) logService() coffer.LogService {
 	if m.pusher == nil {
 		return m.db
 	}
-	return witnessedLog{LogService: m.db, p: m.pusher}
+	return witnessedLog{DB: m.db, p: m.pusher}
 }
 
 // WitnessKeys returns the verifier keys of the witnesses cofferd pushes to

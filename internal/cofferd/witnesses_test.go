@@ -2,6 +2,7 @@ package cofferd_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/clientlib"
 	"github.com/cofferhq/coffer/internal/cofferd"
 	"github.com/cofferhq/coffer/internal/cofferdtest"
@@ -91,6 +93,17 @@ func TestWitnessesCosignServedCheckpoints(t *testing.T) {
 	c := waitServed(t, s, 2, w1)
 	if _, has := c.Witnessed[w2.Name()]; has {
 		t.Fatal("a checkpoint signed after witness 2 stopped carries its cosignature")
+	}
+	// The log service with witnesses still proves heads-map entries.
+	resp, err := http.Post(s.URL()+"/v1/log/map/proofs", "application/json",
+		strings.NewReader(fmt.Sprintf(`{"size":%d,"keys":[{"kind":"account","account":"%s"}]}`, c.Checkpoint.Size, coffer.NewAccountID())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("map proofs with witnesses configured: %s %s", resp.Status, body)
 	}
 	metrics := get(t, s.URL()+"/metrics")
 	if !strings.Contains(metrics, `coffer_witness_pushes_total{result="error",witness="witness-2.test"}`) ||
