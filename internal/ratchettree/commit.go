@@ -47,13 +47,17 @@ type RekeyNode struct {
 	Ciphertexts []Ciphertext
 }
 
-// Commit is the tree part of one commit, applied in order: leaves added
-// in bulk, at most one path update, then a rekey of a set of parent nodes
-// closed under taking parents (listed lowest level first, then by index).
+// Commit is the tree part of one commit, applied in order: leaves removed
+// and leaves added in bulk, then either one path update or a rekey of a
+// set of parent nodes closed under taking parents (listed lowest level
+// first, then by index). Both refresh the root, so one commit never has
+// both: a node refreshed twice would carry a public key nobody checks.
+// Bulk removals and additions need a rekey covering their leaves' paths.
 // Leaves is the leaf count after the commit and TreeHash the hash of the
 // resulting tree; the signed commit carries both and the public keys.
 type Commit struct {
 	Leaves   uint32
+	Removes  []uint32
 	Adds     []LeafKey
 	Path     *PathUpdate
 	Rekey    []RekeyNode
@@ -87,13 +91,16 @@ func apply(t *Tree, ctx Context, committer uint32, c *Commit, untrusted []uint32
 	if c.Leaves == 0 || c.Leaves > MaxLeaves {
 		return nil, errorf(RuleShape, "leaf count %d out of range", c.Leaves)
 	}
+	if c.Path != nil && (len(c.Rekey) > 0 || len(c.Adds) > 0 || len(c.Removes) > 0) {
+		return nil, errorf(RuleShape, "a commit has a path update or bulk changes with a rekey, not both")
+	}
+	if err := applyRemoves(nt, committer, c.Removes); err != nil {
+		return nil, err
+	}
 	if err := applyAdds(nt, c.Adds); err != nil {
 		return nil, err
 	}
-	var changed []uint32
-	for _, a := range c.Adds {
-		changed = append(changed, LeafNode(a.Leaf))
-	}
+	changed := bulkChanged(c.Removes, c.Adds)
 	if p := c.Path; p != nil {
 		dp, recips, err := planPath(nt, committer, p.Op, p.Leaf, p.LeafKey)
 		if err != nil {
@@ -113,7 +120,7 @@ func apply(t *Tree, ctx Context, committer uint32, c *Commit, untrusted []uint32
 		finishPath(nt, committer, dp, p.PublicKeys, recips)
 		changed = append(changed, LeafNode(p.Leaf))
 	}
-	if err := checkRekeyShape(nt, c.Rekey, c.Adds); err != nil {
+	if err := checkRekeyShape(nt, c.Rekey, c.Removes, c.Adds); err != nil {
 		return nil, err
 	}
 	recips := rekeyRecipients(nt, c.Rekey, func(i int) []byte { return c.Rekey[i].PublicKey })
@@ -149,6 +156,29 @@ func checkCommitter(t *Tree, committer uint32) error {
 		return errorf(RuleLeaf, "the committer's leaf %d is not in the tree", committer)
 	}
 	return nil
+}
+
+// applyRemoves blanks bulk-removed leaves; the rekey must then cover
+// their direct paths.
+func applyRemoves(t *Tree, committer uint32, removes []uint32) error {
+	for _, leaf := range removes {
+		if leaf >= t.n || t.pub[LeafNode(leaf)] == nil || leaf == committer {
+			return errorf(RuleLeaf, "leaf %d cannot be removed by leaf %d", leaf, committer)
+		}
+		t.pub[LeafNode(leaf)] = nil
+	}
+	return nil
+}
+
+func bulkChanged(removes []uint32, adds []LeafKey) []uint32 {
+	var changed []uint32
+	for _, l := range removes {
+		changed = append(changed, LeafNode(l))
+	}
+	for _, a := range adds {
+		changed = append(changed, LeafNode(a.Leaf))
+	}
+	return changed
 }
 
 // applyAdds places bulk-added leaves: each at the next new leaf, or at a
@@ -282,7 +312,7 @@ func outside(x uint32, admins []uint32) []uint32 {
 // checkRekeyShape: parent nodes only, lowest level first then by index,
 // no duplicates, closed under taking parents, and covering the direct
 // path of every bulk-added leaf (or the new member could not decrypt).
-func checkRekeyShape(t *Tree, nodes []RekeyNode, adds []LeafKey) error {
+func checkRekeyShape(t *Tree, nodes []RekeyNode, removes []uint32, adds []LeafKey) error {
 	in := make(map[uint32]bool, len(nodes))
 	for i, r := range nodes {
 		if r.Node >= Width(t.n) || Level(r.Node) == 0 {
@@ -298,10 +328,14 @@ func checkRekeyShape(t *Tree, nodes []RekeyNode, adds []LeafKey) error {
 			return errorf(RuleShape, "rekeyed node %d without its parent", r.Node)
 		}
 	}
+	leaves := slices.Clone(removes)
 	for _, a := range adds {
-		for _, x := range DirectPath(LeafNode(a.Leaf), t.n) {
+		leaves = append(leaves, a.Leaf)
+	}
+	for _, l := range leaves {
+		for _, x := range DirectPath(LeafNode(l), t.n) {
 			if !in[x] {
-				return errorf(RuleShape, "added leaf %d's ancestor %d is not rekeyed", a.Leaf, x)
+				return errorf(RuleShape, "changed leaf %d's ancestor %d is not rekeyed", l, x)
 			}
 		}
 	}

@@ -16,6 +16,7 @@ type Secrets map[uint32][]byte
 // Commit. Untrusted lists admins this commit removes or demotes: Create
 // rekeys every node they taint (and the parents of those nodes).
 type Spec struct {
+	Removes   []uint32
 	Adds      []LeafKey
 	Path      *PathSpec
 	Rekey     []uint32
@@ -38,15 +39,15 @@ func Create(t *Tree, ctx Context, committer uint32, spec Spec) (*Commit, *Tree, 
 	if err := checkCommitter(nt, committer); err != nil {
 		return nil, nil, nil, err
 	}
+	if err := applyRemoves(nt, committer, spec.Removes); err != nil {
+		return nil, nil, nil, err
+	}
 	if err := applyAdds(nt, spec.Adds); err != nil {
 		return nil, nil, nil, err
 	}
-	c := &Commit{Adds: spec.Adds}
+	c := &Commit{Removes: spec.Removes, Adds: spec.Adds}
 	secrets := Secrets{}
-	var changed []uint32
-	for _, a := range spec.Adds {
-		changed = append(changed, LeafNode(a.Leaf))
-	}
+	changed := bulkChanged(spec.Removes, spec.Adds)
 	if p := spec.Path; p != nil {
 		dp, recips, err := planPath(nt, committer, p.Op, p.Leaf, p.LeafKey)
 		if err != nil {
@@ -92,6 +93,9 @@ func Create(t *Tree, ctx Context, committer uint32, spec Spec) (*Commit, *Tree, 
 		changed = append(changed, LeafNode(p.Leaf))
 	}
 	nodes := rekeySet(nt, spec)
+	if c.Path != nil && len(nodes) > 0 {
+		return nil, nil, nil, errorf(RuleShape, "a path update cannot be combined with a rekey, bulk changes or untrusted admins' refresh; use Removes with Untrusted")
+	}
 	if len(nodes) > 0 {
 		rk := make([]RekeyNode, len(nodes))
 		ns := make([][]byte, len(nodes))
@@ -142,7 +146,7 @@ func Create(t *Tree, ctx Context, committer uint32, spec Spec) (*Commit, *Tree, 
 	return c, nt, secrets, nil
 }
 
-// rekeySet is the spec's nodes, the direct paths of added leaves and every
+// rekeySet is the spec's nodes, the direct paths of removed and added leaves and every
 // node an untrusted admin taints, closed under taking parents, in rekey
 // order.
 func rekeySet(t *Tree, spec Spec) []uint32 {
@@ -161,8 +165,12 @@ func rekeySet(t *Tree, spec Spec) []uint32 {
 			add(x)
 		}
 	}
+	leaves := slices.Clone(spec.Removes)
 	for _, a := range spec.Adds {
-		if dp := DirectPath(LeafNode(a.Leaf), t.n); len(dp) > 0 {
+		leaves = append(leaves, a.Leaf)
+	}
+	for _, l := range leaves {
+		if dp := DirectPath(LeafNode(l), t.n); len(dp) > 0 {
 			add(dp[0])
 		}
 	}

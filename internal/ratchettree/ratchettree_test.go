@@ -263,11 +263,11 @@ func TestRemoveAdminRefreshesTaint(t *testing.T) {
 	}
 	_, err = Verify(g.tree, g.ctx, 0, c, []uint32{6})
 	wantRule(t, err, RuleTaint)
-	_, _, _, err = Create(g.tree, g.ctx, 0, Spec{Path: &PathSpec{Op: OpRemove, Leaf: 6}, Untrusted: []uint32{6}})
+	_, _, _, err = Create(g.tree, g.ctx, 0, Spec{Removes: []uint32{6}, Untrusted: []uint32{6}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c = g.commit(0, Spec{Path: &PathSpec{Op: OpRemove, Leaf: 6}, Untrusted: []uint32{6}}, []uint32{6})
+	c = g.commit(0, Spec{Removes: []uint32{6}, Untrusted: []uint32{6}}, []uint32{6})
 	if len(c.Rekey) == 0 {
 		t.Fatal("no rekey")
 	}
@@ -282,7 +282,7 @@ func TestRemoveAdminRefreshesTaint(t *testing.T) {
 func TestDemoteAdmin(t *testing.T) {
 	g := mustGenesis(t, "demote", 10)
 	// The creator knows every node; admin 3 demotes it (and removes 9).
-	c := g.commit(3, Spec{Untrusted: []uint32{0}, Path: &PathSpec{Op: OpRemove, Leaf: 9}}, []uint32{0})
+	c := g.commit(3, Spec{Untrusted: []uint32{0}, Removes: []uint32{9}}, []uint32{0})
 	if len(c.Rekey) == 0 {
 		t.Fatal("no rekey")
 	}

@@ -1,0 +1,234 @@
+package ratchettree
+
+import (
+	"encoding/binary"
+	"slices"
+)
+
+// The binary encodings of a public tree and of a commit's tree part: big-
+// endian integers, fixed-size keys and ciphertexts, counts checked against
+// the bytes left before anything is allocated.
+//
+//	tree   = n:u32, then per node x < Width(n): present:u8 [key:1216],
+//	         and for parent nodes taint-count:u32 admin:u32...
+//	commit = leaves:u32, removes:u32 leaf:u32..., adds:u32 (leaf:u32 key:1216)...,
+//	         has-path:u8 [op:u8 leaf:u32 has-key:u8 [key] keys:u32 key... cts:u32 ct...],
+//	         rekeys:u32 (node:u32 key cts:u32 ct...)..., tree-hash:32
+//	ct     = node:u32 recipient:u32 sealed:1168
+
+// MarshalBinary encodes the public tree (keys and taint).
+func (t *Tree) MarshalBinary() ([]byte, error) {
+	b := binary.BigEndian.AppendUint32(nil, t.n)
+	for x := uint32(0); x < Width(t.n); x++ {
+		b = appendKey(b, t.pub[x])
+		if Level(x) > 0 {
+			b = binary.BigEndian.AppendUint32(b, uint32(len(t.taint[x])))
+			for _, a := range t.taint[x] {
+				b = binary.BigEndian.AppendUint32(b, a)
+			}
+		}
+	}
+	return b, nil
+}
+
+func appendKey(b, k []byte) []byte {
+	if k == nil {
+		return append(b, 0)
+	}
+	return append(append(b, 1), k...)
+}
+
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) fail(format string, args ...any) {
+	if r.err == nil {
+		r.err = errorf(RuleShape, format, args...)
+	}
+}
+
+func (r *reader) bytes(n int) []byte {
+	if r.err != nil || n > len(r.b) {
+		r.fail("truncated")
+		return nil
+	}
+	v := r.b[:n:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) u8() uint8 {
+	v := r.bytes(1)
+	if v == nil {
+		return 0
+	}
+	return v[0]
+}
+
+func (r *reader) u32() uint32 {
+	v := r.bytes(4)
+	if v == nil {
+		return 0
+	}
+	return binary.BigEndian.Uint32(v)
+}
+
+// count reads a count of items of at least size bytes each and checks it
+// against what is left.
+func (r *reader) count(size int) int {
+	n := r.u32()
+	if r.err == nil && uint64(n)*uint64(size) > uint64(len(r.b)) {
+		r.fail("count %d exceeds the input", n)
+		return 0
+	}
+	return int(n)
+}
+
+func (r *reader) key(optional bool) []byte {
+	switch r.u8() {
+	case 0:
+		if !optional {
+			r.fail("missing key")
+		}
+		return nil
+	case 1:
+		k := slices.Clone(r.bytes(PublicKeySize))
+		if r.err == nil {
+			if err := checkPublicKey(k); err != nil {
+				r.err = err
+			}
+		}
+		return k
+	default:
+		r.fail("bad key flag")
+		return nil
+	}
+}
+
+// ParseTree decodes a public tree and recomputes its hashes.
+func ParseTree(b []byte) (*Tree, error) {
+	r := &reader{b: b}
+	n := r.u32()
+	if r.err != nil || n == 0 || n > MaxLeaves || uint64(Width(n)) > uint64(len(r.b)) {
+		return nil, errorf(RuleShape, "tree of %d leaves in %d bytes", n, len(b))
+	}
+	t := &Tree{}
+	t.resize(n)
+	for x := uint32(0); x < Width(n) && r.err == nil; x++ {
+		t.pub[x] = r.key(true)
+		if Level(x) > 0 {
+			c := r.count(4)
+			for range c {
+				a := r.u32()
+				if a >= n || (len(t.taint[x]) > 0 && a <= t.taint[x][len(t.taint[x])-1]) || IsAncestor(x, LeafNode(a)) {
+					r.fail("bad taint at node %d", x)
+				}
+				t.taint[x] = append(t.taint[x], a)
+			}
+		}
+	}
+	if r.err == nil && len(r.b) != 0 {
+		r.fail("%d trailing bytes", len(r.b))
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	t.rehashAll()
+	return t, nil
+}
+
+func appendCiphertexts(b []byte, cts []Ciphertext) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(cts)))
+	for _, ct := range cts {
+		b = binary.BigEndian.AppendUint32(b, ct.Node)
+		b = binary.BigEndian.AppendUint32(b, ct.Recipient)
+		b = append(b, ct.Sealed...)
+	}
+	return b
+}
+
+func (r *reader) ciphertexts() []Ciphertext {
+	n := r.count(8 + CiphertextSize)
+	cts := make([]Ciphertext, 0, n)
+	for range n {
+		ct := Ciphertext{Node: r.u32(), Recipient: r.u32()}
+		ct.Sealed = slices.Clone(r.bytes(CiphertextSize))
+		cts = append(cts, ct)
+	}
+	return cts
+}
+
+// MarshalBinary encodes the commit's tree part. Ciphertexts must be
+// CiphertextSize bytes (Create makes them so; Verify checks).
+func (c *Commit) MarshalBinary() ([]byte, error) {
+	b := binary.BigEndian.AppendUint32(nil, c.Leaves)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(c.Removes)))
+	for _, l := range c.Removes {
+		b = binary.BigEndian.AppendUint32(b, l)
+	}
+	b = binary.BigEndian.AppendUint32(b, uint32(len(c.Adds)))
+	for _, a := range c.Adds {
+		b = binary.BigEndian.AppendUint32(b, a.Leaf)
+		b = append(b, a.Key...)
+	}
+	if p := c.Path; p == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 1, byte(p.Op))
+		b = binary.BigEndian.AppendUint32(b, p.Leaf)
+		b = appendKey(b, p.LeafKey)
+		b = binary.BigEndian.AppendUint32(b, uint32(len(p.PublicKeys)))
+		for _, k := range p.PublicKeys {
+			b = append(b, k...)
+		}
+		b = appendCiphertexts(b, p.Ciphertexts)
+	}
+	b = binary.BigEndian.AppendUint32(b, uint32(len(c.Rekey)))
+	for _, r := range c.Rekey {
+		b = binary.BigEndian.AppendUint32(b, r.Node)
+		b = append(b, r.PublicKey...)
+		b = appendCiphertexts(b, r.Ciphertexts)
+	}
+	return append(b, c.TreeHash[:]...), nil
+}
+
+// ParseCommit decodes a commit's tree part. It checks sizes only; Verify
+// checks the rules.
+func ParseCommit(b []byte) (*Commit, error) {
+	r := &reader{b: b}
+	c := &Commit{Leaves: r.u32()}
+	for range r.count(4) {
+		c.Removes = append(c.Removes, r.u32())
+	}
+	for range r.count(4 + PublicKeySize) {
+		c.Adds = append(c.Adds, LeafKey{Leaf: r.u32(), Key: slices.Clone(r.bytes(PublicKeySize))})
+	}
+	switch r.u8() {
+	case 0:
+	case 1:
+		p := &PathUpdate{Op: Op(r.u8()), Leaf: r.u32()}
+		p.LeafKey = r.key(true)
+		for range r.count(PublicKeySize) {
+			p.PublicKeys = append(p.PublicKeys, slices.Clone(r.bytes(PublicKeySize)))
+		}
+		p.Ciphertexts = r.ciphertexts()
+		c.Path = p
+	default:
+		r.fail("bad path flag")
+	}
+	for range r.count(4 + PublicKeySize + 4) {
+		n := RekeyNode{Node: r.u32(), PublicKey: slices.Clone(r.bytes(PublicKeySize))}
+		n.Ciphertexts = r.ciphertexts()
+		c.Rekey = append(c.Rekey, n)
+	}
+	copy(c.TreeHash[:], r.bytes(32))
+	if r.err == nil && len(r.b) != 0 {
+		r.fail("%d trailing bytes", len(r.b))
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	return c, nil
+}
