@@ -306,11 +306,33 @@ func short(b []byte) []byte {
 // trustMembers annotates the members of a verified state with this device's
 // trust in their keys.
 func (c *Client) trustMembers(s *coffer.GroupState) ([]*Member, error) {
+	out, err := c.trustByHandle(s)
+	if err != nil {
+		return nil, err
+	}
+	// A verified account listed under another handle is matched by id.
+	conflicts, err := c.keyConflicts(s)
+	if err != nil {
+		return nil, err
+	}
+	for _, cm := range conflicts {
+		for _, mm := range out {
+			if mm.ID == cm.ID {
+				mm.Trust = Changed
+			}
+		}
+	}
+	return out, nil
+}
+
+// trustByHandle is trustMembers without the match by account id
+// (keyConflicts), for a caller that has just checked s with it.
+func (c *Client) trustByHandle(s *coffer.GroupState) ([]*Member, error) {
 	id, me, err := c.me()
 	if err != nil {
 		return nil, err
 	}
-	var out []*Member
+	out := make([]*Member, 0, len(s.Members))
 	for _, m := range s.SortedMembers() {
 		mm := &Member{Member: *m, Trust: Unverified}
 		var verified *coffer.PublicIdentity
@@ -336,18 +358,6 @@ func (c *Client) trustMembers(s *coffer.GroupState) ([]*Member, error) {
 			}
 		}
 		out = append(out, mm)
-	}
-	// A verified account listed under another handle is matched by id.
-	conflicts, err := c.keyConflicts(s)
-	if err != nil {
-		return nil, err
-	}
-	for _, cm := range conflicts {
-		for _, mm := range out {
-			if mm.ID == cm.ID {
-				mm.Trust = Changed
-			}
-		}
 	}
 	return out, nil
 }
@@ -630,9 +640,10 @@ func (c *Client) commitChangeMeta(ctx context.Context, g coffer.GroupID, build c
 // rotationRecipients lists every member of the new state with the key the
 // verified chain records for them. Those keys were vouched for by the
 // signature of the admin who added each member; a key that contradicts one
-// this device verified blocks the rotation.
+// this device verified blocks the rotation. The caller has just run
+// checkKeyConflicts on s, which matches verified accounts by id as well.
 func (c *Client) rotationRecipients(s *coffer.GroupState) ([]groupkey.Recipient, error) {
-	members, err := c.trustMembers(s)
+	members, err := c.trustByHandle(s)
 	if err != nil {
 		return nil, err
 	}
