@@ -98,7 +98,7 @@ func BenchmarkRemoveMemberTree(b *testing.B) {
 				up = len(enc)
 				down = 4 + 1 + 4 + len(c.Path.PublicKeys)*PublicKeySize + 8 + CiphertextSize + 32
 				start := time.Now()
-				if _, err := Verify(t, ctx, 0, c, nil); err != nil {
+				if _, err := Verify(t, 0, c, nil); err != nil {
 					b.Fatal(err)
 				}
 				verify += time.Since(start)

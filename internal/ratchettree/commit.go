@@ -70,8 +70,8 @@ type Commit struct {
 // tainted by one of them afterwards. Verify needs no secret and is
 // deterministic, so the chain verifier, the server and every client reach
 // the same answer.
-func Verify(t *Tree, ctx Context, committer uint32, c *Commit, untrusted []uint32) (*Tree, error) {
-	nt, err := apply(t, ctx, committer, c, untrusted)
+func Verify(t *Tree, committer uint32, c *Commit, untrusted []uint32) (*Tree, error) {
+	nt, err := apply(t, committer, c, untrusted)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +83,7 @@ func Verify(t *Tree, ctx Context, committer uint32, c *Commit, untrusted []uint3
 }
 
 // apply is Verify without the final tree-hash comparison.
-func apply(t *Tree, ctx Context, committer uint32, c *Commit, untrusted []uint32) (*Tree, error) {
+func apply(t *Tree, committer uint32, c *Commit, untrusted []uint32) (*Tree, error) {
 	nt := t.Clone()
 	if err := checkCommitter(nt, committer); err != nil {
 		return nil, err

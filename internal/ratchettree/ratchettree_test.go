@@ -66,7 +66,7 @@ func (g *group) commit(committer uint32, spec Spec, untrusted []uint32) *Commit 
 	if err != nil {
 		g.tb.Fatalf("create: %v", err)
 	}
-	vt, err := Verify(g.tree, g.ctx, committer, c, untrusted)
+	vt, err := Verify(g.tree, committer, c, untrusted)
 	if err != nil {
 		g.tb.Fatalf("verify: %v", err)
 	}
@@ -261,7 +261,7 @@ func TestRemoveAdminRefreshesTaint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = Verify(g.tree, g.ctx, 0, c, []uint32{6})
+	_, err = Verify(g.tree, 0, c, []uint32{6})
 	wantRule(t, err, RuleTaint)
 	_, _, _, err = Create(g.tree, g.ctx, 0, Spec{Removes: []uint32{6}, Untrusted: []uint32{6}})
 	if err != nil {

@@ -26,7 +26,7 @@ func cloneCommit(c *Commit) *Commit {
 // committer would, so that only the rule under test can catch it.
 func rehashed(tb testing.TB, t *Tree, committer uint32, c *Commit, untrusted []uint32) *Commit {
 	tb.Helper()
-	nt, err := apply(t, Context{}, committer, c, untrusted)
+	nt, err := apply(t, committer, c, untrusted)
 	if err != nil {
 		tb.Fatalf("apply: %v", err)
 	}
@@ -48,7 +48,7 @@ func removal(tb testing.TB, name string) (*group, *Commit) {
 // receive has member leaf receive c after a successful public Verify.
 func receive(tb testing.TB, g *group, leaf uint32, c *Commit) error {
 	tb.Helper()
-	if _, err := Verify(g.tree, g.ctx, 0, c, nil); err != nil {
+	if _, err := Verify(g.tree, 0, c, nil); err != nil {
 		tb.Fatalf("the tampered commit should pass the public checks: %v", err)
 	}
 	_, err := g.members[leaf].Receive(g.ctx, c, g.commitHash())
@@ -87,7 +87,7 @@ func TestTamperSealedToWrongNode(t *testing.T) {
 	// public shape error.
 	d = cloneCommit(c)
 	d.Path.Ciphertexts[i].Recipient = LeafNode(12)
-	_, err = Verify(g.tree, g.ctx, 0, d, nil)
+	_, err = Verify(g.tree, 0, d, nil)
 	wantRule(t, err, RuleCiphertexts)
 }
 
@@ -108,7 +108,7 @@ func TestTamperPublicKeyMismatch(t *testing.T) {
 			for !IsAncestor(dp[lvl], LeafNode(leaf)) {
 				lvl++
 			}
-			if _, err := Verify(g.tree, g.ctx, 0, d, nil); err != nil {
+			if _, err := Verify(g.tree, 0, d, nil); err != nil {
 				t.Fatal(err)
 			}
 			_, err := m.Receive(g.ctx, d, g.commitHash())
@@ -125,11 +125,11 @@ func TestTamperPublicKeyMismatch(t *testing.T) {
 	// A public key that is not an X-Wing key is a public error.
 	d := cloneCommit(c)
 	d.Path.PublicKeys[1] = make([]byte, PublicKeySize-1)
-	_, err = Verify(g.tree, g.ctx, 0, d, nil)
+	_, err = Verify(g.tree, 0, d, nil)
 	wantRule(t, err, RulePublicKey)
 	d = cloneCommit(c)
 	d.Path.PublicKeys = d.Path.PublicKeys[:len(d.Path.PublicKeys)-1]
-	_, err = Verify(g.tree, g.ctx, 0, d, nil)
+	_, err = Verify(g.tree, 0, d, nil)
 	wantRule(t, err, RulePublicKey)
 }
 
@@ -141,7 +141,7 @@ func mustRekeyTamper(t *testing.T, g *group) (*Commit, error) {
 	d := cloneCommit(c)
 	d.Rekey[0].PublicKey = leafKey(t, "other").PublicKey().Bytes()
 	rehashed(t, g.tree, 0, d, nil)
-	if _, err := Verify(g.tree, g.ctx, 0, d, nil); err != nil {
+	if _, err := Verify(g.tree, 0, d, nil); err != nil {
 		t.Fatal(err)
 	}
 	_, err = g.members[9].Receive(g.ctx, d, g.commitHash())
@@ -152,21 +152,21 @@ func TestTamperTreeHash(t *testing.T) {
 	g, c := removal(t, "tree-hash")
 	d := cloneCommit(c)
 	d.TreeHash[7] ^= 1
-	_, err := Verify(g.tree, g.ctx, 0, d, nil)
+	_, err := Verify(g.tree, 0, d, nil)
 	wantRule(t, err, RuleTreeHash)
 	// A swapped public key without the matching tree hash.
 	d = cloneCommit(c)
 	d.Path.PublicKeys[0], d.Path.PublicKeys[1] = d.Path.PublicKeys[1], d.Path.PublicKeys[0]
-	_, err = Verify(g.tree, g.ctx, 0, d, nil)
+	_, err = Verify(g.tree, 0, d, nil)
 	wantRule(t, err, RuleTreeHash)
 	// Verified against another tree (a server serving a stale state).
 	other := mustGenesis(t, "tree-hash-other", 16)
-	_, err = Verify(other.tree, g.ctx, 0, c, nil)
+	_, err = Verify(other.tree, 0, c, nil)
 	wantRule(t, err, RuleTreeHash)
 	// A leaf count that is not the tree's.
 	d = cloneCommit(c)
 	d.Leaves = 17
-	_, err = Verify(g.tree, g.ctx, 0, d, nil)
+	_, err = Verify(g.tree, 0, d, nil)
 	wantRule(t, err, RuleShape)
 }
 
@@ -175,7 +175,7 @@ func TestTamperWithheldCiphertext(t *testing.T) {
 	for i := range c.Path.Ciphertexts {
 		d := cloneCommit(c)
 		d.Path.Ciphertexts = slices.Delete(d.Path.Ciphertexts, i, i+1)
-		_, err := Verify(g.tree, g.ctx, 0, d, nil)
+		_, err := Verify(g.tree, 0, d, nil)
 		wantRule(t, err, RuleCiphertexts)
 		// The receiver whose ciphertext it was notices on its own too.
 		for leaf, m := range g.members {
@@ -188,15 +188,15 @@ func TestTamperWithheldCiphertext(t *testing.T) {
 	// Extra, duplicated, reordered and short ciphertexts.
 	d := cloneCommit(c)
 	d.Path.Ciphertexts = append(d.Path.Ciphertexts, d.Path.Ciphertexts[0])
-	_, err := Verify(g.tree, g.ctx, 0, d, nil)
+	_, err := Verify(g.tree, 0, d, nil)
 	wantRule(t, err, RuleCiphertexts)
 	d = cloneCommit(c)
 	d.Path.Ciphertexts[0], d.Path.Ciphertexts[1] = d.Path.Ciphertexts[1], d.Path.Ciphertexts[0]
-	_, err = Verify(g.tree, g.ctx, 0, d, nil)
+	_, err = Verify(g.tree, 0, d, nil)
 	wantRule(t, err, RuleCiphertexts)
 	d = cloneCommit(c)
 	d.Path.Ciphertexts[2].Sealed = d.Path.Ciphertexts[2].Sealed[:CiphertextSize-1]
-	_, err = Verify(g.tree, g.ctx, 0, d, nil)
+	_, err = Verify(g.tree, 0, d, nil)
 	wantRule(t, err, RuleShape)
 	// A rekey missing one child's ciphertext.
 	c2, _, _, err := Create(g.tree, g.ctx, 0, Spec{Rekey: []uint32{3}})
@@ -205,7 +205,7 @@ func TestTamperWithheldCiphertext(t *testing.T) {
 	}
 	d = cloneCommit(c2)
 	d.Rekey[0].Ciphertexts = d.Rekey[0].Ciphertexts[1:]
-	_, err = Verify(g.tree, g.ctx, 0, d, nil)
+	_, err = Verify(g.tree, 0, d, nil)
 	wantRule(t, err, RuleCiphertexts)
 }
 
@@ -315,7 +315,7 @@ func TestVerifyRules(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			d := cloneCommit(base)
 			tc.mangle(d)
-			_, err := Verify(g.tree, g.ctx, 0, d, nil)
+			_, err := Verify(g.tree, 0, d, nil)
 			wantRule(t, err, tc.want)
 		})
 	}

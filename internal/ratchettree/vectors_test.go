@@ -108,7 +108,7 @@ func (v vector) run(tb testing.TB) string {
 				untrusted = append(untrusted, uint32(n))
 			}
 		}
-		if _, err := Verify(t, ctx, uint32(v.u(tb, "committer")), c, untrusted); err != nil {
+		if _, err := Verify(t, uint32(v.u(tb, "committer")), c, untrusted); err != nil {
 			return ruleOf(tb, err)
 		}
 	}

@@ -20,7 +20,7 @@ func TestWireRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Verify(g.tree, g.ctx, 1, d, []uint32{0}); err != nil {
+	if _, err := Verify(g.tree, 1, d, []uint32{0}); err != nil {
 		t.Fatal(err)
 	}
 	b2, _ := d.MarshalBinary()
@@ -41,7 +41,7 @@ func TestWireRoundTrip(t *testing.T) {
 		m := bytes.Clone(b)
 		m[i] ^= 0x40
 		if d, err := ParseCommit(m); err == nil {
-			if _, err := Verify(g.tree, g.ctx, 1, d, []uint32{0}); err == nil && !inSealed(d, i) {
+			if _, err := Verify(g.tree, 1, d, []uint32{0}); err == nil && !inSealed(d, i) {
 				t.Fatalf("flip at %d verified", i)
 			}
 		}
