@@ -74,6 +74,11 @@ func (m *Member) Receive(ctx Context, c *Commit, commitHash []byte) ([]byte, err
 		return nil, errorf(RuleShape, "leaf count %d does not hold leaf %d", c.Leaves, m.Leaf)
 	}
 	if p := c.Path; p != nil {
+		// The receiver may not have run Verify (it holds no full tree), so
+		// indices from the network are bounded here before any tree math.
+		if p.Leaf >= c.Leaves {
+			return nil, errorf(RuleShape, "path leaf %d beyond the tree's %d leaves", p.Leaf, c.Leaves)
+		}
 		if p.Leaf == m.Leaf && p.Op != OpAdd {
 			return nil, errorf(RuleLeaf, "the path update acts on this member's own leaf")
 		}
@@ -99,6 +104,9 @@ func (m *Member) Receive(ctx Context, c *Commit, commitHash []byte) ([]byte, err
 		}
 	}
 	for _, r := range c.Rekey {
+		if r.Node >= Width(c.Leaves) || Level(r.Node) == 0 {
+			return nil, errorf(RuleShape, "rekeyed node %d is not a parent node of the tree", r.Node)
+		}
 		if !IsAncestor(r.Node, me) {
 			continue
 		}

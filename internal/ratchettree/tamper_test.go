@@ -320,3 +320,22 @@ func TestVerifyRules(t *testing.T) {
 		})
 	}
 }
+
+// TestReceiveBoundsIndices: a receiver that has not run the full verifier
+// refuses out-of-range indices instead of walking off the tree.
+func TestReceiveBoundsIndices(t *testing.T) {
+	g, c := removal(t, "bounds")
+	for _, mangle := range []func(*Commit){
+		func(d *Commit) { d.Path.Leaf = 0xffffffff },
+		func(d *Commit) { d.Path.Leaf = d.Leaves },
+		func(d *Commit) { d.Path = nil; d.Rekey = []RekeyNode{{Node: 0xffffffff}} },
+		func(d *Commit) { d.Path = nil; d.Rekey = []RekeyNode{{Node: 4}} },
+		func(d *Commit) { d.Leaves = 0 },
+		func(d *Commit) { d.Leaves = MaxLeaves + 1 },
+	} {
+		d := cloneCommit(c)
+		mangle(d)
+		_, err := g.members[12].Receive(g.ctx, d, g.commitHash())
+		wantRule(t, err, RuleShape)
+	}
+}
