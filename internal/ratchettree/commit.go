@@ -56,12 +56,17 @@ type RekeyNode struct {
 // Leaves is the leaf count after the commit and TreeHash the hash of the
 // resulting tree; the signed commit carries both and the public keys.
 type Commit struct {
-	Leaves   uint32
-	Removes  []uint32
-	Adds     []LeafKey
-	Path     *PathUpdate
-	Rekey    []RekeyNode
-	TreeHash [32]byte
+	Leaves  uint32
+	Removes []uint32
+	Adds    []LeafKey
+	// SelfUpdate is the committer's new leaf key in a rekeyed self-update:
+	// an admin whose device was revoked replaces its user key, and the
+	// rekey must refresh its direct path and every node it tainted, since
+	// the revoked device knew those secrets too (RuleTaint).
+	SelfUpdate []byte
+	Path       *PathUpdate
+	Rekey      []RekeyNode
+	TreeHash   [32]byte
 }
 
 // Verify checks commit c by committer (a leaf index) against the verified
@@ -91,16 +96,23 @@ func apply(t *Tree, committer uint32, c *Commit, untrusted []uint32) (*Tree, err
 	if c.Leaves == 0 || c.Leaves > MaxLeaves {
 		return nil, errorf(RuleShape, "leaf count %d out of range", c.Leaves)
 	}
-	if c.Path != nil && (len(c.Rekey) > 0 || len(c.Adds) > 0 || len(c.Removes) > 0) {
+	if c.Path != nil && (len(c.Rekey) > 0 || len(c.Adds) > 0 || len(c.Removes) > 0 || c.SelfUpdate != nil) {
 		return nil, errorf(RuleShape, "a commit has a path update or bulk changes with a rekey, not both")
 	}
+	selfTainted := selfTaint(nt, committer, c.SelfUpdate)
 	if err := applyRemoves(nt, committer, c.Removes); err != nil {
+		return nil, err
+	}
+	if err := applySelfUpdate(nt, committer, c.SelfUpdate); err != nil {
 		return nil, err
 	}
 	if err := applyAdds(nt, c.Adds); err != nil {
 		return nil, err
 	}
 	changed := bulkChanged(c.Removes, c.Adds)
+	if c.SelfUpdate != nil {
+		changed = append(changed, LeafNode(committer))
+	}
 	if p := c.Path; p != nil {
 		dp, recips, err := planPath(nt, committer, p.Op, p.Leaf, p.LeafKey)
 		if err != nil {
@@ -120,7 +132,14 @@ func apply(t *Tree, committer uint32, c *Commit, untrusted []uint32) (*Tree, err
 		finishPath(nt, committer, dp, p.PublicKeys, recips)
 		changed = append(changed, LeafNode(p.Leaf))
 	}
-	if err := checkRekeyShape(nt, c.Rekey, c.Removes, c.Adds); err != nil {
+	removes := c.Removes
+	if c.SelfUpdate != nil {
+		removes = append(slices.Clone(removes), committer)
+	}
+	if err := checkRekeyShape(nt, c.Rekey, removes, c.Adds); err != nil {
+		return nil, err
+	}
+	if err := checkSelfTaint(c.Rekey, selfTainted); err != nil {
 		return nil, err
 	}
 	recips := rekeyRecipients(nt, c.Rekey, func(i int) []byte { return c.Rekey[i].PublicKey })
@@ -166,6 +185,45 @@ func applyRemoves(t *Tree, committer uint32, removes []uint32) error {
 			return errorf(RuleLeaf, "leaf %d cannot be removed by leaf %d", leaf, committer)
 		}
 		t.pub[LeafNode(leaf)] = nil
+	}
+	return nil
+}
+
+// selfTaint lists, for a rekeyed self-update, the nodes the committer's
+// old keys knew from outside: they must all be rekeyed.
+func selfTaint(t *Tree, committer uint32, selfUpdate []byte) []uint32 {
+	if selfUpdate == nil {
+		return nil
+	}
+	var out []uint32
+	for x := uint32(1); x < Width(t.n); x += 2 {
+		if _, ok := slices.BinarySearch(t.taint[x], committer); ok {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func applySelfUpdate(t *Tree, committer uint32, key []byte) error {
+	if key == nil {
+		return nil
+	}
+	if err := checkPublicKey(key); err != nil {
+		return err
+	}
+	t.pub[LeafNode(committer)] = key
+	return nil
+}
+
+func checkSelfTaint(nodes []RekeyNode, tainted []uint32) error {
+	in := make(map[uint32]bool, len(nodes))
+	for _, r := range nodes {
+		in[r.Node] = true
+	}
+	for _, x := range tainted {
+		if !in[x] {
+			return errorf(RuleTaint, "node %d, known to the committer's replaced keys, is not rekeyed", x)
+		}
 	}
 	return nil
 }

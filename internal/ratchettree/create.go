@@ -16,11 +16,15 @@ type Secrets map[uint32][]byte
 // Commit. Untrusted lists admins this commit removes or demotes: Create
 // rekeys every node they taint (and the parents of those nodes).
 type Spec struct {
-	Removes   []uint32
-	Adds      []LeafKey
-	Path      *PathSpec
-	Rekey     []uint32
-	Untrusted []uint32
+	// SelfUpdate is the committer's new leaf key for a rekeyed
+	// self-update (see Commit.SelfUpdate); PathSpec{Op: OpUpdate} is the
+	// O(log n) form for a committer that taints nothing off its path.
+	SelfUpdate []byte
+	Removes    []uint32
+	Adds       []LeafKey
+	Path       *PathSpec
+	Rekey      []uint32
+	Untrusted  []uint32
 }
 
 // PathSpec is one path update: Op on Leaf, with LeafKey for OpUpdate and
@@ -39,15 +43,24 @@ func Create(t *Tree, ctx Context, committer uint32, spec Spec) (*Commit, *Tree, 
 	if err := checkCommitter(nt, committer); err != nil {
 		return nil, nil, nil, err
 	}
+	selfTainted := selfTaint(nt, committer, spec.SelfUpdate)
 	if err := applyRemoves(nt, committer, spec.Removes); err != nil {
+		return nil, nil, nil, err
+	}
+	if err := applySelfUpdate(nt, committer, spec.SelfUpdate); err != nil {
 		return nil, nil, nil, err
 	}
 	if err := applyAdds(nt, spec.Adds); err != nil {
 		return nil, nil, nil, err
 	}
-	c := &Commit{Removes: spec.Removes, Adds: spec.Adds}
+	c := &Commit{Removes: spec.Removes, Adds: spec.Adds, SelfUpdate: spec.SelfUpdate}
 	secrets := Secrets{}
 	changed := bulkChanged(spec.Removes, spec.Adds)
+	if spec.SelfUpdate != nil {
+		changed = append(changed, LeafNode(committer))
+		spec.Rekey = append(slices.Clone(spec.Rekey), selfTainted...)
+		spec.Removes = append(slices.Clone(spec.Removes), committer) // its path, like a removed leaf's
+	}
 	if p := spec.Path; p != nil {
 		dp, recips, err := planPath(nt, committer, p.Op, p.Leaf, p.LeafKey)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 )
 
@@ -297,4 +298,64 @@ func TestDemoteAdmin(t *testing.T) {
 	if g.keys[0] == nil {
 		t.Fatal("the demoted admin lost its membership")
 	}
+}
+
+// TestAdminDeviceRevocation: an admin that created the group knows every
+// node's secret, and so did each of its devices. After a device is
+// revoked, its rekeyed self-update (a new user key) leaves the old keys
+// able to open nothing; a self-update that skips a node it tainted is
+// refused.
+func TestAdminDeviceRevocation(t *testing.T) {
+	g := mustGenesis(t, "revoke", 11)
+	old := *g.members[0]
+	old.secrets = map[uint32][]byte{}
+	for x, s := range g.members[0].secrets {
+		old.secrets[x] = s
+	}
+	nk := leafKey(t, "revoke/0/new")
+	c := g.commit(0, Spec{SelfUpdate: nk.PublicKey().Bytes()}, nil)
+	g.members[0].SetLeafKey(nk)
+	if len(c.Rekey) != int(Width(11)/2) {
+		t.Fatalf("rekeyed %d of %d parent nodes", len(c.Rekey), Width(11)/2)
+	}
+	cannotRead(t, &old, Context{Group: g.ctx.Group, Epoch: g.ctx.Epoch - 1}, c)
+	if len(g.keys) != 11 {
+		t.Fatalf("%d keys", len(g.keys))
+	}
+	// Forged: the same self-update rekeying only the committer's path.
+	forged, _, _, err := Create(g.tree, g.ctx, 0, Spec{Removes: []uint32{5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged.Removes = nil
+	forged.SelfUpdate = leafKey(t, "revoke/0/newer").PublicKey().Bytes()
+	// Keep only the rekeyed nodes on leaf 0's path (plus their closure).
+	var keep []RekeyNode
+	for _, r := range forged.Rekey {
+		if IsAncestor(r.Node, 0) {
+			keep = append(keep, r)
+		}
+	}
+	forged.Rekey = keep
+	_, err = Verify(g.tree, 0, forged, nil)
+	if err == nil {
+		t.Fatal("a self-update leaving tainted nodes verified")
+	}
+	// It fails as the shape (leaf 0's path is not rekeyed by a removal of
+	// 5's path) or as the taint rule; build one that only the taint rule
+	// catches: rekey leaf 0's path, drop one tainted node off the path.
+	full, _, _, err := Create(g.tree, g.ctx, 0, Spec{SelfUpdate: leafKey(t, "revoke/0/newest").PublicKey().Bytes()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range full.Rekey {
+		if Level(r.Node) == 1 && !IsAncestor(r.Node, 0) {
+			d := *full
+			d.Rekey = append(slices.Clone(full.Rekey[:i]), full.Rekey[i+1:]...)
+			_, err = Verify(g.tree, 0, &d, nil)
+			wantRule(t, err, RuleTaint)
+			return
+		}
+	}
+	t.Fatal("no tainted level-1 node off the path")
 }

@@ -213,6 +213,15 @@ func TestWriteVectors(t *testing.T) {
 		}},
 		{name: "remove-self", expect: string(RuleLeaf), check: "verify", comment: "the committer removes its own leaf", spec: Spec{Path: &PathSpec{Op: OpRemove, Leaf: 5}}, mangle: func(c *Commit, _ *Context, _ map[uint32][]byte) { c.Path.Leaf = 0 }},
 		{name: "leaf-count", expect: string(RuleShape), check: "verify", comment: "the commit claims one leaf more than it makes", spec: Spec{Path: &PathSpec{Op: OpRemove, Leaf: 5}}, mangle: func(c *Commit, _ *Context, _ map[uint32][]byte) { c.Leaves++ }},
+		{name: "self-update-admin", expect: "success", check: "both", comment: "admin 3 replaces its user key (a revoked device) and rekeys its path and every node it tainted", committer: 3, spec: Spec{SelfUpdate: nk.PublicKey().Bytes()}, receiver: 6},
+		{name: "self-update-admin-taint-left", expect: string(RuleTaint), check: "verify", comment: "admin 3's rekeyed self-update leaves out a node it tainted", committer: 3, spec: Spec{SelfUpdate: nk.PublicKey().Bytes()}, mangle: func(c *Commit, _ *Context, _ map[uint32][]byte) {
+			for i, r := range c.Rekey {
+				if !IsAncestor(r.Node, LeafNode(3)) && Level(r.Node) == 1 {
+					c.Rekey = slices.Delete(c.Rekey, i, i+1)
+					return
+				}
+			}
+		}},
 		{name: "path-and-rekey", expect: string(RuleShape), check: "verify", comment: "a path update and a rekey in one commit", spec: Spec{Rekey: []uint32{1}}, mangle: func(c *Commit, _ *Context, _ map[uint32][]byte) {
 			c.Path = &PathUpdate{Op: OpRemove, Leaf: 5}
 		}},

@@ -11,7 +11,7 @@ import (
 //
 //	tree   = n:u32, then per node x < Width(n): present:u8 [key:1216],
 //	         and for parent nodes taint-count:u32 admin:u32...
-//	commit = leaves:u32, removes:u32 leaf:u32..., adds:u32 (leaf:u32 key:1216)...,
+//	commit = leaves:u32, removes:u32 leaf:u32..., self-update: u8 [key], adds:u32 (leaf:u32 key:1216)...,
 //	         has-path:u8 [op:u8 leaf:u32 has-key:u8 [key] keys:u32 key... cts:u32 ct...],
 //	         rekeys:u32 (node:u32 key cts:u32 ct...)..., tree-hash:32
 //	ct     = node:u32 recipient:u32 sealed:1168
@@ -168,6 +168,7 @@ func (c *Commit) MarshalBinary() ([]byte, error) {
 	for _, l := range c.Removes {
 		b = binary.BigEndian.AppendUint32(b, l)
 	}
+	b = appendKey(b, c.SelfUpdate)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(c.Adds)))
 	for _, a := range c.Adds {
 		b = binary.BigEndian.AppendUint32(b, a.Leaf)
@@ -202,6 +203,7 @@ func ParseCommit(b []byte) (*Commit, error) {
 	for range r.count(4) {
 		c.Removes = append(c.Removes, r.u32())
 	}
+	c.SelfUpdate = r.key(true)
 	for range r.count(4 + PublicKeySize) {
 		c.Adds = append(c.Adds, LeafKey{Leaf: r.u32(), Key: slices.Clone(r.bytes(PublicKeySize))})
 	}
