@@ -78,7 +78,7 @@ func (a *app) runInit(ctx context.Context, server, handle, logKey string) error 
 	}
 	cfg := &profile.Config{Server: server, LogKey: logKey, CACert: files.caCert, Cert: files.cert, Key: files.key}
 	a.cfg = cfg
-	ks, err := p.KeyStore()
+	ks, err := a.keyStore(p)
 	if err != nil {
 		return err
 	}
