@@ -19,7 +19,9 @@ func (a *app) initCmd() *cobra.Command {
 		Short: "Create this profile's identity and register it on a server",
 		Long: `init generates a new identity (an Ed25519 signing key and an X-Wing
 encryption key) on this device, registers its public half under HANDLE on
-the server and logs in. The private keys stay in the profile's key store.
+the server and logs in. The private keys stay in the profile's key store,
+encrypted at rest: under a key in the OS keyring, or under your passphrase
+($COFFER_PASSPHRASE, --passphrase-file FILE, or asked on the terminal).
 
 One profile holds one identity: use --profile DIR for another.
 
