@@ -20,7 +20,12 @@ import (
 //   - Author had at least the writer role at Epoch in that log;
 //   - Resource and Group are the ones the reader asked for;
 //   - Version is not lower than any version of Resource the reader has seen,
-//     which defeats rollback to an older upload;
+//     which defeats rollback to an older upload, and Prev is the hash of
+//     the header of version-1 when the reader verified that one;
+//   - the transparency log holds the version's leaf (ResourceVersionLeaf
+//     in internal/translog), the heads map names it as the resource's
+//     current version, not a tombstone, and Author was a writer at the
+//     group head in force when the leaf was logged (CheckLoggedVersion);
 //   - the metadata blob hashes to MetaHash, and the ciphertext's chunks are
 //     the leaves of the tree with root TreeRoot, Chunks of them after the
 //     age header, in an age file of ContentSize bytes (each chunk checked
@@ -31,6 +36,11 @@ type ResourceHeader struct {
 	Epoch    uint64
 	Author   AccountID
 	Version  uint64 // 1 for the first upload, +1 on each replace
+	// Prev is HeaderHash of the signed header of the version this one
+	// replaces, and zero for version 1: each version names the one before
+	// it, so a server cannot splice two histories of one resource, and a
+	// reader who saw version k can check that k+1 continues it.
+	Prev [32]byte
 	// TreeRoot is the RFC 6962 root of the chunk tree: leaf 0 is the age
 	// header and payload nonce, leaf 1+i the i-th STREAM chunk as stored.
 	TreeRoot    [32]byte
@@ -47,7 +57,7 @@ const ResourceSuite = 2
 
 // ResourceHeaderSize is the length of every suite-v2 resource header
 // encoding: a version byte and fixed-length fields, with no length prefixes.
-const ResourceHeaderSize = 1 + 16 + 16 + 8 + 16 + 8 + HashSize + 8 + 8 + HashSize + 8
+const ResourceHeaderSize = 1 + 16 + 16 + 8 + 16 + 8 + HashSize + HashSize + 8 + 8 + HashSize + 8
 
 // Sizes of the age payload that ParseResourceHeader checks Chunks and
 // ContentSize against.
@@ -71,6 +81,7 @@ func (h *ResourceHeader) Marshal() []byte {
 	b.AddUint64(h.Epoch)
 	b.AddBytes(h.Author[:])
 	b.AddUint64(h.Version)
+	b.AddBytes(h.Prev[:])
 	b.AddBytes(h.TreeRoot[:])
 	b.AddUint64(h.Chunks)
 	b.AddUint64(uint64(h.ContentSize))
@@ -81,7 +92,8 @@ func (h *ResourceHeader) Marshal() []byte {
 
 // ParseResourceHeader parses a canonical header encoding and rejects anything
 // Marshal would not produce for a valid header: another length or version,
-// zero ids, version 0, a negative size or time, or a chunk count that no age
+// zero ids, version 0, a Prev that is set for version 1 or zero for a
+// later version, a negative size or time, or a chunk count that no age
 // file of ContentSize bytes has (which also bounds the chunk hash list a
 // reader allocates to 32 bytes per 64 KiB). Errors are *Error with code
 // EINVALID.
@@ -90,12 +102,12 @@ func ParseResourceHeader(data []byte) (*ResourceHeader, error) {
 		return nil, Errorf(EINVALID, "resource header must be %d bytes, got %d", ResourceHeaderSize, len(data))
 	}
 	var (
-		s                       = cryptobyte.String(data)
-		h                       ResourceHeader
-		version                 uint8
-		contentSize, created    uint64
-		resource, group, author []byte
-		treeRoot, metaHash      []byte
+		s                        = cryptobyte.String(data)
+		h                        ResourceHeader
+		version                  uint8
+		contentSize, created     uint64
+		resource, group, author  []byte
+		prev, treeRoot, metaHash []byte
 	)
 	// The length is checked above, so these reads cannot run short; the
 	// checks stay as a second line of defense.
@@ -105,6 +117,7 @@ func ParseResourceHeader(data []byte) (*ResourceHeader, error) {
 		!s.ReadUint64(&h.Epoch) ||
 		!s.ReadBytes(&author, 16) ||
 		!s.ReadUint64(&h.Version) ||
+		!s.ReadBytes(&prev, HashSize) ||
 		!s.ReadBytes(&treeRoot, HashSize) ||
 		!s.ReadUint64(&h.Chunks) ||
 		!s.ReadUint64(&contentSize) ||
@@ -119,6 +132,7 @@ func ParseResourceHeader(data []byte) (*ResourceHeader, error) {
 	h.Resource = ResourceID(resource)
 	h.Group = GroupID(group)
 	h.Author = AccountID(author)
+	h.Prev = [32]byte(prev)
 	h.TreeRoot = [32]byte(treeRoot)
 	h.MetaHash = [32]byte(metaHash)
 	switch {
@@ -126,6 +140,10 @@ func ParseResourceHeader(data []byte) (*ResourceHeader, error) {
 		return nil, Errorf(EINVALID, "resource header has a zero id")
 	case h.Version == 0:
 		return nil, Errorf(EINVALID, "resource header version must start at 1")
+	case h.Version == 1 && h.Prev != [32]byte{}:
+		return nil, Errorf(EINVALID, "resource header: version 1 replaces nothing, but names a previous header")
+	case h.Version > 1 && h.Prev == [32]byte{}:
+		return nil, Errorf(EINVALID, "resource header: version %d does not name the header it replaces", h.Version)
 	case contentSize > math.MaxInt64:
 		return nil, Errorf(EINVALID, "resource header has a negative content size")
 	case created > math.MaxInt64:

@@ -246,9 +246,11 @@ type ResourceService interface {
 	Resources(ctx context.Context, caller AccountID, g GroupID, after ResourceCursor, limit int) ([]Resource, error)
 	// Resource returns the current version of one resource.
 	Resource(ctx context.Context, caller AccountID, g GroupID, id ResourceID) (*Resource, error)
-	// DeleteResource deletes a resource and returns its blob. With
-	// ifVersion != 0, the current version must be ifVersion (EPRECONDITION).
-	DeleteResource(ctx context.Context, caller AccountID, g GroupID, id ResourceID, ifVersion uint64) (blobKey string, err error)
+	// DeleteResource deletes a resource and returns its blob. del is the
+	// caller's signed tombstone (the handler checked its signature): it
+	// must name g, id and the caller, and the current version
+	// (EPRECONDITION otherwise). The tombstone is logged.
+	DeleteResource(ctx context.Context, caller AccountID, g GroupID, id ResourceID, del SignedDelete) (blobKey string, err error)
 }
 
 // LogRef names a logged object: an account's identity (Account set) or a

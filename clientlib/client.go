@@ -66,6 +66,7 @@ type Options struct {
 
 // Client talks to one Coffer server on behalf of one identity.
 type Client struct {
+	logged loggedChecks // resource versions whose log checks passed
 	base   *url.URL
 	origin string
 	hc     *http.Client

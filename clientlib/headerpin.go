@@ -2,7 +2,6 @@ package clientlib
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strconv"
@@ -21,9 +20,10 @@ import (
 // the hash of the signed header, in the KeyStore so that a restart does not
 // forget it, and refuses another header for a pinned version as a
 // *coffer.SecurityError.
-
-// labelHeaderPin separates pin hashes from every other hash of a header.
-const labelHeaderPin = "coffer/v1/header-pin"
+//
+// The pin is coffer.HeaderHash, the hash the next version names as its
+// Prev: so the pins also let this device check that a version continues
+// the one before it (checkChain), and give a replace the hash to chain to.
 
 // maxCachedPins bounds the in-memory copy of the pins; the key store keeps
 // them all.
@@ -43,13 +43,55 @@ func (k pinKey) name() string {
 type headerPins struct {
 	mu sync.Mutex
 	m  map[pinKey][32]byte
+	// live caches resources the key store holds no delete mark for, so
+	// that the hot read path does not ask it again; bounded like m.
+	live map[resourceKey]struct{}
 }
 
-func headerDigest(body []byte) [32]byte {
-	h := sha256.New()
-	h.Write([]byte(labelHeaderPin))
-	h.Write(body)
-	return [32]byte(h.Sum(nil))
+func headerDigest(body []byte) [32]byte { return coffer.HeaderHash(body) }
+
+// pinned returns the pin of version of resource id in g, if this device
+// holds one.
+func (c *Client) pinned(g coffer.GroupID, id coffer.ResourceID, version uint64) ([32]byte, bool, error) {
+	k := pinKey{g, id, version}
+	p := &c.pins
+	p.mu.Lock()
+	d, ok := p.m[k]
+	p.mu.Unlock()
+	if ok {
+		return d, true, nil
+	}
+	c.ksMu.Lock()
+	stored, err := c.ks.Get(k.name())
+	c.ksMu.Unlock()
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return d, false, nil
+	case err != nil:
+		return d, false, err
+	case len(stored) != len(d):
+		return d, false, fmt.Errorf("clientlib: stored header pin %s is corrupt", k.name())
+	}
+	return [32]byte(stored), true, nil
+}
+
+// checkChain checks that the verified header h continues the version
+// before it, when this device verified or wrote that one: a server that
+// serves, as version k+1, a version that replaced another version k than
+// the one this device saw is splicing two histories of the resource.
+func (c *Client) checkChain(h *coffer.ResourceHeader) error {
+	if h.Version < 2 {
+		return nil
+	}
+	prev, ok, err := c.pinned(h.Group, h.Resource, h.Version-1)
+	if err != nil || !ok {
+		return err
+	}
+	if prev != h.Prev {
+		return coffer.Security("header", fmt.Errorf("group %s, resource %s: version %d does not replace the version %d this device verified; the server serves two histories of the resource",
+			h.Group, h.Resource, h.Version, h.Version-1))
+	}
+	return nil
 }
 
 // pinHeader checks the signed header body of version of resource id in g
@@ -96,4 +138,51 @@ func (c *Client) pinHeader(g coffer.GroupID, id coffer.ResourceID, version uint6
 	p.m[k] = d
 	p.mu.Unlock()
 	return nil
+}
+
+func deletedKey(g coffer.GroupID, id coffer.ResourceID) string {
+	return "resource/" + g.String() + "/" + id.String() + "/deleted"
+}
+
+// sawDeleted records that this device deleted, or saw the log's tombstone
+// of, version of resource id: a deleted resource stays deleted, so any
+// header the server serves for it later is refused (checkNotDeleted).
+func (c *Client) sawDeleted(g coffer.GroupID, id coffer.ResourceID, version uint64) error {
+	p := &c.pins
+	p.mu.Lock()
+	delete(p.live, resourceKey{g, id})
+	p.mu.Unlock()
+	c.ksMu.Lock()
+	defer c.ksMu.Unlock()
+	return c.ks.Put(deletedKey(g, id), strconv.AppendUint(nil, version, 10))
+}
+
+// checkNotDeleted refuses a header of a resource this device knows was
+// deleted.
+func (c *Client) checkNotDeleted(h *coffer.ResourceHeader) error {
+	k := resourceKey{h.Group, h.Resource}
+	p := &c.pins
+	p.mu.Lock()
+	_, live := p.live[k]
+	p.mu.Unlock()
+	if live {
+		return nil
+	}
+	c.ksMu.Lock()
+	b, err := c.ks.Get(deletedKey(h.Group, h.Resource))
+	c.ksMu.Unlock()
+	switch {
+	case errors.Is(err, ErrNotFound):
+		p.mu.Lock()
+		if p.live == nil || len(p.live) >= maxCachedPins {
+			p.live = make(map[resourceKey]struct{})
+		}
+		p.live[k] = struct{}{}
+		p.mu.Unlock()
+		return nil
+	case err != nil:
+		return err
+	}
+	return coffer.Security("deleted", fmt.Errorf("group %s, resource %s: the server serves version %d of a resource deleted at version %s",
+		h.Group, h.Resource, h.Version, b))
 }

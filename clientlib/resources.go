@@ -311,7 +311,10 @@ func metaBinding(id coffer.ResourceID, version uint64) []byte {
 //     the signature verifies under the key the log records for them then;
 //   - the metadata hashes to the signed MetaHash and opens under the epoch
 //     key for this resource id and version;
-//   - the version is not below one this device verified before.
+//   - the version is not below one this device verified before;
+//   - for a read of one resource (want set), the log holds the version as
+//     the resource's current one, by a writer at the head in force when it
+//     was logged (checkLogged).
 //
 // The content hash and size are checked while the content streams.
 func (c *Client) verifyResource(ctx context.Context, g coffer.GroupID, want coffer.ResourceID, ar *api.Resource) (*verified, error) {
@@ -349,9 +352,6 @@ func (c *Client) verifyResource(ctx context.Context, g coffer.GroupID, want coff
 	}
 	if err := c.verifySignature(author.key, ar.Header); err != nil {
 		return nil, coffer.Security("header", err)
-	}
-	if err := c.pinHeader(h.Group, h.Resource, h.Version, ar.Header.Body); err != nil {
-		return nil, err
 	}
 	if err := checkResourceSizes(h, nil); err != nil {
 		return nil, err
@@ -404,6 +404,23 @@ func (c *Client) verifyResource(ctx context.Context, g coffer.GroupID, want coff
 			return nil, err
 		}
 		out.key = k
+	}
+	if err := c.checkNotDeleted(h); err != nil {
+		return nil, err
+	}
+	if !want.IsZero() {
+		// A read of one resource (Head, Get, Replace, Delete) checks its
+		// place in the log, after every check it can make alone and before
+		// pinning the header; a listing shows the signed headers only.
+		if err := c.checkLogged(ctx, v, h, ar.Header.Body); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.pinHeader(h.Group, h.Resource, h.Version, ar.Header.Body); err != nil {
+		return nil, err
+	}
+	if err := c.checkChain(h); err != nil {
+		return nil, err
 	}
 	if err := c.sawVersion(h.Group, h.Resource, h.Version); err != nil {
 		return nil, err
@@ -523,7 +540,7 @@ func (c *Client) PutWithOptions(ctx context.Context, g coffer.GroupID, r io.Read
 	start := func(ctx context.Context) error {
 		return c.call(ctx, http.MethodPost, resourcesPath(g), true, api.CreateResourceRequest{ResourceID: id}, &up)
 	}
-	return c.write(ctx, g, id, 1, start, &up, r, meta, opts)
+	return c.write(ctx, g, id, 1, [32]byte{}, start, &up, r, meta, opts)
 }
 
 // Replace uploads a new version of resource id, which must be at version
@@ -542,6 +559,10 @@ func (c *Client) Replace(ctx context.Context, g coffer.GroupID, id coffer.Resour
 		}
 		ifVersion = cur.Version
 	}
+	prev, err := c.replacedHeader(ctx, g, id, ifVersion)
+	if err != nil {
+		return nil, err
+	}
 	var up api.Upload
 	start := func(ctx context.Context) error {
 		resp, err := c.stream(ctx, http.MethodPost, resourcePath(g, id)+"/versions", nil,
@@ -551,7 +572,29 @@ func (c *Client) Replace(ctx context.Context, g coffer.GroupID, id coffer.Resour
 		}
 		return readResponse(resp, &up)
 	}
-	return c.write(ctx, g, id, ifVersion+1, start, &up, r, meta, opts)
+	return c.write(ctx, g, id, ifVersion+1, prev, start, &up, r, meta, opts)
+}
+
+// replacedHeader returns the HeaderHash of version of resource id, which a
+// replace names as its Prev: the pin of a version this device verified, or
+// else the current version's, fetched and verified now.
+func (c *Client) replacedHeader(ctx context.Context, g coffer.GroupID, id coffer.ResourceID, version uint64) ([32]byte, error) {
+	d, ok, err := c.pinned(g, id, version)
+	if err != nil || ok {
+		return d, err
+	}
+	cur, err := c.Head(ctx, g, id)
+	if err != nil {
+		return d, err
+	}
+	if cur.Version != version {
+		return d, coffer.Errorf(coffer.EPRECONDITION, "the resource is at version %d: fetch it again and retry", cur.Version)
+	}
+	d, ok, err = c.pinned(g, id, version)
+	if err == nil && !ok {
+		err = fmt.Errorf("clientlib: version %d of resource %s was verified but not pinned", version, id)
+	}
+	return d, err
 }
 
 // The upload pipe's queue: what an upload holds in memory, whatever its
@@ -565,7 +608,7 @@ func etag(version uint64) string { return `"` + strconv.FormatUint(version, 10) 
 // write runs an upload: start it, stream the content, seal the metadata,
 // sign the header, finalize. An upload that fails after it started is
 // aborted, so the server drops whatever it received.
-func (c *Client) write(ctx context.Context, g coffer.GroupID, id coffer.ResourceID, version uint64,
+func (c *Client) write(ctx context.Context, g coffer.GroupID, id coffer.ResourceID, version uint64, prev [32]byte,
 	start func(context.Context) error, up *api.Upload, r io.Reader, meta Meta, opts *PutOptions) (*Resource, error) {
 	idn, me, err := c.me()
 	if err != nil {
@@ -616,7 +659,7 @@ func (c *Client) write(ctx context.Context, g coffer.GroupID, id coffer.Resource
 			return nil, err
 		}
 	}
-	res, err := c.upload(ctx, v, idn, me, up, r, meta, opts)
+	res, err := c.upload(ctx, v, idn, me, up, prev, r, meta, opts)
 	if err != nil {
 		// An upload whose caller keeps its state for a later run stays,
 		// after a failure of the network, for that run to resume.
@@ -637,7 +680,7 @@ func (c *Client) abortUpload(ctx context.Context, id coffer.UploadID) {
 	_ = c.call(actx, http.MethodDelete, "/v1/uploads/"+id.String(), true, nil, nil)
 }
 
-func (c *Client) upload(ctx context.Context, v *groupView, idn *Identity, me coffer.AccountID, up *api.Upload, r io.Reader, meta Meta, opts *PutOptions) (*Resource, error) {
+func (c *Client) upload(ctx context.Context, v *groupView, idn *Identity, me coffer.AccountID, up *api.Upload, prev [32]byte, r io.Reader, meta Meta, opts *PutOptions) (*Resource, error) {
 	g, id, epoch := up.GroupID, up.ResourceID, v.state.Epoch
 	if err := checkNotPending(v.state); err != nil {
 		return nil, err
@@ -668,7 +711,7 @@ func (c *Client) upload(ctx context.Context, v *groupView, idn *Identity, me cof
 	}
 	sealed := groupkey.SealMetadata(k, g, epoch, coffer.LabelResourceMeta, metaBinding(id, up.Version), mb)
 	h := &coffer.ResourceHeader{
-		Resource: id, Group: g, Epoch: epoch, Author: me, Version: up.Version,
+		Resource: id, Group: g, Epoch: epoch, Author: me, Version: up.Version, Prev: prev,
 		TreeRoot: root, Chunks: chunks, ContentSize: size, MetaHash: sha256.Sum256(sealed), Created: time.Now().UnixMilli(),
 	}
 	sh := coffer.SignResourceHeader(h, idn.signing)
@@ -915,7 +958,28 @@ func (c *Client) List(ctx context.Context, g coffer.GroupID) ([]*Resource, error
 }
 
 // Delete deletes resource id of g. Only its author (while a writer) or an
-// admin may.
+// admin may. The current version is fetched and verified first, and the
+// delete is a tombstone signed by this device naming that version, which
+// the server logs: readers then refuse the resource if the server keeps
+// serving it.
 func (c *Client) Delete(ctx context.Context, g coffer.GroupID, id coffer.ResourceID) error {
-	return c.call(ctx, http.MethodDelete, resourcePath(g, id), true, nil, nil)
+	idn, me, err := c.me()
+	if err != nil {
+		return err
+	}
+	cur, err := c.Head(ctx, g, id)
+	if err != nil {
+		return err
+	}
+	sd := coffer.SignResourceDelete(&coffer.ResourceDelete{Group: g, Resource: id, Version: cur.Version, Deleter: me}, idn.signing)
+	if err := c.call(ctx, http.MethodDelete, resourcePath(g, id), true,
+		api.DeleteResourceRequest{Delete: api.SignedHeader{Body: sd.Body, Signature: sd.Signature}}, nil); err != nil {
+		return err
+	}
+	if err := c.sawDeleted(g, id, cur.Version); err != nil {
+		return err
+	}
+	// Done only once the log holds the tombstone: from then on every
+	// reader refuses the resource, whatever the server serves.
+	return c.proveTombstone(ctx, sd)
 }

@@ -147,8 +147,10 @@ func TestRestoreAndHeal(t *testing.T) {
 
 	backup := rs.snapshot()
 
-	// After the backup: three commits by two authors, interleaved, and a
-	// resource. Everyone verifies the new head and a newer checkpoint.
+	// After the backup: three commits by two authors, interleaved.
+	// Everyone verifies the new head and a newer checkpoint. (No resource:
+	// a version finalized after the backup is lost with the restore, and
+	// so is its log leaf, which no heal brings back; see OPERATIONS.md.)
 	mustVerify(t, alice, carol)
 	if err := alice.AddMember(ctx, g, "carol", coffer.RoleReader); err != nil { // seq 3, alice
 		t.Fatal(err)
@@ -159,7 +161,6 @@ func TestRestoreAndHeal(t *testing.T) {
 	if err := alice.RenameGroup(ctx, g, "after the backup", nil); err != nil { // seq 5, alice
 		t.Fatal(err)
 	}
-	putText(t, alice, g, "after.txt", "written after the backup")
 	heads := map[string][32]byte{}
 	for name, c := range map[string]*clientlib.Client{"alice": alice, "bob": bob, "carol": carol} {
 		res, err := c.Sync(ctx, g)

@@ -46,9 +46,12 @@ func (f *resourceTamper) injectSized(t *testing.T, data []byte, meta string) cof
 	hash := sha256.Sum256(ct.Bytes())
 	sealed := groupkey.SealMetadata(k, f.g, epoch, coffer.LabelResourceMeta,
 		binary.BigEndian.AppendUint64(append([]byte(nil), id[:]...), 1), []byte(meta))
-	sh := coffer.SignResourceHeader(&coffer.ResourceHeader{Resource: id, Group: f.g, Epoch: epoch, Author: f.bob.AccountID(),
-		Version: 1, TreeRoot: root, Chunks: chunks, ContentSize: size, MetaHash: sha256.Sum256(sealed), Created: time.Now().UnixMilli()},
-		signingKeyOf(t, bobKS))
+	h := &coffer.ResourceHeader{Resource: id, Group: f.g, Epoch: epoch, Author: f.bob.AccountID(),
+		Version: 1, TreeRoot: root, Chunks: chunks, ContentSize: size, MetaHash: sha256.Sum256(sealed), Created: time.Now().UnixMilli()}
+	sh := coffer.SignResourceHeader(h, signingKeyOf(t, bobKS))
+	// Logged, as bob's finalize would have: the checks under test are the
+	// sizes, not the log's.
+	f.logLeaf(t, h, sh.Body)
 	blobKey := coffer.NewBlobKey()
 	bw, err := f.srv.Blobs().Create(ctx, blobKey)
 	if err != nil {

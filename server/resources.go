@@ -639,6 +639,44 @@ func (s *Server) openCurrent(r *http.Request, g coffer.GroupID, id coffer.Resour
 	}
 }
 
+// decodeDelete reads the signed tombstone of a delete and checks it the way
+// a witness will when it replays the log: it names this group, resource and
+// caller, and verifies under the caller's signing key in the group's log.
+// An If-Match, if sent, must name the tombstone's version. The store checks
+// the version and the caller's role under its locks.
+func (s *Server) decodeDelete(w http.ResponseWriter, r *http.Request, g coffer.GroupID, id coffer.ResourceID) (coffer.SignedDelete, error) {
+	var req api.DeleteResourceRequest
+	if err := decode(w, r, s.cfg.MaxJSONBody, &req); err != nil {
+		return coffer.SignedDelete{}, err
+	}
+	sd := coffer.SignedDelete{Body: req.Delete.Body, Signature: req.Delete.Signature}
+	d, err := coffer.ParseResourceDelete(sd.Body)
+	if err != nil {
+		return sd, err
+	}
+	caller := callerFrom(r.Context())
+	if d.Group != g || d.Resource != id || d.Deleter != caller {
+		return sd, coffer.Errorf(coffer.EINVALID, "the signed delete must name this group, this resource and you as the deleter")
+	}
+	if v, err := ifMatchVersion(r); err != nil {
+		return sd, err
+	} else if v != 0 && v != d.Version {
+		return sd, coffer.Errorf(coffer.EINVALID, "If-Match names version %d, the signed delete version %d", v, d.Version)
+	}
+	state, err := s.groups.GroupState(r.Context(), caller, g)
+	if err != nil {
+		return sd, err
+	}
+	m := state.Members[caller]
+	if m == nil {
+		return sd, coffer.Errorf(coffer.ENOTFOUND, "no such group")
+	}
+	if _, err := sd.Verify(m.SigningKey); err != nil {
+		return sd, coffer.Errorf(coffer.EINVALID, "the signed delete does not verify under your signing key in the group's log")
+	}
+	return sd, nil
+}
+
 func preconditionFailed(current uint64) error {
 	return coffer.Errorf(coffer.EPRECONDITION, "the resource is at version %d: fetch it again and retry", current)
 }
@@ -649,12 +687,12 @@ func (s *Server) handleDeleteResource(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, err)
 		return
 	}
-	v, err := ifMatchVersion(r)
+	del, err := s.decodeDelete(w, r, g, id)
 	if err != nil {
 		Error(w, r, err)
 		return
 	}
-	key, err := s.resources.DeleteResource(r.Context(), callerFrom(r.Context()), g, id, v)
+	key, err := s.resources.DeleteResource(r.Context(), callerFrom(r.Context()), g, id, del)
 	if err != nil {
 		Error(w, r, err)
 		return

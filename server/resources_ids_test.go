@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"io"
 	"strings"
 	"testing"
 
@@ -49,8 +50,12 @@ func TestResourceIDsPerGroup(t *testing.T) {
 		{"delete if-match", "DELETE", "", []string{"If-Match", `"1"`}, resourceT},
 		{"replace", "POST", "/versions", []string{"If-Match", `"1"`}, versionsT},
 	} {
-		x := b.exchange(t, b.req(t, w.outsider, tt.method, b.resourcePath(taken)+tt.suffix, nil, tt.header...), tt.template, 404)
-		y := b.exchange(t, b.req(t, w.outsider, tt.method, b.resourcePath(fresh)+tt.suffix, nil, tt.header...), tt.template, 404)
+		var bx, by io.Reader
+		if tt.method == "DELETE" {
+			bx, by = b.deleteBody(t, w.outsider, taken, 1), b.deleteBody(t, w.outsider, fresh, 1)
+		}
+		x := b.exchange(t, b.req(t, w.outsider, tt.method, b.resourcePath(taken)+tt.suffix, bx, tt.header...), tt.template, 404)
+		y := b.exchange(t, b.req(t, w.outsider, tt.method, b.resourcePath(fresh)+tt.suffix, by, tt.header...), tt.template, 404)
 		same(tt.name, x, y, taken, fresh)
 	}
 
@@ -91,7 +96,7 @@ func TestResourceIDsPerGroup(t *testing.T) {
 	b.exchange(t, b.req(t, w.outsider, "POST", b.resourcePath(a)+"/versions", nil, "If-Match", `"1"`), versionsT, 201).Decode(t, &up2)
 	b.put(t, w.outsider, up2, []byte("B v2"), 200)
 	b.finalize(t, w.outsider, up2, finalizeRequest(w.outsider, up2, []byte("B v2"), nil), 201)
-	b.exchange(t, b.req(t, w.outsider, "DELETE", b.resourcePath(a), nil, "If-Match", `"2"`), resourceT, 204)
+	b.exchange(t, b.req(t, w.outsider, "DELETE", b.resourcePath(a), b.deleteBody(t, w.outsider, a, 2), "If-Match", `"2"`), resourceT, 204)
 	r := w.exchange(t, w.req(t, w.reader, "GET", w.resourcePath(a)+"/content", nil, "If-Match", `"1"`), contentT, 200)
 	if !bytes.Equal(r.Body, blobOf([]byte("group A's content")).blob) {
 		t.Errorf("group A's resource changed with group B's: %q", r.Body)

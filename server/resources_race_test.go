@@ -20,12 +20,19 @@ import (
 // TestReadsRacingWriters: readers download a resource while a writer
 // replaces, deletes and re-creates it as fast as it can. A read that a
 // write superseded answers 404 or 412 (or the newer version), never 500,
-// and the server never logs a missing blob, which would claim damage.
+// and the server never logs a missing blob, which would claim damage. (A
+// deleted id is never created again, so each round uses a new id.)
 func TestReadsRacingWriters(t *testing.T) {
 	// Superseded blobs go at once, so that readers do meet missing blobs.
 	w := newResourceWorld(t, func(c *server.Config) { c.SupersededBlobGrace = -1 })
-	id := coffer.NewResourceID()
-	path := w.ts.URL + w.resourcePath(id) + "/content"
+	var current atomic.Pointer[string]
+	newID := func() coffer.ResourceID {
+		id := coffer.NewResourceID()
+		p := w.ts.URL + w.resourcePath(id) + "/content"
+		current.Store(&p)
+		return id
+	}
+	id := newID()
 
 	var (
 		stop     atomic.Bool
@@ -37,7 +44,7 @@ func TestReadsRacingWriters(t *testing.T) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	defer client.CloseIdleConnections()
 	read := func(ifMatch string) (etag string) {
-		req, _ := http.NewRequest("GET", path, nil)
+		req, _ := http.NewRequest("GET", *current.Load(), nil)
 		req.Header.Set("Authorization", "Bearer "+w.reader.token)
 		if ifMatch != "" {
 			req.Header.Set("If-Match", ifMatch)
@@ -82,6 +89,9 @@ func TestReadsRacingWriters(t *testing.T) {
 	}
 
 	for round := range 12 {
+		if round > 0 {
+			id = newID()
+		}
 		up := w.start(t, w.writer, id)
 		data := []byte(fmt.Sprintf("version 1 of round %d", round))
 		w.put(t, w.writer, up, data, 200)
@@ -94,7 +104,7 @@ func TestReadsRacingWriters(t *testing.T) {
 			w.put(t, w.writer, next, data, 200)
 			w.finalize(t, w.writer, next, finalizeRequest(w.writer, next, data, nil), 201)
 		}
-		w.exchange(t, w.req(t, w.writer, "DELETE", w.resourcePath(id), nil), resourceT, 204)
+		w.exchange(t, w.req(t, w.writer, "DELETE", w.resourcePath(id), w.deleteBody(t, w.writer, id, 5)), resourceT, 204)
 	}
 	stop.Store(true)
 	wg.Wait()
@@ -144,7 +154,7 @@ func TestSupersededBlobGrace(t *testing.T) {
 	w.put(t, w.writer, up, []byte("version 2"), 200)
 	w.finalize(t, w.writer, up, finalizeRequest(w.writer, up, []byte("version 2"), nil), 201)
 	v2 := blobKey(id)
-	w.exchange(t, w.req(t, w.writer, "DELETE", w.resourcePath(id), nil), resourceT, 204)
+	w.exchange(t, w.req(t, w.writer, "DELETE", w.resourcePath(id), w.deleteBody(t, w.writer, id, 2)), resourceT, 204)
 	if !exists(v1) || !exists(v2) {
 		t.Fatalf("superseded blobs deleted at once: version 1 %v, version 2 %v", exists(v1), exists(v2))
 	}

@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -206,13 +207,26 @@ func blobOf(data []byte) testBlob {
 	return b
 }
 
-// finalizeRequest signs a header for data as the upload's content.
+// signedHeaders holds the header finalized for each (group, resource,
+// version), for the next version to chain to.
+var signedHeaders sync.Map
+
+// finalizeRequest signs a header for data as the upload's content. A
+// replace names the header finalized for the version before (or, if the
+// test finalized none, some other header).
 func finalizeRequest(m member, up api.Upload, data []byte, mutate func(*coffer.ResourceHeader)) api.FinalizeRequest {
 	meta := bytes.Repeat([]byte{0xee}, 40) // stands in for sealed metadata
 	b := blobOf(data)
 	h := &coffer.ResourceHeader{Resource: up.ResourceID, Group: up.GroupID, Epoch: up.Epoch, Author: m.acct.ID,
 		Version: up.Version, TreeRoot: b.root, Chunks: b.chunks, ContentSize: b.size,
 		MetaHash: sha256.Sum256(meta), Created: time.Now().UnixMilli()}
+	if up.Version > 1 {
+		h.Prev = [32]byte{1}
+		if prev, ok := signedHeaders.Load(fmt.Sprint(up.GroupID, up.ResourceID, up.Version-1)); ok {
+			h.Prev = coffer.HeaderHash(prev.([]byte))
+		}
+	}
+
 	if mutate != nil {
 		mutate(h)
 	}
@@ -220,9 +234,25 @@ func finalizeRequest(m member, up api.Upload, data []byte, mutate func(*coffer.R
 	return api.FinalizeRequest{Header: api.SignedHeader{Body: sh.Body, Signature: sh.Signature}, Meta: meta}
 }
 
+// deleteBody is m's signed delete of version of resource id, as a
+// request body.
+func (w *resourceWorld) deleteBody(t *testing.T, m member, id coffer.ResourceID, version uint64) io.Reader {
+	t.Helper()
+	sd := coffer.SignResourceDelete(&coffer.ResourceDelete{Group: w.g, Resource: id, Version: version, Deleter: m.acct.ID}, m.id.Key)
+	b, err := json.Marshal(api.DeleteResourceRequest{Delete: api.SignedHeader{Body: sd.Body, Signature: sd.Signature}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.NewReader(b)
+}
+
 func (w *resourceWorld) finalize(t *testing.T, m member, up api.Upload, req api.FinalizeRequest, wantStatus int) *response {
 	t.Helper()
-	return w.ex(t, m, "POST", finalizeT, "/v1/uploads/"+up.ID.String()+"/finalize", req, wantStatus)
+	r := w.ex(t, m, "POST", finalizeT, "/v1/uploads/"+up.ID.String()+"/finalize", req, wantStatus)
+	if wantStatus == http.StatusCreated {
+		signedHeaders.Store(fmt.Sprint(up.GroupID, up.ResourceID, up.Version), req.Header.Body)
+	}
+	return r
 }
 
 // mustResource stores data as a new resource by m.
@@ -311,14 +341,17 @@ func TestResourceEndpoints(t *testing.T) {
 	w.ex(t, w.outsider, "GET", resourcesT, "/v1/groups/"+w.g.String()+"/resources", nil, 404)
 
 	// Delete: not by readers, outsiders, or another writer's stale If-Match.
-	w.exchange(t, w.req(t, w.reader, "DELETE", w.resourcePath(id), nil), resourceT, 403)
-	w.exchange(t, w.req(t, w.outsider, "DELETE", w.resourcePath(id), nil), resourceT, 404)
-	w.exchange(t, w.req(t, w.writer, "DELETE", w.resourcePath(id), nil, "If-Match", `"1"`), resourceT, 412)
-	w.exchange(t, w.req(t, w.writer, "DELETE", w.resourcePath(id), nil, "If-Match", `"2"`), resourceT, 204)
+	w.exchange(t, w.req(t, w.reader, "DELETE", w.resourcePath(id), w.deleteBody(t, w.reader, id, 2)), resourceT, 403)
+	w.exchange(t, w.req(t, w.outsider, "DELETE", w.resourcePath(id), w.deleteBody(t, w.outsider, id, 2)), resourceT, 404)
+	w.exchange(t, w.req(t, w.writer, "DELETE", w.resourcePath(id), w.deleteBody(t, w.writer, id, 1), "If-Match", `"1"`), resourceT, 412)
+	w.exchange(t, w.req(t, w.writer, "DELETE", w.resourcePath(id), w.deleteBody(t, w.writer, id, 1), "If-Match", `"2"`), resourceT, 400)
+	w.exchange(t, w.req(t, w.writer, "DELETE", w.resourcePath(id), w.deleteBody(t, w.owner, id, 2)), resourceT, 400)
+	w.exchange(t, w.req(t, w.writer, "DELETE", w.resourcePath(id), nil), resourceT, 400)
+	w.exchange(t, w.req(t, w.writer, "DELETE", w.resourcePath(id), w.deleteBody(t, w.writer, id, 2), "If-Match", `"2"`), resourceT, 204)
 	w.ex(t, w.writer, "GET", resourceT, w.resourcePath(id), nil, 404)
 	// An admin (here the owner) deletes anyone's; the writer cannot delete the owner's.
-	w.exchange(t, w.req(t, w.writer, "DELETE", w.resourcePath(other), nil), resourceT, 403)
-	w.exchange(t, w.req(t, w.owner, "DELETE", w.resourcePath(other), nil), resourceT, 204)
+	w.exchange(t, w.req(t, w.writer, "DELETE", w.resourcePath(other), w.deleteBody(t, w.writer, other, 1)), resourceT, 403)
+	w.exchange(t, w.req(t, w.owner, "DELETE", w.resourcePath(other), w.deleteBody(t, w.owner, other, 1)), resourceT, 204)
 }
 
 func TestResourceWriteAuthorization(t *testing.T) {

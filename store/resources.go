@@ -138,18 +138,19 @@ type versionRow struct {
 	version uint64
 	author  coffer.AccountID
 	blobKey string
+	header  []byte // the signed header body
 }
 
 // currentVersion returns the resource's current version, or nil if there
 // is none. With lock, the row is held FOR UPDATE, which serializes racing
 // replaces and deletes of one resource.
 func currentVersion(ctx context.Context, tx pgx.Tx, g coffer.GroupID, id coffer.ResourceID, lock bool) (*versionRow, error) {
-	q := `SELECT version, author_id, blob_key FROM resources WHERE id = $1 AND group_id = $2`
+	q := `SELECT version, author_id, blob_key, header FROM resources WHERE id = $1 AND group_id = $2`
 	if lock {
 		q += ` FOR UPDATE`
 	}
 	var v versionRow
-	err := tx.QueryRow(ctx, q, id, g).Scan(&v.version, &v.author, &v.blobKey)
+	err := tx.QueryRow(ctx, q, id, g).Scan(&v.version, &v.author, &v.blobKey, &v.header)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -324,13 +325,25 @@ func (db *DB) FinalizeUpload(ctx context.Context, caller coffer.AccountID, id co
 		if err != nil {
 			return err
 		}
+		h, err := coffer.ParseResourceHeader(r.Header.Body)
+		if err != nil {
+			return err
+		}
 		r.Updated = now
 		if r.Version == 1 {
 			if cur != nil {
 				return coffer.Errorf(coffer.ECONFLICT, "resource %s already exists", r.ID)
 			}
+			if used, err := resourceEverLogged(ctx, tx, r.Group, r.ID); err != nil {
+				return err
+			} else if used {
+				return coffer.Errorf(coffer.ECONFLICT, "resource %s was deleted; a deleted resource id is not used again", r.ID)
+			}
 			if count >= maxPerGroup {
 				return limitError(maxPerGroup)
+			}
+			if err := logResourceVersion(ctx, tx, r, h, now); err != nil {
+				return err
 			}
 			r.Created = now
 			if _, err := tx.Exec(ctx, `UPDATE groups SET resource_count = resource_count + 1 WHERE id = $1`, r.Group); err != nil {
@@ -351,6 +364,17 @@ func (db *DB) FinalizeUpload(ctx context.Context, caller coffer.AccountID, id co
 		}
 		if cur.version != r.Version-1 {
 			return preconditionError(cur.version)
+		}
+		if dead, err := resourceTombstoned(ctx, tx, r.Group, r.ID); err != nil {
+			return err
+		} else if dead {
+			return notFoundResource()
+		}
+		if h.Prev != coffer.HeaderHash(cur.header) {
+			return coffer.Errorf(coffer.EINVALID, "the header does not name version %d's header as the one it replaces", cur.version)
+		}
+		if err := logResourceVersion(ctx, tx, r, h, now); err != nil {
+			return err
 		}
 		replaced = cur.blobKey
 		return tx.QueryRow(ctx, `UPDATE resources SET version = $3, author_id = $4, epoch = $5, header = $6,
@@ -435,9 +459,16 @@ func (db *DB) Resource(ctx context.Context, caller coffer.AccountID, g coffer.Gr
 }
 
 // DeleteResource implements coffer.ResourceService.
-func (db *DB) DeleteResource(ctx context.Context, caller coffer.AccountID, g coffer.GroupID, id coffer.ResourceID, ifVersion uint64) (string, error) {
+func (db *DB) DeleteResource(ctx context.Context, caller coffer.AccountID, g coffer.GroupID, id coffer.ResourceID, del coffer.SignedDelete) (string, error) {
+	d, err := coffer.ParseResourceDelete(del.Body)
+	if err != nil {
+		return "", err
+	}
+	if d.Group != g || d.Resource != id || d.Deleter != caller {
+		return "", coffer.Errorf(coffer.EINVALID, "the signed delete names another group, resource or deleter")
+	}
 	var key string
-	err := db.inTx(ctx, func(tx pgx.Tx) error {
+	err = db.inTx(ctx, func(tx pgx.Tx) error {
 		// The groups row first, in the lock order of FinalizeUpload.
 		if _, err := tx.Exec(ctx, `SELECT 1 FROM groups WHERE id = $1 FOR UPDATE`, g); err != nil {
 			return err
@@ -461,10 +492,13 @@ func (db *DB) DeleteResource(ctx context.Context, caller coffer.AccountID, g cof
 		if err := mayChange(role, caller, cur.author); err != nil {
 			return err
 		}
-		if ifVersion != 0 && cur.version != ifVersion {
+		if cur.version != d.Version {
 			return preconditionError(cur.version)
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM resources WHERE id = $1 AND group_id = $2`, id, g); err != nil {
+			return err
+		}
+		if err := logResourceDelete(ctx, tx, g, id, del, db.ts()); err != nil {
 			return err
 		}
 		key = cur.blobKey

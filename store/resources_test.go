@@ -75,7 +75,7 @@ func (f *resourceFixture) upload(t *testing.T, caller coffer.AccountID, id coffe
 	}
 	r := &coffer.Resource{
 		ID: id, Group: f.g, Version: version, Author: caller, Epoch: 1,
-		Header: coffer.SignedHeader{Body: make([]byte, coffer.ResourceHeaderSize), Signature: make([]byte, 64)},
+		Header: f.header(t, id, version, caller),
 		Meta:   []byte("sealed meta"), ContentHash: hash, Size: int64(len(data)), BlobKey: key,
 	}
 	replaced, err := f.db.FinalizeUpload(ctx, caller, u.ID, r, 100)
@@ -125,7 +125,7 @@ func TestResourceLifecycle(t *testing.T) {
 		t.Fatalf("after replace: %+v, %v", got, err)
 	}
 
-	key, err := f.db.DeleteResource(ctx, f.writer, f.g, id, 2)
+	key, err := f.db.DeleteResource(ctx, f.writer, f.g, id, f.del(t, f.writer, id, 2))
 	if err != nil || key != r2.BlobKey {
 		t.Fatalf("delete: %q, %v", key, err)
 	}
@@ -162,15 +162,15 @@ func TestResourceAuthorization(t *testing.T) {
 			return err
 		}, coffer.ENOTFOUND},
 		{"outsider cannot delete", func() error {
-			_, err := f.db.DeleteResource(ctx, f.outsider, f.g, id, 0)
+			_, err := f.db.DeleteResource(ctx, f.outsider, f.g, id, f.del(t, f.outsider, id, f.version(t, id)))
 			return err
 		}, coffer.ENOTFOUND},
 		{"reader cannot delete", func() error {
-			_, err := f.db.DeleteResource(ctx, f.reader, f.g, id, 0)
+			_, err := f.db.DeleteResource(ctx, f.reader, f.g, id, f.del(t, f.reader, id, f.version(t, id)))
 			return err
 		}, coffer.EFORBIDDEN},
 		{"another writer cannot delete", func() error {
-			_, err := f.db.DeleteResource(ctx, f.writer2, f.g, id, 0)
+			_, err := f.db.DeleteResource(ctx, f.writer2, f.g, id, f.del(t, f.writer2, id, f.version(t, id)))
 			return err
 		}, coffer.EFORBIDDEN},
 		{"another writer cannot replace", func() error {
@@ -186,7 +186,7 @@ func TestResourceAuthorization(t *testing.T) {
 			return err
 		}, coffer.EPRECONDITION},
 		{"delete of a stale version", func() error {
-			_, err := f.db.DeleteResource(ctx, f.writer, f.g, id, 7)
+			_, err := f.db.DeleteResource(ctx, f.writer, f.g, id, f.del(t, f.writer, id, 7))
 			return err
 		}, coffer.EPRECONDITION},
 		{"replace of a missing resource", func() error {
@@ -194,7 +194,8 @@ func TestResourceAuthorization(t *testing.T) {
 			return err
 		}, coffer.ENOTFOUND},
 		{"delete of a missing resource", func() error {
-			_, err := f.db.DeleteResource(ctx, f.writer, f.g, coffer.NewResourceID(), 0)
+			missing := coffer.NewResourceID()
+			_, err := f.db.DeleteResource(ctx, f.writer, f.g, missing, f.del(t, f.writer, missing, f.version(t, missing)))
 			return err
 		}, coffer.ENOTFOUND},
 		{"someone else's upload", func() error {
@@ -211,7 +212,7 @@ func TestResourceAuthorization(t *testing.T) {
 	}
 	// An admin may replace and delete anyone's resource.
 	f.mustUpload(t, f.admin, id, 2, "admin's")
-	if _, err := f.db.DeleteResource(ctx, f.admin, f.g, id, 0); err != nil {
+	if _, err := f.db.DeleteResource(ctx, f.admin, f.g, id, f.del(t, f.admin, id, f.version(t, id))); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -225,7 +226,7 @@ func TestFinalizeUploadChecks(t *testing.T) {
 	}
 	r := func() *coffer.Resource {
 		return &coffer.Resource{ID: u.Resource, Group: f.g, Version: 1, Author: f.writer, Epoch: 1,
-			Header: coffer.SignedHeader{Body: make([]byte, coffer.ResourceHeaderSize), Signature: make([]byte, 64)},
+			Header: f.header(t, u.Resource, 1, f.writer),
 			Meta:   []byte("m")}
 	}
 	_, err := f.db.FinalizeUpload(ctx, f.writer, u.ID, r(), 100)
@@ -290,7 +291,7 @@ func TestResourceLimitPerGroup(t *testing.T) {
 			}
 			_, errs[i] = f.db.FinalizeUpload(ctx, f.writer, u.ID, &coffer.Resource{
 				ID: u.Resource, Group: f.g, Version: 1, Author: f.writer, Epoch: 1,
-				Header: coffer.SignedHeader{Body: make([]byte, coffer.ResourceHeaderSize), Signature: make([]byte, 64)},
+				Header: f.header(t, u.Resource, 1, f.writer),
 				Meta:   []byte("m"), BlobKey: key, Size: 1, ContentHash: [32]byte{1},
 			}, max)
 		})

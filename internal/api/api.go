@@ -155,6 +155,14 @@ type UploadContent struct {
 	ContentHash []byte `json:"content_hash"` // SHA-256 of the bytes received
 }
 
+// DeleteResourceRequest is the body of DELETE
+// /v1/groups/{g}/resources/{id}: the deleter's signed tombstone
+// (coffer.SignedDelete), naming the group, the resource, its current
+// version and the deleter. The server logs it as it is.
+type DeleteResourceRequest struct {
+	Delete SignedHeader `json:"delete"`
+}
+
 // FinalizeRequest completes an upload with the author's signed header and
 // the encrypted metadata whose hash the header carries.
 type FinalizeRequest struct {

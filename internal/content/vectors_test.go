@@ -271,7 +271,12 @@ func writeVectors(t *testing.T) {
 	// author would, at the given version.
 	encrypt := func(tg target, pt []byte, version uint64) made {
 		s := MustEncrypt(t, tg, pt)
+		var prev [32]byte
+		if version > 1 {
+			prev = sha256.Sum256(seed("previous header")) // stands for version-1's HeaderHash
+		}
 		return made{s.age(), s.list(), &coffer.ResourceHeader{
+			Prev:     prev,
 			Resource: tg.r, Group: tg.g, Epoch: tg.epoch, Author: author,
 			Version: version, TreeRoot: s.root, Chunks: s.chunks, ContentSize: s.size,
 			MetaHash: sha256.Sum256(seed("metadata")), Created: 1_795_000_000_000,

@@ -336,6 +336,14 @@ func LeafUpdate(logIndex int64, raw []byte, l *Leaf) (MapUpdate, error) {
 		return MapUpdate{Key: AccountKey(l.Account), Hash: RecordHash(raw), LogIndex: logIndex}, nil
 	case KindCommit:
 		return MapUpdate{Key: GroupKey(l.Group), Seq: l.Seq, Hash: l.Commit.Hash(), LogIndex: logIndex}, nil
+	case KindResourceVersion:
+		return MapUpdate{Key: ResourceKey(l.Group, l.Resource), Seq: l.Version.Version, Hash: RecordHash(raw), LogIndex: logIndex}, nil
+	case KindResourceDelete:
+		d, err := l.ResourceDelete()
+		if err != nil {
+			return MapUpdate{}, err
+		}
+		return MapUpdate{Key: ResourceKey(l.Group, l.Resource), Seq: d.Version, Hash: RecordHash(raw), LogIndex: logIndex, Deleted: true}, nil
 	}
 	return MapUpdate{}, fmt.Errorf("translog: log leaf %d of kind %s sets no map entry", logIndex, l.Kind)
 }
@@ -359,6 +367,11 @@ func (u MapUpdate) Apply(prev *MapEntry) (MapEntry, error) {
 		}
 		if u.Seq != want {
 			return MapEntry{}, fmt.Errorf("translog: log leaf %d is commit %d of group %s, whose head in the map is %d", u.LogIndex, u.Seq, u.Key.Group, want-1)
+		}
+		e.Counter = u.Seq
+	case MapResource:
+		if err := u.applyResource(prev); err != nil {
+			return MapEntry{}, err
 		}
 		e.Counter = u.Seq
 	default:

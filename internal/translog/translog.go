@@ -46,6 +46,7 @@ type Kind uint8
 const (
 	KindIdentity Kind = 1 // an identity registration (or, in a later suite, a key change)
 	KindCommit   Kind = 2 // a group commit
+	// KindResourceVersion and KindResourceDelete are in resourceleaf.go.
 )
 
 func (k Kind) String() string {
@@ -54,6 +55,10 @@ func (k Kind) String() string {
 		return "identity"
 	case KindCommit:
 		return "commit"
+	case KindResourceVersion:
+		return "resource-version"
+	case KindResourceDelete:
+		return "resource-delete"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -77,6 +82,12 @@ type Leaf struct {
 	Group  coffer.GroupID
 	Seq    uint64
 	Commit coffer.SignedCommit
+
+	// KindResourceVersion and KindResourceDelete (and Group, above)
+	Resource coffer.ResourceID
+	Version  coffer.LoggedVersion
+	// KindResourceDelete
+	Delete coffer.SignedDelete
 }
 
 // IdentityLeaf encodes the log entry of an account registration:
@@ -155,6 +166,10 @@ func ParseLeaf(data []byte) (*Leaf, error) {
 		}
 		copy(l.Group[:], id)
 		l.Commit = coffer.SignedCommit{Body: append([]byte(nil), body...), Signature: append([]byte(nil), sig...)}
+	case KindResourceVersion, KindResourceDelete:
+		if err := l.parseResource(&s); err != nil {
+			return nil, err
+		}
 	default:
 		return nil, fmt.Errorf("translog: unknown leaf kind %d", kind)
 	}
@@ -163,8 +178,13 @@ func ParseLeaf(data []byte) (*Leaf, error) {
 
 // Marshal re-encodes l; ParseLeaf(l.Marshal()) round-trips.
 func (l *Leaf) Marshal() []byte {
-	if l.Kind == KindIdentity {
+	switch l.Kind {
+	case KindIdentity:
 		return IdentityLeaf(l.Account, l.Identity, l.SelfSignature)
+	case KindResourceVersion:
+		return ResourceVersionLeaf(l.Version)
+	case KindResourceDelete:
+		return ResourceDeleteLeaf(l.Delete)
 	}
 	return CommitLeaf(l.Group, l.Seq, l.Commit)
 }

@@ -60,6 +60,7 @@ type replay struct {
 	groups     map[coffer.GroupID]*coffer.GroupState
 	heads      *translog.MemoryMap
 	mapKeys    []translog.MapKey // in map index order, to rebuild heads
+	resources  map[ResourceRef]*coffer.ResourceLogState
 }
 
 func newReplay() *replay {
@@ -229,6 +230,7 @@ type snapshot struct {
 	Identities map[coffer.AccountID]identity
 	Groups     map[coffer.GroupID][]byte // GroupState.MarshalBinary
 	MapEntries [][]byte                  // MapEntry encodings in map index order
+	Resources  map[ResourceRef]coffer.ResourceLogState
 }
 
 func (r *replay) snapshot() (*snapshot, error) {
@@ -242,6 +244,10 @@ func (r *replay) snapshot() (*snapshot, error) {
 			return nil, err
 		}
 		s.Groups[g] = b
+	}
+	s.Resources = make(map[ResourceRef]coffer.ResourceLogState, len(r.resources))
+	for ref, rs := range r.resources {
+		s.Resources[ref] = *rs
 	}
 	for _, k := range r.mapKeys {
 		e, ok := r.heads.Entry(k)
@@ -279,6 +285,10 @@ func (s *snapshot) restore() (*replay, error) {
 			return nil, fmt.Errorf("witness state: group %s: %w", g, err)
 		}
 		r.groups[g] = st
+	}
+	for ref, rs := range s.Resources {
+		rs := rs
+		r.setResource(ref, &rs)
 	}
 	for i, b := range s.MapEntries {
 		e, err := translog.ParseMapEntry(b)

@@ -3,18 +3,15 @@ package profile
 import (
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"time"
 )
 
-// sessionKey is where the access token is cached between runs of the CLI,
-// in the encrypted key store, so that each command does not spend a
-// refresh token rotation: one refresh every 15 minutes instead of one per
-// command.
-const sessionKey = "cli/session"
-
-// legacySessionFile is where older versions cached the access token, in
-// plaintext; KeyStore removes it.
-const legacySessionFile = "session.json"
+// sessionFile caches the access token between runs of the CLI (0600), so
+// that each command does not spend a refresh token rotation: one refresh
+// every 15 minutes instead of one per command.
+const sessionFile = "session.json"
 
 // Session is a cached access token of the profile's account on its server.
 type Session struct {
@@ -24,18 +21,10 @@ type Session struct {
 	Expires     time.Time `json:"expires"`
 }
 
-// errLocked: the session cache lives in the key store, which KeyStore
-// must have opened first.
-var errLocked = errors.New("profile: the key store is not open")
-
 // LoadSession returns the cached session for server and account, or nil
-// when there is none, it is for another server or account, it expired, or
-// the key store is not open.
+// when there is none, it is for another server or account, or it expired.
 func (p *Profile) LoadSession(server, account string, now time.Time) *Session {
-	if p.ks == nil {
-		return nil
-	}
-	b, err := p.ks.Get(sessionKey)
+	b, err := os.ReadFile(filepath.Join(p.Dir, sessionFile))
 	if err != nil {
 		return nil
 	}
@@ -46,18 +35,34 @@ func (p *Profile) LoadSession(server, account string, now time.Time) *Session {
 	return &s
 }
 
-// SaveSession caches s in the key store, or removes the cache when s is
-// nil.
+// SaveSession caches s (0600), or removes the cache when s is nil.
 func (p *Profile) SaveSession(s *Session) error {
-	if p.ks == nil {
-		return errLocked
-	}
+	path := filepath.Join(p.Dir, sessionFile)
 	if s == nil {
-		return p.ks.Delete(sessionKey)
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
 	}
 	b, err := json.Marshal(s)
 	if err != nil {
 		return err
 	}
-	return p.ks.Put(sessionKey, b)
+	f, err := os.CreateTemp(p.Dir, ".session-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // no-op after the rename
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }

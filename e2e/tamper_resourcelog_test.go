@@ -1,0 +1,302 @@
+package e2e_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/clientlib"
+	"github.com/cofferhq/coffer/internal/content"
+	"github.com/cofferhq/coffer/internal/groupkey"
+	"github.com/cofferhq/coffer/internal/translog"
+)
+
+// Resources in the verified history: a malicious server that keeps serving
+// a deleted resource, serves a second signed header for a version the log
+// holds, or helps a removed writer publish, is caught by readers through
+// the transparency log and its heads map.
+
+// wantCheck requires a security error of the given check.
+func wantCheck(t *testing.T, err error, check string) {
+	t.Helper()
+	wantSecurity(t, err)
+	var se *coffer.SecurityError
+	if !errors.As(err, &se) || se.Check != check {
+		t.Fatalf("security error %v, want the check %q", err, check)
+	}
+}
+
+// resourceRow is a resources row and its blob, as a server keeps them.
+type resourceRow struct {
+	version, epoch          int64
+	author                  coffer.AccountID
+	header, sig, meta, hash []byte
+	size                    int64
+	blobKey                 string
+	blob                    []byte
+}
+
+func (f *resourceTamper) saveRow(t *testing.T, id coffer.ResourceID) resourceRow {
+	t.Helper()
+	var r resourceRow
+	if err := f.db.QueryRow(context.Background(), `SELECT version, author_id, epoch, header, header_signature, meta, content_hash, size, blob_key
+		FROM resources WHERE id = $1`, id).Scan(&r.version, &r.author, &r.epoch, &r.header, &r.sig, &r.meta, &r.hash, &r.size, &r.blobKey); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(f.srv.Blobs().Path(r.blobKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.blob = b
+	return r
+}
+
+// restoreRow puts r back as the row of id (inserting it if the resource was
+// deleted) with its blob under a fresh key.
+func (f *resourceTamper) restoreRow(t *testing.T, id coffer.ResourceID, r resourceRow) {
+	t.Helper()
+	key := f.putBlob(t, r.blob)
+	mustExec(t, f.db, `DELETE FROM resources WHERE id = $1`, id)
+	mustExec(t, f.db, `INSERT INTO resources (id, group_id, version, author_id, epoch, header, header_signature,
+		meta, content_hash, size, blob_key, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now(), now())`,
+		id, f.g, r.version, r.author, r.epoch, r.header, r.sig, r.meta, r.hash, r.size, key)
+}
+
+func (f *resourceTamper) putBlob(t *testing.T, data []byte) string {
+	t.Helper()
+	key := coffer.NewBlobKey()
+	bw, err := f.srv.Blobs().Create(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bw.Write(data)
+	if err := bw.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+// signedVersion makes a complete version of resource id as its author's
+// client would (content under epochKey at epoch, metadata, signed header
+// chained to prev), without the server: what a malicious server holding
+// the author's second signature, or helping the author, can store.
+func (f *resourceTamper) signedVersion(t *testing.T, id coffer.ResourceID, version, epoch uint64, prev [32]byte,
+	author coffer.AccountID, key ed25519.PrivateKey, epochKey groupkey.EpochKey, data []byte) (resourceRow, *coffer.ResourceHeader) {
+	t.Helper()
+	var ct bytes.Buffer
+	w, err := content.Encrypt(&ct, epochKey, f.g, epoch, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(data)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	root, chunks, size := w.Sum()
+	meta := groupkey.SealMetadata(epochKey, f.g, epoch, coffer.LabelResourceMeta,
+		binary.BigEndian.AppendUint64(append([]byte(nil), id[:]...), version), []byte(`{"name":"forged.bin","size":`+strconv.Itoa(len(data))+`}`))
+	h := &coffer.ResourceHeader{Resource: id, Group: f.g, Epoch: epoch, Author: author, Version: version, Prev: prev,
+		TreeRoot: root, Chunks: chunks, ContentSize: size, MetaHash: sha256.Sum256(meta), Created: time.Now().UnixMilli()}
+	sh := coffer.SignResourceHeader(h, key)
+	blob := ct.Bytes() // the age file and its chunk hash list
+	hash := sha256.Sum256(blob)
+	return resourceRow{version: int64(version), epoch: int64(epoch), author: author, header: sh.Body, sig: sh.Signature,
+		meta: meta, hash: hash[:], size: int64(len(blob)), blob: blob}, h
+}
+
+// logLeaf appends the version leaf of h (body) to the transparency log
+// directly, as a server helping a writer would; the sequencer integrates
+// it.
+func (f *resourceTamper) logLeaf(t *testing.T, h *coffer.ResourceHeader, body []byte) {
+	t.Helper()
+	leaf := translog.ResourceVersionLeaf(coffer.LoggedVersionOf(h, body))
+	lh := translog.RecordHash(leaf)
+	mustExec(t, f.db, `INSERT INTO log_entries (leaf, leaf_hash, group_id, resource_id, created_at) VALUES ($1, $2, $3, $4, now())`,
+		leaf, lh[:], f.g, h.Resource)
+}
+
+// Deletion: bob deletes his resource and the server keeps serving it, the
+// row and blob exactly as they were. Every reader, whether it read the
+// resource before (alice) or not (a new device of carol's), refuses it:
+// the log holds the tombstone.
+func TestResourceLogDeletedServedAgain(t *testing.T) {
+	ctx := context.Background()
+	f := newResourceTamper(t)
+	saved := f.saveRow(t, f.a.ID)
+	if err := f.bob.Delete(ctx, f.g, f.a.ID); err != nil {
+		t.Fatal(err)
+	}
+	f.restoreRow(t, f.a.ID, saved)
+	_, err := readResource(f.alice, f.g, f.a.ID)
+	wantCheck(t, err, "deleted")
+	_, err = f.carol.Head(ctx, f.g, f.a.ID)
+	wantCheck(t, err, "deleted")
+	// The deleter's own device knows without asking the log.
+	_, err = readResource(f.bob, f.g, f.a.ID)
+	wantCheck(t, err, "deleted")
+	// The other resource is unaffected.
+	if got := mustReadResource(t, f.carol, f.g, f.b.ID); !bytes.Equal(got, f.dataB) {
+		t.Fatal("resource b changed")
+	}
+}
+
+// Deletion by an admin of another member's resource, served again to its
+// author.
+func TestResourceLogDeletedByAdminServedToAuthor(t *testing.T) {
+	ctx := context.Background()
+	f := newResourceTamper(t)
+	saved := f.saveRow(t, f.b.ID)
+	if err := f.alice.Delete(ctx, f.g, f.b.ID); err != nil {
+		t.Fatal(err)
+	}
+	f.restoreRow(t, f.b.ID, saved)
+	_, err := readResource(f.bob, f.g, f.b.ID)
+	wantCheck(t, err, "deleted")
+	// Nor can the author replace it: a deleted resource stays deleted.
+	if _, err := f.bob.Replace(ctx, f.g, f.b.ID, 1, bytes.NewReader([]byte("again")), clientlib.Meta{Name: "b.bin"}, nil); err == nil {
+		t.Fatal("a replace of a deleted resource succeeded")
+	}
+}
+
+// Two signed versions k: alice's resource at version 1 (and, after a
+// replace, version 2) is swapped for another header alice also signed for
+// the same version. A reader that never saw the version (no pin to
+// compare) refuses it, because the log holds the other one.
+func TestResourceLogSecondSignedVersion(t *testing.T) {
+	ctx := context.Background()
+	f := newResourceTamper(t)
+	dave, _ := newClient(t, f.srv, "dave", nil)
+	mustAdd(t, f.alice, dave, f.g, coffer.RoleReader)
+	aliceKey := signingKeyOf(t, f.aliceKS)
+	r := mustPut(t, f.alice, f.g, "x.bin", []byte("alice's version one"))
+	honest1 := f.saveRow(t, r.ID)
+	h1, err := coffer.ParseResourceHeader(honest1.header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := f.epochKeyAt(t, f.aliceKS, f.alice.AccountID(), h1.Epoch)
+
+	other1, _ := f.signedVersion(t, r.ID, 1, h1.Epoch, [32]byte{}, f.alice.AccountID(), aliceKey, k, []byte("a second version one"))
+	f.restoreRow(t, r.ID, other1)
+	_, err = readResource(f.carol, f.g, r.ID)
+	wantCheck(t, err, "header")
+
+	// The same one version later: alice replaces, and the server serves
+	// another version 2 alice signed, chained to the right version 1.
+	f.restoreRow(t, r.ID, honest1)
+	if _, err := f.alice.Replace(ctx, f.g, r.ID, 1, bytes.NewReader([]byte("alice's version two")), clientlib.Meta{Name: "x.bin"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	honest2 := f.saveRow(t, r.ID)
+	other2, _ := f.signedVersion(t, r.ID, 2, h1.Epoch, coffer.HeaderHash(honest1.header), f.alice.AccountID(), aliceKey, k, []byte("a second version two"))
+	f.restoreRow(t, r.ID, other2)
+	_, err = readResource(dave, f.g, r.ID)
+	wantCheck(t, err, "header")
+	_, err = readResource(f.bob, f.g, r.ID)
+	wantCheck(t, err, "header")
+	// The honest version 2, restored, reads.
+	f.restoreRow(t, r.ID, honest2)
+	if got := mustReadResource(t, dave, f.g, r.ID); string(got) != "alice's version two" {
+		t.Fatalf("version 2 reads %q", got)
+	}
+}
+
+// epochKeyAt recovers a member's key of epoch from their key store and the
+// database.
+func (f *resourceTamper) epochKeyAt(t *testing.T, ks *clientlib.MemoryKeyStore, member coffer.AccountID, epoch uint64) groupkey.EpochKey {
+	t.Helper()
+	var wrap []byte
+	if err := f.db.QueryRow(context.Background(), `SELECT wrap FROM wrapped_keys WHERE group_id = $1 AND member_id = $2 AND epoch = $3`,
+		f.g, member, int64(epoch)).Scan(&wrap); err != nil {
+		t.Fatal(err)
+	}
+	k, err := groupkey.Unwrap(decryptionKeyOf(t, ks), f.g, epoch, member, wrap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// Backdating: dave, a writer, is removed (a new epoch). With the server's
+// help he publishes a resource under the epoch whose key he still holds,
+// signed with his key, as if written before his removal: stored directly,
+// without a log leaf, or with a leaf the server appends to the log. No
+// reader accepts it; before resources were logged, every check passed
+// (his role at that epoch, his signature, metadata under that key).
+func TestResourceLogBackdatedByRemovedWriter(t *testing.T) {
+	ctx := context.Background()
+	f := newResourceTamper(t)
+	dave, daveKS := newClient(t, f.srv, "dave", nil)
+	mustAdd(t, f.alice, dave, f.g, coffer.RoleWriter)
+	epoch := mustEpoch(t, dave, f.g)
+	k := f.epochKeyAt(t, daveKS, dave.AccountID(), epoch)
+	honest := mustPut(t, dave, f.g, "before.bin", []byte("written before the removal"))
+	if err := f.alice.RemoveMember(ctx, f.g, "dave"); err != nil {
+		t.Fatal(err)
+	}
+	mustEpoch(t, f.carol, f.g)
+	reader, _ := newClient(t, f.srv, "erin", &clientlib.Options{LogWait: 700 * time.Millisecond})
+	mustAdd(t, f.alice, reader, f.g, coffer.RoleReader)
+
+	// What dave wrote while a writer stays readable, to old and new readers.
+	for _, c := range []*clientlib.Client{f.carol, reader} {
+		if got := mustReadResource(t, c, f.g, honest.ID); string(got) != "written before the removal" {
+			t.Fatalf("dave's honest resource reads %q", got)
+		}
+	}
+
+	inject := func(t *testing.T, logged bool) coffer.ResourceID {
+		id := coffer.NewResourceID()
+		row, h := f.signedVersion(t, id, 1, epoch, [32]byte{}, dave.AccountID(), signingKeyOf(t, daveKS), k, []byte("backdated"))
+		f.restoreRow(t, id, row)
+		if logged {
+			f.logLeaf(t, h, row.header)
+		}
+		return id
+	}
+	t.Run("stored without a log leaf", func(t *testing.T) {
+		id := inject(t, false)
+		_, err := readResource(reader, f.g, id)
+		if coffer.ErrorCode(err) != coffer.EUNAVAILABLE {
+			t.Fatalf("read of an unlogged version: %v, want EUNAVAILABLE (not in the log)", err)
+		}
+	})
+	t.Run("with a log leaf after the removal", func(t *testing.T) {
+		id := inject(t, true)
+		for _, c := range []*clientlib.Client{f.carol, reader, f.alice} {
+			_, err := readResource(c, f.g, id)
+			wantCheck(t, err, "header")
+		}
+	})
+}
+
+// Backdating by a member who left: the leave does not start an epoch (the
+// next admin commit rotates), so the leaver holds the current key and its
+// role at that epoch was writer; a leaf logged after the leave is refused.
+func TestResourceLogBackdatedByLeaver(t *testing.T) {
+	ctx := context.Background()
+	f := newResourceTamper(t)
+	dave, daveKS := newClient(t, f.srv, "dave", nil)
+	mustAdd(t, f.alice, dave, f.g, coffer.RoleWriter)
+	epoch := mustEpoch(t, dave, f.g)
+	k := f.epochKeyAt(t, daveKS, dave.AccountID(), epoch)
+	if err := dave.Leave(ctx, f.g); err != nil {
+		t.Fatal(err)
+	}
+	mustEpoch(t, f.carol, f.g)
+	id := coffer.NewResourceID()
+	row, h := f.signedVersion(t, id, 1, epoch, [32]byte{}, dave.AccountID(), signingKeyOf(t, daveKS), k, []byte("after leaving"))
+	f.restoreRow(t, id, row)
+	f.logLeaf(t, h, row.header)
+	_, err := readResource(f.carol, f.g, id)
+	wantCheck(t, err, "header")
+}
