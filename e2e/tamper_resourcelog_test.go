@@ -300,3 +300,37 @@ func TestResourceLogBackdatedByLeaver(t *testing.T) {
 	_, err := readResource(f.carol, f.g, id)
 	wantCheck(t, err, "header")
 }
+
+// Backdating by a writer demoted to reader (a demotion starts an epoch):
+// under the old epoch, or under the new one whose key a reader holds, a
+// version logged after the demotion is refused.
+func TestResourceLogBackdatedByDemotedWriter(t *testing.T) {
+	ctx := context.Background()
+	f := newResourceTamper(t)
+	dave, daveKS := newClient(t, f.srv, "dave", nil)
+	mustAdd(t, f.alice, dave, f.g, coffer.RoleWriter)
+	old := mustEpoch(t, dave, f.g)
+	kOld := f.epochKeyAt(t, daveKS, dave.AccountID(), old)
+	if err := f.alice.ChangeRole(ctx, f.g, "dave", coffer.RoleReader); err != nil {
+		t.Fatal(err)
+	}
+	cur := mustEpoch(t, dave, f.g)
+	if cur == old {
+		t.Fatal("the demotion did not start an epoch")
+	}
+	kCur := f.epochKeyAt(t, daveKS, dave.AccountID(), cur)
+	for _, tc := range []struct {
+		name  string
+		epoch uint64
+		key   groupkey.EpochKey
+	}{{"old epoch", old, kOld}, {"current epoch", cur, kCur}} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := coffer.NewResourceID()
+			row, h := f.signedVersion(t, id, 1, tc.epoch, [32]byte{}, dave.AccountID(), signingKeyOf(t, daveKS), tc.key, []byte("demoted"))
+			f.restoreRow(t, id, row)
+			f.logLeaf(t, h, row.header)
+			_, err := readResource(f.carol, f.g, id)
+			wantSecurity(t, err)
+		})
+	}
+}
