@@ -339,7 +339,7 @@ func TestHealOutOfOrderLogStaysForked(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	rs := newRestorableServer(t)
-	opts := &clientlib.Options{LogWait: time.Second}
+	opts := &clientlib.Options{LogWait: 3 * time.Second} // short: the first heal waits it out; long enough for a loaded machine
 	alice, _ := newClient(t, rs.srv, "alice", opts)
 	bob, _ := newClient(t, rs.srv, "bob", opts)
 	g1 := mustGroup(t, alice, "one", nil)
