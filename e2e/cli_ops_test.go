@@ -246,7 +246,7 @@ func TestCLIOperations(t *testing.T) {
 	// server no longer honours it; the identity stays and the next command
 	// logs in again.
 	refreshFile := filepath.Join(alice.dir, "keys", "session", "refresh")
-	oldRefresh, err := os.ReadFile(refreshFile)
+	oldRefresh, err := alice.keyStore(t).Get("session/refresh")
 	if err != nil {
 		t.Fatalf("no session stored before logout: %v", err)
 	}

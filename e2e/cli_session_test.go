@@ -45,13 +45,17 @@ func TestCLIKeepsAccessToken(t *testing.T) {
 	alice.ok(t, "init", "--server", srv.url, "--handle", "alice")
 	alice.ok(t, "group", "create", "kept")
 
-	session := filepath.Join(alice.dir, "session.json")
+	// The session is cached in the encrypted key store (keys/cli/session).
+	session := filepath.Join(alice.dir, "keys", "cli", "session")
 	fi, err := os.Stat(session)
 	if err != nil {
 		t.Fatalf("no cached session after a command: %v", err)
 	}
 	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("session.json mode %v, want 0600", fi.Mode().Perm())
+		t.Errorf("the cached session has mode %v, want 0600", fi.Mode().Perm())
+	}
+	if b, err := alice.keyStore(t).Get("cli/session"); err != nil || !strings.Contains(string(b), "access_token") {
+		t.Fatalf("the cached session does not decrypt: %v", err)
 	}
 	refreshes := routeCount(t, srv.url, "/v1/auth/refresh")
 	logins := routeCount(t, srv.url, "/v1/auth/login")
@@ -66,6 +70,6 @@ func TestCLIKeepsAccessToken(t *testing.T) {
 	}
 	alice.ok(t, "logout")
 	if _, err := os.Stat(session); !os.IsNotExist(err) {
-		t.Errorf("session.json survives logout: %v", err)
+		t.Errorf("the cached session survives logout: %v", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -24,6 +25,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/clientlib"
+	"github.com/cofferhq/coffer/internal/keyvault"
 )
 
 // Exit codes of the coffer CLI (cmd/coffer/errors.go).
@@ -231,6 +234,39 @@ func TestCLIStory(t *testing.T) {
 	if f := ScanForSecrets(srv.output.Bytes(), Secrets()); len(f) > 0 {
 		t.Errorf("the CLI printed secrets: %v", f)
 	}
+	// Nor does any profile keep a secret in the clear: its seeds, its
+	// refresh and access tokens, the epoch and file keys of its groups.
+	for _, p := range []*cliProfile{alice, bob, carol} {
+		p.mustHoldNoSecret(t)
+	}
+}
+
+// mustHoldNoSecret fails if any file of the profile holds a secret the
+// suite recorded, in any encoding, or a JWT: the keys are encrypted at
+// rest.
+func (p *cliProfile) mustHoldNoSecret(t *testing.T) {
+	t.Helper()
+	files := 0
+	err := filepath.WalkDir(p.dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		files++
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if f := ScanForSecrets(b, Secrets()); len(f) > 0 {
+			t.Errorf("%s of %s's profile holds secrets: %v", path[len(p.dir):], p.handle, f)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files == 0 {
+		t.Fatalf("%s's profile is empty", p.handle)
+	}
 }
 
 // cliBinaries are coffer and cofferd, freshly built.
@@ -433,7 +469,7 @@ func (s *cliServer) profile(t *testing.T, handle string, viaEnv bool) *cliProfil
 // stdout and stderr.
 func (p *cliProfile) run(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	env := append([]string{"HOME=" + p.srv.home}, p.env...)
+	env := append(append([]string{"HOME=" + p.srv.home}, cliPassphraseEnv...), p.env...)
 	if p.viaEnv {
 		env = append(env, "COFFER_PROFILE="+p.dir)
 	} else {
@@ -494,13 +530,36 @@ func (p *cliProfile) whoami(t *testing.T) cliWhoami {
 	return w
 }
 
+// cliPassphraseEnv unlocks the profiles' encrypted keys: a passphrase, and
+// scrypt at a test-only cost, so that each run of coffer spends about a
+// millisecond unlocking rather than a second.
+var cliPassphraseEnv = []string{"COFFER_PASSPHRASE=" + cliPassphrase, "COFFER_TEST_SCRYPT_WORK_FACTOR=10"}
+
+const cliPassphrase = "e2e passphrase"
+
+// keyStore opens the profile's encrypted key store as coffer does.
+func (p *cliProfile) keyStore(t *testing.T) clientlib.KeyStore {
+	t.Helper()
+	ks, _, err := keyvault.Open(p.dir, keyvault.Options{
+		Passphrase: func(bool) ([]byte, error) { return []byte(cliPassphrase), nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ks
+}
+
 // recordSecrets adds the profile's private keys and current refresh token,
-// read from its key store files, to the suite's secret canary.
+// read from its encrypted key store, to the suite's secret canary.
 func (p *cliProfile) recordSecrets(t *testing.T) {
 	t.Helper()
+	if _, err := os.Stat(filepath.Join(p.dir, "vault.json")); os.IsNotExist(err) {
+		return // no key stored yet
+	}
+	ks := p.keyStore(t)
 	for _, name := range []string{"identity", "session/refresh"} {
-		b, err := os.ReadFile(filepath.Join(p.dir, "keys", filepath.FromSlash(name)))
-		if os.IsNotExist(err) {
+		b, err := ks.Get(name)
+		if errors.Is(err, clientlib.ErrNotFound) {
 			continue
 		}
 		if err != nil {

@@ -296,7 +296,7 @@ func TestResumeCLIAfterKill(t *testing.T) {
 	killedRun := func(at int64, args ...string) {
 		t.Helper()
 		cmd := exec.Command(bins.coffer, append([]string{"--profile", alice.dir}, args...)...)
-		cmd.Env = cleanEnv([]string{"HOME=" + srv.home})
+		cmd.Env = cleanEnv(append([]string{"HOME=" + srv.home}, cliPassphraseEnv...))
 		var errb bytes.Buffer
 		cmd.Stderr = &errb
 		victim.Store(cmd)

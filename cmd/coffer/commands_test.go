@@ -15,12 +15,25 @@ import (
 	"github.com/cofferhq/coffer"
 )
 
+// testPassphraseEnv unlocks the profiles of tests: a passphrase, and a
+// cheap scrypt so that each run costs a millisecond rather than a second.
+var testPassphraseEnv = map[string]string{
+	passphraseEnvVar: "test passphrase",
+	testScryptEnvVar: "10",
+}
+
 // runCoffer runs the CLI in process with an empty environment apart from
-// env, and returns the exit code and output.
+// env and testPassphraseEnv (which env may override, with "" to unset),
+// and returns the exit code and output.
 func runCoffer(t *testing.T, env map[string]string, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	getenv := func(k string) string { return env[k] }
+	getenv := func(k string) string {
+		if v, ok := env[k]; ok {
+			return v
+		}
+		return testPassphraseEnv[k]
+	}
 	code := run(context.Background(), args, strings.NewReader(""), &stdout, &stderr, getenv)
 	return code, stdout.String(), stderr.String()
 }

@@ -50,6 +50,9 @@ func (a *app) completeArgs(kinds ...argKind) cobra.CompletionFunc {
 		case argOther:
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
+		// A passphrase prompt would write into the shell's line: completion
+		// works only when the keys open without one.
+		a.noPrompt = true
 		c, err := a.client()
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp

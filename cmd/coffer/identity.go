@@ -19,7 +19,9 @@ func (a *app) initCmd() *cobra.Command {
 		Short: "Create this profile's identity and register it on a server",
 		Long: `init generates a new identity (an Ed25519 signing key and an X-Wing
 encryption key) on this device, registers its public half under HANDLE on
-the server and logs in. The private keys stay in the profile's key store.
+the server and logs in. The private keys stay in the profile's key store,
+encrypted at rest: under a key in the OS keyring, or under your passphrase
+($COFFER_PASSPHRASE, --passphrase-file FILE, or asked on the terminal).
 
 One profile holds one identity: use --profile DIR for another.
 
@@ -78,7 +80,7 @@ func (a *app) runInit(ctx context.Context, server, handle, logKey string) error 
 	}
 	cfg := &profile.Config{Server: server, LogKey: logKey, CACert: files.caCert, Cert: files.cert, Key: files.key}
 	a.cfg = cfg
-	ks, err := p.KeyStore()
+	ks, err := a.keyStore(p)
 	if err != nil {
 		return err
 	}

@@ -29,14 +29,17 @@
 // without it exit 2, so that a script never deletes by accident.
 //
 // Every command takes --profile DIR (or $COFFER_PROFILE): one directory per
-// identity, holding a clientlib.FileKeyStore and the server URL (see
+// identity, holding its key store, encrypted at rest (internal/keyvault: OS
+// keyring, else a passphrase from $COFFER_PASSPHRASE, --passphrase-file /
+// $COFFER_PASSPHRASE_FILE or the terminal), and the server URL (see
 // internal/profile). Exit codes: 0 ok, 1 error, 2 usage (bad flag values
 // included), 3 security error,
 // that is, the server was caught misbehaving (see errors.go).
 //
 // All cryptography and every check against the server is in clientlib; this
 // command only parses, resolves names to ids and explains errors. The files:
-// root.go (the app, profile loading, run), identity.go, contact.go,
+// root.go (the app, profile loading, run), keys.go (unlocking the key
+// store), identity.go, contact.go,
 // group.go, resource.go, session.go, checkpoint.go, heal.go (one per command
 // family), tls.go (the TLS flags), confirm.go, completion.go (dynamic
 // completion of GROUP, RESOURCE and HANDLE), errors.go (exit codes and the

@@ -18,6 +18,7 @@ import (
 	"github.com/cofferhq/coffer/clientlib"
 	"github.com/cofferhq/coffer/cmd/coffer/internal/profile"
 	"github.com/cofferhq/coffer/internal/buildinfo"
+	"github.com/cofferhq/coffer/internal/keyvault"
 )
 
 // app is what every command shares: the standard streams, the environment
@@ -35,9 +36,14 @@ type app struct {
 	asJSON      bool     // --json: results on stdout and errors on stderr as JSON
 	tlsFlags    tlsFiles // --cacert, --cert, --key (tls.go)
 	groupText   string   // GROUP as the user typed it, for questions and messages
-	prof        *profile.Profile
-	cfg         *profile.Config // set once a command loaded the profile
-	session     *sessionOwner   // set once a command made a client
+	// passphraseFile is --passphrase-file; keyring, when set by a test,
+	// stands in for the OS keyring (keys.go).
+	passphraseFile string
+	keyring        keyvault.Keyring
+	noPrompt       bool // never ask for the passphrase (completion)
+	prof           *profile.Profile
+	cfg            *profile.Config // set once a command loaded the profile
+	session        *sessionOwner   // set once a command made a client
 }
 
 // run executes the command line args and returns the exit code.
@@ -84,7 +90,13 @@ func (a *app) rootCmd() *cobra.Command {
 every key is made and used on this device.
 
 A profile (--profile DIR, or $COFFER_PROFILE; default: your config directory)
-holds one identity. Start with:
+holds one identity. Its keys are encrypted at rest: the key that opens them
+is in the OS keyring where there is one (macOS Keychain, Windows Credential
+Manager, a desktop's Secret Service), else locked with a passphrase that
+coffer asks for on a terminal, or reads from $COFFER_PASSPHRASE or a file
+(--passphrase-file FILE, $COFFER_PASSPHRASE_FILE) in scripts. A passphrase
+given that way also keeps a new profile out of the keyring; COFFER_KEYRING=off
+does so too. Start with:
 
   coffer init --server http://127.0.0.1:8080 --handle alice
   coffer whoami                       # your safety number, to read out
@@ -107,6 +119,8 @@ destructive command without --yes when it cannot ask), 3 security error
 	root.PersistentFlags().StringVar(&a.profileFlag, "profile", "",
 		"profile directory holding one identity (default $"+profile.EnvVar+", else <config dir>/coffer)")
 	root.PersistentFlags().BoolVar(&a.asJSON, "json", false, "print the result (and any error) as JSON")
+	root.PersistentFlags().StringVar(&a.passphraseFile, "passphrase-file", "",
+		"file whose first line is the passphrase of the profile's keys (default $"+passphraseEnvVar+", else $"+passphraseFileEnvVar+")")
 	a.tlsFlags.register(root.PersistentFlags())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
 	root.AddCommand(a.initCmd(), a.whoamiCmd(), a.contactCmd(), a.groupCmd(),
@@ -192,7 +206,7 @@ func (a *app) client() (*clientlib.Client, error) {
 }
 
 func (a *app) newClient(p *profile.Profile, cfg *profile.Config) (*clientlib.Client, error) {
-	ks, err := p.KeyStore()
+	ks, err := a.keyStore(p)
 	if err != nil {
 		return nil, err
 	}

@@ -7,14 +7,18 @@
 //
 //	config.json   {"server": "http://127.0.0.1:8080", "log_key": "…",
 //	               "cacert": "/path/ca.pem", "cert": "…", "key": "…"} (0600)
-//	keys/         a clientlib.FileKeyStore: private identity, session,
-//	              verified contacts, verified group states (0700/0600)
-//	session.json  the current access token and its expiry (0600), so that
-//	              each command does not spend a refresh (session.go)
+//	vault.json    how the keys are locked: OS keyring or passphrase (0600)
+//	vault.age     the data key under the passphrase (age scrypt), if so
+//	keys/         an internal/keyvault store: every blob encrypted (0700/0600):
+//	              private identity, refresh token, verified contacts,
+//	              verified group states, and cli/session, the current
+//	              access token, so that each command does not spend a
+//	              refresh (session.go)
 //
-// config.json holds nothing secret; the keys directory holds the long-lived
-// secrets, and only clientlib reads or writes it. session.json holds a
-// bearer token valid for minutes.
+// config.json and vault.json hold nothing secret. Nothing in keys/ is
+// readable without the data key, which the OS keyring or the passphrase
+// guards (see internal/keyvault). A profile of an older version, with
+// plaintext keys, is encrypted in place the first time it is opened.
 package profile
 
 import (
@@ -25,6 +29,7 @@ import (
 	"path/filepath"
 
 	"github.com/cofferhq/coffer/clientlib"
+	"github.com/cofferhq/coffer/internal/keyvault"
 )
 
 // EnvVar names the profile directory when --profile is not given.
@@ -32,7 +37,6 @@ const EnvVar = "COFFER_PROFILE"
 
 const (
 	configFile = "config.json"
-	keysDir    = "keys"
 )
 
 // ErrNotInitialized is returned by Load when the profile has no
@@ -76,6 +80,11 @@ func Dir(flagValue string, getenv func(string) string, userConfigDir func() (str
 // Profile is an opened profile directory.
 type Profile struct {
 	Dir string
+	// Vault says how KeyStore found or made the key store: its custody,
+	// and whether it encrypted a plaintext store of an older version. Nil
+	// until KeyStore succeeds.
+	Vault *keyvault.Info
+	ks    *keyvault.Store
 }
 
 // New returns the profile at dir without touching the disk, so read-only
@@ -140,13 +149,26 @@ func (p *Profile) Save(c *Config) error {
 	return os.Rename(f.Name(), filepath.Join(p.Dir, configFile))
 }
 
-// KeyStore opens the profile's key store, creating the directories (0700)
-// if needed.
-func (p *Profile) KeyStore() (*clientlib.FileKeyStore, error) {
+// KeyStore opens the profile's encrypted key store, creating it (and the
+// directories, 0700) if needed, with the data key from opts. It unlocks
+// once: later calls return the same store.
+func (p *Profile) KeyStore(opts keyvault.Options) (clientlib.KeyStore, error) {
+	if p.ks != nil {
+		return p.ks, nil
+	}
 	if err := p.mkdir(); err != nil {
 		return nil, err
 	}
-	return clientlib.NewFileKeyStore(filepath.Join(p.Dir, keysDir))
+	ks, info, err := keyvault.Open(p.Dir, opts)
+	if err != nil {
+		return nil, err
+	}
+	// An older version cached the access token in plaintext here.
+	if err := os.Remove(filepath.Join(p.Dir, legacySessionFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	p.ks, p.Vault = ks, info
+	return ks, nil
 }
 
 // mkdir creates the profile directory 0700. An existing directory keeps its

@@ -4,10 +4,19 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/cofferhq/coffer/cmd/coffer/internal/profile"
+	"github.com/cofferhq/coffer/internal/keyvault"
 )
+
+// testVault locks test profiles with a passphrase at a cheap scrypt cost.
+var testVault = keyvault.Options{
+	Passphrase:       func(bool) ([]byte, error) { return []byte("test passphrase"), nil },
+	ScryptWorkFactor: 10,
+}
 
 func TestDir(t *testing.T) {
 	configDir := func() (string, error) { return "/home/u/.config", nil }
@@ -69,7 +78,7 @@ func TestSaveLoad(t *testing.T) {
 	if err != nil || *got != *want {
 		t.Fatalf("Load = %+v, %v; want %+v", got, err, want)
 	}
-	if _, err := p.KeyStore(); err != nil {
+	if _, err := p.KeyStore(testVault); err != nil {
 		t.Fatal(err)
 	}
 	for path, mode := range map[string]os.FileMode{
@@ -105,5 +114,56 @@ func TestLoadCorrupt(t *testing.T) {
 				t.Fatalf("Load = %v, want an error naming the corrupt file", err)
 			}
 		})
+	}
+}
+
+// TestSessionIsEncrypted: the cached access token is kept in the encrypted
+// key store, and the plaintext session.json of older versions is removed.
+func TestSessionIsEncrypted(t *testing.T) {
+	dir := t.TempDir()
+	legacy := filepath.Join(dir, "session.json")
+	if err := os.WriteFile(legacy, []byte(`{"access_token":"old-plaintext-token"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := profile.New(dir)
+	if err := p.SaveSession(&profile.Session{AccessToken: "x"}); err == nil {
+		t.Fatal("SaveSession before the key store was opened succeeded")
+	}
+	if _, err := p.KeyStore(testVault); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(legacy); !os.IsNotExist(err) {
+		t.Errorf("the plaintext session.json of an older version is still there: %v", err)
+	}
+	token := "eyJhbGciOiJFZERTQSJ9.secret-access-token-payload.sig"
+	exp := time.Now().Add(time.Hour)
+	if err := p.SaveSession(&profile.Session{Server: "s", Account: "a", AccessToken: token, Expires: exp}); err != nil {
+		t.Fatal(err)
+	}
+	err := filepath.Walk(dir, func(path string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if strings.Contains(string(b), "secret-access-token") {
+			t.Errorf("%s holds the access token in plaintext", path)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reopened := profile.New(dir)
+	if _, err := reopened.KeyStore(testVault); err != nil {
+		t.Fatal(err)
+	}
+	if s := reopened.LoadSession("s", "a", time.Now()); s == nil || s.AccessToken != token {
+		t.Fatalf("LoadSession = %+v", s)
+	}
+	if err := reopened.SaveSession(nil); err != nil {
+		t.Fatal(err)
+	}
+	if s := reopened.LoadSession("s", "a", time.Now()); s != nil {
+		t.Fatalf("after SaveSession(nil): %+v", s)
 	}
 }

@@ -3,15 +3,18 @@ package profile
 import (
 	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"time"
 )
 
-// sessionFile caches the access token between runs of the CLI (0600), so
-// that each command does not spend a refresh token rotation: one refresh
-// every 15 minutes instead of one per command.
-const sessionFile = "session.json"
+// sessionKey is where the access token is cached between runs of the CLI,
+// in the encrypted key store, so that each command does not spend a
+// refresh token rotation: one refresh every 15 minutes instead of one per
+// command.
+const sessionKey = "cli/session"
+
+// legacySessionFile is where older versions cached the access token, in
+// plaintext; KeyStore removes it.
+const legacySessionFile = "session.json"
 
 // Session is a cached access token of the profile's account on its server.
 type Session struct {
@@ -21,10 +24,18 @@ type Session struct {
 	Expires     time.Time `json:"expires"`
 }
 
+// errLocked: the session cache lives in the key store, which KeyStore
+// must have opened first.
+var errLocked = errors.New("profile: the key store is not open")
+
 // LoadSession returns the cached session for server and account, or nil
-// when there is none, it is for another server or account, or it expired.
+// when there is none, it is for another server or account, it expired, or
+// the key store is not open.
 func (p *Profile) LoadSession(server, account string, now time.Time) *Session {
-	b, err := os.ReadFile(filepath.Join(p.Dir, sessionFile))
+	if p.ks == nil {
+		return nil
+	}
+	b, err := p.ks.Get(sessionKey)
 	if err != nil {
 		return nil
 	}
@@ -35,34 +46,18 @@ func (p *Profile) LoadSession(server, account string, now time.Time) *Session {
 	return &s
 }
 
-// SaveSession caches s (0600), or removes the cache when s is nil.
+// SaveSession caches s in the key store, or removes the cache when s is
+// nil.
 func (p *Profile) SaveSession(s *Session) error {
-	path := filepath.Join(p.Dir, sessionFile)
+	if p.ks == nil {
+		return errLocked
+	}
 	if s == nil {
-		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-		return nil
+		return p.ks.Delete(sessionKey)
 	}
 	b, err := json.Marshal(s)
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(p.Dir, ".session-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name()) // no-op after the rename
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return p.ks.Put(sessionKey, b)
 }
