@@ -44,6 +44,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync"
 
 	"filippo.io/age"
 	"golang.org/x/crypto/chacha20poly1305"
@@ -435,7 +436,9 @@ type Reader struct {
 	chunks  uint64
 	lastLen int // the final chunk's ciphertext length
 	next    uint64
+	batch   int // chunks read and opened at a time
 	ct, pt  []byte
+	pooled  bool // ct and pt come from batchBufs
 	pending []byte
 	err     error
 }
@@ -482,9 +485,40 @@ func decrypt(src io.Reader, hashes *ChunkHashes, size int64, id age.Identity) (*
 	}
 	a := payloadAEAD(fileKey, leaf0[len(hdr):])
 	clear(fileKey)
-	n := batchChunks()
-	return &Reader{src: br, hashes: hashes, aead: a, chunks: chunks, lastLen: int(lastLen),
-		ct: make([]byte, n*encChunkSize), pt: make([]byte, n*chunkSize)}, nil
+	r := &Reader{src: br, hashes: hashes, aead: a, chunks: chunks, lastLen: int(lastLen), batch: batchChunks()}
+	if chunks <= uint64(r.batch) {
+		// The whole payload is one batch: buffers of exactly its size, not
+		// a batch of 64 KiB chunks, for the many small resources.
+		r.batch = int(chunks)
+		payload := int(chunks-1)*encChunkSize + int(lastLen)
+		r.ct = make([]byte, payload)
+		r.pt = make([]byte, payload-int(chunks)*chacha20poly1305.Overhead)
+	} else {
+		r.ct, r.pt = *batchBufs.ct.Get().(*[]byte), *batchBufs.pt.Get().(*[]byte)
+		r.pooled = true
+		// GOMAXPROCS may have changed since the buffers were made.
+		r.batch = min(len(r.ct)/encChunkSize, len(r.pt)/chunkSize)
+	}
+	return r, nil
+}
+
+// batchBufs hold the full-batch buffers of large streams (about 512 KiB
+// a stream with two cores), reused rather than made and cleared anew for
+// each download: a fresh page costs more than the decryption of it on
+// machines that pay for page faults.
+var batchBufs = struct{ ct, pt sync.Pool }{
+	ct: sync.Pool{New: func() any { b := make([]byte, batchChunks()*encChunkSize); return &b }},
+	pt: sync.Pool{New: func() any { b := make([]byte, batchChunks()*chunkSize); return &b }},
+}
+
+// release returns pooled buffers once nothing refers to them any more: the
+// stream ended or failed and its last plaintext was handed out.
+func (r *Reader) release() {
+	if ct, pt := r.ct, r.pt; r.pooled && len(ct) == batchChunks()*encChunkSize && len(pt) == batchChunks()*chunkSize {
+		batchBufs.ct.Put(&ct)
+		batchBufs.pt.Put(&pt)
+	}
+	r.ct, r.pt, r.pooled = nil, nil, false
 }
 
 // readAgeHeader reads the age header up to and including its MAC line. The
@@ -518,12 +552,12 @@ func sourceError(chunk int64, err error) error {
 // Read returns plaintext of proven, authenticated chunks only.
 func (r *Reader) Read(p []byte) (int, error) {
 	for len(r.pending) == 0 {
-		if r.err != nil {
-			return 0, r.err
-		}
-		if r.next == r.chunks {
+		if r.next == r.chunks && r.err == nil {
 			r.err = io.EOF
-			return 0, io.EOF
+		}
+		if r.err != nil {
+			r.release()
+			return 0, r.err
 		}
 		r.readBatch()
 	}
@@ -535,7 +569,7 @@ func (r *Reader) Read(p []byte) (int, error) {
 // readBatch reads up to batchChunks chunks, proves and opens them in
 // parallel, and queues the plaintext of those before the first failure.
 func (r *Reader) readBatch() {
-	count := min(uint64(len(r.ct)/encChunkSize), r.chunks-r.next)
+	count := min(uint64(r.batch), r.chunks-r.next)
 	final := r.next+count == r.chunks
 	want := int(count-1) * encChunkSize
 	if final {
