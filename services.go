@@ -143,6 +143,10 @@ func (id *UploadID) UnmarshalText(b []byte) (err error) {
 // plaintext plus AES-256-GCM's nonce and tag.
 const MaxResourceMetaSize = 64<<10 + 28
 
+// MaxInlineContentSize is the most ciphertext (age file and chunk hash
+// list) a resource version may keep in its row instead of a blob.
+const MaxInlineContentSize = 64 << 10
+
 // Resource is one version of a resource as the server stores it: the
 // author's signed header, the encrypted metadata and where the ciphertext
 // is. The server reads the header's fields but trusts none of them; readers
@@ -157,9 +161,13 @@ type Resource struct {
 	Meta        []byte // SealMetadata(LabelResourceMeta) ciphertext
 	ContentHash [32]byte
 	Size        int64 // ciphertext bytes
-	BlobKey     string
-	Created     time.Time // when version 1 was stored (server clock)
-	Updated     time.Time // when this version was stored (server clock)
+	// BlobKey names the blob holding the ciphertext, or Content holds it
+	// (small resources, up to MaxInlineContentSize): exactly one is set.
+	// Listings leave Content nil.
+	BlobKey string
+	Content []byte
+	Created time.Time // when version 1 was stored (server clock)
+	Updated time.Time // when this version was stored (server clock)
 }
 
 // Upload is a resource version being written. Its content goes to a blob
@@ -170,8 +178,10 @@ type Upload struct {
 	Group    GroupID
 	Author   AccountID
 	Version  uint64 // the version it becomes: 1 for a new resource
-	// BlobKey, Size and ContentHash are set once the content arrived.
+	// Size, ContentHash and one of BlobKey or Content (see Resource) are
+	// set once the content arrived.
 	BlobKey     string
+	Content     []byte
 	Size        int64
 	ContentHash [32]byte
 	Created     time.Time
@@ -220,6 +230,10 @@ type ResourceService interface {
 	// ENOTFOUND if the upload is gone (finalized, aborted or collected):
 	// the caller then deletes blobKey.
 	SetUploadContent(ctx context.Context, caller AccountID, id UploadID, blobKey string, size int64, hash [32]byte) (replaced string, err error)
+	// SetUploadInline records content (at most MaxInlineContentSize bytes)
+	// as the upload's content, kept in the row; otherwise as
+	// SetUploadContent.
+	SetUploadInline(ctx context.Context, caller AccountID, id UploadID, content []byte, hash [32]byte) (replaced string, err error)
 	// LeaseUpload records that this replica is writing the blob blobKey
 	// for the caller's upload id, until d from now; it is called again to
 	// renew. While the lease holds, the collector of every replica leaves

@@ -745,13 +745,29 @@ func (c *Client) Head(ctx context.Context, g coffer.GroupID, id coffer.ResourceI
 }
 
 func (c *Client) head(ctx context.Context, g coffer.GroupID, id coffer.ResourceID) (*verified, error) {
+	vr, _, err := c.headWith(ctx, g, id, false)
+	return vr, err
+}
+
+// headWith is head, asking the server to send small content along
+// (?include=content) when withContent is set. The content, if any, is
+// returned unverified: it is proven against the verified header as it is
+// decrypted (openInline).
+func (c *Client) headWith(ctx context.Context, g coffer.GroupID, id coffer.ResourceID, withContent bool) (*verified, []byte, error) {
 	var ar api.Resource
 	ctx = c.beginRead(ctx)
-	if err := c.call(ctx, http.MethodGet, resourcePath(g, id), true, nil, &ar); err != nil {
-		return nil, err
+	path := resourcePath(g, id)
+	if withContent {
+		path += "?include=content"
+	}
+	if err := c.call(ctx, http.MethodGet, path, true, nil, &ar); err != nil {
+		return nil, nil, err
 	}
 	vr, err := c.verifyResource(ctx, g, id, &ar)
-	return vr, inGroup(err, g, id)
+	if err != nil {
+		return nil, nil, inGroup(err, g, id)
+	}
+	return vr, ar.Content, nil
 }
 
 // ResourceReader streams a resource's plaintext, verified as it goes. Read
@@ -857,13 +873,21 @@ func (c *Client) GetWithOptions(ctx context.Context, g coffer.GroupID, id coffer
 		opts = &GetOptions{}
 	}
 	for attempt := 0; ; attempt++ {
-		vr, err := c.head(ctx, g, id)
+		vr, small, err := c.headWith(ctx, g, id, true)
 		if err != nil {
 			return nil, err
 		}
 		if vr.locked {
 			return nil, coffer.Errorf(coffer.EFORBIDDEN,
 				"resource %s is from epoch %d, before you joined; this group does not share its history", id, vr.header.Epoch)
+		}
+		if small != nil {
+			// The content came with the header: one request per read.
+			pt, err := c.openInline(vr, small)
+			if err != nil {
+				return nil, inGroup(err, g, id)
+			}
+			return &ResourceReader{ctx: ctx, res: vr.res, body: http.NoBody, pt: pt, progress: opts.Progress}, nil
 		}
 		// If-Match pins the content to the version whose header was just
 		// verified; a replace in between answers 412 and we start over.

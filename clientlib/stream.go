@@ -1,6 +1,7 @@
 package clientlib
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -80,6 +81,33 @@ func (c *Client) chunkHashes(ctx context.Context, g coffer.GroupID, id coffer.Re
 		return nil, coffer.Security("resource", err)
 	}
 	return hashes, nil
+}
+
+// openInline starts the verified decryption of content the server sent
+// with the header: the blob's bytes, the age file then the chunk hash
+// list, held to exactly what the verified header h signs. The list is
+// taken from the end, as chunkHashes takes it, so content of any other
+// length yields a list that does not prove or an age file that is
+// truncated, never bytes outside the signed layout.
+func (c *Client) openInline(vr *verified, blob []byte) (*content.Reader, error) {
+	h := vr.header
+	n := content.ChunkHashListSize(h.Chunks)
+	if int64(len(blob)) < n {
+		return nil, coffer.Security("resource", fmt.Errorf("%w: the chunk hash list is shorter than the signed count", content.ErrChunkHashes))
+	}
+	ageFile, list := blob[:int64(len(blob))-n], blob[int64(len(blob))-n:]
+	if int64(len(ageFile)) > h.ContentSize {
+		return nil, coffer.Security("resource", fmt.Errorf("%w: the blob is longer than the signed size and list", content.ErrChunkHashes))
+	}
+	hashes, err := content.VerifyChunkHashes(list, h.TreeRoot, h.Chunks)
+	if err != nil {
+		return nil, coffer.Security("resource", err)
+	}
+	pt, err := content.Decrypt(bytes.NewReader(ageFile), hashes, vr.key, h.Group, h.Epoch, h.Resource, h.ContentSize, c.fileKeyObserver()...)
+	if err != nil {
+		return nil, contentError(err)
+	}
+	return pt, nil
 }
 
 func contentListError(err error) error {

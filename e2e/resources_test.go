@@ -265,7 +265,9 @@ func TestResourceUploadKilled(t *testing.T) {
 	bob := MustClient(t, srv, "bob")
 	g := mustGroup(t, alice, "g", nil)
 	mustAdd(t, alice, bob, g, coffer.RoleReader)
-	kept := mustPut(t, alice, g, "kept", []byte("kept"))
+	// Large enough for a blob of its own (small ones stay in their rows).
+	keptData := randomContent(t, 100_000)
+	kept := mustPut(t, alice, g, "kept", keptData)
 	db := mustDB(t, srv)
 
 	// A client process that dies cannot clean up after itself: this one
@@ -319,8 +321,8 @@ func TestResourceUploadKilled(t *testing.T) {
 	if len(files) != 1 || filepath.Base(files[0]) != blobKey {
 		t.Fatalf("after collection the blob directory holds %v, want only %s", files, blobKey)
 	}
-	if got := mustReadResource(t, bob, g, kept.ID); string(got) != "kept" {
-		t.Fatalf("the kept resource reads %q", got)
+	if got := mustReadResource(t, bob, g, kept.ID); !bytes.Equal(got, keptData) {
+		t.Fatal("the kept resource reads differently")
 	}
 }
 

@@ -193,20 +193,22 @@ func chainOf(tb testing.TB, db *pgx.Conn, g coffer.GroupID) *coffer.GroupState {
 func decryptFromDB(tb testing.TB, srv *Server, db *pgx.Conn, k groupkey.EpochKey, g coffer.GroupID, epoch uint64, id coffer.ResourceID) []byte {
 	tb.Helper()
 	var (
-		key    string
-		header []byte
+		key          string
+		header, blob []byte
 	)
-	if err := db.QueryRow(context.Background(), `SELECT blob_key, header FROM resources WHERE id = $1`, id).
-		Scan(&key, &header); err != nil {
+	// Small resources keep their content in the row, others in a blob.
+	if err := db.QueryRow(context.Background(), `SELECT COALESCE(blob_key, ''), header, content FROM resources WHERE id = $1`, id).
+		Scan(&key, &header, &blob); err != nil {
 		tb.Fatal(err)
 	}
 	h, err := coffer.ParseResourceHeader(header)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	blob, err := os.ReadFile(srv.Blobs().Path(key))
-	if err != nil {
-		tb.Fatal(err)
+	if blob == nil {
+		if blob, err = os.ReadFile(srv.Blobs().Path(key)); err != nil {
+			tb.Fatal(err)
+		}
 	}
 	if int64(len(blob)) < h.ContentSize {
 		return nil

@@ -334,7 +334,7 @@ func TestTamperResourceReplayedOldVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustExec(t, f.db, `UPDATE resources SET version = $2, author_id = $3, epoch = $4, header = $5, header_signature = $6,
-		meta = $7, content_hash = $8, size = $9, blob_key = $10 WHERE id = $1`,
+		meta = $7, content_hash = $8, size = $9, blob_key = $10, content = NULL WHERE id = $1`,
 		f.a.ID, old.version, old.author, old.epoch, old.header, old.sig, old.meta, old.hash, old.size, old.blobKey)
 
 	// carol never saw version 2, but the log holds it: she does not take

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -17,16 +18,19 @@ import (
 // refuse, and lets the server later answer range reads with proofs from the
 // stored list. h comes from ParseResourceHeader, which bounds Chunks by
 // ContentSize, so the list read here is at most 32 bytes per 64 KiB.
-func (s *Server) checkChunkTree(ctx context.Context, blobKey string, size int64, h *coffer.ResourceHeader) error {
+func (s *Server) checkChunkTree(ctx context.Context, u *coffer.Upload, h *coffer.ResourceHeader) error {
 	listSize := content.ChunkHashListSize(h.Chunks)
-	if h.ContentSize > size || size-h.ContentSize != listSize {
-		return coffer.Errorf(coffer.EINVALID, "the header's size %d and %d chunks do not match the %d bytes received (an age file and its chunk hash list)", h.ContentSize, h.Chunks, size)
+	if h.ContentSize > u.Size || u.Size-h.ContentSize != listSize {
+		return coffer.Errorf(coffer.EINVALID, "the header's size %d and %d chunks do not match the %d bytes received (an age file and its chunk hash list)", h.ContentSize, h.Chunks, u.Size)
 	}
-	blob, err := s.blobs.Open(ctx, blobKey)
-	if err != nil {
-		return err
+	var blob coffer.Blob = rowBlob{bytes.NewReader(u.Content)}
+	if u.Content == nil {
+		var err error
+		if blob, err = s.blobs.Open(ctx, u.BlobKey); err != nil {
+			return err
+		}
+		defer blob.Close()
 	}
-	defer blob.Close()
 	if _, err := readChunkHashes(blob, h); err != nil {
 		return coffer.Errorf(coffer.EINVALID, "the chunk hash list received does not hash to the header's tree root")
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -215,6 +216,27 @@ func (s *Server) handleUploadContent(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, err)
 		return
 	}
+	body := io.Reader(http.MaxBytesReader(w, r.Body, max-offset))
+	if s.cfg.InlineContentMax > 0 && offset == 0 && r.ContentLength <= s.cfg.InlineContentMax {
+		// Small content (or of unknown length) is read into memory first:
+		// if it ends within the limit, it goes into the row, without a
+		// blob; otherwise what was read starts the blob. A body cut off
+		// before its end keeps nothing: a resume starts it again.
+		small, fits, err := s.readInline(body, res)
+		if small != nil {
+			defer inlineBufs.Put(small)
+		}
+		if err != nil {
+			s.uploadReadError(w, r, id, int64(len(*small)), err)
+			return
+		}
+		if fits {
+			s.storeInline(w, r, caller, id, *small)
+			return
+		}
+		body = io.MultiReader(bytes.NewReader(*small), body)
+		res.written -= int64(len(*small)) // covered again as it goes to the blob
+	}
 
 	key := coffer.NewBlobKey()
 	endLease, err := s.leaseUpload(r, caller, id, key)
@@ -246,7 +268,7 @@ func (s *Server) handleUploadContent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	buf := copyBufs.Get().(*[]byte)
-	n, err := io.CopyBuffer(hw, http.MaxBytesReader(w, r.Body, max-offset), *buf)
+	n, err := io.CopyBuffer(hw, body, *buf)
 	copyBufs.Put(buf)
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -345,6 +367,28 @@ func (s *Server) leaseUpload(r *http.Request, caller coffer.AccountID, id coffer
 	}, nil
 }
 
+// uploadReadError answers for an upload whose body could not be read
+// whole; nothing of it was recorded.
+func (s *Server) uploadReadError(w http.ResponseWriter, r *http.Request, id coffer.UploadID, n int64, err error) {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		Error(w, r, tooLarge(s.cfg.MaxResourceSize))
+		return
+	}
+	if ce := (*coffer.Error)(nil); errors.As(err, &ce) {
+		Error(w, r, ce) // over the pending limit, or the upload went away
+		return
+	}
+	if isSlowBody(err) {
+		loggerFrom(r).InfoContext(r.Context(), "upload too slow: cut off", "upload", id, "bytes", n)
+		Error(w, r, slowBodyProblem())
+		return
+	}
+	// Most likely the client went away.
+	loggerFrom(r).InfoContext(r.Context(), "upload interrupted", "upload", id, "bytes", n, "err", err)
+	Error(w, r, coffer.Errorf(coffer.EINVALID, "the upload was interrupted after %d bytes: PUT the content again", n))
+}
+
 func tooLarge(max int64) error {
 	return coffer.Errorf(coffer.ETOOLARGE, "a resource's content may be at most %d bytes", max)
 }
@@ -410,7 +454,7 @@ func (s *Server) handleFinalizeUpload(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, err)
 		return
 	}
-	if u.BlobKey == "" {
+	if u.BlobKey == "" && u.Content == nil {
 		Error(w, r, coffer.Errorf(coffer.EINVALID, "the upload has no content yet: PUT it before finalizing"))
 		return
 	}
@@ -432,7 +476,7 @@ func (s *Server) handleFinalizeUpload(w http.ResponseWriter, r *http.Request) {
 	case h.MetaHash != metaHash:
 		err = coffer.Errorf(coffer.EINVALID, "the header's meta hash does not match meta")
 	default:
-		err = s.checkChunkTree(r.Context(), u.BlobKey, u.Size, h)
+		err = s.checkChunkTree(r.Context(), u, h)
 	}
 	if err != nil {
 		Error(w, r, err)
@@ -465,7 +509,7 @@ func (s *Server) handleFinalizeUpload(w http.ResponseWriter, r *http.Request) {
 	res := &coffer.Resource{
 		ID: u.Resource, Group: u.Group, Version: u.Version, Author: caller, Epoch: h.Epoch,
 		Header: coffer.SignedHeader{Body: req.Header.Body, Signature: req.Header.Signature},
-		Meta:   req.Meta, ContentHash: u.ContentHash, Size: u.Size, BlobKey: u.BlobKey,
+		Meta:   req.Meta, ContentHash: u.ContentHash, Size: u.Size, BlobKey: u.BlobKey, Content: u.Content,
 	}
 	replaced, err := s.resources.FinalizeUpload(r.Context(), caller, id, res, s.cfg.MaxResourcesPerGroup)
 	if err != nil {
@@ -557,8 +601,10 @@ func (s *Server) handleGetResource(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, err)
 		return
 	}
+	out := resourceJSON(res)
+	out.Content = s.includeContent(r, res)
 	w.Header().Set("ETag", etag(res.Version))
-	respond(w, http.StatusOK, resourceJSON(res))
+	respond(w, http.StatusOK, out)
 }
 
 // handleResourceContent streams the ciphertext with HTTP Range support.
@@ -611,6 +657,9 @@ func (s *Server) openCurrent(r *http.Request, g coffer.GroupID, id coffer.Resour
 		if want != 0 && want != res.Version {
 			// Answered here rather than by ServeContent, to get a problem body.
 			return nil, nil, preconditionFailed(res.Version)
+		}
+		if res.Content != nil {
+			return res, rowBlob{bytes.NewReader(res.Content)}, nil
 		}
 		blob, err := s.blobs.Open(r.Context(), res.BlobKey)
 		if err == nil {

@@ -23,8 +23,18 @@ import (
 // and the server never logs a missing blob, which would claim damage. (A
 // deleted id is never created again, so each round uses a new id.)
 func TestReadsRacingWriters(t *testing.T) {
+	// Content in blobs and kept in rows (see server/inline.go).
+	for _, tc := range []struct {
+		name      string
+		inlineMax int64
+	}{{"blobs", -1}, {"rows", 0}} {
+		t.Run(tc.name, func(t *testing.T) { testReadsRacingWriters(t, tc.inlineMax) })
+	}
+}
+
+func testReadsRacingWriters(t *testing.T, inlineMax int64) {
 	// Superseded blobs go at once, so that readers do meet missing blobs.
-	w := newResourceWorld(t, func(c *server.Config) { c.SupersededBlobGrace = -1 })
+	w := newResourceWorld(t, func(c *server.Config) { c.SupersededBlobGrace, c.InlineContentMax = -1, inlineMax })
 	var current atomic.Pointer[string]
 	newID := func() coffer.ResourceID {
 		id := coffer.NewResourceID()
@@ -128,7 +138,10 @@ func TestReadsRacingWriters(t *testing.T) {
 // for the grace period, for downloads that opened it just before (an S3
 // backend reads each range with a new request), and is deleted after it.
 func TestSupersededBlobGrace(t *testing.T) {
-	w := newResourceWorld(t, func(c *server.Config) { c.SupersededBlobGrace = 300 * time.Millisecond })
+	w := newResourceWorld(t, func(c *server.Config) {
+		c.SupersededBlobGrace = 300 * time.Millisecond
+		c.InlineContentMax = -1 // small content in blobs too
+	})
 	dir := filepath.Dir(t.TempDir()) // the blob store's directory is under it
 	exists := func(key string) bool {
 		found := false

@@ -38,7 +38,7 @@ func uploadOffset(r *http.Request, u *coffer.Upload) (int64, error) {
 	if err != nil || n < 0 {
 		return 0, coffer.Errorf(coffer.EINVALID, "Upload-Offset must be a byte count")
 	}
-	if n != 0 && (n != u.Size || u.BlobKey == "") {
+	if n != 0 && (n != u.Size || (u.BlobKey == "" && u.Content == nil)) {
 		return 0, coffer.Errorf(coffer.EPRECONDITION, "the upload holds %d bytes, not %d: continue from Upload-Offset: %d", u.Size, n, u.Size)
 	}
 	return n, nil
@@ -48,6 +48,11 @@ func uploadOffset(r *http.Request, u *coffer.Upload) (int64, error) {
 func (s *Server) copyPrefix(ctx context.Context, w io.Writer, u *coffer.Upload, n int64) error {
 	if n == 0 {
 		return nil
+	}
+	if u.Content != nil {
+		// Kept in the row (server/inline.go): complete, so n is all of it.
+		_, err := w.Write(u.Content[:n])
+		return err
 	}
 	blob, err := s.blobs.Open(ctx, u.BlobKey)
 	if coffer.ErrorCode(err) == coffer.ENOTFOUND {

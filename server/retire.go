@@ -15,6 +15,9 @@ import (
 // row no longer names the blob, so if cofferd stops before the timer fires,
 // the orphan sweep deletes it later.
 func (s *Server) retireBlob(r *http.Request, key string) {
+	if key == "" {
+		return // the version kept its content in its row, gone with it
+	}
 	if s.cfg.SupersededBlobGrace < 0 {
 		s.deleteBlob(r, key)
 		return

@@ -91,6 +91,11 @@ type Config struct {
 	// deletes it at once.
 	SupersededBlobGrace time.Duration
 
+	// InlineContentMax is the largest ciphertext kept in the resource row
+	// instead of a blob (at most coffer.MaxInlineContentSize, the
+	// default); negative keeps every resource in the blob store.
+	InlineContentMax int64
+
 	// MetricsElsewhere drops /metrics from the API: the operator serves
 	// MetricsHandler on a separate, private address (-metrics-addr).
 	MetricsElsewhere bool
@@ -122,6 +127,7 @@ func DefaultConfig() Config {
 
 		MaxPendingBytesPerAccount: 16 << 30,
 		SupersededBlobGrace:       10 * time.Minute,
+		InlineContentMax:          coffer.MaxInlineContentSize,
 	}
 }
 
@@ -219,6 +225,9 @@ func New(cfg Config, svc Services) (*Server, error) {
 	}
 	if cfg.SupersededBlobGrace == 0 {
 		cfg.SupersededBlobGrace = def.SupersededBlobGrace
+	}
+	if cfg.InlineContentMax == 0 || cfg.InlineContentMax > coffer.MaxInlineContentSize {
+		cfg.InlineContentMax = def.InlineContentMax
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = def.Logger

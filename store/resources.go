@@ -145,7 +145,7 @@ type versionRow struct {
 // is none. With lock, the row is held FOR UPDATE, which serializes racing
 // replaces and deletes of one resource.
 func currentVersion(ctx context.Context, tx pgx.Tx, g coffer.GroupID, id coffer.ResourceID, lock bool) (*versionRow, error) {
-	q := `SELECT version, author_id, blob_key, header FROM resources WHERE id = $1 AND group_id = $2`
+	q := `SELECT version, author_id, COALESCE(blob_key, ''), header FROM resources WHERE id = $1 AND group_id = $2`
 	if lock {
 		q += ` FOR UPDATE`
 	}
@@ -157,7 +157,7 @@ func currentVersion(ctx context.Context, tx pgx.Tx, g coffer.GroupID, id coffer.
 	return &v, err
 }
 
-const uploadColumns = `id, resource_id, group_id, author_id, version, COALESCE(blob_key, ''), COALESCE(size, 0), content_hash, created_at, updated_at, writing_until`
+const uploadColumns = `id, resource_id, group_id, author_id, version, COALESCE(blob_key, ''), content, COALESCE(size, 0), content_hash, created_at, updated_at, writing_until`
 
 func scanUpload(row pgx.Row) (*coffer.Upload, error) {
 	var (
@@ -165,7 +165,7 @@ func scanUpload(row pgx.Row) (*coffer.Upload, error) {
 		hash    []byte
 		writing *time.Time
 	)
-	if err := row.Scan(&u.ID, &u.Resource, &u.Group, &u.Author, &u.Version, &u.BlobKey, &u.Size, &hash, &u.Created, &u.Updated, &writing); err != nil {
+	if err := row.Scan(&u.ID, &u.Resource, &u.Group, &u.Author, &u.Version, &u.BlobKey, &u.Content, &u.Size, &hash, &u.Created, &u.Updated, &writing); err != nil {
 		return nil, err
 	}
 	copy(u.ContentHash[:], hash)
@@ -228,11 +228,33 @@ func (db *DB) SetUploadContent(ctx context.Context, caller coffer.AccountID, id 
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
 		// The subquery reads the old key before the update changes it.
 		// The received size now counts instead of the reservation.
-		return tx.QueryRow(ctx, `UPDATE uploads u SET blob_key = $3, size = $4, content_hash = $5, updated_at = $6, reserved = 0,
+		return tx.QueryRow(ctx, `UPDATE uploads u SET blob_key = $3, content = NULL, size = $4, content_hash = $5, updated_at = $6, reserved = 0,
 				writing_key = NULLIF(u.writing_key, $3), writing_until = CASE WHEN u.writing_key = $3 THEN NULL ELSE u.writing_until END
 			FROM (SELECT id, COALESCE(blob_key, '') AS old FROM uploads WHERE id = $1 FOR UPDATE) o
 			WHERE u.id = o.id AND u.author_id = $2
 			RETURNING o.old`, id, caller, blobKey, size, hash[:], db.ts()).Scan(&replaced)
+	})
+	if coffer.ErrorCode(err) == coffer.ENOTFOUND {
+		return "", notFoundUpload()
+	}
+	return replaced, err
+}
+
+// SetUploadInline implements coffer.ResourceService. No lease is involved:
+// the content arrives in this one statement.
+func (db *DB) SetUploadInline(ctx context.Context, caller coffer.AccountID, id coffer.UploadID, content []byte, hash [32]byte) (string, error) {
+	if len(content) > coffer.MaxInlineContentSize {
+		return "", coffer.Errorf(coffer.EINVALID, "%d bytes of content is too large to keep in the row", len(content))
+	}
+	if content == nil {
+		content = []byte{} // NULL would mean no content
+	}
+	var replaced string
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `UPDATE uploads u SET blob_key = NULL, content = $3, size = $4, content_hash = $5, updated_at = $6, reserved = 0
+			FROM (SELECT id, COALESCE(blob_key, '') AS old FROM uploads WHERE id = $1 FOR UPDATE) o
+			WHERE u.id = o.id AND u.author_id = $2
+			RETURNING o.old`, id, caller, content, int64(len(content)), hash[:], db.ts()).Scan(&replaced)
 	})
 	if coffer.ErrorCode(err) == coffer.ENOTFOUND {
 		return "", notFoundUpload()
@@ -297,13 +319,15 @@ func (db *DB) FinalizeUpload(ctx context.Context, caller coffer.AccountID, id co
 			return err
 		}
 		switch {
-		case u.BlobKey == "":
+		case u.BlobKey == "" && u.Content == nil:
 			return coffer.Errorf(coffer.EINVALID, "the upload has no content yet: PUT it before finalizing")
 		case u.Resource != r.ID || u.Group != r.Group || u.Version != r.Version || r.Author != caller:
 			return coffer.Errorf(coffer.EINVALID, "the resource does not match the upload's resource, group, version or author")
 		case u.BlobKey != r.BlobKey || u.Size != r.Size || u.ContentHash != r.ContentHash:
 			return coffer.Errorf(coffer.EINVALID, "the resource does not match the upload's content")
 		}
+		// Inline content moves from the upload row, in this transaction.
+		r.Content = u.Content
 
 		var epoch uint64
 		var count int64
@@ -350,10 +374,10 @@ func (db *DB) FinalizeUpload(ctx context.Context, caller coffer.AccountID, id co
 				return err
 			}
 			_, err = tx.Exec(ctx, `INSERT INTO resources (id, group_id, version, author_id, epoch, header, header_signature,
-				meta, content_hash, size, blob_key, created_at, updated_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)`,
+				meta, content_hash, size, blob_key, content, created_at, updated_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULLIF($11, ''), $13, $12, $12)`,
 				r.ID, r.Group, int64(r.Version), r.Author, int64(r.Epoch), r.Header.Body, r.Header.Signature,
-				r.Meta, r.ContentHash[:], r.Size, r.BlobKey, now)
+				r.Meta, r.ContentHash[:], r.Size, r.BlobKey, now, r.Content)
 			return err
 		}
 		if cur == nil {
@@ -378,10 +402,10 @@ func (db *DB) FinalizeUpload(ctx context.Context, caller coffer.AccountID, id co
 		}
 		replaced = cur.blobKey
 		return tx.QueryRow(ctx, `UPDATE resources SET version = $3, author_id = $4, epoch = $5, header = $6,
-			header_signature = $7, meta = $8, content_hash = $9, size = $10, blob_key = $11, updated_at = $12
+			header_signature = $7, meta = $8, content_hash = $9, size = $10, blob_key = NULLIF($11, ''), content = $13, updated_at = $12
 			WHERE id = $1 AND group_id = $2 RETURNING created_at`,
 			r.ID, r.Group, int64(r.Version), r.Author, int64(r.Epoch), r.Header.Body, r.Header.Signature,
-			r.Meta, r.ContentHash[:], r.Size, r.BlobKey, now).Scan(&r.Created)
+			r.Meta, r.ContentHash[:], r.Size, r.BlobKey, now, r.Content).Scan(&r.Created)
 	})
 	if err != nil {
 		return "", err
@@ -390,15 +414,15 @@ func (db *DB) FinalizeUpload(ctx context.Context, caller coffer.AccountID, id co
 }
 
 const resourceColumns = `r.id, r.group_id, r.version, r.author_id, r.epoch, r.header, r.header_signature,
-	r.meta, r.content_hash, r.size, r.blob_key, r.created_at, r.updated_at`
+	r.meta, r.content_hash, r.size, COALESCE(r.blob_key, ''), r.created_at, r.updated_at`
 
-func scanResource(row pgx.Row) (coffer.Resource, error) {
+func scanResource(row pgx.Row, extra ...any) (coffer.Resource, error) {
 	var (
 		r    coffer.Resource
 		hash []byte
 	)
-	err := row.Scan(&r.ID, &r.Group, &r.Version, &r.Author, &r.Epoch, &r.Header.Body, &r.Header.Signature,
-		&r.Meta, &hash, &r.Size, &r.BlobKey, &r.Created, &r.Updated)
+	err := row.Scan(append([]any{&r.ID, &r.Group, &r.Version, &r.Author, &r.Epoch, &r.Header.Body, &r.Header.Signature,
+		&r.Meta, &hash, &r.Size, &r.BlobKey, &r.Created, &r.Updated}, extra...)...)
 	copy(r.ContentHash[:], hash)
 	return r, err
 }
@@ -444,11 +468,13 @@ func (db *DB) Resources(ctx context.Context, caller coffer.AccountID, g coffer.G
 
 // Resource implements coffer.ResourceService. Membership is part of the
 // one query: a non-member and a missing resource look the same. It is the
-// hottest read (twice per download), so it runs as a single statement
+// hottest read (once per read of a resource), so it runs as a single statement
 // without BEGIN and COMMIT.
 func (db *DB) Resource(ctx context.Context, caller coffer.AccountID, g coffer.GroupID, id coffer.ResourceID) (*coffer.Resource, error) {
-	r, err := scanResource(db.pool.QueryRow(ctx, `SELECT `+resourceColumns+` FROM resources r
-		WHERE r.group_id = $1 AND r.id = $3 AND `+memberClause, binUUID(g), binUUID(caller), binUUID(id)))
+	var content []byte
+	r, err := scanResource(db.pool.QueryRow(ctx, `SELECT `+resourceColumns+`, r.content FROM resources r
+		WHERE r.group_id = $1 AND r.id = $3 AND `+memberClause, binUUID(g), binUUID(caller), binUUID(id)), &content)
+	r.Content = content
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, notFoundResource()
 	}

@@ -170,7 +170,9 @@ type FinalizeRequest struct {
 	Meta   []byte       `json:"meta"`
 }
 
-// Resource is the current version of a resource, without its content.
+// Resource is the current version of a resource. Content is set only on
+// a GET of one resource with ?include=content, for small resources: the
+// whole stored ciphertext, the age file followed by its chunk hash list.
 type Resource struct {
 	ID        coffer.ResourceID `json:"id"`
 	GroupID   coffer.GroupID    `json:"group_id"`
@@ -182,6 +184,7 @@ type Resource struct {
 	Size      int64             `json:"size"`
 	CreatedAt time.Time         `json:"created_at"`
 	UpdatedAt time.Time         `json:"updated_at"`
+	Content   []byte            `json:"content,omitempty"`
 }
 
 type ResourceList struct {

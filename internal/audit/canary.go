@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/clientlib"
 	"github.com/cofferhq/coffer/internal/content"
@@ -77,7 +79,12 @@ func Canary(ctx context.Context, opts CanaryOptions) (*Report, error) {
 			epochKeys = append(epochKeys, groupkey.EpochKey(s.value))
 		}
 	}
-	secrets = dedupe(append(secrets, fileKeys(opts.DataDir, epochKeys)...))
+	secrets = append(secrets, fileKeys(opts.DataDir, epochKeys)...)
+	inline, err := rowFileKeys(ctx, opts.DatabaseURL, epochKeys)
+	if err != nil {
+		return nil, fmt.Errorf("canary: reading content kept in rows: %w", err)
+	}
+	secrets = dedupe(append(secrets, inline...))
 	kinds := map[string]int64{}
 	for _, s := range secrets {
 		kinds[s.kind]++
@@ -273,6 +280,33 @@ func fileKeys(dir string, keys []groupkey.EpochKey) []canarySecret {
 		return nil
 	})
 	return out
+}
+
+// rowFileKeys recovers the age file keys of the small resources (and
+// uploads) whose content the database keeps in their rows.
+func rowFileKeys(ctx context.Context, url string, keys []groupkey.EpochKey) ([]canarySecret, error) {
+	if url == "" || len(keys) == 0 {
+		return nil, nil
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT content FROM resources WHERE content IS NOT NULL
+		UNION ALL SELECT content FROM uploads WHERE content IS NOT NULL`)
+	if err != nil {
+		return nil, err
+	}
+	var out []canarySecret
+	var b []byte
+	_, err = pgx.ForEachRow(rows, []any{&b}, func() error {
+		if fk, err := content.AuditFileKey(bytes.NewReader(b), keys); err == nil {
+			out = append(out, canarySecret{"file-key", fk})
+		}
+		return nil
+	})
+	return out, err
 }
 
 func dedupe(s []canarySecret) []canarySecret {

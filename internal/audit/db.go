@@ -158,8 +158,11 @@ type dbAudit struct {
 	conns    []*pgx.Conn
 	logKey   *translog.Verifier
 	tables   map[string]bool
+	columns  map[string]bool // "table.column", of the public schema
 	accounts map[coffer.AccountID]*accountInfo
 }
+
+func (a *dbAudit) hasColumn(table, column string) bool { return a.columns[table+"."+column] }
 
 func keysHash(sk, ek []byte) [32]byte {
 	h := sha256.New()
@@ -189,11 +192,14 @@ func (a *dbAudit) schema(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.tables = map[string]bool{}
+	a.tables, a.columns = map[string]bool{}, map[string]bool{}
 	unknownTables := map[string]bool{}
 	for _, c := range cols {
 		a.r.count("columns", 1)
 		name := c.table + "." + c.column
+		if c.schema == "public" {
+			a.columns[name] = true
+		}
 		if c.schema != "public" {
 			if !unknownTables[c.schema+"."+c.table] {
 				unknownTables[c.schema+"."+c.table] = true
@@ -656,7 +662,11 @@ func (a *dbAudit) checkAddedKeys(obj string, chain []coffer.SignedCommit) {
 }
 
 func (a *dbAudit) checkResources(ctx context.Context) error {
-	rows, err := a.conns[0].Query(ctx, `SELECT id, group_id, version, author_id, epoch, header, header_signature, meta, content_hash, size
+	inline := ""
+	if a.hasColumn("resources", "content") {
+		inline = ", content"
+	}
+	rows, err := a.conns[0].Query(ctx, `SELECT id, group_id, version, author_id, epoch, header, header_signature, meta, content_hash, size`+inline+`
 		FROM resources ORDER BY group_id, id`)
 	if err != nil {
 		return err
@@ -669,8 +679,13 @@ func (a *dbAudit) checkResources(ctx context.Context) error {
 			version, epoch, size    int64
 			author                  coffer.AccountID
 			header, sig, meta, hash []byte
+			content                 []byte
 		)
-		if err := rows.Scan(&id, &g, &version, &author, &epoch, &header, &sig, &meta, &hash, &size); err != nil {
+		dst := []any{&id, &g, &version, &author, &epoch, &header, &sig, &meta, &hash, &size}
+		if inline != "" {
+			dst = append(dst, &content)
+		}
+		if err := rows.Scan(dst...); err != nil {
 			return err
 		}
 		a.r.count("resources", 1)
@@ -696,6 +711,35 @@ func (a *dbAudit) checkResources(ctx context.Context) error {
 			h.Epoch != uint64(epoch) || size-h.ContentSize != int64(h.Chunks+1)*coffer.HashSize ||
 			h.MetaHash != sha256.Sum256(meta) {
 			a.r.Fail("resource", obj, "columns differ from the signed header")
+		}
+		if content != nil {
+			a.r.count("inline_contents", 1)
+			if why := checkInlineContent(content, h, hash, size); why != "" {
+				a.r.Fail("content", obj+" column resources.content", "%s", why)
+			}
+		}
+	}
+	if err := rows.Err(); err != nil || !a.hasColumn("uploads", "content") {
+		return err
+	}
+	// Uploads not yet finalized: no signed header to hold them to, but
+	// they must be ciphertext all the same.
+	rows, err = a.conns[0].Query(ctx, `SELECT id, content FROM uploads WHERE content IS NOT NULL ORDER BY id`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id      coffer.UploadID
+			content []byte
+		)
+		if err := rows.Scan(&id, &content); err != nil {
+			return err
+		}
+		a.r.count("inline_contents", 1)
+		if why := checkAgeCiphertext(content); why != "" {
+			a.r.Fail("content", "upload "+id.String()+" column uploads.content", "%s", why)
 		}
 	}
 	return rows.Err()

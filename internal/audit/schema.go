@@ -13,6 +13,7 @@ const (
 	PublicKey     Class = "public-key"     // Ed25519 and X-Wing public keys
 	WrappedKey    Class = "wrapped-key"    // HPKE wraps and history links
 	Ciphertext    Class = "ciphertext"     // AES-256-GCM metadata
+	Content       Class = "content"        // age-encrypted resource content kept in the row (small resources)
 	Signature     Class = "signature"      // Ed25519 signatures
 	Hash          Class = "hash"           // SHA-256 and tlog hashes, of public data or of secrets too large to guess
 	SignedData    Class = "signed-data"    // canonical public statements that are signed (identities, commits, headers, checkpoints)
@@ -122,6 +123,7 @@ var allowlist = map[string]map[string]column{
 		"content_hash":     {tBytea, Hash},
 		"size":             {tBigint, Bookkeeping},
 		"blob_key":         {tText, Identifier},
+		"content":          {tBytea, Content},
 		"created_at":       {tTS, Bookkeeping},
 		"updated_at":       {tTS, Bookkeeping},
 	},
@@ -132,6 +134,7 @@ var allowlist = map[string]map[string]column{
 		"author_id":     {tUUID, Identifier},
 		"version":       {tBigint, Bookkeeping},
 		"blob_key":      {tText, Identifier},
+		"content":       {tBytea, Content},
 		"size":          {tBigint, Bookkeeping},
 		"content_hash":  {tBytea, Hash},
 		"reserved":      {tBigint, Bookkeeping},
