@@ -6,8 +6,11 @@
 //     HTTP handler that writes to the same kind of blob store (the limit);
 //   - peak RSS (VmHWM) of the server and of the client during each
 //     transfer: the server runs as a child process, the client is this one;
-//   - authenticated reads of small resources (header plus content, both
-//     verified) at a given concurrency: reads per second, p50 and p99.
+//   - authenticated reads of small resources (header, metadata and content,
+//     all verified) at a given concurrency: reads per second, p50, p99 and
+//     CPU per read of client, cofferd and PostgreSQL, beside their limits
+//     in the same run (small.go): a Go hello-world handler, pgbench -S
+//     against the same PostgreSQL, and the primary-key read of the row.
 //
 // Usage:
 //
@@ -17,6 +20,8 @@
 // age column of issue 14: filippo.io/age on the same bytes in one stream,
 // a durable write of them, ratios, client CPU per GiB, time to the first
 // verified byte, and the verified decrypt path at GOMAXPROCS 1 and 2.
+//
+// -size 0 measures small reads only.
 //
 // -backend says which blob stores to measure, one after the other: fs (a
 // directory) and s3 (an S3 bucket on a versitygw that coffer-bench starts
@@ -69,6 +74,8 @@ func main() {
 			exit(runCofferd(os.Args[2:]))
 		case "plain":
 			exit(runPlain(os.Args[2:]))
+		case "hello":
+			exit(runHello(os.Args[2:]))
 		}
 	}
 	exit(run(os.Args[1:]))
@@ -209,7 +216,7 @@ func parseSize(s string) (int64, error) {
 func run(args []string) error {
 	fs := flag.NewFlagSet("coffer-bench", flag.ContinueOnError)
 	var cfg config
-	size := fs.String("size", "1GiB", "size of the large resource (KiB, MiB, GiB suffixes)")
+	size := fs.String("size", "1GiB", "size of the large resource (KiB, MiB, GiB suffixes); 0 measures small reads only")
 	fs.IntVar(&cfg.small, "small", 1000, "number of small resources")
 	fs.IntVar(&cfg.smallSize, "small-size", 1024, "size of each small resource in bytes")
 	fs.IntVar(&cfg.concurrency, "concurrency", 32, "concurrent small reads")
@@ -280,10 +287,19 @@ func newBackend(tmp, name string) (backend, error) {
 }
 
 func benchBackend(tmp string, cfg config, b backend) error {
-	// The baseline first, so its server is gone before cofferd starts.
-	plain, err := benchPlain(tmp, cfg, b)
-	if err != nil {
-		return fmt.Errorf("plain baseline: %w", err)
+	// The baselines first, so their servers are gone before cofferd starts.
+	var hello loadResult
+	var err error
+	if cfg.small > 0 {
+		if hello, err = benchHello(tmp, cfg); err != nil {
+			return fmt.Errorf("hello baseline: %w", err)
+		}
+	}
+	var plain pair
+	if cfg.size > 0 {
+		if plain, err = benchPlain(tmp, cfg, b); err != nil {
+			return fmt.Errorf("plain baseline: %w", err)
+		}
 	}
 	enc, small, err := benchCoffer(tmp, cfg, b)
 	if err != nil {
@@ -291,6 +307,12 @@ func benchBackend(tmp string, cfg config, b backend) error {
 	}
 
 	fmt.Printf("## blob store: %s\n\n", b.name)
+	if cfg.small > 0 {
+		printSmall(cfg, hello, small.pgbench, small.row, small.smallResult)
+	}
+	if cfg.size == 0 {
+		return nil
+	}
 	mbps := func(d time.Duration) float64 { return float64(cfg.size) / d.Seconds() / 1e6 }
 	fmt.Printf("| transfer of %s | MB/s | server VmHWM | client VmHWM | CPU used by other processes |\n|---|---:|---:|---:|---:|\n", human(cfg.size))
 	row := func(name string, t transfer) {
@@ -300,7 +322,7 @@ func benchBackend(tmp string, cfg config, b backend) error {
 	row("upload, cofferd + clientlib (encrypted)", enc.up)
 	row("download, plain handler", plain.down)
 	row("download, cofferd + clientlib (verified)", enc.down)
-	fmt.Printf("\nratio encrypted/plain: upload %.2f, download %.2f\n",
+	fmt.Printf("\nratio encrypted/plain: upload %.2f, download %.2f\n\n",
 		plain.up.elapsed.Seconds()/enc.up.elapsed.Seconds(), plain.down.elapsed.Seconds()/enc.down.elapsed.Seconds())
 	if cfg.age {
 		dir := tmp
@@ -313,15 +335,15 @@ func benchBackend(tmp string, cfg config, b backend) error {
 		}
 		printAge(cfg, plain, enc, ar)
 	}
-	if cfg.small == 0 {
-		return nil
-	}
-	fmt.Printf("\nsmall reads (%d B, header + content, verified), concurrency %d, %s:\n", cfg.smallSize, cfg.concurrency, cfg.duration)
-	fmt.Printf("%d reads, %.0f reads/s, p50 %s, p99 %s, errors %d\n",
-		small.n, float64(small.n)/small.elapsed.Seconds(), small.p50, small.p99, small.errors)
-	fmt.Printf("CPU per read: client %s, cofferd %s, PostgreSQL %s, S3 server %s; other processes used %.0f%% of the machine meanwhile\n\n",
-		small.clientCPU, small.serverCPU, small.dbCPU, small.storeCPU, 100*small.others)
 	return nil
+}
+
+// smallRun is the small reads and the database baselines measured while
+// cofferd's PostgreSQL runs.
+type smallRun struct {
+	smallResult
+	row     loadResult
+	pgbench pgbenchResult
 }
 
 type transfer struct {
@@ -526,9 +548,9 @@ func benchPlain(tmp string, cfg config, b backend) (pair, error) {
 	return p, err
 }
 
-func benchCoffer(tmp string, cfg config, b backend) (pair, smallResult, error) {
+func benchCoffer(tmp string, cfg config, b backend) (pair, smallRun, error) {
 	var p pair
-	var small smallResult
+	var small smallRun
 	data := filepath.Join(tmp, "data-"+b.name)
 	c, err := startChild(tmp, b.env, "cofferd", append([]string{"-dev", "-data", data, "-log-level", "warn",
 		"-auth-rate-limit", "1000000", "-gc-interval", "0", "-max-resource-size", strconv.FormatInt(cfg.size+cfg.size/100+(1<<20), 10)},
@@ -551,6 +573,12 @@ func benchCoffer(tmp string, cfg config, b backend) (pair, smallResult, error) {
 	}
 	pid, pgData := c.cmd.Process.Pid, filepath.Join(data, "postgres")
 
+	if cfg.size == 0 {
+		if cfg.small == 0 {
+			return p, small, nil
+		}
+		return p, small, benchSmallAll(ctx, client, g, cfg, pid, data, &small)
+	}
 	var big *clientlib.Resource
 	p.up, err = measure(pid, pgData, func() error {
 		big, err = client.Put(ctx, g, newSource(cfg.size), clientlib.Meta{Name: "large", Size: cfg.size})
@@ -587,8 +615,27 @@ func benchCoffer(tmp string, cfg config, b backend) (pair, smallResult, error) {
 	if cfg.small == 0 {
 		return p, small, nil
 	}
-	small, err = benchSmall(ctx, client, g, cfg, pid, pgData)
-	return p, small, err
+	return p, small, benchSmallAll(ctx, client, g, cfg, pid, data, &small)
+}
+
+// benchSmallAll runs the small reads and then, against the same
+// PostgreSQL, the primary-key row reads and pgbench.
+func benchSmallAll(ctx context.Context, client *clientlib.Client, g coffer.GroupID, cfg config, server int, data string, out *smallRun) error {
+	pgData := filepath.Join(data, "postgres")
+	var ids []coffer.ResourceID
+	var err error
+	if out.smallResult, ids, err = benchSmall(ctx, client, g, cfg, server, pgData); err != nil {
+		return err
+	}
+	dbURL, err := devDatabaseURL(data)
+	if err != nil {
+		return err
+	}
+	if out.row, err = benchRowRead(ctx, cfg, dbURL, pgData, g, ids); err != nil {
+		return fmt.Errorf("row reads: %w", err)
+	}
+	out.pgbench = benchPgbench(ctx, cfg, dbURL, pgData)
+	return nil
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -599,7 +646,7 @@ func sourceHash(size int64) []byte {
 	return h.Sum(nil)
 }
 
-func benchSmall(ctx context.Context, client *clientlib.Client, g coffer.GroupID, cfg config, server int, pgData string) (smallResult, error) {
+func benchSmall(ctx context.Context, client *clientlib.Client, g coffer.GroupID, cfg config, server int, pgData string) (smallResult, []coffer.ResourceID, error) {
 	var res smallResult
 	ids := make([]coffer.ResourceID, cfg.small)
 	var (
@@ -629,7 +676,7 @@ func benchSmall(ctx context.Context, client *clientlib.Client, g coffer.GroupID,
 	}
 	wg.Wait()
 	if first != nil {
-		return res, fmt.Errorf("small uploads: %w", first)
+		return res, nil, fmt.Errorf("small uploads: %w", first)
 	}
 	read := func(id coffer.ResourceID) error {
 		rr, err := client.Get(ctx, g, id)
@@ -646,13 +693,13 @@ func benchSmall(ctx context.Context, client *clientlib.Client, g coffer.GroupID,
 	// Warm up: every resource once, as a client that has seen the group.
 	for _, id := range ids[:min(len(ids), 100)] {
 		if err := read(id); err != nil {
-			return res, fmt.Errorf("small read: %w", err)
+			return res, nil, fmt.Errorf("small read: %w", err)
 		}
 	}
 	if path := os.Getenv("COFFER_BENCH_CLIENT_CPUPROFILE"); path != "" {
 		f, err := os.Create(path)
 		if err != nil {
-			return res, err
+			return res, nil, err
 		}
 		defer f.Close()
 		pprof.StartCPUProfile(f)
@@ -703,11 +750,15 @@ func benchSmall(ctx context.Context, client *clientlib.Client, g coffer.GroupID,
 		res.p50 = all[len(all)/2].Round(10 * time.Microsecond)
 		res.p99 = all[len(all)*99/100].Round(10 * time.Microsecond)
 	}
-	return res, nil
+	return res, ids, nil
 }
 
 // cpuTime is the user and system CPU time a process used so far.
-func cpuTime(pid int) time.Duration {
+func cpuTime(pid int) time.Duration { return procCPU(pid, false) }
+
+// procCPU is cpuTime, with the CPU time of the children the process
+// waited for when withChildren is set (PostgreSQL backends that exited).
+func procCPU(pid int, withChildren bool) time.Duration {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0
@@ -720,6 +771,11 @@ func cpuTime(pid int) time.Duration {
 	}
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
+	if withChildren && len(f) >= 15 {
+		cut, _ := strconv.ParseInt(f[13], 10, 64)
+		cst, _ := strconv.ParseInt(f[14], 10, 64)
+		ut, st = ut+cut, st+cst
+	}
 	return time.Duration(ut+st) * 10 * time.Millisecond
 }
 
@@ -754,14 +810,15 @@ func storeCPU() time.Duration {
 }
 
 // postgresCPU sums the CPU time of the dev-mode postmaster and its
-// children (the backends serving cofferd).
+// children: the backends running (serving cofferd) and those that exited
+// (pgbench's), which the postmaster reaped.
 func postgresCPU(dataDir string) time.Duration {
 	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
 	if err != nil {
 		return 0
 	}
 	master, _ := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
-	total := cpuTime(master)
+	total := procCPU(master, true)
 	procs, _ := os.ReadDir("/proc")
 	for _, p := range procs {
 		pid, err := strconv.Atoi(p.Name())
