@@ -887,7 +887,7 @@ func (c *Client) GetWithOptions(ctx context.Context, g coffer.GroupID, id coffer
 			if err != nil {
 				return nil, inGroup(err, g, id)
 			}
-			return &ResourceReader{ctx: ctx, res: vr.res, body: http.NoBody, pt: pt, progress: opts.Progress}, nil
+			return &ResourceReader{ctx: ctx, res: vr.res, body: http.NoBody, pt: pt, want: vr.res.Meta.Size, progress: opts.Progress}, nil
 		}
 		// If-Match pins the content to the version whose header was just
 		// verified; a replace in between answers 412 and we start over.
