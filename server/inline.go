@@ -12,7 +12,7 @@ import (
 	"github.com/cofferhq/coffer/internal/api"
 )
 
-// Small resources keep their ciphertext in the row (see migration 00009):
+// Small resources keep their ciphertext in the row (see migration 00010):
 // an upload that ends within InlineContentMax bytes is stored by one
 // statement, and a read of it is one indexed row, with no blob to open.
 // Readers ask for the content with the header (GET .../{r}?include=content)
