@@ -123,7 +123,7 @@ func TestInlineContent(t *testing.T) {
 	if res := w.getWithContent(t, w.reader, id); !bytes.Equal(res.Content, blobOf(small[:10]).blob) || res.Version != 3 {
 		t.Fatal("include=content after replace differs")
 	}
-	w.exchange(t, w.req(t, w.writer, "DELETE", w.resourcePath(id), nil, "If-Match", `"3"`), resourceT, 204)
+	w.exchange(t, w.req(t, w.writer, "DELETE", w.resourcePath(id), w.deleteBody(t, w.writer, id, 3), "If-Match", `"3"`), resourceT, 204)
 	w.ex(t, w.reader, "GET", resourceT, w.resourcePath(id)+"?include=content", nil, 404)
 }
 
