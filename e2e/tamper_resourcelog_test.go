@@ -47,15 +47,19 @@ type resourceRow struct {
 func (f *resourceTamper) saveRow(t *testing.T, id coffer.ResourceID) resourceRow {
 	t.Helper()
 	var r resourceRow
-	if err := f.db.QueryRow(context.Background(), `SELECT version, author_id, epoch, header, header_signature, meta, content_hash, size, blob_key
-		FROM resources WHERE id = $1`, id).Scan(&r.version, &r.author, &r.epoch, &r.header, &r.sig, &r.meta, &r.hash, &r.size, &r.blobKey); err != nil {
+	// Small resources keep their content in the row, others in a blob.
+	if err := f.db.QueryRow(context.Background(), `SELECT version, author_id, epoch, header, header_signature, meta, content_hash, size,
+		COALESCE(blob_key, ''), content FROM resources WHERE id = $1`, id).Scan(&r.version, &r.author, &r.epoch, &r.header, &r.sig, &r.meta,
+		&r.hash, &r.size, &r.blobKey, &r.blob); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(f.srv.Blobs().Path(r.blobKey))
-	if err != nil {
-		t.Fatal(err)
+	if r.blob == nil {
+		b, err := os.ReadFile(f.srv.Blobs().Path(r.blobKey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.blob = b
 	}
-	r.blob = b
 	return r
 }
 
