@@ -84,6 +84,10 @@ func (c *Client) checkLogged(ctx context.Context, v *groupView, h *coffer.Resour
 		}
 		e, ge := entries[0], entries[1]
 		switch {
+		case found[0] && e.Deleted && c.gone(ctx, h):
+			// Deleted after the server answered (an honest race): the
+			// server no longer serves it.
+			return coffer.Errorf(coffer.ENOTFOUND, "resource %s was deleted", h.Resource)
 		case found[0] && e.Deleted:
 			return coffer.Security("deleted", fmt.Errorf("group %s, resource %s: the server serves version %d, but the log holds its tombstone (of version %d, log leaf %d)",
 				h.Group, h.Resource, h.Version, e.Counter, e.LogIndex))
@@ -449,4 +453,12 @@ func (c *Client) proveTombstone(ctx context.Context, sd coffer.SignedDelete) err
 			return ctx.Err()
 		}
 	}
+}
+
+// gone asks the server again for the resource of h and reports whether it
+// answers that there is none.
+func (c *Client) gone(ctx context.Context, h *coffer.ResourceHeader) bool {
+	var ar api.Resource
+	err := c.call(ctx, http.MethodGet, resourcePath(h.Group, h.Resource), true, nil, &ar)
+	return coffer.ErrorCode(err) == coffer.ENOTFOUND
 }
