@@ -322,13 +322,16 @@ func roleAfter(commits []*coffer.Commit, account coffer.AccountID, start ...coff
 	return role
 }
 
-// signedHistory returns g's verified commits, signed and parsed, oldest
-// first, ending at the verified head.
+// signedHistory returns g's commits, signed and parsed, oldest first,
+// verified from the genesis to the head of this device's verified view.
 func (c *Client) signedHistory(ctx context.Context, g coffer.GroupID) ([]coffer.SignedCommit, []*coffer.Commit, error) {
-	res, err := c.Sync(ctx, g)
+	// The cached view's state, not a new sync: its head is what the
+	// history must end at.
+	v, err := c.view(ctx, g, false)
 	if err != nil {
 		return nil, nil, err
 	}
+	res := struct{ State *coffer.GroupState }{v.state}
 	pg, err := c.commitPager(g, res.State.Seq)
 	if err != nil {
 		return nil, nil, err
