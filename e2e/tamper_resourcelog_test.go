@@ -7,8 +7,14 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -336,5 +342,70 @@ func TestResourceLogBackdatedByDemotedWriter(t *testing.T) {
 			_, err := readResource(f.carol, f.g, id)
 			wantSecurity(t, err)
 		})
+	}
+}
+
+// A delete that races a read is not an attack: carol's device asks for the
+// header before bob's delete and checks the log after it, so the log holds
+// the tombstone of what the server served. Asked again, the server no
+// longer serves the resource: not found, no security error.
+func TestResourceLogDeleteRacingRead(t *testing.T) {
+	ctx := context.Background()
+	f := newResourceTamper(t)
+	path := "/v1/groups/" + f.g.String() + "/resources/" + f.a.ID.String()
+	var (
+		mu      sync.Mutex
+		stale   bool
+		current []byte
+	)
+	target, _ := url.Parse(f.srv.URL())
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.ModifyResponse = func(resp *http.Response) error {
+		if resp.Request.Method != http.MethodGet || resp.Request.URL.Path != path || resp.StatusCode != http.StatusOK {
+			return nil
+		}
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		resp.Body = io.NopCloser(bytes.NewReader(b))
+		mu.Lock()
+		current = b
+		mu.Unlock()
+		return nil
+	}
+	ps := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		serveStale := stale && r.Method == http.MethodGet && r.URL.Path == path
+		if serveStale {
+			stale = false // once: the answer in flight when the delete landed
+		}
+		body := current
+		mu.Unlock()
+		if serveStale {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(body)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	defer ps.Close()
+	carol, err := clientlib.New(ps.URL, f.carolKS, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := carol.Head(ctx, f.g, f.a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.bob.Delete(ctx, f.g, f.a.ID); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	stale = true
+	mu.Unlock()
+	_, err = carol.Head(ctx, f.g, f.a.ID)
+	if coffer.ErrorCode(err) != coffer.ENOTFOUND {
+		t.Fatalf("a read racing a delete: %v, want not found", err)
 	}
 }
