@@ -32,6 +32,11 @@ const (
 	// owner rotates (an admin's client rotates on sync). The server answers
 	// it too, to an upload finalized after a leave under the old epoch.
 	EROTATIONPENDING Code = "rotation_pending"
+	// ESTALECHECKPOINT: the client could not prove a group's head against a
+	// checkpoint that enough witnesses cosigned recently enough (too old,
+	// too few cosignatures, or the witnesses have not caught up with a head
+	// it verified). Nothing was written; retry later. Client-side only.
+	ESTALECHECKPOINT Code = "stale_checkpoint"
 )
 
 // Error is the one error type that crosses component boundaries. Message is

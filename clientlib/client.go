@@ -27,6 +27,7 @@ import (
 
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/internal/api"
+	"github.com/cofferhq/coffer/internal/translog"
 )
 
 // Options configure a Client. The zero value is valid.
@@ -48,8 +49,25 @@ type Options struct {
 	// signed by another key is a *coffer.SecurityError.
 	LogKey string
 	// LogWait bounds how long an operation waits for the log to include a
-	// commit or identity it relies on (default 10s).
+	// commit or identity it relies on, or for the witnesses to cosign a
+	// checkpoint with a head it verified (default 10s).
 	LogWait time.Duration
+	// Witnesses are the cosignature/v1 verifier keys of the witnesses this
+	// client trusts (coffer-audit witness serve prints its key). Before
+	// relying on a group's head, for a write or a read, the client proves
+	// it through the heads map of a checkpoint that at least Quorum of
+	// them cosigned (see freshness.go).
+	Witnesses []string
+	// Quorum is how many of Witnesses must have cosigned a checkpoint
+	// (default: all of them; 0 without witnesses, where only the log's own
+	// signature and time vouch for the checkpoint).
+	Quorum int
+	// MaxStaleness is how old, as the quorum's cosignatures date it, a
+	// checkpoint may be (default 5 minutes). It bounds how long a server
+	// can hide a change (a removal, a rotation) from this client. An older
+	// or short-quorum checkpoint blocks writes and reads with
+	// ESTALECHECKPOINT, which may be retried.
+	MaxStaleness time.Duration
 	// MaxGroups, MaxResources and MaxCommits bound the items one paged
 	// read accepts: Groups, List, and the commits of one Sync or History
 	// (defaults 100,000, 1,000,000 and 4,194,304). A longer listing fails
@@ -78,6 +96,9 @@ type Client struct {
 	refreshMu sync.Mutex // one session refresh at a time: reuse revokes the family
 	// logMu serialises the check-and-store of the log checkpoint.
 	logMu sync.Mutex
+
+	witnesses []*translog.WitnessVerifier
+	fresh     freshState // witnessed checkpoint and head proofs (freshness.go)
 
 	resources resourceCache // verified views for resource reads (resources.go)
 	pins      headerPins    // signed header of each verified version (headerpin.go)
@@ -118,6 +139,11 @@ func New(serverURL string, ks KeyStore, opts *Options) (*Client, error) {
 	if o.LogWait == 0 {
 		o.LogWait = 10 * time.Second
 	}
+	o.Witnesses = append([]string(nil), o.Witnesses...)
+	witnesses, err := o.setupWitnesses()
+	if err != nil {
+		return nil, err
+	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{
 		MinVersion:   tls.VersionTLS12,
@@ -125,7 +151,7 @@ func New(serverURL string, ks KeyStore, opts *Options) (*Client, error) {
 		Certificates: o.Certificates,
 	}
 	tr.MaxIdleConnsPerHost = 64
-	c := &Client{base: u, origin: originOf(u), hc: &http.Client{Transport: tr}, ks: ks, opts: o}
+	c := &Client{base: u, origin: originOf(u), hc: &http.Client{Transport: tr}, ks: ks, opts: o, witnesses: witnesses}
 	c.hc.Transport = &retryTransport{next: tr, base: u.Path, current: c.currentAccessToken, sleep: sleepCtx}
 	if b, err := ks.Get(ksIdentity); err == nil {
 		if c.id, err = parsePrivateIdentity(b); err != nil {
@@ -219,6 +245,7 @@ func (c *Client) Register(ctx context.Context, handle string) error {
 	if err := c.proveOwnIdentity(ctx, acct.ID, id); err != nil {
 		return err
 	}
+	c.noteIdentity(api.Account{ID: acct.ID, Identity: id.Public().Marshal(), SelfSignature: id.SelfSignature()}, id.Public())
 	return c.Login(ctx)
 }
 
@@ -473,6 +500,7 @@ func (c *Client) Lookup(ctx context.Context, handle string) (*Account, error) {
 	if err := c.proveIdentityLogged(ctx, a); err != nil {
 		return nil, err
 	}
+	c.noteIdentity(a, acct.Identity)
 	return acct, nil
 }
 
@@ -489,6 +517,7 @@ func (c *Client) LookupID(ctx context.Context, id coffer.AccountID) (*Account, e
 	if err := c.proveIdentityLogged(ctx, a); err != nil {
 		return nil, err
 	}
+	c.noteIdentity(a, acct.Identity)
 	return acct, nil
 }
 

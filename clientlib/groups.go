@@ -82,6 +82,10 @@ type SyncResult struct {
 	// Unverified lists members, added by others, whose keys this device has
 	// not verified. Their wraps were made by whoever added them.
 	Unverified []*Member
+	// Proof is how State's head was proven current: through the heads map
+	// of a checkpoint the witnesses cosigned. Proof.Age() is how old that
+	// view is.
+	Proof HeadProof
 }
 
 func stateKey(g coffer.GroupID) string { return "group/" + g.String() + "/state" }
@@ -178,7 +182,10 @@ func (c *Client) CreateGroup(ctx context.Context, name string, opts *GroupOption
 	if err := c.proveOwnCommit(ctx, g, 1, sc); err != nil {
 		return coffer.GroupID{}, inGroup(err, g, coffer.ResourceID{})
 	}
-	return g, c.saveState(state)
+	if err := c.saveState(state); err != nil {
+		return coffer.GroupID{}, err
+	}
+	return g, inGroup(c.witnessOwnCommit(ctx, state), g, coffer.ResourceID{})
 }
 
 // me returns the identity and account, or an error before registration.
@@ -209,8 +216,38 @@ func (c *Client) Sync(ctx context.Context, g coffer.GroupID) (*SyncResult, error
 }
 
 // sync is Sync; withTrust also computes the unverified members, which costs
-// a key store read per member and is skipped on internal paths.
+// a key store read per member and is skipped on internal paths. It proves
+// the verified head through a fresh witnessed heads map (freshness.go),
+// syncing again while the map shows a newer head.
 func (c *Client) sync(ctx context.Context, g coffer.GroupID, withTrust bool) (*SyncResult, error) {
+	for progress := 0; ; progress++ {
+		res, err := c.syncOnce(ctx, g, withTrust)
+		var ahead *mapAheadError
+		switch {
+		case errors.As(err, &ahead) && ahead.served < ahead.head.entry.Counter:
+			// Asked after it showed the witnesses' head, the server still
+			// serves an older one: it is hiding commits.
+			return nil, coffer.Security("withheld", fmt.Errorf("the server serves head seq %d of group %s, but the witnesses vouch for %s: "+
+				"the server is hiding commits from this device", ahead.served, g, ahead.head.describe()))
+		case errors.Is(err, errMapAhead) && progress < maxCommitRetries:
+			// Others committed while this device verified: catch up.
+		default:
+			return res, err
+		}
+	}
+}
+
+// mapAheadError: the witnessed map shows a newer head than the server
+// served.
+type mapAheadError struct {
+	head   groupHead
+	served uint64
+}
+
+func (e *mapAheadError) Error() string { return errMapAhead.Error() }
+func (e *mapAheadError) Unwrap() error { return errMapAhead }
+
+func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool) (*SyncResult, error) {
 	local, err := c.localState(g)
 	if err != nil {
 		return nil, err
@@ -229,6 +266,27 @@ func (c *Client) sync(ctx context.Context, g coffer.GroupID, withTrust bool) (*S
 			return nil, coffer.Security("rollback", fmt.Errorf("group %s: the server shows head seq %d, but this device verified up to seq %d: "+
 				"the server rolled the group back (restored from an older backup?) or is hiding commits", g, info.HeadSeq, local.Seq))
 		}
+	}
+	// The witnessed head. A commit that lands between the two requests
+	// makes it newer than info; sync starts over then (a server that keeps
+	// serving less than the witnesses vouch for is caught there).
+	wh, err := c.witnessedHead(ctx, g)
+	if err != nil {
+		return nil, err
+	}
+	if local != nil {
+		if err := wh.checkCommitAt(g, local.Seq, local.Head); err != nil {
+			return nil, err
+		}
+	}
+	if wh.found && info.HeadSeq < wh.entry.Counter {
+		// Asked again after the witnessed head was fetched, an honest
+		// server shows at least that head: it stored the commit before it
+		// logged it.
+		if err := c.call(ctx, http.MethodGet, "/v1/groups/"+g.String(), true, nil, &info); err != nil {
+			return nil, err
+		}
+		return nil, &mapAheadError{head: wh, served: info.HeadSeq}
 	}
 	// Pages are verified, and proven to be in the transparency log, as
 	// they arrive (syncpipe.go): a lying server cannot make the device hold
@@ -259,9 +317,16 @@ func (c *Client) sync(ctx context.Context, g coffer.GroupID, withTrust bool) (*S
 		if next.Group != g {
 			return nil, coffer.Security("chain", fmt.Errorf("commits belong to group %s, not %s", next.Group, g))
 		}
+		// A commit at the seq the witnesses vouch for must be theirs: a
+		// fork is named now, not after waiting on its inclusion.
+		first := after + verified + 1
+		if wh.found && wh.entry.Counter >= first && wh.entry.Counter < first+uint64(len(commits)) {
+			if err := wh.checkCommitAt(g, wh.entry.Counter, commits[wh.entry.Counter-first].Hash()); err != nil {
+				return nil, err
+			}
+		}
 		// Every newly verified commit must be in the transparency log
 		// before this device relies on it (see log.go).
-		first := after + verified + 1
 		proofs.Go(func() error { return c.proveCommitsLogged(proofCtx, g, first, commits) })
 		state, verified = next, verified+uint64(len(commits))
 	}
@@ -277,10 +342,18 @@ func (c *Client) sync(ctx context.Context, g coffer.GroupID, withTrust bool) (*S
 		return nil, coffer.Security("fork", fmt.Errorf("server reports head %d/%x, verified chain ends at %d/%x",
 			info.HeadSeq, short(info.HeadHash), state.Seq, short(state.Head[:])))
 	}
+	proof, err := c.proveHead(ctx, state, wh)
+	if err != nil {
+		return nil, err
+	}
+	// The members' identities, in the same witnessed map.
+	if err := c.proveMembers(ctx, proof.w, state); err != nil {
+		return nil, err
+	}
 	if err := c.saveState(state); err != nil {
 		return nil, err
 	}
-	res := &SyncResult{State: state, New: int(verified)}
+	res := &SyncResult{State: state, New: int(verified), Proof: proof}
 	if !withTrust {
 		return res, nil
 	}
@@ -629,6 +702,9 @@ func (c *Client) commitChangeMeta(ctx context.Context, g coffer.GroupID, build c
 		}
 		if _, stillMember := next.Members[me]; stillMember {
 			if err := c.saveState(next); err != nil {
+				return nil, err
+			}
+			if err := c.witnessOwnCommit(ctx, next); err != nil {
 				return nil, err
 			}
 		}

@@ -132,15 +132,21 @@ func (c *Client) storedCheckpoint(v *translog.Verifier) (*translog.Checkpoint, s
 	return &cp, string(b), nil
 }
 
-// proveConsistent asks the server to prove that the smaller of a and b is
-// a prefix of the larger, and checks the proof.
-func (c *Client) proveConsistent(ctx context.Context, a, b translog.Checkpoint) error {
+// proveConsistent asks the server to prove that the smaller of held (a
+// checkpoint this device kept) and shown (one the server shows now) is a
+// prefix of the larger, and checks the proof. A failure is a fork: the
+// error names both views (forkError).
+func (c *Client) proveConsistent(ctx context.Context, held, shown translog.Checkpoint) error {
+	a, b := held, shown
 	if a.Size > b.Size {
 		a, b = b, a
 	}
 	if a.Size == b.Size || a.Size == 0 {
 		if err := translog.CheckConsistency(a, b, nil); err != nil {
-			return logSecurity("%v", err)
+			return forkError(held, shown, err)
+		}
+		if a.Size == b.Size && a.Size > 0 && (a.MapSize != b.MapSize || a.MapRoot != b.MapRoot) {
+			return forkError(held, shown, errors.New("one log tree signed with two different heads maps"))
 		}
 		return nil
 	}
@@ -153,7 +159,7 @@ func (c *Client) proveConsistent(ctx context.Context, a, b translog.Checkpoint) 
 		return logSecurity("%v", err)
 	}
 	if err := translog.CheckConsistency(a, b, proof); err != nil {
-		return logSecurity("%v", err)
+		return forkError(held, shown, err)
 	}
 	return nil
 }

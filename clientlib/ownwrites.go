@@ -2,6 +2,7 @@ package clientlib
 
 import (
 	"context"
+	"errors"
 
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/internal/translog"
@@ -17,6 +18,20 @@ import (
 // forged or wrong proof is a *coffer.SecurityError; a write the log has not
 // included within Options.LogWait is EUNAVAILABLE, and the caller may check
 // again later (a Sync proves it), but never gets success for it.
+
+// witnessOwnCommit waits, up to Options.LogWait, until the witnesses vouch
+// for s, the state this client's own commit produced, in a fresh heads map:
+// a removal or rotation is reported done only once every other member's
+// next check of the group sees it. A map that already shows a newer head
+// is fine: the log holds exactly one commit at each seq, and this one was
+// proven in it.
+func (c *Client) witnessOwnCommit(ctx context.Context, s *coffer.GroupState) error {
+	_, err := c.proveHead(ctx, s, groupHead{})
+	if errors.Is(err, errMapAhead) {
+		return nil
+	}
+	return err
+}
 
 // proveOwnCommit proves the commit sc this client appended at seq of g.
 func (c *Client) proveOwnCommit(ctx context.Context, g coffer.GroupID, seq uint64, sc coffer.SignedCommit) error {

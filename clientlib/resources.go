@@ -67,6 +67,11 @@ type Resource struct {
 	// resource is older than the member. Its header was verified; its Meta
 	// is empty and Get refuses it.
 	Locked bool
+	// ProofAge is how old the witnessed proof of the group's head was when
+	// this resource was verified against it (freshness.go): the read saw
+	// the group as the witnesses vouched for it that long ago, at most
+	// Options.MaxStaleness.
+	ProofAge time.Duration
 }
 
 // PutOptions tune Put and Replace. The zero value is valid.
@@ -346,6 +351,21 @@ func (c *Client) verifyResource(ctx context.Context, g coffer.GroupID, want coff
 				h.Author, h.Epoch, v.state.RoleAt(h.Author, h.Epoch)))
 		}
 	}
+	// The view must be one the witnesses vouched for within the freshness
+	// window; a cached view whose proof aged out is synced and proven again.
+	proof, fresh := c.cachedProof(v.state)
+	if !fresh {
+		if v, err = c.view(ctx, g, true); err != nil {
+			return nil, err
+		}
+		if proof, fresh = c.cachedProof(v.state); !fresh {
+			return nil, stale("no fresh witnessed proof of the head of group %s", g)
+		}
+		if !mayHaveWritten(v.state, h) {
+			return nil, coffer.Security("header", fmt.Errorf("%s had no writer role at epoch %d of the verified log (role then: %s)",
+				h.Author, h.Epoch, v.state.RoleAt(h.Author, h.Epoch)))
+		}
+	}
 	author, err := c.signerKey(ctx, v, h.Author, h.Epoch)
 	if err != nil {
 		return nil, err
@@ -371,6 +391,7 @@ func (c *Client) verifyResource(ctx context.Context, g coffer.GroupID, want coff
 	out := &verified{header: h, res: &Resource{
 		ID: h.Resource, Group: h.Group, Version: h.Version, Epoch: h.Epoch, Author: h.Author,
 		AuthorHandle: author.handle, Created: time.UnixMilli(h.Created), ContentSize: h.ContentSize,
+		ProofAge: proof.Age(),
 	}}
 	k, ok := v.keys[h.Epoch]
 	if !ok && v.state.Epoch < h.Epoch {

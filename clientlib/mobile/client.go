@@ -2,6 +2,7 @@ package mobile
 
 import (
 	"crypto/x509"
+	"strings"
 	"time"
 
 	"github.com/cofferhq/coffer/clientlib"
@@ -22,6 +23,17 @@ type Options struct {
 	// LogKey is the server's transparency-log verifier key, to pin it in the
 	// app; empty pins the key the server names on first use.
 	LogKey string
+	// Witnesses holds the cosignature/v1 verifier keys of the witnesses the
+	// app trusts, one per line (gobind has no string lists). Writes and
+	// reads then require the group's head in a checkpoint that Quorum of
+	// them cosigned, no older than MaxStalenessMillis; otherwise they fail
+	// with CodeStaleCheckpoint.
+	Witnesses string
+	// Quorum is how many of Witnesses must cosign (0: all of them).
+	Quorum int
+	// MaxStalenessMillis bounds the age of that checkpoint (default 300000,
+	// five minutes).
+	MaxStalenessMillis int64
 	// RootCAsPEM, if set, replaces the system roots with these PEM
 	// certificates (a private CA). Certificate checks cannot be disabled.
 	RootCAsPEM []byte
@@ -60,6 +72,16 @@ func NewClientWithOptions(serverURL string, store KeyStore, opts *Options) (c *C
 			return nil, newError(CodeInvalid, "LogWaitMillis must not be negative")
 		}
 		o.LogWait = time.Duration(opts.LogWaitMillis) * time.Millisecond
+		for _, k := range strings.Split(opts.Witnesses, "\n") {
+			if k = strings.TrimSpace(k); k != "" {
+				o.Witnesses = append(o.Witnesses, k)
+			}
+		}
+		if opts.Quorum < 0 || opts.MaxStalenessMillis < 0 {
+			return nil, newError(CodeInvalid, "Quorum and MaxStalenessMillis must not be negative")
+		}
+		o.Quorum = opts.Quorum
+		o.MaxStaleness = time.Duration(opts.MaxStalenessMillis) * time.Millisecond
 		if len(opts.RootCAsPEM) > 0 {
 			o.RootCAs = x509.NewCertPool()
 			if !o.RootCAs.AppendCertsFromPEM(opts.RootCAsPEM) {

@@ -49,6 +49,12 @@ const (
 	// CodeRotationPending: a member left and the group's key was not
 	// rotated yet; nothing new is written until an owner or admin syncs.
 	CodeRotationPending = string(coffer.EROTATIONPENDING)
+	// CodeStaleCheckpoint: the group's head could not be proven against a
+	// checkpoint that enough of the configured witnesses cosigned recently
+	// enough (Options.Witnesses, Quorum, MaxStalenessMillis). Nothing was
+	// written. Retry later; if it persists, the server or its witnesses are
+	// down or the server is withholding the group's current state.
+	CodeStaleCheckpoint = string(coffer.ESTALECHECKPOINT)
 	// CodeCanceled: the Cancel token was cancelled, or Progress failed.
 	CodeCanceled = "canceled"
 	// CodeIO: a local file could not be read or written.
@@ -181,7 +187,7 @@ var serverCodes = map[coffer.Code]bool{
 	coffer.EINVALID: true, coffer.EUNAUTHORIZED: true, coffer.EFORBIDDEN: true, coffer.ENOTFOUND: true,
 	coffer.ECONFLICT: true, coffer.ETOOLARGE: true, coffer.ERATELIMITED: true, coffer.EPRECONDITION: true,
 	coffer.ELIMIT: true, coffer.EUNAVAILABLE: true, coffer.EINTERNAL: true, coffer.EUNVERIFIED: true,
-	coffer.EKEYCHANGED: true, coffer.ESTALEKEY: true, coffer.EROTATIONPENDING: true,
+	coffer.EKEYCHANGED: true, coffer.ESTALEKEY: true, coffer.EROTATIONPENDING: true, coffer.ESTALECHECKPOINT: true,
 }
 
 // message is the text after the code: user-safe, without Go's prefixes.

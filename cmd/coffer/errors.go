@@ -167,6 +167,9 @@ func describeRun(err error, server string) string {
 		}
 	case coffer.EROTATIONPENDING:
 		return msg + "\n  an owner or admin rotates by syncing (coffer group members GROUP) or with coffer group rotate GROUP"
+	case coffer.ESTALECHECKPOINT:
+		return msg + "\n  the witnesses configured by coffer init --witness have not vouched for the group's current state recently enough;\n" +
+			"  retry in a minute. If it persists, the server or its witnesses are down, or the server is withholding changes."
 	case coffer.EINTERNAL:
 		return msg + "\n  the server hit an internal error; its log has the details (retry later)"
 	}

@@ -13,7 +13,10 @@ import (
 )
 
 func (a *app) initCmd() *cobra.Command {
-	var server, handle, logKey string
+	var (
+		server, handle, logKey string
+		wit                    witnessFlags
+	)
 	cmd := &cobra.Command{
 		Use:   "init --server URL --handle NAME",
 		Short: "Create this profile's identity and register it on a server",
@@ -26,24 +29,38 @@ encrypted at rest: under a key in the OS keyring, or under your passphrase
 One profile holds one identity: use --profile DIR for another.
 
 --server defaults to $COFFER_SERVER. --cacert, --cert and --key are stored in
-the profile, so later commands need not repeat them.`,
+the profile, so later commands need not repeat them.
+
+--witness KEY (repeatable) names a witness this profile trusts, by its
+cosignature/v1 verifier key (coffer-audit witness serve prints it), and
+--quorum how many of them must have cosigned the log checkpoint that proves
+a group's current head before any write or read (default: all). Both are
+stored in the profile.`,
 		Example: `  coffer --profile /tmp/alice init --server http://127.0.0.1:8080 --handle alice`,
 		Args:    exactArgs(0),
 		RunE: action(func(ctx context.Context, _ []string) error {
-			return a.runInit(ctx, server, handle, logKey)
+			return a.runInit(ctx, server, handle, logKey, wit)
 		}),
 	}
 	cmd.Flags().StringVar(&server, "server", "", "base URL of the cofferd server, e.g. https://coffer.example.com (default $"+serverEnvVar+")")
 	cmd.Flags().StringVar(&handle, "handle", "", "your handle: 3 to 32 characters of a-z, 0-9, '.', '_', '-'")
 	cmd.Flags().StringVar(&logKey, "log-key", "", "the server's transparency log key, to pin instead of trusting the server on first use (cofferd prints it)")
+	cmd.Flags().StringArrayVar(&wit.keys, "witness", nil, "a witness's cosignature/v1 verifier key; repeat for each witness")
+	cmd.Flags().IntVar(&wit.quorum, "quorum", 0, "how many of the --witness keys must cosign a checkpoint (default: all)")
 	cmd.MarkFlagRequired("handle")
 	return cmd
+}
+
+// witnessFlags are init's --witness and --quorum.
+type witnessFlags struct {
+	keys   []string
+	quorum int
 }
 
 // serverEnvVar is the server init uses when --server is not given.
 const serverEnvVar = "COFFER_SERVER"
 
-func (a *app) runInit(ctx context.Context, server, handle, logKey string) error {
+func (a *app) runInit(ctx context.Context, server, handle, logKey string, wit witnessFlags) error {
 	if server == "" {
 		server = a.getenv(serverEnvVar)
 	}
@@ -55,7 +72,7 @@ func (a *app) runInit(ctx context.Context, server, handle, logKey string) error 
 	}
 	// Check the URL and the TLS files before anything touches the disk, so
 	// a typo does not leave a half-made profile behind.
-	if _, err := clientlib.New(server, clientlib.NewMemoryKeyStore(), nil); err != nil {
+	if _, err := clientlib.New(server, clientlib.NewMemoryKeyStore(), &clientlib.Options{Witnesses: wit.keys, Quorum: wit.quorum}); err != nil {
 		return &usageError{err}
 	}
 	files, err := a.tlsFlags.resolved(nil)
@@ -67,6 +84,7 @@ func (a *app) runInit(ctx context.Context, server, handle, logKey string) error 
 		return err
 	}
 	opts.LogKey = logKey
+	opts.Witnesses, opts.Quorum = wit.keys, wit.quorum
 	p, err := a.profile()
 	if err != nil {
 		return err
@@ -78,7 +96,7 @@ func (a *app) runInit(ctx context.Context, server, handle, logKey string) error 
 				p.Dir, c.Identity().Handle(), cfg.Server)
 		}
 	}
-	cfg := &profile.Config{Server: server, LogKey: logKey, CACert: files.caCert, Cert: files.cert, Key: files.key}
+	cfg := &profile.Config{Server: server, LogKey: logKey, Witnesses: wit.keys, Quorum: wit.quorum, CACert: files.caCert, Cert: files.cert, Key: files.key}
 	a.cfg = cfg
 	ks, err := a.keyStore(p)
 	if err != nil {

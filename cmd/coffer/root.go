@@ -217,6 +217,7 @@ func (a *app) newClient(p *profile.Profile, cfg *profile.Config) (*clientlib.Cli
 	// TrustOnFirstUse stays off: the CLI wraps keys only for contacts the
 	// user verified with coffer contact verify.
 	opts.LogKey = cfg.LogKey
+	opts.Witnesses, opts.Quorum = cfg.Witnesses, cfg.Quorum
 	c, err := clientlib.New(cfg.Server, ks, opts)
 	if err != nil {
 		return nil, err

@@ -50,6 +50,11 @@ type Config struct {
 	// LogKey, if set, is the transparency log's verifier key to pin instead
 	// of trusting the one the server names on first use.
 	LogKey string `json:"log_key,omitempty"`
+	// Witnesses are the cosignature/v1 verifier keys of the witnesses this
+	// profile trusts, and Quorum how many must cosign a checkpoint
+	// (clientlib.Options.Witnesses and Quorum).
+	Witnesses []string `json:"witnesses,omitempty"`
+	Quorum    int      `json:"quorum,omitempty"`
 	// CACert, Cert and Key are absolute paths of PEM files: a CA to verify
 	// the server with instead of the system roots, and a client certificate
 	// and key for servers that require mutual TLS. The files stay where the

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -70,12 +71,12 @@ func TestSaveLoad(t *testing.T) {
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Fatalf("Load created the profile directory (%v): read-only commands must not", err)
 	}
-	want := &profile.Config{Server: "http://127.0.0.1:8080", LogKey: "coffer.dev+1234+abc"}
+	want := &profile.Config{Server: "http://127.0.0.1:8080", LogKey: "coffer.dev+1234+abc", Witnesses: []string{"w1+1+a", "w2+2+b"}, Quorum: 1}
 	if err := p.Save(want); err != nil {
 		t.Fatal(err)
 	}
 	got, err := p.Load()
-	if err != nil || *got != *want {
+	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Fatalf("Load = %+v, %v; want %+v", got, err, want)
 	}
 	if _, err := p.KeyStore(testVault); err != nil {
