@@ -25,19 +25,19 @@ import (
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/clientlib"
 	"github.com/cofferhq/coffer/internal/api"
+	"github.com/cofferhq/coffer/internal/cofferd"
+	"github.com/cofferhq/coffer/internal/cofferdtest"
 	"github.com/cofferhq/coffer/internal/translog"
 )
 
-// The freshness tests (issue 12, items 3 and 4) put a proxy between the
-// clients and cofferd. It plays the malicious server: it can rewrite the
-// cosigned checkpoint the clients fetch (strip, forge, freeze or replace
-// cosignatures), answer map proofs for other keys or sizes, and freeze a
-// group's head as it was. Every client is configured with the keys of two
-// witnesses and a quorum of 2.
-//
-// Until cofferd pushes checkpoints to witness processes, the proxy itself
-// holds the two witness keys and cosigns every checkpoint it forwards, the
-// way an honest witness would: the client's checks are the same either way.
+// The freshness tests (issue 12, items 3 and 4) run the three parts
+// of a deployment: cofferd and two witnesses (coffer-audit witness serve's
+// code, each with its own key and state), which cofferd pushes every
+// checkpoint to. Every client is configured with the two witness keys and a
+// quorum of 2, and talks to cofferd through a proxy that plays the
+// malicious server: it can rewrite the cosigned checkpoint the clients
+// fetch (strip, forge, freeze or replay cosignatures), answer map proofs
+// for other keys or sizes, and freeze a group's head as it was.
 
 // checkpointProxy forwards to srv and applies the test's lies.
 type checkpointProxy struct {
@@ -205,7 +205,12 @@ func (p *checkpointProxy) freeze(t *testing.T, g coffer.GroupID, c *clientlib.Cl
 // signing what it should not.
 func logSigner(t *testing.T, srv *Server) *translog.Signer {
 	t.Helper()
-	b, err := os.ReadFile(srv.Config.LogKeyFile)
+	return logSignerFrom(t, srv.Config.LogKeyFile, srv.Config.LogOrigin)
+}
+
+func logSignerFrom(t *testing.T, keyFile, origin string) *translog.Signer {
+	t.Helper()
+	b, err := os.ReadFile(keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +219,7 @@ func logSigner(t *testing.T, srv *Server) *translog.Signer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := translog.NewSigner(srv.Config.LogOrigin, key.(ed25519.PrivateKey))
+	s, err := translog.NewSigner(origin, key.(ed25519.PrivateKey))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,22 +236,27 @@ type freshFixture struct {
 
 func newFreshFixture(t *testing.T) *freshFixture {
 	t.Helper()
-	f := &freshFixture{srv: MustServer(t)}
-	var cosigners []*translog.Cosigner
-	for _, name := range []string{"witness-a.test", "witness-b.test"} {
-		skey, vkey, err := translog.GenerateWitnessKey(name)
-		if err != nil {
-			t.Fatal(err)
+	return newFreshFixtureWith(t, nil)
+}
+
+// newFreshFixtureWith is newFreshFixture with cofferd's configuration
+// changed by tweak.
+func newFreshFixtureWith(t *testing.T, tweak func(*cofferd.Config)) *freshFixture {
+	t.Helper()
+	f := &freshFixture{}
+	f.srv = MustServerWith(t, func(c *cofferd.Config) {
+		if tweak != nil {
+			tweak(c)
 		}
-		c, err := translog.NewCosigner(skey)
-		if err != nil {
-			t.Fatal(err)
+		logKey := logSignerFrom(t, c.LogKeyFile, c.LogOrigin).VerifierKey()
+		for _, name := range []string{"witness-a.test", "witness-b.test"} {
+			w := cofferdtest.StartWitness(t, name, logKey, "http://"+c.Addr)
+			c.Witnesses = append(c.Witnesses, cofferd.WitnessFlag{URL: w.URL, Key: w.Key})
+			f.vkeys = append(f.vkeys, w.Key)
 		}
-		cosigners = append(cosigners, c)
-		f.vkeys = append(f.vkeys, vkey)
-	}
-	f.proxy = newCheckpointProxy(t, f.srv, cosigners)
-	f.opts = clientlib.Options{Witnesses: f.vkeys, Quorum: 2, LogWait: 2 * time.Second}
+	})
+	f.proxy = newCheckpointProxy(t, f.srv, nil)
+	f.opts = clientlib.Options{Witnesses: f.vkeys, Quorum: 2, LogWait: 3 * time.Second}
 	return f
 }
 
@@ -373,7 +383,9 @@ func TestFreshnessHiddenRemoval(t *testing.T) {
 func TestFreshnessStaleCheckpoint(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	f := newFreshFixture(t)
+	// The log re-signs (and the witnesses cosign) every second, so a fresh
+	// checkpoint is at most a few seconds old.
+	f := newFreshFixtureWith(t, func(c *cofferd.Config) { c.CheckpointInterval = time.Second })
 	alice := f.client(t, "alice", nil)
 	g := mustGroup(t, alice, "stale", nil)
 	if _, err := put(alice, g, "a.txt", "a"); err != nil {
@@ -385,11 +397,11 @@ func TestFreshnessStaleCheckpoint(t *testing.T) {
 		frozen.CompareAndSwap(nil, &n)
 		return *frozen.Load()
 	})
-	short := f.reopen(t, alice, func(o *clientlib.Options) { o.MaxStaleness = time.Second })
+	short := f.reopen(t, alice, func(o *clientlib.Options) { o.MaxStaleness = 4 * time.Second })
 	if _, err := short.Sync(ctx, g); err != nil {
 		t.Fatal(err) // fresh enough for now
 	}
-	time.Sleep(2100 * time.Millisecond)
+	time.Sleep(5 * time.Second)
 	before := f.proxy.uploads.Load()
 	_, err := put(short, g, "b.txt", "b")
 	wantCode(t, err, coffer.ESTALECHECKPOINT)
@@ -413,6 +425,11 @@ func TestFreshnessCosignatureAttacks(t *testing.T) {
 	t.Parallel()
 	f := newFreshFixture(t)
 	alice := f.client(t, "alice", nil)
+	// A checkpoint as it was before the group existed.
+	first, err := alice.LatestCheckpoint(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
 	g := mustGroup(t, alice, "cosign", nil)
 	sigLines := func(n string) (body string, log string, cosigs []string) {
 		body, sigs, _ := strings.Cut(n, "\n\n")
@@ -422,8 +439,6 @@ func TestFreshnessCosignatureAttacks(t *testing.T) {
 	assemble := func(body, log string, cosigs ...string) string {
 		return body + "\n\n" + strings.Join(append([]string{log}, cosigs...), "\n") + "\n"
 	}
-	_, otherVkey, _ := translog.GenerateWitnessKey("witness-a.test")
-	_ = otherVkey
 	impostorKey, _, _ := translog.GenerateWitnessKey("witness-a.test")
 	impostor, _ := translog.NewCosigner(impostorKey)
 	strangerKey, _, _ := translog.GenerateWitnessKey("witness-c.test")
@@ -455,17 +470,11 @@ func TestFreshnessCosignatureAttacks(t *testing.T) {
 			raw[len(raw)-1] ^= 1
 			return assemble(b, l, "— "+name+" "+base64.StdEncoding.EncodeToString(raw), c[1])
 		}, true},
-		{"cosigned-other-text", func(n string) string {
-			// Valid cosignatures of a checkpoint one second older.
+		{"replayed-from-older-checkpoint", func(n string) string {
+			// The witnesses' valid lines of an earlier checkpoint.
 			b, l, _ := sigLines(n)
-			cp, _ := translog.ParseCheckpointText(b + "\n")
-			cp.Time--
-			var lines []string
-			for _, c := range f.proxy.cosigners {
-				line, _ := c.Cosign(cp.Text())
-				lines = append(lines, strings.TrimRight(line, "\n"))
-			}
-			return assemble(b, l, lines...)
+			_, _, old := sigLines(first)
+			return assemble(b, l, old...)
 		}, true},
 	}
 	for _, tc := range cases {
@@ -580,13 +589,8 @@ func TestFreshnessForkedCheckpoint(t *testing.T) {
 			if err != nil {
 				t.Error(err)
 			}
-			// Cosigned too: even witnesses (fooled, or colluding) do not
-			// make a contradiction acceptable.
-			text, _, _ := strings.Cut(n, "\n\n")
-			for _, c := range f.proxy.cosigners {
-				line, _ := c.Cosign(text + "\n")
-				n = translog.AddCosignatures(n, line)
-			}
+			// Without cosignatures: the contradiction is named before the
+			// quorum is even counted.
 			return n
 		}
 	}
@@ -665,4 +669,79 @@ func TestFreshnessCachedProof(t *testing.T) {
 	if p, ok := bob.HeadProof(g); !ok || p.Seq != res.State.Seq || p.Head != res.State.Head {
 		t.Errorf("HeadProof = %+v, %v; want the synced head", p, ok)
 	}
+}
+
+// TestFreshnessTwoAdminsFork: the server forks a group. alice adds carol
+// (commit X at seq n+1, logged and witnessed); then the server drops X from
+// what it serves, shows dave the group and the checkpoint from before, and
+// accepts dave's own commit Y at the same seq n+1. The witnessed log can
+// hold only one of them: dave's write never succeeds, and once dave and
+// alice are shown the other's branch, each names the fork as a security
+// error.
+func TestFreshnessTwoAdminsFork(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFreshFixture(t)
+	alice, dave := f.client(t, "alice", nil), f.client(t, "dave", nil)
+	carol, erin := f.client(t, "carol", nil), f.client(t, "erin", nil)
+	g := mustGroup(t, alice, "forked", nil)
+	mustAdd(t, alice, dave, g, coffer.RoleAdmin)
+	mustVerify(t, alice, carol)
+	mustVerify(t, dave, erin)
+
+	// dave's own view of the server, frozen as it is now.
+	daveProxy := newCheckpointProxy(t, f.srv, nil)
+	daveVia := MustNewClientWith(t, daveProxy.url, KeyStore(t, dave), &f.opts)
+	daveProxy.freeze(t, g, daveVia)
+	var frozen atomic.Pointer[string]
+	daveProxy.setNote(func(n string) string { frozen.CompareAndSwap(nil, &n); return *frozen.Load() })
+	if _, err := daveVia.Sync(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	db := mustDB(t, f.srv)
+	var (
+		seq, epoch int64
+		head       []byte
+		state      []byte
+	)
+	if err := db.QueryRow(ctx, `SELECT head_seq, head_hash, epoch, state FROM groups WHERE id = $1`, g).Scan(&seq, &head, &epoch, &state); err != nil {
+		t.Fatal(err)
+	}
+	// X: alice adds carol; it is logged and the witnesses cosign it.
+	if err := alice.AddMember(ctx, g, "carol", coffer.RoleReader); err != nil {
+		t.Fatal(err)
+	}
+	// The server drops X from what it serves (the log keeps it), and the
+	// rule that the log holds one commit per seq.
+	mustExec(t, db, `DELETE FROM commits WHERE group_id = $1 AND seq = $2`, g, seq+1)
+	mustExec(t, db, `DROP INDEX log_entries_commit`)
+	mustExec(t, db, `UPDATE groups SET head_seq = $2, head_hash = $3, epoch = $4, state = $5 WHERE id = $1`, g, seq, head, epoch, state)
+
+	// Y: dave, shown the old head and the old checkpoint, adds erin at the
+	// same seq. The server takes it; the log cannot hold it beside X.
+	err := daveVia.AddMember(ctx, g, "erin", coffer.RoleReader)
+	if err == nil {
+		t.Fatal("dave's commit at the seq of alice's witnessed commit succeeded")
+	}
+	t.Logf("dave's forked write: %v", err)
+	var y int64
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM commits WHERE group_id = $1 AND seq = $2`, g, seq+1).Scan(&y); err != nil || y != 1 {
+		t.Fatalf("the server did not take dave's commit (%d rows, %v): the fork did not happen", y, err)
+	}
+
+	// Shown the real checkpoint again, dave names the fork: the witnesses
+	// vouch for X at seq n+1, the server serves Y.
+	_, err = dave.Sync(ctx, g)
+	wantSecurity(t, err)
+	if !strings.Contains(err.Error(), "witnesses vouch for head seq "+strconv.FormatInt(seq+1, 10)) {
+		t.Errorf("dave's error does not name the witnessed head: %v", err)
+	}
+	// alice, who verified X, is served Y at the same seq.
+	_, err = alice.Sync(ctx, g)
+	wantSecurity(t, err)
+	// Neither writes on either branch.
+	_, err = put(dave, g, "d.txt", "d")
+	wantSecurity(t, err)
+	_, err = put(alice, g, "a.txt", "a")
+	wantSecurity(t, err)
 }
