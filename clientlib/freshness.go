@@ -108,6 +108,7 @@ type freshState struct {
 	// map (identityproof.go).
 	idents    map[coffer.AccountID]knownIdentity
 	provenIDs map[coffer.AccountID][32]byte
+	unlogged  map[coffer.AccountID][32]byte
 }
 
 type cachedEntry struct {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"fmt"
 	"net/http"
 
 	"golang.org/x/sync/errgroup"
@@ -21,10 +20,12 @@ import (
 // same witnessed checkpoint that proved the group's head: the identity the
 // server serves for the member must be exactly that leaf (account id,
 // canonical identity, self-signature), and its handle and keys must be the
-// ones the verified chain recorded when the member was added. A server that
-// keeps an identity out of the log, or shows one client other keys than the
-// witnesses saw, is caught here. Proofs are cached per account: suite v1
-// has no key change, so one proof per account and map lasts.
+// ones the verified chain recorded when the member was added. A forged map
+// proof is a security error; a member whose chain keys are not a logged
+// identity (the server slipped in keys of its own) is treated like a key
+// that contradicts a verified contact: writes for the group stop, naming
+// the member, and reads and the member's removal stay possible. Proofs are
+// cached per account: suite v1 has no key change, so one proof lasts.
 
 // identityKey binds a member's handle and keys, for the caches below.
 func identityKey(handle coffer.Handle, signing, encryption []byte) [32]byte {
@@ -93,10 +94,7 @@ func (c *Client) proveMembers(ctx context.Context, w *witnessed, s *coffer.Group
 		c.fresh.mu.Lock()
 		k, ok := c.fresh.idents[p.m.ID]
 		c.fresh.mu.Unlock()
-		if ok {
-			if k.key != p.key {
-				return coffer.Security("identity", fmt.Errorf("the server served %s (%s) with other keys than the group's log records for them", p.m.Handle, p.m.ID))
-			}
+		if ok && k.key == p.key {
 			records[i] = k.record
 			continue
 		}
@@ -104,7 +102,8 @@ func (c *Client) proveMembers(ctx context.Context, w *witnessed, s *coffer.Group
 			var a api.Account
 			if err := c.call(gctx, http.MethodGet, "/v1/accounts/"+p.m.ID.String(), true, nil, &a); err != nil {
 				if coffer.ErrorCode(err) == coffer.ENOTFOUND {
-					return coffer.Security("identity", fmt.Errorf("the server has no account %s, a member (%s) in the group's log", p.m.ID, p.m.Handle))
+					c.noteUnlogged(p.m, p.key) // no such account
+					return nil
 				}
 				return err
 			}
@@ -114,7 +113,8 @@ func (c *Client) proveMembers(ctx context.Context, w *witnessed, s *coffer.Group
 			}
 			pub := acct.Identity
 			if !bytes.Equal(pub.SigningKey, p.m.SigningKey) || !bytes.Equal(pub.EncryptionKey, p.m.EncryptionKey) {
-				return coffer.Security("identity", fmt.Errorf("the server serves keys for %s (%s) that differ from the keys the group's log records", p.m.Handle, p.m.ID))
+				c.noteUnlogged(p.m, p.key) // the account's keys are not the member's
+				return nil
 			}
 			c.noteIdentity(a, pub)
 			records[i] = translog.RecordHash(translog.IdentityLeaf(a.ID, a.Identity, a.SelfSignature))
@@ -135,24 +135,56 @@ func (c *Client) proveMembers(ctx context.Context, w *witnessed, s *coffer.Group
 		if err != nil {
 			return err
 		}
+		c.fresh.mu.Lock()
+		if c.fresh.provenIDs == nil {
+			c.fresh.provenIDs = map[coffer.AccountID][32]byte{}
+		}
 		for i, p := range batch {
-			if !found[i] {
-				return coffer.Security("identity", fmt.Errorf("the heads map of the cosigned checkpoint [%s] has no identity for %s (%s), a member of group %s",
-					viewOf(w.cp), p.m.Handle, p.m.ID, s.Group))
+			if records[start+i] == ([32]byte{}) {
+				continue // noted as unlogged above
 			}
-			if entries[i].Hash != records[start+i] {
-				return coffer.Security("identity", fmt.Errorf("the identity the server serves for %s (%s) is not the one the witnesses vouch for (record %s, log leaf %d, in [%s])",
-					p.m.Handle, p.m.ID, b64(entries[i].Hash[:]), entries[i].LogIndex, viewOf(w.cp)))
+			if !found[i] || entries[i].Hash != records[start+i] {
+				// Not the identity the log holds for the account.
+				c.noteUnloggedLocked(p.m, p.key)
+				continue
 			}
+			c.fresh.provenIDs[p.m.ID] = p.key
+			delete(c.fresh.unlogged, p.m.ID)
+		}
+		c.fresh.mu.Unlock()
+	}
+	return nil
+}
+
+// noteUnlogged records a member whose handle and keys in the group's chain
+// are not an identity the heads map holds for its account. Like a key that
+// contradicts a verified contact, it blocks every write that encrypts or
+// wraps for the group (keyConflicts), while reads and removing the member
+// stay possible: the chain itself verified, and failing the whole sync
+// would leave no way out.
+func (c *Client) noteUnlogged(m *coffer.Member, key [32]byte) {
+	c.fresh.mu.Lock()
+	defer c.fresh.mu.Unlock()
+	c.noteUnloggedLocked(m, key)
+}
+
+func (c *Client) noteUnloggedLocked(m *coffer.Member, key [32]byte) {
+	if c.fresh.unlogged == nil {
+		c.fresh.unlogged = map[coffer.AccountID][32]byte{}
+	}
+	c.fresh.unlogged[m.ID] = key
+}
+
+// unloggedMembers returns the members of s recorded by noteUnlogged with
+// the keys they still have in s.
+func (c *Client) unloggedMembers(s *coffer.GroupState) []*coffer.Member {
+	c.fresh.mu.Lock()
+	defer c.fresh.mu.Unlock()
+	var out []*coffer.Member
+	for id, key := range c.fresh.unlogged {
+		if m := s.Members[id]; m != nil && identityKey(m.Handle, m.SigningKey, m.EncryptionKey) == key {
+			out = append(out, m)
 		}
 	}
-	c.fresh.mu.Lock()
-	if c.fresh.provenIDs == nil {
-		c.fresh.provenIDs = map[coffer.AccountID][32]byte{}
-	}
-	for _, p := range pending {
-		c.fresh.provenIDs[p.m.ID] = p.key
-	}
-	c.fresh.mu.Unlock()
-	return nil
+	return out
 }

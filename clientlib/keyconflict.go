@@ -60,6 +60,11 @@ func (c *Client) keyConflicts(s *coffer.GroupState) ([]*coffer.Member, error) {
 			check(ct.AccountID, ct.VerifiedIdentity)
 		}
 	}
+	// Members whose keys are not the identity the heads map holds for
+	// their account (identityproof.go).
+	for _, m := range c.unloggedMembers(s) {
+		found[m.ID] = m
+	}
 	out := make([]*coffer.Member, 0, len(found))
 	for _, m := range found {
 		out = append(out, m)

@@ -425,12 +425,23 @@ func TestFreshnessCosignatureAttacks(t *testing.T) {
 	t.Parallel()
 	f := newFreshFixture(t)
 	alice := f.client(t, "alice", nil)
-	// A checkpoint as it was before the group existed.
-	first, err := alice.LatestCheckpoint(context.Background())
-	if err != nil {
+	// The first checkpoint the witnesses cosigned that the proxy forwards,
+	// from before the group existed.
+	var firstSeen atomic.Pointer[string]
+	f.proxy.setNote(func(n string) string {
+		if strings.Count(n, "\n— ") >= 3 {
+			firstSeen.CompareAndSwap(nil, &n)
+		}
+		return n
+	})
+	if _, err := alice.LatestCheckpoint(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	g := mustGroup(t, alice, "cosign", nil)
+	if firstSeen.Load() == nil {
+		t.Fatal("the proxy saw no checkpoint with both cosignatures")
+	}
+	first := *firstSeen.Load()
 	sigLines := func(n string) (body string, log string, cosigs []string) {
 		body, sigs, _ := strings.Cut(n, "\n\n")
 		lines := strings.Split(strings.TrimRight(sigs, "\n"), "\n")

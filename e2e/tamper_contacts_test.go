@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -157,10 +158,13 @@ func TestTamperChangedKeysStopWrites(t *testing.T) {
 				t.Fatalf("the refused calls appended %d commits", res.New)
 			}
 
-			// bob never verified carol: this device's trust is its own.
-			if _, err := bob.Put(ctx, g, strings.NewReader("bob"), clientlib.Meta{Name: "bob"}); err != nil {
-				t.Fatalf("bob, who verified nobody, cannot write: %v", err)
-			}
+			// bob never verified carol, but his sync proves every member's
+			// identity in the log's heads map, and carol's keys in the
+			// chain are not the identity logged for her account: he stops
+			// writing too.
+			_, err = bob.Put(ctx, g, strings.NewReader("bob"), clientlib.Meta{Name: "bob"})
+			wantSecurity(t, err)
+			wantCode(t, errors.Unwrap(err), coffer.EKEYCHANGED)
 
 			// Removing the impostor is the way out.
 			if err := alice.RemoveMember(ctx, g, "carol"); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"github.com/cofferhq/coffer/internal/translog"
 	"io"
 	"os"
 	"path/filepath"
@@ -68,6 +69,9 @@ func TestInvalidValuesAreUsageErrors(t *testing.T) {
 		{[]string{"init", "--handle", "alice", "--server", "http://127.0.0.1:1", "--cert", notPEM}, "--cert and --key go together"},
 		{[]string{"init", "--handle", "alice", "--server", "http://127.0.0.1:1", "--cert", notPEM, "--key", notPEM}, "--cert"},
 		{[]string{"init", "--handle", "alice"}, "COFFER_SERVER"},
+		{[]string{"init", "--handle", "alice", "--server", "http://127.0.0.1:1", "--witness", "not a key"}, "Options.Witnesses"},
+		{[]string{"init", "--handle", "alice", "--server", "http://127.0.0.1:1", "--witness", testWitnessKey, "--quorum", "2"}, "Options.Quorum"},
+		{[]string{"init", "--handle", "alice", "--server", "http://127.0.0.1:1", "--quorum", "-1"}, "Options.Quorum"},
 		{[]string{"group", "heal", "my group"}, "the group's id"},
 	} {
 		args := append([]string{"--profile", filepath.Join(dir, "p")}, tc.args...)
@@ -172,3 +176,12 @@ func TestEveryCommandTakesJSON(t *testing.T) {
 		t.Errorf("group ls --json --help: exit %d\n%s", code, stderr)
 	}
 }
+
+// testWitnessKey is a well-formed cosignature/v1 witness verifier key.
+var testWitnessKey = func() string {
+	_, vkey, err := translog.GenerateWitnessKey("witness.test")
+	if err != nil {
+		panic(err)
+	}
+	return vkey
+}()

@@ -2,7 +2,7 @@
 // members: it creates an identity, verifies contacts by safety number,
 // manages groups and puts and gets end-to-end encrypted files.
 //
-//	coffer init [--server URL] --handle NAME [--cacert F] [--cert F --key F]
+//	coffer init [--server URL] --handle NAME [--cacert F] [--cert F --key F] [--witness KEY]... [--quorum N]
 //	coffer whoami [--qr]
 //	coffer logout
 //	coffer contact verify HANDLE SAFETY_NUMBER
