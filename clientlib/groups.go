@@ -338,6 +338,14 @@ func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool)
 	}
 	// The head the server reports must be exactly the head just verified:
 	// anything else is a withheld commit or a fork.
+	if state.Seq < info.HeadSeq {
+		// A member removed between the two requests is served no more
+		// commits: the group is gone for it, which is what it learns.
+		var again api.Group
+		if err := c.call(ctx, http.MethodGet, "/v1/groups/"+g.String(), true, nil, &again); err != nil && !transient(err) {
+			return nil, err
+		}
+	}
 	if state.Seq != info.HeadSeq || string(state.Head[:]) != string(info.HeadHash) {
 		return nil, coffer.Security("fork", fmt.Errorf("server reports head %d/%x, verified chain ends at %d/%x",
 			info.HeadSeq, short(info.HeadHash), state.Seq, short(state.Head[:])))
