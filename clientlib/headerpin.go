@@ -2,6 +2,7 @@ package clientlib
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -46,7 +47,30 @@ type headerPins struct {
 	// live caches resources the key store holds no delete mark for, so
 	// that the hot read path does not ask it again; bounded like m.
 	live map[resourceKey]struct{}
+	// deletions counts this client's own deletes, and deletedAt says which
+	// of them deleted a resource, so that a read that was already in flight
+	// when this device deleted the resource is told "not found" rather than
+	// "the server serves a deleted resource" (markDeletions).
+	deletions uint64
+	deletedAt map[resourceKey]uint64
 }
+
+type deletionsMarkKey struct{}
+
+// markDeletions records in ctx how many deletes this client had made when a
+// read was sent. A resource this device deleted after that may still be in
+// the answer, honestly.
+func (c *Client) markDeletions(ctx context.Context) context.Context {
+	p := &c.pins
+	p.mu.Lock()
+	n := p.deletions
+	p.mu.Unlock()
+	return context.WithValue(ctx, deletionsMarkKey{}, n)
+}
+
+// errDeletedMeanwhile is the answer to a read that raced this device's own
+// delete of the resource.
+var errDeletedMeanwhile = coffer.Errorf(coffer.ENOTFOUND, "this device deleted the resource while the read was in flight")
 
 func headerDigest(body []byte) [32]byte { return coffer.HeaderHash(body) }
 
@@ -151,6 +175,11 @@ func (c *Client) sawDeleted(g coffer.GroupID, id coffer.ResourceID, version uint
 	p := &c.pins
 	p.mu.Lock()
 	delete(p.live, resourceKey{g, id})
+	if p.deletedAt == nil || len(p.deletedAt) >= maxCachedPins {
+		p.deletedAt = make(map[resourceKey]uint64)
+	}
+	p.deletions++
+	p.deletedAt[resourceKey{g, id}] = p.deletions
 	p.mu.Unlock()
 	c.ksMu.Lock()
 	defer c.ksMu.Unlock()
@@ -158,8 +187,9 @@ func (c *Client) sawDeleted(g coffer.GroupID, id coffer.ResourceID, version uint
 }
 
 // checkNotDeleted refuses a header of a resource this device knows was
-// deleted.
-func (c *Client) checkNotDeleted(h *coffer.ResourceHeader) error {
+// deleted, unless this device deleted it after the read was sent
+// (markDeletions): then the answer honestly predates the delete.
+func (c *Client) checkNotDeleted(ctx context.Context, h *coffer.ResourceHeader) error {
 	k := resourceKey{h.Group, h.Resource}
 	p := &c.pins
 	p.mu.Lock()
@@ -182,6 +212,14 @@ func (c *Client) checkNotDeleted(h *coffer.ResourceHeader) error {
 		return nil
 	case err != nil:
 		return err
+	}
+	if mark, ok := ctx.Value(deletionsMarkKey{}).(uint64); ok {
+		p.mu.Lock()
+		at, raced := p.deletedAt[k]
+		p.mu.Unlock()
+		if raced && at > mark {
+			return errDeletedMeanwhile
+		}
 	}
 	return coffer.Security("deleted", fmt.Errorf("group %s, resource %s: the server serves version %d of a resource deleted at version %s",
 		h.Group, h.Resource, h.Version, b))

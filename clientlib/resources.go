@@ -426,7 +426,7 @@ func (c *Client) verifyResource(ctx context.Context, g coffer.GroupID, want coff
 		}
 		out.key = k
 	}
-	if err := c.checkNotDeleted(h); err != nil {
+	if err := c.checkNotDeleted(ctx, h); err != nil {
 		return nil, err
 	}
 	if !want.IsZero() {
@@ -776,7 +776,7 @@ func (c *Client) head(ctx context.Context, g coffer.GroupID, id coffer.ResourceI
 // decrypted (openInline).
 func (c *Client) headWith(ctx context.Context, g coffer.GroupID, id coffer.ResourceID, withContent bool) (*verified, []byte, error) {
 	var ar api.Resource
-	ctx = c.beginRead(ctx)
+	ctx = c.markDeletions(c.beginRead(ctx))
 	path := resourcePath(g, id)
 	if withContent {
 		path += "?include=content"
@@ -956,7 +956,7 @@ func (c *Client) listPage(ctx context.Context, g coffer.GroupID, cursor string, 
 		path += "&cursor=" + url.QueryEscape(cursor)
 	}
 	var list api.ResourceList
-	ctx = c.beginRead(ctx)
+	ctx = c.markDeletions(c.beginRead(ctx))
 	if err := c.call(ctx, http.MethodGet, path, true, nil, &list); err != nil {
 		return nil, err
 	}
@@ -966,6 +966,14 @@ func (c *Client) listPage(ctx context.Context, g coffer.GroupID, cursor string, 
 	page := &ResourcePage{NextCursor: list.NextCursor}
 	for i := range list.Resources {
 		vr, err := c.verifyResource(ctx, g, coffer.ResourceID{}, &list.Resources[i])
+		if err == errDeletedMeanwhile {
+			// Deleted by this device after the page was sent: it still
+			// counts as the page's item, but is not listed.
+			if err := p.item(list.Resources[i].ID); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if err != nil {
 			return nil, inGroup(err, g, list.Resources[i].ID)
 		}
