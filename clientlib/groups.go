@@ -220,9 +220,13 @@ func (c *Client) Sync(ctx context.Context, g coffer.GroupID) (*SyncResult, error
 // the verified head through a fresh witnessed heads map (freshness.go),
 // syncing again while the map shows a newer head.
 func (c *Client) sync(ctx context.Context, g coffer.GroupID, withTrust bool) (*SyncResult, error) {
+	tailRetried := false
 	for progress := 0; ; progress++ {
 		res, err := c.syncOnce(ctx, g, withTrust)
-		var ahead *mapAheadError
+		var (
+			ahead *mapAheadError
+			tail  *shortTailError
+		)
 		switch {
 		case errors.As(err, &ahead) && ahead.served < ahead.head.entry.Counter:
 			// Asked after it showed the witnesses' head, the server still
@@ -231,11 +235,26 @@ func (c *Client) sync(ctx context.Context, g coffer.GroupID, withTrust bool) (*S
 				"the server is hiding commits from this device", ahead.served, g, ahead.head.describe()))
 		case errors.Is(err, errMapAhead) && progress < maxCommitRetries:
 			// Others committed while this device verified: catch up.
+		case errors.As(err, &tail):
+			if tailRetried {
+				return nil, tail.err
+			}
+			tailRetried = true
 		default:
 			return res, err
 		}
 	}
 }
+
+// shortTailError is a sync whose commit pages, each verified, ended below
+// the head the server had just reported. Under load an honest server's
+// answers to the two requests can straddle concurrent commits and member
+// changes, so sync asks once more; a server that withholds the tail does
+// so again and the fork error (err) stands. Nothing was saved either time.
+type shortTailError struct{ err error }
+
+func (e *shortTailError) Error() string { return e.err.Error() }
+func (e *shortTailError) Unwrap() error { return e.err }
 
 // mapAheadError: the witnessed map shows a newer head than the server
 // served.
@@ -347,8 +366,14 @@ func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool)
 		}
 	}
 	if state.Seq != info.HeadSeq || string(state.Head[:]) != string(info.HeadHash) {
-		return nil, coffer.Security("fork", fmt.Errorf("server reports head %d/%x, verified chain ends at %d/%x",
+		err := coffer.Security("fork", fmt.Errorf("server reports head %d/%x, verified chain ends at %d/%x",
 			info.HeadSeq, short(info.HeadHash), state.Seq, short(state.Head[:])))
+		if state.Seq < info.HeadSeq {
+			// A verified prefix that stops short of the head: sync asks
+			// once more before calling it a fork (shortTailError).
+			return nil, &shortTailError{err}
+		}
+		return nil, err
 	}
 	proof, err := c.proveHead(ctx, state, wh)
 	if err != nil {
