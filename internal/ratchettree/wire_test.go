@@ -7,11 +7,11 @@ import (
 
 func TestWireRoundTrip(t *testing.T) {
 	g := mustGenesis(t, "wire", 7)
-	c, _, _, err := Create(g.tree, g.ctx, 0, Spec{Removes: []uint32{3}, Untrusted: []uint32{0}})
+	_, _, _, err := Create(g.tree, g.ctx, 0, Spec{Removes: []uint32{3}, Untrusted: []uint32{0}})
 	if err == nil {
 		t.Fatal("the committer demoted itself")
 	}
-	c, _, _, err = Create(g.tree, g.ctx, 1, Spec{Removes: []uint32{3}, Untrusted: []uint32{0}})
+	c, _, _, err := Create(g.tree, g.ctx, 1, Spec{Removes: []uint32{3}, Untrusted: []uint32{0}})
 	if err != nil {
 		t.Fatal(err)
 	}
