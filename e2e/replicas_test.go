@@ -401,6 +401,11 @@ type tricklingReader struct {
 	data  []byte
 	chunk int
 	pause time.Duration
+	// stall, when set, is waited once, after the first chunk: the
+	// server then holds a body that has not yet shown whether it is
+	// small enough to keep in the row.
+	stall time.Duration
+	reads int
 }
 
 func (s *tricklingReader) Read(p []byte) (int, error) {
@@ -408,6 +413,9 @@ func (s *tricklingReader) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	time.Sleep(s.pause)
+	if s.reads++; s.reads == 2 {
+		time.Sleep(s.stall)
+	}
 	n := copy(p[:min(len(p), s.chunk)], s.data)
 	s.data = s.data[n:]
 	return n, nil
@@ -445,10 +453,12 @@ func TestReplicasGCSparesUploadInProgress(t *testing.T) {
 			}
 		}
 	}()
-	// About 12 MiB over about 3 seconds: three parts of a multipart
-	// upload, ten times the TTL.
+	// About 12 MiB over about 4 seconds: three parts of a multipart
+	// upload, ten times the TTL, with a stall of three TTLs before the
+	// body has passed the size kept inline.
 	data := randomContent(t, 12<<20)
-	r, err := alice.Put(ctx, g, &tricklingReader{data: data, chunk: 256 << 10, pause: 60 * time.Millisecond}, clientlib.Meta{Name: "slow.bin"})
+	slow := &tricklingReader{data: data, chunk: 16 << 10, pause: 4 * time.Millisecond, stall: 3 * ttl}
+	r, err := alice.Put(ctx, g, slow, clientlib.Meta{Name: "slow.bin"})
 	close(stop)
 	if gerr := <-gcDone; gerr != nil {
 		t.Fatalf("collector on B: %v", gerr)

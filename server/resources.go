@@ -217,7 +217,22 @@ func (s *Server) handleUploadContent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body := io.Reader(http.MaxBytesReader(w, r.Body, max-offset))
-	if s.cfg.InlineContentMax > 0 && offset == 0 && r.ContentLength <= s.cfg.InlineContentMax {
+	inline := s.cfg.InlineContentMax > 0 && offset == 0 && r.ContentLength <= s.cfg.InlineContentMax
+	// The lease marks the upload as being written, on every replica, from
+	// before the first byte is read: a body of unknown length may take
+	// longer than a collector's TTL to show whether it is small. A body
+	// declared small skips it (two fewer statements on the small-write
+	// path); its read is bounded by the body deadline, far below any TTL.
+	key := coffer.NewBlobKey()
+	var endLease func(release bool)
+	if !inline || r.ContentLength < 0 {
+		if endLease, err = s.leaseUpload(r, caller, id, key); err != nil {
+			Error(w, r, err)
+			return
+		}
+	}
+	leased := endLease != nil
+	if inline {
 		// Small content (or of unknown length) is read into memory first:
 		// if it ends within the limit, it goes into the row, without a
 		// blob; otherwise what was read starts the blob. A body cut off
@@ -226,23 +241,27 @@ func (s *Server) handleUploadContent(w http.ResponseWriter, r *http.Request) {
 		if small != nil {
 			defer inlineBufs.Put(small)
 		}
-		if err != nil {
-			s.uploadReadError(w, r, id, int64(len(*small)), err)
-			return
-		}
-		if fits {
-			s.storeInline(w, r, caller, id, *small)
+		if err != nil || fits {
+			if err != nil {
+				s.uploadReadError(w, r, id, int64(len(*small)), err)
+			} else {
+				s.storeInline(w, r, caller, id, *small)
+			}
+			if leased {
+				// After the row records the content: a release first
+				// would leave an idle-looking upload to a collector.
+				endLease(true)
+			}
 			return
 		}
 		body = io.MultiReader(bytes.NewReader(*small), body)
 		res.written -= int64(len(*small)) // covered again as it goes to the blob
 	}
-
-	key := coffer.NewBlobKey()
-	endLease, err := s.leaseUpload(r, caller, id, key)
-	if err != nil {
-		Error(w, r, err)
-		return
+	if !leased {
+		if endLease, err = s.leaseUpload(r, caller, id, key); err != nil {
+			Error(w, r, err)
+			return
+		}
 	}
 	recorded := false
 	// The blob outlives a client that goes away: what arrived is kept
