@@ -15,6 +15,7 @@ import (
 	"github.com/cofferhq/coffer/clientlib"
 	"github.com/cofferhq/coffer/internal/content"
 	"github.com/cofferhq/coffer/internal/groupkey"
+	"github.com/cofferhq/coffer/internal/proccpu"
 )
 
 // The age column (issue 14): the same bytes encrypted and decrypted with
@@ -30,9 +31,9 @@ type cpuRun struct {
 }
 
 func timed(fn func() error) (cpuRun, error) {
-	c0, t0 := cpuTime(os.Getpid()), time.Now()
+	c0, t0 := proccpu.Process(os.Getpid()), time.Now()
 	err := fn()
-	return cpuRun{elapsed: time.Since(t0), cpu: cpuTime(os.Getpid()) - c0}, err
+	return cpuRun{elapsed: time.Since(t0), cpu: proccpu.Process(os.Getpid()) - c0}, err
 }
 
 type ageRuns struct {

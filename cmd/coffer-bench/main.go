@@ -63,6 +63,7 @@ import (
 	"github.com/cofferhq/coffer/clientlib"
 	"github.com/cofferhq/coffer/fsblob"
 	"github.com/cofferhq/coffer/internal/cofferd"
+	"github.com/cofferhq/coffer/internal/proccpu"
 	"github.com/cofferhq/coffer/internal/s3test"
 	"github.com/cofferhq/coffer/s3blob"
 )
@@ -494,13 +495,15 @@ func measure(server int, pgData string, fn func() error) (transfer, error) {
 	runtime.GC()
 	resetHWM(server)
 	resetHWM(os.Getpid())
-	ours := func() time.Duration { return cpuTime(os.Getpid()) + cpuTime(server) + postgresCPU(pgData) + storeCPU() }
-	ours0, busy0, client0 := ours(), machineBusy(), cpuTime(os.Getpid())
+	ours := func() time.Duration {
+		return proccpu.Process(os.Getpid()) + proccpu.Process(server) + postgresCPU(pgData) + storeCPU()
+	}
+	ours0, busy0, client0 := ours(), machineBusy(), proccpu.Process(os.Getpid())
 	start := time.Now()
 	if err := fn(); err != nil {
 		return transfer{}, err
 	}
-	t := transfer{elapsed: time.Since(start), serverHWM: hwm(server), clientHWM: hwm(os.Getpid()), clientCPU: cpuTime(os.Getpid()) - client0}
+	t := transfer{elapsed: time.Since(start), serverHWM: hwm(server), clientHWM: hwm(os.Getpid()), clientCPU: proccpu.Process(os.Getpid()) - client0}
 	others := (machineBusy() - busy0) - (ours() - ours0)
 	t.others = max(0, others.Seconds()) / (t.elapsed.Seconds() * float64(runtime.NumCPU()))
 	return t, nil
@@ -705,7 +708,7 @@ func benchSmall(ctx context.Context, client *clientlib.Client, g coffer.GroupID,
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	cpu0 := [4]time.Duration{cpuTime(os.Getpid()), cpuTime(server), postgresCPU(pgData), storeCPU()}
+	cpu0 := [4]time.Duration{proccpu.Process(os.Getpid()), proccpu.Process(server), postgresCPU(pgData), storeCPU()}
 	busy0 := machineBusy()
 	var (
 		lats   = make([][]time.Duration, cfg.concurrency)
@@ -732,7 +735,7 @@ func benchSmall(ctx context.Context, client *clientlib.Client, g coffer.GroupID,
 	}
 	wg.Wait()
 	res.elapsed = time.Since(start)
-	cpu1 := [4]time.Duration{cpuTime(os.Getpid()), cpuTime(server), postgresCPU(pgData), storeCPU()}
+	cpu1 := [4]time.Duration{proccpu.Process(os.Getpid()), proccpu.Process(server), postgresCPU(pgData), storeCPU()}
 	busy := machineBusy() - busy0
 	ours := cpu1[0] - cpu0[0] + cpu1[1] - cpu0[1] + cpu1[2] - cpu0[2] + cpu1[3] - cpu0[3]
 	res.others = max(0, (busy-ours).Seconds()) / (res.elapsed.Seconds() * float64(runtime.NumCPU()))
@@ -751,32 +754,6 @@ func benchSmall(ctx context.Context, client *clientlib.Client, g coffer.GroupID,
 		res.p99 = all[len(all)*99/100].Round(10 * time.Microsecond)
 	}
 	return res, ids, nil
-}
-
-// cpuTime is the user and system CPU time a process used so far.
-func cpuTime(pid int) time.Duration { return procCPU(pid, false) }
-
-// procCPU is cpuTime, with the CPU time of the children the process
-// waited for when withChildren is set (PostgreSQL backends that exited).
-func procCPU(pid int, withChildren bool) time.Duration {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	// Fields after the parenthesized command name; utime and stime are
-	// fields 14 and 15, in clock ticks (USER_HZ, 100 on Linux).
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	if withChildren && len(f) >= 15 {
-		cut, _ := strconv.ParseInt(f[13], 10, 64)
-		cst, _ := strconv.ParseInt(f[14], 10, 64)
-		ut, st = ut+cut, st+cst
-	}
-	return time.Duration(ut+st) * 10 * time.Millisecond
 }
 
 // machineBusy is the CPU time all processes used so far (/proc/stat:
@@ -806,36 +783,12 @@ func storeCPU() time.Duration {
 	if storePID == 0 {
 		return 0
 	}
-	return cpuTime(storePID)
+	return proccpu.Process(storePID)
 }
 
-// postgresCPU sums the CPU time of the dev-mode postmaster and its
-// children: the backends running (serving cofferd) and those that exited
-// (pgbench's), which the postmaster reaped.
-func postgresCPU(dataDir string) time.Duration {
-	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
-	if err != nil {
-		return 0
-	}
-	master, _ := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
-	total := procCPU(master, true)
-	procs, _ := os.ReadDir("/proc")
-	for _, p := range procs {
-		pid, err := strconv.Atoi(p.Name())
-		if err != nil {
-			continue
-		}
-		st, err := os.ReadFile("/proc/" + p.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+2:]))
-		if len(f) > 1 && f[1] == strconv.Itoa(master) {
-			total += cpuTime(pid)
-		}
-	}
-	return total
-}
+// postgresCPU is the CPU time of the dev-mode cluster: the postmaster,
+// the backends running (serving cofferd) and those that exited (pgbench's).
+func postgresCPU(dataDir string) time.Duration { return proccpu.Tree(proccpu.Postmaster(dataDir)) }
 
 func cmpOr(a, b error) error {
 	if a != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/proccpu"
 )
 
 // Small reads are measured beside their limits, in the same run, at the
@@ -169,8 +170,8 @@ func benchHello(tmp string, cfg config) (loadResult, error) {
 	for range 100 {
 		get(0)
 	}
-	self := func() time.Duration { return cpuTime(os.Getpid()) }
-	server := func() time.Duration { return cpuTime(pid) }
+	self := func() time.Duration { return proccpu.Process(os.Getpid()) }
+	server := func() time.Duration { return proccpu.Process(pid) }
 	return closedLoop(cfg.concurrency, cfg.duration, []func() time.Duration{self, server}, get), nil
 }
 
@@ -200,7 +201,7 @@ func benchRowRead(ctx context.Context, cfg config, dbURL, pgData string, g coffe
 			return loadResult{}, err
 		}
 	}
-	self := func() time.Duration { return cpuTime(os.Getpid()) }
+	self := func() time.Duration { return proccpu.Process(os.Getpid()) }
 	db := func() time.Duration { return postgresCPU(pgData) }
 	return closedLoop(cfg.concurrency, cfg.duration, []func() time.Duration{self, db}, read), nil
 }
