@@ -25,15 +25,13 @@ import (
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/clientlib"
 	"github.com/cofferhq/coffer/internal/api"
-	"github.com/cofferhq/coffer/internal/cofferd"
-	"github.com/cofferhq/coffer/internal/cofferdtest"
 	"github.com/cofferhq/coffer/internal/translog"
 )
 
 // The freshness tests (issue 12, items 3 and 4) run the three parts
-// of a deployment: cofferd and two witnesses (coffer-audit witness serve's
-// code, each with its own key and state), which cofferd pushes every
-// checkpoint to. Every client is configured with the two witness keys and a
+// of a deployment, each its own process (startDeployment): cofferd and two
+// `coffer-audit witness serve`, each with its own key and state, which
+// cofferd pushes every checkpoint to. Every client is configured with the two witness keys and a
 // quorum of 2, and talks to cofferd through a proxy that plays the
 // malicious server: it can rewrite the cosigned checkpoint the clients
 // fetch (strip, forge, freeze or replay cosignatures), answer map proofs
@@ -42,7 +40,6 @@ import (
 // checkpointProxy forwards to srv and applies the test's lies.
 type checkpointProxy struct {
 	url       string
-	srv       *Server
 	cosigners []*translog.Cosigner
 	// note rewrites the cosigned checkpoint on its way to the client.
 	note atomic.Pointer[func(string) string]
@@ -62,10 +59,11 @@ type frozenGroup struct {
 	seq  uint64
 }
 
-func newCheckpointProxy(t *testing.T, srv *Server, cosigners []*translog.Cosigner) *checkpointProxy {
+// newCheckpointProxy forwards to the server at serverURL.
+func newCheckpointProxy(t *testing.T, serverURL string, cosigners []*translog.Cosigner) *checkpointProxy {
 	t.Helper()
-	p := &checkpointProxy{srv: srv, cosigners: cosigners, frozen: map[string]frozenGroup{}}
-	target, _ := url.Parse(srv.URL())
+	p := &checkpointProxy{cosigners: cosigners, frozen: map[string]frozenGroup{}}
+	target, _ := url.Parse(serverURL)
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.ModifyResponse = func(resp *http.Response) error {
 		r := resp.Request
@@ -204,13 +202,8 @@ func (p *checkpointProxy) freeze(t *testing.T, g coffer.GroupID, c *clientlib.Cl
 	}
 }
 
-// logSigner is the server's log signer, for tests that play a server
-// signing what it should not.
-func logSigner(t *testing.T, srv *Server) *translog.Signer {
-	t.Helper()
-	return logSignerFrom(t, srv.Config.LogKeyFile, srv.Config.LogOrigin)
-}
-
+// logSignerFrom is a log's signer from its key file, for tests that play
+// a server signing what it should not.
 func logSignerFrom(t *testing.T, keyFile, origin string) *translog.Signer {
 	t.Helper()
 	b, err := os.ReadFile(keyFile)
@@ -229,37 +222,25 @@ func logSignerFrom(t *testing.T, keyFile, origin string) *translog.Signer {
 	return s
 }
 
-// freshFixture is a server, its witnesses, and a proxy the clients use.
+// freshFixture is a deployment (cofferd and two witness processes) and a
+// proxy the clients use.
 type freshFixture struct {
-	srv   *Server
+	dep   *deployment
 	proxy *checkpointProxy
-	vkeys []string
 	opts  clientlib.Options
 }
 
 func newFreshFixture(t *testing.T) *freshFixture {
 	t.Helper()
-	return newFreshFixtureWith(t, nil)
+	return newFreshFixtureWith(t)
 }
 
-// newFreshFixtureWith is newFreshFixture with cofferd's configuration
-// changed by tweak.
-func newFreshFixtureWith(t *testing.T, tweak func(*cofferd.Config)) *freshFixture {
+// newFreshFixtureWith is newFreshFixture with more cofferd flags.
+func newFreshFixtureWith(t *testing.T, cofferdArgs ...string) *freshFixture {
 	t.Helper()
-	f := &freshFixture{}
-	f.srv = MustServerWith(t, func(c *cofferd.Config) {
-		if tweak != nil {
-			tweak(c)
-		}
-		logKey := logSignerFrom(t, c.LogKeyFile, c.LogOrigin).VerifierKey()
-		for _, name := range []string{"witness-a.test", "witness-b.test"} {
-			w := cofferdtest.StartWitness(t, name, logKey, "http://"+c.Addr)
-			c.Witnesses = append(c.Witnesses, cofferd.WitnessFlag{URL: w.URL, Key: w.Key})
-			f.vkeys = append(f.vkeys, w.Key)
-		}
-	})
-	f.proxy = newCheckpointProxy(t, f.srv, nil)
-	f.opts = clientlib.Options{Witnesses: f.vkeys, Quorum: 2, LogWait: 3 * time.Second}
+	f := &freshFixture{dep: startDeployment(t, deploymentOptions{Args: cofferdArgs})}
+	f.proxy = newCheckpointProxy(t, f.dep.URL, nil)
+	f.opts = clientlib.Options{Witnesses: f.dep.WitnessKeys(), Quorum: 2, LogWait: 3 * time.Second}
 	return f
 }
 
@@ -274,7 +255,7 @@ func (f *freshFixture) client(t *testing.T, handle string, edit func(*clientlib.
 	// Registered directly (the login statement names the server's
 	// origin), then used through the proxy with the session it holds.
 	ks := NewCanaryKeyStore()
-	direct := MustNewClientWith(t, f.srv.URL(), ks, &o)
+	direct := MustNewClientWith(t, f.dep.URL, ks, &o)
 	if err := direct.Register(context.Background(), handle); err != nil {
 		t.Fatalf("register %s: %v", handle, err)
 	}
@@ -388,7 +369,7 @@ func TestFreshnessStaleCheckpoint(t *testing.T) {
 	ctx := context.Background()
 	// The log re-signs (and the witnesses cosign) every second, so a fresh
 	// checkpoint is at most a few seconds old.
-	f := newFreshFixtureWith(t, func(c *cofferd.Config) { c.CheckpointInterval = time.Second })
+	f := newFreshFixtureWith(t, "-checkpoint-interval", "1s")
 	alice := f.client(t, "alice", nil)
 	g := mustGroup(t, alice, "stale", nil)
 	if _, err := put(alice, g, "a.txt", "a"); err != nil {
@@ -584,7 +565,7 @@ func TestFreshnessForkedCheckpoint(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	f := newFreshFixture(t)
-	signer := logSigner(t, f.srv)
+	signer := f.dep.Signer
 	alice := f.client(t, "alice", nil)
 	g := mustGroup(t, alice, "fork", nil)
 	held, err := alice.Checkpoint()
@@ -704,7 +685,7 @@ func TestFreshnessTwoAdminsFork(t *testing.T) {
 	mustVerify(t, dave, erin)
 
 	// dave's own view of the server, frozen as it is now.
-	daveProxy := newCheckpointProxy(t, f.srv, nil)
+	daveProxy := newCheckpointProxy(t, f.dep.URL, nil)
 	daveVia := MustNewClientWith(t, daveProxy.url, KeyStore(t, dave), &f.opts)
 	daveProxy.freeze(t, g, daveVia)
 	var frozen atomic.Pointer[string]
@@ -712,7 +693,7 @@ func TestFreshnessTwoAdminsFork(t *testing.T) {
 	if _, err := daveVia.Sync(ctx, g); err != nil {
 		t.Fatal(err)
 	}
-	db := mustDB(t, f.srv)
+	db := mustDBAt(t, f.dep.DatabaseURL)
 	var (
 		seq, epoch int64
 		head       []byte

@@ -67,7 +67,13 @@ func wantSecurity(tb testing.TB, err error) {
 
 func mustDB(tb testing.TB, srv *Server) *pgx.Conn {
 	tb.Helper()
-	conn, err := pgx.Connect(context.Background(), srv.DatabaseURL())
+	return mustDBAt(tb, srv.DatabaseURL())
+}
+
+// mustDBAt connects to the database at url until the test ends.
+func mustDBAt(tb testing.TB, url string) *pgx.Conn {
+	tb.Helper()
+	conn, err := pgx.Connect(context.Background(), url)
 	if err != nil {
 		tb.Fatal(err)
 	}
