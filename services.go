@@ -267,21 +267,26 @@ type ResourceService interface {
 	DeleteResource(ctx context.Context, caller AccountID, g GroupID, id ResourceID, del SignedDelete) (blobKey string, err error)
 }
 
-// LogRef names a logged object: an account's identity (Account set) or a
-// group commit (Group and Seq set).
+// LogRef names a logged object: an account's identity (Account set), a
+// group commit (Group and Seq set), or a version of a resource (Group,
+// Resource and Version set).
 type LogRef struct {
-	Account AccountID
-	Group   GroupID
-	Seq     uint64
+	Account  AccountID
+	Group    GroupID
+	Seq      uint64
+	Resource ResourceID
+	Version  uint64
 }
 
 // LogProof is the position of a logged object in the transparency log and
 // its inclusion proof in a tree of a given size. Index is -1 when the object
-// is not (yet) in that tree.
+// is not (yet) in that tree. Leaf is set for a resource version, whose leaf
+// (hashes and ids only) the asker cannot rebuild from what it holds.
 type LogProof struct {
 	Ref   LogRef
 	Index int64
 	Proof [][32]byte
+	Leaf  []byte
 }
 
 // LogService serves the transparency log: signed checkpoints, leaves and

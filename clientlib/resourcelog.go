@@ -104,7 +104,11 @@ func (c *Client) checkLogged(ctx context.Context, v *groupView, h *coffer.Resour
 				if err := c.checkLeafIncluded(ctx, cp, e.LogIndex, leaf); err != nil {
 					return err
 				}
-				if err := c.checkAuthorInForce(ctx, v, cp, ge, e.LogIndex, h); err != nil {
+				role, err := c.checkAuthorInForce(ctx, v, cp, ge, e.LogIndex, h)
+				if err != nil {
+					return err
+				}
+				if err := c.checkReplaceRule(ctx, cp, e.LogIndex, h, role); err != nil {
 					return err
 				}
 			}
@@ -197,13 +201,13 @@ func (c *Client) checkLeafIncluded(ctx context.Context, cp translog.Checkpoint, 
 // commit that started the epoch must precede the leaf, the one that ended
 // it (if any) must follow it, and the author's role is the one the commits
 // logged before the leaf leave.
-func (c *Client) checkAuthorInForce(ctx context.Context, v *groupView, cp translog.Checkpoint, head translog.MapEntry, leafIndex int64, h *coffer.ResourceHeader) error {
+func (c *Client) checkAuthorInForce(ctx context.Context, v *groupView, cp translog.Checkpoint, head translog.MapEntry, leafIndex int64, h *coffer.ResourceHeader) (coffer.Role, error) {
 	s := v.state
 	if head.LogIndex < leafIndex && (s.Seq < head.Counter || (s.Seq == head.Counter && s.Head != head.Hash)) {
 		// The view is older than the checkpoint: catch up once.
 		var err error
 		if v, err = c.view(ctx, h.Group, true); err != nil {
-			return err
+			return coffer.RoleNone, err
 		}
 		s = v.state
 	}
@@ -215,30 +219,30 @@ func (c *Client) checkAuthorInForce(ctx context.Context, v *groupView, cp transl
 
 // authorRule is the reader's form of the role rule of
 // coffer.CheckLoggedVersion, given the author's membership and the epoch
-// at the head in force (seq).
-func authorRule(h *coffer.ResourceHeader, m *coffer.Member, epoch, seq uint64) error {
+// at the head in force (seq). It returns the author's role there.
+func authorRule(h *coffer.ResourceHeader, m *coffer.Member, epoch, seq uint64) (coffer.Role, error) {
 	role := coffer.RoleNone
 	if m != nil {
 		role = m.Role
 	}
 	switch {
 	case epoch != h.Epoch:
-		return coffer.Security("header", fmt.Errorf("group %s, resource %s: version %d is under epoch %d, but when the log took it the group was at epoch %d (seq %d): a backdated version",
+		return role, coffer.Security("header", fmt.Errorf("group %s, resource %s: version %d is under epoch %d, but when the log took it the group was at epoch %d (seq %d): a backdated version",
 			h.Group, h.Resource, h.Version, h.Epoch, epoch, seq))
 	case role < coffer.RoleWriter:
-		return coffer.Security("header", fmt.Errorf("group %s, resource %s: version %d is by %s, a %s at the group head in force when the log took it (seq %d)",
+		return role, coffer.Security("header", fmt.Errorf("group %s, resource %s: version %d is by %s, a %s at the group head in force when the log took it (seq %d)",
 			h.Group, h.Resource, h.Version, h.Author, role, seq))
 	}
-	return nil
+	return role, nil
 }
 
 // checkAuthorInHistory is the slow path of checkAuthorInForce: it reads
 // the group's verified history, and proves where the commits of h's epoch
 // that touch the author, and the epoch's boundaries, sit in the log.
-func (c *Client) checkAuthorInHistory(ctx context.Context, cp translog.Checkpoint, leafIndex int64, h *coffer.ResourceHeader) error {
+func (c *Client) checkAuthorInHistory(ctx context.Context, cp translog.Checkpoint, leafIndex int64, h *coffer.ResourceHeader) (coffer.Role, error) {
 	signed, parsed, err := c.signedHistory(ctx, h.Group)
 	if err != nil {
-		return err
+		return coffer.RoleNone, err
 	}
 	// first: the commit that started the header's epoch; end: the one that
 	// started the next (0 if none yet).
@@ -256,7 +260,7 @@ func (c *Client) checkAuthorInHistory(ctx context.Context, cp translog.Checkpoin
 		}
 	}
 	if first == 0 {
-		return coffer.Security("header", fmt.Errorf("group %s, resource %s: version %d names epoch %d, which the verified log does not reach", h.Group, h.Resource, h.Version, h.Epoch))
+		return coffer.RoleNone, coffer.Security("header", fmt.Errorf("group %s, resource %s: version %d names epoch %d, which the verified log does not reach", h.Group, h.Resource, h.Version, h.Epoch))
 	}
 	seqs := append([]uint64{first}, touching...)
 	if end != 0 {
@@ -264,7 +268,7 @@ func (c *Client) checkAuthorInHistory(ctx context.Context, cp translog.Checkpoin
 	}
 	idx, err := c.commitIndexes(ctx, cp, h.Group, seqs, signed)
 	if err != nil {
-		return err
+		return coffer.RoleNone, err
 	}
 	before := func(seq uint64) bool { i, ok := idx[seq]; return ok && i < leafIndex }
 	if !before(first) {

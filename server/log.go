@@ -167,6 +167,10 @@ func (s *Server) handleLogConsistency(w http.ResponseWriter, r *http.Request) {
 // maxLogProofRefs caps the references of one batch; it matches the store.
 const maxLogProofRefs = 1000
 
+// maxVersionProofRefs caps the resource versions among them (each is found
+// by reading its resource's leaves); it matches the store too.
+const maxVersionProofRefs = 64
+
 func (s *Server) handleLogProofs(w http.ResponseWriter, r *http.Request) {
 	l, err := s.logService()
 	if err != nil {
@@ -178,11 +182,15 @@ func (s *Server) handleLogProofs(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, err)
 		return
 	}
-	if n := len(req.Commits) + len(req.Accounts); n == 0 || n > maxLogProofRefs {
-		Error(w, r, coffer.Errorf(coffer.EINVALID, "ask for 1 to %d commits and accounts per request", maxLogProofRefs))
+	if n := len(req.Commits) + len(req.Accounts) + len(req.Versions); n == 0 || n > maxLogProofRefs {
+		Error(w, r, coffer.Errorf(coffer.EINVALID, "ask for 1 to %d commits, accounts and resource versions per request", maxLogProofRefs))
 		return
 	}
-	refs := make([]coffer.LogRef, 0, len(req.Commits)+len(req.Accounts))
+	if len(req.Versions) > maxVersionProofRefs {
+		Error(w, r, coffer.Errorf(coffer.EINVALID, "ask for at most %d resource versions per request", maxVersionProofRefs))
+		return
+	}
+	refs := make([]coffer.LogRef, 0, len(req.Commits)+len(req.Accounts)+len(req.Versions))
 	for _, c := range req.Commits {
 		if c.Group.IsZero() || c.Seq == 0 {
 			Error(w, r, coffer.Errorf(coffer.EINVALID, "a commit reference needs a group and a seq"))
@@ -197,6 +205,13 @@ func (s *Server) handleLogProofs(w http.ResponseWriter, r *http.Request) {
 		}
 		refs = append(refs, coffer.LogRef{Account: a})
 	}
+	for _, v := range req.Versions {
+		if v.Group.IsZero() || v.Resource.IsZero() || v.Version == 0 {
+			Error(w, r, coffer.Errorf(coffer.EINVALID, "a resource version reference needs a group, a resource and a version"))
+			return
+		}
+		refs = append(refs, coffer.LogRef{Group: v.Group, Resource: v.Resource, Version: v.Version})
+	}
 	proofs, err := l.LogProofs(r.Context(), req.Size, refs)
 	if err != nil {
 		Error(w, r, err)
@@ -208,11 +223,16 @@ func (s *Server) handleLogProofs(w http.ResponseWriter, r *http.Request) {
 		if ap.Included {
 			ap.Proof = proofBytes(p.Proof)
 		}
-		if !p.Ref.Group.IsZero() {
+		switch {
+		case !p.Ref.Resource.IsZero():
+			g, id := p.Ref.Group, p.Ref.Resource
+			ap.Group, ap.Resource, ap.Version, ap.Leaf = &g, &id, p.Ref.Version, p.Leaf
+			resp.Versions = append(resp.Versions, ap)
+		case !p.Ref.Group.IsZero():
 			g := p.Ref.Group
 			ap.Group, ap.Seq = &g, p.Ref.Seq
 			resp.Commits = append(resp.Commits, ap)
-		} else {
+		default:
 			a := p.Ref.Account
 			ap.Account = &a
 			resp.Accounts = append(resp.Accounts, ap)

@@ -399,8 +399,50 @@ func (db *DB) LogConsistencyProof(ctx context.Context, older, newer int64) ([][3
 	return toArrays(proof), err
 }
 
-// MaxLogProofs caps the references of one LogProofs call.
-const MaxLogProofs = 1000
+// MaxLogProofs caps the references of one LogProofs call, and
+// MaxVersionProofs the resource versions among them (each is found by
+// reading its resource's leaves).
+const (
+	MaxLogProofs     = 1000
+	MaxVersionProofs = 64
+)
+
+// versionLeaf finds the leaf of version of resource r of g among the first
+// size leaves, newest first: a reader asks for the version just before the
+// current one, so the scan stops within a leaf or two. It returns -1 when
+// the tree of size holds no such leaf.
+func versionLeaf(ctx context.Context, q pgx.Tx, g coffer.GroupID, r coffer.ResourceID, version uint64, size int64) (int64, []byte, error) {
+	rows, err := q.Query(ctx, `SELECT leaf_index, leaf FROM log_entries
+		WHERE group_id = $1 AND resource_id = $2 AND leaf_index IS NOT NULL AND leaf_index < $3
+		ORDER BY leaf_index DESC`, g, r, size)
+	if err != nil {
+		return -1, nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			idx  int64
+			leaf []byte
+		)
+		if err := rows.Scan(&idx, &leaf); err != nil {
+			return -1, nil, err
+		}
+		l, err := translog.ParseLeaf(leaf)
+		if err != nil {
+			return -1, nil, fmt.Errorf("store: log leaf %d: %w", idx, err)
+		}
+		if l.Kind != translog.KindResourceVersion {
+			continue
+		}
+		switch {
+		case l.Version.Version == version:
+			return idx, leaf, nil
+		case l.Version.Version < version:
+			return -1, nil, nil // versions only grow along the log
+		}
+	}
+	return -1, nil, rows.Err()
+}
 
 // LogProofs implements coffer.LogService. It finds the leaf of every
 // reference and proves it in the tree of the given size, reading the hashes
@@ -422,20 +464,37 @@ func (db *DB) LogProofs(ctx context.Context, size int64, refs []coffer.LogRef) (
 			groups   []coffer.GroupID
 			seqs     []int64
 		)
+		type key struct {
+			a       coffer.AccountID
+			g       coffer.GroupID
+			seq     uint64
+			r       coffer.ResourceID
+			version uint64
+		}
+		found := map[key]int64{}
+		leaves := map[key][]byte{}
+		versions := 0
 		for _, r := range refs {
-			if r.Group.IsZero() {
+			switch {
+			case r.Group.IsZero():
 				accounts = append(accounts, r.Account)
-			} else {
+			case !r.Resource.IsZero():
+				if versions++; versions > MaxVersionProofs {
+					return coffer.Errorf(coffer.ETOOLARGE, "at most %d resource versions per request", MaxVersionProofs)
+				}
+				k := key{g: r.Group, r: r.Resource, version: r.Version}
+				idx, leaf, err := versionLeaf(ctx, tx, r.Group, r.Resource, r.Version, size)
+				if err != nil {
+					return err
+				}
+				if idx >= 0 {
+					found[k], leaves[k] = idx, leaf
+				}
+			default:
 				groups = append(groups, r.Group)
 				seqs = append(seqs, int64(r.Seq))
 			}
 		}
-		type key struct {
-			a   coffer.AccountID
-			g   coffer.GroupID
-			seq uint64
-		}
-		found := map[key]int64{}
 		if len(accounts) > 0 {
 			rows, err := tx.Query(ctx, `SELECT account_id, leaf_index FROM log_entries
 				WHERE account_id = ANY($1) AND leaf_index IS NOT NULL`, accounts)
@@ -484,12 +543,15 @@ func (db *DB) LogProofs(ctx context.Context, size int64, refs []coffer.LogRef) (
 		rec := &indexRecorder{}
 		for i, r := range refs {
 			k := key{a: r.Account}
-			if !r.Group.IsZero() {
+			switch {
+			case !r.Resource.IsZero():
+				k = key{g: r.Group, r: r.Resource, version: r.Version}
+			case !r.Group.IsZero():
 				k = key{g: r.Group, seq: r.Seq}
 			}
 			out[i] = coffer.LogProof{Ref: r, Index: -1}
 			if idx, ok := found[k]; ok && idx < size {
-				out[i].Index = idx
+				out[i].Index, out[i].Leaf = idx, leaves[k]
 				if _, err := tlog.ProveRecord(size, idx, rec); err != nil {
 					return err
 				}

@@ -218,12 +218,20 @@ type LogCommitRef struct {
 	Seq   uint64         `json:"seq"`
 }
 
-// LogProofsRequest asks for the leaves of commits and identities with their
-// inclusion proofs in the tree of Size.
+// LogVersionRef names one version of a resource in a LogProofsRequest.
+type LogVersionRef struct {
+	Group    coffer.GroupID    `json:"group"`
+	Resource coffer.ResourceID `json:"resource"`
+	Version  uint64            `json:"version"`
+}
+
+// LogProofsRequest asks for the leaves of commits, identities and resource
+// versions with their inclusion proofs in the tree of Size.
 type LogProofsRequest struct {
 	Size     int64              `json:"size"`
 	Commits  []LogCommitRef     `json:"commits,omitempty"`
 	Accounts []coffer.AccountID `json:"accounts,omitempty"`
+	Versions []LogVersionRef    `json:"versions,omitempty"`
 }
 
 // LogProof is one answer of LogProofs: the object's leaf index and its
@@ -233,17 +241,23 @@ type LogProof struct {
 	Group    *coffer.GroupID   `json:"group,omitempty"`
 	Seq      uint64            `json:"seq,omitempty"`
 	Account  *coffer.AccountID `json:"account,omitempty"`
-	Included bool              `json:"included"`
-	Index    int64             `json:"index"`
-	Proof    [][]byte          `json:"proof,omitempty"`
+	Resource *coffer.ResourceID `json:"resource,omitempty"`
+	Version  uint64             `json:"version,omitempty"`
+	Included bool               `json:"included"`
+	Index    int64              `json:"index"`
+	Proof    [][]byte           `json:"proof,omitempty"`
+	// Leaf is a resource version's log leaf, which the asker cannot
+	// rebuild: it names the version's author.
+	Leaf []byte `json:"leaf,omitempty"`
 }
 
 // LogProofs answers a LogProofsRequest, in request order: commits, then
-// accounts.
+// accounts, then resource versions.
 type LogProofs struct {
 	Size     int64      `json:"size"`
 	Commits  []LogProof `json:"commits"`
 	Accounts []LogProof `json:"accounts"`
+	Versions []LogProof `json:"versions,omitempty"`
 }
 
 // MapKeyRef names one heads-map entry in a MapProofsRequest: an account, a
