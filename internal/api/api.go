@@ -238,9 +238,9 @@ type LogProofsRequest struct {
 // inclusion proof, or Included false when the object is not (yet) in the
 // tree of the requested size.
 type LogProof struct {
-	Group    *coffer.GroupID   `json:"group,omitempty"`
-	Seq      uint64            `json:"seq,omitempty"`
-	Account  *coffer.AccountID `json:"account,omitempty"`
+	Group    *coffer.GroupID    `json:"group,omitempty"`
+	Seq      uint64             `json:"seq,omitempty"`
+	Account  *coffer.AccountID  `json:"account,omitempty"`
 	Resource *coffer.ResourceID `json:"resource,omitempty"`
 	Version  uint64             `json:"version,omitempty"`
 	Included bool               `json:"included"`
