@@ -168,6 +168,12 @@ type Resource struct {
 	Content []byte
 	Created time.Time // when version 1 was stored (server clock)
 	Updated time.Time // when this version was stored (server clock)
+
+	// ChunkTree is the server's own index of a blob-backed version: its
+	// chunk tree's stored hashes (content.ChunkHashes.StoredTree), set by
+	// the server at finalize and used to prove range reads. Never read
+	// back with the row; clients do not see it and trust no proof.
+	ChunkTree []byte
 }
 
 // Upload is a resource version being written. Its content goes to a blob

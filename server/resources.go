@@ -483,6 +483,7 @@ func (s *Server) handleFinalizeUpload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	metaHash := sha256.Sum256(req.Meta)
+	var tree []byte
 	switch {
 	case len(req.Meta) < 28 || len(req.Meta) > coffer.MaxResourceMetaSize:
 		err = coffer.Errorf(coffer.EINVALID, "meta must be 28 to %d bytes of ciphertext", coffer.MaxResourceMetaSize)
@@ -495,7 +496,7 @@ func (s *Server) handleFinalizeUpload(w http.ResponseWriter, r *http.Request) {
 	case h.MetaHash != metaHash:
 		err = coffer.Errorf(coffer.EINVALID, "the header's meta hash does not match meta")
 	default:
-		err = s.checkChunkTree(r.Context(), u, h)
+		tree, err = s.checkChunkTree(r.Context(), u, h)
 	}
 	if err != nil {
 		Error(w, r, err)
@@ -529,6 +530,7 @@ func (s *Server) handleFinalizeUpload(w http.ResponseWriter, r *http.Request) {
 		ID: u.Resource, Group: u.Group, Version: u.Version, Author: caller, Epoch: h.Epoch,
 		Header: coffer.SignedHeader{Body: req.Header.Body, Signature: req.Header.Signature},
 		Meta:   req.Meta, ContentHash: u.ContentHash, Size: u.Size, BlobKey: u.BlobKey, Content: u.Content,
+		ChunkTree: tree,
 	}
 	replaced, err := s.resources.FinalizeUpload(r.Context(), caller, id, res, s.cfg.MaxResourcesPerGroup)
 	if err != nil {

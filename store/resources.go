@@ -374,10 +374,10 @@ func (db *DB) FinalizeUpload(ctx context.Context, caller coffer.AccountID, id co
 				return err
 			}
 			_, err = tx.Exec(ctx, `INSERT INTO resources (id, group_id, version, author_id, epoch, header, header_signature,
-				meta, content_hash, size, blob_key, content, created_at, updated_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULLIF($11, ''), $13, $12, $12)`,
+				meta, content_hash, size, blob_key, content, created_at, updated_at, chunk_tree)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULLIF($11, ''), $13, $12, $12, $14)`,
 				r.ID, r.Group, int64(r.Version), r.Author, int64(r.Epoch), r.Header.Body, r.Header.Signature,
-				r.Meta, r.ContentHash[:], r.Size, r.BlobKey, now, r.Content)
+				r.Meta, r.ContentHash[:], r.Size, r.BlobKey, now, r.Content, chunkTree(r))
 			return err
 		}
 		if cur == nil {
@@ -402,10 +402,11 @@ func (db *DB) FinalizeUpload(ctx context.Context, caller coffer.AccountID, id co
 		}
 		replaced = cur.blobKey
 		return tx.QueryRow(ctx, `UPDATE resources SET version = $3, author_id = $4, epoch = $5, header = $6,
-			header_signature = $7, meta = $8, content_hash = $9, size = $10, blob_key = NULLIF($11, ''), content = $13, updated_at = $12
+			header_signature = $7, meta = $8, content_hash = $9, size = $10, blob_key = NULLIF($11, ''), content = $13, updated_at = $12,
+			chunk_tree = $14
 			WHERE id = $1 AND group_id = $2 RETURNING created_at`,
 			r.ID, r.Group, int64(r.Version), r.Author, int64(r.Epoch), r.Header.Body, r.Header.Signature,
-			r.Meta, r.ContentHash[:], r.Size, r.BlobKey, now, r.Content).Scan(&r.Created)
+			r.Meta, r.ContentHash[:], r.Size, r.BlobKey, now, r.Content, chunkTree(r)).Scan(&r.Created)
 	})
 	if err != nil {
 		return "", err

@@ -591,6 +591,11 @@ func benchCoffer(tmp string, cfg config, b backend) (pair, smallRun, error) {
 		return p, small, fmt.Errorf("upload: %w", err)
 	}
 	p.down, err = measure(pid, pgData, func() error {
+		stop, err := startProfile(os.Getenv("COFFER_BENCH_GET_CPUPROFILE"))
+		if err != nil {
+			return err
+		}
+		defer stop()
 		rr, err := client.Get(ctx, g, big.ID)
 		if err != nil {
 			return err
@@ -809,4 +814,21 @@ func human(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// startProfile writes a CPU profile of this process to path until the
+// returned function is called; with an empty path it does nothing.
+func startProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"fmt"
 
+	"golang.org/x/mod/sumdb/tlog"
+
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/internal/content"
 )
@@ -44,6 +46,32 @@ func checkAgeCiphertext(ageFile []byte) string {
 	}
 	if why := checkCiphertext(payload); why != "" {
 		return "the age payload is " + why
+	}
+	return ""
+}
+
+// checkStoredTree reports why tree, the stored hashes of a blob-backed
+// version's chunk tree kept in its row for range reads, is not the tree
+// whose root the verified header h signs, or "" when it is. The stored
+// hashes hold every leaf hash, so the whole tree is rebuilt from them and
+// compared: anything else in the column (plaintext, another resource's
+// tree, a changed node) fails.
+func checkStoredTree(tree []byte, h *coffer.ResourceHeader) string {
+	if int64(len(tree)) != content.StoredTreeSize(h.Chunks) {
+		return fmt.Sprintf("%d bytes, the signed chunk tree stores %d", len(tree), content.StoredTreeSize(h.Chunks))
+	}
+	leaves := int64(h.Chunks) + 1
+	list := make([]byte, 0, content.ChunkHashListSize(h.Chunks))
+	for i := range leaves {
+		x := tlog.StoredHashIndex(0, i) * tlog.HashSize
+		list = append(list, tree[x:x+tlog.HashSize]...)
+	}
+	hs, err := content.VerifyChunkHashes(list, h.TreeRoot, h.Chunks)
+	if err != nil {
+		return "its leaf hashes do not prove the signed tree root"
+	}
+	if !bytes.Equal(hs.StoredTree(), tree) {
+		return "its inner nodes are not the hashes of its leaves"
 	}
 	return ""
 }

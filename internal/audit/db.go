@@ -666,7 +666,11 @@ func (a *dbAudit) checkResources(ctx context.Context) error {
 	if a.hasColumn("resources", "content") {
 		inline = ", content"
 	}
-	rows, err := a.conns[0].Query(ctx, `SELECT id, group_id, version, author_id, epoch, header, header_signature, meta, content_hash, size`+inline+`
+	treeCol := ", NULL::bytea"
+	if a.hasColumn("resources", "chunk_tree") {
+		treeCol = ", chunk_tree"
+	}
+	rows, err := a.conns[0].Query(ctx, `SELECT id, group_id, version, author_id, epoch, header, header_signature, meta, content_hash, size`+treeCol+inline+`
 		FROM resources ORDER BY group_id, id`)
 	if err != nil {
 		return err
@@ -680,8 +684,9 @@ func (a *dbAudit) checkResources(ctx context.Context) error {
 			author                  coffer.AccountID
 			header, sig, meta, hash []byte
 			content                 []byte
+			tree                    []byte
 		)
-		dst := []any{&id, &g, &version, &author, &epoch, &header, &sig, &meta, &hash, &size}
+		dst := []any{&id, &g, &version, &author, &epoch, &header, &sig, &meta, &hash, &size, &tree}
 		if inline != "" {
 			dst = append(dst, &content)
 		}
@@ -711,6 +716,18 @@ func (a *dbAudit) checkResources(ctx context.Context) error {
 			h.Epoch != uint64(epoch) || size-h.ContentSize != int64(h.Chunks+1)*coffer.HashSize ||
 			h.MetaHash != sha256.Sum256(meta) {
 			a.r.Fail("resource", obj, "columns differ from the signed header")
+		}
+		// The stored hashes of the chunk tree, for range reads: never beside
+		// inline content.
+		if tree != nil {
+			a.r.count("stored_chunk_trees", 1)
+			why := checkStoredTree(tree, h)
+			if content != nil {
+				why = "beside inline content"
+			}
+			if why != "" {
+				a.r.Fail("content", obj+" column resources.chunk_tree", "%s", why)
+			}
 		}
 		if content != nil {
 			a.r.count("inline_contents", 1)

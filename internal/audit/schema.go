@@ -126,6 +126,7 @@ var allowlist = map[string]map[string]column{
 		"content":          {tBytea, Content},
 		"created_at":       {tTS, Bookkeeping},
 		"updated_at":       {tTS, Bookkeeping},
+		"chunk_tree":       {tBytea, Hash},
 	},
 	"uploads": {
 		"id":            {tUUID, Identifier},

@@ -80,11 +80,12 @@ func CheckChunkProof(proof [][32]byte, root [32]byte, leaves, n int64, data []by
 }
 
 // WriteRange writes the frames of chunks first … first+count-1 of the blob
-// (the age file of size bytes and then its list) to dst. hashes must be the
-// blob's list, proven against its signed root, and the span must pass
-// CheckSpan. The server calls it; the reader trusts none of it.
-func WriteRange(dst io.Writer, blob io.ReadSeeker, size int64, hashes *ChunkHashes, first, count uint64) error {
-	if err := CheckSpan(first, count, hashes.Chunks()); err != nil {
+// (the age file of size bytes and then its list) to dst, a file of chunks
+// STREAM chunks, with proofs from proofs: the verified list itself, or the
+// stored tree (NewStoredProver). The span must pass CheckSpan. The server
+// calls it; the reader trusts none of it.
+func WriteRange(dst io.Writer, blob io.ReadSeeker, size int64, chunks uint64, proofs Prover, first, count uint64) error {
+	if err := CheckSpan(first, count, chunks); err != nil {
 		return err
 	}
 	if _, err := blob.Seek(0, io.SeekStart); err != nil {
@@ -99,10 +100,22 @@ func WriteRange(dst io.Writer, blob io.ReadSeeker, size int64, hashes *ChunkHash
 	if _, err := io.ReadFull(br, leaf0[len(hdr):]); err != nil {
 		return err
 	}
-	bw := bufio.NewWriterSize(dst, 256<<10)
-	if err := writeFrame(bw, hashes, 0, leaf0); err != nil {
+	// The header's proof is asked for with the first batch's, so that a
+	// short range costs one read of the stored tree.
+	leaves := make([]int64, 0, 1+min(count, proofBatch))
+	leaves = append(leaves, 0)
+	for i := first; i < first+min(count, proofBatch); i++ {
+		leaves = append(leaves, int64(i)+1)
+	}
+	ps, err := proofs.Proofs(leaves)
+	if err != nil {
 		return err
 	}
+	bw := bufio.NewWriterSize(dst, 256<<10)
+	if err := writeFrame(bw, ps[0], leaf0); err != nil {
+		return err
+	}
+	ps = ps[1:]
 	pos := int64(len(leaf0)) + int64(first)*encChunkSize
 	if _, err := blob.Seek(pos, io.SeekStart); err != nil {
 		return err
@@ -110,22 +123,32 @@ func WriteRange(dst io.Writer, blob io.ReadSeeker, size int64, hashes *ChunkHash
 	src := bufio.NewReaderSize(io.LimitReader(blob, size-pos), 256<<10)
 	chunk := make([]byte, encChunkSize)
 	for i := first; i < first+count; i++ {
+		if len(ps) == 0 {
+			leaves = leaves[:0]
+			for j := i; j < first+count && len(leaves) < proofBatch; j++ {
+				leaves = append(leaves, int64(j)+1)
+			}
+			if ps, err = proofs.Proofs(leaves); err != nil {
+				return err
+			}
+		}
 		n, err := io.ReadFull(src, chunk)
-		if err != nil && (err != io.ErrUnexpectedEOF || i != hashes.Chunks()-1) {
+		if err != nil && (err != io.ErrUnexpectedEOF || i != chunks-1) {
 			return fmt.Errorf("content: reading chunk %d: %w", i, err)
 		}
-		if err := writeFrame(bw, hashes, int64(i)+1, chunk[:n]); err != nil {
+		if err := writeFrame(bw, ps[0], chunk[:n]); err != nil {
 			return err
 		}
+		ps = ps[1:]
 	}
 	return bw.Flush()
 }
 
-func writeFrame(w io.Writer, hashes *ChunkHashes, leaf int64, data []byte) error {
-	proof, err := hashes.Prove(leaf)
-	if err != nil {
-		return err
-	}
+// proofBatch is how many chunks' proofs WriteRange asks for at a time:
+// one read of the stored tree per 16 MiB of content sent.
+const proofBatch = 256
+
+func writeFrame(w io.Writer, proof tlog.RecordProof, data []byte) error {
 	b := binary.BigEndian.AppendUint16(nil, uint16(len(proof)))
 	for _, h := range proof {
 		b = append(b, h[:]...)
@@ -134,7 +157,7 @@ func writeFrame(w io.Writer, hashes *ChunkHashes, leaf int64, data []byte) error
 	if _, err := w.Write(b); err != nil {
 		return err
 	}
-	_, err = w.Write(data)
+	_, err := w.Write(data)
 	return err
 }
 

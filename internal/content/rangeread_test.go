@@ -26,7 +26,7 @@ func serveRange(tb testing.TB, s sealed, first, count uint64) []frame {
 		tb.Fatal(err)
 	}
 	var b bytes.Buffer
-	if err := content.WriteRange(&b, bytes.NewReader(s.blob), s.size, hs, first, count); err != nil {
+	if err := content.WriteRange(&b, bytes.NewReader(s.blob), s.size, s.chunks, hs, first, count); err != nil {
 		tb.Fatal(err)
 	}
 	return parseFrames(tb, b.Bytes())
@@ -116,7 +116,7 @@ func TestRangeOutside(t *testing.T) {
 	}
 	hs, _ := content.VerifyChunkHashes(s.list(), s.root, s.chunks)
 	for _, sp := range [][2]uint64{{4, 1}, {0, 0}, {2, 3}, {1 << 63, 1 << 63}} {
-		if err := content.WriteRange(io.Discard, bytes.NewReader(s.blob), s.size, hs, sp[0], sp[1]); !errors.Is(err, content.ErrRange) {
+		if err := content.WriteRange(io.Discard, bytes.NewReader(s.blob), s.size, s.chunks, hs, sp[0], sp[1]); !errors.Is(err, content.ErrRange) {
 			t.Errorf("serving chunks %d+%d: %v, want ErrRange", sp[0], sp[1], err)
 		}
 	}
