@@ -6,9 +6,12 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/cofferhq/coffer/fsblob"
 	"github.com/cofferhq/coffer/internal/cofferdtest"
@@ -32,6 +35,10 @@ type deployment struct {
 	Cofferd     *cofferdtest.Process
 	Witnesses   []*cofferdtest.WitnessProcess
 	Log         *LogSink // what cofferd wrote
+
+	// refused is the first leaf the witnesses refused: they refuse every
+	// later checkpoint for it (wantWitnessesRefuse).
+	refused *int64
 }
 
 // deploymentOptions configure startDeployment.
@@ -171,4 +178,93 @@ func (d *deployment) waitCosigned(t *testing.T, size int64) translog.Cosigned {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// leafIndex waits until the sequencer has placed the log_entries row entry
+// in the tree, and returns its leaf index.
+func leafIndex(t *testing.T, db *pgx.Conn, entry int64) int64 {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var index *int64
+		if err := db.QueryRow(context.Background(), `SELECT leaf_index FROM log_entries WHERE id = $1`, entry).Scan(&index); err != nil {
+			t.Fatal(err)
+		}
+		if index != nil {
+			return *index
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("log entry %d is not in the tree after 30s", entry)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// wantWitnessesRefuse requires that every witness refuses, for rule, the
+// checkpoints that hold the log leaf of log_entries row entry, and never
+// cosigns one: each witness process logs its refusal naming the leaf and
+// answers cofferd with it (cofferd logs it), the last checkpoint each
+// witness cosigned (its GET /checkpoint) ends before the leaf, and what
+// cofferd serves, if it holds the leaf, carries no cosignature. Once a
+// leaf was refused, the witnesses name that first one for every later
+// checkpoint, which then stands for entry's. It returns the leaf's index.
+func (d *deployment) wantWitnessesRefuse(t *testing.T, db *pgx.Conn, entry int64, rule string) int64 {
+	t.Helper()
+	index := leafIndex(t, db, entry)
+	if d.refused == nil || *d.refused > index {
+		d.refused = &index
+	}
+	index = *d.refused
+	leaf := "log leaf " + strconv.FormatInt(index, 10) + ":"
+	deadline := time.Now().Add(30 * time.Second)
+	for _, w := range d.Witnesses {
+		for !logHas(w.Output(), `msg="witness: refused a checkpoint"`, "rule="+rule+" ", leaf) ||
+			!logHas(d.Log.String(), `msg="witness: the witness refused the checkpoint"`, "witness="+w.Name+" ", "rule="+rule+" ", leaf) {
+			if time.Now().After(deadline) {
+				t.Fatalf("witness %s has not refused leaf %d for rule %s after 30s (or cofferd did not log it)\nwitness:\n%s", w.Name, index, rule, w.Output())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	lv, err := translog.NewVerifier(d.Signer.VerifierKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range d.Witnesses {
+		resp, err := http.Get(w.URL + "/checkpoint")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		cp, err := lv.Open(string(b))
+		if resp.StatusCode != http.StatusOK || err != nil {
+			t.Fatalf("witness %s GET /checkpoint: %d %v %q", w.Name, resp.StatusCode, err, b)
+		}
+		if cp.Size > index {
+			t.Fatalf("witness %s cosigned a tree of size %d, which holds leaf %d", w.Name, cp.Size, index)
+		}
+	}
+	c, err := d.Cosigned(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Checkpoint.Size > index && len(c.Witnessed) > 0 {
+		t.Fatalf("cofferd serves a checkpoint of size %d, which holds leaf %d, cosigned by %v", c.Checkpoint.Size, index, c.Witnessed)
+	}
+	return index
+}
+
+// logHas reports whether a line of log holds every one of subs.
+func logHas(log string, subs ...string) bool {
+	for _, line := range strings.Split(log, "\n") {
+		ok := true
+		for _, s := range subs {
+			ok = ok && strings.Contains(line, s)
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
 }

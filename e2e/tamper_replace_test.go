@@ -23,12 +23,13 @@ import (
 func TestResourceLogReplacedByAnotherWriter(t *testing.T) {
 	ctx := context.Background()
 	f := newResourceTamper(t)
+	hold := f.held()
 	dave, daveKS := newClient(t, f.srv, "dave", nil)
 	mustAdd(t, f.alice, dave, f.g, coffer.RoleWriter)
 	erin, erinKS := newClient(t, f.srv, "erin", nil)
 	mustAdd(t, f.alice, erin, f.g, coffer.RoleReader)
 	epoch := mustEpoch(t, dave, f.g)
-	k := f.epochKeyAt(t, daveKS, dave.AccountID(), epoch)
+	k := hold.epochKeyAt(t, daveKS, dave.AccountID(), epoch)
 
 	// What the rule allows reads: a writer replacing their own version,
 	// and an admin replacing a writer's.
@@ -49,11 +50,11 @@ func TestResourceLogReplacedByAnotherWriter(t *testing.T) {
 	// dave, a writer, replaces bob's resource a with the server's help:
 	// signed by dave, under the current epoch, chained to bob's version 1,
 	// stored and logged as the server would an honest replace.
-	v1 := f.saveRow(t, f.a.ID)
-	forged, h := f.signedVersion(t, f.a.ID, 2, epoch, coffer.HeaderHash(v1.header), dave.AccountID(), signingKeyOf(t, daveKS), k,
+	v1 := hold.saveRow(t, f.a.ID)
+	forged, h := hold.signedVersion(t, f.a.ID, 2, epoch, coffer.HeaderHash(v1.header), dave.AccountID(), signingKeyOf(t, daveKS), k,
 		[]byte("dave's words in bob's resource"))
-	f.restoreRow(t, f.a.ID, forged)
-	f.logLeaf(t, h, forged.header)
+	hold.restoreRow(t, f.a.ID, forged)
+	hold.logLeaf(t, h, forged.header)
 	// alice read version 1 (her pin chains to it); carol and erin never
 	// did.
 	for name, c := range map[string]*clientlib.Client{"alice": f.alice, "carol": f.carol, "erin": erin} {

@@ -51,7 +51,7 @@ func (f *resourceTamper) injectSized(t *testing.T, data []byte, meta string) cof
 	sh := coffer.SignResourceHeader(h, signingKeyOf(t, bobKS))
 	// Logged, as bob's finalize would have: the checks under test are the
 	// sizes, not the log's.
-	f.logLeaf(t, h, sh.Body)
+	f.held().logLeaf(t, h, sh.Body)
 	blobKey := coffer.NewBlobKey()
 	bw, err := f.srv.Blobs().Create(ctx, blobKey)
 	if err != nil {
