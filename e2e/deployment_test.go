@@ -6,12 +6,14 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/cofferhq/coffer/fsblob"
 	"github.com/cofferhq/coffer/internal/cofferdtest"
@@ -128,49 +130,51 @@ func (d *deployment) Blobs(t *testing.T) *fsblob.Store {
 }
 
 // Cosigned fetches the checkpoint cofferd serves and opens it with the
-// log key and the witnesses' keys (Witnessed names who cosigned it).
-func (d *deployment) Cosigned(ctx context.Context) (translog.Cosigned, error) {
+// log key and the witnesses' keys (Witnessed names who cosigned it). It
+// also returns the note as served.
+func (d *deployment) Cosigned(ctx context.Context) (translog.Cosigned, string, error) {
 	var c translog.Cosigned
 	lv, err := translog.NewVerifier(d.Signer.VerifierKey())
 	if err != nil {
-		return c, err
+		return c, "", err
 	}
 	var ws []*translog.WitnessVerifier
 	for _, w := range d.Witnesses {
 		v, err := translog.NewWitnessVerifier(w.Key)
 		if err != nil {
-			return c, err
+			return c, "", err
 		}
 		ws = append(ws, v)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.URL+"/v1/log/checkpoint", nil)
 	if err != nil {
-		return c, err
+		return c, "", err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return c, err
+		return c, "", err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil {
-		return c, err
+		return c, "", err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return c, fmt.Errorf("GET /v1/log/checkpoint: %d %s", resp.StatusCode, strings.TrimSpace(string(b)))
+		return c, "", fmt.Errorf("GET /v1/log/checkpoint: %d %s", resp.StatusCode, strings.TrimSpace(string(b)))
 	}
-	return translog.OpenCosigned(string(b), lv, ws)
+	c, err = translog.OpenCosigned(string(b), lv, ws)
+	return c, string(b), err
 }
 
 // waitCosigned waits until cofferd serves a checkpoint of at least size
-// cosigned by every witness, and returns it.
-func (d *deployment) waitCosigned(t *testing.T, size int64) translog.Cosigned {
+// cosigned by every witness, and returns it and its note.
+func (d *deployment) waitCosigned(t *testing.T, size int64) (translog.Cosigned, string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		c, err := d.Cosigned(context.Background())
+		c, note, err := d.Cosigned(context.Background())
 		if err == nil && c.Checkpoint.Size >= size && len(c.Witnessed) == len(d.Witnesses) {
-			return c
+			return c, note
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("no checkpoint of size >= %d cosigned by all %d witnesses (last: size %d, %v, %v)",
@@ -215,11 +219,12 @@ func (d *deployment) wantWitnessesRefuse(t *testing.T, db *pgx.Conn, entry int64
 		d.refused = &index
 	}
 	index = *d.refused
-	leaf := "log leaf " + strconv.FormatInt(index, 10) + ":"
+	// The refusal names the leaf ("log leaf 17: ..." or "log leaf 17 is ...").
+	leaf := regexp.MustCompile(`log leaf ` + strconv.FormatInt(index, 10) + `\b`)
 	deadline := time.Now().Add(30 * time.Second)
 	for _, w := range d.Witnesses {
-		for !logHas(w.Output(), `msg="witness: refused a checkpoint"`, "rule="+rule+" ", leaf) ||
-			!logHas(d.Log.String(), `msg="witness: the witness refused the checkpoint"`, "witness="+w.Name+" ", "rule="+rule+" ", leaf) {
+		for !logHas(w.Output(), leaf, `msg="witness: refused a checkpoint"`, "rule="+rule+" ") ||
+			!logHas(d.Log.String(), leaf, `msg="witness: the witness refused the checkpoint"`, "witness="+w.Name+" ", "rule="+rule+" ") {
 			if time.Now().After(deadline) {
 				t.Fatalf("witness %s has not refused leaf %d for rule %s after 30s (or cofferd did not log it)\nwitness:\n%s", w.Name, index, rule, w.Output())
 			}
@@ -245,7 +250,7 @@ func (d *deployment) wantWitnessesRefuse(t *testing.T, db *pgx.Conn, entry int64
 			t.Fatalf("witness %s cosigned a tree of size %d, which holds leaf %d", w.Name, cp.Size, index)
 		}
 	}
-	c, err := d.Cosigned(context.Background())
+	c, _, err := d.Cosigned(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,10 +260,11 @@ func (d *deployment) wantWitnessesRefuse(t *testing.T, db *pgx.Conn, entry int64
 	return index
 }
 
-// logHas reports whether a line of log holds every one of subs.
-func logHas(log string, subs ...string) bool {
+// logHas reports whether a line of log matches re and holds every one of
+// subs.
+func logHas(log string, re *regexp.Regexp, subs ...string) bool {
 	for _, line := range strings.Split(log, "\n") {
-		ok := true
+		ok := re.MatchString(line)
 		for _, s := range subs {
 			ok = ok && strings.Contains(line, s)
 		}
@@ -267,4 +273,99 @@ func logHas(log string, subs ...string) bool {
 		}
 	}
 	return false
+}
+
+// appendForged plays a malicious sequencer through the database: it
+// appends the pending log_entries row entry to the tree, which cofferd's
+// own sequencer refuses to do (it breaks the heads map's rules), and signs
+// and stores a checkpoint that holds it, the heads map left as it was.
+// cofferd pushes that checkpoint, its newest, to its witnesses. It returns
+// the leaf's index.
+func (d *deployment) appendForged(t *testing.T, db *pgx.Conn, entry int64) int64 {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	var (
+		size     int64
+		note     string
+		leafHash []byte
+	)
+	if err := tx.QueryRow(ctx, `SELECT tree_size, checkpoint FROM log_head FOR UPDATE`).Scan(&size, &note); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.QueryRow(ctx, `SELECT leaf_hash FROM log_entries WHERE id = $1 AND leaf_index IS NULL`, entry).Scan(&leafHash); err != nil {
+		t.Fatalf("log entry %d is not pending: %v", entry, err)
+	}
+	hashes := tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
+		rows, err := tx.Query(ctx, `SELECT hash_index, hash FROM log_hashes WHERE hash_index = ANY($1)`, indexes)
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		got := map[int64]tlog.Hash{}
+		for rows.Next() {
+			var (
+				i int64
+				h []byte
+			)
+			if err := rows.Scan(&i, &h); err != nil {
+				return nil, err
+			}
+			got[i] = tlog.Hash(h)
+		}
+		out := make([]tlog.Hash, len(indexes))
+		for j, i := range indexes {
+			h, ok := got[i]
+			if !ok {
+				return nil, fmt.Errorf("no stored hash %d", i)
+			}
+			out[j] = h
+		}
+		return out, rows.Err()
+	})
+	stored, err := tlog.StoredHashesForRecordHash(size, tlog.Hash(leafHash), hashes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := tlog.StoredHashIndex(0, size)
+	for j, h := range stored {
+		if _, err := tx.Exec(ctx, `INSERT INTO log_hashes (hash_index, hash) VALUES ($1, $2)`, base+int64(j), h[:]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, err := tlog.TreeHash(size+1, hashes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _, _ := strings.Cut(note, "\n\n")
+	prev, err := translog.ParseCheckpointText(body + "\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := translog.Checkpoint{Size: size + 1, Root: root, MapSize: prev.MapSize, MapRoot: prev.MapRoot, Time: time.Now().Unix()}
+	signed, err := d.Signer.Sign(cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{`UPDATE log_entries SET leaf_index = $2 WHERE id = $1`, []any{entry, size}},
+		{`UPDATE log_head SET tree_size = $1, root_hash = $2, checkpoint = $3, updated_at = now()`, []any{size + 1, root[:], signed}},
+		{`INSERT INTO log_checkpoints (tree_size, map_size, checkpoint, cosigned, signed_at) VALUES ($1, $2, $3, NULL, now())`,
+			[]any{size + 1, cp.MapSize, signed}},
+	} {
+		if _, err := tx.Exec(ctx, q.sql, q.args...); err != nil {
+			t.Fatalf("%s: %v", q.sql, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return size
 }

@@ -669,10 +669,12 @@ func TestFreshnessCachedProof(t *testing.T) {
 // TestFreshnessTwoAdminsFork: the server forks a group. alice adds carol
 // (commit X at seq n+1, logged and witnessed); then the server drops X from
 // what it serves, shows dave the group and the checkpoint from before, and
-// accepts dave's own commit Y at the same seq n+1. The witnessed log can
-// hold only one of them: dave's write never succeeds, and once dave and
-// alice are shown the other's branch, each names the fork as a security
-// error.
+// accepts dave's own commit Y at the same seq n+1, which it logs after X.
+// Both witness processes refuse every checkpoint that holds Y (a second
+// commit n+1: rule duplicate), so no cosigned checkpoint ever holds it, and
+// cofferd logs their refusals. dave's write never succeeds, and once dave
+// and alice are shown the other's branch, each names the fork as a
+// security error.
 func TestFreshnessTwoAdminsFork(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -706,6 +708,12 @@ func TestFreshnessTwoAdminsFork(t *testing.T) {
 	if err := alice.AddMember(ctx, g, "carol", coffer.RoleReader); err != nil {
 		t.Fatal(err)
 	}
+	var xEntry int64
+	if err := db.QueryRow(ctx, `SELECT id FROM log_entries WHERE group_id = $1 AND seq = $2`, g, seq+1).Scan(&xEntry); err != nil {
+		t.Fatal(err)
+	}
+	xIndex := leafIndex(t, db, xEntry)
+	_, witnessed := f.dep.waitCosigned(t, xIndex+1)
 	// The server drops X from what it serves (the log keeps it), and the
 	// rule that the log holds one commit per seq.
 	mustExec(t, db, `DELETE FROM commits WHERE group_id = $1 AND seq = $2`, g, seq+1)
@@ -723,6 +731,21 @@ func TestFreshnessTwoAdminsFork(t *testing.T) {
 	if err := db.QueryRow(ctx, `SELECT count(*) FROM commits WHERE group_id = $1 AND seq = $2`, g, seq+1).Scan(&y); err != nil || y != 1 {
 		t.Fatalf("the server did not take dave's commit (%d rows, %v): the fork did not happen", y, err)
 	}
+	var yEntry int64
+	if err := db.QueryRow(ctx, `SELECT id FROM log_entries WHERE group_id = $1 AND seq = $2 AND id <> $3`, g, seq+1, xEntry).Scan(&yEntry); err != nil {
+		t.Fatalf("the server did not log dave's commit: %v", err)
+	}
+	// cofferd's sequencer will not put Y in the tree beside X (the heads map
+	// holds seq n+1 already); the server, malicious, does it by hand and
+	// signs a checkpoint that holds Y, which cofferd pushes to the
+	// witnesses. They refuse it: no cosignature on any tree with Y.
+	if yIndex := f.dep.appendForged(t, db, yEntry); yIndex <= xIndex {
+		t.Fatalf("Y is leaf %d, X leaf %d: the server logged Y first", yIndex, xIndex)
+	}
+	f.dep.wantWitnessesRefuse(t, db, yEntry, "duplicate")
+	// Left with a checkpoint both witnesses cosigned (it holds X), the
+	// server serves that to its clients.
+	f.proxy.setNote(func(string) string { return witnessed })
 
 	// Shown the real checkpoint again, dave names the fork: the witnesses
 	// vouch for X at seq n+1, the server serves Y.
