@@ -107,6 +107,17 @@ func (p *bufPipe) CloseWithError(err error) error {
 
 // Read returns queued data, then the writer's error.
 func (p *bufPipe) Read(b []byte) (int, error) {
+	if err := p.fill(); err != nil {
+		return 0, err
+	}
+	n := copy(b, p.rbuf)
+	p.rbuf = p.rbuf[n:]
+	return n, nil
+}
+
+// fill makes rbuf hold unread data, recycling the buffer read before, or
+// returns the writer's error (io.EOF at the end) or the reader's.
+func (p *bufPipe) fill() error {
 	for len(p.rbuf) == 0 {
 		if p.rcur != nil {
 			select {
@@ -120,16 +131,36 @@ func (p *bufPipe) Read(b []byte) (int, error) {
 			if !ok {
 				p.mu.Lock()
 				defer p.mu.Unlock()
-				return 0, p.werr
+				return p.werr
 			}
 			p.rcur, p.rbuf = buf, buf
 		case <-p.done:
-			return 0, p.readErr()
+			return p.readErr()
 		}
 	}
-	n := copy(b, p.rbuf)
-	p.rbuf = p.rbuf[n:]
-	return n, nil
+	return nil
+}
+
+// WriteTo writes the queued buffers to w whole, as they come. The HTTP
+// transport copies a request body with io.Copy, which then hands it each
+// buffer as one write (one chunk, one system call) instead of copying it
+// through a 32 KiB buffer of its own: a copy of every byte of an upload
+// and three write calls in four less.
+func (p *bufPipe) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		if err := p.fill(); err == io.EOF {
+			return total, nil
+		} else if err != nil {
+			return total, err
+		}
+		n, err := w.Write(p.rbuf)
+		total += int64(n)
+		p.rbuf = p.rbuf[n:]
+		if err != nil {
+			return total, err
+		}
+	}
 }
 
 // CloseRead makes the writer's pending and later writes fail with err.
