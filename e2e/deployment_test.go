@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"github.com/cofferhq/coffer/internal/cofferdtest"
 	"github.com/cofferhq/coffer/internal/pgtest"
 	"github.com/cofferhq/coffer/internal/translog"
+	"github.com/cofferhq/coffer/internal/witness"
 )
 
 // deployment is a witnessed deployment as operators run it, each part its
@@ -208,7 +210,9 @@ func leafIndex(t *testing.T, db *pgx.Conn, entry int64) int64 {
 // checkpoints that hold the log leaf of log_entries row entry, and never
 // cosigns one: each witness process logs its refusal naming the leaf and
 // answers cofferd with it (cofferd logs it), the last checkpoint each
-// witness cosigned (its GET /checkpoint) ends before the leaf, and what
+// witness cosigned (its GET /checkpoint) ends before the leaf, the newest
+// checkpoint pushed again by the test is answered 422 with the rule in the
+// Coffer-Witness-Refusal header and the leaf in the reason, and what
 // cofferd serves, if it holds the leaf, carries no cosignature. Once a
 // leaf was refused, the witnesses name that first one for every later
 // checkpoint, which then stands for entry's. It returns the leaf's index.
@@ -249,6 +253,27 @@ func (d *deployment) wantWitnessesRefuse(t *testing.T, db *pgx.Conn, entry int64
 		if cp.Size > index {
 			t.Fatalf("witness %s cosigned a tree of size %d, which holds leaf %d", w.Name, cp.Size, index)
 		}
+		// The HTTP answer, to a push of the newest checkpoint as cofferd
+		// makes it (C2SP tlog-witness add-checkpoint).
+		var newest string
+		var size int64
+		if err := db.QueryRow(context.Background(), `SELECT checkpoint, tree_size FROM log_checkpoints ORDER BY tree_size DESC LIMIT 1`).
+			Scan(&newest, &size); err != nil {
+			t.Fatal(err)
+		}
+		if size <= index {
+			t.Fatalf("the newest checkpoint (size %d) does not hold leaf %d", size, index)
+		}
+		proof, err := tlog.ProveTree(size, cp.Size, logHashes(context.Background(), db))
+		if err != nil {
+			t.Fatal(err)
+		}
+		line, err := witness.Push(context.Background(), http.DefaultClient, w.URL, cp.Size, proof, newest)
+		var re *witness.RemoteError
+		if !errors.As(err, &re) || re.Status != http.StatusUnprocessableEntity || string(re.Rule) != rule || !leaf.MatchString(re.Msg) {
+			t.Fatalf("witness %s answered a push of the checkpoint of size %d: %q, %v; want 422 refusing leaf %d for rule %s", w.Name, size, line, err, index, rule)
+		}
+		t.Logf("witness %s: %v", w.Name, err)
 	}
 	c, _, err := d.Cosigned(context.Background())
 	if err != nil {
@@ -300,33 +325,7 @@ func (d *deployment) appendForged(t *testing.T, db *pgx.Conn, entry int64) int64
 	if err := tx.QueryRow(ctx, `SELECT leaf_hash FROM log_entries WHERE id = $1 AND leaf_index IS NULL`, entry).Scan(&leafHash); err != nil {
 		t.Fatalf("log entry %d is not pending: %v", entry, err)
 	}
-	hashes := tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
-		rows, err := tx.Query(ctx, `SELECT hash_index, hash FROM log_hashes WHERE hash_index = ANY($1)`, indexes)
-		if err != nil {
-			return nil, err
-		}
-		defer rows.Close()
-		got := map[int64]tlog.Hash{}
-		for rows.Next() {
-			var (
-				i int64
-				h []byte
-			)
-			if err := rows.Scan(&i, &h); err != nil {
-				return nil, err
-			}
-			got[i] = tlog.Hash(h)
-		}
-		out := make([]tlog.Hash, len(indexes))
-		for j, i := range indexes {
-			h, ok := got[i]
-			if !ok {
-				return nil, fmt.Errorf("no stored hash %d", i)
-			}
-			out[j] = h
-		}
-		return out, rows.Err()
-	})
+	hashes := logHashes(ctx, tx)
 	stored, err := tlog.StoredHashesForRecordHash(size, tlog.Hash(leafHash), hashes)
 	if err != nil {
 		t.Fatal(err)
@@ -368,4 +367,40 @@ func (d *deployment) appendForged(t *testing.T, db *pgx.Conn, entry int64) int64
 		t.Fatal(err)
 	}
 	return size
+}
+
+// logHashes reads the log's stored tree hashes (log_hashes) through q.
+func logHashes(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}) tlog.HashReader {
+	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
+		rows, err := q.Query(ctx, `SELECT hash_index, hash FROM log_hashes WHERE hash_index = ANY($1)`, indexes)
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		got := map[int64]tlog.Hash{}
+		for rows.Next() {
+			var (
+				i int64
+				h []byte
+			)
+			if err := rows.Scan(&i, &h); err != nil {
+				return nil, err
+			}
+			got[i] = tlog.Hash(h)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		out := make([]tlog.Hash, len(indexes))
+		for j, i := range indexes {
+			h, ok := got[i]
+			if !ok {
+				return nil, fmt.Errorf("no stored hash %d", i)
+			}
+			out[j] = h
+		}
+		return out, nil
+	})
 }
