@@ -95,7 +95,9 @@ type Client struct {
 	stateMu   sync.Mutex // serialises check-and-store of verified group states
 	refreshMu sync.Mutex // one session refresh at a time: reuse revokes the family
 	// logMu serialises the check-and-store of the log checkpoint.
-	logMu sync.Mutex
+	logMu     sync.Mutex
+	cpFlights checkpointFlights // shared fetches of the latest checkpoint (cpflight.go)
+	notes     openedNotes       // checkpoint notes that verified (cpflight.go)
 
 	witnesses []*translog.WitnessVerifier
 	fresh     freshState // witnessed checkpoint and head proofs (freshness.go)

@@ -125,7 +125,7 @@ func (c *Client) storedCheckpoint(v *translog.Verifier) (*translog.Checkpoint, s
 	if err != nil {
 		return nil, "", err
 	}
-	cp, err := v.Open(string(b))
+	cp, err := c.openNote(v, string(b))
 	if err != nil {
 		return nil, "", logSecurity("the checkpoint this device stored does not verify under the pinned log key: %v", err)
 	}
@@ -180,27 +180,6 @@ func (c *Client) adopt(ctx context.Context, v *translog.Verifier, cp translog.Ch
 		}
 	}
 	return c.ks.Put(ksLogCheckpoint, []byte(note))
-}
-
-// latestCheckpoint fetches the server's current checkpoint, verifies its
-// signature and its consistency with everything this device has seen, and
-// returns it.
-func (c *Client) latestCheckpoint(ctx context.Context) (translog.Checkpoint, error) {
-	c.logMu.Lock()
-	defer c.logMu.Unlock()
-	v, err := c.logVerifier(ctx)
-	if err != nil {
-		return translog.Checkpoint{}, err
-	}
-	note, err := c.getText(ctx, "/v1/log/checkpoint")
-	if err != nil {
-		return translog.Checkpoint{}, err
-	}
-	cp, err := v.Open(note)
-	if err != nil {
-		return cp, logSecurity("%v", err)
-	}
-	return cp, c.adopt(ctx, v, cp, note)
 }
 
 // Checkpoint returns the largest log checkpoint this device has verified,

@@ -25,25 +25,23 @@ type CheckpointRow struct {
 
 // RecentCheckpoints returns up to limit checkpoints, largest tree first.
 func (db *DB) RecentCheckpoints(ctx context.Context, limit int) ([]CheckpointRow, error) {
+	// One statement sees one snapshot: no transaction (and its BEGIN and
+	// COMMIT round trips) is needed, and every read asks for this.
+	rows, err := db.pool.Query(ctx, `SELECT tree_size, checkpoint, coalesce(cosigned, ''), signed_at
+		FROM log_checkpoints ORDER BY tree_size DESC LIMIT $1`, limit)
+	if err != nil {
+		return nil, mapError(err)
+	}
+	defer rows.Close()
 	var out []CheckpointRow
-	err := db.inTx(ctx, func(tx pgx.Tx) error {
-		out = out[:0]
-		rows, err := tx.Query(ctx, `SELECT tree_size, checkpoint, coalesce(cosigned, ''), signed_at
-			FROM log_checkpoints ORDER BY tree_size DESC LIMIT $1`, limit)
-		if err != nil {
-			return err
+	for rows.Next() {
+		var r CheckpointRow
+		if err := rows.Scan(&r.Size, &r.Checkpoint, &r.Cosigned, &r.SignedAt); err != nil {
+			return nil, mapError(err)
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var r CheckpointRow
-			if err := rows.Scan(&r.Size, &r.Checkpoint, &r.Cosigned, &r.SignedAt); err != nil {
-				return err
-			}
-			out = append(out, r)
-		}
-		return rows.Err()
-	})
-	return out, err
+		out = append(out, r)
+	}
+	return out, mapError(rows.Err())
 }
 
 // SwapCosigned sets the cosigned note of the checkpoint of size to next if

@@ -288,9 +288,7 @@ func (r *indexRecorder) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 // LogCheckpoint implements coffer.LogService.
 func (db *DB) LogCheckpoint(ctx context.Context) (string, error) {
 	var cp string
-	err := db.inTx(ctx, func(tx pgx.Tx) error {
-		return tx.QueryRow(ctx, `SELECT checkpoint FROM log_head`).Scan(&cp)
-	})
+	err := mapError(db.pool.QueryRow(ctx, `SELECT checkpoint FROM log_head`).Scan(&cp))
 	if err == nil && cp == "" {
 		return "", coffer.Errorf(coffer.EUNAVAILABLE, "the log has no signed checkpoint yet")
 	}

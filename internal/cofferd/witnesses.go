@@ -114,6 +114,8 @@ type witnessPusher struct {
 	note  string
 	lines []string
 
+	opened cosignedMemo // checked cosigned notes (cosignmemo.go)
+
 	poke   chan struct{}
 	done   chan struct{}
 	cancel context.CancelFunc
@@ -396,18 +398,17 @@ func (l witnessedLog) LogCheckpoint(ctx context.Context) (string, error) {
 	if len(live) == 0 {
 		return rows[0].Checkpoint, nil
 	}
-	vs := l.p.verifiers()
 	for _, r := range rows {
 		if r.Cosigned == "" {
 			continue
 		}
-		c, err := translog.OpenCosigned(r.Cosigned, l.p.log, vs)
-		if err != nil {
+		witnessed, ok := l.p.witnessed(r.Cosigned)
+		if !ok {
 			continue
 		}
 		all := true
 		for _, name := range live {
-			if _, ok := c.Witnessed[name]; !ok {
+			if _, ok := witnessed[name]; !ok {
 				all = false
 			}
 		}

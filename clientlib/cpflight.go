@@ -1,0 +1,144 @@
+package clientlib
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/cofferhq/coffer/internal/translog"
+)
+
+// Reads ask for the log's latest checkpoint before trusting a version's
+// place in the log. Concurrent reads share one fetch instead of queueing one
+// each behind the log mutex, but only a fetch sent after they asked: a read
+// that finds a fetch already under way waits for the next one, so that what
+// it is shown is never older than its own request (a delete finished before
+// the read began is still seen).
+
+// checkpointFlight is one fetch-and-verify of the latest checkpoint, shared
+// by every caller that joined it before it was sent.
+type checkpointFlight struct {
+	done chan struct{}
+	cp   translog.Checkpoint
+	err  error
+}
+
+// checkpointFlights holds the fetch under way and the one queued behind it.
+type checkpointFlights struct {
+	mu      sync.Mutex
+	running *checkpointFlight
+	next    *checkpointFlight
+}
+
+// latestCheckpoint fetches the server's current checkpoint, verifies its
+// signature and its consistency with everything this device has seen, and
+// returns it. The fetch is sent after the call began; callers at the same
+// time share it.
+func (c *Client) latestCheckpoint(ctx context.Context) (translog.Checkpoint, error) {
+	fl := &c.cpFlights
+	var mine *checkpointFlight // the flight this call joined
+	for {
+		fl.mu.Lock()
+		if fl.running == nil {
+			// Nothing is under way: send the queued fetch (every caller of
+			// it asked before now, this one included) or a new one.
+			f := fl.next
+			if f == nil {
+				f = &checkpointFlight{done: make(chan struct{})}
+			}
+			fl.running, fl.next = f, nil
+			fl.mu.Unlock()
+			return c.lead(ctx, f)
+		}
+		if mine == nil || (mine != fl.running && mine != fl.next) {
+			// The fetch under way was sent before this call: queue behind it.
+			if fl.next == nil {
+				fl.next = &checkpointFlight{done: make(chan struct{})}
+			}
+			mine = fl.next
+		}
+		wait := fl.running
+		fl.mu.Unlock()
+		select {
+		case <-wait.done:
+		case <-ctx.Done():
+			return translog.Checkpoint{}, ctx.Err()
+		}
+		if wait != mine {
+			continue
+		}
+		if mine.err != nil && ctx.Err() == nil && (errors.Is(mine.err, context.Canceled) || errors.Is(mine.err, context.DeadlineExceeded)) {
+			// The caller that sent it gave up; this one has not.
+			mine = nil
+			continue
+		}
+		return mine.cp, mine.err
+	}
+}
+
+// lead runs f on behalf of everyone who joined it.
+func (c *Client) lead(ctx context.Context, f *checkpointFlight) (translog.Checkpoint, error) {
+	f.cp, f.err = c.fetchCheckpoint(ctx)
+	fl := &c.cpFlights
+	fl.mu.Lock()
+	fl.running = nil
+	close(f.done)
+	fl.mu.Unlock()
+	return f.cp, f.err
+}
+
+// fetchCheckpoint is one fetch of the latest checkpoint, its check and its
+// adoption.
+func (c *Client) fetchCheckpoint(ctx context.Context) (translog.Checkpoint, error) {
+	c.logMu.Lock()
+	v, err := c.logVerifier(ctx)
+	c.logMu.Unlock()
+	if err != nil {
+		return translog.Checkpoint{}, err
+	}
+	note, err := c.getText(ctx, "/v1/log/checkpoint")
+	if err != nil {
+		return translog.Checkpoint{}, err
+	}
+	c.logMu.Lock()
+	defer c.logMu.Unlock()
+	cp, err := c.openNote(v, note)
+	if err != nil {
+		return cp, logSecurity("%v", err)
+	}
+	return cp, c.adopt(ctx, v, cp, note)
+}
+
+// maxOpenedNotes bounds the memo of verified checkpoint notes.
+const maxOpenedNotes = 16
+
+// openedNotes remembers checkpoint notes that verified: the server serves
+// the same note to every read until its log grows, and a note's check is a
+// pure function of its bytes and the pinned key.
+type openedNotes struct {
+	mu sync.Mutex
+	m  map[[2]string]translog.Checkpoint
+}
+
+// openNote is v.Open, remembered for notes that verified.
+func (c *Client) openNote(v *translog.Verifier, note string) (translog.Checkpoint, error) {
+	k := [2]string{v.Key(), note}
+	on := &c.notes
+	on.mu.Lock()
+	cp, ok := on.m[k]
+	on.mu.Unlock()
+	if ok {
+		return cp, nil
+	}
+	cp, err := v.Open(note)
+	if err != nil {
+		return cp, err
+	}
+	on.mu.Lock()
+	if on.m == nil || len(on.m) >= maxOpenedNotes {
+		on.m = make(map[[2]string]translog.Checkpoint, maxOpenedNotes)
+	}
+	on.m[k] = cp
+	on.mu.Unlock()
+	return cp, nil
+}
