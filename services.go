@@ -96,6 +96,12 @@ type GroupAppend struct {
 	Links    []HistoryLink
 	Meta     []byte // optional new encrypted group metadata, under State.Epoch
 	Received time.Time
+	// WrapStream, when not nil, supplies the wraps in place of Wraps, each
+	// checked, as the request that carries them arrives; io.EOF follows
+	// the last, after which Links and Meta are set. Any other error aborts
+	// the append. The store copies the wraps in the commit's transaction,
+	// so that they are never all held in memory (issue 16).
+	WrapStream func() (Wrap, error)
 }
 
 // GroupService stores groups and their commit chains.

@@ -59,7 +59,14 @@ func (s *Server) handleAppendCommit(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, err)
 		return
 	}
-	req, sc, c, err := s.decodeCommit(w, r)
+	cr, err := readCommitRequest(w, r, s.cfg.MaxCommitBody)
+	if err != nil {
+		Error(w, r, err)
+		return
+	}
+	req := &cr.req
+	sc := coffer.SignedCommit{Body: req.Commit.Body, Signature: req.Commit.Signature}
+	c, err := coffer.ParseCommit(sc.Body)
 	if err != nil {
 		Error(w, r, err)
 		return
@@ -93,8 +100,11 @@ func (s *Server) handleAppendCommit(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, err)
 		return
 	}
-	a, err := s.buildAppend(prev, state, sc, c, req)
-	if err != nil {
+	var a *coffer.GroupAppend
+	if cr.inWraps {
+		a = newAppend(s, prev, state, sc, c)
+		s.streamWraps(cr, prev, a)
+	} else if a, err = s.buildAppend(prev, state, sc, c, req); err != nil {
 		Error(w, r, err)
 		return
 	}
@@ -189,9 +199,35 @@ func (s *Server) checkAddedAccounts(r *http.Request, c *coffer.Commit) error {
 // cannot check what is inside a wrap, but it can refuse to store keys for
 // non-members or leave a member without one.
 func (s *Server) buildAppend(prev *appendBase, next *coffer.GroupState, sc coffer.SignedCommit, c *coffer.Commit, req *api.CommitRequest) (*coffer.GroupAppend, error) {
+	a := newAppend(s, prev, next, sc, c)
+	want := wantedWraps(prev, next, c)
+	for _, wr := range req.Wraps {
+		if err := checkWrap(want, next.Epoch, wr); err != nil {
+			return nil, err
+		}
+		a.Wraps = append(a.Wraps, coffer.Wrap{Member: wr.Member, Epoch: wr.Epoch, Data: wr.Wrap})
+	}
+	for id := range want {
+		return nil, coffer.Errorf(coffer.EINVALID, "missing wrap of the epoch %d key for member %s", next.Epoch, id)
+	}
+	if err := s.checkLinksAndMeta(prev, a, req); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func newAppend(s *Server, prev *appendBase, next *coffer.GroupState, sc coffer.SignedCommit, c *coffer.Commit) *coffer.GroupAppend {
+	a := &coffer.GroupAppend{Commit: sc, Parsed: c, State: next, Received: s.now()}
+	if prev != nil {
+		a.PrevSeq = prev.seq
+	}
+	return a
+}
+
+// wantedWraps is the set of members the commit must carry a wrap for.
+func wantedWraps(prev *appendBase, next *coffer.GroupState, c *coffer.Commit) map[coffer.AccountID]bool {
 	want := map[coffer.AccountID]bool{}
-	rotated := prev == nil || next.Epoch != prev.epoch
-	if rotated {
+	if prev == nil || next.Epoch != prev.epoch {
 		for id := range next.Members {
 			want[id] = true
 		}
@@ -202,36 +238,40 @@ func (s *Server) buildAppend(prev *appendBase, next *coffer.GroupState, sc coffe
 			}
 		}
 	}
-	a := &coffer.GroupAppend{Commit: sc, Parsed: c, State: next, Received: s.now()}
-	if prev != nil {
-		a.PrevSeq = prev.seq
+	return want
+}
+
+// checkWrap checks one wrap against the wanted set and takes its member
+// out of it.
+func checkWrap(want map[coffer.AccountID]bool, epoch uint64, wr api.Wrap) error {
+	if wr.Epoch != epoch {
+		return coffer.Errorf(coffer.EINVALID, "wrap for %s is for epoch %d, the commit's epoch is %d", wr.Member, wr.Epoch, epoch)
 	}
-	for _, wr := range req.Wraps {
-		if wr.Epoch != next.Epoch {
-			return nil, coffer.Errorf(coffer.EINVALID, "wrap for %s is for epoch %d, the commit's epoch is %d", wr.Member, wr.Epoch, next.Epoch)
-		}
-		if !want[wr.Member] {
-			return nil, coffer.Errorf(coffer.EINVALID, "unexpected or duplicate wrap for %s", wr.Member)
-		}
-		if len(wr.Wrap) != coffer.WrapSize {
-			return nil, coffer.Errorf(coffer.EINVALID, "wrap for %s must be %d bytes, got %d", wr.Member, coffer.WrapSize, len(wr.Wrap))
-		}
-		delete(want, wr.Member)
-		a.Wraps = append(a.Wraps, coffer.Wrap{Member: wr.Member, Epoch: wr.Epoch, Data: wr.Wrap})
+	if !want[wr.Member] {
+		return coffer.Errorf(coffer.EINVALID, "unexpected or duplicate wrap for %s", wr.Member)
 	}
-	for id := range want {
-		return nil, coffer.Errorf(coffer.EINVALID, "missing wrap of the epoch %d key for member %s", next.Epoch, id)
+	if len(wr.Wrap) != coffer.WrapSize {
+		return coffer.Errorf(coffer.EINVALID, "wrap for %s must be %d bytes, got %d", wr.Member, coffer.WrapSize, len(wr.Wrap))
 	}
+	delete(want, wr.Member)
+	return nil
+}
+
+// checkLinksAndMeta checks the request's history links and metadata and
+// sets them on a.
+func (s *Server) checkLinksAndMeta(prev *appendBase, a *coffer.GroupAppend, req *api.CommitRequest) error {
+	next := a.State
+	rotated := prev == nil || next.Epoch != prev.epoch
 	needLink := prev != nil && rotated && next.ShareHistory
 	switch {
 	case needLink && len(req.Links) != 1:
-		return nil, coffer.Errorf(coffer.EINVALID, "a rotation in a history-sharing group needs exactly one history link, for epoch %d", prev.epoch)
+		return coffer.Errorf(coffer.EINVALID, "a rotation in a history-sharing group needs exactly one history link, for epoch %d", prev.epoch)
 	case !needLink && len(req.Links) != 0:
-		return nil, coffer.Errorf(coffer.EINVALID, "this commit takes no history links")
+		return coffer.Errorf(coffer.EINVALID, "this commit takes no history links")
 	case needLink:
 		l := req.Links[0]
 		if l.Epoch != prev.epoch || len(l.Link) != coffer.HistoryLinkSize {
-			return nil, coffer.Errorf(coffer.EINVALID, "history link must be for epoch %d and %d bytes", prev.epoch, coffer.HistoryLinkSize)
+			return coffer.Errorf(coffer.EINVALID, "history link must be for epoch %d and %d bytes", prev.epoch, coffer.HistoryLinkSize)
 		}
 		a.Links = []coffer.HistoryLink{{Epoch: l.Epoch, Data: l.Link}}
 	}
@@ -239,15 +279,15 @@ func (s *Server) buildAppend(prev *appendBase, next *coffer.GroupState, sc coffe
 		// New metadata comes only with a new epoch (a rename rotates, and
 		// needs an admin): a leave, which any member signs, must not rename
 		// the group under the key the leaver holds.
-		return nil, coffer.Errorf(coffer.EINVALID, "only a commit that starts an epoch carries new group metadata")
+		return coffer.Errorf(coffer.EINVALID, "only a commit that starts an epoch carries new group metadata")
 	}
 	if len(req.Meta) > maxGroupMeta {
-		return nil, coffer.Errorf(coffer.ETOOLARGE, "group metadata is larger than %d bytes", maxGroupMeta)
+		return coffer.Errorf(coffer.ETOOLARGE, "group metadata is larger than %d bytes", maxGroupMeta)
 	}
 	if req.Meta != nil {
 		a.Meta = req.Meta
 	}
-	return a, nil
+	return nil
 }
 
 func groupJSON(gi *coffer.GroupInfo) api.Group {

@@ -75,6 +75,13 @@ func (db *DB) AppendCommit(ctx context.Context, caller coffer.AccountID, a *coff
 	var head uint64
 	now := db.now()
 	err = db.inTx(ctx, func(tx pgx.Tx) error {
+		if a.WrapStream != nil {
+			// First, as they arrive: the links and meta the update below
+			// stores may follow the wraps in the request.
+			if err := copyWrapStream(ctx, tx, a); err != nil {
+				return err
+			}
+		}
 		metaSet := a.Meta != nil
 		tag, err := tx.Exec(ctx, `UPDATE groups SET head_seq = $3, head_hash = $4, epoch = $5, state = $6,
 				meta_epoch = CASE WHEN $7 THEN $5 ELSE meta_epoch END,
