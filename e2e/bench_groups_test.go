@@ -15,7 +15,6 @@ import (
 
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/clientlib"
-	"github.com/cofferhq/coffer/internal/cofferd"
 	"github.com/cofferhq/coffer/internal/groupkey"
 	"github.com/cofferhq/coffer/store"
 )
@@ -30,7 +29,7 @@ import (
 
 // mustBulkAccounts registers n accounts by writing them straight into the
 // database: registering 10,000 devices over HTTP is not what is measured.
-func mustBulkAccounts(tb testing.TB, srv *Server, prefix string, n int) []string {
+func mustBulkAccounts(tb testing.TB, srv databaseServer, prefix string, n int) []string {
 	tb.Helper()
 	rows := make([][]any, n)
 	handles := make([]string, n)
@@ -44,7 +43,7 @@ func mustBulkAccounts(tb testing.TB, srv *Server, prefix string, n int) []string
 		rows[i] = []any{coffer.NewAccountID(), handles[i], pub.Marshal(), id.SelfSignature(),
 			[]byte(pub.SigningKey), pub.EncryptionKey, time.Now()}
 	}
-	db := mustDB(tb, srv)
+	db := mustDBAt(tb, srv.DatabaseURL())
 	if _, err := db.CopyFrom(context.Background(), pgx.Identifier{"accounts"},
 		[]string{"id", "handle", "identity", "self_signature", "signing_key", "encryption_key", "created_at"},
 		pgx.CopyFromRows(rows)); err != nil {
@@ -57,7 +56,7 @@ func mustBulkAccounts(tb testing.TB, srv *Server, prefix string, n int) []string
 // mustBackfillLog puts rows written straight into the database into the
 // transparency log, as registration and commits do in their transactions;
 // clients refuse anything the log does not include.
-func mustBackfillLog(tb testing.TB, srv *Server) {
+func mustBackfillLog(tb testing.TB, srv databaseServer) {
 	tb.Helper()
 	db, err := store.Open(context.Background(), srv.DatabaseURL())
 	if err != nil {
@@ -79,12 +78,13 @@ func BenchmarkRemoveMember(b *testing.B) {
 				b.Skip("-short: the 1,000-member size runs instead")
 			}
 			ctx := context.Background()
-			// Building the group looks up and proves 10,000 accounts from
-			// one client, far above an account's default request rate.
-			srv := MustServerWith(b, func(c *cofferd.Config) {
-				c.AccountRateLimit, c.LogRateLimit = 10_000_000, 10_000_000
-			})
-			owner, ownerKS := newClient(b, srv, "owner", &clientlib.Options{TrustOnFirstUse: true})
+			// cofferd runs as its own process, so that the heap measured
+			// here is the client's alone; the server's peak is its
+			// resident set's. Building the group looks up and proves
+			// 10,000 accounts from one client, far above an account's
+			// default request rate.
+			srv := startBenchProcess(b, "-account-rate-limit", "10000000", "-log-rate-limit", "10000000")
+			owner, ownerKS := newProcessClient(b, srv, "owner", &clientlib.Options{TrustOnFirstUse: true})
 			handles := mustBulkAccounts(b, srv, "m", n)
 			g := mustGroup(b, owner, "big", nil)
 			for i := 0; i < n; i += 5000 {
@@ -119,21 +119,28 @@ func BenchmarkRemoveMember(b *testing.B) {
 			next := 0
 			wrapBytes := n * coffer.WrapSize
 			b.Run("remove", func(b *testing.B) {
-				var peak peakHeap
+				var (
+					peak       peakHeap
+					serverPeak int64
+				)
 				for range b.N {
 					b.StopTimer()
 					peak.start()
+					base := srv.resetPeakRSS(b)
 					b.StartTimer()
 					if err := owner.RemoveMember(ctx, g, handles[next]); err != nil {
 						b.Fatal(err)
 					}
 					b.StopTimer()
 					peak.stop()
+					serverPeak = max(serverPeak, srv.peakRSS(b)-base)
 					b.StartTimer()
 					next++
 				}
 				reportAgainstLimit(b, limit, 1.1)
 				peak.report(b, wrapBytes, 3)
+				b.ReportMetric(float64(serverPeak)/1e6, "server-peak-rss-rise-MB")
+				b.ReportMetric(float64(serverPeak)/float64(wrapBytes), "server-peak-x-wrap-bytes")
 			})
 			// The same from a freshly started client, which must parse
 			// every member's X-Wing key once before sealing to it.
@@ -156,9 +163,8 @@ func BenchmarkRemoveMember(b *testing.B) {
 	}
 }
 
-// peakHeap samples the heap (live objects and garbage not yet collected,
-// of client and server together: both run in this process) during an
-// operation, from a collected heap before it.
+// peakHeap samples the heap (live objects and garbage not yet collected)
+// of this process during an operation, from a collected heap before it.
 type peakHeap struct {
 	base, max uint64
 	worst     uint64
