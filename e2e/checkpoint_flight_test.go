@@ -121,8 +121,8 @@ func TestConcurrentReadsShareCheckpointFetch(t *testing.T) {
 // serving the deleted resource again is caught.
 func TestReadDoesNotShareOlderCheckpointFetch(t *testing.T) {
 	ctx := context.Background()
-	f := newResourceTamper(t)
-	g := newCheckpointGate(t, f.srv.URL())
+	f := newResourceLog(t)
+	g := newCheckpointGate(t, f.url)
 	carol, err := clientlib.New(g.ps.URL, f.carolKS, nil)
 	if err != nil {
 		t.Fatal(err)
