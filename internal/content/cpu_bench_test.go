@@ -4,12 +4,14 @@ package content_test
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"io"
 	"syscall"
 	"testing"
 	"time"
 
 	"filippo.io/age"
+	"golang.org/x/crypto/chacha20poly1305"
 
 	"github.com/cofferhq/coffer/internal/content"
 )
@@ -82,4 +84,31 @@ func BenchmarkDecryptCPUBesideAge(b *testing.B) {
 	b.ReportMetric(ourCPU.Seconds()/ageCPU.Seconds(), "x-age-cpu")
 	b.ReportMetric(1.6, "target-x")
 	b.ReportMetric(ageWall.Seconds()/ourWall.Seconds(), "speed-x-age")
+}
+
+// BenchmarkBaselineParallelSHA256 and BenchmarkBaselineParallelChaCha20Poly1305
+// hash and seal 64 KiB chunks on every P (b.RunParallel): with -cpu 1,2
+// they show how much a second core adds to each primitive on this machine,
+// the limit of the verified path's scaling.
+func BenchmarkBaselineParallelSHA256(b *testing.B) {
+	b.SetBytes(64 << 10)
+	b.RunParallel(func(pb *testing.PB) {
+		chunk := make([]byte, 64<<10)
+		for pb.Next() {
+			sha256.Sum256(chunk)
+		}
+	})
+}
+
+func BenchmarkBaselineParallelChaCha20Poly1305(b *testing.B) {
+	b.SetBytes(64 << 10)
+	b.RunParallel(func(pb *testing.PB) {
+		a, _ := chacha20poly1305.New(make([]byte, chacha20poly1305.KeySize))
+		chunk := make([]byte, 64<<10)
+		out := make([]byte, 0, len(chunk)+a.Overhead())
+		nonce := make([]byte, a.NonceSize())
+		for pb.Next() {
+			out = a.Seal(out[:0], nonce, chunk, nil)
+		}
+	})
 }
