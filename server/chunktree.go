@@ -207,6 +207,9 @@ func (p *rowProver) Proofs(leaves []int64) ([]tlog.RecordProof, error) {
 		if err == nil {
 			return ps, nil
 		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err() // the reader went away: nothing to repair
+		}
 		if errors.Is(err, errNoStoredTree) {
 			store = true
 		} else {
