@@ -100,13 +100,54 @@ func (c *Client) fetchCheckpoint(ctx context.Context) (translog.Checkpoint, erro
 	if err != nil {
 		return translog.Checkpoint{}, err
 	}
+	return c.checkNote(ctx, v, note)
+}
+
+// checkNote verifies a checkpoint note the server sent and adopts it. It
+// returns the newest checkpoint this device verified, which is the note's
+// unless the server sent an older one than it showed before.
+func (c *Client) checkNote(ctx context.Context, v *translog.Verifier, note string) (translog.Checkpoint, error) {
 	c.logMu.Lock()
 	defer c.logMu.Unlock()
 	cp, err := c.openNote(v, note)
 	if err != nil {
 		return cp, logSecurity("%v", err)
 	}
-	return cp, c.adopt(ctx, v, cp, note)
+	return c.adoptNewest(ctx, v, cp, note)
+}
+
+// A read of one resource asks the server to send its latest checkpoint
+// with the answer (?include=checkpoint), so that the check of the version's
+// place in the log needs no request of its own. The note is what
+// GET /v1/log/checkpoint would have answered at that moment, after the
+// read began, and it is verified and adopted exactly as a fetched one: a
+// server that sends an old or forged note gains nothing it could not by
+// answering the fetch.
+
+type offeredCheckpointKey struct{}
+
+// withOfferedCheckpoint records in ctx the note a read's answer carried.
+func withOfferedCheckpoint(ctx context.Context, note string) context.Context {
+	if note == "" {
+		return ctx
+	}
+	return context.WithValue(ctx, offeredCheckpointKey{}, note)
+}
+
+// readCheckpoint is the checkpoint a read checks its version against: the
+// one its answer carried when there was one, else the latest, fetched.
+func (c *Client) readCheckpoint(ctx context.Context) (translog.Checkpoint, error) {
+	note, ok := ctx.Value(offeredCheckpointKey{}).(string)
+	if !ok {
+		return c.latestCheckpoint(ctx)
+	}
+	c.logMu.Lock()
+	v, err := c.logVerifier(ctx)
+	c.logMu.Unlock()
+	if err != nil {
+		return translog.Checkpoint{}, err
+	}
+	return c.checkNote(ctx, v, note)
 }
 
 // maxOpenedNotes bounds the memo of verified checkpoint notes.

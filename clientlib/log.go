@@ -167,19 +167,31 @@ func (c *Client) proveConsistent(ctx context.Context, held, shown translog.Check
 // adopt checks a verified checkpoint against the stored one and stores it
 // if it is larger. The caller holds logMu.
 func (c *Client) adopt(ctx context.Context, v *translog.Verifier, cp translog.Checkpoint, note string) error {
+	_, err := c.adoptNewest(ctx, v, cp, note)
+	return err
+}
+
+// adoptNewest is adopt, returning the larger of cp and the checkpoint this
+// device held: what it relies on next. A server that shows an older
+// checkpoint than one this device verified (to serve a version deleted or
+// replaced since) gets it checked against the newer one all the same.
+func (c *Client) adoptNewest(ctx context.Context, v *translog.Verifier, cp translog.Checkpoint, note string) (translog.Checkpoint, error) {
 	old, _, err := c.storedCheckpoint(v)
 	if err != nil {
-		return err
+		return cp, err
 	}
 	if old != nil {
 		if err := c.proveConsistent(ctx, *old, cp); err != nil {
-			return err
+			return cp, err
 		}
-		if cp.Size <= old.Size {
-			return nil
+		if cp.Size < old.Size {
+			return *old, nil
+		}
+		if cp.Size == old.Size {
+			return cp, nil
 		}
 	}
-	return c.ks.Put(ksLogCheckpoint, []byte(note))
+	return cp, c.ks.Put(ksLogCheckpoint, []byte(note))
 }
 
 // Checkpoint returns the largest log checkpoint this device has verified,

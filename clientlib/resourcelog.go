@@ -68,7 +68,13 @@ func (c *Client) checkLogged(ctx context.Context, v *groupView, h *coffer.Resour
 	want := translog.RecordHash(leaf)
 	deadline := time.Now().Add(c.opts.LogWait)
 	for attempt := 0; ; attempt++ {
-		cp, err := c.latestCheckpoint(ctx)
+		// The first look uses the checkpoint the read's answer carried;
+		// one that does not show the version yet is followed by a fetch.
+		latest := c.latestCheckpoint
+		if attempt == 0 {
+			latest = c.readCheckpoint
+		}
+		cp, err := latest(ctx)
 		if err != nil {
 			return err
 		}
@@ -122,7 +128,13 @@ func (c *Client) checkLogged(ctx context.Context, v *groupView, h *coffer.Resour
 			return nil
 		}
 		// Not in the map of cp yet (or, absurdly, the group is not):
-		// wait for the sequencer.
+		// fetch the latest at once if cp came with the answer, else wait
+		// for the sequencer.
+		if attempt == 0 {
+			if _, offered := ctx.Value(offeredCheckpointKey{}).(string); offered {
+				continue
+			}
+		}
 		if time.Now().After(deadline) {
 			return coffer.Errorf(coffer.EUNAVAILABLE, "the transparency log has not included version %d of resource %s after %v: retry later; until it does, this device does not accept that version",
 				h.Version, h.Resource, c.opts.LogWait)

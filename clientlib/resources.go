@@ -777,14 +777,15 @@ func (c *Client) head(ctx context.Context, g coffer.GroupID, id coffer.ResourceI
 func (c *Client) headWith(ctx context.Context, g coffer.GroupID, id coffer.ResourceID, withContent bool) (*verified, []byte, error) {
 	var ar api.Resource
 	ctx = c.markDeletions(c.beginRead(ctx))
-	path := resourcePath(g, id)
+	// The server's latest checkpoint comes along, for the log checks.
+	path := resourcePath(g, id) + "?include=checkpoint"
 	if withContent {
-		path += "?include=content"
+		path += ",content"
 	}
 	if err := c.call(ctx, http.MethodGet, path, true, nil, &ar); err != nil {
 		return nil, nil, err
 	}
-	vr, err := c.verifyResource(ctx, g, id, &ar)
+	vr, err := c.verifyResource(withOfferedCheckpoint(ctx, ar.Checkpoint), g, id, &ar)
 	if err != nil {
 		return nil, nil, inGroup(err, g, id)
 	}

@@ -73,7 +73,7 @@ func (s *Server) storeInline(w http.ResponseWriter, r *http.Request, caller coff
 // returns nil when the reader must fetch the content with range requests
 // instead (large, or the blob went away under a concurrent replace).
 func (s *Server) includeContent(r *http.Request, res *coffer.Resource) []byte {
-	if r.URL.Query().Get("include") != "content" {
+	if !includes(r, "content") {
 		return nil
 	}
 	if res.Content != nil || res.Size > coffer.MaxInlineContentSize {

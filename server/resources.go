@@ -624,8 +624,27 @@ func (s *Server) handleGetResource(w http.ResponseWriter, r *http.Request) {
 	}
 	out := resourceJSON(res)
 	out.Content = s.includeContent(r, res)
+	if includes(r, "checkpoint") && s.log != nil {
+		// Taken after the row: a reader checking the version's place in
+		// the log needs a checkpoint at least as new as its request. On
+		// failure the reader fetches one itself.
+		if note, err := s.log.LogCheckpoint(r.Context()); err == nil {
+			out.Checkpoint = note
+		}
+	}
 	w.Header().Set("ETag", etag(res.Version))
 	respond(w, http.StatusOK, out)
+}
+
+// includes reports whether the comma-separated include query parameter
+// names what.
+func includes(r *http.Request, what string) bool {
+	for _, v := range strings.Split(r.URL.Query().Get("include"), ",") {
+		if v == what {
+			return true
+		}
+	}
+	return false
 }
 
 // handleResourceContent streams the ciphertext with HTTP Range support.

@@ -185,6 +185,9 @@ type Resource struct {
 	CreatedAt time.Time         `json:"created_at"`
 	UpdatedAt time.Time         `json:"updated_at"`
 	Content   []byte            `json:"content,omitempty"`
+	// Checkpoint is the log's latest checkpoint note when the reader asked
+	// for it (?include=checkpoint), as GET /v1/log/checkpoint serves it.
+	Checkpoint string `json:"checkpoint,omitempty"`
 }
 
 type ResourceList struct {
