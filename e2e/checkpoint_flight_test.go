@@ -156,7 +156,7 @@ func TestReadDoesNotShareOlderCheckpointFetch(t *testing.T) {
 	}
 	mustReadResource(t, carol, f.g, f.a.ID)
 	mustReadResource(t, carol, f.g, f.b.ID)
-	saved := f.held().saveRow(t, f.a.ID)
+	saved := f.saveRow(t, f.a.ID)
 
 	// Read b; its checkpoint is fetched now and delivered later.
 	hold, fetched := make(chan struct{}), make(chan struct{})
@@ -176,7 +176,7 @@ func TestReadDoesNotShareOlderCheckpointFetch(t *testing.T) {
 	if err := f.bob.Delete(ctx, f.g, f.a.ID); err != nil {
 		t.Fatal(err)
 	}
-	f.held().restoreRow(t, f.a.ID, saved)
+	f.restoreRow(t, f.a.ID, saved)
 
 	// Read a, deleted and served again; the held answer is released once
 	// the server has answered for a and the read had time to ask for a
