@@ -100,6 +100,12 @@ func (s *Server) handleAppendCommit(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, err)
 		return
 	}
+	if cr.inWraps && len(wantedWraps(prev, state, c)) < streamWrapsFrom {
+		if err := cr.readWraps(); err != nil {
+			Error(w, r, err)
+			return
+		}
+	}
 	var a *coffer.GroupAppend
 	if cr.inWraps {
 		a = newAppend(s, prev, state, sc, c)

@@ -20,6 +20,13 @@ import (
 // commit's transaction. A bad wrap, a missing one or a bad member after them
 // rolls the whole append back: it stays atomic.
 
+// streamWrapsFrom is the number of wraps from which an append streams them
+// into PostgreSQL. Streaming holds a database connection, and the lock the
+// wraps' foreign key takes on the group's row (which deletes and uploads in
+// the group wait for), while the client sends the wraps; a small append
+// reads them first, as before, and holds both only for its short store.
+var streamWrapsFrom = 1024
+
 // commitReader reads an api.CommitRequest member by member.
 type commitReader struct {
 	dec   *json.Decoder
@@ -132,6 +139,22 @@ func (cr *commitReader) nextWrap() (api.Wrap, error) {
 		return wr, err
 	}
 	return wr, io.EOF
+}
+
+// readWraps reads the wraps that cr still has to read, and the rest of the
+// body, into cr.req: for an append small enough not to stream them. The
+// body limit bounds them.
+func (cr *commitReader) readWraps() error {
+	for {
+		wr, err := cr.nextWrap()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		cr.req.Wraps = append(cr.req.Wraps, wr)
+	}
 }
 
 // streamWraps sets a.WrapStream to check and yield the wraps that cr

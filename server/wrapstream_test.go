@@ -14,6 +14,7 @@ import (
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/internal/api"
 	"github.com/cofferhq/coffer/internal/groupkey"
+	"github.com/cofferhq/coffer/server"
 )
 
 // rotationWorld is a group of three (owner, a, b) at seq 1, and the parts
@@ -99,9 +100,10 @@ func (rw *rotationWorld) stored(t *testing.T) (seq uint64, wraps int) {
 
 // TestAppendStreamsWraps: cofferd copies a commit's wraps into PostgreSQL
 // while the request is still arriving, instead of holding the whole body
-// first. The body stops before the end of the wraps array until the COPY
+// first, once the append carries streamWrapsFrom wraps. The body stops before the end of the wraps array until the COPY
 // into wrapped_keys shows in pg_stat_progress_copy.
 func TestAppendStreamsWraps(t *testing.T) {
+	t.Cleanup(server.SetStreamWrapsFrom(3))
 	rw := newRotationWorld(t)
 	pr, pw := io.Pipe()
 	done := make(chan *response, 1)
@@ -142,6 +144,17 @@ func TestAppendStreamsWraps(t *testing.T) {
 // (a bad or duplicate wrap, a missing one, a bad member after the array, a
 // body cut short or over the limit), nothing of the append is stored.
 func TestStreamedWrapsAreAtomic(t *testing.T) {
+	for _, from := range []int{3, 4} {
+		t.Run(fmt.Sprintf("stream from %d wraps", from), func(t *testing.T) {
+			t.Cleanup(server.SetStreamWrapsFrom(from))
+			testStreamedWrapsAreAtomic(t)
+		})
+	}
+}
+
+// testStreamedWrapsAreAtomic runs the cases on an append of three wraps,
+// streamed or read first.
+func testStreamedWrapsAreAtomic(t *testing.T) {
 	rw := newRotationWorld(t)
 	w0, w1, w2 := rw.wraps[0], rw.wraps[1], rw.wraps[2]
 	short := mustJSON(t, api.Wrap{Member: rw.members[2], Epoch: 2, Wrap: randomBytes(coffer.WrapSize - 1)})
