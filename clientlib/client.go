@@ -27,6 +27,7 @@ import (
 
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/internal/api"
+	"github.com/cofferhq/coffer/internal/freshflight"
 	"github.com/cofferhq/coffer/internal/translog"
 )
 
@@ -96,8 +97,8 @@ type Client struct {
 	refreshMu sync.Mutex // one session refresh at a time: reuse revokes the family
 	// logMu serialises the check-and-store of the log checkpoint.
 	logMu     sync.Mutex
-	cpFlights checkpointFlights // shared fetches of the latest checkpoint (cpflight.go)
-	notes     openedNotes       // checkpoint notes that verified (cpflight.go)
+	cpFlights freshflight.Group[translog.Checkpoint] // shared fetches of the latest checkpoint (cpflight.go)
+	notes     openedNotes                            // checkpoint notes that verified (cpflight.go)
 
 	witnesses []*translog.WitnessVerifier
 	fresh     freshState // witnessed checkpoint and head proofs (freshness.go)

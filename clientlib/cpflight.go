@@ -2,7 +2,6 @@ package clientlib
 
 import (
 	"context"
-	"errors"
 	"sync"
 
 	"github.com/cofferhq/coffer/internal/translog"
@@ -13,78 +12,14 @@ import (
 // each behind the log mutex, but only a fetch sent after they asked: a read
 // that finds a fetch already under way waits for the next one, so that what
 // it is shown is never older than its own request (a delete finished before
-// the read began is still seen).
-
-// checkpointFlight is one fetch-and-verify of the latest checkpoint, shared
-// by every caller that joined it before it was sent.
-type checkpointFlight struct {
-	done chan struct{}
-	cp   translog.Checkpoint
-	err  error
-}
-
-// checkpointFlights holds the fetch under way and the one queued behind it.
-type checkpointFlights struct {
-	mu      sync.Mutex
-	running *checkpointFlight
-	next    *checkpointFlight
-}
+// the read began is still seen). internal/freshflight does the sharing.
 
 // latestCheckpoint fetches the server's current checkpoint, verifies its
 // signature and its consistency with everything this device has seen, and
-// returns it. The fetch is sent after the call began; callers at the same
-// time share it.
+// returns it (or the newer one this device holds). The fetch is sent after
+// the call began; callers at the same time share it.
 func (c *Client) latestCheckpoint(ctx context.Context) (translog.Checkpoint, error) {
-	fl := &c.cpFlights
-	var mine *checkpointFlight // the flight this call joined
-	for {
-		fl.mu.Lock()
-		if fl.running == nil {
-			// Nothing is under way: send the queued fetch (every caller of
-			// it asked before now, this one included) or a new one.
-			f := fl.next
-			if f == nil {
-				f = &checkpointFlight{done: make(chan struct{})}
-			}
-			fl.running, fl.next = f, nil
-			fl.mu.Unlock()
-			return c.lead(ctx, f)
-		}
-		if mine == nil || (mine != fl.running && mine != fl.next) {
-			// The fetch under way was sent before this call: queue behind it.
-			if fl.next == nil {
-				fl.next = &checkpointFlight{done: make(chan struct{})}
-			}
-			mine = fl.next
-		}
-		wait := fl.running
-		fl.mu.Unlock()
-		select {
-		case <-wait.done:
-		case <-ctx.Done():
-			return translog.Checkpoint{}, ctx.Err()
-		}
-		if wait != mine {
-			continue
-		}
-		if mine.err != nil && ctx.Err() == nil && (errors.Is(mine.err, context.Canceled) || errors.Is(mine.err, context.DeadlineExceeded)) {
-			// The caller that sent it gave up; this one has not.
-			mine = nil
-			continue
-		}
-		return mine.cp, mine.err
-	}
-}
-
-// lead runs f on behalf of everyone who joined it.
-func (c *Client) lead(ctx context.Context, f *checkpointFlight) (translog.Checkpoint, error) {
-	f.cp, f.err = c.fetchCheckpoint(ctx)
-	fl := &c.cpFlights
-	fl.mu.Lock()
-	fl.running = nil
-	close(f.done)
-	fl.mu.Unlock()
-	return f.cp, f.err
+	return c.cpFlights.Do(ctx, c.fetchCheckpoint)
 }
 
 // fetchCheckpoint is one fetch of the latest checkpoint, its check and its

@@ -55,7 +55,7 @@ func (s *Server) handleLogCheckpoint(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, err)
 		return
 	}
-	cp, err := l.LogCheckpoint(r.Context())
+	cp, err := s.checkpoints.Do(r.Context(), l.LogCheckpoint)
 	if err != nil {
 		Error(w, r, err)
 		return

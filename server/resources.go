@@ -628,7 +628,7 @@ func (s *Server) handleGetResource(w http.ResponseWriter, r *http.Request) {
 		// Taken after the row: a reader checking the version's place in
 		// the log needs a checkpoint at least as new as its request. On
 		// failure the reader fetches one itself.
-		if note, err := s.log.LogCheckpoint(r.Context()); err == nil {
+		if note, err := s.checkpoints.Do(r.Context(), s.log.LogCheckpoint); err == nil {
 			out.Checkpoint = note
 		}
 	}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/internal/api"
+	"github.com/cofferhq/coffer/internal/freshflight"
 )
 
 // Config is the server's configuration. Zero durations and limits take the
@@ -159,14 +160,17 @@ type Server struct {
 	resources coffer.ResourceService
 	blobs     coffer.BlobStore
 	log       coffer.LogService
-	ready     func(ctx context.Context) error
-	tokens    *tokenIssuer
-	metrics   *metrics
-	ops       *opsMetrics
-	registry  *prometheus.Registry
-	router    chi.Router
-	draining  atomic.Bool
-	inFlight  atomic.Int64
+	// checkpoints shares reads of the latest checkpoint among concurrent
+	// requests, each answer read after its request arrived.
+	checkpoints freshflight.Group[string]
+	ready       func(ctx context.Context) error
+	tokens      *tokenIssuer
+	metrics     *metrics
+	ops         *opsMetrics
+	registry    *prometheus.Registry
+	router      chi.Router
+	draining    atomic.Bool
+	inFlight    atomic.Int64
 	// bodyBudget bounds the bytes of large request bodies in memory.
 	bodyBudget *semaphore.Weighted
 	lastDone   atomic.Int64 // unix nanoseconds when a request last ended
