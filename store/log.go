@@ -405,14 +405,21 @@ const (
 	MaxVersionProofs = 64
 )
 
+// versionScan bounds how many of a resource's newest leaves versionLeaf
+// reads. A reader asks for the version just before the one the map names
+// as current in the tree of size, whose leaf is at most a leaf or two from
+// the top; the bound keeps a request for an old version of a long-lived
+// resource (anyone may ask) from reading its whole history.
+const versionScan = 64
+
 // versionLeaf finds the leaf of version of resource r of g among the first
-// size leaves, newest first: a reader asks for the version just before the
-// current one, so the scan stops within a leaf or two. It returns -1 when
-// the tree of size holds no such leaf.
+// size leaves, newest first, within the newest versionScan leaves of the
+// resource (migration 00012 orders the index so). It returns -1 when there
+// is no such leaf.
 func versionLeaf(ctx context.Context, q pgx.Tx, g coffer.GroupID, r coffer.ResourceID, version uint64, size int64) (int64, []byte, error) {
 	rows, err := q.Query(ctx, `SELECT leaf_index, leaf FROM log_entries
 		WHERE group_id = $1 AND resource_id = $2 AND leaf_index IS NOT NULL AND leaf_index < $3
-		ORDER BY leaf_index DESC`, g, r, size)
+		ORDER BY leaf_index DESC LIMIT $4`, g, r, size, versionScan)
 	if err != nil {
 		return -1, nil, err
 	}
