@@ -41,11 +41,11 @@ import (
 //     for each device that remains, and one for the recovery key
 //     (RuleWraps; the parser checks the order and the recovery wrap).
 //   - keys: every key a link brings in (a device's signing and encryption
-//     keys, a user key, a recovery encryption key) is new to the account:
+//     keys, a user key and user signing key, a recovery encryption key) is new to the account:
 //     no key is ever reused, in the same role or another, so a revoked
 //     device's or retired user key never comes back (RuleKeyReuse); each
-//     hybrid key's Ed25519 half passes CheckSigningKey (RuleWeakKey, from
-//     the parser).
+//     hybrid key's Ed25519 half, and each user signing key, passes
+//     CheckSigningKey (RuleWeakKey, from the parser).
 //
 // The verifier cannot open wraps. A device checks the user key it unwraps
 // against the chain's UserKey, and refuses a mismatch as a security error.
@@ -95,6 +95,7 @@ type AccountState struct {
 	Devices map[DeviceID]*AccountDevice
 
 	UserKey           []byte // the current user key, an X-Wing public key
+	UserSigningKey    []byte // the Ed25519 key derived from the current user key's seed
 	UserKeyGeneration uint64 // 1 at the genesis, +1 per rotation
 	UserKeySeq        uint64 // the link that set the current user key
 
@@ -255,7 +256,7 @@ var linkRules = map[LinkKind]func(*AccountState, *AccountLink) error{
 }
 
 func (s *AccountState) checkGenesis(l *AccountLink) error {
-	return checkNewKeys(nil, l.Device.SigningKey.Bytes(), l.Device.EncryptionKey, l.UserKey, l.RecoveryEncryptionKey)
+	return checkNewKeys(nil, l.Device.SigningKey.Bytes(), l.Device.EncryptionKey, l.UserKey, l.UserSigningKey, l.RecoveryEncryptionKey)
 }
 
 func (s *AccountState) checkAddDevice(l *AccountLink) error {
@@ -297,7 +298,7 @@ func (s *AccountState) checkRotation(l *AccountLink, revoked DeviceID) error {
 			return ruleErr(RuleWraps, "a wrap for %s, which is not a device that remains", w.Device)
 		}
 	}
-	return checkNewKeys(s.everKeys, l.UserKey)
+	return checkNewKeys(s.everKeys, l.UserKey, l.UserSigningKey)
 }
 
 func (s *AccountState) checkSetRecovery(l *AccountLink) error {
@@ -342,6 +343,8 @@ func (s *AccountState) applyLink(l *AccountLink, hash [32]byte) {
 	}
 	if l.rotates() {
 		s.UserKey = l.UserKey
+		s.UserSigningKey = l.UserSigningKey
+		s.everKeys[string(l.UserSigningKey)] = struct{}{}
 		s.UserKeyGeneration++
 		s.UserKeySeq = l.Seq
 		s.RecoveryWrapSeq = l.Seq
@@ -413,6 +416,17 @@ func AccountFingerprint(account AccountID, genesis [32]byte) Fingerprint {
 	body = append(body, account[:]...)
 	body = append(body, genesis[:]...)
 	return sha512.Sum512(SignedMessage(LabelAccountFingerprint, body))
+}
+
+// Identity returns the account's suite v1 identity: its handle, user
+// signing key and user key. Groups, log-ins and the server's accounts
+// table use it; it changes with every rotation of the user key. The zero
+// value before the genesis.
+func (s *AccountState) Identity() PublicIdentity {
+	if s.Seq == 0 {
+		return PublicIdentity{}
+	}
+	return PublicIdentity{Handle: s.Handle, SigningKey: bytes.Clone(s.UserSigningKey), EncryptionKey: bytes.Clone(s.UserKey)}
 }
 
 // Fingerprint returns the account's fingerprint, or the zero value before

@@ -388,6 +388,30 @@ var accountCases = []accountCase{
 		l.UserKey = p.d1.Enc
 		return b.Push(l, p.d1.Key, nil).links
 	}},
+	{"rotation-old-user-signing-key", "a rotation that brings back a retired user signing key with a new user key", coffer.RuleKeyReuse, func(tb testing.TB, p accountCast) []coffer.SignedLink {
+		b := MustAccount(tb).DoRotate(p.d1)
+		l := b.Rotate(p.d1)
+		l.UserSigningKey = testUserSigningKey(tb, 1)
+		return b.Push(l, p.d1.Key, nil).links
+	}},
+	{"revoke-same-user-signing-key", "a revocation that keeps the current user signing key", coffer.RuleKeyReuse, func(tb testing.TB, p accountCast) []coffer.SignedLink {
+		b := MustAccount(tb).DoAdd(p.d1, p.d2)
+		l := b.Revoke(p.d1, p.d2)
+		l.UserSigningKey = testUserSigningKey(tb, 1)
+		return b.Push(l, p.d1.Key, nil).links
+	}},
+	{"genesis-small-order-user-signing-key", "a genesis whose user signing key is a small-order point", coffer.RuleWeakKey, func(tb testing.TB, p accountCast) []coffer.SignedLink {
+		b := &accountBuilder{tb: tb, account: testAccountID(1)}
+		return b.pushBody(b.Genesis(p.d1, p.r1), editAt(tb, testUserSigningKey(tb, 1), smallOrderEd), p.d1.Key, nil)
+	}},
+	{"rotation-small-order-user-signing-key", "a rotation whose user signing key is a small-order point", coffer.RuleWeakKey, func(tb testing.TB, p accountCast) []coffer.SignedLink {
+		b := MustAccount(tb)
+		return b.pushBody(b.Rotate(p.d1), editAt(tb, testUserSigningKey(tb, 2), smallOrderEd), p.d1.Key, nil)
+	}},
+	{"rotation-without-prev-user-key", "a rotation cut before its sealed previous user key", coffer.RuleMalformed, func(tb testing.TB, p accountCast) []coffer.SignedLink {
+		b := MustAccount(tb)
+		return b.pushBody(b.Rotate(p.d1), func(body []byte) []byte { return body[:len(body)-coffer.HistoryLinkSize] }, p.d1.Key, nil)
+	}},
 	{"set-recovery-same-key", "set-recovery to the current recovery key", coffer.RuleKeyReuse, func(tb testing.TB, p accountCast) []coffer.SignedLink {
 		b := MustAccount(tb)
 		return b.Push(b.SetRecovery(p.d1, p.r1), p.d1.Key, nil).links

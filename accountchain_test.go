@@ -2,6 +2,7 @@ package coffer_test
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -52,6 +53,22 @@ func testRecoveryKey(n int) *coffer.RecoveryKey {
 }
 
 var testUserKeys sync.Map // int → []byte
+
+// testUserSigningKey is the user signing key derived from test user key n's
+// seed.
+func testUserSigningKey(tb testing.TB, n int) []byte {
+	tb.Helper()
+	seed := sha256.Sum256(fmt.Appendf(nil, "coffer account test user key %d", n))
+	sk, err := coffer.UserSigningKeyFromSeed(seed[:])
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return sk.Public().(ed25519.PublicKey)
+}
+
+// testPrevUserKey stands in for the sealed previous user key, opaque to
+// the verifier, as testWrap does for wraps.
+func testPrevUserKey(what string) []byte { return testWrap("prev " + what)[:coffer.HistoryLinkSize] }
 
 // testUserKey is the public half of test user key n.
 func testUserKey(tb testing.TB, n int) []byte {
@@ -134,6 +151,7 @@ func (b *accountBuilder) Genesis(d *testDevice, rk *coffer.RecoveryKey) *coffer.
 	l.Origin, l.Handle = testOrigin, "alice"
 	l.Device = d.Keys()
 	l.UserKey = testUserKey(b.tb, 1)
+	l.UserSigningKey = testUserSigningKey(b.tb, 1)
 	l.RecoveryCommitment = rk.Commitment(b.account)
 	l.RecoveryEncryptionKey = rk.EncryptionKey().PublicKey().Bytes()
 	l.DeviceWraps = []coffer.DeviceWrap{{Device: d.ID, Wrap: testWrap("genesis device")}}
@@ -158,6 +176,8 @@ func ByRecovery(l *coffer.AccountLink, rk *coffer.RecoveryKey) *coffer.AccountLi
 // except.
 func (b *accountBuilder) rotation(l *coffer.AccountLink, userKey int, except coffer.DeviceID) *coffer.AccountLink {
 	l.UserKey = testUserKey(b.tb, userKey)
+	l.UserSigningKey = testUserSigningKey(b.tb, userKey)
+	l.PrevUserKey = testPrevUserKey(fmt.Sprintf("rotate %d", len(b.links)))
 	for _, d := range b.sortedDevices() {
 		if d.ID != except {
 			l.DeviceWraps = append(l.DeviceWraps, coffer.DeviceWrap{Device: d.ID, Wrap: testWrap(fmt.Sprintf("rotate %d %d", len(b.links), userKey))})

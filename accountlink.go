@@ -1,6 +1,7 @@
 package coffer
 
 import (
+	"crypto/ed25519"
 	"crypto/hpke"
 	"crypto/sha256"
 	"fmt"
@@ -30,15 +31,17 @@ import (
 //	author       device id [16]byte, or the recovery signing key [1984]byte
 //	then by kind:
 //	  genesis (1):         origin <uint8 length>, handle <uint8 length>, device,
-//	                       user_key [1216], recovery, device_wrap [1168], recovery_wrap [1168]
+//	                       user_key [1216], user_signing_key [32], recovery,
+//	                       device_wrap [1168], recovery_wrap [1168]
 //	  add-device (2):      device, device_wrap [1168]
 //	  revoke-device (3):   revoked device id [16], rotation
 //	  rotate-user-key (4): rotation
 //	  set-recovery (5):    recovery, recovery_wrap [1168]
 //	device:   id [16], signing_key [1984] (hybrid), encryption_key [1216] (X-Wing)
 //	recovery: commitment [32], encryption_key [1216] (X-Wing)
-//	rotation: user_key [1216], wrap_count uint8, wrap_count × (device id [16],
-//	          wrap [1168]) in increasing id order, recovery_wrap [1168]
+//	rotation: user_key [1216], user_signing_key [32], wrap_count uint8,
+//	          wrap_count × (device id [16], wrap [1168]) in increasing id order,
+//	          recovery_wrap [1168], prev_user_key [60]
 //
 // The wraps travel inside the link rather than beside it (as group wraps
 // do). An account has few devices (at most MaxAccountDevices), so a
@@ -51,6 +54,20 @@ import (
 // verifier cannot open wraps; it checks that a rotation has exactly one
 // for each device that remains and one for the recovery key. A device
 // checks the key it unwraps against the user key the chain records.
+//
+// The user key's seed also derives the account's user signing key
+// (UserSigningKeyFromSeed, Ed25519), which the genesis and every rotation
+// publish beside the X-Wing user key. The two form the account's suite v1
+// PublicIdentity (AccountState.Identity): the keys groups wrap to and
+// verify commits with, and that log-ins are signed with. So a new device
+// changes no group, and a rotation retires both keys of every device that
+// no longer holds the seed.
+//
+// A rotation also carries prev_user_key: the previous seed sealed under a
+// key derived from the new one (internal/userkey.SealPrevious, AES-256-GCM),
+// so whoever holds the current user key (a device, or the recovery key)
+// can walk back to every earlier one and read what was wrapped to it. A
+// revoked device knows only the seeds up to its revocation.
 //
 // The encoding is canonical: ParseAccountLink accepts exactly the bytes
 // Marshal produces.
@@ -157,6 +174,12 @@ type AccountLink struct {
 	Device DeviceKeys // genesis, add-device: the device added
 	// UserKey is the new user key (X-Wing public key): genesis and rotations.
 	UserKey []byte
+	// UserSigningKey is the Ed25519 key derived from the new user key's
+	// seed: genesis and rotations.
+	UserSigningKey ed25519.PublicKey
+	// PrevUserKey is the previous user key's seed, sealed under the new
+	// one (HistoryLinkSize bytes): rotations.
+	PrevUserKey []byte
 	// DeviceWraps wrap the user key: genesis and add-device, one for the
 	// device added; rotations, one per device after the link, by id.
 	DeviceWraps []DeviceWrap
@@ -228,6 +251,7 @@ func (l *AccountLink) Marshal() []byte {
 		b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(l.Handle)) })
 		addDevice()
 		b.AddBytes(l.UserKey)
+		b.AddBytes(l.UserSigningKey)
 		addRecovery()
 		b.AddBytes(firstWrap())
 		b.AddBytes(l.RecoveryWrap)
@@ -242,12 +266,14 @@ func (l *AccountLink) Marshal() []byte {
 			panic("coffer: over 255 device wraps")
 		}
 		b.AddBytes(l.UserKey)
+		b.AddBytes(l.UserSigningKey)
 		b.AddUint8(uint8(len(l.DeviceWraps)))
 		for _, w := range l.DeviceWraps {
 			b.AddBytes(w.Device[:])
 			b.AddBytes(w.Wrap)
 		}
 		b.AddBytes(l.RecoveryWrap)
+		b.AddBytes(l.PrevUserKey)
 	case LinkSetRecovery:
 		addRecovery()
 		b.AddBytes(l.RecoveryWrap)
@@ -317,6 +343,7 @@ func ParseAccountLink(body []byte) (*AccountLink, error) {
 		l.Origin, l.Handle = string(origin), h
 		l.Device = p.device()
 		l.UserKey = p.xwingKey("user key")
+		l.UserSigningKey = p.ed25519Key("user signing key")
 		l.RecoveryCommitment, l.RecoveryEncryptionKey = p.recovery()
 		l.DeviceWraps = []DeviceWrap{{Device: l.Device.ID, Wrap: p.wrap()}}
 		l.RecoveryWrap = p.wrap()
@@ -328,8 +355,10 @@ func ParseAccountLink(body []byte) (*AccountLink, error) {
 			l.Revoked = p.deviceID("revoked device")
 		}
 		l.UserKey = p.xwingKey("user key")
+		l.UserSigningKey = p.ed25519Key("user signing key")
 		l.DeviceWraps = p.deviceWraps()
 		l.RecoveryWrap = p.wrap()
+		l.PrevUserKey = p.bytes(HistoryLinkSize, "previous user key")
 	case LinkSetRecovery:
 		l.RecoveryCommitment, l.RecoveryEncryptionKey = p.recovery()
 		l.RecoveryWrap = p.wrap()
@@ -390,6 +419,16 @@ func (p *linkParser) hybridKey(what string) HybridPublicKey {
 		p.fail(ruleErr(RuleWeakKey, "%s: %s", what, ErrorMessage(err)))
 	}
 	return k
+}
+
+func (p *linkParser) ed25519Key(what string) ed25519.PublicKey {
+	b := p.bytes(SigningKeySize, what)
+	if b != nil {
+		if err := CheckSigningKey(b); err != nil {
+			p.fail(ruleErr(RuleWeakKey, "%s: %s", what, ErrorMessage(err)))
+		}
+	}
+	return ed25519.PublicKey(b)
 }
 
 func (p *linkParser) xwingKey(what string) []byte {
@@ -522,6 +561,19 @@ const (
 	LabelDeviceSigningSeed    = "coffer/v2/device-seed/signing"
 	LabelDeviceEncryptionSeed = "coffer/v2/device-seed/encryption"
 )
+
+// LabelUserSigningSeed derives the user signing key from the user key's
+// seed.
+const LabelUserSigningSeed = "coffer/v2/user-signing-key"
+
+// UserSigningKeyFromSeed derives the account's Ed25519 user signing key
+// from the user key's 32-byte seed (the X-Wing seed) with HKDF-SHA256.
+func UserSigningKeyFromSeed(seed []byte) (ed25519.PrivateKey, error) {
+	if len(seed) != EncryptionSecretSize {
+		return nil, Errorf(EINVALID, "user key seed must be %d bytes, got %d", EncryptionSecretSize, len(seed))
+	}
+	return ed25519.NewKeyFromSeed(deriveKey(seed, LabelUserSigningSeed, ed25519.SeedSize)), nil
+}
 
 // DeviceKeysFromSeed derives a device's hybrid signing key and X-Wing key
 // from its 32-byte seed with HKDF-SHA256 under two labels.

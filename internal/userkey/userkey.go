@@ -14,7 +14,13 @@
 package userkey
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/ed25519"
+	"crypto/hkdf"
 	"crypto/hpke"
+	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/binary"
 	"errors"
@@ -98,6 +104,94 @@ func Open(priv hpke.PrivateKey, account coffer.AccountID, generation uint64, r R
 	}
 	if subtle.ConstantTimeCompare(uk.PublicKey().Bytes(), want) != 1 {
 		return nil, coffer.Security("user-key-wrap", errors.New("the wrapped user key is not the one the account chain records"))
+	}
+	return uk, nil
+}
+
+// SigningKey returns the account's user signing key for the user key uk:
+// the Ed25519 key coffer.UserSigningKeyFromSeed derives from its seed.
+func SigningKey(uk hpke.PrivateKey) (ed25519.PrivateKey, error) {
+	seed, err := uk.Bytes()
+	if err != nil {
+		return nil, fmt.Errorf("userkey: user key: %w", err)
+	}
+	return coffer.UserSigningKeyFromSeed(seed)
+}
+
+// A rotation seals the previous user key's seed under the new one, so that
+// whoever holds the current user key can walk back through every earlier
+// one. The construction is a small object sealed as the rest of Coffer seals
+// them: AES-256-GCM with a random nonce (nonce ‖ ciphertext ‖ tag,
+// coffer.HistoryLinkSize bytes), under a key that HKDF-SHA256 derives from
+// the new seed with LabelPrevUserKey as info, and the account and the new
+// generation as additional data, so a sealed seed opens only in the link it
+// was made for.
+
+// LabelPrevUserKey derives the key that seals a previous user key.
+const LabelPrevUserKey = "coffer/v2/user-key-prev"
+
+func prevAEAD(newSeed []byte) (cipher.AEAD, error) {
+	k, err := hkdf.Key(sha256.New, newSeed, nil, LabelPrevUserKey, 32)
+	if err != nil {
+		return nil, err
+	}
+	block, err := aes.NewCipher(k)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+func prevAD(account coffer.AccountID, generation uint64) []byte {
+	return coffer.SignedMessage(LabelPrevUserKey, binary.BigEndian.AppendUint64(append([]byte(nil), account[:]...), generation))
+}
+
+// SealPrevious seals prev, the user key of generation-1, under next, the
+// user key of generation.
+func SealPrevious(next, prev hpke.PrivateKey, account coffer.AccountID, generation uint64) ([]byte, error) {
+	nextSeed, err := next.Bytes()
+	if err != nil {
+		return nil, fmt.Errorf("userkey: user key: %w", err)
+	}
+	prevSeed, err := prev.Bytes()
+	if err != nil {
+		return nil, fmt.Errorf("userkey: user key: %w", err)
+	}
+	a, err := prevAEAD(nextSeed)
+	if err != nil {
+		return nil, fmt.Errorf("userkey: %w", err)
+	}
+	nonce := make([]byte, a.NonceSize(), coffer.HistoryLinkSize)
+	rand.Read(nonce)
+	return a.Seal(nonce, nonce, prevSeed, prevAD(account, generation)), nil
+}
+
+// OpenPrevious opens what SealPrevious sealed under next, the user key of
+// generation, and checks that it is want, the user key of generation-1 in
+// the verified chain. Anything else is a *coffer.SecurityError.
+func OpenPrevious(next hpke.PrivateKey, account coffer.AccountID, generation uint64, sealed, want []byte) (hpke.PrivateKey, error) {
+	if len(sealed) != coffer.HistoryLinkSize {
+		return nil, coffer.Security("user-key-prev", fmt.Errorf("sealed previous user key is %d bytes, want %d", len(sealed), coffer.HistoryLinkSize))
+	}
+	nextSeed, err := next.Bytes()
+	if err != nil {
+		return nil, fmt.Errorf("userkey: user key: %w", err)
+	}
+	a, err := prevAEAD(nextSeed)
+	if err != nil {
+		return nil, fmt.Errorf("userkey: %w", err)
+	}
+	n := a.NonceSize()
+	seed, err := a.Open(nil, sealed[:n], sealed[n:], prevAD(account, generation))
+	if err != nil {
+		return nil, coffer.Security("user-key-prev", errors.New("the sealed previous user key does not open under the current one"))
+	}
+	uk, err := coffer.KEM().NewPrivateKey(seed)
+	if err != nil {
+		return nil, coffer.Security("user-key-prev", errors.New("the sealed previous user key holds no X-Wing key"))
+	}
+	if subtle.ConstantTimeCompare(uk.PublicKey().Bytes(), want) != 1 {
+		return nil, coffer.Security("user-key-prev", errors.New("the sealed previous user key is not the one the account chain records"))
 	}
 	return uk, nil
 }

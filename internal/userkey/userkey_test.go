@@ -1,7 +1,10 @@
 package userkey_test
 
 import (
+	"bytes"
+	"crypto/ed25519"
 	"crypto/hpke"
+	"errors"
 	"testing"
 
 	"github.com/cofferhq/coffer"
@@ -138,7 +141,7 @@ func TestChainWithRealWraps(t *testing.T) {
 	g := &coffer.AccountLink{Account: account, Seq: 1, Kind: coffer.LinkGenesis, AuthorKind: coffer.AuthorDevice, AuthorDevice: id1,
 		Origin: "https://coffer.example:443", Handle: "alice",
 		Device:  coffer.DeviceKeys{ID: id1, SigningKey: sk1.Public(), EncryptionKey: enc1},
-		UserKey: uk.PublicKey().Bytes(), RecoveryCommitment: rk.Commitment(account), RecoveryEncryptionKey: rk.EncryptionKey().PublicKey().Bytes(),
+		UserKey: uk.PublicKey().Bytes(), UserSigningKey: userSigningPublic(t, uk), RecoveryCommitment: rk.Commitment(account), RecoveryEncryptionKey: rk.EncryptionKey().PublicKey().Bytes(),
 		DeviceWraps:  []coffer.DeviceWrap{{Device: id1, Wrap: seal(enc1, 1, userkey.Recipient{Device: id1}, uk)}},
 		RecoveryWrap: seal(rk.EncryptionKey().PublicKey().Bytes(), 1, userkey.RecoveryRecipient, uk)}
 	links := []coffer.SignedLink{coffer.SignLink(g, sk1, nil)}
@@ -164,7 +167,8 @@ func TestChainWithRealWraps(t *testing.T) {
 	// Device 2 revokes device 1 with a new user key.
 	uk2, _ := userkey.Generate()
 	rev := &coffer.AccountLink{Account: account, Seq: 3, Prev: s.Head, Kind: coffer.LinkRevokeDevice, AuthorKind: coffer.AuthorDevice,
-		AuthorDevice: id2, Revoked: id1, UserKey: uk2.PublicKey().Bytes(),
+		AuthorDevice: id2, Revoked: id1, UserKey: uk2.PublicKey().Bytes(), UserSigningKey: userSigningPublic(t, uk2),
+		PrevUserKey:  sealPrev(t, uk2, uk, account, 2),
 		DeviceWraps:  []coffer.DeviceWrap{{Device: id2, Wrap: seal(enc2, 2, userkey.Recipient{Device: id2}, uk2)}},
 		RecoveryWrap: seal(rk.EncryptionKey().PublicKey().Bytes(), 2, userkey.RecoveryRecipient, uk2)}
 	links = append(links, coffer.SignLink(rev, sk2, nil))
@@ -176,10 +180,100 @@ func TestChainWithRealWraps(t *testing.T) {
 	if s.Devices[id1] != nil || s.UserKeyGeneration != 2 {
 		t.Fatalf("device 1 still current, or generation %d", s.UserKeyGeneration)
 	}
+	// The new user key walks back to the old one through the sealed
+	// previous key in the revocation.
+	if _, err := userkey.OpenPrevious(uk2, account, 2, rev.PrevUserKey, g.UserKey); err != nil {
+		t.Fatalf("walking back from generation 2: %v", err)
+	}
+	if !bytes.Equal(s.Identity().SigningKey, userSigningPublic(t, uk2)) || !bytes.Equal(s.Identity().EncryptionKey, uk2.PublicKey().Bytes()) {
+		t.Fatalf("the account's identity is not the new user key's")
+	}
 	// Device 1's old wrap does not open as the new generation's key.
 	w1, _ := g.WrapFor(id1)
 	_, dk1, _ := coffer.DeviceKeysFromSeed(append([]byte{1}, make([]byte, coffer.DeviceSeedSize-1)...))
 	if _, err := userkey.Open(dk1, account, 2, userkey.Recipient{Device: id1}, w1, s.UserKey); err == nil {
 		t.Fatalf("the revoked device's old wrap opened as the new user key")
+	}
+}
+
+func userSigningPublic(t *testing.T, uk hpke.PrivateKey) ed25519.PublicKey {
+	t.Helper()
+	sk, err := userkey.SigningKey(uk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sk.Public().(ed25519.PublicKey)
+}
+
+func sealPrev(t *testing.T, next, prev hpke.PrivateKey, account coffer.AccountID, gen uint64) []byte {
+	t.Helper()
+	b, err := userkey.SealPrevious(next, prev, account, gen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestSigningKeyDerivesFromSeed(t *testing.T) {
+	uk, err := userkey.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk, err := userkey.SigningKey(uk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := uk.Bytes()
+	again, err := coffer.UserSigningKeyFromSeed(seed)
+	if err != nil || !again.Equal(sk) {
+		t.Fatalf("the user signing key does not derive from the seed alone")
+	}
+	other, _ := userkey.Generate()
+	osk, _ := userkey.SigningKey(other)
+	if osk.Equal(sk) {
+		t.Fatalf("two user keys gave one signing key")
+	}
+	if err := coffer.CheckSigningKey(sk.Public().(ed25519.PublicKey)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSealPrevious(t *testing.T) {
+	account, other := coffer.NewAccountID(), coffer.NewAccountID()
+	prev, _ := userkey.Generate()
+	next, _ := userkey.Generate()
+	third, _ := userkey.Generate()
+	want := prev.PublicKey().Bytes()
+	sealed, err := userkey.SealPrevious(next, prev, account, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sealed) != coffer.HistoryLinkSize {
+		t.Fatalf("sealed previous key is %d bytes", len(sealed))
+	}
+	got, err := userkey.OpenPrevious(next, account, 2, sealed, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got.PublicKey().Bytes()) != string(want) {
+		t.Fatal("opened another key")
+	}
+	flipped := bytes.Clone(sealed)
+	flipped[20] ^= 1
+	for name, try := range map[string]func() error{
+		"another account":    func() error { _, err := userkey.OpenPrevious(next, other, 2, sealed, want); return err },
+		"another generation": func() error { _, err := userkey.OpenPrevious(next, account, 3, sealed, want); return err },
+		"another user key":   func() error { _, err := userkey.OpenPrevious(third, account, 2, sealed, want); return err },
+		"tampered":           func() error { _, err := userkey.OpenPrevious(next, account, 2, flipped, want); return err },
+		"truncated":          func() error { _, err := userkey.OpenPrevious(next, account, 2, sealed[:40], want); return err },
+		"not the chain's key": func() error {
+			_, err := userkey.OpenPrevious(next, account, 2, sealed, third.PublicKey().Bytes())
+			return err
+		},
+	} {
+		var se *coffer.SecurityError
+		if err := try(); !errors.As(err, &se) {
+			t.Errorf("%s: err = %v, want a security error", name, err)
+		}
 	}
 }
