@@ -412,6 +412,18 @@ var accountCases = []accountCase{
 		b := MustAccount(tb)
 		return b.pushBody(b.Rotate(p.d1), func(body []byte) []byte { return body[:len(body)-coffer.HistoryLinkSize] }, p.d1.Key, nil)
 	}},
+	{"add-device-empty-name", "an add-device whose device has no name", coffer.RuleMalformed, func(tb testing.TB, p accountCast) []coffer.SignedLink {
+		b := MustAccount(tb)
+		l := b.AddDevice(p.d1, p.d2)
+		l.Device.Name = ""
+		return b.Push(l, p.d1.Key, p.d2.Key).links
+	}},
+	{"add-device-control-name", "an add-device whose device name holds a control character", coffer.RuleMalformed, func(tb testing.TB, p accountCast) []coffer.SignedLink {
+		b := MustAccount(tb)
+		l := b.AddDevice(p.d1, p.d2)
+		l.Device.Name = "phone\x1b[2J"
+		return b.Push(l, p.d1.Key, p.d2.Key).links
+	}},
 	{"set-recovery-same-key", "set-recovery to the current recovery key", coffer.RuleKeyReuse, func(tb testing.TB, p accountCast) []coffer.SignedLink {
 		b := MustAccount(tb)
 		return b.Push(b.SetRecovery(p.d1, p.r1), p.d1.Key, nil).links

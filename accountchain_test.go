@@ -19,13 +19,14 @@ import (
 
 // testDevice is a deterministic test device: its keys derive from n.
 type testDevice struct {
-	ID  coffer.DeviceID
-	Key *coffer.HybridPrivateKey
-	Enc []byte // X-Wing public key
+	ID   coffer.DeviceID
+	Name string
+	Key  *coffer.HybridPrivateKey
+	Enc  []byte // X-Wing public key
 }
 
 func (d *testDevice) Keys() coffer.DeviceKeys {
-	return coffer.DeviceKeys{ID: d.ID, SigningKey: d.Key.Public(), EncryptionKey: d.Enc}
+	return coffer.DeviceKeys{ID: d.ID, Name: d.Name, SigningKey: d.Key.Public(), EncryptionKey: d.Enc}
 }
 
 var testDevices sync.Map // int → *testDevice
@@ -42,7 +43,7 @@ func MustTestDevice(tb testing.TB, n int) *testDevice {
 	}
 	id := sha256.Sum256(fmt.Appendf(nil, "coffer account test device id %d", n))
 	id[6], id[8] = id[6]&0x0f|0x40, id[8]&0x3f|0x80
-	d := &testDevice{ID: coffer.DeviceID(id[:16]), Key: sk, Enc: dk.PublicKey().Bytes()}
+	d := &testDevice{ID: coffer.DeviceID(id[:16]), Name: fmt.Sprintf("device %d", n), Key: sk, Enc: dk.PublicKey().Bytes()}
 	actual, _ := testDevices.LoadOrStore(n, d)
 	return actual.(*testDevice)
 }

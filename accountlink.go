@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/cryptobyte"
 )
@@ -37,7 +39,8 @@ import (
 //	  revoke-device (3):   revoked device id [16], rotation
 //	  rotate-user-key (4): rotation
 //	  set-recovery (5):    recovery, recovery_wrap [1168]
-//	device:   id [16], signing_key [1984] (hybrid), encryption_key [1216] (X-Wing)
+//	device:   id [16], name <uint8 length>, signing_key [1984] (hybrid),
+//	          encryption_key [1216] (X-Wing)
 //	recovery: commitment [32], encryption_key [1216] (X-Wing)
 //	rotation: user_key [1216], user_signing_key [32], wrap_count uint8,
 //	          wrap_count × (device id [16], wrap [1168]) in increasing id order,
@@ -121,6 +124,21 @@ const (
 	MaxOriginLength = 255
 )
 
+// MaxDeviceNameLength bounds a device's name.
+const MaxDeviceNameLength = 64
+
+// CheckDeviceName checks a device name: 1 to MaxDeviceNameLength bytes of
+// valid UTF-8 with no control characters, and no spaces at either end. The
+// name is for people (device lists, revocation by name); it is signed with
+// the rest of the link but no rule depends on it.
+func CheckDeviceName(name string) error {
+	if name == "" || len(name) > MaxDeviceNameLength || !utf8.ValidString(name) || strings.TrimSpace(name) != name ||
+		strings.IndexFunc(name, unicode.IsControl) >= 0 {
+		return Errorf(EINVALID, "a device name is 1 to %d bytes of printable text without spaces at either end", MaxDeviceNameLength)
+	}
+	return nil
+}
+
 // DeviceID names a device of an account. The device chooses it at random.
 type DeviceID uuid
 
@@ -140,9 +158,11 @@ func (id *DeviceID) UnmarshalText(b []byte) (err error) {
 	return err
 }
 
-// DeviceKeys is a device's public keys as a link records them.
+// DeviceKeys is a device's public keys, and the name its user gave it, as
+// a link records them.
 type DeviceKeys struct {
 	ID            DeviceID
+	Name          string // 1 to MaxDeviceNameLength bytes of printable UTF-8
 	SigningKey    HybridPublicKey
 	EncryptionKey []byte // X-Wing encapsulation key, 1216 bytes
 }
@@ -229,6 +249,7 @@ func (l *AccountLink) Marshal() []byte {
 	}
 	addDevice := func() {
 		b.AddBytes(l.Device.ID[:])
+		b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(l.Device.Name)) })
 		b.AddBytes(l.Device.SigningKey.Bytes())
 		b.AddBytes(l.Device.EncryptionKey)
 	}
@@ -442,7 +463,17 @@ func (p *linkParser) xwingKey(what string) []byte {
 }
 
 func (p *linkParser) device() DeviceKeys {
-	return DeviceKeys{ID: p.deviceID("device"), SigningKey: p.hybridKey("device signing key"), EncryptionKey: p.xwingKey("device encryption key")}
+	id := p.deviceID("device")
+	var name cryptobyte.String
+	if p.err == nil && !p.s.ReadUint8LengthPrefixed(&name) {
+		p.fail(ruleErr(RuleMalformed, "truncated device name"))
+	}
+	if p.err == nil {
+		if err := CheckDeviceName(string(name)); err != nil {
+			p.fail(ruleErr(RuleMalformed, "%s", ErrorMessage(err)))
+		}
+	}
+	return DeviceKeys{ID: id, Name: string(name), SigningKey: p.hybridKey("device signing key"), EncryptionKey: p.xwingKey("device encryption key")}
 }
 
 func (p *linkParser) recovery() ([32]byte, []byte) {

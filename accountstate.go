@@ -21,7 +21,7 @@ const accountStateVersion = 2
 //	user_key [1216], user_signing_key [32], user_key_generation uint64, user_key_seq uint64
 //	recovery_commitment [32], recovery_encryption_key [1216], recovery_wrap_seq uint64
 //	device_count uint8, per device by id:
-//	  id [16], signing_key [1984], encryption_key [1216],
+//	  id [16], name <uint8 length>, signing_key [1984], encryption_key [1216],
 //	  added_seq uint64, added_time uint64, wrap_seq uint64
 //	ever_device_count uint32, ids [16] in increasing order
 //	ever_key_count uint32, keys <uint16 length> in increasing byte order
@@ -51,6 +51,7 @@ func (s *AccountState) MarshalBinary() ([]byte, error) {
 	b.AddUint8(uint8(len(devices)))
 	for _, d := range devices {
 		b.AddBytes(d.ID[:])
+		b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(d.Name)) })
 		b.AddBytes(d.SigningKey.Bytes())
 		b.AddBytes(d.EncryptionKey)
 		b.AddUint64(d.AddedSeq)
@@ -132,10 +133,11 @@ func (s *AccountState) UnmarshalBinary(data []byte) error {
 		var (
 			d       AccountDevice
 			id      []byte
+			name    cryptobyte.String
 			sk, ek  []byte
 			addedAt uint64
 		)
-		if !in.ReadBytes(&id, 16) || !in.ReadBytes(&sk, HybridPublicKeySize) || !in.ReadBytes(&ek, EncryptionKeySize) ||
+		if !in.ReadBytes(&id, 16) || !in.ReadUint8LengthPrefixed(&name) || !in.ReadBytes(&sk, HybridPublicKeySize) || !in.ReadBytes(&ek, EncryptionKeySize) ||
 			!in.ReadUint64(&d.AddedSeq) || !in.ReadUint64(&addedAt) || !in.ReadUint64(&d.WrapSeq) {
 			return bad("truncated device")
 		}
@@ -147,7 +149,10 @@ func (s *AccountState) UnmarshalBinary(data []byte) error {
 		if d.SigningKey, err = ParseHybridPublicKey(sk); err != nil {
 			return bad("invalid device signing key")
 		}
-		d.EncryptionKey, d.AddedTime = bytes.Clone(ek), int64(addedAt)
+		if CheckDeviceName(string(name)) != nil {
+			return bad("invalid device name")
+		}
+		d.EncryptionKey, d.AddedTime, d.Name = bytes.Clone(ek), int64(addedAt), string(name)
 		if d.AddedSeq == 0 || d.AddedSeq > ns.Seq || d.WrapSeq < d.AddedSeq || d.WrapSeq < ns.UserKeySeq || d.WrapSeq > ns.Seq {
 			return bad("invalid device seqs")
 		}

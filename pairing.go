@@ -13,7 +13,7 @@ import (
 // shows the pairing code; the user types that code into a device the
 // account already has, which fetches the pairing from the server and
 // recomputes the code from what it got. The code is 80 bits of a hash of
-// the handle, the device's keys and the nonce, so a server that swaps the
+// the handle, the device's name and keys and the nonce, so a server that swaps the
 // keys must find a second preimage of those 80 bits within the pairing's
 // few minutes: the approving device then signs an add-device link for
 // exactly the keys the new device showed.
@@ -32,6 +32,7 @@ func PairingCode(handle Handle, d DeviceKeys, nonce []byte) string {
 	var b cryptobyte.Builder
 	b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(handle)) })
 	b.AddBytes(d.ID[:])
+	b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(d.Name)) })
 	if d.SigningKey.raw != nil {
 		b.AddBytes(d.SigningKey.Bytes())
 	}

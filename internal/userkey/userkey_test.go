@@ -140,7 +140,7 @@ func TestChainWithRealWraps(t *testing.T) {
 	}
 	g := &coffer.AccountLink{Account: account, Seq: 1, Kind: coffer.LinkGenesis, AuthorKind: coffer.AuthorDevice, AuthorDevice: id1,
 		Origin: "https://coffer.example:443", Handle: "alice",
-		Device:  coffer.DeviceKeys{ID: id1, SigningKey: sk1.Public(), EncryptionKey: enc1},
+		Device:  coffer.DeviceKeys{ID: id1, Name: "laptop", SigningKey: sk1.Public(), EncryptionKey: enc1},
 		UserKey: uk.PublicKey().Bytes(), UserSigningKey: userSigningPublic(t, uk), RecoveryCommitment: rk.Commitment(account), RecoveryEncryptionKey: rk.EncryptionKey().PublicKey().Bytes(),
 		DeviceWraps:  []coffer.DeviceWrap{{Device: id1, Wrap: seal(enc1, 1, userkey.Recipient{Device: id1}, uk)}},
 		RecoveryWrap: seal(rk.EncryptionKey().PublicKey().Bytes(), 1, userkey.RecoveryRecipient, uk)}
@@ -155,7 +155,7 @@ func TestChainWithRealWraps(t *testing.T) {
 	// The recovery key adds device 2, wrapping the current user key to it.
 	id2, sk2, enc2, check2 := newDevice(2)
 	add := &coffer.AccountLink{Account: account, Seq: 2, Prev: s.Head, Kind: coffer.LinkAddDevice, AuthorKind: coffer.AuthorRecovery,
-		AuthorRecoveryKey: rk.SigningKey().Public(), Device: coffer.DeviceKeys{ID: id2, SigningKey: sk2.Public(), EncryptionKey: enc2},
+		AuthorRecoveryKey: rk.SigningKey().Public(), Device: coffer.DeviceKeys{ID: id2, Name: "phone", SigningKey: sk2.Public(), EncryptionKey: enc2},
 		DeviceWraps: []coffer.DeviceWrap{{Device: id2, Wrap: seal(enc2, 1, userkey.Recipient{Device: id2}, uk)}}}
 	links = append(links, coffer.SignLink(add, rk.SigningKey(), sk2))
 	if s, err = coffer.VerifyAccountChain(nil, links); err != nil {
