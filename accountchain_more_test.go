@@ -203,3 +203,40 @@ func FuzzParseAccountLink(f *testing.F) {
 		}
 	})
 }
+
+func TestAccountIdentityFollowsRotations(t *testing.T) {
+	p := MustAccountCast(t)
+	b := MustAccount(t)
+	s, err := coffer.VerifyAccountChain(nil, b.links)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := s.Identity()
+	if id.Handle != "alice" || !bytes.Equal(id.SigningKey, testUserSigningKey(t, 1)) || !bytes.Equal(id.EncryptionKey, testUserKey(t, 1)) {
+		t.Fatalf("genesis identity is not the user key's")
+	}
+	fp := s.Fingerprint()
+	b.DoAdd(p.d1, p.d2).DoRevoke(p.d2, p.d1)
+	s2, err := coffer.VerifyAccountChain(nil, b.links)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id2 := s2.Identity()
+	if !bytes.Equal(id2.SigningKey, testUserSigningKey(t, 2)) || !bytes.Equal(id2.EncryptionKey, testUserKey(t, 2)) {
+		t.Fatalf("identity after the revocation is not the new user key's")
+	}
+	if s2.Fingerprint() != fp {
+		t.Fatalf("the account fingerprint changed with a device")
+	}
+	enc, err := s2.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r coffer.AccountState
+	if err := r.UnmarshalBinary(enc); err != nil {
+		t.Fatal(err)
+	}
+	if !r.Identity().Equal(id2) || r.Devices[p.d2.ID].Name != "device 2" {
+		t.Fatalf("the checkpoint lost the user signing key or a device name")
+	}
+}

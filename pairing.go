@@ -1,52 +1,72 @@
 package coffer
 
 import (
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base32"
+	"encoding/hex"
 	"strings"
 
 	"golang.org/x/crypto/cryptobyte"
 )
 
-// A pairing links a new device to an account (suite v2). The new device
-// posts its public keys and a random nonce under the account's handle and
-// shows the pairing code; the user types that code into a device the
-// account already has, which fetches the pairing from the server and
-// recomputes the code from what it got. The code is 80 bits of a hash of
-// the handle, the device's name and keys and the nonce, so a server that swaps the
-// keys must find a second preimage of those 80 bits within the pairing's
-// few minutes: the approving device then signs an add-device link for
-// exactly the keys the new device showed.
+// A pairing links a new device to an account (suite v2) through a code the
+// user carries from the new device to one the account already has. The
+// code is an 80-bit secret that the new device draws and the server never
+// sees; the server knows the pairing only by an id hashed from it. From
+// the secret, HKDF-SHA256 derives an HMAC-SHA256 key that authenticates
+// both directions:
+//
+//   - the new device's request (handle, device name and keys): the
+//     approving device checks it, so a server that swaps in keys of its
+//     own gets no add-device link for them;
+//   - the approval (the add-device link body the approving device signed):
+//     the new device checks it, so a server cannot have a device join an
+//     account of the server's making.
+//
+// Brute-forcing 80 bits from the id or a MAC is out of reach within the
+// pairing's few minutes, or at all.
 
-// LabelPairingCode is the hash label of a pairing code.
-const LabelPairingCode = "coffer/v2/pairing-code"
+// Labels of pairings.
+const (
+	LabelPairingID       = "coffer/v2/pairing-id"
+	LabelPairingKey      = "coffer/v2/pairing-mac-key"
+	LabelPairingRequest  = "coffer/v2/pairing-request"
+	LabelPairingApproval = "coffer/v2/pairing-approval"
+)
 
-// PairingNonceSize is the size of a pairing's random nonce.
-const PairingNonceSize = 16
+// PairingSecretSize is the size of a pairing code's secret.
+const PairingSecretSize = 10
 
 var pairingEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 
-// PairingCode returns the code of a pairing: 16 base32 characters in four
-// groups of four, as "ABCD-EFGH-IJKL-MNOP".
-func PairingCode(handle Handle, d DeviceKeys, nonce []byte) string {
-	var b cryptobyte.Builder
-	b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(handle)) })
-	b.AddBytes(d.ID[:])
-	b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(d.Name)) })
-	if d.SigningKey.raw != nil {
-		b.AddBytes(d.SigningKey.Bytes())
-	}
-	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(d.EncryptionKey) })
-	b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(nonce) })
-	h := sha256.Sum256(SignedMessage(LabelPairingCode, b.BytesOrPanic()))
-	s := pairingEncoding.EncodeToString(h[:10])
+// PairingCode is a pairing's secret as the user sees it: 16 base32
+// characters in four groups, as "ABCD-EFGH-IJKL-MNOP". Its String method
+// redacts it, so it never reaches a log by accident; Reveal shows it.
+type PairingCode struct{ secret [PairingSecretSize]byte }
+
+// NewPairingCode draws a fresh code.
+func NewPairingCode() *PairingCode {
+	var c PairingCode
+	rand.Read(c.secret[:])
+	return &c
+}
+
+// Reveal returns the code to show the user.
+func (c *PairingCode) Reveal() string {
+	s := pairingEncoding.EncodeToString(c.secret[:])
 	return s[0:4] + "-" + s[4:8] + "-" + s[8:12] + "-" + s[12:16]
 }
 
-// ParsePairingCode normalizes a code as a user typed it (any case, with or
-// without dashes or spaces) to the form PairingCode returns.
-func ParsePairingCode(s string) (string, error) {
-	c := strings.Map(func(r rune) rune {
+func (c PairingCode) String() string   { return "coffer.PairingCode(redacted)" }
+func (c PairingCode) GoString() string { return c.String() }
+
+// ParsePairingCode reads a code as a user typed it: any case, with or
+// without dashes and spaces.
+func ParsePairingCode(s string) (*PairingCode, error) {
+	t := strings.Map(func(r rune) rune {
 		switch {
 		case r == '-' || r == ' ' || r == '\t' || r == '\n' || r == '\r':
 			return -1
@@ -55,11 +75,78 @@ func ParsePairingCode(s string) (string, error) {
 		}
 		return r
 	}, s)
-	if len(c) != 16 {
-		return "", Errorf(EINVALID, "a pairing code has 16 letters and digits, as ABCD-EFGH-IJKL-MNOP")
+	if len(t) != 16 {
+		return nil, Errorf(EINVALID, "a pairing code has 16 letters and digits, as ABCD-EFGH-IJKL-MNOP")
 	}
-	if _, err := pairingEncoding.DecodeString(c); err != nil {
-		return "", Errorf(EINVALID, "a pairing code uses only the letters A-Z and the digits 2-7")
+	b, err := pairingEncoding.DecodeString(t)
+	if err != nil || len(b) != PairingSecretSize {
+		return nil, Errorf(EINVALID, "a pairing code uses only the letters A-Z and the digits 2-7")
 	}
-	return c[0:4] + "-" + c[4:8] + "-" + c[8:12] + "-" + c[12:16], nil
+	var c PairingCode
+	copy(c.secret[:], b)
+	return &c, nil
+}
+
+// ID is the name the server keeps the pairing under: 32 hex digits of
+// SHA-256 of the secret, which do not reveal it.
+func (c *PairingCode) ID() string {
+	h := sha256.Sum256(SignedMessage(LabelPairingID, c.secret[:]))
+	return hex.EncodeToString(h[:16])
+}
+
+// CheckPairingID checks the syntax of a pairing id.
+func CheckPairingID(id string) error {
+	if b, err := hex.DecodeString(id); err != nil || len(b) != 16 || hex.EncodeToString(b) != id {
+		return Errorf(EINVALID, "a pairing id is 32 lower-case hex digits")
+	}
+	return nil
+}
+
+func (c *PairingCode) mac(label string, body []byte) []byte {
+	k, err := hkdf.Key(sha256.New, c.secret[:], nil, LabelPairingKey, 32)
+	if err != nil {
+		panic("coffer: hkdf: " + err.Error())
+	}
+	m := hmac.New(sha256.New, k)
+	m.Write(SignedMessage(label, body))
+	return m.Sum(nil)
+}
+
+func pairingRequestBody(handle Handle, d DeviceKeys) []byte {
+	var b cryptobyte.Builder
+	b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(handle)) })
+	b.AddBytes(d.ID[:])
+	b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(d.Name)) })
+	if d.SigningKey.raw != nil {
+		b.AddBytes(d.SigningKey.Bytes())
+	}
+	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(d.EncryptionKey) })
+	return b.BytesOrPanic()
+}
+
+// RequestMAC authenticates a new device's pairing request.
+func (c *PairingCode) RequestMAC(handle Handle, d DeviceKeys) []byte {
+	return c.mac(LabelPairingRequest, pairingRequestBody(handle, d))
+}
+
+// ApprovalMAC authenticates an approval: the add-device link body.
+func (c *PairingCode) ApprovalMAC(linkBody []byte) []byte {
+	return c.mac(LabelPairingApproval, linkBody)
+}
+
+// CheckRequestMAC and CheckApprovalMAC compare in constant time; a
+// mismatch is a *SecurityError, since only the server sits between the two
+// devices.
+func (c *PairingCode) CheckRequestMAC(handle Handle, d DeviceKeys, mac []byte) error {
+	if !hmac.Equal(mac, c.RequestMAC(handle, d)) {
+		return Security("pairing", Errorf(EINVALID, "the pairing request was not made with this code: the server may have swapped the new device's keys"))
+	}
+	return nil
+}
+
+func (c *PairingCode) CheckApprovalMAC(linkBody, mac []byte) error {
+	if !hmac.Equal(mac, c.ApprovalMAC(linkBody)) {
+		return Security("pairing", Errorf(EINVALID, "the approval was not made with this code: it did not come from a device of the account"))
+	}
+	return nil
 }

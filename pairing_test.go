@@ -1,40 +1,26 @@
 package coffer_test
 
 import (
-	"bytes"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/cofferhq/coffer"
 )
 
-func TestPairingCodeBindsEverything(t *testing.T) {
-	d, o := MustTestDevice(t, 1), MustTestDevice(t, 2)
-	nonce := bytes.Repeat([]byte{7}, coffer.PairingNonceSize)
-	code := coffer.PairingCode("alice", d.Keys(), nonce)
-	if len(code) != 19 || code != coffer.PairingCode("alice", d.Keys(), nonce) {
-		t.Fatalf("code %q is not stable or not 19 characters", code)
+func TestPairingCodeParse(t *testing.T) {
+	c := coffer.NewPairingCode()
+	code := c.Reveal()
+	if len(code) != 19 || strings.Count(code, "-") != 3 {
+		t.Fatalf("code %q is not four groups of four", code)
 	}
-	swappedSigning := d.Keys()
-	swappedSigning.SigningKey = o.Key.Public()
-	swappedEnc := d.Keys()
-	swappedEnc.EncryptionKey = o.Enc
-	swappedID := d.Keys()
-	swappedID.ID = o.ID
-	for name, other := range map[string]string{
-		"handle":         coffer.PairingCode("mallory", d.Keys(), nonce),
-		"signing key":    coffer.PairingCode("alice", swappedSigning, nonce),
-		"encryption key": coffer.PairingCode("alice", swappedEnc, nonce),
-		"device id":      coffer.PairingCode("alice", swappedID, nonce),
-		"nonce":          coffer.PairingCode("alice", d.Keys(), bytes.Repeat([]byte{8}, coffer.PairingNonceSize)),
-	} {
-		if other == code {
-			t.Errorf("changing the %s keeps the code", name)
-		}
+	if strings.Contains(fmt.Sprint(c), code[:4]) || strings.Contains(fmt.Sprintf("%#v %v", c, *c), code[:4]) {
+		t.Fatalf("formatting a code shows it")
 	}
-	for _, typed := range []string{code, "  " + code + "\n", bytes.NewBuffer(bytes.ToLower([]byte(code))).String(), string(bytes.ReplaceAll([]byte(code), []byte("-"), nil))} {
+	for _, typed := range []string{code, "  " + code + "\n", strings.ToLower(code), strings.ReplaceAll(code, "-", " ")} {
 		got, err := coffer.ParsePairingCode(typed)
-		if err != nil || got != code {
-			t.Errorf("ParsePairingCode(%q) = %q, %v", typed, got, err)
+		if err != nil || got.Reveal() != code || got.ID() != c.ID() {
+			t.Errorf("ParsePairingCode(%q) = %v, %v", typed, got, err)
 		}
 	}
 	for _, bad := range []string{"", "ABCD-EFGH", code + "A", "ABCD-EFGH-IJKL-MNO1", "ABCD-EFGH-IJKL-MN0P"} {
@@ -42,47 +28,62 @@ func TestPairingCodeBindsEverything(t *testing.T) {
 			t.Errorf("ParsePairingCode(%q) accepted", bad)
 		}
 	}
+	if coffer.NewPairingCode().ID() == c.ID() {
+		t.Fatal("two codes share an id")
+	}
+	if err := coffer.CheckPairingID(c.ID()); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"", strings.ToUpper(c.ID()), c.ID()[:30], c.ID() + "00", code} {
+		if coffer.CheckPairingID(bad) == nil {
+			t.Errorf("CheckPairingID(%q) accepted", bad)
+		}
+	}
 }
 
-func TestAccountIdentityFollowsRotations(t *testing.T) {
-	p := MustAccountCast(t)
-	b := MustAccount(t)
-	s, err := coffer.VerifyAccountChain(nil, b.links)
-	if err != nil {
+// TestPairingMACs: the request MAC binds the handle, the device's id, name
+// and both keys; the approval MAC binds the link body; neither verifies
+// under another code.
+func TestPairingMACs(t *testing.T) {
+	c, other := coffer.NewPairingCode(), coffer.NewPairingCode()
+	d, o := MustTestDevice(t, 1), MustTestDevice(t, 2)
+	mac := c.RequestMAC("alice", d.Keys())
+	if err := c.CheckRequestMAC("alice", d.Keys(), mac); err != nil {
 		t.Fatal(err)
 	}
-	id := s.Identity()
-	if id.Handle != "alice" || !bytes.Equal(id.SigningKey, testUserSigningKey(t, 1)) || !bytes.Equal(id.EncryptionKey, testUserKey(t, 1)) {
-		t.Fatalf("genesis identity is not the user key's")
+	swap := func(f func(*coffer.DeviceKeys)) coffer.DeviceKeys {
+		k := d.Keys()
+		f(&k)
+		return k
 	}
-	fp := s.Fingerprint()
-	b.DoAdd(p.d1, p.d2).DoRevoke(p.d2, p.d1)
-	s2, err := coffer.VerifyAccountChain(nil, b.links)
-	if err != nil {
+	for name, check := range map[string]error{
+		"another handle":         c.CheckRequestMAC("mallory", d.Keys(), mac),
+		"another signing key":    c.CheckRequestMAC("alice", swap(func(k *coffer.DeviceKeys) { k.SigningKey = o.Key.Public() }), mac),
+		"another encryption key": c.CheckRequestMAC("alice", swap(func(k *coffer.DeviceKeys) { k.EncryptionKey = o.Enc }), mac),
+		"another device id":      c.CheckRequestMAC("alice", swap(func(k *coffer.DeviceKeys) { k.ID = o.ID }), mac),
+		"another name":           c.CheckRequestMAC("alice", swap(func(k *coffer.DeviceKeys) { k.Name = "evil" }), mac),
+		"another code":           other.CheckRequestMAC("alice", d.Keys(), mac),
+		"no mac":                 c.CheckRequestMAC("alice", d.Keys(), nil),
+	} {
+		if !coffer.IsSecurity(check) {
+			t.Errorf("%s: err = %v, want a security error", name, check)
+		}
+	}
+	body := MustAccount(t).links[0].Body
+	amac := c.ApprovalMAC(body)
+	if err := c.CheckApprovalMAC(body, amac); err != nil {
 		t.Fatal(err)
 	}
-	id2 := s2.Identity()
-	if !bytes.Equal(id2.SigningKey, testUserSigningKey(t, 2)) || !bytes.Equal(id2.EncryptionKey, testUserKey(t, 2)) {
-		t.Fatalf("identity after the revocation is not the new user key's")
-	}
-	if s2.Fingerprint() != fp {
-		t.Fatalf("the account fingerprint changed with a device")
-	}
-	enc, err := s2.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r coffer.AccountState
-	if err := r.UnmarshalBinary(enc); err != nil {
-		t.Fatal(err)
-	}
-	if !r.Identity().Equal(id2) {
-		t.Fatalf("the checkpoint lost the user signing key")
+	edited := append([]byte(nil), body...)
+	edited[len(edited)-1] ^= 1
+	if !coffer.IsSecurity(c.CheckApprovalMAC(edited, amac)) || !coffer.IsSecurity(other.CheckApprovalMAC(body, amac)) ||
+		!coffer.IsSecurity(c.CheckApprovalMAC(body, mac)) {
+		t.Fatal("an approval MAC verified for another body or code, or a request MAC as an approval")
 	}
 }
 
 func FuzzParsePairingCode(f *testing.F) {
-	f.Add(coffer.PairingCode("alice", MustTestDevice(f, 1).Keys(), make([]byte, coffer.PairingNonceSize)))
+	f.Add(coffer.NewPairingCode().Reveal())
 	f.Add("abcd efgh ijkl mnop")
 	f.Add("----")
 	f.Fuzz(func(t *testing.T, s string) {
@@ -90,9 +91,9 @@ func FuzzParsePairingCode(f *testing.F) {
 		if err != nil {
 			return
 		}
-		again, err := coffer.ParsePairingCode(c)
-		if err != nil || again != c {
-			t.Fatalf("a parsed code %q does not parse to itself: %q, %v", c, again, err)
+		again, err := coffer.ParsePairingCode(c.Reveal())
+		if err != nil || again.ID() != c.ID() {
+			t.Fatalf("a parsed code does not parse to itself: %v", err)
 		}
 	})
 }
