@@ -55,8 +55,20 @@ import (
 //   - no shared history: in a group created without history sharing, a
 //     commit that adds a member must rotate (RuleJoinRotation), so a joiner
 //     never holds a key under which content was written before the join.
-//   - every signing key an add op brings in passes CheckSigningKey: not of
-//     small order, canonically encoded (RuleWeakKey, checked by ParseCommit).
+//   - self-update: an update-key op names its author, and its commit holds
+//     exactly that op and one OpRotate, nothing else (RuleUpdateKey). Any
+//     member may make it, whatever its role. It is signed with the author's
+//     key before the update; afterwards the entry holds the new keys, so the
+//     old signing key no longer signs and the new epoch key is wrapped to the
+//     new encryption key. Both new keys differ from the entry's old ones and
+//     from every other member's (RuleKeyReuse). Keeping the commit to the
+//     update and its rotation keeps the rule simple: a member who may do
+//     more makes a second commit. Its rotation also performs a pending
+//     rotation, and in a group without shared history it adds nobody.
+//   - every signing key an add or update-key op brings in passes
+//     CheckSigningKey: not of small order, canonically encoded (RuleWeakKey,
+//     checked by ParseCommit), and every encryption key CheckEncryptionKey
+//     (RuleMalformed).
 //
 // Authorization is judged against the state before the commit, and a commit
 // applies atomically: each op sees the roles as they were when the author
@@ -89,6 +101,9 @@ const (
 	RuleLeave           = "leave"            // a leave that names another member or comes with other ops, or a self-removal
 	RulePendingRotation = "pending-rotation" // a member left, and the next admin commit does not rotate
 	RuleJoinRotation    = "join-rotation"    // an add without a rotation in a group without shared history
+	RuleUpdateKey       = "update-key"       // an update-key for another member, without a rotation, or with other ops
+	// RuleKeyReuse (shared with the account chain): an update-key that
+	// keeps an old key or takes another member's.
 )
 
 func ruleErr(rule, format string, args ...any) *Error {
@@ -309,6 +324,11 @@ func (s *GroupState) authorize(c *Commit) (ed25519.PublicKey, error) {
 		// Any member may leave, and only leave.
 		return m.SigningKey, err
 	}
+	if update, err := checkUpdateKeyShape(c); err != nil || update {
+		// Any member may replace its own keys, and do only that. The
+		// commit is signed with the key the entry holds before it.
+		return m.SigningKey, err
+	}
 	if m.Role < RoleAdmin {
 		return nil, ruleErr(RuleAuthor, "author %s is a %s; only owners and admins change membership", s.name(c.Author), m.Role)
 	}
@@ -332,6 +352,35 @@ func checkLeaveShape(c *Commit) (bool, error) {
 		return true, nil
 	}
 	return false, nil
+}
+
+// checkUpdateKeyShape reports whether c is a self-update: an OpUpdateKey
+// naming its author plus one OpRotate, and nothing else. A commit with an
+// update-key op in any other shape is refused: the update must start an
+// epoch whose key only the new keys receive, and a member who is not an
+// admin must not slip anything else into the commit.
+func checkUpdateKeyShape(c *Commit) (bool, error) {
+	updates, rotations := 0, 0
+	for i, op := range c.Ops {
+		switch op.Kind {
+		case OpUpdateKey:
+			if op.Member != c.Author {
+				return false, ruleErr(RuleUpdateKey, "op %d: %s cannot update the keys of %s; a member updates only its own", i, c.Author, op.Member)
+			}
+			updates++
+		case OpRotate:
+			rotations++
+		}
+	}
+	switch {
+	case updates == 0:
+		return false, nil
+	case updates > 1:
+		return false, ruleErr(RuleUpdateKey, "%d update-key ops; a commit holds at most one", updates)
+	case rotations != 1 || len(c.Ops) != 2:
+		return false, ruleErr(RuleUpdateKey, "an update-key must come with one rotation and nothing else")
+	}
+	return true, nil
 }
 
 func (s *GroupState) authorizeGenesis(c *Commit) (ed25519.PublicKey, error) {
@@ -442,10 +491,11 @@ type opRule struct {
 // opRules is the table of membership ops. OpRotate has no entry: a rotation
 // is judged with the epoch (checkEpoch).
 var opRules = map[OpKind]opRule{
-	OpAdd:     {(*commitCheck).checkAdd, (*GroupState).applyAdd},
-	OpRemove:  {(*commitCheck).checkRemove, (*GroupState).applyRemove},
-	OpSetRole: {(*commitCheck).checkSetRole, (*GroupState).applySetRole},
-	OpLeave:   {(*commitCheck).checkLeave, (*GroupState).applyLeave},
+	OpAdd:       {(*commitCheck).checkAdd, (*GroupState).applyAdd},
+	OpRemove:    {(*commitCheck).checkRemove, (*GroupState).applyRemove},
+	OpSetRole:   {(*commitCheck).checkSetRole, (*GroupState).applySetRole},
+	OpLeave:     {(*commitCheck).checkLeave, (*GroupState).applyLeave},
+	OpUpdateKey: {(*commitCheck).checkUpdateKey, (*GroupState).applyUpdateKey},
 }
 
 // checkEpoch: a rotating commit starts epoch+1 with a new, non-zero key
@@ -594,6 +644,32 @@ func (cc *commitCheck) checkLeave(i int, op Op) error {
 	return nil
 }
 
+// checkUpdateKey: authorize already required the update to be its
+// author's own, alone with a rotation. Both keys change, so the old signing
+// key stops signing and the old encryption key gets no wrap of the new
+// epoch; and neither is another member's, so no entry can pass for another.
+func (cc *commitCheck) checkUpdateKey(i int, op Op) error {
+	s := cc.s
+	m := s.Members[op.Member]
+	if bytes.Equal(op.SigningKey, m.SigningKey) || bytes.Equal(op.EncryptionKey, m.EncryptionKey) {
+		return ruleErr(RuleKeyReuse, "op %d: the update-key of %s must replace both its signing and its encryption key", i, s.name(op.Member))
+	}
+	for id, other := range s.Members {
+		if id == op.Member {
+			continue
+		}
+		if bytes.Equal(op.SigningKey, other.SigningKey) || bytes.Equal(op.EncryptionKey, other.EncryptionKey) {
+			return ruleErr(RuleKeyReuse, "op %d: the update-key of %s takes a key of member %s", i, s.name(op.Member), s.name(id))
+		}
+	}
+	return nil
+}
+
+func (s *GroupState) applyUpdateKey(c *Commit, op Op) {
+	m := s.Members[op.Member]
+	m.SigningKey, m.EncryptionKey = op.SigningKey, op.EncryptionKey
+}
+
 func (s *GroupState) applyAdd(c *Commit, op Op) {
 	s.Members[op.Member] = &Member{
 		ID:            op.Member,
@@ -740,7 +816,8 @@ func (s *GroupState) applyWindow(batch []SignedCommit, parsed []parsedCommit) (i
 
 // expectedAuthorKeys sets parsed[i].key to the signing key the author of
 // commit i holds if the chain so far is valid: the key of the author's
-// latest add, in s or in the commits before i (a genesis: its first op's).
+// latest add or update-key, in s or in the commits before i (a genesis: its
+// first op's).
 // It trusts nothing: the rules later compare it with the key they require.
 // It returns how many leading commits parsed.
 func (s *GroupState) expectedAuthorKeys(parsed []parsedCommit) int {
@@ -765,7 +842,7 @@ func (s *GroupState) expectedAuthorKeys(parsed []parsedCommit) int {
 			}
 		}
 		for _, op := range c.Ops {
-			if op.Kind == OpAdd {
+			if op.Kind == OpAdd || op.Kind == OpUpdateKey {
 				latest[op.Member] = op.SigningKey
 			}
 		}

@@ -35,6 +35,8 @@ import (
 //	    set-role: member [16]byte, role uint8
 //	    rotate:   (nothing)
 //	    leave:    member [16]byte (the author)
+//	    update-key: member [16]byte (the author), signing_key [32]byte,
+//	              encryption_key [1216]byte
 //
 // The encoding is canonical: ParseCommit accepts exactly the bytes Marshal
 // produces, so a commit has one encoding and one hash.
@@ -53,9 +55,15 @@ const (
 	// group then has a pending rotation, which the next commit by an admin
 	// or owner must perform.
 	OpLeave OpKind = 5
+	// OpUpdateKey replaces the author's own signing and encryption keys,
+	// keeping its id, handle and role: the self-update an account makes in
+	// each of its groups after it rotates its key (a revoked device, a key
+	// that leaked). It comes with an OpRotate and nothing else, and any
+	// member may make it for itself.
+	OpUpdateKey OpKind = 6
 )
 
-var opKindNames = [...]string{"op(0)", "add", "remove", "set-role", "rotate", "leave"}
+var opKindNames = [...]string{"op(0)", "add", "remove", "set-role", "rotate", "leave", "update-key"}
 
 func (k OpKind) String() string {
 	if int(k) < len(opKindNames) && k != 0 {
@@ -81,10 +89,10 @@ const (
 // encoded: Marshal ignores the others and ParseCommit leaves them zero.
 type Op struct {
 	Kind          OpKind
-	Member        AccountID         // add, remove, set-role, leave
+	Member        AccountID         // add, remove, set-role, leave, update-key
 	Handle        Handle            // add
-	SigningKey    ed25519.PublicKey // add: Ed25519, 32 bytes
-	EncryptionKey []byte            // add: X-Wing encapsulation key, 1216 bytes
+	SigningKey    ed25519.PublicKey // add, update-key: Ed25519, 32 bytes
+	EncryptionKey []byte            // add, update-key: X-Wing encapsulation key, 1216 bytes
 	Role          Role              // add, set-role
 }
 
@@ -150,6 +158,10 @@ func (c *Commit) Marshal() []byte {
 		case OpSetRole:
 			b.AddBytes(op.Member[:])
 			b.AddUint8(uint8(op.Role))
+		case OpUpdateKey:
+			b.AddBytes(op.Member[:])
+			b.AddBytes(op.SigningKey)
+			b.AddBytes(op.EncryptionKey)
 		}
 	}
 	return b.BytesOrPanic()
@@ -267,6 +279,16 @@ func parseOp(s *cryptobyte.String) (Op, *Error) {
 		if !s.ReadBytes(&member, 16) || !s.ReadUint8(&role) {
 			return op, ruleErr(RuleMalformed, "truncated set-role op")
 		}
+	case OpUpdateKey:
+		if !s.ReadBytes(&member, 16) || !s.ReadBytes(&sk, SigningKeySize) || !s.ReadBytes(&ek, EncryptionKeySize) {
+			return op, ruleErr(RuleMalformed, "truncated update-key op")
+		}
+		copy(op.Member[:], member)
+		if op.Member.IsZero() {
+			return op, ruleErr(RuleMalformed, "update-key op has a zero member id")
+		}
+		kerr := parseOpKeys(&op, sk, ek)
+		return op, kerr
 	case OpRotate:
 		return op, nil
 	default:
@@ -291,19 +313,29 @@ func parseOp(s *cryptobyte.String) (Op, *Error) {
 		return op, ruleErr(RuleMalformed, "add op: %s", ErrorMessage(err))
 	}
 	op.Handle = h
+	kerr := parseOpKeys(&op, sk, ek)
+	return op, kerr
+}
+
+// parseOpKeys checks the keys an add or update-key op brings in and sets
+// them on op, copied out so the commit does not alias (or pin) the body.
+func parseOpKeys(op *Op, sk, ek []byte) *Error {
+	who := op.Member.String()
+	if op.Handle != "" {
+		who = string(op.Handle)
+	}
 	if err := CheckSigningKey(sk); err != nil {
-		return op, ruleErr(RuleWeakKey, "add op for %s: %s", h, ErrorMessage(err))
+		return ruleErr(RuleWeakKey, "%s op for %s: %s", op.Kind, who, ErrorMessage(err))
 	}
 	if err := CheckEncryptionKey(ek); err != nil {
-		return op, ruleErr(RuleMalformed, "add op for %s: %s", h, ErrorMessage(err))
+		return ruleErr(RuleMalformed, "%s op for %s: %s", op.Kind, who, ErrorMessage(err))
 	}
-	// Copy the keys out so the commit does not alias (or pin) the body.
 	keys := make([]byte, SigningKeySize+EncryptionKeySize)
 	copy(keys, sk)
 	copy(keys[SigningKeySize:], ek)
 	op.SigningKey = ed25519.PublicKey(keys[:SigningKeySize:SigningKeySize])
 	op.EncryptionKey = keys[SigningKeySize:]
-	return op, nil
+	return nil
 }
 
 // SignedCommit is a commit body with its author's signature, exactly as it

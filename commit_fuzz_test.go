@@ -47,6 +47,9 @@ func FuzzApply(f *testing.F) {
 	// admin rotates; and a leave followed by a non-rotating add.
 	f.Add([]byte{3, 1, 0x37, 2, 1, 0x27, 1, 1, 0x03})
 	f.Add([]byte{3, 1, 0x37, 0, 1, 0x44})
+	// The reader updates its keys with a rotation (0x3b: member 4,
+	// update-key), then signs with its new keys (author 3+8).
+	f.Add([]byte{3, 2, 0x3b, 0x03, 11, 1, 0x37})
 	members := make([]*chainMember, 8)
 	for i := range members {
 		members[i] = MustChainMember(f, i+1)
@@ -57,9 +60,14 @@ func FuzzApply(f *testing.F) {
 		s := checkChain(t, b.commits, "")
 		// Each step: author byte, op count byte, then one byte per op:
 		// high nibble picks the member, low nibble the kind and role
-		// (kind 3 is a rotation, or a leave when bit 2 is set).
+		// (kind 3 is a rotation, a leave when bit 2 is set, or else an
+		// update-key to the member's second keys when bit 3 is set). An
+		// author byte of 8 and up signs with the member's second keys.
 		for len(prog) >= 2 && len(b.commits) < 16 {
 			author := members[int(prog[0])%len(members)]
+			if int(prog[0])%(2*len(members)) >= len(members) {
+				author = rekeyed(t, author, 100+int(prog[0])%len(members))
+			}
 			n := min(int(prog[1])%5, len(prog)-2)
 			ops := make([]coffer.Op, 0, n)
 			for _, x := range prog[2 : 2+n] {
@@ -75,6 +83,8 @@ func FuzzApply(f *testing.F) {
 				case 3:
 					if x&4 != 0 {
 						ops = append(ops, leaveOp(m))
+					} else if x&8 != 0 {
+						ops = append(ops, updateKeyOp(m, rekeyed(t, m, 100+int(x>>4)%len(members))))
 					} else {
 						ops = append(ops, rotateOp)
 					}

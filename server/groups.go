@@ -164,13 +164,16 @@ func authoredBy(c *coffer.Commit, caller coffer.AccountID) error {
 type appendBase struct{ seq, epoch uint64 }
 
 // checkAddedAccounts requires every add op to name a registered account with
-// exactly its registered handle and keys. Clients never trust this check
-// (they compare keys with verified contacts); it stops the server storing a
-// group that lists an account under keys someone else controls.
+// exactly its registered handle and keys, and every update-key op to carry
+// exactly the keys its account has registered now (an account's identity
+// changes when it rotates its key, and its self-update then follows it).
+// Clients never trust this check (they compare keys with verified
+// contacts); it stops the server storing a group that lists an account
+// under keys someone else controls, or keys the account has retired.
 func (s *Server) checkAddedAccounts(r *http.Request, c *coffer.Commit) error {
 	var ids []coffer.AccountID
 	for _, op := range c.Ops {
-		if op.Kind == coffer.OpAdd {
+		if op.Kind == coffer.OpAdd || op.Kind == coffer.OpUpdateKey {
 			ids = append(ids, op.Member)
 		}
 	}
@@ -182,16 +185,19 @@ func (s *Server) checkAddedAccounts(r *http.Request, c *coffer.Commit) error {
 		return err
 	}
 	for _, op := range c.Ops {
-		if op.Kind != coffer.OpAdd {
+		if op.Kind != coffer.OpAdd && op.Kind != coffer.OpUpdateKey {
 			continue
 		}
 		a, ok := accounts[op.Member]
 		if !ok {
-			return coffer.Errorf(coffer.EINVALID, "add names account %s, which is not registered", op.Member)
+			return coffer.Errorf(coffer.EINVALID, "%s names account %s, which is not registered", op.Kind, op.Member)
 		}
-		if a.Identity.Handle != op.Handle || string(a.Identity.SigningKey) != string(op.SigningKey) ||
-			string(a.Identity.EncryptionKey) != string(op.EncryptionKey) {
+		sameKeys := string(a.Identity.SigningKey) == string(op.SigningKey) && string(a.Identity.EncryptionKey) == string(op.EncryptionKey)
+		switch {
+		case op.Kind == coffer.OpAdd && (a.Identity.Handle != op.Handle || !sameKeys):
 			return coffer.Errorf(coffer.EINVALID, "add for %s does not carry that account's registered handle and keys", op.Handle)
+		case op.Kind == coffer.OpUpdateKey && !sameKeys:
+			return coffer.Errorf(coffer.EINVALID, "update-key for %s does not carry that account's registered keys", a.Identity.Handle)
 		}
 	}
 	return nil
@@ -281,6 +287,11 @@ func (s *Server) checkLinksAndMeta(prev *appendBase, a *coffer.GroupAppend, req 
 		}
 		a.Links = []coffer.HistoryLink{{Epoch: l.Epoch, Data: l.Link}}
 	}
+	if req.Meta != nil && isSelfUpdate(a.Parsed) {
+		// Any member may sign a self-update, and its rotation does not make
+		// it an admin's commit: a reader must not rename the group.
+		return coffer.Errorf(coffer.EINVALID, "a self-update (update-key) carries no group metadata")
+	}
 	if req.Meta != nil && !rotated {
 		// New metadata comes only with a new epoch (a rename rotates, and
 		// needs an admin): a leave, which any member signs, must not rename
@@ -294,6 +305,15 @@ func (s *Server) checkLinksAndMeta(prev *appendBase, a *coffer.GroupAppend, req 
 		a.Meta = req.Meta
 	}
 	return nil
+}
+
+func isSelfUpdate(c *coffer.Commit) bool {
+	for _, op := range c.Ops {
+		if op.Kind == coffer.OpUpdateKey {
+			return true
+		}
+	}
+	return false
 }
 
 func groupJSON(gi *coffer.GroupInfo) api.Group {
