@@ -121,7 +121,8 @@ func TestParseCommitRejects(t *testing.T) {
 		{"handle-length-short", set(sampleOffHandle, 2), coffer.RuleMalformed},
 		{"encryption-key-invalid", set(sampleOffAddEK, bytes.Repeat([]byte{0xff}, 384)...), coffer.RuleMalformed},
 		{"op-kind-0", set(sampleOffRotate, 0), coffer.RuleUnknownOp},
-		{"op-kind-6", set(sampleOffRotate, 6), coffer.RuleUnknownOp},
+		{"op-kind-7", set(sampleOffRotate, 7), coffer.RuleUnknownOp},
+		{"update-key-truncated", set(sampleOffRotate, byte(coffer.OpUpdateKey)), coffer.RuleMalformed},
 		{"leave-truncated", set(sampleOffRotate, byte(coffer.OpLeave)), coffer.RuleMalformed},
 		{"add-signing-key-identity-point", set(sampleOffAddEK-coffer.SigningKeySize, append([]byte{1}, make([]byte, 31)...)...), coffer.RuleWeakKey},
 		{"add-signing-key-non-canonical", set(sampleOffAddEK-coffer.SigningKeySize, append(bytes.Repeat([]byte{0xff}, 31), 0x7f)...), coffer.RuleWeakKey},
@@ -191,7 +192,7 @@ func TestCommitMangling(t *testing.T) {
 
 func TestOpKindString(t *testing.T) {
 	for k, want := range map[coffer.OpKind]string{coffer.OpAdd: "add", coffer.OpRemove: "remove",
-		coffer.OpSetRole: "set-role", coffer.OpRotate: "rotate", 0: "op(0)", 9: "op(9)"} {
+		coffer.OpSetRole: "set-role", coffer.OpRotate: "rotate", coffer.OpLeave: "leave", coffer.OpUpdateKey: "update-key", 0: "op(0)", 9: "op(9)"} {
 		if got := k.String(); got != want {
 			t.Errorf("OpKind(%d).String() = %q, want %q", k, got, want)
 		}
