@@ -19,6 +19,9 @@ type Account struct {
 	Identity      PublicIdentity
 	SelfSignature []byte
 	Created       time.Time
+	// ChainSeq is the seq of the head of a suite v2 account's chain (see
+	// AccountChainService); 0 for a suite v1 account, which has none.
+	ChainSeq uint64
 }
 
 // AccountService stores accounts.

@@ -28,6 +28,10 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, err)
 		return
 	}
+	if req.Genesis != nil {
+		s.registerChain(w, r, &req, id)
+		return
+	}
 	a := &coffer.Account{ID: coffer.NewAccountID(), Identity: id, SelfSignature: req.SelfSignature, Created: s.now()}
 	if err := s.accounts.CreateAccount(r.Context(), a); err != nil {
 		Error(w, r, err)
@@ -39,7 +43,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 
 func accountJSON(a *coffer.Account) api.Account {
 	return api.Account{ID: a.ID, Handle: a.Identity.Handle, Identity: a.Identity.Marshal(),
-		SelfSignature: a.SelfSignature, CreatedAt: a.Created}
+		SelfSignature: a.SelfSignature, CreatedAt: a.Created, ChainSeq: a.ChainSeq}
 }
 
 func (s *Server) handleAccountByID(w http.ResponseWriter, r *http.Request) {

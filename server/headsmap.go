@@ -47,6 +47,8 @@ func (s *Server) handleMapProofs(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case k.Kind == "account" && k.Account != nil && !k.Account.IsZero() && k.Group == nil && k.Resource == nil:
 			keys[i] = translog.AccountKey(*k.Account)
+		case k.Kind == "account-chain" && k.Account != nil && !k.Account.IsZero() && k.Group == nil && k.Resource == nil:
+			keys[i] = translog.AccountChainKey(*k.Account)
 		case k.Kind == "group" && k.Group != nil && !k.Group.IsZero() && k.Account == nil && k.Resource == nil:
 			keys[i] = translog.GroupKey(*k.Group)
 		case k.Kind == "resource" && k.Group != nil && !k.Group.IsZero() && k.Resource != nil && !k.Resource.IsZero() && k.Account == nil:

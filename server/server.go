@@ -149,6 +149,10 @@ type Services struct {
 	// Log serves the transparency log; nil answers its endpoints with
 	// EUNAVAILABLE.
 	Log coffer.LogService
+	// AccountChains stores suite v2 accounts and pairings; nil takes
+	// Accounts when it implements the interface too, else their endpoints
+	// answer EUNAVAILABLE.
+	AccountChains coffer.AccountChainService
 }
 
 // Server is the HTTP API.
@@ -160,6 +164,8 @@ type Server struct {
 	resources coffer.ResourceService
 	blobs     coffer.BlobStore
 	log       coffer.LogService
+	// accountChains stores suite v2 accounts (accountchain.go).
+	accountChains coffer.AccountChainService
 	// checkpoints shares reads of the latest checkpoint among concurrent
 	// requests, each answer read after its request arrived.
 	checkpoints freshflight.Group[string]
@@ -254,6 +260,10 @@ func New(cfg Config, svc Services) (*Server, error) {
 		resources: svc.Resources, blobs: svc.Blobs,
 		tokens: &tokenIssuer{keys: cfg.JWTKeys, issuer: cfg.Issuer, audience: cfg.Audience, ttl: cfg.AccessTTL, now: cfg.Now},
 	}
+	s.accountChains = svc.AccountChains
+	if ac, ok := svc.Accounts.(coffer.AccountChainService); ok && s.accountChains == nil {
+		s.accountChains = ac
+	}
 	if sc, ok := svc.Auth.(sessionChecker); ok {
 		s.tokens.sessions = sc
 	}
@@ -301,9 +311,23 @@ func (s *Server) routes() chi.Router {
 			r.Post("/auth/logout", s.handleLogout)
 		})
 		r.Group(func(r chi.Router) {
+			// Suite v2 accounts that a device without a session needs:
+			// chains are public, a link authenticates itself, and a
+			// pairing is how a new device asks in. Per client address,
+			// with a budget of their own, so that a device polling its
+			// pairing does not use up the address's log-ins.
+			r.Use(s.limiter("accounts", s.cfg.AuthRateLimit, s.cfg.AuthRateLimit, s.keyByClientIP))
+			r.Get("/accounts/{accountID}/links", s.handleLinksByID)
+			r.Post("/accounts/{accountID}/links", s.handleAppendLink)
+			r.Get("/handles/{handle}/links", s.handleLinksByHandle)
+			r.Post("/pairings", s.handleCreatePairing)
+			r.Get("/pairings/{pairingID}", s.handleGetPairing)
+		})
+		r.Group(func(r chi.Router) {
 			r.Use(s.authenticate, s.limiter("api", s.cfg.AccountRateLimit, s.cfg.AccountRateLimit, s.keyByCaller))
 			r.Get("/accounts/{accountID}", s.handleAccountByID)
 			r.Get("/handles/{handle}", s.handleAccountByHandle)
+			r.Put("/pairings/{pairingID}/approval", s.handleApprovePairing)
 			r.Route("/uploads/{uploadID}", s.uploadRoutes)
 			r.Route("/groups", func(r chi.Router) {
 				r.With(s.boundBody(s.cfg.MaxCommitBody)).Post("/", s.handleCreateGroup)

@@ -624,7 +624,7 @@ func TestLookup(t *testing.T) {
 				keys = append(keys, k)
 			}
 			slices.Sort(keys)
-			if want := []string{"created_at", "handle", "id", "identity", "self_signature"}; !slices.Equal(keys, want) {
+			if want := []string{"chain_seq", "created_at", "handle", "id", "identity", "self_signature"}; !slices.Equal(keys, want) {
 				t.Errorf("fields %v, want exactly %v", keys, want)
 			}
 			var a api.Account

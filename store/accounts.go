@@ -51,7 +51,7 @@ func (db *DB) accountWhere(ctx context.Context, where string, arg any) (*coffer.
 	var a *coffer.Account
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
 		var err error
-		a, err = scanAccount(tx.QueryRow(ctx, `SELECT id, identity, self_signature, created_at
+		a, err = scanAccount(tx.QueryRow(ctx, `SELECT id, identity, self_signature, created_at, chain_seq
 			FROM accounts WHERE `+where, arg))
 		return err
 	})
@@ -70,7 +70,7 @@ func (db *DB) AccountsByID(ctx context.Context, ids []coffer.AccountID) (map[cof
 		strs[i] = id.String()
 	}
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT id, identity, self_signature, created_at
+		rows, err := tx.Query(ctx, `SELECT id, identity, self_signature, created_at, chain_seq
 			FROM accounts WHERE id = ANY($1::uuid[])`, strs)
 		if err != nil {
 			return err
@@ -93,10 +93,12 @@ func scanAccount(row pgx.Row) (*coffer.Account, error) {
 		a        coffer.Account
 		identity []byte
 		created  time.Time
+		seq      int64
 	)
-	if err := row.Scan(&a.ID, &identity, &a.SelfSignature, &created); err != nil {
+	if err := row.Scan(&a.ID, &identity, &a.SelfSignature, &created, &seq); err != nil {
 		return nil, err
 	}
+	a.ChainSeq = uint64(seq)
 	id, err := coffer.ParsePublicIdentity(identity)
 	if err != nil {
 		return nil, err

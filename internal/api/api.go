@@ -26,6 +26,9 @@ type Problem struct {
 type RegisterRequest struct {
 	Identity      []byte `json:"identity"`       // canonical coffer.PublicIdentity
 	SelfSignature []byte `json:"self_signature"` // under coffer.LabelIdentity
+	// Genesis registers a suite v2 account: its chain's genesis link, whose
+	// state's identity must be Identity. The account id is the chain's.
+	Genesis *SignedLink `json:"genesis,omitempty"`
 }
 
 type Account struct {
@@ -34,6 +37,8 @@ type Account struct {
 	Identity      []byte           `json:"identity"`
 	SelfSignature []byte           `json:"self_signature"`
 	CreatedAt     time.Time        `json:"created_at"`
+	// ChainSeq is the head of a suite v2 account's chain; 0 for suite v1.
+	ChainSeq uint64 `json:"chain_seq"`
 }
 
 type ChallengeRequest struct {
@@ -266,7 +271,7 @@ type LogProofs struct {
 // MapKeyRef names one heads-map entry in a MapProofsRequest: an account, a
 // group, or a resource of a group.
 type MapKeyRef struct {
-	Kind     string             `json:"kind"` // "account", "group" or "resource"
+	Kind     string             `json:"kind"` // "account", "account-chain", "group" or "resource"
 	Account  *coffer.AccountID  `json:"account,omitempty"`
 	Group    *coffer.GroupID    `json:"group,omitempty"`
 	Resource *coffer.ResourceID `json:"resource,omitempty"`

@@ -14,7 +14,7 @@ const (
 	WrappedKey    Class = "wrapped-key"    // HPKE wraps and history links
 	Ciphertext    Class = "ciphertext"     // AES-256-GCM metadata
 	Content       Class = "content"        // age-encrypted resource content kept in the row (small resources)
-	Signature     Class = "signature"      // Ed25519 signatures
+	Signature     Class = "signature"      // Ed25519 and hybrid (Ed25519 + ML-DSA-65) signatures
 	Hash          Class = "hash"           // SHA-256 and tlog hashes, of public data or of secrets too large to guess
 	SignedData    Class = "signed-data"    // canonical public statements that are signed (identities, commits, headers, checkpoints)
 	VerifierState Class = "verifier-state" // the chain verifier's state: public keys and roles
@@ -42,8 +42,8 @@ const (
 
 // allowlist classifies every column of every table in the public schema,
 // from migrations 00001 (accounts, groups), 00002 (resources), 00003
-// (transparency log), 00005 (upload reservations) and goose's own
-// bookkeeping table.
+// (transparency log), 00005 (upload reservations), 00013 (account chains)
+// and goose's own bookkeeping table.
 var allowlist = map[string]map[string]column{
 	"goose_db_version": {
 		"id":         {tInt, Bookkeeping},
@@ -59,6 +59,36 @@ var allowlist = map[string]map[string]column{
 		"signing_key":    {tBytea, PublicKey},
 		"encryption_key": {tBytea, PublicKey},
 		"created_at":     {tTS, Bookkeeping},
+		"chain_seq":      {tBigint, Bookkeeping},
+		"chain_state":    {tBytea, VerifierState},
+	},
+	// Suite v2 account chains (00013): signed links, whose bodies hold
+	// public keys and HPKE wraps of the user key, and hybrid signatures.
+	"account_links": {
+		"account_id":       {tUUID, Identifier},
+		"seq":              {tBigint, Bookkeeping},
+		"body":             {tBytea, SignedData},
+		"signature":        {tBytea, Signature},
+		"device_signature": {tBytea, Signature},
+		"hash":             {tBytea, Hash},
+		"created_at":       {tTS, Bookkeeping},
+	},
+	// Devices waiting to be linked: a hash of the pairing code (never the
+	// code), the device's name and public keys, the approving add-device
+	// link, and the HMAC tags the code's secret keys.
+	"pairings": {
+		"id":                 {tText, Hash},
+		"handle":             {tText, Public},
+		"device_id":          {tUUID, Identifier},
+		"device_name":        {tText, Public},
+		"signing_key":        {tBytea, PublicKey},
+		"encryption_key":     {tBytea, PublicKey},
+		"mac":                {tBytea, Signature},
+		"approval_body":      {tBytea, SignedData},
+		"approval_signature": {tBytea, Signature},
+		"approval_mac":       {tBytea, Signature},
+		"created_at":         {tTS, Bookkeeping},
+		"expires_at":         {tTS, Bookkeeping},
 	},
 	"login_challenges": {
 		"challenge_hash": {tBytea, Hash},

@@ -39,6 +39,9 @@ const (
 	MapAccount  MapKind = 1
 	MapGroup    MapKind = 2
 	MapResource MapKind = 3
+	// MapAccountChain is the head of a suite v2 account's chain; kinds are
+	// append-only.
+	MapAccountChain MapKind = 4
 )
 
 func (k MapKind) String() string {
@@ -49,6 +52,8 @@ func (k MapKind) String() string {
 		return "group"
 	case MapResource:
 		return "resource"
+	case MapAccountChain:
+		return "account-chain"
 	}
 	return fmt.Sprintf("map-kind(%d)", uint8(k))
 }
@@ -56,7 +61,7 @@ func (k MapKind) String() string {
 // MapKey names one map entry.
 type MapKey struct {
 	Kind     MapKind
-	Account  coffer.AccountID  // MapAccount
+	Account  coffer.AccountID  // MapAccount, MapAccountChain
 	Group    coffer.GroupID    // MapGroup, MapResource
 	Resource coffer.ResourceID // MapResource
 }
@@ -69,6 +74,8 @@ func (k MapKey) String() string {
 		return "group " + k.Group.String()
 	case MapResource:
 		return "resource " + k.Resource.String() + " of group " + k.Group.String()
+	case MapAccountChain:
+		return "account chain " + k.Account.String()
 	}
 	return k.Kind.String()
 }
@@ -76,6 +83,9 @@ func (k MapKey) String() string {
 // AccountKey, GroupKey and ResourceKey build map keys.
 func AccountKey(a coffer.AccountID) MapKey { return MapKey{Kind: MapAccount, Account: a} }
 func GroupKey(g coffer.GroupID) MapKey     { return MapKey{Kind: MapGroup, Group: g} }
+
+// AccountChainKey names the head of a suite v2 account's chain.
+func AccountChainKey(a coffer.AccountID) MapKey { return MapKey{Kind: MapAccountChain, Account: a} }
 func ResourceKey(g coffer.GroupID, r coffer.ResourceID) MapKey {
 	return MapKey{Kind: MapResource, Group: g, Resource: r}
 }
@@ -87,6 +97,8 @@ func ResourceKey(g coffer.GroupID, r coffer.ResourceID) MapKey {
 //     leaf.
 //   - group: Counter is the head's seq, Hash the head commit's hash
 //     (coffer.SignedCommit.Hash), as clients chain it.
+//   - account chain (suite v2): Counter is the head link's seq, Hash its
+//     hash (coffer.SignedLink.Hash), as the next link's Prev names it.
 //   - resource: Counter is the newest version, Hash the record hash of the
 //     log leaf of that version or of its tombstone, Deleted whether it is a
 //     tombstone.
@@ -109,7 +121,7 @@ var MapEntrySize = len(mapEntryPrefix) + 1 + 16 + 16 + 16 + 8 + 32 + 8 + 1
 //
 //	"coffer/v1/map-entry" 0x00
 //	kind      uint8
-//	account   [16]byte (zero unless kind 1)
+//	account   [16]byte (zero unless kind 1 or 4)
 //	group     [16]byte (zero unless kind 2 or 3)
 //	resource  [16]byte (zero unless kind 3)
 //	counter   uint64
@@ -166,7 +178,7 @@ func ParseMapEntry(data []byte) (MapEntry, error) {
 	}
 	var zero [16]byte
 	switch e.Key.Kind {
-	case MapAccount:
+	case MapAccount, MapAccountChain:
 		if e.Key.Account == zero || e.Key.Group != zero || e.Key.Resource != zero || e.Deleted {
 			return e, errors.New("translog: malformed account entry in the heads map")
 		}
@@ -336,6 +348,8 @@ func LeafUpdate(logIndex int64, raw []byte, l *Leaf) (MapUpdate, error) {
 		return MapUpdate{Key: AccountKey(l.Account), Hash: RecordHash(raw), LogIndex: logIndex}, nil
 	case KindCommit:
 		return MapUpdate{Key: GroupKey(l.Group), Seq: l.Seq, Hash: l.Commit.Hash(), LogIndex: logIndex}, nil
+	case KindAccountLink:
+		return MapUpdate{Key: AccountChainKey(l.Account), Seq: l.Seq, Hash: l.Link.Hash(), LogIndex: logIndex}, nil
 	case KindResourceVersion:
 		return MapUpdate{Key: ResourceKey(l.Group, l.Resource), Seq: l.Version.Version, Hash: RecordHash(raw), LogIndex: logIndex}, nil
 	case KindResourceDelete:
@@ -360,13 +374,13 @@ func (u MapUpdate) Apply(prev *MapEntry) (MapEntry, error) {
 		if prev != nil {
 			e.Counter = prev.Counter + 1
 		}
-	case MapGroup:
+	case MapGroup, MapAccountChain:
 		want := uint64(1)
 		if prev != nil {
 			want = prev.Counter + 1
 		}
 		if u.Seq != want {
-			return MapEntry{}, fmt.Errorf("translog: log leaf %d is commit %d of group %s, whose head in the map is %d", u.LogIndex, u.Seq, u.Key.Group, want-1)
+			return MapEntry{}, fmt.Errorf("translog: log leaf %d is link or commit %d of %s, whose head in the map is %d", u.LogIndex, u.Seq, u.Key, want-1)
 		}
 		e.Counter = u.Seq
 	case MapResource:

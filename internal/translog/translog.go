@@ -59,6 +59,8 @@ func (k Kind) String() string {
 		return "resource-version"
 	case KindResourceDelete:
 		return "resource-delete"
+	case KindAccountLink:
+		return "account-link"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -88,6 +90,9 @@ type Leaf struct {
 	Version  coffer.LoggedVersion
 	// KindResourceDelete
 	Delete coffer.SignedDelete
+
+	// KindAccountLink (and Account, Seq above)
+	Link coffer.SignedLink
 }
 
 // IdentityLeaf encodes the log entry of an account registration:
@@ -170,6 +175,10 @@ func ParseLeaf(data []byte) (*Leaf, error) {
 		if err := l.parseResource(&s); err != nil {
 			return nil, err
 		}
+	case KindAccountLink:
+		if err := l.parseAccountLink(&s); err != nil {
+			return nil, err
+		}
 	default:
 		return nil, fmt.Errorf("translog: unknown leaf kind %d", kind)
 	}
@@ -185,6 +194,8 @@ func (l *Leaf) Marshal() []byte {
 		return ResourceVersionLeaf(l.Version)
 	case KindResourceDelete:
 		return ResourceDeleteLeaf(l.Delete)
+	case KindAccountLink:
+		return AccountLinkLeaf(l.Account, l.Seq, l.Link)
 	}
 	return CommitLeaf(l.Group, l.Seq, l.Commit)
 }

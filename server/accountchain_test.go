@@ -1,0 +1,276 @@
+package server_test
+
+import (
+	"bytes"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/api"
+)
+
+func TestChainRegister(t *testing.T) {
+	ts := MustServer(t)
+
+	a := MustChainAccount(t, ts.URL, "alice")
+	r := ts.Do(t, http.MethodPost, "/v1/accounts", "", a.RegisterRequest())
+	r.Check(t, http.StatusCreated, "")
+	var acct api.Account
+	r.Decode(t, &acct)
+	if acct.ID != a.ID || acct.Handle != "alice" || acct.ChainSeq != 1 || !bytes.Equal(acct.Identity, a.State.Identity().Marshal()) {
+		t.Fatalf("account %+v: want the chain's id %s, handle, identity and chain_seq 1", acct, a.ID)
+	}
+	// The identity is the one log-ins check: the user signing key logs in.
+	if r, _ := a.Login(t, ts); r.Status != http.StatusOK {
+		t.Fatalf("login with the user signing key: %d %s", r.Status, r.Body)
+	}
+
+	other := MustChainAccount(t, ts.URL, "bob")
+	elsewhere := MustChainAccount(t, "https://elsewhere.example:443", "carol")
+	tests := []struct {
+		name     string
+		req      func() api.RegisterRequest
+		status   int
+		code     coffer.Code
+		wantRule string
+	}{
+		{"genesis for another origin", elsewhere.RegisterRequest, 400, coffer.EINVALID, coffer.RuleOrigin},
+		{"identity is not the genesis's", func() api.RegisterRequest {
+			req := other.RegisterRequest()
+			id := MustIdentity(t, "bob") // same handle, other keys, validly self-signed
+			req.Identity, req.SelfSignature = id.Public.Marshal(), coffer.Sign(id.Key, coffer.LabelIdentity, id.Public.Marshal())
+			return req
+		}, 400, coffer.EINVALID, ""},
+		{"self-signature by a device key", func() api.RegisterRequest {
+			req := other.RegisterRequest()
+			req.SelfSignature = coffer.Sign(MustIdentity(t, "x").Key, coffer.LabelIdentity, req.Identity)
+			return req
+		}, 400, coffer.EINVALID, ""},
+		{"genesis signed by another device", func() api.RegisterRequest {
+			req := other.RegisterRequest()
+			req.Genesis.Signature = MustChainDevice(t).Key.Sign(coffer.LabelAccountLink, req.Genesis.Body)
+			return req
+		}, 400, coffer.EINVALID, coffer.RuleSignature},
+		{"genesis with a device signature", func() api.RegisterRequest {
+			req := other.RegisterRequest()
+			req.Genesis.DeviceSignature = other.Device(0).Key.Sign(coffer.LabelAccountLinkDevice, req.Genesis.Body)
+			return req
+		}, 400, coffer.EINVALID, coffer.RuleDeviceSignature},
+		{"a link that is not a genesis", func() api.RegisterRequest {
+			b := MustChainAccount(t, ts.URL, "dave")
+			req := b.RegisterRequest()
+			add := b.AddDevice(b.Device(0), MustChainDevice(t))
+			g := api.FromLink(add)
+			req.Genesis = &g
+			return req
+		}, 400, coffer.EINVALID, coffer.RuleGenesis},
+		{"truncated genesis", func() api.RegisterRequest {
+			req := other.RegisterRequest()
+			req.Genesis.Body = req.Genesis.Body[:100]
+			return req
+		}, 400, coffer.EINVALID, coffer.RuleMalformed},
+		{"same account id again", a.RegisterRequest, 409, coffer.ECONFLICT, ""},
+		{"same handle, another account", func() api.RegisterRequest {
+			return MustChainAccount(t, ts.URL, "alice").RegisterRequest()
+		}, 409, coffer.ECONFLICT, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := ts.Do(t, http.MethodPost, "/v1/accounts", "", tt.req()).Check(t, tt.status, tt.code)
+			if p.Rule != tt.wantRule {
+				t.Errorf("rule %q, want %q (%s)", p.Rule, tt.wantRule, p.Detail)
+			}
+		})
+	}
+	// None of the refused registrations left a row behind.
+	var n int
+	if err := ts.Pool.QueryRow(t.Context(), `SELECT count(*) FROM accounts`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("%d accounts (%v), want 1", n, err)
+	}
+	// Bob registers once the defects are gone.
+	ts.Do(t, http.MethodPost, "/v1/accounts", "", other.RegisterRequest()).Check(t, http.StatusCreated, "")
+}
+
+func appendPath(a *chainAccount) string { return "/v1/accounts/" + a.ID.String() + "/links" }
+
+func TestChainAppend(t *testing.T) {
+	ts := MustServer(t)
+	a, tok := MustRegisterChain(t, ts, "alice")
+	phone := MustChainDevice(t)
+	a.MustAppend(t, ts, a.AddDevice(a.Device(0), phone))
+
+	send := func(sl coffer.SignedLink, self []byte) *response {
+		return ts.Do(t, http.MethodPost, appendPath(a), "", a.AppendRequest(sl, self))
+	}
+	rule := func(t *testing.T, r *response, status int, code coffer.Code, rule string) {
+		t.Helper()
+		if p := r.Check(t, status, code); p.Rule != rule {
+			t.Errorf("rule %q, want %q (%s)", p.Rule, rule, p.Detail)
+		}
+	}
+
+	t.Run("forged links", func(t *testing.T) {
+		stranger := MustChainDevice(t)
+		// A device the account does not have authors an add-device of
+		// itself: what a server would forge to slip a key in.
+		l := a.AddDeviceLink(stranger, stranger)
+		rule(t, send(coffer.SignLink(l, stranger.Key, stranger.Key), nil), 400, coffer.EINVALID, coffer.RuleLinkAuthor)
+		// A current device's id, another key's signature.
+		l = a.AddDeviceLink(a.Device(0), stranger)
+		rule(t, send(coffer.SignLink(l, stranger.Key, stranger.Key), nil), 400, coffer.EINVALID, coffer.RuleSignature)
+		// The new device never signed.
+		rule(t, send(coffer.SignLink(l, a.Device(0).Key, nil), nil), 400, coffer.EINVALID, coffer.RuleDeviceSignature)
+		// Signed by the recovery key of another account.
+		l = a.AddDeviceLink(a.Device(0), stranger)
+		l.AuthorKind, l.AuthorDevice, l.AuthorRecoveryKey = coffer.AuthorRecovery, coffer.DeviceID{}, coffer.NewRecoveryKey().SigningKey().Public()
+		rule(t, send(coffer.SignLink(l, coffer.NewRecoveryKey().SigningKey(), stranger.Key), nil), 400, coffer.EINVALID, coffer.RuleLinkAuthor)
+		// A device that revokes itself.
+		rule(t, send(a.Revoke(phone, phone), a.SelfSignature()), 400, coffer.EINVALID, coffer.RuleLinkAuthor)
+		// Re-adding a device the account has.
+		rule(t, send(a.AddDevice(a.Device(0), phone), nil), 400, coffer.EINVALID, coffer.RuleDuplicateDevice)
+		// A link of another account, posted under this one.
+		b := MustChainAccount(t, ts.URL, "bob")
+		r := ts.Do(t, http.MethodPost, appendPath(a), "", b.AppendRequest(b.AddDevice(b.Device(0), MustChainDevice(t)), nil))
+		rule(t, r, 400, coffer.EINVALID, coffer.RuleAccount)
+		// A genesis where a link belongs.
+		rule(t, send(coffer.SignLink(func() *coffer.AccountLink {
+			l := a.AddDeviceLink(a.Device(0), stranger)
+			l.Kind = coffer.LinkGenesis
+			return l
+		}(), a.Device(0).Key, nil), nil), 400, coffer.EINVALID, coffer.RuleMalformed)
+	})
+
+	t.Run("seq conflict", func(t *testing.T) {
+		first, second := MustChainDevice(t), MustChainDevice(t)
+		l1 := a.AddDevice(a.Device(0), first)
+		l2 := a.AddDevice(phone, second) // built on the same head
+		a.MustAppend(t, ts, l1)
+		if p := send(l2, nil).Check(t, http.StatusConflict, coffer.ECONFLICT); p.HeadSeq != 3 {
+			t.Errorf("409 with head_seq %d, want 3", p.HeadSeq)
+		}
+		// A link from the future is a race too.
+		far := a.AddDeviceLink(a.Device(0), second)
+		far.Seq += 5
+		if p := send(coffer.SignLink(far, a.Device(0).Key, second.Key), nil).Check(t, http.StatusConflict, coffer.ECONFLICT); p.HeadSeq != 3 {
+			t.Errorf("409 with head_seq %d, want 3", p.HeadSeq)
+		}
+	})
+
+	t.Run("rotation needs the new self-signature", func(t *testing.T) {
+		sl := a.Rotate(a.Device(0))
+		old := a.SelfSignature()
+		rule(t, send(sl, nil), 400, coffer.EINVALID, "")
+		rule(t, send(sl, old), 400, coffer.EINVALID, "") // the old identity's
+		rule(t, send(sl, bytes.Repeat([]byte{1}, 63)), 400, coffer.EINVALID, "")
+		// And a link that rotates nothing carries none.
+		rule(t, send(a.SetRecovery(a.Device(0)), old), 400, coffer.EINVALID, "")
+	})
+
+	t.Run("rotation changes the identity and ends sessions", func(t *testing.T) {
+		oldKey := a.SigningKey()
+		oldRefresh := tok.RefreshToken
+		a.MustAppend(t, ts, a.Revoke(a.Device(0), phone))
+		var acct api.Account
+		_, tok2 := a.Login(t, ts)
+		if tok2.AccessToken == "" {
+			t.Fatal("the remaining device cannot log in with the new user signing key")
+		}
+		ts.Do(t, http.MethodGet, "/v1/accounts/"+a.ID.String(), tok2.AccessToken, nil).Decode(t, &acct)
+		if !bytes.Equal(acct.Identity, a.State.Identity().Marshal()) || acct.ChainSeq != a.State.Seq {
+			t.Fatalf("accounts row after the rotation: chain_seq %d, identity changed %v", acct.ChainSeq, !bytes.Equal(acct.Identity, a.State.Identity().Marshal()))
+		}
+		if err := a.State.Identity().VerifySelfSignature(acct.SelfSignature); err != nil {
+			t.Fatalf("the stored self-signature is not the new identity's: %v", err)
+		}
+		// The refresh token of the session from before the rotation is dead.
+		ts.Do(t, http.MethodPost, "/v1/auth/refresh", "", api.RefreshRequest{RefreshToken: oldRefresh}).Check(t, http.StatusUnauthorized, coffer.EUNAUTHORIZED)
+		// The old user signing key no longer logs in.
+		r := ts.Do(t, http.MethodPost, "/v1/auth/challenge", "", api.ChallengeRequest{Handle: "alice"})
+		var ch api.ChallengeResponse
+		r.Decode(t, &ch)
+		stmt := coffer.LoginStatement(ts.URL, ch.AccountID, ch.Challenge)
+		ts.Do(t, http.MethodPost, "/v1/auth/login", "", api.LoginRequest{AccountID: ch.AccountID, Origin: ts.URL, Challenge: ch.Challenge,
+			Signature: coffer.Sign(oldKey, coffer.LabelLogin, stmt)}).Check(t, http.StatusUnauthorized, coffer.EUNAUTHORIZED)
+		// The revoked device cannot add a device any more.
+		d := MustChainDevice(t)
+		l := a.AddDeviceLink(phone, d)
+		rule(t, send(coffer.SignLink(l, phone.Key, d.Key), nil), 400, coffer.EINVALID, coffer.RuleLinkAuthor)
+	})
+
+	t.Run("suite v1 and unknown accounts", func(t *testing.T) {
+		_, v1, _ := MustAccount(t, ts, "victor")
+		d := MustChainDevice(t)
+		l := a.AddDeviceLink(a.Device(0), d)
+		l.Account = v1.ID
+		r := ts.Do(t, http.MethodPost, "/v1/accounts/"+v1.ID.String()+"/links", "", a.AppendRequest(coffer.SignLink(l, a.Device(0).Key, d.Key), nil))
+		if p := r.Check(t, http.StatusBadRequest, coffer.EINVALID); !strings.Contains(p.Detail, "suite v1") {
+			t.Errorf("detail %q", p.Detail)
+		}
+		ts.Do(t, http.MethodPost, "/v1/accounts/"+coffer.NewAccountID().String()+"/links", "", a.AppendRequest(a.SetRecovery(a.Device(0)), nil)).
+			Check(t, http.StatusBadRequest, coffer.EINVALID) // the link names another account
+	})
+
+	// Whatever was refused, the stored chain is exactly the pushed one.
+	var links api.AccountLinks
+	ts.Do(t, http.MethodGet, appendPath(a), "", nil).Decode(t, &links)
+	if len(links.Links) != len(a.Links) || links.HeadSeq != a.State.Seq {
+		t.Fatalf("stored chain has %d links, head %d; want %d", len(links.Links), links.HeadSeq, len(a.Links))
+	}
+	for i, l := range links.Links {
+		if !bytes.Equal(l.Body, a.Links[i].Body) || !bytes.Equal(l.Signature, a.Links[i].Signature) || !bytes.Equal(l.DeviceSignature, a.Links[i].DeviceSignature) {
+			t.Fatalf("stored link %d differs from the one sent", i+1)
+		}
+	}
+}
+
+func TestChainLinksPaging(t *testing.T) {
+	ts := MustServer(t)
+	a, _ := MustRegisterChain(t, ts, "alice")
+	const n = api.MaxLinksPage + 4
+	for len(a.Links) < n {
+		a.MustAppend(t, ts, a.SetRecovery(a.Device(0)))
+	}
+	for _, path := range []string{appendPath(a), "/v1/handles/alice/links"} {
+		var got []api.SignedLink
+		after := uint64(0)
+		pages := 0
+		for {
+			var page api.AccountLinks
+			ts.Do(t, http.MethodGet, path+"?after="+strconv.FormatUint(after, 10), "", nil).Decode(t, &page)
+			pages++
+			if page.AccountID != a.ID || page.HeadSeq != n || len(page.Links) > api.MaxLinksPage {
+				t.Fatalf("%s page after %d: account %s head %d, %d links", path, after, page.AccountID, page.HeadSeq, len(page.Links))
+			}
+			if len(page.Links) == 0 {
+				break
+			}
+			got = append(got, page.Links...)
+			after += uint64(len(page.Links))
+		}
+		if pages != 3 || len(got) != n {
+			t.Fatalf("%s: %d links in %d pages, want %d in 3", path, len(got), pages, n)
+		}
+		links := make([]coffer.SignedLink, len(got))
+		for i, l := range got {
+			links[i] = l.Link()
+		}
+		if s, err := coffer.VerifyAccountChain(nil, links); err != nil || s.Head != a.State.Head {
+			t.Fatalf("%s: the served chain does not verify to the head: %v", path, err)
+		}
+	}
+	// Public: no token. Errors.
+	ts.Do(t, http.MethodGet, "/v1/accounts/"+coffer.NewAccountID().String()+"/links", "", nil).Check(t, http.StatusNotFound, coffer.ENOTFOUND)
+	ts.Do(t, http.MethodGet, "/v1/handles/nobody/links", "", nil).Check(t, http.StatusNotFound, coffer.ENOTFOUND)
+	ts.Do(t, http.MethodGet, appendPath(a)+"?after=-1", "", nil).Check(t, http.StatusBadRequest, coffer.EINVALID)
+	ts.Do(t, http.MethodGet, appendPath(a)+"?after=x", "", nil).Check(t, http.StatusBadRequest, coffer.EINVALID)
+	// A suite v1 account has no chain: an empty page at head 0.
+	MustRegister(t, ts, MustIdentity(t, "victor"))
+	var page api.AccountLinks
+	r := ts.Do(t, http.MethodGet, "/v1/handles/victor/links", "", nil)
+	r.Decode(t, &page)
+	if page.HeadSeq != 0 || page.Links == nil || len(page.Links) != 0 {
+		t.Fatalf("suite v1 account: %s", r.Body)
+	}
+}
