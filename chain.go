@@ -119,6 +119,10 @@ type Member struct {
 	EncryptionKey []byte
 	Role          Role
 	JoinedEpoch   uint64 // the epoch of the commit that added the member
+	// KeyEpoch is the first epoch of the member's current keys: JoinedEpoch,
+	// or the epoch its latest self-update (OpUpdateKey) started. Readers
+	// use it to tell which key signed what the member wrote at an epoch.
+	KeyEpoch uint64
 }
 
 // GroupState is a group as a verified chain leaves it. The zero value is the
@@ -667,7 +671,7 @@ func (cc *commitCheck) checkUpdateKey(i int, op Op) error {
 
 func (s *GroupState) applyUpdateKey(c *Commit, op Op) {
 	m := s.Members[op.Member]
-	m.SigningKey, m.EncryptionKey = op.SigningKey, op.EncryptionKey
+	m.SigningKey, m.EncryptionKey, m.KeyEpoch = op.SigningKey, op.EncryptionKey, c.Epoch
 }
 
 func (s *GroupState) applyAdd(c *Commit, op Op) {
@@ -678,6 +682,7 @@ func (s *GroupState) applyAdd(c *Commit, op Op) {
 		EncryptionKey: op.EncryptionKey,
 		Role:          op.Role,
 		JoinedEpoch:   c.Epoch,
+		KeyEpoch:      c.Epoch,
 	}
 	s.handles[op.Handle] = op.Member
 	s.recordRole(op.Member, c.Epoch, op.Role)
@@ -883,16 +888,18 @@ func forEach(n int, f func(i int)) {
 }
 
 // stateVersion versions the GroupState checkpoint encoding. Version 2 adds
-// the pending-rotation flag. UnmarshalBinary still reads version 1, written
-// before leave ops existed, when no rotation could be pending.
-const stateVersion = 2
+// the pending-rotation flag, version 3 the key epochs of members who
+// updated their keys. UnmarshalBinary still reads versions 1 and 2, written
+// before leave and update-key ops existed, when no rotation could be
+// pending and every member's keys were those it joined with.
+const stateVersion = 3
 
 // MarshalBinary encodes s as a checkpoint that UnmarshalBinary restores, so
 // the server and clients can resume verification from it instead of from
 // the genesis. The encoding is deterministic (members and accounts sorted
 // by id):
 //
-//	version uint8 = 2
+//	version uint8 = 3
 //	group [16]byte, seq uint64, head [32]byte, epoch uint64, share_history uint8,
 //	pending_rotation uint8
 //	key_commitments epoch × [32]byte
@@ -901,6 +908,9 @@ const stateVersion = 2
 //	  encryption_key [1216]byte, role uint8, joined_epoch uint64
 //	account_count uint32, then per account ever a member, by id:
 //	  id [16]byte, change_count uint32, change_count × (epoch uint64, role uint8)
+//	updated_count uint32, then per member whose KeyEpoch is not its
+//	JoinedEpoch, by id:
+//	  id [16]byte, key_epoch uint64 (above joined_epoch, at most epoch)
 //
 // A role change may name epoch+1 only while a rotation is pending: it is a
 // leaver's loss of role, which takes effect at the next epoch.
@@ -950,6 +960,17 @@ func (s *GroupState) MarshalBinary() ([]byte, error) {
 			b.AddUint8(uint8(rc.role))
 		}
 	}
+	var updated []*Member
+	for _, m := range members {
+		if m.KeyEpoch != m.JoinedEpoch {
+			updated = append(updated, m)
+		}
+	}
+	b.AddUint32(uint32(len(updated)))
+	for _, m := range updated {
+		b.AddBytes(m.ID[:])
+		b.AddUint64(m.KeyEpoch)
+	}
 	return b.Bytes()
 }
 
@@ -970,7 +991,7 @@ func (s *GroupState) UnmarshalBinary(data []byte) error {
 	if !in.ReadUint8(&version) {
 		return bad("empty")
 	}
-	if version != stateVersion && version != 1 {
+	if version < 1 || version > stateVersion {
 		return Errorf(EINVALID, "unsupported group state version %d", version)
 	}
 	if !in.CopyBytes(ns.Group[:]) || !in.ReadUint64(&ns.Seq) || !in.CopyBytes(ns.Head[:]) ||
@@ -1023,7 +1044,7 @@ func (s *GroupState) UnmarshalBinary(data []byte) error {
 		if _, dup := ns.handles[h]; dup {
 			return bad("duplicate handle")
 		}
-		m.Handle, m.Role = h, Role(role)
+		m.Handle, m.Role, m.KeyEpoch = h, Role(role), m.JoinedEpoch
 		if !m.Role.Valid() || m.JoinedEpoch == 0 || m.JoinedEpoch > ns.Epoch {
 			return bad("invalid member")
 		}
@@ -1084,6 +1105,30 @@ func (s *GroupState) UnmarshalBinary(data []byte) error {
 	for id := range ns.Members {
 		if ns.roles[id] == nil {
 			return bad("member without role history")
+		}
+	}
+	if version >= 3 {
+		if !in.ReadUint32(&n) || uint64(n) > uint64(len(in)/24) {
+			return bad("truncated key epochs")
+		}
+		for i := range int(n) {
+			var (
+				id      AccountID
+				idBytes []byte
+				epoch   uint64
+			)
+			in.ReadBytes(&idBytes, 16)
+			in.ReadUint64(&epoch)
+			copy(id[:], idBytes)
+			if i > 0 && bytes.Compare(prev[:], id[:]) >= 0 {
+				return bad("key epochs out of order")
+			}
+			prev = id
+			m := ns.Members[id]
+			if m == nil || epoch <= m.JoinedEpoch || epoch > ns.Epoch {
+				return bad("invalid key epoch")
+			}
+			m.KeyEpoch = epoch
 		}
 	}
 	if !in.Empty() {

@@ -59,26 +59,29 @@ func TestLeavePendingRotation(t *testing.T) {
 	}
 }
 
-// TestGroupStateVersion1StillLoads: a checkpoint written before leave ops
-// (version 1, no pending flag) loads as a state with no pending rotation,
-// and a version 2 checkpoint that claims a future role change without a
-// pending rotation is refused.
+// TestGroupStateVersion1StillLoads: checkpoints written before leave ops
+// (version 1, no pending flag) and before update-key ops (version 2, no key
+// epochs) load as the same state, and a version 3 checkpoint that claims a
+// future role change without a pending rotation is refused.
 func TestGroupStateVersion1StillLoads(t *testing.T) {
 	p := MustChainCast(t)
 	s := checkChain(t, mustRoleHistoryChain(t, p).commits, "")
-	v2 := mustMarshalState(t, s)
+	v3 := mustMarshalState(t, s)
 	const pendingAt = 1 + 16 + 8 + 32 + 8 + 1
-	if v2[0] != 2 || v2[pendingAt] != 0 {
+	if v3[0] != 3 || v3[pendingAt] != 0 || !bytes.Equal(v3[len(v3)-4:], []byte{0, 0, 0, 0}) {
 		t.Fatalf("unexpected layout")
 	}
+	v2 := append([]byte{2}, v3[1:len(v3)-4]...)
 	v1 := append([]byte{1}, v2[1:pendingAt]...)
 	v1 = append(v1, v2[pendingAt+1:]...)
-	var u coffer.GroupState
-	if err := u.UnmarshalBinary(v1); err != nil {
-		t.Fatal(err)
-	}
-	if u.PendingRotation || !bytes.Equal(mustMarshalState(t, &u), v2) {
-		t.Fatalf("version 1 checkpoint does not load as the same state")
+	for _, old := range [][]byte{v1, v2} {
+		var u coffer.GroupState
+		if err := u.UnmarshalBinary(old); err != nil {
+			t.Fatal(err)
+		}
+		if u.PendingRotation || !bytes.Equal(mustMarshalState(t, &u), v3) {
+			t.Fatalf("version %d checkpoint does not load as the same state", old[0])
+		}
 	}
 
 	pend := checkChain(t, p.base(t).Do(p.writer, leaveOp(p.writer)).commits, "")

@@ -1233,7 +1233,7 @@ func TestGroupStateBinaryRoundTrip(t *testing.T) {
 
 func equalChainMembers(a, b []*coffer.Member) bool {
 	return slices.EqualFunc(a, b, func(x, y *coffer.Member) bool {
-		return x.ID == y.ID && x.Handle == y.Handle && x.Role == y.Role && x.JoinedEpoch == y.JoinedEpoch &&
+		return x.ID == y.ID && x.Handle == y.Handle && x.Role == y.Role && x.JoinedEpoch == y.JoinedEpoch && x.KeyEpoch == y.KeyEpoch &&
 			bytes.Equal(x.SigningKey, y.SigningKey) && bytes.Equal(x.EncryptionKey, y.EncryptionKey)
 	})
 }

@@ -2,6 +2,8 @@ package coffer_test
 
 import (
 	"bytes"
+	"encoding/binary"
+	"slices"
 	"testing"
 
 	"github.com/cofferhq/coffer"
@@ -207,6 +209,9 @@ func TestUpdateKeyState(t *testing.T) {
 	if m.Handle != old.Handle || m.Role != old.Role || m.JoinedEpoch != old.JoinedEpoch {
 		t.Fatalf("the update changed more than the keys: %+v → %+v", old, m)
 	}
+	if old.KeyEpoch != old.JoinedEpoch || m.KeyEpoch != after.Epoch {
+		t.Fatalf("key epoch %d before (joined %d), %d after; want the joined epoch, then %d", old.KeyEpoch, old.JoinedEpoch, m.KeyEpoch, after.Epoch)
+	}
 	if after.Epoch != before.Epoch+1 || after.RoleAt(p.reader.ID, after.Epoch) != coffer.RoleReader {
 		t.Fatalf("epoch %d → %d, role at new epoch %s", before.Epoch, after.Epoch, after.RoleAt(p.reader.ID, after.Epoch))
 	}
@@ -214,8 +219,20 @@ func TestUpdateKeyState(t *testing.T) {
 		t.Fatalf("the update changed the state it was verified from")
 	}
 	var cp coffer.GroupState
-	if err := cp.UnmarshalBinary(mustMarshalState(t, after)); err != nil {
+	data := mustMarshalState(t, after)
+	if err := cp.UnmarshalBinary(data); err != nil {
 		t.Fatal(err)
+	}
+	if cp.Members[p.reader.ID].KeyEpoch != after.Epoch || !bytes.Equal(mustMarshalState(t, &cp), data) {
+		t.Fatalf("the checkpoint does not keep the key epoch")
+	}
+	// A key epoch at or below the joined epoch, or beyond the head, is refused.
+	for _, bad := range []uint64{m.JoinedEpoch, after.Epoch + 1} {
+		b := slices.Clone(data)
+		binary.BigEndian.PutUint64(b[len(b)-8:], bad)
+		if err := new(coffer.GroupState).UnmarshalBinary(b); err == nil {
+			t.Fatalf("a checkpoint with key epoch %d loads", bad)
+		}
 	}
 	b.Do(nk, leaveOp(nk))
 	if _, err := coffer.VerifyChain(&cp, b.commits[len(b.commits)-1:]); err != nil {
