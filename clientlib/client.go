@@ -113,6 +113,11 @@ type Client struct {
 	access    string
 	accessExp time.Time
 	refresh   string
+
+	// retired are the identities the account used before its current one,
+	// newest first: they open wraps made before a self-update (updatekey.go).
+	// Guarded by mu.
+	retired []*Identity
 }
 
 // Key store names.

@@ -532,7 +532,19 @@ func (c *Client) history(ctx context.Context, g coffer.GroupID) ([]*coffer.Commi
 // the committed one (swapped wraps, a wrap of a different key, or keys that
 // differ between members) is a security error.
 func (c *Client) epochKeys(ctx context.Context, s *coffer.GroupState) (map[uint64]groupkey.EpochKey, error) {
-	id, me, err := c.me()
+	id, _, err := c.me()
+	if err != nil {
+		return nil, err
+	}
+	return c.epochKeysWith(ctx, s, c.openers(id))
+}
+
+// epochKeysWith is epochKeys with the identities whose decryption keys may
+// open this member's wraps: the current one, and those its account used
+// before a key rotation, since a wrap of an epoch before the member's
+// self-update was made to the key its entry held then.
+func (c *Client) epochKeysWith(ctx context.Context, s *coffer.GroupState, ids []*Identity) (map[uint64]groupkey.EpochKey, error) {
+	_, me, err := c.me()
 	if err != nil {
 		return nil, err
 	}
@@ -560,7 +572,7 @@ func (c *Client) epochKeys(ctx context.Context, s *coffer.GroupState) (map[uint6
 		if !ok {
 			return nil, coffer.Security("wrap", fmt.Errorf("wrap for epoch %d, which the verified log does not have", w.Epoch))
 		}
-		k, err := groupkey.Unwrap(id.decrypt, s.Group, w.Epoch, me, w.Wrap)
+		k, err := unwrapAny(ids, s.Group, w.Epoch, me, w.Wrap)
 		if err != nil {
 			return nil, coffer.Security("wrap", fmt.Errorf("epoch %d wrap does not open for this member: %w", w.Epoch, err))
 		}

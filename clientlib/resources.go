@@ -128,7 +128,8 @@ type groupView struct {
 	state *coffer.GroupState
 	keys  map[uint64]groupkey.EpochKey
 	// signers, from the whole verified log, holds every key an account was
-	// added with, for authors who left or rejoined. Loaded on demand.
+	// added with or updated to, in chain order, for authors who left,
+	// rejoined or updated their keys. Loaded on demand.
 	signers    map[coffer.AccountID][]signer
 	signersSeq uint64
 }
@@ -137,6 +138,7 @@ type signer struct {
 	epoch  uint64 // epoch of the commit that added the account
 	handle coffer.Handle
 	key    ed25519.PublicKey
+	from   uint64 // the first epoch key signs for: the add's, or a self-update's
 }
 
 // view returns the cached verified view of g, or a fresh one when there is
@@ -183,8 +185,11 @@ func (c *Client) view(ctx context.Context, g coffer.GroupID, fresh bool) (*group
 // the state; an author who left (or left and came back) needs the add
 // commits, which are fetched and verified from the genesis once.
 func (c *Client) signerKey(ctx context.Context, v *groupView, author coffer.AccountID, epoch uint64) (signer, error) {
-	if m := v.state.Members[author]; m != nil && m.JoinedEpoch <= epoch {
-		return signer{epoch: m.JoinedEpoch, handle: m.Handle, key: m.SigningKey}, nil
+	// A self-update (update-key) changes the key from its epoch on: the
+	// current key signed what the member wrote from KeyEpoch, an older one
+	// what it wrote before.
+	if m := v.state.Members[author]; m != nil && m.KeyEpoch <= epoch {
+		return signer{epoch: m.JoinedEpoch, handle: m.Handle, key: m.SigningKey, from: m.KeyEpoch}, nil
 	}
 	rc := &c.resources
 	rc.mu.Lock()
@@ -198,8 +203,15 @@ func (c *Client) signerKey(ctx context.Context, v *groupView, author coffer.Acco
 		signers = map[coffer.AccountID][]signer{}
 		for _, cm := range commits {
 			for _, op := range cm.Ops {
-				if op.Kind == coffer.OpAdd {
-					signers[op.Member] = append(signers[op.Member], signer{cm.Epoch, op.Handle, op.SigningKey})
+				switch h := signers[op.Member]; op.Kind {
+				case coffer.OpAdd:
+					signers[op.Member] = append(h, signer{cm.Epoch, op.Handle, op.SigningKey, cm.Epoch})
+				case coffer.OpUpdateKey:
+					// The verifier allows it only for a current member: the
+					// added entry before it names the handle and join epoch.
+					if n := len(h); n > 0 {
+						signers[op.Member] = append(h, signer{h[n-1].epoch, h[n-1].handle, op.SigningKey, cm.Epoch})
+					}
 				}
 			}
 		}
@@ -209,7 +221,7 @@ func (c *Client) signerKey(ctx context.Context, v *groupView, author coffer.Acco
 	}
 	var found signer
 	for _, s := range signers[author] {
-		if s.epoch <= epoch {
+		if s.from <= epoch {
 			found = s
 		}
 	}
