@@ -205,10 +205,15 @@ func (c *Client) me() (*Identity, coffer.AccountID, error) {
 // has already verified: each is a *coffer.SecurityError.
 //
 // When a member has left and the group waits for a rotation, an admin's or
-// owner's Sync performs it (see rotatePending) before it returns.
+// owner's Sync performs it (see rotatePending) before it returns. When this
+// account's entry still holds keys a rotation retired, Sync first makes the
+// self-update (see updatePending), whatever the member's role.
 func (c *Client) Sync(ctx context.Context, g coffer.GroupID) (*SyncResult, error) {
 	res, err := c.sync(ctx, g, true)
 	if err != nil {
+		return nil, inGroup(err, g, coffer.ResourceID{})
+	}
+	if res, err = c.updatePending(ctx, g, res); err != nil {
 		return nil, inGroup(err, g, coffer.ResourceID{})
 	}
 	res, err = c.rotatePending(ctx, g, res)

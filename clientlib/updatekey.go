@@ -59,6 +59,40 @@ func (c *Client) UpdateOwnKeys(ctx context.Context, g coffer.GroupID) error {
 		"this account's entry in group %s holds keys that are neither its current nor a retired identity", g)}), g, coffer.ResourceID{})
 }
 
+// updatePending makes the self-update of g when this account's entry in
+// res still holds the keys of a retired identity, and returns the state
+// after it. Like a pending rotation, it is best effort: a refusal (the
+// server does not have the new identity yet, another device raced it) is
+// left for the next Sync or UpdateOwnKeys, and only a security error
+// stops the Sync.
+func (c *Client) updatePending(ctx context.Context, g coffer.GroupID, res *SyncResult) (*SyncResult, error) {
+	retired := c.retiredIdentities()
+	if len(retired) == 0 {
+		return res, nil
+	}
+	id, me, err := c.me()
+	if err != nil {
+		return res, nil
+	}
+	m := res.State.Members[me]
+	if m == nil || holdsKeys(m, id) {
+		return res, nil
+	}
+	for _, old := range retired {
+		if !holdsKeys(m, old) {
+			continue
+		}
+		if err := c.updateOwnKeys(ctx, g, old, id); err != nil {
+			if coffer.IsSecurity(err) {
+				return nil, err
+			}
+			return res, nil
+		}
+		return c.sync(ctx, g, true)
+	}
+	return res, nil
+}
+
 // updateOwnKeys appends the self-update of this account's entry in g from
 // old to next: an update-key and a rotation, signed with old's key, with
 // the fresh epoch key wrapped to every member (this account under next's

@@ -219,6 +219,40 @@ func TestUpdateOwnKeys(t *testing.T) {
 	mustReadText(t, dave, g, before.ID, "bob, before the rotation")
 }
 
+// TestSyncMakesPendingSelfUpdate: after a rotation, a Sync of a group
+// whose entry still holds the retired keys makes the self-update, for a
+// reader too, and performs a rotation a leave left pending.
+func TestSyncMakesPendingSelfUpdate(t *testing.T) {
+	ctx := context.Background()
+	srv := cofferdtest.Start(t, nil)
+	alice := mustUpdateKeyClient(t, srv, "alice")
+	bob := mustUpdateKeyClient(t, srv, "bob")
+	carol := mustUpdateKeyClient(t, srv, "carol")
+	g, err := alice.CreateGroup(ctx, "sync update", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.AddMembers(ctx, g, []string{"bob", "carol"}, coffer.RoleReader); err != nil {
+		t.Fatal(err)
+	}
+	if err := carol.Leave(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	_, next := rotateForTest(t, srv, bob)
+	res, err := bob.Sync(ctx, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := res.State.Members[bob.AccountID()]
+	if !holdsKeys(m, next) || res.State.PendingRotation || res.State.Epoch != 2 {
+		t.Fatalf("after bob's Sync: entry updated %t, rotation pending %t, epoch %d; want updated, none pending, epoch 2",
+			holdsKeys(m, next), res.State.PendingRotation, res.State.Epoch)
+	}
+	if _, err := bob.CurrentEpoch(ctx, g); err != nil {
+		t.Fatalf("bob cannot open the new epoch: %v", err)
+	}
+}
+
 // TestUpdateOwnKeysRefusesForeignEntry: a client whose entry holds keys
 // that are neither its identity nor a retired one does not update it.
 func TestUpdateOwnKeysRefusesForeignEntry(t *testing.T) {
