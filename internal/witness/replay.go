@@ -21,7 +21,7 @@ const (
 	RuleIdentity   Rule = "identity"    // an identity does not verify or is registered twice
 	RuleChain      Rule = "chain"       // a commit is refused by coffer.VerifyChain
 	RuleDuplicate  Rule = "duplicate"   // a second commit for one (group, seq)
-	RuleAddedKey   Rule = "added-key"   // an added member's keys are not its logged identity
+	RuleAddedKey   Rule = "added-key"   // an added or self-updated member's keys are not its logged identity
 	RuleMap        Rule = "map"         // the heads map line is not the map the leaves produce
 	RuleLeaves     Rule = "leaves"      // the served leaves do not hash to the checkpoint's root
 	RuleTime       Rule = "time"        // the checkpoint's time goes backwards or is in the future
@@ -195,15 +195,23 @@ func (r *replay) applyCommit(index int64, l *translog.Leaf) *Refusal {
 		return refuse(RuleAddedKey, "log leaf %d: commit %d of group %s is by %s, whose identity is not in the log", index, c.Seq, l.Group, c.Author)
 	}
 	for _, op := range c.Ops {
-		if op.Kind != coffer.OpAdd {
-			continue
-		}
-		id, ok := r.identities[op.Member]
-		if !ok {
-			return refuse(RuleAddedKey, "log leaf %d: commit %d of group %s adds %s (%s), whose identity is not in the log", index, c.Seq, l.Group, op.Member, op.Handle)
-		}
-		if id.Handle != op.Handle || !bytes.Equal(id.SigningKey, op.SigningKey) || id.EncryptionKey != sha256.Sum256(op.EncryptionKey) {
-			return refuse(RuleAddedKey, "log leaf %d: commit %d of group %s adds %s (%s) with keys that are not its logged identity", index, c.Seq, l.Group, op.Member, op.Handle)
+		switch op.Kind {
+		case coffer.OpAdd:
+			id, ok := r.identities[op.Member]
+			if !ok {
+				return refuse(RuleAddedKey, "log leaf %d: commit %d of group %s adds %s (%s), whose identity is not in the log", index, c.Seq, l.Group, op.Member, op.Handle)
+			}
+			if id.Handle != op.Handle || !bytes.Equal(id.SigningKey, op.SigningKey) || id.EncryptionKey != sha256.Sum256(op.EncryptionKey) {
+				return refuse(RuleAddedKey, "log leaf %d: commit %d of group %s adds %s (%s) with keys that are not its logged identity", index, c.Seq, l.Group, op.Member, op.Handle)
+			}
+		case coffer.OpUpdateKey:
+			// A self-update follows its account's rotation: the new keys
+			// are the identity the log holds for the account now, never
+			// keys of the server's (or a revoked device's) choosing.
+			id := r.identities[op.Member] // the author: a member, so logged
+			if !bytes.Equal(id.SigningKey, op.SigningKey) || id.EncryptionKey != sha256.Sum256(op.EncryptionKey) {
+				return refuse(RuleAddedKey, "log leaf %d: commit %d of group %s updates %s to keys that are not its logged identity", index, c.Seq, l.Group, op.Member)
+			}
 		}
 	}
 	r.groups[l.Group] = next

@@ -277,6 +277,14 @@ func TestRefusals(t *testing.T) {
 			h.log.append(c.identityLeaf(), g.next(alice, op))
 			return 4, h.log.proof(4, 6), h.log.sign(h.log.honest(6))
 		}, result{http.StatusUnprocessableEntity, witness.RuleAddedKey}},
+		{"self-update to keys that are not the logged identity", func(h *harness, _, bob *member, g *chain) (int64, []tlog.Hash, string) {
+			// Bob is a member and the chain rules allow his self-update;
+			// only the log says his account never took these keys.
+			other := mustMember(h.tb, 5)
+			h.log.append(g.next(bob, coffer.Op{Kind: coffer.OpUpdateKey, Member: bob.id, SigningKey: other.pub(), EncryptionKey: other.enc},
+				coffer.Op{Kind: coffer.OpRotate}))
+			return 4, h.log.proof(4, 5), h.log.sign(h.log.honest(5))
+		}, result{http.StatusUnprocessableEntity, witness.RuleAddedKey}},
 		{"added member never registered", func(h *harness, alice, _ *member, g *chain) (int64, []tlog.Hash, string) {
 			h.log.append(g.next(alice, mustMember(h.tb, 3).add(coffer.RoleWriter)))
 			return 4, h.log.proof(4, 5), h.log.sign(h.log.honest(5))
