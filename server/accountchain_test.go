@@ -8,14 +8,15 @@ import (
 	"testing"
 
 	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/accounttest"
 	"github.com/cofferhq/coffer/internal/api"
 )
 
 func TestChainRegister(t *testing.T) {
 	ts := MustServer(t)
 
-	a := MustChainAccount(t, ts.URL, "alice")
-	r := ts.Do(t, http.MethodPost, "/v1/accounts", "", a.RegisterRequest())
+	a := accounttest.MustAccount(t, ts.URL, "alice")
+	r := ts.Do(t, http.MethodPost, "/v1/accounts", "", registerRequest(a))
 	r.Check(t, http.StatusCreated, "")
 	var acct api.Account
 	r.Decode(t, &acct)
@@ -23,12 +24,12 @@ func TestChainRegister(t *testing.T) {
 		t.Fatalf("account %+v: want the chain's id %s, handle, identity and chain_seq 1", acct, a.ID)
 	}
 	// The identity is the one log-ins check: the user signing key logs in.
-	if r, _ := a.Login(t, ts); r.Status != http.StatusOK {
+	if r, _ := login(t, ts, a); r.Status != http.StatusOK {
 		t.Fatalf("login with the user signing key: %d %s", r.Status, r.Body)
 	}
 
-	other := MustChainAccount(t, ts.URL, "bob")
-	elsewhere := MustChainAccount(t, "https://elsewhere.example:443", "carol")
+	other := accounttest.MustAccount(t, ts.URL, "bob")
+	elsewhere := accounttest.MustAccount(t, "https://elsewhere.example:443", "carol")
 	tests := []struct {
 		name     string
 		req      func() api.RegisterRequest
@@ -36,44 +37,44 @@ func TestChainRegister(t *testing.T) {
 		code     coffer.Code
 		wantRule string
 	}{
-		{"genesis for another origin", elsewhere.RegisterRequest, 400, coffer.EINVALID, coffer.RuleOrigin},
+		{"genesis for another origin", func() api.RegisterRequest { return registerRequest(elsewhere) }, 400, coffer.EINVALID, coffer.RuleOrigin},
 		{"identity is not the genesis's", func() api.RegisterRequest {
-			req := other.RegisterRequest()
+			req := registerRequest(other)
 			id := MustIdentity(t, "bob") // same handle, other keys, validly self-signed
 			req.Identity, req.SelfSignature = id.Public.Marshal(), coffer.Sign(id.Key, coffer.LabelIdentity, id.Public.Marshal())
 			return req
 		}, 400, coffer.EINVALID, ""},
 		{"self-signature by a device key", func() api.RegisterRequest {
-			req := other.RegisterRequest()
+			req := registerRequest(other)
 			req.SelfSignature = coffer.Sign(MustIdentity(t, "x").Key, coffer.LabelIdentity, req.Identity)
 			return req
 		}, 400, coffer.EINVALID, ""},
 		{"genesis signed by another device", func() api.RegisterRequest {
-			req := other.RegisterRequest()
-			req.Genesis.Signature = MustChainDevice(t).Key.Sign(coffer.LabelAccountLink, req.Genesis.Body)
+			req := registerRequest(other)
+			req.Genesis.Signature = accounttest.MustDevice(t).Key.Sign(coffer.LabelAccountLink, req.Genesis.Body)
 			return req
 		}, 400, coffer.EINVALID, coffer.RuleSignature},
 		{"genesis with a device signature", func() api.RegisterRequest {
-			req := other.RegisterRequest()
+			req := registerRequest(other)
 			req.Genesis.DeviceSignature = other.Device(0).Key.Sign(coffer.LabelAccountLinkDevice, req.Genesis.Body)
 			return req
 		}, 400, coffer.EINVALID, coffer.RuleDeviceSignature},
 		{"a link that is not a genesis", func() api.RegisterRequest {
-			b := MustChainAccount(t, ts.URL, "dave")
-			req := b.RegisterRequest()
-			add := b.AddDevice(b.Device(0), MustChainDevice(t))
+			b := accounttest.MustAccount(t, ts.URL, "dave")
+			req := registerRequest(b)
+			add := b.AddDevice(b.Device(0), accounttest.MustDevice(t))
 			g := api.FromLink(add)
 			req.Genesis = &g
 			return req
 		}, 400, coffer.EINVALID, coffer.RuleGenesis},
 		{"truncated genesis", func() api.RegisterRequest {
-			req := other.RegisterRequest()
+			req := registerRequest(other)
 			req.Genesis.Body = req.Genesis.Body[:100]
 			return req
 		}, 400, coffer.EINVALID, coffer.RuleMalformed},
-		{"same account id again", a.RegisterRequest, 409, coffer.ECONFLICT, ""},
+		{"same account id again", func() api.RegisterRequest { return registerRequest(a) }, 409, coffer.ECONFLICT, ""},
 		{"same handle, another account", func() api.RegisterRequest {
-			return MustChainAccount(t, ts.URL, "alice").RegisterRequest()
+			return registerRequest(accounttest.MustAccount(t, ts.URL, "alice"))
 		}, 409, coffer.ECONFLICT, ""},
 	}
 	for _, tt := range tests {
@@ -90,19 +91,19 @@ func TestChainRegister(t *testing.T) {
 		t.Fatalf("%d accounts (%v), want 1", n, err)
 	}
 	// Bob registers once the defects are gone.
-	ts.Do(t, http.MethodPost, "/v1/accounts", "", other.RegisterRequest()).Check(t, http.StatusCreated, "")
+	ts.Do(t, http.MethodPost, "/v1/accounts", "", registerRequest(other)).Check(t, http.StatusCreated, "")
 }
 
-func appendPath(a *chainAccount) string { return "/v1/accounts/" + a.ID.String() + "/links" }
+func appendPath(a *accounttest.Account) string { return "/v1/accounts/" + a.ID.String() + "/links" }
 
 func TestChainAppend(t *testing.T) {
 	ts := MustServer(t)
 	a, tok := MustRegisterChain(t, ts, "alice")
-	phone := MustChainDevice(t)
-	a.MustAppend(t, ts, a.AddDevice(a.Device(0), phone))
+	phone := accounttest.MustDevice(t)
+	mustAppend(t, ts, a, a.AddDevice(a.Device(0), phone))
 
 	send := func(sl coffer.SignedLink, self []byte) *response {
-		return ts.Do(t, http.MethodPost, appendPath(a), "", a.AppendRequest(sl, self))
+		return ts.Do(t, http.MethodPost, appendPath(a), "", appendRequest(sl, self))
 	}
 	rule := func(t *testing.T, r *response, status int, code coffer.Code, rule string) {
 		t.Helper()
@@ -112,7 +113,7 @@ func TestChainAppend(t *testing.T) {
 	}
 
 	t.Run("forged links", func(t *testing.T) {
-		stranger := MustChainDevice(t)
+		stranger := accounttest.MustDevice(t)
 		// A device the account does not have authors an add-device of
 		// itself: what a server would forge to slip a key in.
 		l := a.AddDeviceLink(stranger, stranger)
@@ -131,8 +132,8 @@ func TestChainAppend(t *testing.T) {
 		// Re-adding a device the account has.
 		rule(t, send(a.AddDevice(a.Device(0), phone), nil), 400, coffer.EINVALID, coffer.RuleDuplicateDevice)
 		// A link of another account, posted under this one.
-		b := MustChainAccount(t, ts.URL, "bob")
-		r := ts.Do(t, http.MethodPost, appendPath(a), "", b.AppendRequest(b.AddDevice(b.Device(0), MustChainDevice(t)), nil))
+		b := accounttest.MustAccount(t, ts.URL, "bob")
+		r := ts.Do(t, http.MethodPost, appendPath(a), "", appendRequest(b.AddDevice(b.Device(0), accounttest.MustDevice(t)), nil))
 		rule(t, r, 400, coffer.EINVALID, coffer.RuleAccount)
 		// A genesis where a link belongs.
 		rule(t, send(coffer.SignLink(func() *coffer.AccountLink {
@@ -143,10 +144,10 @@ func TestChainAppend(t *testing.T) {
 	})
 
 	t.Run("seq conflict", func(t *testing.T) {
-		first, second := MustChainDevice(t), MustChainDevice(t)
+		first, second := accounttest.MustDevice(t), accounttest.MustDevice(t)
 		l1 := a.AddDevice(a.Device(0), first)
 		l2 := a.AddDevice(phone, second) // built on the same head
-		a.MustAppend(t, ts, l1)
+		mustAppend(t, ts, a, l1)
 		if p := send(l2, nil).Check(t, http.StatusConflict, coffer.ECONFLICT); p.HeadSeq != 3 {
 			t.Errorf("409 with head_seq %d, want 3", p.HeadSeq)
 		}
@@ -171,9 +172,9 @@ func TestChainAppend(t *testing.T) {
 	t.Run("rotation changes the identity and ends sessions", func(t *testing.T) {
 		oldKey := a.SigningKey()
 		oldRefresh := tok.RefreshToken
-		a.MustAppend(t, ts, a.Revoke(a.Device(0), phone))
+		mustAppend(t, ts, a, a.Revoke(a.Device(0), phone))
 		var acct api.Account
-		_, tok2 := a.Login(t, ts)
+		_, tok2 := login(t, ts, a)
 		if tok2.AccessToken == "" {
 			t.Fatal("the remaining device cannot log in with the new user signing key")
 		}
@@ -194,21 +195,21 @@ func TestChainAppend(t *testing.T) {
 		ts.Do(t, http.MethodPost, "/v1/auth/login", "", api.LoginRequest{AccountID: ch.AccountID, Origin: ts.URL, Challenge: ch.Challenge,
 			Signature: coffer.Sign(oldKey, coffer.LabelLogin, stmt)}).Check(t, http.StatusUnauthorized, coffer.EUNAUTHORIZED)
 		// The revoked device cannot add a device any more.
-		d := MustChainDevice(t)
+		d := accounttest.MustDevice(t)
 		l := a.AddDeviceLink(phone, d)
 		rule(t, send(coffer.SignLink(l, phone.Key, d.Key), nil), 400, coffer.EINVALID, coffer.RuleLinkAuthor)
 	})
 
 	t.Run("suite v1 and unknown accounts", func(t *testing.T) {
 		_, v1, _ := MustAccount(t, ts, "victor")
-		d := MustChainDevice(t)
+		d := accounttest.MustDevice(t)
 		l := a.AddDeviceLink(a.Device(0), d)
 		l.Account = v1.ID
-		r := ts.Do(t, http.MethodPost, "/v1/accounts/"+v1.ID.String()+"/links", "", a.AppendRequest(coffer.SignLink(l, a.Device(0).Key, d.Key), nil))
+		r := ts.Do(t, http.MethodPost, "/v1/accounts/"+v1.ID.String()+"/links", "", appendRequest(coffer.SignLink(l, a.Device(0).Key, d.Key), nil))
 		if p := r.Check(t, http.StatusBadRequest, coffer.EINVALID); !strings.Contains(p.Detail, "suite v1") {
 			t.Errorf("detail %q", p.Detail)
 		}
-		ts.Do(t, http.MethodPost, "/v1/accounts/"+coffer.NewAccountID().String()+"/links", "", a.AppendRequest(a.SetRecovery(a.Device(0)), nil)).
+		ts.Do(t, http.MethodPost, "/v1/accounts/"+coffer.NewAccountID().String()+"/links", "", appendRequest(a.SetRecovery(a.Device(0)), nil)).
 			Check(t, http.StatusBadRequest, coffer.EINVALID) // the link names another account
 	})
 
@@ -230,7 +231,7 @@ func TestChainLinksPaging(t *testing.T) {
 	a, _ := MustRegisterChain(t, ts, "alice")
 	const n = api.MaxLinksPage + 4
 	for len(a.Links) < n {
-		a.MustAppend(t, ts, a.SetRecovery(a.Device(0)))
+		mustAppend(t, ts, a, a.SetRecovery(a.Device(0)))
 	}
 	for _, path := range []string{appendPath(a), "/v1/handles/alice/links"} {
 		var got []api.SignedLink

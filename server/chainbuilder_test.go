@@ -1,226 +1,28 @@
 package server_test
 
 import (
-	"bytes"
-	"crypto/ed25519"
-	"crypto/hpke"
-	"crypto/rand"
 	"net/http"
-	"slices"
 	"testing"
-	"time"
 
 	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/accounttest"
 	"github.com/cofferhq/coffer/internal/api"
-	"github.com/cofferhq/coffer/internal/userkey"
 )
 
-// A small builder of suite v2 account chains through the exported API, as
-// a client builds them: real device keys, real user-key wraps, each link
-// verified locally before a test sends it (or corrupts it).
-
-type chainDevice struct {
-	ID   coffer.DeviceID
-	Name string
-	Key  *coffer.HybridPrivateKey
-	Enc  hpke.PrivateKey
-}
-
-func MustChainDevice(tb testing.TB) *chainDevice {
-	tb.Helper()
-	seed := make([]byte, coffer.DeviceSeedSize)
-	rand.Read(seed)
-	sk, dk, err := coffer.DeviceKeysFromSeed(seed)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	id := coffer.NewDeviceID()
-	return &chainDevice{ID: id, Name: "device " + id.String()[:8], Key: sk, Enc: dk}
-}
-
-func (d *chainDevice) Keys() coffer.DeviceKeys {
-	return coffer.DeviceKeys{ID: d.ID, Name: d.Name, SigningKey: d.Key.Public(), EncryptionKey: d.Enc.PublicKey().Bytes()}
-}
-
-// chainAccount is an account chain and the secrets its devices would hold.
-type chainAccount struct {
-	tb       testing.TB
-	ID       coffer.AccountID
-	Links    []coffer.SignedLink
-	State    *coffer.AccountState
-	Devices  []*chainDevice // current
-	Recovery *coffer.RecoveryKey
-	UserKey  hpke.PrivateKey
-
-	// What the builder made, by public key or id, for Push to pick up
-	// whichever of the built links is pushed.
-	userKeys   map[string]hpke.PrivateKey
-	recoveries map[string]*coffer.RecoveryKey
-	devices    map[coffer.DeviceID]*chainDevice
-}
-
-// MustChainAccount builds the genesis of a new account for origin and
-// handle, with one device.
-func MustChainAccount(tb testing.TB, origin, handle string) *chainAccount {
-	tb.Helper()
-	a := &chainAccount{tb: tb, ID: coffer.NewAccountID(), Recovery: coffer.NewRecoveryKey(),
-		userKeys: map[string]hpke.PrivateKey{}, recoveries: map[string]*coffer.RecoveryKey{}, devices: map[coffer.DeviceID]*chainDevice{}}
-	d := MustChainDevice(tb)
-	uk, err := userkey.Generate()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	l := a.base(coffer.LinkGenesis, d)
-	l.Origin, l.Handle = origin, coffer.Handle(handle)
-	l.Device = d.Keys()
-	l.UserKey = uk.PublicKey().Bytes()
-	l.UserSigningKey = mustUserSigningKey(tb, uk).Public().(ed25519.PublicKey)
-	l.RecoveryCommitment = a.Recovery.Commitment(a.ID)
-	l.RecoveryEncryptionKey = a.Recovery.EncryptionKey().PublicKey().Bytes()
-	l.DeviceWraps = []coffer.DeviceWrap{{Device: d.ID, Wrap: a.seal(d.Enc.PublicKey().Bytes(), 1, userkey.Recipient{Device: d.ID}, uk)}}
-	l.RecoveryWrap = a.seal(l.RecoveryEncryptionKey, 1, userkey.RecoveryRecipient, uk)
-	a.userKeys[string(l.UserKey)], a.devices[d.ID] = uk, d
-	a.Push(coffer.SignLink(l, d.Key, nil))
-	return a
-}
-
-func mustUserSigningKey(tb testing.TB, uk hpke.PrivateKey) ed25519.PrivateKey {
-	tb.Helper()
-	k, err := userkey.SigningKey(uk)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return k
-}
-
-func (a *chainAccount) seal(to []byte, gen uint64, r userkey.Recipient, uk hpke.PrivateKey) []byte {
-	w, err := userkey.Seal(to, a.ID, gen, r, uk)
-	if err != nil {
-		a.tb.Fatal(err)
-	}
-	return w
-}
-
-// base is the next link of kind by author (nil: fill in the author later).
-func (a *chainAccount) base(kind coffer.LinkKind, author *chainDevice) *coffer.AccountLink {
-	l := &coffer.AccountLink{Account: a.ID, Seq: 1, Kind: kind, AuthorKind: coffer.AuthorDevice, Time: time.Now().UnixMilli()}
-	if author != nil {
-		l.AuthorDevice = author.ID
-	}
-	if a.State != nil {
-		l.Seq, l.Prev = a.State.Seq+1, a.State.Head
-	}
-	return l
-}
-
-// Device returns current device i.
-func (a *chainAccount) Device(i int) *chainDevice { return a.Devices[i] }
-
-// AddDevice returns an add-device link of d by author, signed by both.
-func (a *chainAccount) AddDevice(author, d *chainDevice) coffer.SignedLink {
-	l := a.AddDeviceLink(author, d)
-	return coffer.SignLink(l, author.Key, d.Key)
-}
-
-// AddDeviceLink returns the unsigned add-device link of d by author.
-func (a *chainAccount) AddDeviceLink(author, d *chainDevice) *coffer.AccountLink {
-	l := a.base(coffer.LinkAddDevice, author)
-	l.Device = d.Keys()
-	l.DeviceWraps = []coffer.DeviceWrap{{Device: d.ID, Wrap: a.seal(d.Enc.PublicKey().Bytes(), a.State.UserKeyGeneration, userkey.Recipient{Device: d.ID}, a.UserKey)}}
-	a.devices[d.ID] = d
-	return l
-}
-
-// rotation fills in a new user key for l, wrapped to every current device
-// but except.
-func (a *chainAccount) rotation(l *coffer.AccountLink, except coffer.DeviceID) *coffer.AccountLink {
-	uk, err := userkey.Generate()
-	if err != nil {
-		a.tb.Fatal(err)
-	}
-	gen := a.State.UserKeyGeneration + 1
-	l.UserKey = uk.PublicKey().Bytes()
-	l.UserSigningKey = mustUserSigningKey(a.tb, uk).Public().(ed25519.PublicKey)
-	if l.PrevUserKey, err = userkey.SealPrevious(uk, a.UserKey, a.ID, gen); err != nil {
-		a.tb.Fatal(err)
-	}
-	ds := slices.Clone(a.Devices)
-	slices.SortFunc(ds, func(x, y *chainDevice) int { return bytes.Compare(x.ID[:], y.ID[:]) })
-	for _, d := range ds {
-		if d.ID != except {
-			l.DeviceWraps = append(l.DeviceWraps, coffer.DeviceWrap{Device: d.ID, Wrap: a.seal(d.Enc.PublicKey().Bytes(), gen, userkey.Recipient{Device: d.ID}, uk)})
-		}
-	}
-	l.RecoveryWrap = a.seal(a.State.RecoveryEncryptionKey, gen, userkey.RecoveryRecipient, uk)
-	a.userKeys[string(l.UserKey)] = uk
-	return l
-}
-
-// Revoke returns a revoke-device link of d by author.
-func (a *chainAccount) Revoke(author, d *chainDevice) coffer.SignedLink {
-	l := a.base(coffer.LinkRevokeDevice, author)
-	l.Revoked = d.ID
-	return coffer.SignLink(a.rotation(l, d.ID), author.Key, nil)
-}
-
-// Rotate returns a rotate-user-key link by author.
-func (a *chainAccount) Rotate(author *chainDevice) coffer.SignedLink {
-	return coffer.SignLink(a.rotation(a.base(coffer.LinkRotateUserKey, author), coffer.DeviceID{}), author.Key, nil)
-}
-
-// SetRecovery returns a set-recovery link to a new recovery key by author.
-func (a *chainAccount) SetRecovery(author *chainDevice) coffer.SignedLink {
-	rk := coffer.NewRecoveryKey()
-	l := a.base(coffer.LinkSetRecovery, author)
-	l.RecoveryCommitment = rk.Commitment(a.ID)
-	l.RecoveryEncryptionKey = rk.EncryptionKey().PublicKey().Bytes()
-	l.RecoveryWrap = a.seal(l.RecoveryEncryptionKey, a.State.UserKeyGeneration, userkey.RecoveryRecipient, a.UserKey)
-	a.recoveries[string(l.RecoveryEncryptionKey)] = rk
-	return coffer.SignLink(l, author.Key, nil)
-}
-
-// Push verifies sl as the next link and makes it part of the account.
-func (a *chainAccount) Push(sl coffer.SignedLink) {
-	a.tb.Helper()
-	next, err := coffer.VerifyAccountChain(a.State, []coffer.SignedLink{sl})
-	if err != nil {
-		a.tb.Fatalf("the builder made a link the verifier refuses: %v", err)
-	}
-	l, _ := coffer.ParseAccountLink(sl.Body)
-	switch l.Kind {
-	case coffer.LinkGenesis, coffer.LinkAddDevice:
-		a.Devices = append(a.Devices, a.devices[l.Device.ID])
-	case coffer.LinkRevokeDevice:
-		a.Devices = slices.DeleteFunc(a.Devices, func(d *chainDevice) bool { return d.ID == l.Revoked })
-	case coffer.LinkSetRecovery:
-		a.Recovery = a.recoveries[string(l.RecoveryEncryptionKey)]
-	}
-	a.UserKey = a.userKeys[string(next.UserKey)]
-	a.State, a.Links = next, append(a.Links, sl)
-}
-
-// SigningKey is the current user signing key.
-func (a *chainAccount) SigningKey() ed25519.PrivateKey { return mustUserSigningKey(a.tb, a.UserKey) }
-
-// SelfSignature is the self-signature of the current identity.
-func (a *chainAccount) SelfSignature() []byte {
-	return coffer.Sign(a.SigningKey(), coffer.LabelIdentity, a.State.Identity().Marshal())
-}
-
-// RegisterRequest registers the account with its genesis.
-func (a *chainAccount) RegisterRequest() api.RegisterRequest {
+// registerRequest registers a with its genesis.
+func registerRequest(a *accounttest.Account) api.RegisterRequest {
 	g := api.FromLink(a.Links[0])
 	return api.RegisterRequest{Identity: a.State.Identity().Marshal(), SelfSignature: a.SelfSignature(), Genesis: &g}
 }
 
-// AppendRequest sends link; with a rotation, the caller pushes it first so
+// appendRequest sends link; with a rotation, the caller pushes it first so
 // that SelfSignature is the new identity's.
-func (a *chainAccount) AppendRequest(sl coffer.SignedLink, selfSig []byte) api.AppendLinkRequest {
+func appendRequest(sl coffer.SignedLink, selfSig []byte) api.AppendLinkRequest {
 	return api.AppendLinkRequest{Link: api.FromLink(sl), SelfSignature: selfSig}
 }
 
-// Login logs the account in with its current user signing key.
-func (a *chainAccount) Login(tb testing.TB, ts *testServer) (*response, api.Tokens) {
+// login logs a in with its current user signing key.
+func login(tb testing.TB, ts *testServer, a *accounttest.Account) (*response, api.Tokens) {
 	tb.Helper()
 	r := ts.Do(tb, http.MethodPost, "/v1/auth/challenge", "", api.ChallengeRequest{Handle: a.State.Handle})
 	r.Check(tb, http.StatusOK, "")
@@ -237,17 +39,17 @@ func (a *chainAccount) Login(tb testing.TB, ts *testServer) (*response, api.Toke
 }
 
 // MustRegisterChain registers a new account for ts and logs it in.
-func MustRegisterChain(tb testing.TB, ts *testServer, handle string) (*chainAccount, api.Tokens) {
+func MustRegisterChain(tb testing.TB, ts *testServer, handle string) (*accounttest.Account, api.Tokens) {
 	tb.Helper()
-	a := MustChainAccount(tb, ts.URL, handle)
-	ts.Do(tb, http.MethodPost, "/v1/accounts", "", a.RegisterRequest()).Check(tb, http.StatusCreated, "")
-	r, tok := a.Login(tb, ts)
+	a := accounttest.MustAccount(tb, ts.URL, handle)
+	ts.Do(tb, http.MethodPost, "/v1/accounts", "", registerRequest(a)).Check(tb, http.StatusCreated, "")
+	r, tok := login(tb, ts, a)
 	r.Check(tb, http.StatusOK, "")
 	return a, tok
 }
 
-// MustAppend sends sl (pushing it first) and expects 201.
-func (a *chainAccount) MustAppend(tb testing.TB, ts *testServer, sl coffer.SignedLink) {
+// mustAppend sends sl (pushing it first) and expects 201.
+func mustAppend(tb testing.TB, ts *testServer, a *accounttest.Account, sl coffer.SignedLink) {
 	tb.Helper()
 	l, _ := coffer.ParseAccountLink(sl.Body)
 	a.Push(sl)
@@ -255,7 +57,7 @@ func (a *chainAccount) MustAppend(tb testing.TB, ts *testServer, sl coffer.Signe
 	if l.Kind == coffer.LinkRevokeDevice || l.Kind == coffer.LinkRotateUserKey {
 		self = a.SelfSignature()
 	}
-	r := ts.Do(tb, http.MethodPost, "/v1/accounts/"+a.ID.String()+"/links", "", a.AppendRequest(sl, self))
+	r := ts.Do(tb, http.MethodPost, "/v1/accounts/"+a.ID.String()+"/links", "", appendRequest(sl, self))
 	r.Check(tb, http.StatusCreated, "")
 	var resp api.AppendLinkResponse
 	r.Decode(tb, &resp)

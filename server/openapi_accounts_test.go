@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/accounttest"
 	"github.com/cofferhq/coffer/internal/api"
 )
 
@@ -20,10 +21,10 @@ func TestOpenAPIAccountChains(t *testing.T) {
 		}
 		return r
 	}
-	a := MustChainAccount(t, ts.URL, "alice")
-	ex("POST", "/v1/accounts", "/v1/accounts", "", a.RegisterRequest(), 201)
-	ex("POST", "/v1/accounts", "/v1/accounts", "", MustChainAccount(t, "https://x.example:443", "bob").RegisterRequest(), 400)
-	_, tok := a.Login(t, ts)
+	a := accounttest.MustAccount(t, ts.URL, "alice")
+	ex("POST", "/v1/accounts", "/v1/accounts", "", registerRequest(a), 201)
+	ex("POST", "/v1/accounts", "/v1/accounts", "", registerRequest(accounttest.MustAccount(t, "https://x.example:443", "bob")), 400)
+	_, tok := login(t, ts, a)
 
 	links := "/v1/accounts/{accountID}/links"
 	path := "/v1/accounts/" + a.ID.String() + "/links"
@@ -32,19 +33,19 @@ func TestOpenAPIAccountChains(t *testing.T) {
 	ex("GET", links, "/v1/accounts/"+coffer.NewAccountID().String()+"/links", "", nil, 404)
 	ex("GET", "/v1/handles/{handle}/links", "/v1/handles/alice/links", "", nil, 200)
 
-	phone := MustChainDevice(t)
+	phone := accounttest.MustDevice(t)
 	sl := a.AddDevice(a.Device(0), phone)
-	stale := a.AddDevice(a.Device(0), MustChainDevice(t))
+	stale := a.AddDevice(a.Device(0), accounttest.MustDevice(t))
 	a.Push(sl)
-	ex("POST", links, path, "", a.AppendRequest(sl, nil), 201)
-	ex("POST", links, path, "", a.AppendRequest(stale, nil), 409)
+	ex("POST", links, path, "", appendRequest(sl, nil), 201)
+	ex("POST", links, path, "", appendRequest(stale, nil), 409)
 	rot := a.Rotate(a.Device(0))
-	ex("POST", links, path, "", a.AppendRequest(rot, nil), 400)
+	ex("POST", links, path, "", appendRequest(rot, nil), 400)
 	a.Push(rot)
-	ex("POST", links, path, "", a.AppendRequest(rot, a.SelfSignature()), 201)
-	_, tok = a.Login(t, ts)
+	ex("POST", links, path, "", appendRequest(rot, a.SelfSignature()), 201)
+	_, tok = login(t, ts, a)
 
-	laptop := MustChainDevice(t)
+	laptop := accounttest.MustDevice(t)
 	code, req := pairingRequest("alice", laptop)
 	ex("POST", "/v1/pairings", "/v1/pairings", "", req, 201)
 	_, nobody := pairingRequest("nobody", laptop)

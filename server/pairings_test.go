@@ -7,18 +7,19 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/accounttest"
 	"github.com/cofferhq/coffer/internal/api"
 )
 
 // pairingRequest is what a new device sends: the id and request MAC of a
 // fresh code, which it keeps to show the user.
-func pairingRequest(handle string, d *chainDevice) (*coffer.PairingCode, api.CreatePairingRequest) {
+func pairingRequest(handle string, d *accounttest.Device) (*coffer.PairingCode, api.CreatePairingRequest) {
 	code := coffer.NewPairingCode()
 	return code, api.CreatePairingRequest{ID: code.ID(), Handle: coffer.Handle(handle), MAC: code.RequestMAC(coffer.Handle(handle), d.Keys()),
 		Device: api.PairingDevice{ID: d.ID, Name: d.Name, SigningKey: d.Key.Public().Bytes(), EncryptionKey: d.Enc.PublicKey().Bytes()}}
 }
 
-func MustPairing(tb testing.TB, ts *testServer, handle string, d *chainDevice) *coffer.PairingCode {
+func MustPairing(tb testing.TB, ts *testServer, handle string, d *accounttest.Device) *coffer.PairingCode {
 	tb.Helper()
 	code, req := pairingRequest(handle, d)
 	ts.Do(tb, http.MethodPost, "/v1/pairings", "", req).Check(tb, http.StatusCreated, "")
@@ -39,7 +40,7 @@ func TestPairing(t *testing.T) {
 	ts := MustServer(t)
 	a, tok := MustRegisterChain(t, ts, "alice")
 	_, bobTok := MustRegisterChain(t, ts, "bob")
-	laptop := MustChainDevice(t)
+	laptop := accounttest.MustDevice(t)
 
 	code, req := pairingRequest("alice", laptop)
 	r := ts.Do(t, http.MethodPost, "/v1/pairings", "", req)
@@ -71,7 +72,7 @@ func TestPairing(t *testing.T) {
 	t.Run("approval refusals", func(t *testing.T) {
 		approve("", good).Check(t, http.StatusUnauthorized, coffer.EUNAUTHORIZED)
 		approve(bobTok.AccessToken, good).Check(t, http.StatusForbidden, coffer.EFORBIDDEN)
-		other := MustChainDevice(t)
+		other := accounttest.MustDevice(t)
 		sl := coffer.SignLink(a.AddDeviceLink(a.Device(0), other), a.Device(0).Key, nil)
 		approve(tok.AccessToken, sl).Check(t, http.StatusBadRequest, coffer.EINVALID)
 		renamed := laptop.Keys()
@@ -110,17 +111,17 @@ func TestPairing(t *testing.T) {
 		// The new device adds its own signature and appends.
 		sl := p.Approval.Link.Link()
 		sl.DeviceSignature = laptop.Key.Sign(coffer.LabelAccountLinkDevice, sl.Body)
-		a.MustAppend(t, ts, sl)
+		mustAppend(t, ts, a, sl)
 		ts.Do(t, http.MethodGet, path, "", nil).Check(t, http.StatusNotFound, coffer.ENOTFOUND)
 	})
 
 	t.Run("a swapped key fails the code's MAC", func(t *testing.T) {
 		// The server can serve any keys, but the approving device checks
 		// the MAC under the code it was shown.
-		d := MustChainDevice(t)
+		d := accounttest.MustDevice(t)
 		c := MustPairing(t, ts, "alice", d)
 		if _, err := ts.Pool.Exec(t.Context(), `UPDATE pairings SET signing_key = $1 WHERE id = $2`,
-			MustChainDevice(t).Key.Public().Bytes(), c.ID()); err != nil {
+			accounttest.MustDevice(t).Key.Public().Bytes(), c.ID()); err != nil {
 			t.Fatal(err)
 		}
 		var p api.Pairing
@@ -131,7 +132,7 @@ func TestPairing(t *testing.T) {
 	})
 
 	t.Run("expiry", func(t *testing.T) {
-		d := MustChainDevice(t)
+		d := accounttest.MustDevice(t)
 		c := MustPairing(t, ts, "alice", d)
 		ts.Clock.Advance(10*time.Minute - time.Second)
 		ts.Do(t, http.MethodGet, "/v1/pairings/"+c.ID(), "", nil).Check(t, http.StatusOK, "")
@@ -145,18 +146,18 @@ func TestPairing(t *testing.T) {
 	t.Run("at most 8 open per handle", func(t *testing.T) {
 		ts.Clock.Advance(11 * time.Minute) // everything above expired
 		for range 8 {
-			MustPairing(t, ts, "alice", MustChainDevice(t))
+			MustPairing(t, ts, "alice", accounttest.MustDevice(t))
 		}
-		_, req := pairingRequest("alice", MustChainDevice(t))
+		_, req := pairingRequest("alice", accounttest.MustDevice(t))
 		ts.Do(t, http.MethodPost, "/v1/pairings", "", req).Check(t, 422, coffer.ELIMIT)
 		// Another handle has its own budget; expiry frees alice's.
-		MustPairing(t, ts, "bob", MustChainDevice(t))
+		MustPairing(t, ts, "bob", accounttest.MustDevice(t))
 		ts.Clock.Advance(11 * time.Minute)
-		MustPairing(t, ts, "alice", MustChainDevice(t))
+		MustPairing(t, ts, "alice", accounttest.MustDevice(t))
 	})
 
 	t.Run("bad requests", func(t *testing.T) {
-		d := MustChainDevice(t)
+		d := accounttest.MustDevice(t)
 		MustRegister(t, ts, MustIdentity(t, "victor"))
 		for name, c := range map[string]struct {
 			mutate func(*api.CreatePairingRequest)

@@ -57,6 +57,7 @@ func DB(ctx context.Context, url string, opts DBOptions) (*Report, error) {
 	}{
 		{"schema", a.schema},
 		{"accounts", a.checkAccounts},
+		{"account chains", a.checkAccountChains},
 		{"groups", a.checkGroups},
 		{"resources", a.checkResources},
 		{"tokens", a.checkTokens},
@@ -77,6 +78,8 @@ func DB(ctx context.Context, url string, opts DBOptions) (*Report, error) {
 
 func tableFor(step string) string {
 	switch step {
+	case "account chains":
+		return "account_links"
 	case "accounts":
 		return "accounts"
 	case "groups":
@@ -150,6 +153,9 @@ func (s *snapshot) close() {
 type accountInfo struct {
 	signingKey ed25519.PublicKey
 	keys       [32]byte // SHA-256 of signing key ‖ encryption key
+	// chainIdentities are, for a suite v2 account, the SHA-256 of every
+	// identity its verified chain set, one per user key.
+	chainIdentities map[[32]byte]bool
 }
 
 type dbAudit struct {
@@ -793,11 +799,18 @@ func (a *dbAudit) checkLog(ctx context.Context) error {
 	}
 	cp, ok := a.openCheckpoint(checkpoint)
 
-	// Every account and commit has a log entry, integrated or pending.
-	for _, q := range []struct{ what, sql string }{
+	// Every account, account link and commit has a log entry, integrated
+	// or pending.
+	missing := []struct{ what, sql string }{
 		{"account", `SELECT a.id::text FROM accounts a WHERE NOT EXISTS (SELECT 1 FROM log_entries e WHERE e.account_id = a.id) LIMIT 100`},
 		{"commit", `SELECT c.group_id::text || ' commit ' || c.seq FROM commits c WHERE NOT EXISTS (SELECT 1 FROM log_entries e WHERE e.group_id = c.group_id AND e.seq = c.seq) LIMIT 100`},
-	} {
+	}
+	links := a.tables["account_links"]
+	if links {
+		missing = append(missing, struct{ what, sql string }{"account",
+			`SELECT k.account_id::text || ' link ' || k.seq FROM account_links k WHERE NOT EXISTS (SELECT 1 FROM log_entries e WHERE e.account_id = k.account_id AND e.seq = k.seq) LIMIT 100`})
+	}
+	for _, q := range missing {
 		rows, err := a.conns[0].Query(ctx, q.sql)
 		if err != nil {
 			return err
@@ -821,11 +834,17 @@ func (a *dbAudit) checkLog(ctx context.Context) error {
 		return err
 	}
 	defer hashes.close()
+	linkCols, linkJoin := `NULL::bytea, NULL::bytea, NULL::bytea`, ``
+	if links {
+		linkCols = `k.body, k.signature, k.device_signature`
+		linkJoin = `LEFT JOIN account_links k ON k.account_id = e.account_id AND k.seq = e.seq`
+	}
 	leaves, err := a.conns[0].Query(ctx, `SELECT e.leaf_index, e.leaf, e.leaf_hash, e.account_id, e.group_id, e.seq,
-			a.identity, a.self_signature, c.body, c.signature
+			a.identity, a.self_signature, c.body, c.signature, `+linkCols+`
 		FROM log_entries e
 		LEFT JOIN accounts a ON a.id = e.account_id
 		LEFT JOIN commits c ON c.group_id = e.group_id AND c.seq = e.seq
+		`+linkJoin+`
 		WHERE e.leaf_index IS NOT NULL ORDER BY e.leaf_index`)
 	if err != nil {
 		return err
@@ -846,8 +865,10 @@ func (a *dbAudit) checkLog(ctx context.Context) error {
 			seq            *int64
 			ident, selfSig []byte
 			body, sig      []byte
+			link           coffer.SignedLink
 		)
-		if err := leaves.Scan(&idx, &leaf, &leafHash, &accountID, &groupID, &seq, &ident, &selfSig, &body, &sig); err != nil {
+		if err := leaves.Scan(&idx, &leaf, &leafHash, &accountID, &groupID, &seq, &ident, &selfSig, &body, &sig,
+			&link.Body, &link.Signature, &link.DeviceSignature); err != nil {
 			return err
 		}
 		obj := fmt.Sprintf("log leaf %d", idx)
@@ -861,7 +882,7 @@ func (a *dbAudit) checkLog(ctx context.Context) error {
 		if !bytes.Equal(rh[:], leafHash) {
 			a.r.Fail("log", obj, "stored leaf hash is not the hash of the stored leaf (a rewritten leaf)")
 		}
-		a.checkLeaf(obj, leaf, accountID, groupID, seq, ident, selfSig, body, sig)
+		a.checkLeaf(obj, leaf, accountID, groupID, seq, ident, selfSig, body, sig, link)
 		if l, err := translog.ParseLeaf(leaf); err == nil && !mapBroken {
 			if err := heads.ApplyLeaf(idx, leaf, l); err != nil {
 				a.r.Fail("log", obj, "the heads map cannot take this leaf: %v", err)
@@ -967,7 +988,7 @@ func (a *dbAudit) openCheckpoint(text string) (translog.Checkpoint, bool) {
 
 // checkLeaf checks a leaf's encoding and signature, and that it records
 // exactly the account or commit row it is indexed under.
-func (a *dbAudit) checkLeaf(obj string, leaf []byte, accountID *coffer.AccountID, groupID *coffer.GroupID, seq *int64, ident, selfSig, body, sig []byte) {
+func (a *dbAudit) checkLeaf(obj string, leaf []byte, accountID *coffer.AccountID, groupID *coffer.GroupID, seq *int64, ident, selfSig, body, sig []byte, link coffer.SignedLink) {
 	l, err := translog.ParseLeaf(leaf)
 	if err != nil {
 		a.r.Fail("log", obj, "%v", err)
@@ -978,6 +999,15 @@ func (a *dbAudit) checkLeaf(obj string, leaf []byte, accountID *coffer.AccountID
 		if accountID == nil || *accountID != l.Account {
 			a.r.Fail("log", obj, "identity leaf indexed under another account")
 		}
+		if info := a.accounts[l.Account]; info != nil && info.chainIdentities != nil {
+			// A suite v2 account logs an identity per user key: each must
+			// verify and be one its verified chain set.
+			id, err := l.VerifyIdentity()
+			if err != nil || !info.chainIdentities[sha256.Sum256(id.Marshal())] {
+				a.r.Fail("log", obj, "identity leaf of account %s is not an identity its chain set", l.Account)
+			}
+			return
+		}
 		if ident != nil && !bytes.Equal(leaf, translog.IdentityLeaf(l.Account, ident, selfSig)) {
 			a.r.Fail("log", obj, "leaf differs from the accounts row it records")
 		}
@@ -986,6 +1016,20 @@ func (a *dbAudit) checkLeaf(obj string, leaf []byte, accountID *coffer.AccountID
 			if _, err := l.VerifyIdentity(); err != nil {
 				a.r.Fail("log", obj, "identity leaf does not verify: %v", err)
 			}
+		}
+	case translog.KindAccountLink:
+		if accountID == nil || seq == nil || *accountID != l.Account || uint64(*seq) != l.Seq {
+			a.r.Fail("log", obj, "account-link leaf indexed under another link")
+		}
+		if _, err := l.ParseAccountLink(); err != nil {
+			a.r.Fail("log", obj, "account-link leaf: %v", err)
+			return
+		}
+		// The stored chain was verified above; equal bytes carry it over.
+		if link.Body == nil {
+			a.r.Fail("log", obj, "account-link leaf of a link that is not stored")
+		} else if !bytes.Equal(leaf, translog.AccountLinkLeaf(l.Account, l.Seq, link)) {
+			a.r.Fail("log", obj, "leaf differs from the account_links row it records")
 		}
 	case translog.KindCommit:
 		if groupID == nil || seq == nil || *groupID != l.Group || uint64(*seq) != l.Seq {

@@ -55,8 +55,14 @@ type witnessState struct {
 	Identities map[coffer.AccountID]witnessIdentity
 	// Groups are the heads of the commit chains seen in the log.
 	Groups map[coffer.GroupID]witnessGroup
+	// Accounts are the suite v2 account chains seen in the log
+	// (coffer.AccountState.MarshalBinary), and IdentityGens the user-key
+	// generation of each one's last logged identity.
+	Accounts     map[coffer.AccountID][]byte
+	IdentityGens map[coffer.AccountID]uint64
 
-	handles map[coffer.Handle]coffer.AccountID // derived from Identities
+	handles map[coffer.Handle]coffer.AccountID // derived from Identities and Accounts
+	chains  map[coffer.AccountID]*coffer.AccountState
 }
 
 type witnessIdentity struct {
@@ -334,23 +340,25 @@ func (s *witnessState) checkLeaf(r *Report, index int64, leaf []byte) {
 			r.Fail("witness", obj, "identity of account %s does not verify: %s", l.Account, coffer.ErrorMessage(err))
 			return
 		}
+		if st := s.chain(r, l.Account); st != nil {
+			s.checkChainIdentity(r, obj, l.Account, st, id)
+			return
+		}
 		if _, dup := s.Identities[l.Account]; dup {
 			// Suite v1 has no key change: an account is registered once.
 			r.Fail("witness", obj, "account %s is registered a second time", l.Account)
 			return
 		}
-		if s.handles == nil {
-			s.handles = make(map[coffer.Handle]coffer.AccountID, len(s.Identities))
-			for a, o := range s.Identities {
-				s.handles[o.Handle] = a
-			}
-		}
+		s.loadHandles(r)
 		if other, dup := s.handles[id.Handle]; dup {
 			r.Fail("witness", obj, "handle %s is registered to %s and again to %s", id.Handle, other, l.Account)
 			return
 		}
 		s.handles[id.Handle] = l.Account
 		s.Identities[l.Account] = witnessIdentity{Handle: id.Handle, SigningKey: id.SigningKey, EncryptionKey: sha256.Sum256(id.EncryptionKey)}
+	case translog.KindAccountLink:
+		r.count("account_link_entries", 1)
+		s.checkAccountLink(r, obj, l)
 	case translog.KindCommit:
 		r.count("commit_entries", 1)
 		c, err := l.ParseCommit()
@@ -385,4 +393,105 @@ func (s *witnessState) checkLeaf(r *Report, index int64, leaf []byte) {
 		}
 		s.Groups[l.Group] = witnessGroup{Seq: c.Seq, Head: l.Commit.Hash()}
 	}
+}
+
+// loadHandles builds the handle index from the identities and chains.
+func (s *witnessState) loadHandles(r *Report) {
+	if s.handles != nil {
+		return
+	}
+	s.handles = make(map[coffer.Handle]coffer.AccountID, len(s.Identities)+len(s.Accounts))
+	for a, o := range s.Identities {
+		s.handles[o.Handle] = a
+	}
+	for a := range s.Accounts {
+		if st := s.chain(r, a); st != nil {
+			s.handles[st.Handle] = a
+		}
+	}
+}
+
+// chain returns the verified state of a suite v2 account, or nil.
+func (s *witnessState) chain(r *Report, a coffer.AccountID) *coffer.AccountState {
+	if st, ok := s.chains[a]; ok {
+		return st
+	}
+	b, ok := s.Accounts[a]
+	if !ok {
+		return nil
+	}
+	st := new(coffer.AccountState)
+	if err := st.UnmarshalBinary(b); err != nil {
+		r.Fail("witness", "state of account "+a.String(), "%v", err)
+		return nil
+	}
+	if s.chains == nil {
+		s.chains = map[coffer.AccountID]*coffer.AccountState{}
+	}
+	s.chains[a] = st
+	return st
+}
+
+// checkChainIdentity: a suite v2 account logs its identity once per user
+// key, after the link that sets it, and it is exactly the chain's.
+func (s *witnessState) checkChainIdentity(r *Report, obj string, a coffer.AccountID, st *coffer.AccountState, id coffer.PublicIdentity) {
+	if s.IdentityGens[a] >= st.UserKeyGeneration {
+		r.Fail("witness", obj, "identity of account %s logged a second time for user key %d", a, st.UserKeyGeneration)
+		return
+	}
+	if !id.Equal(st.Identity()) {
+		r.Fail("witness", obj, "identity of account %s is not the one its chain sets at link %d", a, st.Seq)
+		return
+	}
+	if s.IdentityGens == nil {
+		s.IdentityGens = map[coffer.AccountID]uint64{}
+	}
+	s.IdentityGens[a] = st.UserKeyGeneration
+	s.Identities[a] = witnessIdentity{Handle: id.Handle, SigningKey: id.SigningKey, EncryptionKey: sha256.Sum256(id.EncryptionKey)}
+}
+
+// checkAccountLink replays one account link with the account-chain
+// verifier from the account's state in the log.
+func (s *witnessState) checkAccountLink(r *Report, obj string, l *translog.Leaf) {
+	if _, err := l.ParseAccountLink(); err != nil {
+		r.Fail("witness", obj, "link %d of account %s: %s", l.Seq, l.Account, coffer.ErrorMessage(err))
+		return
+	}
+	prev := s.chain(r, l.Account)
+	trusted := prev
+	if prev == nil {
+		if _, v1 := s.Identities[l.Account]; v1 {
+			r.Fail("witness", obj, "account %s was registered without an account chain", l.Account)
+			return
+		}
+		trusted = &coffer.AccountState{Account: l.Account}
+	} else if s.IdentityGens[l.Account] < prev.UserKeyGeneration {
+		r.Fail("witness", obj, "link %d of account %s follows a user key whose identity is not logged", l.Seq, l.Account)
+		return
+	}
+	next, err := coffer.VerifyAccountChain(trusted, []coffer.SignedLink{l.Link})
+	if err != nil {
+		r.Fail("witness", obj, "account %s: %s", l.Account, coffer.ErrorMessage(err))
+		return
+	}
+	if prev == nil {
+		s.loadHandles(r)
+		if other, dup := s.handles[next.Handle]; dup && other != l.Account {
+			r.Fail("witness", obj, "handle %s is registered to %s and again to %s", next.Handle, other, l.Account)
+			return
+		}
+		s.handles[next.Handle] = l.Account
+	}
+	b, err := next.MarshalBinary()
+	if err != nil {
+		r.Fail("witness", obj, "%v", err)
+		return
+	}
+	if s.Accounts == nil {
+		s.Accounts = map[coffer.AccountID][]byte{}
+	}
+	if s.chains == nil {
+		s.chains = map[coffer.AccountID]*coffer.AccountState{}
+	}
+	s.Accounts[l.Account], s.chains[l.Account] = b, next
 }

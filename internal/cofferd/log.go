@@ -203,6 +203,27 @@ func (p pokingAccounts) CreateAccount(ctx context.Context, a *coffer.Account) er
 	return err
 }
 
+type pokingChains struct {
+	coffer.AccountChainService
+	poke func()
+}
+
+func (p pokingChains) CreateChainAccount(ctx context.Context, a *coffer.Account, g *coffer.AccountLinkAppend) error {
+	err := p.AccountChainService.CreateChainAccount(ctx, a, g)
+	if err == nil {
+		p.poke()
+	}
+	return err
+}
+
+func (p pokingChains) AppendAccountLink(ctx context.Context, a *coffer.AccountLinkAppend) (uint64, error) {
+	head, err := p.AccountChainService.AppendAccountLink(ctx, a)
+	if err == nil {
+		p.poke()
+	}
+	return head, err
+}
+
 type pokingGroups struct {
 	coffer.GroupService
 	poke func()

@@ -345,12 +345,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	srv, err := server.New(cfg, server.Services{
-		Accounts:  pokingAccounts{m.db, m.seq.Poke},
-		Auth:      m.db,
-		Groups:    pokingGroups{m.db, m.seq.Poke},
-		Log:       m.logService(),
-		Resources: m.db,
-		Blobs:     m.blobs,
+		Accounts: pokingAccounts{m.db, m.seq.Poke},
+		Auth:     m.db,
+		Groups:   pokingGroups{m.db, m.seq.Poke},
+		// Suite v2 account chains and pairings.
+		AccountChains: pokingChains{m.db, m.seq.Poke},
+		Log:           m.logService(),
+		Resources:     m.db,
+		Blobs:         m.blobs,
 		Ready: func(ctx context.Context) error {
 			if err := m.db.Ping(ctx); err != nil {
 				return err

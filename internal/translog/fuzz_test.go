@@ -15,6 +15,8 @@ func FuzzParseLeaf(f *testing.F) {
 	f.Add(translog.CommitLeaf(coffer.NewGroupID(), 7, coffer.SignedCommit{Body: []byte{1, 2, 3}, Signature: make([]byte, 64)}))
 	f.Add([]byte("coffer/v1/log-leaf\x00"))
 	f.Add([]byte{})
+	f.Add(translog.AccountLinkLeaf(coffer.NewAccountID(), 2, coffer.SignedLink{Body: []byte{2, 3}, Signature: []byte{4}, DeviceSignature: []byte{5, 6}}))
+	f.Add(translog.AccountLinkLeaf(coffer.NewAccountID(), 1, coffer.SignedLink{}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		l, err := translog.ParseLeaf(data)
 		if err != nil {
@@ -26,6 +28,8 @@ func FuzzParseLeaf(f *testing.F) {
 		// Interpreting a parsed leaf must not panic either.
 		_, _ = l.VerifyIdentity()
 		_, _ = l.ParseCommit()
+		_, _ = l.ParseAccountLink()
+		_, _ = translog.LeafUpdate(0, data, l)
 	})
 }
 

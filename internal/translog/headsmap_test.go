@@ -233,6 +233,8 @@ func keyText(k translog.MapKey) string {
 		return "account " + hex.EncodeToString(k.Account[:])
 	case translog.MapGroup:
 		return "group " + hex.EncodeToString(k.Group[:])
+	case translog.MapAccountChain:
+		return "account-chain " + hex.EncodeToString(k.Account[:])
 	}
 	return "resource " + hex.EncodeToString(k.Group[:]) + " " + hex.EncodeToString(k.Resource[:])
 }
@@ -301,6 +303,29 @@ func writeMapVectors(t *testing.T) {
 	p.Entry = bytes.Clone(p.Entry)
 	p.Entry[len(p.Entry)-2] ^= 1
 	vs["tampered-entry"] = mapVector{expect: "refused", comment: "the entry's log index changed", cp: cp, key: translog.GroupKey(g2), proof: p}
+	// Suite v2 account chains, in a map of their own so that the vectors
+	// above keep their bytes: an account with a chain has both entries.
+	cm := translog.NewMemoryMap()
+	for _, e := range []translog.MapEntry{
+		{Key: translog.AccountChainKey(acct), Counter: 1, Hash: [32]byte{0xe1}, LogIndex: 0},
+		{Key: translog.AccountKey(acct), Counter: 1, Hash: [32]byte{0xa1}, LogIndex: 1},
+		{Key: translog.AccountChainKey(acct), Counter: 2, Hash: [32]byte{0xe2}, LogIndex: 2},
+	} {
+		if err := cm.Put(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	croot, _ := cm.Root()
+	ccp := translog.Checkpoint{Size: 3, MapSize: cm.Size(), MapRoot: croot}
+	chainProof, _ := cm.Prove(translog.AccountChainKey(acct))
+	vs["good-account-chain"] = mapVector{expect: "success", comment: "the head (seq 2) of a suite v2 account's chain", cp: ccp, key: translog.AccountChainKey(acct), proof: chainProof}
+	vs["account-chain-as-identity"] = mapVector{expect: "refused", comment: "an account's chain head shown as its identity record", cp: ccp, key: translog.AccountKey(acct), proof: chainProof}
+	identityProof, _ := cm.Prove(translog.AccountKey(acct))
+	vs["identity-as-account-chain"] = mapVector{expect: "refused", comment: "an account's identity record shown as its chain head", cp: ccp, key: translog.AccountChainKey(acct), proof: identityProof}
+	p = chainProof
+	p.Entry = bytes.Clone(p.Entry)
+	p.Entry[len(p.Entry)-1] = 1
+	vs["account-chain-deleted"] = mapVector{expect: "refused", comment: "an account-chain entry flagged deleted, which only resources may be", cp: ccp, key: translog.AccountChainKey(acct), proof: p}
 	small := cp
 	small.Size = 2
 	vs["entry-beyond-log"] = mapVector{expect: "refused", comment: "an entry naming a log leaf beyond the checkpoint's log", cp: small, key: translog.GroupKey(g2), proof: prove(translog.GroupKey(g2))}
@@ -369,6 +394,9 @@ func readMapVector(t *testing.T, path string) mapVector {
 			case "group":
 				copy(v.key.Group[:], hexArg(f[1]))
 				v.key.Kind = translog.MapGroup
+			case "account-chain":
+				copy(v.key.Account[:], hexArg(f[1]))
+				v.key.Kind = translog.MapAccountChain
 			case "resource":
 				copy(v.key.Group[:], hexArg(f[1]))
 				copy(v.key.Resource[:], hexArg(f[2]))

@@ -27,6 +27,10 @@ const (
 	RuleTime       Rule = "time"        // the checkpoint's time goes backwards or is in the future
 	RuleSameSize   Rule = "same-size"   // a checkpoint of the cosigned size that is not the same tree
 	RuleConsistent Rule = "consistency" // the consistency proof does not verify
+	// RuleAccountChain: an account link is refused by
+	// coffer.VerifyAccountChain, or names another account or seq than its
+	// leaf.
+	RuleAccountChain Rule = "account-chain"
 )
 
 // Refusal is a checkpoint the witness will not cosign, and why.
@@ -58,18 +62,24 @@ type replay struct {
 	identities map[coffer.AccountID]identity
 	handles    map[coffer.Handle]coffer.AccountID
 	groups     map[coffer.GroupID]*coffer.GroupState
-	heads      *translog.MemoryMap
-	mapKeys    []translog.MapKey // in map index order, to rebuild heads
-	resources  map[ResourceRef]*coffer.ResourceLogState
+	// accounts are the suite v2 account chains; identityGen is, per chain
+	// account, the user-key generation whose identity leaf was logged.
+	accounts    map[coffer.AccountID]*coffer.AccountState
+	identityGen map[coffer.AccountID]uint64
+	heads       *translog.MemoryMap
+	mapKeys     []translog.MapKey // in map index order, to rebuild heads
+	resources   map[ResourceRef]*coffer.ResourceLogState
 }
 
 func newReplay() *replay {
 	return &replay{
-		frontier:   map[int64]tlog.Hash{},
-		identities: map[coffer.AccountID]identity{},
-		handles:    map[coffer.Handle]coffer.AccountID{},
-		groups:     map[coffer.GroupID]*coffer.GroupState{},
-		heads:      translog.NewMemoryMap(),
+		frontier:    map[int64]tlog.Hash{},
+		identities:  map[coffer.AccountID]identity{},
+		handles:     map[coffer.Handle]coffer.AccountID{},
+		groups:      map[coffer.GroupID]*coffer.GroupState{},
+		accounts:    map[coffer.AccountID]*coffer.AccountState{},
+		identityGen: map[coffer.AccountID]uint64{},
+		heads:       translog.NewMemoryMap(),
 	}
 }
 
@@ -93,8 +103,9 @@ func (r *replay) root() (tlog.Hash, error) { return tlog.TreeHash(r.size, r) }
 // leafRules checks and applies one parsed leaf by kind. New leaf kinds add
 // an entry here.
 var leafRules = map[translog.Kind]func(r *replay, index int64, l *translog.Leaf) *Refusal{
-	translog.KindIdentity: (*replay).applyIdentity,
-	translog.KindCommit:   (*replay).applyCommit,
+	translog.KindIdentity:    (*replay).applyIdentity,
+	translog.KindCommit:      (*replay).applyCommit,
+	translog.KindAccountLink: (*replay).applyAccountLink,
 }
 
 // apply checks leaf index (raw) against everything before it and applies it
@@ -153,11 +164,15 @@ func (r *replay) trimFrontier() {
 }
 
 // applyIdentity: the identity verifies under its own key, and suite v1
-// registers an account once and a handle once.
+// registers an account once and a handle once. The identity of a suite v2
+// account is its chain's (applyChainIdentity).
 func (r *replay) applyIdentity(index int64, l *translog.Leaf) *Refusal {
 	id, err := l.VerifyIdentity()
 	if err != nil {
 		return refuse(RuleIdentity, "log leaf %d: the identity of account %s does not verify: %s", index, l.Account, coffer.ErrorMessage(err))
+	}
+	if st := r.accounts[l.Account]; st != nil {
+		return r.applyChainIdentity(index, l.Account, st, id)
 	}
 	if _, dup := r.identities[l.Account]; dup {
 		return refuse(RuleIdentity, "log leaf %d registers account %s a second time", index, l.Account)
@@ -167,6 +182,57 @@ func (r *replay) applyIdentity(index int64, l *translog.Leaf) *Refusal {
 	}
 	r.identities[l.Account] = identity{Handle: id.Handle, SigningKey: bytes.Clone(id.SigningKey), EncryptionKey: sha256.Sum256(id.EncryptionKey)}
 	r.handles[id.Handle] = l.Account
+	return nil
+}
+
+// applyChainIdentity: a suite v2 account logs its identity once per user
+// key, after the link that sets it (the genesis or a rotation), and it must
+// be exactly the identity the chain sets: the chain's handle, user signing
+// key and user key. Group commits are then checked against it, as for
+// suite v1 identities.
+func (r *replay) applyChainIdentity(index int64, a coffer.AccountID, st *coffer.AccountState, id coffer.PublicIdentity) *Refusal {
+	if r.identityGen[a] >= st.UserKeyGeneration {
+		return refuse(RuleIdentity, "log leaf %d logs an identity of account %s a second time for user key %d", index, a, st.UserKeyGeneration)
+	}
+	if !id.Equal(st.Identity()) {
+		return refuse(RuleIdentity, "log leaf %d: the identity of account %s is not the one its chain sets at link %d", index, a, st.Seq)
+	}
+	r.identities[a] = identity{Handle: id.Handle, SigningKey: bytes.Clone(id.SigningKey), EncryptionKey: sha256.Sum256(id.EncryptionKey)}
+	r.identityGen[a] = st.UserKeyGeneration
+	return nil
+}
+
+// applyAccountLink: each link of a suite v2 account verifies through
+// coffer.VerifyAccountChain from the account's previous state (so a link
+// of the server's making, a gap, a fork or a replay is refused); a genesis
+// takes a handle no other account holds and an id that no suite v1
+// registration took; and a link that follows a change of the user key
+// comes only after the identity of that key was logged.
+func (r *replay) applyAccountLink(index int64, l *translog.Leaf) *Refusal {
+	if _, err := l.ParseAccountLink(); err != nil {
+		return refuse(RuleAccountChain, "log leaf %d: link %d of account %s: %s", index, l.Seq, l.Account, coffer.ErrorMessage(err))
+	}
+	prev := r.accounts[l.Account]
+	trusted := prev
+	if prev == nil {
+		if _, v1 := r.identities[l.Account]; v1 {
+			return refuse(RuleIdentity, "log leaf %d: account %s was registered without an account chain", index, l.Account)
+		}
+		trusted = &coffer.AccountState{Account: l.Account}
+	} else if r.identityGen[l.Account] < prev.UserKeyGeneration {
+		return refuse(RuleIdentity, "log leaf %d: link %d of account %s follows a user key whose identity is not logged", index, l.Seq, l.Account)
+	}
+	next, err := coffer.VerifyAccountChain(trusted, []coffer.SignedLink{l.Link})
+	if err != nil {
+		return refuse(RuleAccountChain, "log leaf %d: account %s: %s", index, l.Account, coffer.ErrorMessage(err))
+	}
+	if prev == nil {
+		if other, dup := r.handles[next.Handle]; dup && other != l.Account {
+			return refuse(RuleIdentity, "log leaf %d registers handle %s to %s; it is registered to %s", index, next.Handle, l.Account, other)
+		}
+		r.handles[next.Handle] = l.Account
+	}
+	r.accounts[l.Account] = next
 	return nil
 }
 
@@ -239,6 +305,10 @@ type snapshot struct {
 	Groups     map[coffer.GroupID][]byte // GroupState.MarshalBinary
 	MapEntries [][]byte                  // MapEntry encodings in map index order
 	Resources  map[ResourceRef]coffer.ResourceLogState
+	// Accounts are the suite v2 chains (AccountState.MarshalBinary) and
+	// IdentityGens the user-key generation of each one's logged identity.
+	Accounts     map[coffer.AccountID][]byte
+	IdentityGens map[coffer.AccountID]uint64
 }
 
 func (r *replay) snapshot() (*snapshot, error) {
@@ -252,6 +322,14 @@ func (r *replay) snapshot() (*snapshot, error) {
 			return nil, err
 		}
 		s.Groups[g] = b
+	}
+	s.Accounts, s.IdentityGens = make(map[coffer.AccountID][]byte, len(r.accounts)), r.identityGen
+	for a, st := range r.accounts {
+		b, err := st.MarshalBinary()
+		if err != nil {
+			return nil, err
+		}
+		s.Accounts[a] = b
 	}
 	s.Resources = make(map[ResourceRef]coffer.ResourceLogState, len(r.resources))
 	for ref, rs := range r.resources {
@@ -286,6 +364,20 @@ func (s *snapshot) restore() (*replay, error) {
 			return nil, fmt.Errorf("witness state: handle %s held by %s and %s", id.Handle, a, other)
 		}
 		r.handles[id.Handle] = a
+	}
+	for a, b := range s.Accounts {
+		st := new(coffer.AccountState)
+		if err := st.UnmarshalBinary(b); err != nil {
+			return nil, fmt.Errorf("witness state: account %s: %w", a, err)
+		}
+		r.accounts[a] = st
+		if other, dup := r.handles[st.Handle]; dup && other != a {
+			return nil, fmt.Errorf("witness state: handle %s held by %s and %s", st.Handle, a, other)
+		}
+		r.handles[st.Handle] = a
+	}
+	for a, g := range s.IdentityGens {
+		r.identityGen[a] = g
 	}
 	for g, b := range s.Groups {
 		st := new(coffer.GroupState)
