@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/cofferhq/coffer"
@@ -274,4 +275,62 @@ func TestChainLinksPaging(t *testing.T) {
 	if page.HeadSeq != 0 || page.Links == nil || len(page.Links) != 0 {
 		t.Fatalf("suite v1 account: %s", r.Body)
 	}
+}
+
+// TestChainAppendRace: of concurrent appends at one seq, exactly one is
+// stored; the others get 409 with the new head, and the chain stays whole.
+func TestChainAppendRace(t *testing.T) {
+	ts := MustServer(t)
+	a, _ := MustRegisterChain(t, ts, "alice")
+	const n = 8
+	links := make([]coffer.SignedLink, n)
+	for i := range links {
+		links[i] = a.AddDevice(a.Device(0), accounttest.MustDevice(t))
+	}
+	statuses := make(chan int, n)
+	var wg sync.WaitGroup
+	for _, sl := range links {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := ts.Do(t, http.MethodPost, appendPath(a), "", appendRequest(sl, nil))
+			if r.Status == http.StatusConflict {
+				if p := r.Problem(t); p.HeadSeq != 2 {
+					t.Errorf("409 with head_seq %d, want 2", p.HeadSeq)
+				}
+			}
+			statuses <- r.Status
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	won := 0
+	for s := range statuses {
+		switch s {
+		case http.StatusCreated:
+			won++
+		case http.StatusConflict:
+		default:
+			t.Errorf("status %d", s)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d appends at seq 2 succeeded, want 1", won)
+	}
+	var page api.AccountLinks
+	ts.Do(t, http.MethodGet, appendPath(a), "", nil).Decode(t, &page)
+	chain := []coffer.SignedLink{page.Links[0].Link(), page.Links[1].Link()}
+	if s, err := coffer.VerifyAccountChain(nil, chain); err != nil || page.HeadSeq != 2 || s.Seq != 2 {
+		t.Fatalf("stored chain after the race: head %d, %v", page.HeadSeq, err)
+	}
+	// A link for an account that does not exist.
+	b := accounttest.MustAccount(t, ts.URL, "nobody")
+	ts.Do(t, http.MethodPost, appendPath(b), "", appendRequest(b.AddDevice(b.Device(0), accounttest.MustDevice(t)), nil)).
+		Check(t, http.StatusNotFound, coffer.ENOTFOUND)
+	// A link over the size limit, and a body over the JSON limit.
+	big := a.SetRecovery(a.Device(0))
+	big.Body = append(big.Body, make([]byte, coffer.MaxLinkSize)...)
+	ts.Do(t, http.MethodPost, appendPath(a), "", appendRequest(big, nil)).Check(t, http.StatusBadRequest, coffer.EINVALID)
+	huge := appendRequest(a.SetRecovery(a.Device(0)), make([]byte, 2<<20))
+	ts.Do(t, http.MethodPost, appendPath(a), "", huge).Check(t, http.StatusRequestEntityTooLarge, coffer.ETOOLARGE)
 }

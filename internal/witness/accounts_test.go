@@ -36,6 +36,10 @@ func addOp(a *accounttest.Account, r coffer.Role) coffer.Op {
 // the account-chain verifier and checks each logged identity of a chain
 // account against its chain, across a restart from its snapshot.
 func TestAccountChainsWitnessed(t *testing.T) {
+	// A snapshot after every cosignature, so that the restart below
+	// restores the chains from one rather than replaying the journal.
+	witness.SetSnapshotEvery(1)
+	t.Cleanup(func() { witness.SetSnapshotEvery(64 << 20) })
 	h := newHarness(t)
 	alice, _, g := base(h)
 	carol, leaves := genesisLeaves(t, "carol")
@@ -45,9 +49,20 @@ func TestAccountChainsWitnessed(t *testing.T) {
 	h.pushHonest(4)
 	h.log.append(linkLeaf(carol, carol.Revoke(carol.Device(1), carol.Device(0))), identityLeaf(carol))
 	h.pushHonest(8)
-	h.open() // from the snapshot and journal
+	h.open() // from the snapshot
 	h.log.append(linkLeaf(carol, carol.SetRecovery(carol.Device(0))))
 	h.pushHonest(10)
+	// The restored witness still knows carol's chain and identity: a link
+	// of the server's making is refused, and so is a second identity.
+	stranger := accounttest.MustDevice(t)
+	forged := translog.AccountLinkLeaf(carol.ID, 6, coffer.SignLink(carol.AddDeviceLink(stranger, stranger), stranger.Key, stranger.Key))
+	h.log.append(forged)
+	_, err := h.push(11, h.log.proof(11, 12), h.log.sign(h.log.honest(12)))
+	wantRule(t, err, witness.RuleAccountChain)
+	h.log.setLeaves(h.log.snapshot()[:11])
+	h.log.append(identityLeaf(carol))
+	_, err = h.push(11, h.log.proof(11, 12), h.log.sign(h.log.honest(12)))
+	wantRule(t, err, witness.RuleIdentity)
 }
 
 func TestAccountChainRefusals(t *testing.T) {
