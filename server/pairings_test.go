@@ -188,3 +188,22 @@ func TestPairing(t *testing.T) {
 		}
 	})
 }
+
+// TestAccountRateLimits: appends and new pairings are limited per client
+// address like log-ins; reads of chains and pairings like the public log,
+// so a device polling its pairing or a client reading many chains is not
+// cut off by the write budget.
+func TestAccountRateLimits(t *testing.T) {
+	ts := MustServer(t, withAuthRateLimit(3)) // registration, challenge and log-in have a budget of their own
+	a, _ := MustRegisterChain(t, ts, "alice")
+	code := MustPairing(t, ts, "alice", accounttest.MustDevice(t))
+	mustAppend(t, ts, a, a.SetRecovery(a.Device(0)))
+	mustAppend(t, ts, a, a.SetRecovery(a.Device(0)))
+	_, req := pairingRequest("alice", accounttest.MustDevice(t))
+	ts.Do(t, http.MethodPost, "/v1/pairings", "", req).Check(t, http.StatusTooManyRequests, coffer.ERATELIMITED)
+	ts.Do(t, http.MethodPost, appendPath(a), "", appendRequest(a.SetRecovery(a.Device(0)), nil)).Check(t, http.StatusTooManyRequests, coffer.ERATELIMITED)
+	for range 10 {
+		ts.Do(t, http.MethodGet, "/v1/pairings/"+code.ID(), "", nil).Check(t, http.StatusOK, "")
+		ts.Do(t, http.MethodGet, appendPath(a), "", nil).Check(t, http.StatusOK, "")
+	}
+}

@@ -310,18 +310,22 @@ func (s *Server) routes() chi.Router {
 			r.Post("/auth/refresh", s.handleRefresh)
 			r.Post("/auth/logout", s.handleLogout)
 		})
+		// Suite v2 accounts that a device without a session needs: chains
+		// are public, a link authenticates itself, and a pairing is how a
+		// new device asks in. Reads are limited as the public log is (a
+		// client following its contacts' chains reads many, per account
+		// when it has a session); writes per client address as log-ins
+		// are, with a budget of their own.
 		r.Group(func(r chi.Router) {
-			// Suite v2 accounts that a device without a session needs:
-			// chains are public, a link authenticates itself, and a
-			// pairing is how a new device asks in. Per client address,
-			// with a budget of their own, so that a device polling its
-			// pairing does not use up the address's log-ins.
-			r.Use(s.limiter("accounts", s.cfg.AuthRateLimit, s.cfg.AuthRateLimit, s.keyByClientIP))
+			r.Use(s.limiter("account-reads", s.cfg.LogRateLimit, s.cfg.AccountRateLimit, s.keyByBearerOrIP))
 			r.Get("/accounts/{accountID}/links", s.handleLinksByID)
-			r.Post("/accounts/{accountID}/links", s.handleAppendLink)
 			r.Get("/handles/{handle}/links", s.handleLinksByHandle)
-			r.Post("/pairings", s.handleCreatePairing)
 			r.Get("/pairings/{pairingID}", s.handleGetPairing)
+		})
+		r.Group(func(r chi.Router) {
+			r.Use(s.limiter("account-writes", s.cfg.AuthRateLimit, s.cfg.AuthRateLimit, s.keyByClientIP))
+			r.Post("/accounts/{accountID}/links", s.handleAppendLink)
+			r.Post("/pairings", s.handleCreatePairing)
 		})
 		r.Group(func(r chi.Router) {
 			r.Use(s.authenticate, s.limiter("api", s.cfg.AccountRateLimit, s.cfg.AccountRateLimit, s.keyByCaller))
