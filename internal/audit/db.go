@@ -151,6 +151,7 @@ func (s *snapshot) close() {
 }
 
 type accountInfo struct {
+	handle     coffer.Handle
 	signingKey ed25519.PublicKey
 	keys       [32]byte // SHA-256 of signing key ‖ encryption key
 	// chainIdentities are, for a suite v2 account, the SHA-256 of every
@@ -292,7 +293,7 @@ func (a *dbAudit) checkAccounts(ctx context.Context) error {
 		if string(pub.Handle) != handle || !bytes.Equal(pub.SigningKey, sk) || !bytes.Equal(pub.EncryptionKey, ek) {
 			a.r.Fail("account", obj, "handle or key columns differ from the signed identity")
 		}
-		a.accounts[id] = &accountInfo{signingKey: pub.SigningKey, keys: keysHash(pub.SigningKey, pub.EncryptionKey)}
+		a.accounts[id] = &accountInfo{handle: pub.Handle, signingKey: pub.SigningKey, keys: keysHash(pub.SigningKey, pub.EncryptionKey)}
 	}
 	return rows.Err()
 }
@@ -642,10 +643,14 @@ func short(b []byte) []byte {
 	return b
 }
 
-// checkAddedKeys compares the keys each add op puts in the chain with the
-// account's registered, self-signed keys. A difference is a substituted
-// key: an admin's client wrapped the group key to a key that is not the
-// member's.
+// checkAddedKeys compares the keys each add or update-key op puts in the
+// chain with the account's registered, self-signed keys. A difference is a
+// substituted key: an admin's client wrapped the group key to a key that is
+// not the member's, or a self-update took keys the account never had. A
+// suite v2 account's registered keys change when it rotates its user key,
+// so for one the keys may be any identity its verified chain set (the db
+// audit does not know when each commit was made; the witnesses, which
+// replay the log in order, check the identity at the time).
 func (a *dbAudit) checkAddedKeys(obj string, chain []coffer.SignedCommit) {
 	for _, sc := range chain {
 		c, err := coffer.ParseCommit(sc.Body)
@@ -653,18 +658,31 @@ func (a *dbAudit) checkAddedKeys(obj string, chain []coffer.SignedCommit) {
 			continue
 		}
 		for _, op := range c.Ops {
-			if op.Kind != coffer.OpAdd {
+			if op.Kind != coffer.OpAdd && op.Kind != coffer.OpUpdateKey {
 				continue
+			}
+			what := fmt.Sprintf("adds %s (%s)", op.Member, op.Handle)
+			if op.Kind == coffer.OpUpdateKey {
+				what = fmt.Sprintf("updates %s", op.Member)
 			}
 			acct := a.accounts[op.Member]
 			switch {
 			case acct == nil:
-				a.r.Fail("chain", fmt.Sprintf("%s commit %d", obj, c.Seq), "adds %s (%s), which is not a registered account", op.Member, op.Handle)
-			case acct.keys != keysHash(op.SigningKey, op.EncryptionKey):
-				a.r.Fail("chain", fmt.Sprintf("%s commit %d", obj, c.Seq), "adds %s (%s) with keys that differ from the account's registered keys", op.Member, op.Handle)
+				a.r.Fail("chain", fmt.Sprintf("%s commit %d", obj, c.Seq), "%s, which is not a registered account", what)
+			case !acct.hadKeys(op.SigningKey, op.EncryptionKey):
+				a.r.Fail("chain", fmt.Sprintf("%s commit %d", obj, c.Seq), "%s with keys that differ from the account's registered keys", what)
 			}
 		}
 	}
+}
+
+// hadKeys reports whether the account is registered with these keys, or,
+// for a suite v2 account, its chain set them at some user key.
+func (i *accountInfo) hadKeys(sk, ek []byte) bool {
+	if i.keys == keysHash(sk, ek) {
+		return true
+	}
+	return i.chainIdentities[sha256.Sum256(coffer.PublicIdentity{Handle: i.handle, SigningKey: sk, EncryptionKey: ek}.Marshal())]
 }
 
 func (a *dbAudit) checkResources(ctx context.Context) error {

@@ -3,7 +3,6 @@ package audit
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/gob"
 	"encoding/json"
@@ -69,6 +68,10 @@ type witnessIdentity struct {
 	Handle        coffer.Handle
 	SigningKey    []byte
 	EncryptionKey [32]byte // SHA-256 of the X-Wing key
+	// Retired are the signing keys of the account's earlier logged
+	// identities (suite v2 rotations): a self-update is signed with the key
+	// its group entry held, which the rotation logged before it retired.
+	Retired [][]byte
 }
 
 type witnessGroup struct {
@@ -371,28 +374,54 @@ func (s *witnessState) checkLeaf(r *Report, index int64, leaf []byte) {
 			r.Fail("witness", obj, "commit %d of group %s does not follow the group's last logged commit %d", c.Seq, l.Group, head.Seq)
 			return
 		}
-		var key ed25519.PublicKey
-		if id, ok := s.Identities[c.Author]; ok {
-			key = id.SigningKey
-		} else {
+		author, ok := s.Identities[c.Author]
+		if !ok {
 			r.Fail("witness", obj, "commit %d of group %s is by %s, whose identity is not in the log", c.Seq, l.Group, c.Author)
 			return
 		}
-		if !coffer.VerifySignature(key, coffer.LabelCommit, l.Commit.Body, l.Commit.Signature) {
+		if !signedByLogged(c, l.Commit, author) {
 			r.Fail("witness", obj, "commit %d of group %s: the signature does not verify under the author's logged key", c.Seq, l.Group)
 			return
 		}
 		for _, op := range c.Ops {
-			if op.Kind != coffer.OpAdd {
-				continue
-			}
-			id, ok := s.Identities[op.Member]
-			if !ok || id.Handle != op.Handle || !bytes.Equal(id.SigningKey, op.SigningKey) || id.EncryptionKey != sha256.Sum256(op.EncryptionKey) {
-				r.Fail("witness", obj, "commit %d of group %s adds %s (%s) with keys that are not its logged identity", c.Seq, l.Group, op.Member, op.Handle)
+			switch op.Kind {
+			case coffer.OpAdd:
+				id, ok := s.Identities[op.Member]
+				if !ok || id.Handle != op.Handle || !bytes.Equal(id.SigningKey, op.SigningKey) || id.EncryptionKey != sha256.Sum256(op.EncryptionKey) {
+					r.Fail("witness", obj, "commit %d of group %s adds %s (%s) with keys that are not its logged identity", c.Seq, l.Group, op.Member, op.Handle)
+				}
+			case coffer.OpUpdateKey:
+				// The author's own entry (the verifier's rule): its new keys
+				// are the account's identity as the log holds it now.
+				if !bytes.Equal(author.SigningKey, op.SigningKey) || author.EncryptionKey != sha256.Sum256(op.EncryptionKey) {
+					r.Fail("witness", obj, "commit %d of group %s updates %s to keys that are not its logged identity", c.Seq, l.Group, op.Member)
+				}
 			}
 		}
 		s.Groups[l.Group] = witnessGroup{Seq: c.Seq, Head: l.Commit.Hash()}
 	}
+}
+
+// signedByLogged reports whether commit c verifies under its author's
+// logged signing key, or, for a self-update (which the entry's key before
+// the rotation signs), under one of the author's retired logged keys.
+func signedByLogged(c *coffer.Commit, sc coffer.SignedCommit, author witnessIdentity) bool {
+	if coffer.VerifySignature(author.SigningKey, coffer.LabelCommit, sc.Body, sc.Signature) {
+		return true
+	}
+	selfUpdate := false
+	for _, op := range c.Ops {
+		selfUpdate = selfUpdate || op.Kind == coffer.OpUpdateKey && op.Member == c.Author
+	}
+	if !selfUpdate {
+		return false
+	}
+	for _, k := range author.Retired {
+		if coffer.VerifySignature(k, coffer.LabelCommit, sc.Body, sc.Signature) {
+			return true
+		}
+	}
+	return false
 }
 
 // loadHandles builds the handle index from the identities and chains.
@@ -447,7 +476,11 @@ func (s *witnessState) checkChainIdentity(r *Report, obj string, a coffer.Accoun
 		s.IdentityGens = map[coffer.AccountID]uint64{}
 	}
 	s.IdentityGens[a] = st.UserKeyGeneration
-	s.Identities[a] = witnessIdentity{Handle: id.Handle, SigningKey: id.SigningKey, EncryptionKey: sha256.Sum256(id.EncryptionKey)}
+	var retired [][]byte
+	if old, ok := s.Identities[a]; ok {
+		retired = append(old.Retired, old.SigningKey)
+	}
+	s.Identities[a] = witnessIdentity{Handle: id.Handle, SigningKey: id.SigningKey, EncryptionKey: sha256.Sum256(id.EncryptionKey), Retired: retired}
 }
 
 // checkAccountLink replays one account link with the account-chain
