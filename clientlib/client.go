@@ -109,6 +109,7 @@ type Client struct {
 
 	mu        sync.Mutex // guards the session fields below
 	id        *Identity
+	acct      *accountSelf // suite v2: this device's account (account.go)
 	account   coffer.AccountID
 	access    string
 	accessExp time.Time
@@ -175,6 +176,9 @@ func New(serverURL string, ks KeyStore, opts *Options) (*Client, error) {
 	}
 	if b, err := ks.Get(ksRefresh); err == nil {
 		c.refresh = string(b)
+	}
+	if err := c.loadAccount(); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -487,6 +491,9 @@ func (e *conflictError) Unwrap() error { return e.err }
 type Account struct {
 	ID       coffer.AccountID
 	Identity coffer.PublicIdentity
+	// Chain is a suite v2 account's chain as this device verified it, from
+	// the state it verified before (contactchain.go); nil for suite v1.
+	Chain *coffer.AccountState
 }
 
 // Lookup fetches an account by handle. The self-signature and the handle
@@ -505,6 +512,9 @@ func (c *Client) Lookup(ctx context.Context, handle string) (*Account, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := c.followChain(ctx, a, acct); err != nil {
+		return nil, err
+	}
 	if err := c.proveIdentityLogged(ctx, a); err != nil {
 		return nil, err
 	}
@@ -520,6 +530,9 @@ func (c *Client) LookupID(ctx context.Context, id coffer.AccountID) (*Account, e
 	}
 	acct, err := checkAccount(a, nil, &id)
 	if err != nil {
+		return nil, err
+	}
+	if err := c.followChain(ctx, a, acct); err != nil {
 		return nil, err
 	}
 	if err := c.proveIdentityLogged(ctx, a); err != nil {

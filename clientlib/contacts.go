@@ -45,13 +45,28 @@ type Contact struct {
 	AccountID coffer.AccountID
 	// Seen is the identity most recently received from the server.
 	Seen coffer.PublicIdentity
-	// VerifiedIdentity is the identity the user verified, if any.
+	// VerifiedIdentity is the identity the user verified, if any. For a
+	// suite v2 account it follows the verified chain: the identity of the
+	// chain's current user key, as long as the chain continues the
+	// account the user verified.
 	VerifiedIdentity *coffer.PublicIdentity
 	State            ContactState
+	// Chain is a suite v2 account's chain as last verified; nil for v1.
+	Chain *coffer.AccountState
+	// VerifiedGenesis is, for a verified suite v2 account, the hash of the
+	// genesis the user verified: the account is pinned by its id and
+	// genesis, not by keys, which rotate.
+	VerifiedGenesis [32]byte
 }
 
-// SafetyNumber is the safety number of the keys last seen.
-func (c *Contact) SafetyNumber() string { return coffer.FingerprintOf(c.Seen).SafetyNumber() }
+// SafetyNumber is the safety number of the keys last seen; for a suite v2
+// account, the account's, which devices and rotations never change.
+func (c *Contact) SafetyNumber() string {
+	if c.Chain != nil {
+		return c.Chain.SafetyNumber()
+	}
+	return coffer.FingerprintOf(c.Seen).SafetyNumber()
+}
 
 func contactKey(h coffer.Handle) string { return "contacts/" + string(h) }
 
@@ -61,7 +76,11 @@ const contactIndexKey = "contact-index"
 
 func (c *Contact) marshal() []byte {
 	var b cryptobyte.Builder
-	b.AddUint8(1)
+	if c.Chain != nil {
+		b.AddUint8(2)
+	} else {
+		b.AddUint8(1)
+	}
 	b.AddUint8(uint8(c.State))
 	b.AddBytes(c.AccountID[:])
 	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(c.Seen.Marshal()) })
@@ -70,6 +89,14 @@ func (c *Contact) marshal() []byte {
 			b.AddBytes(c.VerifiedIdentity.Marshal())
 		}
 	})
+	if c.Chain != nil {
+		cp, err := c.Chain.MarshalBinary()
+		if err != nil {
+			panic("clientlib: a contact's chain is not verified: " + err.Error())
+		}
+		b.AddBytes(c.VerifiedGenesis[:])
+		b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(cp) })
+	}
 	return b.BytesOrPanic()
 }
 
@@ -80,11 +107,24 @@ func parseContact(data []byte) (*Contact, error) {
 		id             []byte
 		seen, verified cryptobyte.String
 	)
-	if !s.ReadUint8(&v) || v != 1 || !s.ReadUint8(&state) || !s.ReadBytes(&id, 16) ||
-		!s.ReadUint16LengthPrefixed(&seen) || !s.ReadUint16LengthPrefixed(&verified) || !s.Empty() {
+	if !s.ReadUint8(&v) || (v != 1 && v != 2) || !s.ReadUint8(&state) || !s.ReadBytes(&id, 16) ||
+		!s.ReadUint16LengthPrefixed(&seen) || !s.ReadUint16LengthPrefixed(&verified) {
 		return nil, errors.New("clientlib: stored contact is corrupt")
 	}
 	c := &Contact{State: ContactState(state)}
+	if v == 2 {
+		var cp cryptobyte.String
+		if !s.CopyBytes(c.VerifiedGenesis[:]) || !s.ReadUint24LengthPrefixed(&cp) {
+			return nil, errors.New("clientlib: stored contact is corrupt")
+		}
+		c.Chain = new(coffer.AccountState)
+		if err := c.Chain.UnmarshalBinary(cp); err != nil {
+			return nil, fmt.Errorf("clientlib: stored contact's chain: %w", err)
+		}
+	}
+	if !s.Empty() {
+		return nil, errors.New("clientlib: stored contact is corrupt")
+	}
 	copy(c.AccountID[:], id)
 	var err error
 	if c.Seen, err = coffer.ParseStoredPublicIdentity(seen); err != nil {
@@ -123,6 +163,22 @@ func (c *Client) observe(a *Account) (*Contact, error) {
 		ct = &Contact{Handle: a.Identity.Handle, AccountID: a.ID, State: Unverified}
 	}
 	ct.Seen = a.Identity
+	if a.Chain != nil {
+		ct.Chain = a.Chain
+		switch {
+		case ct.VerifiedGenesis == ([32]byte{}) && ct.VerifiedIdentity == nil:
+			ct.AccountID = a.ID
+			ct.State = Unverified
+		case ct.AccountID == a.ID && ct.VerifiedGenesis == a.Chain.Genesis:
+			// The chain was verified link by link from the state this
+			// device held: the keys it names now are the account's.
+			vi := a.Identity
+			ct.VerifiedIdentity, ct.State = &vi, Verified
+		default:
+			ct.State = Changed
+		}
+		return ct, c.ks.Put(contactKey(ct.Handle), ct.marshal())
+	}
 	switch {
 	case ct.VerifiedIdentity == nil:
 		ct.AccountID = a.ID
@@ -146,7 +202,7 @@ func (c *Client) Verify(ctx context.Context, handle, code string) (*Contact, err
 	if err != nil {
 		return nil, err
 	}
-	if !coffer.MatchVerificationCode(a.Identity, code) {
+	if a.Chain != nil && !a.Chain.MatchVerificationCode(code) || a.Chain == nil && !coffer.MatchVerificationCode(a.Identity, code) {
 		return nil, coffer.Errorf(coffer.EINVALID,
 			"the safety number for %s does not match the keys the server holds: check it with %s again; if it still differs, the server may be substituting keys", handle, handle)
 	}
@@ -156,6 +212,9 @@ func (c *Client) Verify(ctx context.Context, handle, code string) (*Contact, err
 	}
 	vi := a.Identity
 	ct.VerifiedIdentity, ct.State, ct.AccountID = &vi, Verified, a.ID
+	if a.Chain != nil {
+		ct.VerifiedGenesis = a.Chain.Genesis
+	}
 	if err := c.ks.Put(contactKey(ct.Handle), ct.marshal()); err != nil {
 		return nil, err
 	}
@@ -243,6 +302,9 @@ func (c *Client) trustedAccount(ctx context.Context, handle string) (*Account, e
 	if c.opts.TrustOnFirstUse {
 		vi := a.Identity
 		ct.VerifiedIdentity, ct.State, ct.AccountID = &vi, Verified, a.ID
+		if a.Chain != nil {
+			ct.VerifiedGenesis = a.Chain.Genesis
+		}
 		return a, c.ks.Put(contactKey(ct.Handle), ct.marshal())
 	}
 	return nil, &coffer.Error{Code: coffer.EUNVERIFIED, Message: fmt.Sprintf(

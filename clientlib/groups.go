@@ -388,6 +388,11 @@ func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool)
 	if err := c.proveMembers(ctx, proof.w, state); err != nil {
 		return nil, err
 	}
+	// Verified suite v2 contacts whose keys in the group changed: follow
+	// their chains, so a rotation is not taken for a substitution.
+	if err := c.followMemberChains(ctx, state); err != nil {
+		return nil, err
+	}
 	if err := c.saveState(state); err != nil {
 		return nil, err
 	}
@@ -579,6 +584,11 @@ func (c *Client) epochKeysWith(ctx context.Context, s *coffer.GroupState, ids []
 		}
 		k, err := unwrapAny(ids, s.Group, w.Epoch, me, w.Wrap)
 		if err != nil {
+			if rerr := c.revokedDevice(ctx); rerr != nil {
+				// Not the server's doing: this device lost its account's
+				// user key when another device revoked it.
+				return nil, rerr
+			}
 			return nil, coffer.Security("wrap", fmt.Errorf("epoch %d wrap does not open for this member: %w", w.Epoch, err))
 		}
 		if !groupkey.CheckCommitment(k, s.Group, w.Epoch, want) {

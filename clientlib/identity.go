@@ -21,6 +21,9 @@ type Identity struct {
 	decrypt hpke.PrivateKey
 	encSeed []byte
 	public  coffer.PublicIdentity
+	// acct is the verified chain of the suite v2 account whose user key
+	// this identity derives from; nil for a suite v1 identity.
+	acct *coffer.AccountState
 }
 
 // GenerateIdentity creates a fresh identity for handle.
@@ -61,11 +64,23 @@ func (id *Identity) SelfSignature() []byte {
 	return coffer.Sign(id.signing, coffer.LabelIdentity, id.public.Marshal())
 }
 
-// SafetyNumber returns the 60-digit safety number others compare.
-func (id *Identity) SafetyNumber() string { return coffer.FingerprintOf(id.public).SafetyNumber() }
+// SafetyNumber returns the 60-digit safety number others compare. A suite
+// v2 account's pins the account (its id and genesis), so it does not change
+// when devices come and go or the user key rotates.
+func (id *Identity) SafetyNumber() string {
+	if id.acct != nil {
+		return id.acct.SafetyNumber()
+	}
+	return coffer.FingerprintOf(id.public).SafetyNumber()
+}
 
 // QRPayload returns the string to render as a QR code for scanning.
-func (id *Identity) QRPayload() string { return coffer.FingerprintOf(id.public).QRPayload(id.handle) }
+func (id *Identity) QRPayload() string {
+	if id.acct != nil {
+		return id.acct.QRPayload()
+	}
+	return coffer.FingerprintOf(id.public).QRPayload(id.handle)
+}
 
 // marshalPrivate encodes the private identity for the KeyStore only.
 func (id *Identity) marshalPrivate() []byte {

@@ -279,6 +279,28 @@ func keyStoreSecrets(name string, value []byte) ([]Secret, error) {
 			{"identity Ed25519 seed of " + handle, rest[:32]},
 			{"identity X-Wing seed of " + handle, rest[32:64]},
 		}, nil
+	case "device":
+		// version | device id [16] | name length | name | seed [32]
+		if len(value) < 18 || len(value) != 18+int(value[17])+32 {
+			return nil, fmt.Errorf("e2e canary: the device blob is %d bytes, not version|id|len|name|seed: update keyStoreSecrets", len(value))
+		}
+		return []Secret{{"device seed", value[len(value)-32:]}}, nil
+	case "user-keys":
+		// version | count [2] | count × (generation [8] | seed [32])
+		if len(value) < 3 || (len(value)-3)%40 != 0 {
+			return nil, fmt.Errorf("e2e canary: the user-keys blob is %d bytes: update keyStoreSecrets", len(value))
+		}
+		var out []Secret
+		for rest := value[3:]; len(rest) > 0; rest = rest[40:] {
+			out = append(out, Secret{"user key seed", rest[8:40]})
+		}
+		return out, nil
+	case "account-pending":
+		// version | genesis | signature | recovery key [32]
+		if len(value) < 33 {
+			return nil, fmt.Errorf("e2e canary: the account-pending blob is %d bytes: update keyStoreSecrets", len(value))
+		}
+		return []Secret{{"recovery key of an unfinished registration", value[len(value)-32:]}}, nil
 	case "session/refresh":
 		if len(value) == 0 {
 			return nil, nil

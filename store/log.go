@@ -501,13 +501,14 @@ func (db *DB) LogProofs(ctx context.Context, size int64, refs []coffer.LogRef) (
 			}
 		}
 		if len(accounts) > 0 {
-			// An account's identity leaves (seq NULL; account links have
-			// one), oldest first, so that the newest in the tree wins: a
-			// suite v2 account logs one per user key, and its row holds
-			// the newest.
-			rows, err := tx.Query(ctx, `SELECT account_id, leaf_index FROM log_entries
-				WHERE account_id = ANY($1) AND seq IS NULL AND leaf_index IS NOT NULL AND leaf_index < $2
-				ORDER BY leaf_index`, accounts, size)
+			// An account's identity is its newest identity leaf (seq is
+			// NULL; account-link leaves carry theirs): a rotation logs a
+			// new one, and until the sequencer places it the account's
+			// identity is not yet included, rather than the retired one.
+			rows, err := tx.Query(ctx, `SELECT account_id, leaf_index FROM (
+				SELECT DISTINCT ON (account_id) account_id, leaf_index FROM log_entries
+				WHERE account_id = ANY($1) AND seq IS NULL ORDER BY account_id, id DESC) newest
+				WHERE leaf_index IS NOT NULL`, accounts)
 			if err != nil {
 				return err
 			}
