@@ -557,7 +557,7 @@ func (p *cliProfile) recordSecrets(t *testing.T) {
 		return // no key stored yet
 	}
 	ks := p.keyStore(t)
-	for _, name := range []string{"identity", "session/refresh"} {
+	for _, name := range []string{"identity", "session/refresh", "device", "user-keys", "account-pending"} {
 		b, err := ks.Get(name)
 		if errors.Is(err, clientlib.ErrNotFound) {
 			continue

@@ -16,15 +16,25 @@ func (a *app) initCmd() *cobra.Command {
 	var (
 		server, handle, logKey string
 		wit                    witnessFlags
+		acctFlags              accountFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "init --server URL --handle NAME",
-		Short: "Create this profile's identity and register it on a server",
-		Long: `init generates a new identity (an Ed25519 signing key and an X-Wing
-encryption key) on this device, registers its public half under HANDLE on
-the server and logs in. The private keys stay in the profile's key store,
-encrypted at rest: under a key in the OS keyring, or under your passphrase
-($COFFER_PASSPHRASE, --passphrase-file FILE, or asked on the terminal).
+		Short: "Create an account with this device as its first device",
+		Long: `init creates an account under HANDLE with this device as its first
+device: the device's own keys, the account's user key (which every device
+of the account will hold, and which groups wrap their keys to) and a
+recovery key. It registers the account's public half on the server and logs
+in. The private keys stay in the profile's key store, encrypted at rest:
+under a key in the OS keyring, or under your passphrase ($COFFER_PASSPHRASE,
+--passphrase-file FILE, or asked on the terminal).
+
+The recovery kit (24 words and a QR code of them) is shown once. Keep it
+offline: with it alone, coffer recover adds a new device to the account if
+every device is lost. With --recovery-kit FILE the words are written to FILE
+(mode 0600), on one line, as coffer recover reads them, instead of shown.
+Add more devices with coffer device link (on the new device) and coffer
+device approve (here).
 
 One profile holds one identity: use --profile DIR for another.
 
@@ -39,9 +49,10 @@ stored in the profile.`,
 		Example: `  coffer --profile /tmp/alice init --server http://127.0.0.1:8080 --handle alice`,
 		Args:    exactArgs(0),
 		RunE: action(func(ctx context.Context, _ []string) error {
-			return a.runInit(ctx, server, handle, logKey, wit)
+			return a.runInit(ctx, server, handle, logKey, wit, acctFlags)
 		}),
 	}
+	acctFlags.register(cmd)
 	cmd.Flags().StringVar(&server, "server", "", "base URL of the cofferd server, e.g. https://coffer.example.com (default $"+serverEnvVar+")")
 	cmd.Flags().StringVar(&handle, "handle", "", "your handle: 3 to 32 characters of a-z, 0-9, '.', '_', '-'")
 	cmd.Flags().StringVar(&logKey, "log-key", "", "the server's transparency log key, to pin instead of trusting the server on first use (cofferd prints it)")
@@ -60,7 +71,7 @@ type witnessFlags struct {
 // serverEnvVar is the server init uses when --server is not given.
 const serverEnvVar = "COFFER_SERVER"
 
-func (a *app) runInit(ctx context.Context, server, handle, logKey string, wit witnessFlags) error {
+func (a *app) runInit(ctx context.Context, server, handle, logKey string, wit witnessFlags, af accountFlags) error {
 	if server == "" {
 		server = a.getenv(serverEnvVar)
 	}
@@ -106,16 +117,23 @@ func (a *app) runInit(ctx context.Context, server, handle, logKey string, wit wi
 	if err != nil {
 		return err
 	}
-	// A previous init may have stored the identity and then lost the
-	// network after the server registered it: Register reuses the stored
-	// keys, and a conflict means the account exists, so logging in finishes
-	// the job.
-	retry := c.Identity() != nil
-	err = c.Register(ctx, handle)
-	if retry && coffer.ErrorCode(err) == coffer.ECONFLICT {
-		err = c.Login(ctx)
-	}
+	deviceName, err := af.name()
 	if err != nil {
+		return err
+	}
+	if err := af.checkKitFile(); err != nil {
+		return err
+	}
+	var rk *coffer.RecoveryKey
+	if c.Identity() != nil && !c.HasUnfinishedAccount() {
+		// A previous init stored the keys and then lost the network: if the
+		// server registered the account, logging in finishes the job, but
+		// the recovery kit of that run was never shown.
+		if err := c.Login(ctx); err != nil {
+			return fmt.Errorf("profile %s holds keys from an init that did not finish, and logging in with them failed (%w): use a new --profile", p.Dir, err)
+		}
+		a.notice("The account was registered by an earlier init that lost its connection; its recovery kit was not shown: run coffer recovery rotate for a new one.")
+	} else if rk, err = c.CreateAccount(ctx, handle, deviceName); err != nil {
 		return err
 	}
 	// Written last: a profile with a config.json is one that registered.
@@ -123,9 +141,13 @@ func (a *app) runInit(ctx context.Context, server, handle, logKey string, wit wi
 		return err
 	}
 	id := c.Identity()
+	kitWords, err := a.deliverKit(rk, af.kitFile)
+	if err != nil {
+		return err
+	}
 	if a.asJSON {
 		return a.printJSON(whoami{Handle: id.Handle(), AccountID: c.AccountID(), SafetyNumber: id.SafetyNumber(),
-			QRPayload: id.QRPayload(), Server: server, Profile: p.Dir})
+			QRPayload: id.QRPayload(), Server: server, Profile: p.Dir, RecoveryWords: kitWords})
 	}
 	a.notice("Registered %s on %s; profile %s", id.Handle(), server, p.Dir)
 	a.notice("Your safety number (others verify you with it):\n  %s", id.SafetyNumber())
@@ -140,6 +162,9 @@ type whoami struct {
 	QRPayload    string           `json:"qr_payload"`
 	Server       string           `json:"server"`
 	Profile      string           `json:"profile"`
+	// RecoveryWords is set only by init, recover and recovery rotate with
+	// --json and without --recovery-kit: the one time they are shown.
+	RecoveryWords string `json:"recovery_words,omitempty"`
 }
 
 func (a *app) whoamiCmd() *cobra.Command {

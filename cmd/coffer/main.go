@@ -2,7 +2,11 @@
 // members: it creates an identity, verifies contacts by safety number,
 // manages groups and puts and gets end-to-end encrypted files.
 //
-//	coffer init [--server URL] --handle NAME [--cacert F] [--cert F --key F] [--witness KEY]... [--quorum N]
+//	coffer init [--server URL] --handle NAME [--device-name NAME] [--recovery-kit FILE] [--cacert F] [--cert F --key F] [--witness KEY]... [--quorum N]
+//	coffer device link --server URL --handle NAME [--device-name NAME] [--timeout 10m]
+//	coffer device approve CODE | ls | revoke NAME [--yes]
+//	coffer recover --server URL --handle NAME [--device-name NAME] [--recovery-kit FILE] < words
+//	coffer recovery rotate [--recovery-kit FILE]
 //	coffer whoami [--qr]
 //	coffer logout
 //	coffer contact verify HANDLE SAFETY_NUMBER
@@ -39,7 +43,7 @@
 // All cryptography and every check against the server is in clientlib; this
 // command only parses, resolves names to ids and explains errors. The files:
 // root.go (the app, profile loading, run), keys.go (unlocking the key
-// store), identity.go, contact.go,
+// store), identity.go, device.go (devices and recovery), contact.go,
 // group.go, resource.go, session.go, checkpoint.go, heal.go (one per command
 // family), tls.go (the TLS flags), confirm.go, completion.go (dynamic
 // completion of GROUP, RESOURCE and HANDLE), errors.go (exit codes and the

@@ -124,7 +124,8 @@ destructive command without --yes when it cannot ask), 3 security error
 	a.tlsFlags.register(root.PersistentFlags())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
 	root.AddCommand(a.initCmd(), a.whoamiCmd(), a.contactCmd(), a.groupCmd(),
-		a.putCmd(), a.getCmd(), a.lsCmd(), a.rmCmd(), a.replaceCmd(), a.logoutCmd(), a.checkpointCmd())
+		a.putCmd(), a.getCmd(), a.lsCmd(), a.rmCmd(), a.replaceCmd(), a.logoutCmd(), a.checkpointCmd(),
+		a.deviceCmd(), a.recoverCmd(), a.recoveryCmd())
 	// cobra defaults the distance only for the root's own lookup; nested
 	// commands suggest through unknownCommand, which would otherwise match
 	// prefixes only ("group rmeove" would suggest nothing).
