@@ -240,6 +240,34 @@ public final class Story {
 		expectCode(Mobile.CodeNotFound, () -> bob.getBytes(group, r.getID(), null, null));
 		check(alice.group(group).getEpoch() == 2, "removal rotated the key");
 
+		step("an account with two devices: link one, then revoke the other");
+		MemoryKeyStore phoneKeys = new MemoryKeyStore();
+		Client carolPhone = Mobile.newClient(url, phoneKeys);
+		String words = carolPhone.createAccount("carol", "carol-phone");
+		check(words.trim().split("\\s+").length == 24, "24 recovery words");
+		String carolSN = carolPhone.safetyNumber();
+		Client carolTablet = Mobile.newClient(url, new MemoryKeyStore());
+		mobile.DeviceLink link = carolTablet.startDeviceLink("carol", "carol-tablet");
+		String code = link.code();
+		check(code.matches("[A-Z2-7]{4}(-[A-Z2-7]{4}){3}"), "pairing code format: " + code.length() + " characters");
+		check(carolPhone.approveDeviceLink(code).equals("carol-tablet"), "the phone approved the tablet");
+		link.awaitApproval(60, null);
+		check(carolTablet.safetyNumber().equals(carolSN), "one account, one safety number, on both devices");
+		String devices = carolTablet.devicesJSON();
+		check(devices.contains("\"carol-phone\"") && devices.contains("\"carol-tablet\""), "both devices listed: " + devices);
+		String carolGroup = carolPhone.createGroup("carol's notes", new GroupOptions());
+		Meta noteMeta = new Meta();
+		noteMeta.setName("before.txt");
+		Resource before = carolPhone.putBytes(carolGroup, "written on the phone".getBytes(StandardCharsets.UTF_8), noteMeta, null, null);
+		check(new String(carolTablet.getBytes(carolGroup, before.getID(), null, null), StandardCharsets.UTF_8).equals("written on the phone"), "the tablet reads the phone's note");
+		carolTablet.revokeDevice("carol-phone");
+		noteMeta.setName("after.txt");
+		Resource after = carolTablet.putBytes(carolGroup, "after the phone was lost".getBytes(StandardCharsets.UTF_8), noteMeta, null, null);
+		check(carolTablet.safetyNumber().equals(carolSN), "the revocation kept the safety number");
+		Client lostPhone = Mobile.newClient(url, phoneKeys); // what a thief has
+		expectCode(Mobile.CodeUnauthorized, () -> lostPhone.getBytes(carolGroup, after.getID(), null, null));
+		check(!carolTablet.devicesJSON().contains("carol-phone"), "the phone is gone from the list");
+
 		step("a misbehaving server is a security exception");
 		System.out.println("TAMPER " + group + " " + alice.accountID());
 		System.out.flush();
