@@ -20,6 +20,10 @@ var decodeTargets = []func() any{
 	func() any { return new(api.LoginRequest) },
 	func() any { return new(api.RefreshRequest) },
 	func() any { return new(api.CommitRequest) },
+	// Suite v2 accounts.
+	func() any { return new(api.AppendLinkRequest) },
+	func() any { return new(api.CreatePairingRequest) },
+	func() any { return new(api.PairingApproval) },
 }
 
 // FuzzDecode feeds arbitrary bodies and Content-Types to the strict JSON
@@ -61,6 +65,9 @@ func FuzzDecode(f *testing.F) {
 		{`{"handle":"\ud800"}`, "application/json", 1, 4096},
 		{`[`, "application/json", 0, 4096},
 		{`null`, "application/json", 0, 4096},
+		{`{"link":{"body":"AQ==","signature":"Ag=="},"self_signature":"Aw=="}`, "application/json", 5, 4096},
+		{`{"id":"00","handle":"alice","device":{"id":"x","name":"","signing_key":null},"mac":"AQ=="}`, "application/json", 6, 4096},
+		{`{"link":{"body":"AQ=="},"mac":[1]}`, "application/json", 7, 4096},
 	} {
 		f.Add([]byte(seed.body), seed.ct, seed.target, seed.limit)
 	}
