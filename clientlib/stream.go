@@ -40,7 +40,22 @@ func (c *Client) openContent(ctx context.Context, g coffer.GroupID, id coffer.Re
 		resp.Body.Close()
 		return nil, nil, contentError(err)
 	}
-	return resp.Body, pt, nil
+	return bodyAndReader{resp.Body, pt}, pt, nil
+}
+
+// bodyAndReader closes the connection, which ends a read of it in
+// progress, and then stops the reader's read-ahead.
+type bodyAndReader struct {
+	body io.ReadCloser
+	pt   *content.Reader
+}
+
+func (b bodyAndReader) Read(p []byte) (int, error) { return b.body.Read(p) }
+
+func (b bodyAndReader) Close() error {
+	err := b.body.Close()
+	b.pt.Close()
+	return err
 }
 
 // chunkHashes reads the list stored after the age file: the blob's last

@@ -26,8 +26,9 @@
 //     passing off content as another member's: age's MAC only proves the
 //     writer knew the file key.
 //
-// Neither direction holds more than one batch of chunks (see batchChunks)
-// of plaintext and of ciphertext, plus 32 bytes of leaf hash per chunk.
+// An upload holds one batch of chunks (see batchChunks) of plaintext and
+// of ciphertext, a download at most a ring of them (see ringChunks), plus
+// 32 bytes of leaf hash per chunk.
 package content
 
 import (
@@ -43,8 +44,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strconv"
-	"sync"
 
 	"filippo.io/age"
 	"golang.org/x/crypto/chacha20poly1305"
@@ -429,6 +430,12 @@ func (e *ChunkError) Unwrap() error { return e.Err }
 // but the resource is incomplete; a caller that needs the whole resource
 // discards them. io.EOF comes only after the final chunk, so it means the
 // caller has the whole content the author signed.
+//
+// A payload of more than one batch is read ahead and opened on all cores
+// while the caller consumes it (see pipeline). The goroutines doing so end
+// at EOF, at the first error, or at Close; a caller that stops reading
+// before either should Close the Reader (one that is dropped is stopped
+// when it is collected).
 type Reader struct {
 	src     io.Reader
 	hashes  *ChunkHashes
@@ -438,10 +445,14 @@ type Reader struct {
 	next    uint64
 	batch   int // chunks read and opened at a time
 	ct, pt  []byte
-	pooled  bool // ct and pt come from batchBufs
 	pending []byte
 	err     error
+	pipe    *pipeline // the read-ahead of a payload of more than one batch
+	held    bool      // pending is in a slot of pipe, not yet released
 }
+
+// ErrClosed is what Read returns after Close.
+var ErrClosed = errors.New("content: read after Close")
 
 // Decrypt returns a reader of the plaintext of the age file read from src,
 // which must be the content of resource r at epoch of group g, encrypted
@@ -486,39 +497,20 @@ func decrypt(src io.Reader, hashes *ChunkHashes, size int64, id age.Identity) (*
 	a := payloadAEAD(fileKey, leaf0[len(hdr):])
 	clear(fileKey)
 	r := &Reader{src: br, hashes: hashes, aead: a, chunks: chunks, lastLen: int(lastLen), batch: batchChunks()}
-	if chunks <= uint64(r.batch) {
-		// The whole payload is one batch: buffers of exactly its size, not
-		// a batch of 64 KiB chunks, for the many small resources.
-		r.batch = int(chunks)
-		payload := int(chunks-1)*encChunkSize + int(lastLen)
-		r.ct = make([]byte, payload)
-		r.pt = make([]byte, payload-int(chunks)*chacha20poly1305.Overhead)
-	} else {
-		r.ct, r.pt = *batchBufs.ct.Get().(*[]byte), *batchBufs.pt.Get().(*[]byte)
-		r.pooled = true
-		// GOMAXPROCS may have changed since the buffers were made.
-		r.batch = min(len(r.ct)/encChunkSize, len(r.pt)/chunkSize)
+	if chunks > uint64(r.batch) {
+		r.pipe = newPipeline(br, hashes, a, chunks, int(lastLen))
+		// The pipeline's goroutines refer to it, never to r: a Reader
+		// dropped midway is collected, and this stops them.
+		runtime.AddCleanup(r, (*pipeline).stop, r.pipe)
+		return r, nil
 	}
+	// The whole payload is one batch: buffers of exactly its size, not a
+	// batch of 64 KiB chunks, for the many small resources.
+	r.batch = int(chunks)
+	payload := int(chunks-1)*encChunkSize + int(lastLen)
+	r.ct = make([]byte, payload)
+	r.pt = make([]byte, payload-int(chunks)*chacha20poly1305.Overhead)
 	return r, nil
-}
-
-// batchBufs hold the full-batch buffers of large streams (about 512 KiB
-// a stream with two cores), reused rather than made and cleared anew for
-// each download: a fresh page costs more than the decryption of it on
-// machines that pay for page faults.
-var batchBufs = struct{ ct, pt sync.Pool }{
-	ct: sync.Pool{New: func() any { b := make([]byte, batchChunks()*encChunkSize); return &b }},
-	pt: sync.Pool{New: func() any { b := make([]byte, batchChunks()*chunkSize); return &b }},
-}
-
-// release returns pooled buffers once nothing refers to them any more: the
-// stream ended or failed and its last plaintext was handed out.
-func (r *Reader) release() {
-	if ct, pt := r.ct, r.pt; r.pooled && len(ct) == batchChunks()*encChunkSize && len(pt) == batchChunks()*chunkSize {
-		batchBufs.ct.Put(&ct)
-		batchBufs.pt.Put(&pt)
-	}
-	r.ct, r.pt, r.pooled = nil, nil, false
 }
 
 // readAgeHeader reads the age header up to and including its MAC line. The
@@ -551,12 +543,15 @@ func sourceError(chunk int64, err error) error {
 
 // Read returns plaintext of proven, authenticated chunks only.
 func (r *Reader) Read(p []byte) (int, error) {
+	if r.pipe != nil {
+		return r.readPipe(p)
+	}
 	for len(r.pending) == 0 {
 		if r.next == r.chunks && r.err == nil {
 			r.err = io.EOF
 		}
 		if r.err != nil {
-			r.release()
+			r.ct, r.pt = nil, nil
 			return 0, r.err
 		}
 		r.readBatch()
@@ -564,6 +559,37 @@ func (r *Reader) Read(p []byte) (int, error) {
 	n := copy(p, r.pending)
 	r.pending = r.pending[n:]
 	return n, nil
+}
+
+func (r *Reader) readPipe(p []byte) (int, error) {
+	for len(r.pending) == 0 {
+		if r.err != nil {
+			return 0, r.err
+		}
+		pt, err := r.pipe.next(r.held)
+		r.held = err == nil
+		if err != nil {
+			r.err = err
+			r.pipe.done()
+			return 0, err
+		}
+		r.pending = pt
+	}
+	n := copy(p, r.pending)
+	r.pending = r.pending[n:]
+	return n, nil
+}
+
+// Close stops the reading ahead: its goroutines end at once, but for one
+// in a read of src, which ends when that read does (closing src ends it).
+// Read then returns ErrClosed, once the plaintext of the chunk it was
+// handing out is out. Close does not close src; it may be called from
+// any goroutine, also during a Read.
+func (r *Reader) Close() error {
+	if r.pipe != nil {
+		r.pipe.stop()
+	}
+	return nil
 }
 
 // readBatch reads up to batchChunks chunks, proves and opens them in

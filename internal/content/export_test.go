@@ -73,3 +73,9 @@ func DecryptWithIdentity(src io.Reader, hashes *ChunkHashes, size int64, id age.
 func SealChunk(fileKey, nonce []byte, i uint64, final bool, plaintext []byte) []byte {
 	return payloadAEAD(fileKey, nonce).Seal(nil, chunkNonce(i, final), plaintext, nil)
 }
+
+// RingChunks is how many chunks a Reader reads ahead at most.
+var RingChunks = ringChunks
+
+// BatchChunks is how many chunks a Reader of one batch reads at a time.
+var BatchChunks = batchChunks
