@@ -238,6 +238,7 @@ func printAge(cfg config, plain, enc pair, ar ageRuns) {
 		human(enc.up.clientHWM), human(enc.up.serverHWM), human(enc.down.clientHWM), human(enc.down.serverHWM))
 	fmt.Printf("time to first verified byte: whole resource %s, range read at %s %s (the first range read; median of five more nearby: %s)\n",
 		enc.firstWhole.Round(100*time.Microsecond), human(enc.rangeAt), enc.firstRange.Round(100*time.Microsecond), enc.firstRangeMedian.Round(100*time.Microsecond))
+	fmt.Printf("wait for the log to include the upload, before the timed get (not counted in it): %s\n", enc.logWait.Round(100*time.Microsecond))
 	fmt.Printf("\nverified decrypt path alone (blob on disk, no network) beside age -d:\n\n| GOMAXPROCS | Coffer MB/s | Coffer CPU s/GiB | age -d MB/s | age CPU s/GiB | Coffer/age |\n|---:|---:|---:|---:|---:|---:|\n")
 	for _, procs := range []int{1, 2} {
 		a, c := ar.scaling[procs][0], ar.scaling[procs][1]

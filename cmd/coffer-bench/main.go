@@ -51,6 +51,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -360,6 +361,9 @@ type pair struct {
 	// range read at rangeAt (cofferd only).
 	firstWhole, firstRange, firstRangeMedian time.Duration
 	rangeAt                                  int64
+	// logWait is how long after the put the log included the version
+	// (cofferd only; not part of the get's time).
+	logWait time.Duration
 }
 
 type smallResult struct {
@@ -595,6 +599,16 @@ func benchCoffer(tmp string, cfg config, b backend) (pair, smallRun, error) {
 	if err != nil {
 		return p, small, fmt.Errorf("upload: %w", err)
 	}
+	// A reader accepts a version only once the transparency log includes
+	// it, which the sequencer does a moment after the put: up to a second
+	// on a loaded machine, the same for any size. The get is timed from
+	// there, as a download of content put earlier is; the wait is
+	// reported on its own.
+	t0 := time.Now()
+	if _, err := client.Head(ctx, g, big.ID); err != nil {
+		return p, small, fmt.Errorf("waiting for the log to include the upload: %w", err)
+	}
+	p.logWait = time.Since(t0)
 	// Get to a discarding writer, as age -d is measured: the plaintext is
 	// checked against the source in a second, untimed read, so that the
 	// checksum's CPU is not counted as the client's.
@@ -604,6 +618,11 @@ func benchCoffer(tmp string, cfg config, b backend) (pair, smallRun, error) {
 			return err
 		}
 		defer stop()
+		stopTrace, err := startTrace(os.Getenv("COFFER_BENCH_GET_TRACE"))
+		if err != nil {
+			return err
+		}
+		defer stopTrace()
 		rr, err := client.Get(ctx, g, big.ID)
 		if err != nil {
 			return err
@@ -857,4 +876,22 @@ func startProfile(path string) (stop func(), err error) {
 		return nil, err
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// startTrace writes an execution trace (go tool trace) to path until stop
+// is called; with path empty it does nothing. The get's trace shows when
+// the goroutines reading the socket and opening chunks wait.
+func startTrace(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := trace.Start(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { trace.Stop(); f.Close() }, nil
 }
