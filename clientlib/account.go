@@ -756,3 +756,15 @@ func (c *Client) revokedDevice(ctx context.Context) error {
 	}
 	return nil
 }
+
+// refreshOwnAccount syncs this device's account chain before a log-in, so
+// that a rotation made by another device gives this one the new user key
+// (through its wrap) before it signs. A suite v1 identity, or a device in
+// the middle of joining an account, has nothing to sync.
+func (c *Client) refreshOwnAccount(ctx context.Context) error {
+	if !c.IsAccountV2() || c.AccountID().IsZero() {
+		return nil
+	}
+	_, err := c.syncAccount(ctx)
+	return err
+}

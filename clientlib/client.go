@@ -265,6 +265,12 @@ func (c *Client) Register(ctx context.Context, handle string) error {
 // challenge, and the client signs a statement binding the server's origin,
 // the account and the challenge.
 func (c *Client) Login(ctx context.Context) error {
+	// A suite v2 device first takes in its account's new links: another
+	// device may have rotated the user key, which ended every session and
+	// retired the key this device would sign with.
+	if err := c.refreshOwnAccount(ctx); err != nil {
+		return err
+	}
 	c.mu.Lock()
 	id := c.id
 	c.mu.Unlock()

@@ -141,8 +141,32 @@ func TestAccountDevicesLifecycle(t *testing.T) {
 	if err := phone.RevokeDevice(ctx, "toaster"); coffer.ErrorCode(err) != coffer.ENOTFOUND {
 		t.Fatalf("revoking an unknown device: %v", err)
 	}
+	// A third device, and a group with content from before the revocation.
+	desk := mustLink(t, srv.URL(), laptop, "alice", "desk")
+	g, err := phone.CreateGroup(ctx, "notes", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := phone.Put(ctx, g, strings.NewReader("before"), clientlib.Meta{Name: "before"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := phone.RevokeDevice(ctx, "laptop"); err != nil {
 		t.Fatal(err)
+	}
+	// The desk, which did not make the rotation, takes the new user key
+	// from the chain when it logs in again, and reads old and new.
+	after, err := phone.Put(ctx, g, strings.NewReader("after"), clientlib.Meta{Name: "after"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r, want := range map[coffer.ResourceID]string{before.ID: "before", after.ID: "after"} {
+		if got := string(mustReadResource(t, desk, g, r)); got != want {
+			t.Fatalf("the desk reads %q, want %q", got, want)
+		}
+	}
+	if _, err := desk.Put(ctx, g, strings.NewReader("from the desk"), clientlib.Meta{Name: "desk"}); err != nil {
+		t.Fatalf("the desk writes after another device's rotation: %v", err)
 	}
 	if _, err := laptop.Devices(ctx); !errors.Is(err, clientlib.ErrDeviceRevoked) {
 		t.Fatalf("the revoked laptop's sync: %v, want ErrDeviceRevoked", err)
@@ -176,8 +200,11 @@ func TestAccountDevicesLifecycle(t *testing.T) {
 		t.Fatal("the replaced recovery words still work")
 	}
 	ds, err = phone.Devices(ctx)
-	if err != nil || len(ds) != 2 {
-		t.Fatalf("after recovery the phone lists %+v, %v", ds, err)
+	if err != nil || len(ds) != 3 {
+		t.Fatalf("after recovery the phone lists %+v, %v; want phone, desk and tablet", ds, err)
+	}
+	if got := string(mustReadResource(t, tablet, g, after.ID)); got != "after" {
+		t.Fatalf("the recovered tablet reads %q", got)
 	}
 }
 
