@@ -153,6 +153,10 @@ type Services struct {
 	// Accounts when it implements the interface too, else their endpoints
 	// answer EUNAVAILABLE.
 	AccountChains coffer.AccountChainService
+	// DeviceStates stores suite v2 accounts' encrypted device state; nil
+	// takes Accounts when it implements the interface too, else its
+	// endpoints answer EUNAVAILABLE.
+	DeviceStates coffer.DeviceStateService
 }
 
 // Server is the HTTP API.
@@ -166,6 +170,8 @@ type Server struct {
 	log       coffer.LogService
 	// accountChains stores suite v2 accounts (accountchain.go).
 	accountChains coffer.AccountChainService
+	// deviceStates stores the encrypted device state (devicestate.go).
+	deviceStates coffer.DeviceStateService
 	// checkpoints shares reads of the latest checkpoint among concurrent
 	// requests, each answer read after its request arrived.
 	checkpoints freshflight.Group[string]
@@ -264,6 +270,10 @@ func New(cfg Config, svc Services) (*Server, error) {
 	if ac, ok := svc.Accounts.(coffer.AccountChainService); ok && s.accountChains == nil {
 		s.accountChains = ac
 	}
+	s.deviceStates = svc.DeviceStates
+	if ds, ok := svc.Accounts.(coffer.DeviceStateService); ok && s.deviceStates == nil {
+		s.deviceStates = ds
+	}
 	if sc, ok := svc.Auth.(sessionChecker); ok {
 		s.tokens.sessions = sc
 	}
@@ -332,6 +342,8 @@ func (s *Server) routes() chi.Router {
 			r.Get("/accounts/{accountID}", s.handleAccountByID)
 			r.Get("/handles/{handle}", s.handleAccountByHandle)
 			r.Put("/pairings/{pairingID}/approval", s.handleApprovePairing)
+			r.Get("/account-state", s.handleGetDeviceState)
+			r.Put("/account-state", s.handlePutDeviceState)
 			r.Route("/uploads/{uploadID}", s.uploadRoutes)
 			r.Route("/groups", func(r chi.Router) {
 				r.With(s.boundBody(s.cfg.MaxCommitBody)).Post("/", s.handleCreateGroup)

@@ -298,3 +298,12 @@ type MapProofs struct {
 	Size   int64      `json:"size"`
 	Proofs []MapProof `json:"proofs"`
 }
+
+// DeviceState is GET and PUT /v1/account-state: a suite v2 account's
+// device state, encrypted by its devices. Version 0 with no ciphertext is
+// the state before the first write; a PUT carries the version it creates,
+// the stored one plus one.
+type DeviceState struct {
+	Version    uint64 `json:"version"`
+	Ciphertext []byte `json:"ciphertext"`
+}

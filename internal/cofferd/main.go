@@ -350,6 +350,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Groups:   pokingGroups{m.db, m.seq.Poke},
 		// Suite v2 account chains and pairings.
 		AccountChains: pokingChains{m.db, m.seq.Poke},
+		DeviceStates:  m.db,
 		Log:           m.logService(),
 		Resources:     m.db,
 		Blobs:         m.blobs,
