@@ -90,6 +90,14 @@ var allowlist = map[string]map[string]column{
 		"created_at":         {tTS, Bookkeeping},
 		"expires_at":         {tTS, Bookkeeping},
 	},
+	// The device state of suite v2 accounts (00014): AES-256-GCM under a
+	// key derived from the user key, which only the account's devices hold.
+	"device_states": {
+		"account_id": {tUUID, Identifier},
+		"version":    {tBigint, Bookkeeping},
+		"ciphertext": {tBytea, Ciphertext},
+		"updated_at": {tTS, Bookkeeping},
+	},
 	"login_challenges": {
 		"challenge_hash": {tBytea, Hash},
 		"account_id":     {tUUID, Identifier},
