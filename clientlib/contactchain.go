@@ -56,17 +56,25 @@ func (c *Client) followChain(ctx context.Context, a api.Account, acct *Account) 
 // than the ones this device verified last. When the chain names the keys
 // the group now holds, the contact's verified identity moves to them; when
 // it does not, keyConflicts still finds the difference.
-func (c *Client) followMemberChains(ctx context.Context, s *coffer.GroupState) error {
-	contacts, err := c.Contacts()
-	if err != nil {
-		return err
-	}
-	for _, ct := range contacts {
-		if ct.Chain == nil || ct.VerifiedIdentity == nil || ct.State != Verified {
+//
+// Only members who updated their keys (KeyEpoch after JoinedEpoch) and,
+// when this device held the group before (prev), whose keys changed since,
+// are looked at: a sync of a group where nobody rotated reads no contact.
+func (c *Client) followMemberChains(ctx context.Context, prev, s *coffer.GroupState) error {
+	for id, m := range s.Members {
+		if m.KeyEpoch <= m.JoinedEpoch {
 			continue
 		}
-		m := s.Members[ct.AccountID]
-		if m == nil || m.Handle != ct.Handle ||
+		if prev != nil {
+			if p := prev.Members[id]; p != nil && bytes.Equal(p.SigningKey, m.SigningKey) && bytes.Equal(p.EncryptionKey, m.EncryptionKey) {
+				continue
+			}
+		}
+		ct, err := c.loadContact(m.Handle)
+		if err != nil {
+			return err
+		}
+		if ct == nil || ct.Chain == nil || ct.VerifiedIdentity == nil || ct.State != Verified || ct.AccountID != id ||
 			bytes.Equal(m.SigningKey, ct.VerifiedIdentity.SigningKey) && bytes.Equal(m.EncryptionKey, ct.VerifiedIdentity.EncryptionKey) {
 			continue
 		}

@@ -390,7 +390,7 @@ func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool)
 	}
 	// Verified suite v2 contacts whose keys in the group changed: follow
 	// their chains, so a rotation is not taken for a substitution.
-	if err := c.followMemberChains(ctx, state); err != nil {
+	if err := c.followMemberChains(ctx, local, state); err != nil {
 		return nil, err
 	}
 	if err := c.saveState(state); err != nil {
