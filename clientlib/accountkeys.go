@@ -204,3 +204,14 @@ func walkBack(account coffer.AccountID, links []coffer.SignedLink, r userKeyring
 	}
 	return nil
 }
+
+// device returns this key store's suite v2 device, or nil for a suite v1
+// identity.
+func (c *Client) device() *device {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.acct == nil {
+		return nil
+	}
+	return c.acct.dev
+}

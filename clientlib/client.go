@@ -292,12 +292,17 @@ func (c *Client) Login(ctx context.Context) error {
 		// into an account of the server's choosing.
 		return coffer.Security("login", fmt.Errorf("the server named account %s for this handle, this device is %s", ch.AccountID, known))
 	}
-	stmt := coffer.LoginStatement(c.origin, ch.AccountID, ch.Challenge)
+	req := api.LoginRequest{AccountID: ch.AccountID, Origin: c.origin, Challenge: ch.Challenge}
+	if dev := c.device(); dev != nil {
+		// A suite v2 account logs in with this device's own hybrid key, so
+		// the server can refuse a device the chain no longer lists.
+		req.DeviceID = &dev.id
+		req.Signature = dev.sign.Sign(coffer.LabelDeviceLogin, coffer.DeviceLoginStatement(c.origin, ch.AccountID, dev.id, ch.Challenge))
+	} else {
+		req.Signature = coffer.Sign(id.signing, coffer.LabelLogin, coffer.LoginStatement(c.origin, ch.AccountID, ch.Challenge))
+	}
 	var tok api.Tokens
-	err := c.call(ctx, http.MethodPost, "/v1/auth/login", false, api.LoginRequest{
-		AccountID: ch.AccountID, Origin: c.origin, Challenge: ch.Challenge,
-		Signature: coffer.Sign(id.signing, coffer.LabelLogin, stmt),
-	}, &tok)
+	err := c.call(ctx, http.MethodPost, "/v1/auth/login", false, req, &tok)
 	if err != nil {
 		return err
 	}

@@ -24,9 +24,9 @@ func TestChainRegister(t *testing.T) {
 	if acct.ID != a.ID || acct.Handle != "alice" || acct.ChainSeq != 1 || !bytes.Equal(acct.Identity, a.State.Identity().Marshal()) {
 		t.Fatalf("account %+v: want the chain's id %s, handle, identity and chain_seq 1", acct, a.ID)
 	}
-	// The identity is the one log-ins check: the user signing key logs in.
+	// A current device logs in.
 	if r, _ := login(t, ts, a); r.Status != http.StatusOK {
-		t.Fatalf("login with the user signing key: %d %s", r.Status, r.Body)
+		t.Fatalf("login with the genesis device: %d %s", r.Status, r.Body)
 	}
 
 	other := accounttest.MustAccount(t, ts.URL, "bob")

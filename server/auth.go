@@ -98,10 +98,9 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, err)
 		return
 	}
-	stmt := coffer.LoginStatement(req.Origin, a.ID, req.Challenge)
-	if !coffer.VerifySignature(a.Identity.SigningKey, coffer.LabelLogin, stmt, req.Signature) {
+	if err := s.checkLoginSignature(r.Context(), a, &req); err != nil {
 		s.ops.authFailed(authSignature)
-		Error(w, r, coffer.Errorf(coffer.EUNAUTHORIZED, "login signature does not verify"))
+		Error(w, r, err)
 		return
 	}
 	refresh, hash := newRefreshToken()
@@ -114,6 +113,45 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.respondTokens(w, r, a.ID, refresh, family)
+}
+
+// checkLoginSignature checks req's signature for account a. A suite v2
+// account (one with a chain) logs in only with the hybrid key of one of its
+// current devices: its user signing key is shared by every device it ever
+// had until the rotation that revokes one, so accepting it here would let
+// a revoked device, or a stolen copy of its key store, log in. A suite v1
+// account logs in with its identity's signing key, and has no devices.
+func (s *Server) checkLoginSignature(ctx context.Context, a *coffer.Account, req *api.LoginRequest) error {
+	if a.ChainSeq == 0 {
+		if req.DeviceID != nil {
+			return coffer.Errorf(coffer.EUNAUTHORIZED, "account %s is a suite v1 account: it has no devices", a.ID)
+		}
+		stmt := coffer.LoginStatement(req.Origin, a.ID, req.Challenge)
+		if !coffer.VerifySignature(a.Identity.SigningKey, coffer.LabelLogin, stmt, req.Signature) {
+			return coffer.Errorf(coffer.EUNAUTHORIZED, "login signature does not verify")
+		}
+		return nil
+	}
+	if req.DeviceID == nil {
+		return coffer.Errorf(coffer.EUNAUTHORIZED, "account %s is a suite v2 account: one of its devices logs in, with its device_id", a.ID)
+	}
+	cs, err := s.chains()
+	if err != nil {
+		return err
+	}
+	state, err := cs.AccountChain(ctx, a.ID)
+	if err != nil {
+		return err
+	}
+	d := state.Devices[*req.DeviceID]
+	if d == nil {
+		return coffer.Errorf(coffer.EUNAUTHORIZED, "device %s is not a current device of account %s", *req.DeviceID, a.ID)
+	}
+	stmt := coffer.DeviceLoginStatement(req.Origin, a.ID, d.ID, req.Challenge)
+	if err := d.SigningKey.Verify(coffer.LabelDeviceLogin, stmt, req.Signature); err != nil {
+		return coffer.Errorf(coffer.EUNAUTHORIZED, "login signature does not verify: %v", err)
+	}
+	return nil
 }
 
 func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {

@@ -21,16 +21,16 @@ func appendRequest(sl coffer.SignedLink, selfSig []byte) api.AppendLinkRequest {
 	return api.AppendLinkRequest{Link: api.FromLink(sl), SelfSignature: selfSig}
 }
 
-// login logs a in with its current user signing key.
+// login logs a in with its first current device.
 func login(tb testing.TB, ts *testServer, a *accounttest.Account) (*response, api.Tokens) {
 	tb.Helper()
 	r := ts.Do(tb, http.MethodPost, "/v1/auth/challenge", "", api.ChallengeRequest{Handle: a.State.Handle})
 	r.Check(tb, http.StatusOK, "")
 	var ch api.ChallengeResponse
 	r.Decode(tb, &ch)
-	stmt := coffer.LoginStatement(ts.URL, ch.AccountID, ch.Challenge)
+	d := a.Device(0)
 	r = ts.Do(tb, http.MethodPost, "/v1/auth/login", "", api.LoginRequest{AccountID: ch.AccountID, Origin: ts.URL,
-		Challenge: ch.Challenge, Signature: coffer.Sign(a.SigningKey(), coffer.LabelLogin, stmt)})
+		Challenge: ch.Challenge, DeviceID: &d.ID, Signature: d.SignLogin(ts.URL, ch.AccountID, ch.Challenge)})
 	var tok api.Tokens
 	if r.Status == http.StatusOK {
 		r.Decode(tb, &tok)

@@ -40,6 +40,11 @@ func (d *Device) Keys() coffer.DeviceKeys {
 	return coffer.DeviceKeys{ID: d.ID, Name: d.Name, SigningKey: d.Key.Public(), EncryptionKey: d.Enc.PublicKey().Bytes()}
 }
 
+// SignLogin is d's signature of the suite v2 log-in statement.
+func (d *Device) SignLogin(origin string, account coffer.AccountID, challenge []byte) []byte {
+	return d.Key.Sign(coffer.LabelDeviceLogin, coffer.DeviceLoginStatement(origin, account, d.ID, challenge))
+}
+
 // Account is an account chain and the secrets its devices would hold.
 type Account struct {
 	tb       testing.TB

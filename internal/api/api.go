@@ -55,7 +55,10 @@ type LoginRequest struct {
 	AccountID coffer.AccountID `json:"account_id"`
 	Origin    string           `json:"origin"`
 	Challenge []byte           `json:"challenge"`
-	Signature []byte           `json:"signature"` // over coffer.LoginStatement
+	Signature []byte           `json:"signature"` // over coffer.LoginStatement, or DeviceLoginStatement with DeviceID
+	// DeviceID is set by a device of a suite v2 account: Signature is then
+	// that device's hybrid signature over coffer.DeviceLoginStatement.
+	DeviceID *coffer.DeviceID `json:"device_id,omitempty"`
 }
 
 type Tokens struct {

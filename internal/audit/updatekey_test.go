@@ -46,15 +46,15 @@ func send(t *testing.T, method, url, token string, body any, wantStatus int, out
 	}
 }
 
-// loginAs logs the suite v2 account in with its current user signing key.
+// loginAs logs the suite v2 account in with its first current device.
 func loginAs(t *testing.T, srv *cofferdtest.Server, a *accounttest.Account) string {
 	t.Helper()
 	var ch api.ChallengeResponse
 	send(t, http.MethodPost, srv.URL()+"/v1/auth/challenge", "", api.ChallengeRequest{Handle: a.State.Handle}, http.StatusOK, &ch)
-	stmt := coffer.LoginStatement(srv.URL(), ch.AccountID, ch.Challenge)
+	d := a.Device(0)
 	var tok api.Tokens
 	send(t, http.MethodPost, srv.URL()+"/v1/auth/login", "", api.LoginRequest{AccountID: ch.AccountID, Origin: srv.URL(),
-		Challenge: ch.Challenge, Signature: coffer.Sign(a.SigningKey(), coffer.LabelLogin, stmt)}, http.StatusOK, &tok)
+		Challenge: ch.Challenge, DeviceID: &d.ID, Signature: d.SignLogin(srv.URL(), ch.AccountID, ch.Challenge)}, http.StatusOK, &tok)
 	return tok.AccessToken
 }
 
