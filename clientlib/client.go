@@ -263,7 +263,8 @@ func (c *Client) Register(ctx context.Context, handle string) error {
 
 // Login proves possession of the signing key: the server sends a single-use
 // challenge, and the client signs a statement binding the server's origin,
-// the account and the challenge.
+// the account and the challenge. A suite v2 device signs with its own
+// hybrid device key, and the statement names the device too.
 func (c *Client) Login(ctx context.Context) error {
 	// A suite v2 device first takes in its account's new links: another
 	// device may have rotated the user key, which ended every session and
