@@ -122,6 +122,7 @@ func (a *dbAudit) checkAccountChain(id coffer.AccountID, chain []coffer.SignedLi
 		}
 		if next.UserKeyGeneration != st.UserKeyGeneration {
 			info.chainIdentities[sha256.Sum256(next.Identity().Marshal())] = true
+			info.chainSigningKeys = append(info.chainSigningKeys, next.Identity().SigningKey)
 		}
 		st = next
 	}

@@ -157,6 +157,8 @@ type accountInfo struct {
 	// chainIdentities are, for a suite v2 account, the SHA-256 of every
 	// identity its verified chain set, one per user key.
 	chainIdentities map[[32]byte]bool
+	// chainSigningKeys are the signing keys of those identities.
+	chainSigningKeys []ed25519.PublicKey
 }
 
 type dbAudit struct {
@@ -167,6 +169,18 @@ type dbAudit struct {
 	tables   map[string]bool
 	columns  map[string]bool // "table.column", of the public schema
 	accounts map[coffer.AccountID]*accountInfo
+	// signers holds, per group and member, the signing keys a verified
+	// chain gave the member and the epoch each applies from, for the
+	// members whose key in the group is not simply the account's current
+	// one (it self-updated, or has not yet after a rotation). Resource
+	// headers are held to the key at their epoch.
+	signers map[coffer.GroupID]map[coffer.AccountID][]keyAt
+}
+
+// keyAt is a member's signing key from epoch from on.
+type keyAt struct {
+	from uint64
+	key  ed25519.PublicKey
 }
 
 func (a *dbAudit) hasColumn(table, column string) bool { return a.columns[table+"."+column] }
@@ -479,6 +493,7 @@ func (a *dbAudit) checkGroup(g coffer.GroupID, commits, groups, members, wraps, 
 	}
 	if state != nil {
 		a.checkAddedKeys(obj, chain)
+		a.recordSigners(g, chain)
 	}
 
 	// The group row caches the verified head and state.
@@ -676,6 +691,63 @@ func (a *dbAudit) checkAddedKeys(obj string, chain []coffer.SignedCommit) {
 	}
 }
 
+// recordSigners keeps the signing-key history of g's members whose key is
+// not the account's current one throughout, the same rule the client
+// applies (clientlib signerKey): an add sets the key from its epoch, an
+// update-key replaces it from its epoch.
+func (a *dbAudit) recordSigners(g coffer.GroupID, chain []coffer.SignedCommit) {
+	hist := map[coffer.AccountID][]keyAt{}
+	for _, sc := range chain {
+		c, err := coffer.ParseCommit(sc.Body)
+		if err != nil {
+			continue
+		}
+		for _, op := range c.Ops {
+			if op.Kind == coffer.OpAdd || op.Kind == coffer.OpUpdateKey {
+				hist[op.Member] = append(hist[op.Member], keyAt{c.Epoch, op.SigningKey})
+			}
+		}
+	}
+	for m, h := range hist {
+		acct := a.accounts[m]
+		if acct == nil || len(h) == 0 {
+			continue
+		}
+		same := true
+		for _, k := range h {
+			same = same && bytes.Equal(k.key, acct.signingKey)
+		}
+		if same {
+			continue
+		}
+		if a.signers == nil {
+			a.signers = map[coffer.GroupID]map[coffer.AccountID][]keyAt{}
+		}
+		if a.signers[g] == nil {
+			a.signers[g] = map[coffer.AccountID][]keyAt{}
+		}
+		a.signers[g][m] = h
+	}
+}
+
+// signerAt returns author's signing key at epoch in g: the one the group's
+// verified chain set last at or before epoch, or the account's current key
+// when the chain gave the author no other. Nil when the author had no key
+// in g by then.
+func (a *dbAudit) signerAt(g coffer.GroupID, author coffer.AccountID, epoch uint64, acct *accountInfo) ed25519.PublicKey {
+	h, ok := a.signers[g][author]
+	if !ok {
+		return acct.signingKey
+	}
+	var key ed25519.PublicKey
+	for _, k := range h {
+		if k.from <= epoch {
+			key = k.key
+		}
+	}
+	return key
+}
+
 // hadKeys reports whether the account is registered with these keys, or,
 // for a suite v2 account, its chain set them at some user key.
 func (i *accountInfo) hadKeys(sk, ek []byte) bool {
@@ -731,9 +803,14 @@ func (a *dbAudit) checkResources(ctx context.Context) error {
 			a.r.Fail("resource", obj, "author %s is not a registered account", author)
 			continue
 		}
-		h, err := coffer.SignedHeader{Body: header, Signature: sig}.Verify(acct.signingKey)
+		key := a.signerAt(g, author, uint64(epoch), acct)
+		if key == nil {
+			a.r.Fail("resource", obj, "author %s had no signing key in the group at epoch %d", author, epoch)
+			continue
+		}
+		h, err := coffer.SignedHeader{Body: header, Signature: sig}.Verify(key)
 		if err != nil {
-			a.r.Fail("resource", obj, "header signature does not verify under the author's key: %s", coffer.ErrorMessage(err))
+			a.r.Fail("resource", obj, "header signature does not verify under the author's key at epoch %d: %s", epoch, coffer.ErrorMessage(err))
 			continue
 		}
 		if h.Resource != id || h.Group != g || h.Author != author || h.Version != uint64(version) ||
@@ -1065,15 +1142,23 @@ func (a *dbAudit) checkLeaf(obj string, leaf []byte, accountID *coffer.AccountID
 			}
 			return
 		}
-		// The commit row is gone: check the signature under the author's
-		// registered key, or the key the genesis adds it with.
-		key := ed25519.PublicKey(nil)
+		// The commit row is gone, and with it the group's chain: check the
+		// signature under a key the author's account had (its registered
+		// key, or for a suite v2 account any its verified chain set: a
+		// commit is signed with the key the author had in the group, which
+		// lags a rotation until the self-update), or the key the genesis
+		// adds it with.
+		var keys []ed25519.PublicKey
 		if acct := a.accounts[c.Author]; acct != nil {
-			key = acct.signingKey
+			keys = append([]ed25519.PublicKey{acct.signingKey}, acct.chainSigningKeys...)
 		} else if c.Seq == 1 && len(c.Ops) > 0 {
-			key = c.Ops[0].SigningKey
+			keys = []ed25519.PublicKey{c.Ops[0].SigningKey}
 		}
-		if !coffer.VerifySignature(key, coffer.LabelCommit, l.Commit.Body, l.Commit.Signature) {
+		ok := false
+		for _, k := range keys {
+			ok = ok || coffer.VerifySignature(k, coffer.LabelCommit, l.Commit.Body, l.Commit.Signature)
+		}
+		if !ok {
 			a.r.Fail("log", obj, "commit signature does not verify under the author's key")
 		}
 	}
