@@ -155,6 +155,9 @@ func TestHistoryEntries(t *testing.T) {
 		{Seq: 5, Epoch: 2, Author: alice, Time: at, ShareHistory: true, Ops: []coffer.Op{
 			{Kind: coffer.OpSetRole, Member: carol, Role: coffer.RoleAdmin}}},
 		{Seq: 6, Epoch: 3, Author: carol, Time: at, ShareHistory: true, Ops: []coffer.Op{{Kind: coffer.OpRotate}}},
+		// carol rotated her user key (a revoked device) and moves her entry.
+		{Seq: 7, Epoch: 4, Author: carol, Time: at, ShareHistory: true, Ops: []coffer.Op{
+			{Kind: coffer.OpUpdateKey, Member: carol}, {Kind: coffer.OpRotate}}},
 	}
 	want := []string{
 		"created the group, joined as owner",
@@ -165,6 +168,7 @@ func TestHistoryEntries(t *testing.T) {
 		"added carol as reader",
 		"made carol admin",
 		"rotated the key",
+		"updated their keys (self-update), rotated the key",
 	}
 	got := historyEntries(commits)
 	if len(got) != len(want) {
@@ -177,6 +181,9 @@ func TestHistoryEntries(t *testing.T) {
 	}
 	if got[5].Author != "carol" || got[2].Ops[0].Member != "bob" || *got[2].Ops[0].MemberID != bob || !got[0].Time.Equal(time.UnixMilli(at)) {
 		t.Errorf("entries: %+v", got)
+	}
+	if op := got[6].Ops[0]; op.Op != "update-key" || op.Member != "carol" || *op.MemberID != carol || got[6].Author != "carol" {
+		t.Errorf("self-update entry: %+v, op %+v", got[6], op)
 	}
 	noHistory := []*coffer.Commit{{Seq: 1, Epoch: 1, Author: alice, Ops: commits[0].Ops}}
 	if s := historyEntries(noHistory)[0].Summary; !strings.Contains(s, "history not shared") {

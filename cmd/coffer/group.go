@@ -492,7 +492,7 @@ type historyEntry struct {
 }
 
 type historyOp struct {
-	Op       string            `json:"op"` // add, remove, set-role, rotate
+	Op       string            `json:"op"` // add, remove, set-role, leave, update-key, rotate
 	Member   string            `json:"member,omitempty"`
 	MemberID *coffer.AccountID `json:"member_id,omitempty"`
 	Role     string            `json:"role,omitempty"`
@@ -544,6 +544,15 @@ func historyEntries(commits []*coffer.Commit) []historyEntry {
 				parts = append(parts, fmt.Sprintf("made %s %s", hop.Member, op.Role))
 			case coffer.OpLeave:
 				parts = append(parts, "left the group (a key rotation is now due)")
+			case coffer.OpUpdateKey:
+				// The verifier allows it only for the author's own entry:
+				// the account rotated its user key (a revoked device, say)
+				// and moved its entry to the new keys.
+				if op.Member == c.Author {
+					parts = append(parts, "updated their keys (self-update)")
+				} else {
+					parts = append(parts, "updated the keys of "+hop.Member)
+				}
 			case coffer.OpRotate:
 				parts = append(parts, "rotated the key")
 			default:
