@@ -61,6 +61,13 @@ type AccountChainService interface {
 	// An add-device link deletes the pairings of the device it adds. The
 	// link is logged in the same transaction.
 	AppendAccountLink(ctx context.Context, a *AccountLinkAppend) (head uint64, err error)
+	// CreateDeviceRefreshToken stores t, the refresh token of a device's
+	// log-in checked against the chain state at seq chainSeq, if the
+	// account's head is still chainSeq; ECONFLICT otherwise. Holding the
+	// row against appends while it stores t closes the race in which a
+	// device is revoked between the check and the token: either the
+	// revocation sees t and revokes it, or t is refused.
+	CreateDeviceRefreshToken(ctx context.Context, t RefreshToken, chainSeq uint64) error
 	// AccountLinks returns up to limit links of the account with seq >
 	// after, in order, and the head seq (0 for a suite v1 account).
 	// ENOTFOUND for no account.

@@ -98,19 +98,35 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, err)
 		return
 	}
-	if err := s.checkLoginSignature(r.Context(), a, &req); err != nil {
-		s.ops.authFailed(authSignature)
-		Error(w, r, err)
-		return
-	}
 	refresh, hash := newRefreshToken()
 	var family [16]byte
 	rand.Read(family[:])
-	if err := s.auth.CreateRefreshToken(r.Context(), coffer.RefreshToken{
-		Hash: hash, Family: family, Account: a.ID, Expires: s.now().Add(s.cfg.RefreshTTL),
-	}); err != nil {
-		Error(w, r, err)
-		return
+	tok := coffer.RefreshToken{Hash: hash, Family: family, Account: a.ID, Expires: s.now().Add(s.cfg.RefreshTTL)}
+	// A device's log-in is checked against the chain state and the token
+	// stored only while the chain is still at that state, so a revocation
+	// that lands in between cannot leave the revoked device a session. When
+	// the chain moved, the same signature is checked again against the new
+	// state (it names this challenge, which no other attempt can use).
+	for attempt := 0; ; attempt++ {
+		seq, err := s.checkLoginSignature(r.Context(), a, &req)
+		if err != nil {
+			s.ops.authFailed(authSignature)
+			Error(w, r, err)
+			return
+		}
+		if seq == 0 {
+			err = s.auth.CreateRefreshToken(r.Context(), tok)
+		} else {
+			err = s.accountChains.CreateDeviceRefreshToken(r.Context(), tok, seq)
+		}
+		if coffer.ErrorCode(err) == coffer.ECONFLICT && seq != 0 && attempt < 3 {
+			continue
+		}
+		if err != nil {
+			Error(w, r, err)
+			return
+		}
+		break
 	}
 	s.respondTokens(w, r, a.ID, refresh, family)
 }
@@ -121,37 +137,42 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 // had until the rotation that revokes one, so accepting it here would let
 // a revoked device, or a stolen copy of its key store, log in. A suite v1
 // account logs in with its identity's signing key, and has no devices.
-func (s *Server) checkLoginSignature(ctx context.Context, a *coffer.Account, req *api.LoginRequest) error {
+// For a device's log-in it returns the seq of the chain state it checked
+// against; 0 for a suite v1 account.
+func (s *Server) checkLoginSignature(ctx context.Context, a *coffer.Account, req *api.LoginRequest) (uint64, error) {
 	if a.ChainSeq == 0 {
 		if req.DeviceID != nil {
-			return coffer.Errorf(coffer.EUNAUTHORIZED, "account %s is a suite v1 account: it has no devices", a.ID)
+			return 0, coffer.Errorf(coffer.EUNAUTHORIZED, "account %s is a suite v1 account: it has no devices", a.ID)
 		}
 		stmt := coffer.LoginStatement(req.Origin, a.ID, req.Challenge)
 		if !coffer.VerifySignature(a.Identity.SigningKey, coffer.LabelLogin, stmt, req.Signature) {
-			return coffer.Errorf(coffer.EUNAUTHORIZED, "login signature does not verify")
+			return 0, coffer.Errorf(coffer.EUNAUTHORIZED, "login signature does not verify")
 		}
-		return nil
+		return 0, nil
 	}
 	if req.DeviceID == nil {
-		return coffer.Errorf(coffer.EUNAUTHORIZED, "account %s is a suite v2 account: one of its devices logs in, with its device_id", a.ID)
+		return 0, coffer.Errorf(coffer.EUNAUTHORIZED, "account %s is a suite v2 account: one of its devices logs in, with its device_id", a.ID)
 	}
 	cs, err := s.chains()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	state, err := cs.AccountChain(ctx, a.ID)
 	if err != nil {
-		return err
+		return 0, err
+	}
+	if state.Seq == 0 {
+		return 0, coffer.Errorf(coffer.EUNAUTHORIZED, "account %s has no chain state", a.ID)
 	}
 	d := state.Devices[*req.DeviceID]
 	if d == nil {
-		return coffer.Errorf(coffer.EUNAUTHORIZED, "device %s is not a current device of account %s", *req.DeviceID, a.ID)
+		return 0, coffer.Errorf(coffer.EUNAUTHORIZED, "device %s is not a current device of account %s", *req.DeviceID, a.ID)
 	}
 	stmt := coffer.DeviceLoginStatement(req.Origin, a.ID, d.ID, req.Challenge)
 	if err := d.SigningKey.Verify(coffer.LabelDeviceLogin, stmt, req.Signature); err != nil {
-		return coffer.Errorf(coffer.EUNAUTHORIZED, "login signature does not verify: %v", err)
+		return 0, coffer.Errorf(coffer.EUNAUTHORIZED, "login signature does not verify: %v", err)
 	}
-	return nil
+	return state.Seq, nil
 }
 
 func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {

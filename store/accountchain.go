@@ -154,9 +154,9 @@ func (db *DB) AppendAccountLink(ctx context.Context, a *coffer.AccountLinkAppend
 			return err
 		}
 		if a.Identity != nil {
-			// Every session logged in with the old key ends: each device
-			// that remains logs in again with the new user key, which a
-			// revoked device does not hold.
+			// Every session ends: each device that remains logs in again
+			// with its device key, which the revoked device's no longer
+			// opens (CreateDeviceRefreshToken holds the row against this).
 			if _, err := tx.Exec(ctx, `UPDATE refresh_tokens SET revoked_at = $2
 				WHERE account_id = $1 AND revoked_at IS NULL`, id, a.Received); err != nil {
 				return err
@@ -226,4 +226,22 @@ func (db *DB) AccountLinks(ctx context.Context, id coffer.AccountID, after uint6
 		return nil, 0, coffer.Errorf(coffer.ENOTFOUND, "no such account")
 	}
 	return links, uint64(head), nil
+}
+
+// CreateDeviceRefreshToken implements coffer.AccountChainService. FOR SHARE
+// conflicts with AppendAccountLink's UPDATE of the row: an append that
+// started first makes this wait and then see the new head; one that starts
+// later waits for this commit, and its revocation of the account's tokens
+// then sees t.
+func (db *DB) CreateDeviceRefreshToken(ctx context.Context, t coffer.RefreshToken, chainSeq uint64) error {
+	return db.inTx(ctx, func(tx pgx.Tx) error {
+		var seq int64
+		if err := tx.QueryRow(ctx, `SELECT chain_seq FROM accounts WHERE id = $1 FOR SHARE`, t.Account).Scan(&seq); err != nil {
+			return err
+		}
+		if chainSeq == 0 || uint64(seq) != chainSeq {
+			return coffer.Errorf(coffer.ECONFLICT, "the account's chain moved to seq %d during the log-in", seq)
+		}
+		return insertRefresh(ctx, tx, t)
+	})
 }
