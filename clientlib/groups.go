@@ -589,6 +589,16 @@ func (c *Client) epochKeysWith(ctx context.Context, s *coffer.GroupState, ids []
 				// user key when another device revoked it.
 				return nil, rerr
 			}
+			// Another device rotated the user key while this device's
+			// session lived on (the server rechecks sessions every 30
+			// seconds): the sync just made took the new key.
+			if id, _, ierr := c.me(); ierr == nil {
+				if nk, nerr := unwrapAny(c.openers(id), s.Group, w.Epoch, me, w.Wrap); nerr == nil {
+					k, err = nk, nil
+				}
+			}
+		}
+		if err != nil {
 			return nil, coffer.Security("wrap", fmt.Errorf("epoch %d wrap does not open for this member: %w", w.Epoch, err))
 		}
 		if !groupkey.CheckCommitment(k, s.Group, w.Epoch, want) {
