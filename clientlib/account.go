@@ -568,7 +568,11 @@ func (c *Client) rotate(ctx context.Context, kind coffer.LinkKind, revoked coffe
 	if err := c.Login(ctx); err != nil {
 		return err
 	}
-	return c.updateKeysInGroups(ctx)
+	if err := c.updateKeysInGroups(ctx); err != nil {
+		return err
+	}
+	// Re-encrypted under the new user key, which the revoked device lacks.
+	return c.SaveDeviceState(ctx)
 }
 
 // RevokeDevice revokes the device named name (or with that id) and
@@ -721,7 +725,14 @@ func (c *Client) Recover(ctx context.Context, handle, words, deviceName string) 
 	if err := c.Login(ctx); err != nil {
 		return nil, err
 	}
-	return c.setRecovery(ctx, a)
+	newKey, err := c.setRecovery(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	// Not fatal: the new recovery key must reach the user. The outcome is
+	// kept for DeviceStateLoaded.
+	_ = c.adoptDeviceState(ctx)
+	return newKey, nil
 }
 
 // updateKeysInGroups brings this account's entry up to its current user

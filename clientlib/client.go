@@ -92,9 +92,10 @@ type Client struct {
 	ks     KeyStore
 	opts   Options
 
-	ksMu      sync.Mutex // serialises read-modify-write of key store indexes
-	stateMu   sync.Mutex // serialises check-and-store of verified group states
-	refreshMu sync.Mutex // one session refresh at a time: reuse revokes the family
+	ksMu      sync.Mutex      // serialises read-modify-write of key store indexes
+	stateMu   sync.Mutex      // serialises check-and-store of verified group states
+	stateLoad deviceStateLoad // the device state adopted at link or recovery (devicestate.go)
+	refreshMu sync.Mutex      // one session refresh at a time: reuse revokes the family
 	// logMu serialises the check-and-store of the log checkpoint.
 	logMu     sync.Mutex
 	cpFlights freshflight.Group[translog.Checkpoint] // shared fetches of the latest checkpoint (cpflight.go)
@@ -149,6 +150,12 @@ func New(serverURL string, ks KeyStore, opts *Options) (*Client, error) {
 		o.LogWait = 10 * time.Second
 	}
 	o.Witnesses = append([]string(nil), o.Witnesses...)
+	if len(o.Witnesses) == 0 {
+		// Those the account's devices use (devicestate.go).
+		if o.Witnesses, o.Quorum, err = storedWitnesses(ks); err != nil {
+			return nil, err
+		}
+	}
 	witnesses, err := o.setupWitnesses()
 	if err != nil {
 		return nil, err

@@ -218,7 +218,11 @@ func (c *Client) Verify(ctx context.Context, handle, code string) (*Contact, err
 	if err := c.ks.Put(contactKey(ct.Handle), ct.marshal()); err != nil {
 		return nil, err
 	}
-	return ct, c.indexContact(ct.Handle)
+	if err := c.indexContact(ct.Handle); err != nil {
+		return nil, err
+	}
+	// The account's other devices, and the next one linked, learn it.
+	return ct, c.shareVerified(ctx)
 }
 
 // Contact returns the stored contact for handle, or ENOTFOUND.

@@ -291,6 +291,12 @@ func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool)
 				"the server rolled the group back (restored from an older backup?) or is hiding commits", g, info.HeadSeq, local.Seq))
 		}
 	}
+	// A head another device of the account verified, when this one has
+	// not verified the group yet (devicestate.go).
+	floor, err := c.checkFloor(g, local, info.HeadSeq)
+	if err != nil {
+		return nil, err
+	}
 	// The witnessed head. A commit that lands between the two requests
 	// makes it newer than info; sync starts over then (a server that keeps
 	// serving less than the witnesses vouch for is caught there).
@@ -348,6 +354,9 @@ func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool)
 			if err := wh.checkCommitAt(g, wh.entry.Counter, commits[wh.entry.Counter-first].Hash()); err != nil {
 				return nil, err
 			}
+		}
+		if err := checkFloorPage(floor, first, commits); err != nil {
+			return nil, err
 		}
 		// Every newly verified commit must be in the transparency log
 		// before this device relies on it (see log.go).

@@ -140,7 +140,11 @@ func (p *PendingLink) complete(ctx context.Context, ap *api.PairingApproval) err
 	if err := c.saveAccount(&accountSelf{dev: p.dev, state: next, keys: keys}); err != nil {
 		return err
 	}
-	return c.Login(ctx)
+	if err := c.Login(ctx); err != nil {
+		return err
+	}
+	// Linked: now start from what the account's devices verified.
+	return c.adoptDeviceState(ctx)
 }
 
 // ApproveDeviceLink approves a pairing code shown by a new device of this
