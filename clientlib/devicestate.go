@@ -196,38 +196,100 @@ func deviceStateAD(account coffer.AccountID, gen, version uint64) []byte {
 	return coffer.SignedMessage(LabelDeviceState, body)
 }
 
-// sealDeviceState encrypts plain as version of a's state, under a's newest
-// user key: generation (8 bytes), nonce (12), AES-256-GCM ciphertext.
-func (c *Client) sealDeviceState(a *accountSelf, version uint64, plain []byte) ([]byte, error) {
-	gen, uk := a.keys.newest()
-	aead, err := c.deviceStateAEAD(uk)
+// sealStateBlob encrypts plain as version of account's state under the
+// user key seed of generation gen: generation (8 bytes), nonce (12),
+// AES-256-GCM ciphertext.
+func sealStateBlob(seed []byte, gen uint64, account coffer.AccountID, version uint64, nonce, plain []byte) ([]byte, error) {
+	aead, err := stateAEAD(seed)
 	if err != nil {
 		return nil, err
 	}
 	out := binary.BigEndian.AppendUint64(nil, gen)
-	nonce := make([]byte, aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, err
-	}
 	out = append(out, nonce...)
-	return aead.Seal(out, nonce, plain, deviceStateAD(a.state.Account, gen, version)), nil
+	return aead.Seal(out, nonce, plain, deviceStateAD(account, gen, version)), nil
 }
 
-func (c *Client) deviceStateAEAD(uk interface{ Bytes() ([]byte, error) }) (cipher.AEAD, error) {
-	seed, err := uk.Bytes()
-	if err != nil {
-		return nil, err
-	}
+func stateAEAD(seed []byte) (cipher.AEAD, error) {
 	key, err := deviceStateKey(seed)
 	if err != nil {
 		return nil, err
 	}
-	c.observeSecret("device-state-key", key)
 	block, err := aes.NewCipher(key)
 	if err != nil {
 		return nil, err
 	}
 	return cipher.NewGCM(block)
+}
+
+// Refusals of openStateBlob, which the vectors name.
+var (
+	errStateShort        = errors.New("too short to be a device state")
+	errStateGeneration   = errors.New("names a user key generation this account never had")
+	errStateDecrypt      = errors.New("does not decrypt under this account's key: it is another account's, another version's, or corrupt")
+	errStateOtherAccount = errors.New("names another account")
+)
+
+// openStateBlob decrypts and parses the blob ct, stored as version of
+// account's state; seedOf returns the user key seed of a generation.
+func openStateBlob(seedOf func(gen uint64) ([]byte, bool), account coffer.AccountID, version uint64, ct []byte) (*deviceState, error) {
+	if len(ct) < 8+12+16 {
+		return nil, errStateShort
+	}
+	gen := binary.BigEndian.Uint64(ct)
+	seed, ok := seedOf(gen)
+	if !ok {
+		return nil, errStateGeneration
+	}
+	aead, err := stateAEAD(seed)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := aead.Open(nil, ct[8:20], ct[20:], deviceStateAD(account, gen, version))
+	if err != nil {
+		return nil, errStateDecrypt
+	}
+	s, err := parseDeviceState(plain)
+	if err != nil {
+		return nil, err
+	}
+	if s.Account != account {
+		return nil, errStateOtherAccount
+	}
+	return s, nil
+}
+
+// seedOf returns a's user key seeds by generation, each observed as a
+// secret with the state key derived from it.
+func (c *Client) seedOf(a *accountSelf) func(uint64) ([]byte, bool) {
+	return func(gen uint64) ([]byte, bool) {
+		uk, ok := a.keys[gen]
+		if !ok {
+			return nil, false
+		}
+		seed, err := uk.Bytes()
+		if err != nil {
+			return nil, false
+		}
+		if key, err := deviceStateKey(seed); err == nil {
+			c.observeSecret("device-state-key", key)
+		}
+		return seed, true
+	}
+}
+
+// sealDeviceState encrypts plain as version of a's state under a's newest
+// user key, with a random nonce.
+func (c *Client) sealDeviceState(a *accountSelf, version uint64, plain []byte) ([]byte, error) {
+	gen, _ := a.keys.newest()
+	seed, _ := c.seedOf(a)(gen)
+	if seed == nil {
+		return nil, errors.New("clientlib: the newest user key has no seed")
+	}
+	nonce := make([]byte, 12)
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	return sealStateBlob(seed, gen, a.state.Account, version, nonce, plain)
 }
 
 func stateSecurity(format string, args ...any) error {
@@ -238,30 +300,9 @@ func stateSecurity(format string, args ...any) error {
 // failure is a security error, since only a device of the account writes
 // it.
 func (c *Client) openDeviceState(a *accountSelf, st *api.DeviceState) (*deviceState, error) {
-	ct := st.Ciphertext
-	if len(ct) < 8+12+16 {
-		return nil, stateSecurity("the server's device state (version %d) is too short to be one", st.Version)
-	}
-	gen := binary.BigEndian.Uint64(ct)
-	uk, ok := a.keys[gen]
-	if !ok {
-		return nil, stateSecurity("the server's device state (version %d) names user key generation %d, which this account never had", st.Version, gen)
-	}
-	aead, err := c.deviceStateAEAD(uk)
+	s, err := openStateBlob(c.seedOf(a), a.state.Account, st.Version, st.Ciphertext)
 	if err != nil {
-		return nil, err
-	}
-	plain, err := aead.Open(nil, ct[8:20], ct[20:], deviceStateAD(a.state.Account, gen, st.Version))
-	if err != nil {
-		return nil, stateSecurity("the server's device state (version %d) does not decrypt under this account's key: "+
-			"it is another account's, another version's, or corrupt", st.Version)
-	}
-	s, err := parseDeviceState(plain)
-	if err != nil {
-		return nil, coffer.Security("device-state", err)
-	}
-	if s.Account != a.state.Account {
-		return nil, stateSecurity("the device state names account %s, not this one", s.Account)
+		return nil, stateSecurity("the server's device state (version %d) %v", st.Version, err)
 	}
 	return s, nil
 }
