@@ -150,10 +150,16 @@ func New(serverURL string, ks KeyStore, opts *Options) (*Client, error) {
 		o.LogWait = 10 * time.Second
 	}
 	o.Witnesses = append([]string(nil), o.Witnesses...)
-	if len(o.Witnesses) == 0 {
-		// Those the account's devices use (devicestate.go).
-		if o.Witnesses, o.Quorum, err = storedWitnesses(ks); err != nil {
+	if len(o.Witnesses) == 0 && o.Quorum == 0 {
+		// Those the account's devices use (devicestate.go), unless the
+		// caller configured witnesses or a quorum: a quorum given without
+		// witnesses stays an error below.
+		ws, q, err := storedWitnesses(ks)
+		if err != nil {
 			return nil, err
+		}
+		if len(ws) > 0 {
+			o.Witnesses, o.Quorum = ws, q
 		}
 	}
 	witnesses, err := o.setupWitnesses()
