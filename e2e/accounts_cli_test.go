@@ -348,3 +348,57 @@ UPDATE accounts SET chain_seq = %d WHERE id = '%s';
 COMMIT;`, s.Account, l.Seq, hex.EncodeToString(sl.Body), hex.EncodeToString(sl.Signature), hex.EncodeToString(sl.DeviceSignature),
 		hex.EncodeToString(h[:]), l.Seq, s.Account))
 }
+
+// TestCLIDeviceLinkStateRefused: the server corrupts the account's device
+// state. The new device is linked all the same, and says so, and reports
+// the refusal as a security error (exit 3); its profile works afterwards.
+func TestCLIDeviceLinkStateRefused(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("builds coffer and cofferd and runs cofferd -dev with its own PostgreSQL")
+	}
+	bins := mustBuildCLI(t)
+	srv := startCLIServer(t, bins)
+	laptop := srv.profile(t, "alice", false)
+	phone := srv.profile(t, "alice", false)
+	bob := srv.profile(t, "bob", false)
+	laptop.ok(t, "init", "--server", srv.url, "--handle", "alice", "--device-name", "laptop", "--recovery-kit", filepath.Join(t.TempDir(), "kit"))
+	bob.ok(t, "init", "--server", srv.url, "--handle", "bob", "--device-name", "b", "--recovery-kit", filepath.Join(t.TempDir(), "kit"))
+	laptop.ok(t, "contact", "verify", "bob", bob.whoami(t).SafetyNumber) // saves the device state
+	srv.psql(t, `UPDATE device_states SET ciphertext = set_byte(ciphertext, 20, get_byte(ciphertext, 20) # 1)`)
+
+	env := append(append([]string{"HOME=" + srv.home}, cliPassphraseEnv...), phone.env...)
+	cmd := exec.Command(srv.bins.coffer, "--profile", phone.dir, "device", "link", "--server", srv.url, "--handle", "alice",
+		"--device-name", "phone", "--timeout", "2m")
+	cmd.Env = cleanEnv(env)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errb syncBuffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	rd := bufio.NewReader(stdout)
+	line, err := rd.ReadString('\n')
+	if err != nil {
+		cmd.Process.Kill()
+		t.Fatalf("device link printed no code: %v\n%s", err, errb.Bytes())
+	}
+	RecordSecret("pairing code", []byte(strings.TrimSpace(line)))
+	laptop.ok(t, "device", "approve", strings.TrimSpace(line))
+	err = cmd.Wait()
+	srv.output.Write(errb.Bytes())
+	if code := cmd.ProcessState.ExitCode(); code != cliSecurity {
+		t.Fatalf("device link with a corrupted device state: exit %d (%v), want %d\n%s", code, err, cliSecurity, errb.Bytes())
+	}
+	if !strings.Contains(string(errb.Bytes()), "is now a device of alice") {
+		t.Fatalf("device link did not say the device is linked:\n%s", errb.Bytes())
+	}
+	phone.recordSecrets(t)
+	if w := phone.whoami(t); w.AccountID != laptop.whoami(t).AccountID {
+		t.Fatalf("the phone's profile is another account: %+v", w)
+	}
+	phone.ok(t, "device", "ls")
+}

@@ -225,6 +225,17 @@ func (a *app) joinAccount(ctx context.Context, server, handle, logKey string, wi
 	}
 	rk, err := join(ctx, c, name)
 	if err != nil {
+		if !c.IsAccountV2() || c.AccountID().IsZero() {
+			return err
+		}
+		// The device joined the account and what followed failed (the
+		// account's device state was refused): the profile is saved, so
+		// the device is usable, and the failure is still reported.
+		if serr := p.Save(cfg); serr != nil {
+			return errors.Join(err, serr)
+		}
+		a.session = &sessionOwner{prof: p, server: server, client: c}
+		a.notice("This device is now a device of %s (profile %s), but what followed failed:", handle, p.Dir)
 		return err
 	}
 	if err := p.Save(cfg); err != nil {
