@@ -182,16 +182,13 @@ func (c *Client) CreateAccount(ctx context.Context, handle, deviceName string) (
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	busy := c.id != nil || c.acct != nil
-	c.mu.Unlock()
-	if busy {
+	if c.holdsAccount() {
 		p, err := c.loadPending()
 		if err != nil {
 			return nil, err
 		}
 		if p == nil {
-			return nil, coffer.Errorf(coffer.EINVALID, "this key store already holds an account: use a new profile")
+			return nil, errHoldsAccount()
 		}
 		if c.Identity().Handle() != h {
 			return nil, coffer.Errorf(coffer.EINVALID, "this key store holds the unfinished registration of %q: use a new profile for %q", c.Identity().Handle(), h)
@@ -668,11 +665,8 @@ func (c *Client) Recover(ctx context.Context, handle, words, deviceName string) 
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	busy := c.id != nil || c.acct != nil
-	c.mu.Unlock()
-	if busy {
-		return nil, coffer.Errorf(coffer.EINVALID, "this key store already holds an account: use a new profile")
+	if c.holdsAccount() {
+		return nil, errHoldsAccount()
 	}
 	state, links, err := c.fetchChain(ctx, h)
 	if err != nil {
@@ -778,4 +772,17 @@ func (c *Client) refreshOwnAccount(ctx context.Context) error {
 	}
 	_, err := c.syncAccount(ctx)
 	return err
+}
+
+// holdsAccount reports whether this client's key store already holds an
+// identity or an account, which a new account, link or recovery would
+// overwrite.
+func (c *Client) holdsAccount() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.id != nil || c.acct != nil
+}
+
+func errHoldsAccount() error {
+	return coffer.Errorf(coffer.EINVALID, "this key store already holds an account: use a new profile")
 }

@@ -42,11 +42,8 @@ func (c *Client) StartDeviceLink(ctx context.Context, handle, deviceName string)
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	busy := c.id != nil || c.acct != nil
-	c.mu.Unlock()
-	if busy {
-		return nil, coffer.Errorf(coffer.EINVALID, "this key store already holds an account: use a new profile")
+	if c.holdsAccount() {
+		return nil, errHoldsAccount()
 	}
 	dev, err := newDevice(deviceName)
 	if err != nil {
