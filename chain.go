@@ -69,6 +69,17 @@ import (
 //     CheckSigningKey: not of small order, canonically encoded (RuleWeakKey,
 //     checked by ParseCommit), and every encryption key CheckEncryptionKey
 //     (RuleMalformed).
+//   - suite: the genesis fixes the group's suite, and every later commit
+//     has its version byte (RuleVersion). In suite v2 an op names a
+//     member's keys by hash (MemberKeys); the verifier asks a
+//     MemberKeySource for the author's keys and checks that they hash to
+//     the author's entry and name the author's account and handle
+//     (RuleMemberKeys) before it checks the hybrid signature. A v2
+//     update-key's new keys are checked the same way and must be of a
+//     later generation of the author's account (RuleKeyReuse). The keys of
+//     an added member are not fetched here: whoever uses them (a client
+//     wrapping to them, the server accepting the add) resolves them with
+//     GroupState.MemberKeys, which makes the same checks.
 //
 // Authorization is judged against the state before the commit, and a commit
 // applies atomically: each op sees the roles as they were when the author
@@ -102,6 +113,8 @@ const (
 	RulePendingRotation = "pending-rotation" // a member left, and the next admin commit does not rotate
 	RuleJoinRotation    = "join-rotation"    // an add without a rotation in a group without shared history
 	RuleUpdateKey       = "update-key"       // an update-key for another member, without a rotation, or with other ops
+	// RuleMemberKeys (memberkeys.go): suite v2 keys unavailable, or not
+	// the ones the entry names.
 	// RuleKeyReuse (shared with the account chain): an update-key that
 	// keeps an old key or takes another member's.
 )
@@ -111,12 +124,14 @@ func ruleErr(rule, format string, args ...any) *Error {
 }
 
 // Member is a current member of a group, with the keys the chain recorded
-// when the member was added.
+// when the member was added: the keys themselves in suite v1, their
+// MemberKeysHash in suite v2 (resolve them with GroupState.MemberKeys).
 type Member struct {
 	ID            AccountID
 	Handle        Handle
-	SigningKey    ed25519.PublicKey
-	EncryptionKey []byte
+	SigningKey    ed25519.PublicKey // suite v1
+	EncryptionKey []byte            // suite v1
+	KeysHash      [32]byte          // suite v2
 	Role          Role
 	JoinedEpoch   uint64 // the epoch of the commit that added the member
 	// KeyEpoch is the first epoch of the member's current keys: JoinedEpoch,
@@ -133,7 +148,10 @@ type Member struct {
 // Clone or UnmarshalBinary. Callers must treat its fields and members as
 // read-only.
 type GroupState struct {
-	Group        GroupID
+	Group GroupID
+	// Suite is SuiteV2 for a suite v2 group, zero for suite v1; the
+	// genesis fixes it.
+	Suite        uint8
 	Seq          uint64   // seq of the head commit; 0 before the genesis
 	Head         [32]byte // SignedCommit.Hash of the head commit
 	Epoch        uint64
@@ -167,6 +185,7 @@ type roleChange struct {
 func (s *GroupState) Clone() *GroupState {
 	c := &GroupState{
 		Group:           s.Group,
+		Suite:           s.Suite,
 		Seq:             s.Seq,
 		Head:            s.Head,
 		Epoch:           s.Epoch,
@@ -269,7 +288,14 @@ func (s *GroupState) name(id AccountID) string {
 // Apply verifies sc as the next commit of s and applies it in place. On
 // error, s is unchanged. The error is an *Error with code EINVALID and a
 // Rule.
-func (s *GroupState) Apply(sc SignedCommit) error {
+//
+// Apply verifies suite v1 commits only: a suite v2 commit needs the keys
+// its author's entry refers to, which ApplyWith takes.
+func (s *GroupState) Apply(sc SignedCommit) error { return s.ApplyWith(sc, nil) }
+
+// ApplyWith is Apply with a source of the suite v2 member keys the commit
+// refers to. src is not used for suite v1 commits and may be nil.
+func (s *GroupState) ApplyWith(sc SignedCommit, src MemberKeySource) error {
 	if err := s.checkShape(); err != nil {
 		return err
 	}
@@ -277,22 +303,68 @@ func (s *GroupState) Apply(sc SignedCommit) error {
 	if err != nil {
 		return err
 	}
-	return s.applyParsed(c, sc.Hash(), func(key ed25519.PublicKey) bool {
-		return VerifySignature(key, LabelCommit, sc.Body, sc.Signature)
+	return s.applyParsed(c, sc.Hash(), func(sg commitSigner) error {
+		return checkSignature(c, sg, sc, src)
 	})
 }
 
-// applyParsed is Apply for a commit already parsed and hashed. signedBy
-// reports whether the commit's signature verifies under a key; it is asked
-// about exactly one key, the one the rules require, and nothing is applied
-// unless it says yes.
-func (s *GroupState) applyParsed(c *Commit, hash [32]byte, signedBy func(ed25519.PublicKey) bool) error {
-	key, err := s.authorize(c)
+// commitSigner is whom the rules require to have signed a commit: the
+// author's Ed25519 key in suite v1; in suite v2 the hash of the author's
+// keys, with the handle and account those keys must name.
+type commitSigner struct {
+	ed       ed25519.PublicKey
+	keysHash [32]byte
+	handle   Handle
+}
+
+func (a commitSigner) equal(b commitSigner) bool {
+	return bytes.Equal(a.ed, b.ed) && a.keysHash == b.keysHash && a.handle == b.handle
+}
+
+// checkSignature verifies sc, whose body parsed as c, as signed by sg: an
+// Ed25519 signature in suite v1; in suite v2 a hybrid signature under the
+// keys src gives for sg, checked against sg first, and for an update-key
+// the new keys, which must be a later generation of the same account.
+func checkSignature(c *Commit, sg commitSigner, sc SignedCommit, src MemberKeySource) error {
+	if c.Suite != SuiteV2 {
+		if !VerifySignature(sg.ed, LabelCommit, sc.Body, sc.Signature) {
+			return signatureErr(c)
+		}
+		return nil
+	}
+	k, err := resolveMemberKeys(src, sg.keysHash, c.Author, sg.handle)
 	if err != nil {
 		return err
 	}
-	if !signedBy(key) {
-		return signatureErr(c)
+	if err := k.SigningKey.Verify(LabelCommit, sc.Body, sc.Signature); err != nil {
+		return ruleErr(RuleSignature, "signature does not verify under the signing key of author %s: %s", c.Author, ErrorMessage(err))
+	}
+	for i, op := range c.Ops {
+		if op.Kind != OpUpdateKey || op.Member != c.Author {
+			continue
+		}
+		nk, err := resolveMemberKeys(src, op.KeysHash, c.Author, sg.handle)
+		if err != nil {
+			return err
+		}
+		if nk.Generation <= k.Generation || nk.Origin != k.Origin {
+			return ruleErr(RuleKeyReuse, "op %d: the update-key of %s must move to a later generation of its account's keys (from %d, not to %d)", i, c.Author, k.Generation, nk.Generation)
+		}
+	}
+	return nil
+}
+
+// applyParsed is Apply for a commit already parsed and hashed. check
+// verifies the commit's signature as made by a signer and returns nil if it
+// is; it is asked about exactly one signer, the one the rules require, and
+// nothing is applied unless it says yes.
+func (s *GroupState) applyParsed(c *Commit, hash [32]byte, check func(commitSigner) error) error {
+	sg, err := s.authorize(c)
+	if err != nil {
+		return err
+	}
+	if err := check(sg); err != nil {
+		return err
 	}
 	return s.apply(c, hash)
 }
@@ -301,42 +373,58 @@ func signatureErr(c *Commit) error {
 	return ruleErr(RuleSignature, "signature does not verify under the signing key of author %s", c.Author)
 }
 
-// authorize checks the commit's position and author and returns the key
-// that must have signed it.
-func (s *GroupState) authorize(c *Commit) (ed25519.PublicKey, error) {
+// authorize checks the commit's position and author and returns the
+// signer that must have signed it.
+func (s *GroupState) authorize(c *Commit) (commitSigner, error) {
 	if s.Seq == 0 {
 		return s.authorizeGenesis(c)
 	}
 	if c.Group != s.Group {
-		return nil, ruleErr(RuleGroup, "names group %s, not %s", c.Group, s.Group)
+		return commitSigner{}, ruleErr(RuleGroup, "names group %s, not %s", c.Group, s.Group)
+	}
+	if c.Suite != s.Suite {
+		return commitSigner{}, ruleErr(RuleVersion, "a commit of suite %d in a group of suite %d", suiteOf(c.Suite), suiteOf(s.Suite))
 	}
 	// Seq is a bigint in storage; a chain never gets near this.
 	if s.Seq >= math.MaxInt64 {
-		return nil, ruleErr(RuleSeq, "the chain is full")
+		return commitSigner{}, ruleErr(RuleSeq, "the chain is full")
 	}
 	if c.Seq != s.Seq+1 {
-		return nil, ruleErr(RuleSeq, "seq is %d, want %d", c.Seq, s.Seq+1)
+		return commitSigner{}, ruleErr(RuleSeq, "seq is %d, want %d", c.Seq, s.Seq+1)
 	}
 	if c.Prev != s.Head {
-		return nil, ruleErr(RulePrev, "prev is not the hash of commit %d", s.Seq)
+		return commitSigner{}, ruleErr(RulePrev, "prev is not the hash of commit %d", s.Seq)
 	}
 	m := s.Members[c.Author]
 	if m == nil {
-		return nil, ruleErr(RuleAuthor, "author %s is not a member of the group", c.Author)
+		return commitSigner{}, ruleErr(RuleAuthor, "author %s is not a member of the group", c.Author)
 	}
+	sg := m.signer()
 	if leave, err := checkLeaveShape(c); err != nil || leave {
 		// Any member may leave, and only leave.
-		return m.SigningKey, err
+		return sg, err
 	}
 	if update, err := checkUpdateKeyShape(c); err != nil || update {
 		// Any member may replace its own keys, and do only that. The
 		// commit is signed with the key the entry holds before it.
-		return m.SigningKey, err
+		return sg, err
 	}
 	if m.Role < RoleAdmin {
-		return nil, ruleErr(RuleAuthor, "author %s is a %s; only owners and admins change membership", s.name(c.Author), m.Role)
+		return commitSigner{}, ruleErr(RuleAuthor, "author %s is a %s; only owners and admins change membership", s.name(c.Author), m.Role)
 	}
-	return m.SigningKey, nil
+	return sg, nil
+}
+
+// signer is whom the rules require to sign m's commits.
+func (m *Member) signer() commitSigner {
+	return commitSigner{ed: m.SigningKey, keysHash: m.KeysHash, handle: m.Handle}
+}
+
+func suiteOf(v uint8) uint8 {
+	if v == 0 {
+		return SuiteV1
+	}
+	return v
 }
 
 // checkLeaveShape reports whether c is a leave: its only op is OpLeave and
@@ -387,26 +475,28 @@ func checkUpdateKeyShape(c *Commit) (bool, error) {
 	return true, nil
 }
 
-func (s *GroupState) authorizeGenesis(c *Commit) (ed25519.PublicKey, error) {
+func (s *GroupState) authorizeGenesis(c *Commit) (commitSigner, error) {
+	var none commitSigner
 	if !s.Group.IsZero() && c.Group != s.Group {
-		return nil, ruleErr(RuleGroup, "genesis is for group %s, not %s", c.Group, s.Group)
+		return none, ruleErr(RuleGroup, "genesis is for group %s, not %s", c.Group, s.Group)
 	}
 	if c.Seq != 1 {
-		return nil, ruleErr(RuleGenesis, "the first commit must have seq 1, not %d", c.Seq)
+		return none, ruleErr(RuleGenesis, "the first commit must have seq 1, not %d", c.Seq)
 	}
 	if c.Prev != ([32]byte{}) {
-		return nil, ruleErr(RuleGenesis, "the genesis must have a zero prev")
+		return none, ruleErr(RuleGenesis, "the genesis must have a zero prev")
 	}
 	if c.Epoch != 1 {
-		return nil, ruleErr(RuleGenesis, "the genesis must start epoch 1, not %d", c.Epoch)
+		return none, ruleErr(RuleGenesis, "the genesis must start epoch 1, not %d", c.Epoch)
 	}
 	if len(c.Ops) == 0 {
-		return nil, ruleErr(RuleEmpty, "the genesis has no ops")
+		return none, ruleErr(RuleEmpty, "the genesis has no ops")
 	}
-	if op := c.Ops[0]; op.Kind != OpAdd || op.Member != c.Author || op.Role != RoleOwner {
-		return nil, ruleErr(RuleGenesis, "the genesis must first add its author %s as owner", c.Author)
+	op := c.Ops[0]
+	if op.Kind != OpAdd || op.Member != c.Author || op.Role != RoleOwner {
+		return none, ruleErr(RuleGenesis, "the genesis must first add its author %s as owner", c.Author)
 	}
-	return c.Ops[0].SigningKey, nil
+	return commitSigner{ed: op.SigningKey, keysHash: op.KeysHash, handle: op.Handle}, nil
 }
 
 // apply checks the rules that follow a verified signature and, if all hold,
@@ -449,6 +539,7 @@ func (s *GroupState) apply(c *Commit, hash [32]byte) error {
 	if cc.genesis {
 		*s = GroupState{
 			Group:        c.Group,
+			Suite:        c.Suite,
 			ShareHistory: c.ShareHistory,
 			Members:      make(map[AccountID]*Member, len(c.Ops)),
 			roles:        make(map[AccountID][]roleChange, len(c.Ops)),
@@ -655,6 +746,13 @@ func (cc *commitCheck) checkLeave(i int, op Op) error {
 func (cc *commitCheck) checkUpdateKey(i int, op Op) error {
 	s := cc.s
 	m := s.Members[op.Member]
+	if s.Suite == SuiteV2 {
+		// checkSignature already required the new keys to be a later
+		// generation of the author's own account, which refuses the keys
+		// the entry has and, since the hash binds the account, any other
+		// member's.
+		return nil
+	}
 	if bytes.Equal(op.SigningKey, m.SigningKey) || bytes.Equal(op.EncryptionKey, m.EncryptionKey) {
 		return ruleErr(RuleKeyReuse, "op %d: the update-key of %s must replace both its signing and its encryption key", i, s.name(op.Member))
 	}
@@ -671,7 +769,7 @@ func (cc *commitCheck) checkUpdateKey(i int, op Op) error {
 
 func (s *GroupState) applyUpdateKey(c *Commit, op Op) {
 	m := s.Members[op.Member]
-	m.SigningKey, m.EncryptionKey, m.KeyEpoch = op.SigningKey, op.EncryptionKey, c.Epoch
+	m.SigningKey, m.EncryptionKey, m.KeysHash, m.KeyEpoch = op.SigningKey, op.EncryptionKey, op.KeysHash, c.Epoch
 }
 
 func (s *GroupState) applyAdd(c *Commit, op Op) {
@@ -680,6 +778,7 @@ func (s *GroupState) applyAdd(c *Commit, op Op) {
 		Handle:        op.Handle,
 		SigningKey:    op.SigningKey,
 		EncryptionKey: op.EncryptionKey,
+		KeysHash:      op.KeysHash,
 		Role:          op.Role,
 		JoinedEpoch:   c.Epoch,
 		KeyEpoch:      c.Epoch,
@@ -733,9 +832,19 @@ const chainWindow = 1024
 //
 // Commits are checked in order; the error is always the one that applying
 // them one by one with Apply would give. The two expensive steps, parsing
-// (which validates X-Wing keys) and Ed25519 verification, are spread over
+// (which validates X-Wing keys) and signature verification, are spread over
 // GOMAXPROCS goroutines.
+//
+// VerifyChain verifies suite v1 chains only; VerifyChainWith takes the
+// source of the member keys a suite v2 chain refers to.
 func VerifyChain(trusted *GroupState, commits []SignedCommit) (*GroupState, error) {
+	return VerifyChainWith(trusted, commits, nil)
+}
+
+// VerifyChainWith is VerifyChain with a source of suite v2 member keys,
+// which it calls from several goroutines at once. src is not used for a
+// suite v1 chain and may be nil.
+func VerifyChainWith(trusted *GroupState, commits []SignedCommit, src MemberKeySource) (*GroupState, error) {
 	var s *GroupState
 	if trusted == nil {
 		s = new(GroupState)
@@ -752,7 +861,7 @@ func VerifyChain(trusted *GroupState, commits []SignedCommit) (*GroupState, erro
 	base := s.Seq
 	for start := 0; start < len(commits); start += chainWindow {
 		batch := commits[start:min(start+chainWindow, len(commits))]
-		if i, err := s.verifyWindow(batch); err != nil {
+		if i, err := s.verifyWindow(batch, src); err != nil {
 			return nil, atCommit(err, base+uint64(start+i)+1)
 		}
 	}
@@ -763,10 +872,12 @@ type parsedCommit struct {
 	c    *Commit
 	hash [32]byte
 	err  error
-	// The signature check done ahead of Apply: whether the signature
-	// verifies under key, the key the author is expected to hold.
-	key   ed25519.PublicKey
-	sigOK bool
+	// The signature check done ahead of Apply: its result (nil when the
+	// signature verifies) for signer, the signer the author is expected
+	// to be; checked is false when no signer was expected.
+	signer  commitSigner
+	checked bool
+	sigErr  error
 }
 
 // verifyWindow applies batch to s and returns the index and error of the
@@ -781,7 +892,7 @@ type parsedCommit struct {
 // signature verified under the key the rules name: the key checked ahead,
 // when it is the same key, or else (only in a chain that breaks a rule)
 // that key, checked then.
-func (s *GroupState) verifyWindow(batch []SignedCommit) (int, error) {
+func (s *GroupState) verifyWindow(batch []SignedCommit, src MemberKeySource) (int, error) {
 	parsed := make([]parsedCommit, len(batch))
 	forEach(len(batch), func(i int) {
 		p := &parsed[i]
@@ -792,25 +903,26 @@ func (s *GroupState) verifyWindow(batch []SignedCommit) (int, error) {
 	})
 	n := s.expectedAuthorKeys(parsed)
 	forEach(n, func(i int) {
-		p := &parsed[i]
-		p.sigOK = p.key != nil && VerifySignature(p.key, LabelCommit, batch[i].Body, batch[i].Signature)
+		if p := &parsed[i]; p.checked {
+			p.sigErr = checkSignature(p.c, p.signer, batch[i], src)
+		}
 	})
-	return s.applyWindow(batch, parsed)
+	return s.applyWindow(batch, parsed, src)
 }
 
 // applyWindow runs the rules over batch in order, with the results of the
 // checks done ahead in parsed, and stops at the first commit that fails.
-func (s *GroupState) applyWindow(batch []SignedCommit, parsed []parsedCommit) (int, error) {
+func (s *GroupState) applyWindow(batch []SignedCommit, parsed []parsedCommit, src MemberKeySource) (int, error) {
 	for i := range parsed {
 		p := &parsed[i]
 		if p.err != nil {
 			return i, p.err
 		}
-		err := s.applyParsed(p.c, p.hash, func(key ed25519.PublicKey) bool {
-			if p.key != nil && bytes.Equal(key, p.key) {
-				return p.sigOK
+		err := s.applyParsed(p.c, p.hash, func(sg commitSigner) error {
+			if p.checked && sg.equal(p.signer) {
+				return p.sigErr
 			}
-			return VerifySignature(key, LabelCommit, batch[i].Body, batch[i].Signature)
+			return checkSignature(p.c, sg, batch[i], src)
 		})
 		if err != nil {
 			return i, err
@@ -819,15 +931,24 @@ func (s *GroupState) applyWindow(batch []SignedCommit, parsed []parsedCommit) (i
 	return 0, nil
 }
 
-// expectedAuthorKeys sets parsed[i].key to the signing key the author of
-// commit i holds if the chain so far is valid: the key of the author's
+// expectedAuthorKeys sets parsed[i].signer to the signer the author of
+// commit i is if the chain so far is valid: the keys of the author's
 // latest add or update-key, in s or in the commits before i (a genesis: its
 // first op's).
-// It trusts nothing: the rules later compare it with the key they require.
-// It returns how many leading commits parsed.
+// It trusts nothing: the rules later compare it with the signer they
+// require. It returns how many leading commits parsed.
 func (s *GroupState) expectedAuthorKeys(parsed []parsedCommit) int {
-	latest := make(map[AccountID]ed25519.PublicKey)
+	latest := make(map[AccountID]commitSigner)
 	genesis := s.Seq == 0
+	current := func(id AccountID) (commitSigner, bool) {
+		if sg, ok := latest[id]; ok {
+			return sg, true
+		}
+		if m := s.Members[id]; m != nil {
+			return m.signer(), true
+		}
+		return commitSigner{}, false
+	}
 	for i := range parsed {
 		p := &parsed[i]
 		if p.err != nil {
@@ -837,18 +958,19 @@ func (s *GroupState) expectedAuthorKeys(parsed []parsedCommit) int {
 		switch {
 		case genesis && i == 0:
 			if len(c.Ops) > 0 && c.Ops[0].Kind == OpAdd {
-				p.key = c.Ops[0].SigningKey
+				op := c.Ops[0]
+				p.signer, p.checked = commitSigner{ed: op.SigningKey, keysHash: op.KeysHash, handle: op.Handle}, true
 			}
 		default:
-			if k, ok := latest[c.Author]; ok {
-				p.key = k
-			} else if m := s.Members[c.Author]; m != nil {
-				p.key = m.SigningKey
-			}
+			p.signer, p.checked = current(c.Author)
 		}
 		for _, op := range c.Ops {
-			if op.Kind == OpAdd || op.Kind == OpUpdateKey {
-				latest[op.Member] = op.SigningKey
+			switch op.Kind {
+			case OpAdd:
+				latest[op.Member] = commitSigner{ed: op.SigningKey, keysHash: op.KeysHash, handle: op.Handle}
+			case OpUpdateKey:
+				sg, _ := current(op.Member)
+				latest[op.Member] = commitSigner{ed: op.SigningKey, keysHash: op.KeysHash, handle: sg.handle}
 			}
 		}
 	}
@@ -892,7 +1014,13 @@ func forEach(n int, f func(i int)) {
 // updated their keys. UnmarshalBinary still reads versions 1 and 2, written
 // before leave and update-key ops existed, when no rotation could be
 // pending and every member's keys were those it joined with.
-const stateVersion = 3
+//
+// stateVersionV2 is a suite v2 group's checkpoint: version 3's layout with
+// each member's keys_hash [32]byte in place of its two keys.
+const (
+	stateVersion   = 3
+	stateVersionV2 = 4
+)
 
 // MarshalBinary encodes s as a checkpoint that UnmarshalBinary restores, so
 // the server and clients can resume verification from it instead of from
@@ -924,8 +1052,13 @@ func (s *GroupState) MarshalBinary() ([]byte, error) {
 	if err := s.checkShape(); err != nil {
 		return nil, err
 	}
+	v2 := s.Suite == SuiteV2
 	b := cryptobyte.NewBuilder(make([]byte, 0, 128+32*len(s.keyCommitments)+1400*len(s.Members)+32*len(s.roles)))
-	b.AddUint8(stateVersion)
+	if v2 {
+		b.AddUint8(stateVersionV2)
+	} else {
+		b.AddUint8(stateVersion)
+	}
 	b.AddBytes(s.Group[:])
 	b.AddUint64(s.Seq)
 	b.AddBytes(s.Head[:])
@@ -940,8 +1073,12 @@ func (s *GroupState) MarshalBinary() ([]byte, error) {
 	for _, m := range members {
 		b.AddBytes(m.ID[:])
 		b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(m.Handle)) })
-		b.AddBytes(m.SigningKey)
-		b.AddBytes(m.EncryptionKey)
+		if v2 {
+			b.AddBytes(m.KeysHash[:])
+		} else {
+			b.AddBytes(m.SigningKey)
+			b.AddBytes(m.EncryptionKey)
+		}
 		b.AddUint8(uint8(m.Role))
 		b.AddUint64(m.JoinedEpoch)
 	}
@@ -991,8 +1128,12 @@ func (s *GroupState) UnmarshalBinary(data []byte) error {
 	if !in.ReadUint8(&version) {
 		return bad("empty")
 	}
-	if version < 1 || version > stateVersion {
+	if version < 1 || version > stateVersionV2 {
 		return Errorf(EINVALID, "unsupported group state version %d", version)
+	}
+	v2 := version == stateVersionV2
+	if v2 {
+		ns.Suite = SuiteV2
 	}
 	if !in.CopyBytes(ns.Group[:]) || !in.ReadUint64(&ns.Seq) || !in.CopyBytes(ns.Head[:]) ||
 		!in.ReadUint64(&ns.Epoch) || !in.ReadUint8(&flag) || version > 1 && !in.ReadUint8(&pending) {
@@ -1010,14 +1151,21 @@ func (s *GroupState) UnmarshalBinary(data []byte) error {
 		in.CopyBytes(ns.keyCommitments[i][:])
 	}
 
-	const minMember = 16 + 1 + SigningKeySize + EncryptionKeySize + 1 + 8
+	keySize := SigningKeySize + EncryptionKeySize
+	if v2 {
+		keySize = HashSize
+	}
+	minMember := 16 + 1 + keySize + 1 + 8
 	var n uint32
 	if !in.ReadUint32(&n) || uint64(n) > uint64(len(in)/minMember) {
 		return bad("truncated members")
 	}
 	ns.Members = make(map[AccountID]*Member, n)
 	ns.handles = make(map[Handle]AccountID, n)
-	keys := make([]byte, int(n)*(SigningKeySize+EncryptionKeySize))
+	var keys []byte
+	if !v2 {
+		keys = make([]byte, int(n)*keySize)
+	}
 	var prev AccountID
 	for i := range int(n) {
 		var (
@@ -1027,9 +1175,13 @@ func (s *GroupState) UnmarshalBinary(data []byte) error {
 			role    uint8
 			idBytes []byte
 		)
-		if !in.ReadBytes(&idBytes, 16) || !in.ReadUint8LengthPrefixed(&handle) ||
-			!in.ReadBytes(&sk, SigningKeySize) || !in.ReadBytes(&ek, EncryptionKeySize) ||
-			!in.ReadUint8(&role) || !in.ReadUint64(&m.JoinedEpoch) {
+		ok := in.ReadBytes(&idBytes, 16) && in.ReadUint8LengthPrefixed(&handle)
+		if v2 {
+			ok = ok && in.CopyBytes(m.KeysHash[:])
+		} else {
+			ok = ok && in.ReadBytes(&sk, SigningKeySize) && in.ReadBytes(&ek, EncryptionKeySize)
+		}
+		if !ok || !in.ReadUint8(&role) || !in.ReadUint64(&m.JoinedEpoch) {
 			return bad("truncated member")
 		}
 		copy(m.ID[:], idBytes)
@@ -1048,11 +1200,17 @@ func (s *GroupState) UnmarshalBinary(data []byte) error {
 		if !m.Role.Valid() || m.JoinedEpoch == 0 || m.JoinedEpoch > ns.Epoch {
 			return bad("invalid member")
 		}
-		k := keys[i*(SigningKeySize+EncryptionKeySize) : (i+1)*(SigningKeySize+EncryptionKeySize)]
-		copy(k, sk)
-		copy(k[SigningKeySize:], ek)
-		m.SigningKey = ed25519.PublicKey(k[:SigningKeySize:SigningKeySize])
-		m.EncryptionKey = k[SigningKeySize:]
+		if v2 {
+			if m.KeysHash == ([32]byte{}) {
+				return bad("zero keys hash")
+			}
+		} else {
+			k := keys[i*keySize : (i+1)*keySize]
+			copy(k, sk)
+			copy(k[SigningKeySize:], ek)
+			m.SigningKey = ed25519.PublicKey(k[:SigningKeySize:SigningKeySize])
+			m.EncryptionKey = k[SigningKeySize:]
+		}
 		ns.Members[m.ID] = &m
 		ns.handles[h] = m.ID
 		if m.Role == RoleOwner {

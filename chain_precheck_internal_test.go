@@ -52,7 +52,7 @@ func TestVerifyWindowAppliesOnlyVerifiedSignatures(t *testing.T) {
 		cs[bad].Signature[5] ^= 0x20
 		s := new(GroupState)
 		s.reindex()
-		at, err := s.verifyWindow(cs)
+		at, err := s.verifyWindow(cs, nil)
 		if at != bad {
 			t.Errorf("bad signature at %d: failed at %d (%v)", bad, at, err)
 		}
@@ -78,7 +78,7 @@ func TestApplyWindowChecksTheRequiredKey(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			parsed[i] = parsedCommit{c: c, hash: sc.Hash(), key: other, sigOK: true}
+			parsed[i] = parsedCommit{c: c, hash: sc.Hash(), signer: commitSigner{ed: other}, checked: true}
 		}
 		return parsed
 	}
@@ -88,7 +88,7 @@ func TestApplyWindowChecksTheRequiredKey(t *testing.T) {
 	cs[20].Signature[0] ^= 1
 	s := new(GroupState)
 	s.reindex()
-	at, err := s.applyWindow(cs, prepare(cs))
+	at, err := s.applyWindow(cs, prepare(cs), nil)
 	if at != 20 {
 		t.Errorf("failed at %d (%v), want 20", at, err)
 	}
@@ -96,7 +96,7 @@ func TestApplyWindowChecksTheRequiredKey(t *testing.T) {
 
 	s = new(GroupState)
 	s.reindex()
-	if _, err := s.applyWindow(commits, prepare(commits)); err != nil || s.Seq != 40 {
+	if _, err := s.applyWindow(commits, prepare(commits), nil); err != nil || s.Seq != 40 {
 		t.Errorf("valid chain with wrong expected keys: seq %d, %v", s.Seq, err)
 	}
 }

@@ -38,6 +38,17 @@ import (
 //	    update-key: member [16]byte (the author), signing_key [32]byte,
 //	              encryption_key [1216]byte
 //
+// Suite v2 (version byte SuiteV2) is the same but for the keys and the
+// signature. Its ops name a member's keys by MemberKeysHash instead of
+// carrying them (see memberkeys.go), and its signature is hybrid
+// (Ed25519 and ML-DSA-65, HybridSignatureSize bytes, under LabelCommit):
+//
+//	    add:        member [16]byte, handle <uint8 length>, keys_hash [32]byte, role uint8
+//	    update-key: member [16]byte (the author), keys_hash [32]byte
+//
+// A group's suite is fixed by its genesis: every later commit has the same
+// version byte (RuleVersion).
+//
 // The encoding is canonical: ParseCommit accepts exactly the bytes Marshal
 // produces, so a commit has one encoding and one hash.
 
@@ -94,10 +105,16 @@ type Op struct {
 	SigningKey    ed25519.PublicKey // add, update-key: Ed25519, 32 bytes
 	EncryptionKey []byte            // add, update-key: X-Wing encapsulation key, 1216 bytes
 	Role          Role              // add, set-role
+	// KeysHash names the member's keys in suite v2 (add, update-key), where
+	// SigningKey and EncryptionKey stay empty.
+	KeysHash [32]byte
 }
 
 // Commit is one change to a group's membership, epoch and key.
 type Commit struct {
+	// Suite is SuiteV2 for a suite v2 commit, and zero for suite v1 (which
+	// Marshal encodes as version SuiteV1).
+	Suite  uint8
 	Group  GroupID
 	Seq    uint64   // position in the chain; the genesis is 1
 	Prev   [32]byte // SignedCommit.Hash of the previous commit; zero for the genesis
@@ -128,13 +145,18 @@ func (c *Commit) Rotates() bool {
 }
 
 // Marshal returns the canonical encoding of c, starting with the version
-// byte SuiteV1. It does not validate c: ParseCommit and the chain verifier
+// byte: SuiteV2 when c.Suite says so, else SuiteV1. It does not validate c: ParseCommit and the chain verifier
 // do. Ops of an unknown kind are encoded as their kind byte alone (they fail
 // to parse). Marshal panics if a handle is longer than 255 bytes, which no
 // valid Handle is.
 func (c *Commit) Marshal() []byte {
 	b := cryptobyte.NewBuilder(make([]byte, 0, c.marshalSize()))
-	b.AddUint8(SuiteV1)
+	v2 := c.Suite == SuiteV2
+	if v2 {
+		b.AddUint8(SuiteV2)
+	} else {
+		b.AddUint8(SuiteV1)
+	}
 	b.AddBytes(c.Group[:])
 	b.AddUint64(c.Seq)
 	b.AddBytes(c.Prev[:])
@@ -150,8 +172,12 @@ func (c *Commit) Marshal() []byte {
 		case OpAdd:
 			b.AddBytes(op.Member[:])
 			b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(op.Handle)) })
-			b.AddBytes(op.SigningKey)
-			b.AddBytes(op.EncryptionKey)
+			if v2 {
+				b.AddBytes(op.KeysHash[:])
+			} else {
+				b.AddBytes(op.SigningKey)
+				b.AddBytes(op.EncryptionKey)
+			}
 			b.AddUint8(uint8(op.Role))
 		case OpRemove, OpLeave:
 			b.AddBytes(op.Member[:])
@@ -160,8 +186,12 @@ func (c *Commit) Marshal() []byte {
 			b.AddUint8(uint8(op.Role))
 		case OpUpdateKey:
 			b.AddBytes(op.Member[:])
-			b.AddBytes(op.SigningKey)
-			b.AddBytes(op.EncryptionKey)
+			if v2 {
+				b.AddBytes(op.KeysHash[:])
+			} else {
+				b.AddBytes(op.SigningKey)
+				b.AddBytes(op.EncryptionKey)
+			}
 		}
 	}
 	return b.BytesOrPanic()
@@ -172,7 +202,7 @@ const commitHeaderSize = 1 + 16 + 8 + 32 + 8 + 16 + 8 + 1 + 32 + 2
 func (c *Commit) marshalSize() int {
 	n := commitHeaderSize
 	for _, op := range c.Ops {
-		n += 1 + 16 + 1 + len(op.Handle) + len(op.SigningKey) + len(op.EncryptionKey) + 1
+		n += 1 + 16 + 1 + len(op.Handle) + len(op.SigningKey) + len(op.EncryptionKey) + 1 + len(op.KeysHash)
 	}
 	return n
 }
@@ -202,7 +232,7 @@ func ParseCommit(body []byte) (*Commit, error) {
 	if !s.ReadUint8(&version) {
 		return nil, ruleErr(RuleMalformed, "empty commit")
 	}
-	if version != SuiteV1 {
+	if version != SuiteV1 && version != SuiteV2 {
 		return nil, ruleErr(RuleVersion, "unsupported commit version %d", version)
 	}
 	var (
@@ -219,6 +249,9 @@ func ParseCommit(body []byte) (*Commit, error) {
 	}
 	copy(c.Author[:], author)
 	c.Time = int64(tm)
+	if version == SuiteV2 {
+		c.Suite = SuiteV2
+	}
 	switch share {
 	case 0:
 	case 1:
@@ -239,7 +272,7 @@ func ParseCommit(body []byte) (*Commit, error) {
 		c.Ops = make([]Op, 0, min(int(nops), len(s)))
 	}
 	for i := range int(nops) {
-		op, err := parseOp(&s)
+		op, err := parseOp(&s, version == SuiteV2)
 		if err != nil {
 			err.Message = fmt.Sprintf("op %d: %s", i, err.Message)
 			return nil, err
@@ -252,7 +285,7 @@ func ParseCommit(body []byte) (*Commit, error) {
 	return &c, nil
 }
 
-func parseOp(s *cryptobyte.String) (Op, *Error) {
+func parseOp(s *cryptobyte.String, v2 bool) (Op, *Error) {
 	var (
 		op             Op
 		kind, role     uint8
@@ -266,8 +299,13 @@ func parseOp(s *cryptobyte.String) (Op, *Error) {
 	switch op.Kind {
 	case OpAdd:
 		var h cryptobyte.String
-		if !s.ReadBytes(&member, 16) || !s.ReadUint8LengthPrefixed(&h) ||
-			!s.ReadBytes(&sk, SigningKeySize) || !s.ReadBytes(&ek, EncryptionKeySize) || !s.ReadUint8(&role) {
+		ok := s.ReadBytes(&member, 16) && s.ReadUint8LengthPrefixed(&h)
+		if v2 {
+			ok = ok && s.CopyBytes(op.KeysHash[:])
+		} else {
+			ok = ok && s.ReadBytes(&sk, SigningKeySize) && s.ReadBytes(&ek, EncryptionKeySize)
+		}
+		if !ok || !s.ReadUint8(&role) {
 			return op, ruleErr(RuleMalformed, "truncated add op")
 		}
 		handle = h
@@ -280,12 +318,21 @@ func parseOp(s *cryptobyte.String) (Op, *Error) {
 			return op, ruleErr(RuleMalformed, "truncated set-role op")
 		}
 	case OpUpdateKey:
-		if !s.ReadBytes(&member, 16) || !s.ReadBytes(&sk, SigningKeySize) || !s.ReadBytes(&ek, EncryptionKeySize) {
+		ok := s.ReadBytes(&member, 16)
+		if v2 {
+			ok = ok && s.CopyBytes(op.KeysHash[:])
+		} else {
+			ok = ok && s.ReadBytes(&sk, SigningKeySize) && s.ReadBytes(&ek, EncryptionKeySize)
+		}
+		if !ok {
 			return op, ruleErr(RuleMalformed, "truncated update-key op")
 		}
 		copy(op.Member[:], member)
 		if op.Member.IsZero() {
 			return op, ruleErr(RuleMalformed, "update-key op has a zero member id")
+		}
+		if v2 {
+			return op, checkKeysHash(&op)
 		}
 		kerr := parseOpKeys(&op, sk, ek)
 		return op, kerr
@@ -313,8 +360,20 @@ func parseOp(s *cryptobyte.String) (Op, *Error) {
 		return op, ruleErr(RuleMalformed, "add op: %s", ErrorMessage(err))
 	}
 	op.Handle = h
+	if v2 {
+		return op, checkKeysHash(&op)
+	}
 	kerr := parseOpKeys(&op, sk, ek)
 	return op, kerr
+}
+
+// checkKeysHash refuses a zero keys hash, which names no keys: a suite v2
+// op that has no keys is malformed, not merely unresolvable.
+func checkKeysHash(op *Op) *Error {
+	if op.KeysHash == ([32]byte{}) {
+		return ruleErr(RuleMalformed, "%s op for %s has a zero keys hash", op.Kind, op.Member)
+	}
+	return nil
 }
 
 // parseOpKeys checks the keys an add or update-key op brings in and sets
@@ -341,8 +400,18 @@ func parseOpKeys(op *Op, sk, ek []byte) *Error {
 // SignedCommit is a commit body with its author's signature, exactly as it
 // is stored and served.
 type SignedCommit struct {
-	Body      []byte // the canonical Commit encoding
-	Signature []byte // Ed25519 over SignedMessage(LabelCommit, Body)
+	Body []byte // the canonical Commit encoding
+	// Signature is over SignedMessage(LabelCommit, Body): Ed25519 in suite
+	// v1, hybrid (HybridSignatureSize bytes) in suite v2.
+	Signature []byte
+}
+
+// SignCommitHybrid encodes c as a suite v2 commit and signs it with the
+// author's hybrid user signing key.
+func SignCommitHybrid(c *Commit, key *HybridPrivateKey) SignedCommit {
+	c.Suite = SuiteV2
+	body := c.Marshal()
+	return SignedCommit{Body: body, Signature: key.Sign(LabelCommit, body)}
 }
 
 // SignCommit encodes c and signs it with the author's signing key.

@@ -19,6 +19,13 @@ func FuzzParseCommit(f *testing.F) {
 			f.Add(cs[len(cs)-1].Body)
 		}
 	}
+	// Suite v2 bodies, whose ops carry keys hashes.
+	p2 := mustV2Cast(f)
+	for _, tc := range v2Cases {
+		if cs, _ := tc.build(f, p2); len(cs) > 0 {
+			f.Add(cs[len(cs)-1].Body)
+		}
+	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		c, err := coffer.ParseCommit(body)
 		if err != nil {

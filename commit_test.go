@@ -104,7 +104,8 @@ func TestParseCommitRejects(t *testing.T) {
 	}{
 		{"empty", nil, coffer.RuleMalformed},
 		{"version-0", set(0, 0), coffer.RuleVersion},
-		{"version-2", set(0, 2), coffer.RuleVersion},
+		{"version-3", set(0, 3), coffer.RuleVersion},
+		{"version-255", set(0, 255), coffer.RuleVersion},
 		{"version-only", []byte{coffer.SuiteV1}, coffer.RuleMalformed},
 		{"trailing-byte", append(slices.Clone(body), 0), coffer.RuleMalformed},
 		{"history-flag-2", set(sampleOffShare, 2), coffer.RuleMalformed},
