@@ -31,6 +31,11 @@ import (
 //     age header, in an age file of ContentSize bytes (each chunk checked
 //     before it is decrypted; see internal/content).
 type ResourceHeader struct {
+	// Suite is ResourceSuiteHybrid for a suite v2 header, signed with the
+	// author's hybrid key, and zero for an Ed25519 header, which Marshal
+	// encodes as version ResourceSuite. ParseResourceHeader sets it the same
+	// way, so a parsed header marshals back to the bytes it came from.
+	Suite    uint8
 	Resource ResourceID
 	Group    GroupID
 	Epoch    uint64
@@ -50,13 +55,24 @@ type ResourceHeader struct {
 	Created     int64    // unix milliseconds, as claimed by the author
 }
 
-// ResourceSuite is the version byte of resource headers: suite 2, the
-// chunk-tree header. Suite-1 headers (one hash over the whole file) are no
-// longer accepted.
-const ResourceSuite = 2
+// Version bytes of resource headers. Suite-1 headers (one hash over the
+// whole file) are no longer accepted.
+const (
+	// ResourceSuite is the chunk-tree header signed with Ed25519
+	// (SignResourceHeader, SignedHeader.Verify).
+	ResourceSuite = 2
+	// ResourceSuiteHybrid is the same header signed with a suite v2 hybrid
+	// key, Ed25519 and ML-DSA-65 (SignResourceHeaderHybrid,
+	// SignedHeader.VerifyHybrid). The version byte is signed, and each
+	// verifier accepts only its own, so neither kind of signature can be
+	// passed off as the other: a hybrid signature stripped to its Ed25519
+	// half still names version 3, which the Ed25519 verifier refuses.
+	ResourceSuiteHybrid = 3
+)
 
-// ResourceHeaderSize is the length of every suite-v2 resource header
-// encoding: a version byte and fixed-length fields, with no length prefixes.
+// ResourceHeaderSize is the length of every resource header encoding, of
+// either version: a version byte and fixed-length fields, with no length
+// prefixes.
 const ResourceHeaderSize = 1 + 16 + 16 + 8 + 16 + 8 + HashSize + HashSize + 8 + 8 + HashSize + 8
 
 // Sizes of the age payload that ParseResourceHeader checks Chunks and
@@ -69,13 +85,18 @@ const (
 	ageMinHeader     = 16 + 16     // the payload nonce and some header
 )
 
-// Marshal returns the canonical encoding of h: the suite version byte, then
-// every field in declaration order, ids as 16 raw bytes and integers as
-// 8-byte big-endian values. All fields have a fixed length, so there is
+// Marshal returns the canonical encoding of h: the version byte
+// (ResourceSuiteHybrid when h.Suite says so, else ResourceSuite), then
+// every other field in declaration order, ids as 16 raw bytes and integers
+// as 8-byte big-endian values. All fields have a fixed length, so there is
 // exactly one encoding of a header and it is what gets signed and stored.
 func (h *ResourceHeader) Marshal() []byte {
 	var b cryptobyte.Builder
-	b.AddUint8(ResourceSuite)
+	if h.Suite == ResourceSuiteHybrid {
+		b.AddUint8(ResourceSuiteHybrid)
+	} else {
+		b.AddUint8(ResourceSuite)
+	}
 	b.AddBytes(h.Resource[:])
 	b.AddBytes(h.Group[:])
 	b.AddUint64(h.Epoch)
@@ -90,8 +111,9 @@ func (h *ResourceHeader) Marshal() []byte {
 	return b.BytesOrPanic()
 }
 
-// ParseResourceHeader parses a canonical header encoding and rejects anything
-// Marshal would not produce for a valid header: another length or version,
+// ParseResourceHeader parses a canonical header encoding of either version
+// (Suite says which) and rejects anything Marshal would not produce for a
+// valid header: another length or version byte,
 // zero ids, version 0, a Prev that is set for version 1 or zero for a
 // later version, a negative size or time, or a chunk count that no age
 // file of ContentSize bytes has (which also bounds the chunk hash list a
@@ -126,7 +148,11 @@ func ParseResourceHeader(data []byte) (*ResourceHeader, error) {
 		!s.Empty() {
 		return nil, Errorf(EINVALID, "malformed resource header")
 	}
-	if version != ResourceSuite {
+	switch version {
+	case ResourceSuite:
+	case ResourceSuiteHybrid:
+		h.Suite = ResourceSuiteHybrid
+	default:
 		return nil, Errorf(EINVALID, "unsupported resource header version %d", version)
 	}
 	h.Resource = ResourceID(resource)
@@ -165,27 +191,52 @@ func ParseResourceHeader(data []byte) (*ResourceHeader, error) {
 // is stored and hashed as is; it is never re-serialized, so what a reader
 // verifies is exactly what the author signed.
 type SignedHeader struct {
-	Body      []byte // ResourceHeader.Marshal output
-	Signature []byte // Ed25519 over SignedMessage(LabelResourceHeader, Body)
+	Body []byte // ResourceHeader.Marshal output
+	// Signature is over SignedMessage(LabelResourceHeader, Body): Ed25519
+	// for a version-2 body, hybrid (HybridSignatureSize bytes) for a
+	// version-3 body.
+	Signature []byte
 }
 
-// SignResourceHeader encodes h and signs it with the author's signing key.
+// SignResourceHeader encodes h as a version-2 header, whatever h.Suite
+// says, and signs it with the author's Ed25519 signing key: the key decides
+// the suite, so no Ed25519 signature over a version-3 body is ever made.
 func SignResourceHeader(h *ResourceHeader, key ed25519.PrivateKey) SignedHeader {
-	body := h.Marshal()
+	v2 := *h
+	v2.Suite = 0
+	body := v2.Marshal()
 	return SignedHeader{Body: body, Signature: Sign(key, LabelResourceHeader, body)}
 }
 
-// Verify checks the signature under authorKey and returns the parsed header.
-// Errors are *Error with code EINVALID; a client that got the header from the
-// server reports them as Security("header", err).
+// Verify checks a version-2 header's Ed25519 signature under authorKey and
+// returns the parsed header. A body of any other version fails whatever its
+// signature: a version-3 body is checked only by VerifyHybrid, so a hybrid
+// signature cut to its Ed25519 half, or a version-3 body signed with Ed25519
+// alone, never passes here. Errors are *Error with code EINVALID; a client
+// that got the header from the server reports them as Security("header", err).
 //
 // Verify knows nothing about accounts: the caller must take authorKey from
 // the verified membership log as the signing key of the header's Author
 // (parse Body with ParseResourceHeader to learn who that is), and then check
 // the other conditions listed on ResourceHeader.
 func (sh SignedHeader) Verify(authorKey ed25519.PublicKey) (*ResourceHeader, error) {
+	if err := sh.checkSuite(ResourceSuite, "an Ed25519"); err != nil {
+		return nil, err
+	}
 	if !VerifySignature(authorKey, LabelResourceHeader, sh.Body, sh.Signature) {
 		return nil, Errorf(EINVALID, "resource header signature does not verify under the author's key")
 	}
 	return ParseResourceHeader(sh.Body)
+}
+
+// checkSuite refuses a body whose version byte is not the one the verifier
+// checks signatures for, before any signature is checked.
+func (sh SignedHeader) checkSuite(want uint8, kind string) error {
+	switch {
+	case len(sh.Body) == 0:
+		return Errorf(EINVALID, "empty resource header")
+	case sh.Body[0] != want:
+		return Errorf(EINVALID, "resource header version %d is not %s header (version %d)", sh.Body[0], kind, want)
+	}
+	return nil
 }

@@ -64,7 +64,8 @@ func TestParseResourceHeaderRejects(t *testing.T) {
 		{"trailing byte", func(_ *coffer.ResourceHeader, b []byte) []byte { return append(b, 0) }},
 		{"version 0 encoding", func(_ *coffer.ResourceHeader, b []byte) []byte { b[0] = 0; return b }},
 		{"suite 1 encoding", func(_ *coffer.ResourceHeader, b []byte) []byte { b[0] = 1; return b }},
-		{"suite 3 encoding", func(_ *coffer.ResourceHeader, b []byte) []byte { b[0] = 3; return b }},
+		{"suite 4 encoding", func(_ *coffer.ResourceHeader, b []byte) []byte { b[0] = 4; return b }},
+		{"version 255 encoding", func(_ *coffer.ResourceHeader, b []byte) []byte { b[0] = 255; return b }},
 		{"no chunks", func(h *coffer.ResourceHeader, _ []byte) []byte { h.Chunks = 0; return h.Marshal() }},
 		{"more chunks than the size holds", func(h *coffer.ResourceHeader, _ []byte) []byte { h.Chunks = 4; return h.Marshal() }},
 		{"huge chunk count", func(h *coffer.ResourceHeader, _ []byte) []byte { h.Chunks = 1<<64 - 1; return h.Marshal() }},
@@ -157,7 +158,11 @@ func FuzzParseResourceHeader(f *testing.F) {
 	f.Add(h.Marshal())
 	h.ContentSize, h.Chunks, h.Created, h.Epoch, h.Version = 200, 1, 0, 0, 1<<64-1
 	f.Add(h.Marshal())
+	h.Suite = coffer.ResourceSuiteHybrid
+	f.Add(h.Marshal())
+	f.Add(MustResourceHeader(f).Marshal()[:coffer.ResourceHeaderSize-1])
 	f.Add([]byte{coffer.ResourceSuite})
+	f.Add([]byte{coffer.ResourceSuiteHybrid})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, err := coffer.ParseResourceHeader(b)

@@ -409,6 +409,12 @@ func TestFinalizeChecks(t *testing.T) {
 			req.Header.Body = req.Header.Body[1:]
 			return req
 		}(), 400},
+		{"version 3 header signed with Ed25519", func() api.FinalizeRequest {
+			req := finalizeRequest(w.writer, up, data, nil)
+			req.Header.Body[0] = coffer.ResourceSuiteHybrid
+			req.Header.Signature = coffer.Sign(w.writer.id.Key, coffer.LabelResourceHeader, req.Header.Body)
+			return req
+		}(), 400},
 		{"meta too short", func() api.FinalizeRequest {
 			req := finalizeRequest(w.writer, up, data, nil)
 			req.Meta = req.Meta[:10]
