@@ -94,10 +94,10 @@ type AccountState struct {
 
 	Devices map[DeviceID]*AccountDevice
 
-	UserKey           []byte // the current user key, an X-Wing public key
-	UserSigningKey    []byte // the Ed25519 key derived from the current user key's seed
-	UserKeyGeneration uint64 // 1 at the genesis, +1 per rotation
-	UserKeySeq        uint64 // the link that set the current user key
+	UserKey           []byte          // the current user key, an X-Wing public key
+	UserSigningKey    HybridPublicKey // the hybrid key derived from the current user key's seed
+	UserKeyGeneration uint64          // 1 at the genesis, +1 per rotation
+	UserKeySeq        uint64          // the link that set the current user key
 
 	RecoveryCommitment    [32]byte
 	RecoveryEncryptionKey []byte
@@ -256,7 +256,7 @@ var linkRules = map[LinkKind]func(*AccountState, *AccountLink) error{
 }
 
 func (s *AccountState) checkGenesis(l *AccountLink) error {
-	return checkNewKeys(nil, l.Device.SigningKey.Bytes(), l.Device.EncryptionKey, l.UserKey, l.UserSigningKey, l.RecoveryEncryptionKey)
+	return checkNewKeys(nil, l.Device.SigningKey.Bytes(), l.Device.EncryptionKey, l.UserKey, l.UserSigningKey.Bytes(), l.UserSigningKey.Ed25519(), l.RecoveryEncryptionKey)
 }
 
 func (s *AccountState) checkAddDevice(l *AccountLink) error {
@@ -298,7 +298,9 @@ func (s *AccountState) checkRotation(l *AccountLink, revoked DeviceID) error {
 			return ruleErr(RuleWraps, "a wrap for %s, which is not a device that remains", w.Device)
 		}
 	}
-	return checkNewKeys(s.everKeys, l.UserKey, l.UserSigningKey)
+	// The Ed25519 half counts on its own: it is the account's suite v1
+	// signing key, so a rotation must replace it too.
+	return checkNewKeys(s.everKeys, l.UserKey, l.UserSigningKey.Bytes(), l.UserSigningKey.Ed25519())
 }
 
 func (s *AccountState) checkSetRecovery(l *AccountLink) error {
@@ -344,7 +346,8 @@ func (s *AccountState) applyLink(l *AccountLink, hash [32]byte) {
 	if l.rotates() {
 		s.UserKey = l.UserKey
 		s.UserSigningKey = l.UserSigningKey
-		s.everKeys[string(l.UserSigningKey)] = struct{}{}
+		s.everKeys[string(l.UserSigningKey.Bytes())] = struct{}{}
+		s.everKeys[string(l.UserSigningKey.Ed25519())] = struct{}{}
 		s.UserKeyGeneration++
 		s.UserKeySeq = l.Seq
 		s.RecoveryWrapSeq = l.Seq
@@ -418,15 +421,27 @@ func AccountFingerprint(account AccountID, genesis [32]byte) Fingerprint {
 	return sha512.Sum512(SignedMessage(LabelAccountFingerprint, body))
 }
 
-// Identity returns the account's suite v1 identity: its handle, user
-// signing key and user key. Groups, log-ins and the server's accounts
+// MemberKeys returns the account's current keys as a suite v2 group
+// refers to them (by MemberKeys.Hash): nil before the genesis.
+func (s *AccountState) MemberKeys() *MemberKeys {
+	if s.Seq == 0 {
+		return nil
+	}
+	return &MemberKeys{
+		Account: s.Account, Origin: s.Origin, Handle: s.Handle, Generation: s.UserKeyGeneration,
+		EncryptionKey: bytes.Clone(s.UserKey), SigningKey: s.UserSigningKey,
+	}
+}
+
+// Identity returns the account's suite v1 identity: its handle, the
+// Ed25519 half of its user signing key, and its user key. Groups, log-ins and the server's accounts
 // table use it; it changes with every rotation of the user key. The zero
 // value before the genesis.
 func (s *AccountState) Identity() PublicIdentity {
 	if s.Seq == 0 {
 		return PublicIdentity{}
 	}
-	return PublicIdentity{Handle: s.Handle, SigningKey: bytes.Clone(s.UserSigningKey), EncryptionKey: bytes.Clone(s.UserKey)}
+	return PublicIdentity{Handle: s.Handle, SigningKey: s.UserSigningKey.Ed25519(), EncryptionKey: bytes.Clone(s.UserKey)}
 }
 
 // Fingerprint returns the account's fingerprint, or the zero value before

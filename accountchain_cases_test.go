@@ -394,6 +394,17 @@ var accountCases = []accountCase{
 		l.UserSigningKey = testUserSigningKey(tb, 1)
 		return b.Push(l, p.d1.Key, nil).links
 	}},
+	{"rotation-same-ed25519-half", "a rotation whose new hybrid user signing key keeps the Ed25519 half of the current one (the suite v1 signing key) with a new ML-DSA-65 half", coffer.RuleKeyReuse, func(tb testing.TB, p accountCast) []coffer.SignedLink {
+		b := MustAccount(tb)
+		l := b.Rotate(p.d1)
+		mixed := append(testUserSigningKey(tb, 1).Ed25519(), testUserSigningKey(tb, 2).Bytes()[32:]...)
+		k, err := coffer.ParseHybridPublicKey(mixed)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		l.UserSigningKey = k
+		return b.Push(l, p.d1.Key, nil).links
+	}},
 	{"revoke-same-user-signing-key", "a revocation that keeps the current user signing key", coffer.RuleKeyReuse, func(tb testing.TB, p accountCast) []coffer.SignedLink {
 		b := MustAccount(tb).DoAdd(p.d1, p.d2)
 		l := b.Revoke(p.d1, p.d2)
@@ -402,11 +413,11 @@ var accountCases = []accountCase{
 	}},
 	{"genesis-small-order-user-signing-key", "a genesis whose user signing key is a small-order point", coffer.RuleWeakKey, func(tb testing.TB, p accountCast) []coffer.SignedLink {
 		b := &accountBuilder{tb: tb, account: testAccountID(1)}
-		return b.pushBody(b.Genesis(p.d1, p.r1), editAt(tb, testUserSigningKey(tb, 1), smallOrderEd), p.d1.Key, nil)
+		return b.pushBody(b.Genesis(p.d1, p.r1), editAt(tb, testUserSigningKey(tb, 1).Bytes(), smallOrderEd), p.d1.Key, nil)
 	}},
 	{"rotation-small-order-user-signing-key", "a rotation whose user signing key is a small-order point", coffer.RuleWeakKey, func(tb testing.TB, p accountCast) []coffer.SignedLink {
 		b := MustAccount(tb)
-		return b.pushBody(b.Rotate(p.d1), editAt(tb, testUserSigningKey(tb, 2), smallOrderEd), p.d1.Key, nil)
+		return b.pushBody(b.Rotate(p.d1), editAt(tb, testUserSigningKey(tb, 2).Bytes(), smallOrderEd), p.d1.Key, nil)
 	}},
 	{"rotation-without-prev-user-key", "a rotation cut before its sealed previous user key", coffer.RuleMalformed, func(tb testing.TB, p accountCast) []coffer.SignedLink {
 		b := MustAccount(tb)

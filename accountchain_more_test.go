@@ -212,7 +212,7 @@ func TestAccountIdentityFollowsRotations(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := s.Identity()
-	if id.Handle != "alice" || !bytes.Equal(id.SigningKey, testUserSigningKey(t, 1)) || !bytes.Equal(id.EncryptionKey, testUserKey(t, 1)) {
+	if id.Handle != "alice" || !bytes.Equal(id.SigningKey, testUserSigningKey(t, 1).Ed25519()) || !bytes.Equal(id.EncryptionKey, testUserKey(t, 1)) {
 		t.Fatalf("genesis identity is not the user key's")
 	}
 	fp := s.Fingerprint()
@@ -222,7 +222,7 @@ func TestAccountIdentityFollowsRotations(t *testing.T) {
 		t.Fatal(err)
 	}
 	id2 := s2.Identity()
-	if !bytes.Equal(id2.SigningKey, testUserSigningKey(t, 2)) || !bytes.Equal(id2.EncryptionKey, testUserKey(t, 2)) {
+	if !bytes.Equal(id2.SigningKey, testUserSigningKey(t, 2).Ed25519()) || !bytes.Equal(id2.EncryptionKey, testUserKey(t, 2)) {
 		t.Fatalf("identity after the revocation is not the new user key's")
 	}
 	if s2.Fingerprint() != fp {

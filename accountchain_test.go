@@ -2,7 +2,6 @@ package coffer_test
 
 import (
 	"bytes"
-	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -57,14 +56,14 @@ var testUserKeys sync.Map // int → []byte
 
 // testUserSigningKey is the user signing key derived from test user key n's
 // seed.
-func testUserSigningKey(tb testing.TB, n int) []byte {
+func testUserSigningKey(tb testing.TB, n int) coffer.HybridPublicKey {
 	tb.Helper()
 	seed := sha256.Sum256(fmt.Appendf(nil, "coffer account test user key %d", n))
 	sk, err := coffer.UserSigningKeyFromSeed(seed[:])
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return sk.Public().(ed25519.PublicKey)
+	return sk.Public()
 }
 
 // testPrevUserKey stands in for the sealed previous user key, opaque to

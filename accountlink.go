@@ -59,10 +59,12 @@ import (
 // checks the key it unwraps against the user key the chain records.
 //
 // The user key's seed also derives the account's user signing key
-// (UserSigningKeyFromSeed, Ed25519), which the genesis and every rotation
-// publish beside the X-Wing user key. The two form the account's suite v1
-// PublicIdentity (AccountState.Identity): the keys groups wrap to and
-// verify commits with, and that log-ins are signed with. So a new device
+// (UserSigningKeyFromSeed, a hybrid key), which the genesis and every
+// rotation publish beside the X-Wing user key. The X-Wing key and the
+// signing key's Ed25519 half form the account's suite v1 PublicIdentity
+// (AccountState.Identity): the keys groups wrap to and verify commits with.
+// The X-Wing key and the whole hybrid key form its suite v2 MemberKeys
+// (AccountState.MemberKeys), which suite v2 groups refer to by hash. So a new device
 // changes no group, and a rotation retires both keys of every device that
 // no longer holds the seed.
 //
@@ -194,9 +196,9 @@ type AccountLink struct {
 	Device DeviceKeys // genesis, add-device: the device added
 	// UserKey is the new user key (X-Wing public key): genesis and rotations.
 	UserKey []byte
-	// UserSigningKey is the Ed25519 key derived from the new user key's
+	// UserSigningKey is the hybrid key derived from the new user key's
 	// seed: genesis and rotations.
-	UserSigningKey ed25519.PublicKey
+	UserSigningKey HybridPublicKey
 	// PrevUserKey is the previous user key's seed, sealed under the new
 	// one (HistoryLinkSize bytes): rotations.
 	PrevUserKey []byte
@@ -272,7 +274,7 @@ func (l *AccountLink) Marshal() []byte {
 		b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(l.Handle)) })
 		addDevice()
 		b.AddBytes(l.UserKey)
-		b.AddBytes(l.UserSigningKey)
+		b.AddBytes(l.UserSigningKey.Bytes())
 		addRecovery()
 		b.AddBytes(firstWrap())
 		b.AddBytes(l.RecoveryWrap)
@@ -287,7 +289,7 @@ func (l *AccountLink) Marshal() []byte {
 			panic("coffer: over 255 device wraps")
 		}
 		b.AddBytes(l.UserKey)
-		b.AddBytes(l.UserSigningKey)
+		b.AddBytes(l.UserSigningKey.Bytes())
 		b.AddUint8(uint8(len(l.DeviceWraps)))
 		for _, w := range l.DeviceWraps {
 			b.AddBytes(w.Device[:])
@@ -364,7 +366,7 @@ func ParseAccountLink(body []byte) (*AccountLink, error) {
 		l.Origin, l.Handle = string(origin), h
 		l.Device = p.device()
 		l.UserKey = p.xwingKey("user key")
-		l.UserSigningKey = p.ed25519Key("user signing key")
+		l.UserSigningKey = p.hybridKey("user signing key")
 		l.RecoveryCommitment, l.RecoveryEncryptionKey = p.recovery()
 		l.DeviceWraps = []DeviceWrap{{Device: l.Device.ID, Wrap: p.wrap()}}
 		l.RecoveryWrap = p.wrap()
@@ -376,7 +378,7 @@ func ParseAccountLink(body []byte) (*AccountLink, error) {
 			l.Revoked = p.deviceID("revoked device")
 		}
 		l.UserKey = p.xwingKey("user key")
-		l.UserSigningKey = p.ed25519Key("user signing key")
+		l.UserSigningKey = p.hybridKey("user signing key")
 		l.DeviceWraps = p.deviceWraps()
 		l.RecoveryWrap = p.wrap()
 		l.PrevUserKey = p.bytes(HistoryLinkSize, "previous user key")
@@ -597,13 +599,15 @@ const (
 // seed.
 const LabelUserSigningSeed = "coffer/v2/user-signing-key"
 
-// UserSigningKeyFromSeed derives the account's Ed25519 user signing key
+// UserSigningKeyFromSeed derives the account's hybrid user signing key
 // from the user key's 32-byte seed (the X-Wing seed) with HKDF-SHA256.
-func UserSigningKeyFromSeed(seed []byte) (ed25519.PrivateKey, error) {
+func UserSigningKeyFromSeed(seed []byte) (*HybridPrivateKey, error) {
 	if len(seed) != EncryptionSecretSize {
 		return nil, Errorf(EINVALID, "user key seed must be %d bytes, got %d", EncryptionSecretSize, len(seed))
 	}
-	return ed25519.NewKeyFromSeed(deriveKey(seed, LabelUserSigningSeed, ed25519.SeedSize)), nil
+	s := deriveKey(seed, LabelUserSigningSeed, HybridSeedSize)
+	defer clear(s)
+	return NewHybridKeyFromSeed(s)
 }
 
 // DeviceKeysFromSeed derives a device's hybrid signing key and X-Wing key

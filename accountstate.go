@@ -9,16 +9,16 @@ import (
 )
 
 // accountStateVersion versions the AccountState checkpoint encoding.
-const accountStateVersion = 2
+const accountStateVersion = 3
 
 // MarshalBinary encodes s as a checkpoint that UnmarshalBinary restores, so
 // a verifier can resume from it instead of from the genesis. The encoding
 // is deterministic (devices, device ids and keys sorted):
 //
-//	version uint8 = 2
+//	version uint8 = 3
 //	account [16], origin <uint8 length>, handle <uint8 length>
 //	seq uint64, head [32], genesis [32]
-//	user_key [1216], user_signing_key [32], user_key_generation uint64, user_key_seq uint64
+//	user_key [1216], user_signing_key [1984], user_key_generation uint64, user_key_seq uint64
 //	recovery_commitment [32], recovery_encryption_key [1216], recovery_wrap_seq uint64
 //	device_count uint8, per device by id:
 //	  id [16], name <uint8 length>, signing_key [1984], encryption_key [1216],
@@ -41,7 +41,7 @@ func (s *AccountState) MarshalBinary() ([]byte, error) {
 	b.AddBytes(s.Head[:])
 	b.AddBytes(s.Genesis[:])
 	b.AddBytes(s.UserKey)
-	b.AddBytes(s.UserSigningKey)
+	b.AddBytes(s.UserSigningKey.Bytes())
 	b.AddUint64(s.UserKeyGeneration)
 	b.AddUint64(s.UserKeySeq)
 	b.AddBytes(s.RecoveryCommitment[:])
@@ -103,7 +103,7 @@ func (s *AccountState) UnmarshalBinary(data []byte) error {
 	}
 	if !in.CopyBytes(ns.Account[:]) || !in.ReadUint8LengthPrefixed(&origin) || !in.ReadUint8LengthPrefixed(&handle) ||
 		!in.ReadUint64(&ns.Seq) || !in.CopyBytes(ns.Head[:]) || !in.CopyBytes(ns.Genesis[:]) ||
-		!in.ReadBytes(&userKey, EncryptionKeySize) || !in.ReadBytes(&userSigningKey, SigningKeySize) || !in.ReadUint64(&ns.UserKeyGeneration) || !in.ReadUint64(&ns.UserKeySeq) ||
+		!in.ReadBytes(&userKey, EncryptionKeySize) || !in.ReadBytes(&userSigningKey, HybridPublicKeySize) || !in.ReadUint64(&ns.UserKeyGeneration) || !in.ReadUint64(&ns.UserKeySeq) ||
 		!in.CopyBytes(ns.RecoveryCommitment[:]) || !in.ReadBytes(&recKey, EncryptionKeySize) || !in.ReadUint64(&ns.RecoveryWrapSeq) {
 		return bad("truncated header")
 	}
@@ -117,11 +117,10 @@ func (s *AccountState) UnmarshalBinary(data []byte) error {
 		return bad("invalid handle")
 	}
 	ns.Origin, ns.Handle = string(origin), h
-	if CheckSigningKey(userSigningKey) != nil {
+	if ns.UserSigningKey, err = ParseHybridPublicKey(userSigningKey); err != nil {
 		return bad("invalid user signing key")
 	}
 	ns.UserKey, ns.RecoveryEncryptionKey = bytes.Clone(userKey), bytes.Clone(recKey)
-	ns.UserSigningKey = bytes.Clone(userSigningKey)
 
 	var n uint8
 	if !in.ReadUint8(&n) || n == 0 || int(n) > MaxAccountDevices {
@@ -201,7 +200,7 @@ func (s *AccountState) UnmarshalBinary(data []byte) error {
 		}
 	}
 	_, okUK := ns.everKeys[string(ns.UserKey)]
-	_, okUS := ns.everKeys[string(ns.UserSigningKey)]
+	_, okUS := ns.everKeys[string(ns.UserSigningKey.Bytes())]
 	_, okRK := ns.everKeys[string(ns.RecoveryEncryptionKey)]
 	if !okUK || !okUS || !okRK {
 		return bad("a current key missing from the history")

@@ -111,3 +111,38 @@ func FuzzAccountStateUnmarshal(f *testing.F) {
 		_ = st.SortedDevices()
 	})
 }
+
+// TestAccountMemberKeys: an account's suite v2 member keys are its current
+// user keys, bound to its id, origin, handle and generation; a rotation
+// gives new keys with a new hash, and the identity groups use today keeps
+// the Ed25519 half of the same hybrid key.
+func TestAccountMemberKeys(t *testing.T) {
+	p := MustAccountCast(t)
+	b := MustAccount(t)
+	s1, err := coffer.VerifyAccountChain(nil, b.links)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k1 := s1.MemberKeys()
+	if k1.Account != s1.Account || k1.Origin != s1.Origin || k1.Handle != s1.Handle || k1.Generation != 1 ||
+		!k1.SigningKey.Equal(s1.UserSigningKey) || !bytes.Equal(k1.EncryptionKey, s1.UserKey) {
+		t.Fatalf("member keys do not match the account state")
+	}
+	if parsed, err := coffer.ParseMemberKeys(k1.Marshal()); err != nil || parsed.Hash() != k1.Hash() {
+		t.Fatalf("member keys do not round-trip: %v", err)
+	}
+	if !bytes.Equal(s1.Identity().SigningKey, s1.UserSigningKey.Ed25519()) {
+		t.Fatal("the suite v1 identity does not carry the Ed25519 half of the user signing key")
+	}
+	s2, err := coffer.VerifyAccountChain(nil, b.DoRotate(p.d1).links)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2 := s2.MemberKeys()
+	if k2.Generation != 2 || k2.Hash() == k1.Hash() || k2.SigningKey.Equal(k1.SigningKey) {
+		t.Fatalf("a rotation did not give new member keys")
+	}
+	if (&coffer.AccountState{}).MemberKeys() != nil {
+		t.Fatal("member keys before the genesis")
+	}
+}

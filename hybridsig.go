@@ -93,6 +93,16 @@ func deriveKey(secret []byte, label string, n int) []byte {
 // Public returns the public half.
 func (k *HybridPrivateKey) Public() HybridPublicKey { return k.pub }
 
+// Ed25519PrivateKey returns the Ed25519 half alone, for the suite v1
+// structures an account still signs with its user key (group commits and
+// resource headers, until they move to suite v2). An Ed25519 half stripped
+// from a hybrid signature cannot pass as a suite v1 signature: every signed
+// body starts with its version byte, and each verifier accepts only its
+// own suite's version.
+func (k *HybridPrivateKey) Ed25519PrivateKey() ed25519.PrivateKey {
+	return append(ed25519.PrivateKey(nil), k.ed...)
+}
+
 // Sign signs body for the purpose named by label. The ML-DSA half is hedged
 // (FIPS 204's default: fresh randomness mixed into a deterministic nonce),
 // which keeps a fault or a weak random source from leaking the key.

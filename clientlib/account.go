@@ -3,7 +3,6 @@ package clientlib
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/hpke"
 	"crypto/subtle"
 	"errors"
@@ -208,7 +207,7 @@ func (c *Client) CreateAccount(ctx context.Context, handle, deviceName string) (
 	c.observeUserKey(uk)
 	c.observeSecret("recovery-key", rk[:])
 	account := coffer.NewAccountID()
-	usk, err := userkey.SigningKey(uk)
+	usk, err := userkey.HybridSigningKey(uk)
 	if err != nil {
 		return nil, err
 	}
@@ -224,7 +223,7 @@ func (c *Client) CreateAccount(ctx context.Context, handle, deviceName string) (
 		Account: account, Seq: 1, Time: time.Now().UnixMilli(), Kind: coffer.LinkGenesis,
 		AuthorKind: coffer.AuthorDevice, AuthorDevice: dev.id,
 		Origin: c.origin, Handle: h, Device: dev.keys(),
-		UserKey: uk.PublicKey().Bytes(), UserSigningKey: usk.Public().(ed25519.PublicKey),
+		UserKey: uk.PublicKey().Bytes(), UserSigningKey: usk.Public(),
 		RecoveryCommitment: rk.Commitment(account), RecoveryEncryptionKey: rk.EncryptionKey().PublicKey().Bytes(),
 		DeviceWraps:  []coffer.DeviceWrap{{Device: dev.id, Wrap: dw}},
 		RecoveryWrap: rw,
@@ -489,11 +488,11 @@ func (a *accountSelf) rotation(l *coffer.AccountLink, revoked coffer.DeviceID) (
 	if err != nil {
 		return nil, err
 	}
-	usk, err := userkey.SigningKey(uk)
+	usk, err := userkey.HybridSigningKey(uk)
 	if err != nil {
 		return nil, err
 	}
-	l.UserKey, l.UserSigningKey = uk.PublicKey().Bytes(), usk.Public().(ed25519.PublicKey)
+	l.UserKey, l.UserSigningKey = uk.PublicKey().Bytes(), usk.Public()
 	for _, d := range s.SortedDevices() {
 		if d.ID == revoked {
 			continue

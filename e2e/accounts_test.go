@@ -3,7 +3,6 @@ package e2e_test
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"io"
@@ -443,7 +442,7 @@ func fakeAccountWith(t *testing.T, origin string, handle coffer.Handle, d api.Pa
 		t.Fatal(err)
 	}
 	uk, _ := userkey.Generate()
-	usk, _ := userkey.SigningKey(uk)
+	usk, _ := userkey.HybridSigningKey(uk)
 	rk := coffer.NewRecoveryKey()
 	dev := coffer.NewDeviceID()
 	seal := func(to []byte, r userkey.Recipient) []byte {
@@ -456,7 +455,7 @@ func fakeAccountWith(t *testing.T, origin string, handle coffer.Handle, d api.Pa
 	g := &coffer.AccountLink{Account: account, Seq: 1, Kind: coffer.LinkGenesis, AuthorKind: coffer.AuthorDevice, AuthorDevice: dev,
 		Origin: coffer.CanonicalOrigin(u), Handle: handle,
 		Device:  coffer.DeviceKeys{ID: dev, Name: "server", SigningKey: sk.Public(), EncryptionKey: dk.PublicKey().Bytes()},
-		UserKey: uk.PublicKey().Bytes(), UserSigningKey: usk.Public().(ed25519.PublicKey),
+		UserKey: uk.PublicKey().Bytes(), UserSigningKey: usk.Public(),
 		RecoveryCommitment: rk.Commitment(account), RecoveryEncryptionKey: rk.EncryptionKey().PublicKey().Bytes(),
 		DeviceWraps:  []coffer.DeviceWrap{{Device: dev, Wrap: seal(dk.PublicKey().Bytes(), userkey.Recipient{Device: dev})}},
 		RecoveryWrap: seal(rk.EncryptionKey().PublicKey().Bytes(), userkey.RecoveryRecipient)}

@@ -119,7 +119,7 @@ func TestAccountDeviceLogin(t *testing.T) {
 		},
 		"the current user signing key": func(ch api.ChallengeResponse) api.LoginRequest {
 			return api.LoginRequest{AccountID: ch.AccountID, Origin: origin, Challenge: ch.Challenge,
-				Signature: coffer.Sign(userSigning, coffer.LabelLogin, coffer.LoginStatement(origin, ch.AccountID, ch.Challenge))}
+				Signature: coffer.Sign(userSigning.Ed25519PrivateKey(), coffer.LabelLogin, coffer.LoginStatement(origin, ch.AccountID, ch.Challenge))}
 		},
 	}
 	for name, build := range attempts {

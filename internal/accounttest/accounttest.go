@@ -77,7 +77,7 @@ func MustAccount(tb testing.TB, origin, handle string) *Account {
 	l.Origin, l.Handle = origin, coffer.Handle(handle)
 	l.Device = d.Keys()
 	l.UserKey = uk.PublicKey().Bytes()
-	l.UserSigningKey = mustUserSigningKey(tb, uk).Public().(ed25519.PublicKey)
+	l.UserSigningKey = mustHybridUserKey(tb, uk).Public()
 	l.RecoveryCommitment = a.Recovery.Commitment(a.ID)
 	l.RecoveryEncryptionKey = a.Recovery.EncryptionKey().PublicKey().Bytes()
 	l.DeviceWraps = []coffer.DeviceWrap{{Device: d.ID, Wrap: a.seal(d.Enc.PublicKey().Bytes(), 1, userkey.Recipient{Device: d.ID}, uk)}}
@@ -85,6 +85,15 @@ func MustAccount(tb testing.TB, origin, handle string) *Account {
 	a.userKeys[string(l.UserKey)], a.devices[d.ID] = uk, d
 	a.Push(coffer.SignLink(l, d.Key, nil))
 	return a
+}
+
+func mustHybridUserKey(tb testing.TB, uk hpke.PrivateKey) *coffer.HybridPrivateKey {
+	tb.Helper()
+	k, err := userkey.HybridSigningKey(uk)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return k
 }
 
 func mustUserSigningKey(tb testing.TB, uk hpke.PrivateKey) ed25519.PrivateKey {
@@ -143,7 +152,7 @@ func (a *Account) rotation(l *coffer.AccountLink, except coffer.DeviceID) *coffe
 	}
 	gen := a.State.UserKeyGeneration + 1
 	l.UserKey = uk.PublicKey().Bytes()
-	l.UserSigningKey = mustUserSigningKey(a.tb, uk).Public().(ed25519.PublicKey)
+	l.UserSigningKey = mustHybridUserKey(a.tb, uk).Public()
 	if l.PrevUserKey, err = userkey.SealPrevious(uk, a.UserKey, a.ID, gen); err != nil {
 		a.tb.Fatal(err)
 	}

@@ -106,8 +106,8 @@ func TestDBResourcesAcrossRotations(t *testing.T) {
 		id   coffer.ResourceID
 		key  ed25519.PrivateKey
 	}{
-		{"retired key after the self-update", after.ID, oldKey},
-		{"new key before the self-update", before.ID, newKey},
+		{"retired key after the self-update", after.ID, oldKey.Ed25519PrivateKey()},
+		{"new key before the self-update", before.ID, newKey.Ed25519PrivateKey()},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			defer resign(t, tt.id, tt.key)()

@@ -108,14 +108,25 @@ func Open(priv hpke.PrivateKey, account coffer.AccountID, generation uint64, r R
 	return uk, nil
 }
 
-// SigningKey returns the account's user signing key for the user key uk:
-// the Ed25519 key coffer.UserSigningKeyFromSeed derives from its seed.
-func SigningKey(uk hpke.PrivateKey) (ed25519.PrivateKey, error) {
+// HybridSigningKey returns the account's user signing key for the user key
+// uk: the hybrid key coffer.UserSigningKeyFromSeed derives from its seed.
+func HybridSigningKey(uk hpke.PrivateKey) (*coffer.HybridPrivateKey, error) {
 	seed, err := uk.Bytes()
 	if err != nil {
 		return nil, fmt.Errorf("userkey: user key: %w", err)
 	}
 	return coffer.UserSigningKeyFromSeed(seed)
+}
+
+// SigningKey returns the Ed25519 half of HybridSigningKey: the signing key
+// of the account's suite v1 identity, which signs its group commits and
+// resource headers.
+func SigningKey(uk hpke.PrivateKey) (ed25519.PrivateKey, error) {
+	k, err := HybridSigningKey(uk)
+	if err != nil {
+		return nil, err
+	}
+	return k.Ed25519PrivateKey(), nil
 }
 
 // A rotation seals the previous user key's seed under the new one, so that

@@ -185,7 +185,7 @@ func TestChainWithRealWraps(t *testing.T) {
 	if _, err := userkey.OpenPrevious(uk2, account, 2, rev.PrevUserKey, g.UserKey); err != nil {
 		t.Fatalf("walking back from generation 2: %v", err)
 	}
-	if !bytes.Equal(s.Identity().SigningKey, userSigningPublic(t, uk2)) || !bytes.Equal(s.Identity().EncryptionKey, uk2.PublicKey().Bytes()) {
+	if !bytes.Equal(s.Identity().SigningKey, userSigningPublic(t, uk2).Ed25519()) || !bytes.Equal(s.Identity().EncryptionKey, uk2.PublicKey().Bytes()) {
 		t.Fatalf("the account's identity is not the new user key's")
 	}
 	// Device 1's old wrap does not open as the new generation's key.
@@ -196,13 +196,13 @@ func TestChainWithRealWraps(t *testing.T) {
 	}
 }
 
-func userSigningPublic(t *testing.T, uk hpke.PrivateKey) ed25519.PublicKey {
+func userSigningPublic(t *testing.T, uk hpke.PrivateKey) coffer.HybridPublicKey {
 	t.Helper()
-	sk, err := userkey.SigningKey(uk)
+	sk, err := userkey.HybridSigningKey(uk)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sk.Public().(ed25519.PublicKey)
+	return sk.Public()
 }
 
 func sealPrev(t *testing.T, next, prev hpke.PrivateKey, account coffer.AccountID, gen uint64) []byte {
@@ -225,7 +225,7 @@ func TestSigningKeyDerivesFromSeed(t *testing.T) {
 	}
 	seed, _ := uk.Bytes()
 	again, err := coffer.UserSigningKeyFromSeed(seed)
-	if err != nil || !again.Equal(sk) {
+	if err != nil || !again.Ed25519PrivateKey().Equal(sk) {
 		t.Fatalf("the user signing key does not derive from the seed alone")
 	}
 	other, _ := userkey.Generate()
