@@ -85,12 +85,13 @@ type Options struct {
 
 // Client talks to one Coffer server on behalf of one identity.
 type Client struct {
-	logged loggedChecks // resource versions whose log checks passed
-	base   *url.URL
-	origin string
-	hc     *http.Client
-	ks     KeyStore
-	opts   Options
+	logged     loggedChecks   // resource versions whose log checks passed
+	memberKeys memberKeyCache // suite v2 member keys, checked against their hashes
+	base       *url.URL
+	origin     string
+	hc         *http.Client
+	ks         KeyStore
+	opts       Options
 
 	ksMu      sync.Mutex      // serialises read-modify-write of key store indexes
 	stateMu   sync.Mutex      // serialises check-and-store of verified group states

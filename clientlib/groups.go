@@ -340,7 +340,7 @@ func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool)
 		if len(commits) == 0 {
 			break // withheld: caught by the head check below
 		}
-		next, err := coffer.VerifyChain(state, commits)
+		next, err := c.verifyChain(ctx, state, commits)
 		if err != nil {
 			return nil, coffer.Security("chain", err)
 		}
@@ -529,7 +529,7 @@ func (c *Client) history(ctx context.Context, g coffer.GroupID) ([]*coffer.Commi
 	if uint64(len(commits)) > res.State.Seq {
 		commits = commits[:res.State.Seq]
 	}
-	full, err := coffer.VerifyChain(nil, commits)
+	full, err := c.verifyChain(ctx, nil, commits)
 	if err != nil {
 		return nil, coffer.Security("chain", err)
 	}

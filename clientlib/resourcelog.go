@@ -366,7 +366,7 @@ func (c *Client) signedHistory(ctx context.Context, g coffer.GroupID) ([]coffer.
 	if uint64(len(commits)) > res.State.Seq {
 		commits = commits[:res.State.Seq]
 	}
-	full, err := coffer.VerifyChain(&coffer.GroupState{Group: g}, commits)
+	full, err := c.verifyChain(ctx, &coffer.GroupState{Group: g}, commits)
 	if err != nil {
 		return nil, nil, coffer.Security("chain", err)
 	}
