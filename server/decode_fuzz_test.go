@@ -24,6 +24,7 @@ var decodeTargets = []func() any{
 	func() any { return new(api.AppendLinkRequest) },
 	func() any { return new(api.CreatePairingRequest) },
 	func() any { return new(api.PairingApproval) },
+	func() any { return new(api.MemberKeysRequest) },
 }
 
 // FuzzDecode feeds arbitrary bodies and Content-Types to the strict JSON
@@ -68,6 +69,7 @@ func FuzzDecode(f *testing.F) {
 		{`{"link":{"body":"AQ==","signature":"Ag=="},"self_signature":"Aw=="}`, "application/json", 5, 4096},
 		{`{"id":"00","handle":"alice","device":{"id":"x","name":"","signing_key":null},"mac":"AQ=="}`, "application/json", 6, 4096},
 		{`{"link":{"body":"AQ=="},"mac":[1]}`, "application/json", 7, 4096},
+		{`{"hashes":["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",null,""]}`, "application/json", 8, 4096},
 	} {
 		f.Add([]byte(seed.body), seed.ct, seed.target, seed.limit)
 	}

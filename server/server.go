@@ -157,6 +157,10 @@ type Services struct {
 	// takes Accounts when it implements the interface too, else its
 	// endpoints answer EUNAVAILABLE.
 	DeviceStates coffer.DeviceStateService
+	// MemberKeys reads the stored suite v2 member keys; nil takes Groups,
+	// then Accounts, when one implements the interface too, else suite v2
+	// commits and their endpoint answer EUNAVAILABLE.
+	MemberKeys coffer.MemberKeyService
 }
 
 // Server is the HTTP API.
@@ -172,6 +176,8 @@ type Server struct {
 	accountChains coffer.AccountChainService
 	// deviceStates stores the encrypted device state (devicestate.go).
 	deviceStates coffer.DeviceStateService
+	// memberKeys reads suite v2 member keys (memberkeys.go).
+	memberKeys coffer.MemberKeyService
 	// checkpoints shares reads of the latest checkpoint among concurrent
 	// requests, each answer read after its request arrived.
 	checkpoints freshflight.Group[string]
@@ -274,6 +280,12 @@ func New(cfg Config, svc Services) (*Server, error) {
 	if ds, ok := svc.Accounts.(coffer.DeviceStateService); ok && s.deviceStates == nil {
 		s.deviceStates = ds
 	}
+	s.memberKeys = svc.MemberKeys
+	for _, v := range []any{svc.Groups, svc.Accounts} {
+		if mk, ok := v.(coffer.MemberKeyService); ok && s.memberKeys == nil {
+			s.memberKeys = mk
+		}
+	}
 	if sc, ok := svc.Auth.(sessionChecker); ok {
 		s.tokens.sessions = sc
 	}
@@ -342,6 +354,7 @@ func (s *Server) routes() chi.Router {
 			r.Get("/accounts/{accountID}", s.handleAccountByID)
 			r.Get("/handles/{handle}", s.handleAccountByHandle)
 			r.Put("/pairings/{pairingID}/approval", s.handleApprovePairing)
+			r.Post("/member-keys", s.handleMemberKeys)
 			r.Get("/account-state", s.handleGetDeviceState)
 			r.Put("/account-state", s.handlePutDeviceState)
 			r.Route("/uploads/{uploadID}", s.uploadRoutes)

@@ -44,6 +44,9 @@ func (db *DB) CreateChainAccount(ctx context.Context, a *coffer.Account, g *coff
 		if err := insertAccountLink(ctx, tx, a.ID, 1, g.Link, a.Created); err != nil {
 			return err
 		}
+		if err := insertMemberKeys(ctx, tx, g.State); err != nil {
+			return err
+		}
 		// The link first, then the identity it sets: a log replay meets
 		// the identity after the chain that authorizes it.
 		if err := logAccountLink(ctx, tx, a.ID, 1, g.Link, a.Created); err != nil {
@@ -152,6 +155,11 @@ func (db *DB) AppendAccountLink(ctx context.Context, a *coffer.AccountLinkAppend
 		}
 		if err := insertAccountLink(ctx, tx, id, st.Seq, a.Link, a.Received); err != nil {
 			return err
+		}
+		if setsUserKey(a.Parsed.Kind) {
+			if err := insertMemberKeys(ctx, tx, st); err != nil {
+				return err
+			}
 		}
 		if a.Identity != nil {
 			// Every session ends: each device that remains logs in again

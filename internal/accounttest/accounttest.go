@@ -218,3 +218,11 @@ func (a *Account) SigningKey() ed25519.PrivateKey { return mustUserSigningKey(a.
 func (a *Account) SelfSignature() []byte {
 	return coffer.Sign(a.SigningKey(), coffer.LabelIdentity, a.State.Identity().Marshal())
 }
+
+// HybridKey is the current hybrid user signing key, which signs the
+// account's suite v2 commits and resource headers.
+func (a *Account) HybridKey() *coffer.HybridPrivateKey { return mustHybridUserKey(a.tb, a.UserKey) }
+
+// MemberKeys is the account's current suite v2 member keys, as suite v2
+// groups name them by hash.
+func (a *Account) MemberKeys() *coffer.MemberKeys { return a.State.MemberKeys() }

@@ -93,3 +93,17 @@ type Pairing struct {
 	ExpiresAt time.Time        `json:"expires_at"`
 	Approval  *PairingApproval `json:"approval"`
 }
+
+// MemberKeysRequest is POST /v1/member-keys: 1 to
+// coffer.MaxMemberKeysLookup hashes of suite v2 member keys, 32 bytes each.
+type MemberKeysRequest struct {
+	Hashes [][]byte `json:"hashes"`
+}
+
+// MemberKeysResponse holds the canonical coffer.MemberKeys encodings the
+// server has among the hashes asked for, in any order; unknown hashes are
+// absent. A client checks each by hash: the server can withhold keys, not
+// substitute them.
+type MemberKeysResponse struct {
+	Keys [][]byte `json:"keys"`
+}

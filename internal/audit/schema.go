@@ -98,6 +98,14 @@ var allowlist = map[string]map[string]column{
 		"ciphertext": {tBytea, Ciphertext},
 		"updated_at": {tTS, Bookkeeping},
 	},
+	// Suite v2 member keys (00015): each generation of each account's
+	// public user keys (X-Wing and hybrid signing key), by hash.
+	"member_keys": {
+		"hash":       {tBytea, Hash},
+		"account_id": {tUUID, Identifier},
+		"generation": {tBigint, Bookkeeping},
+		"keys":       {tBytea, PublicKey},
+	},
 	"login_challenges": {
 		"challenge_hash": {tBytea, Hash},
 		"account_id":     {tUUID, Identifier},

@@ -351,6 +351,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		// Suite v2 account chains and pairings.
 		AccountChains: pokingChains{m.db, m.seq.Poke},
 		DeviceStates:  m.db,
+		MemberKeys:    m.db,
 		Log:           m.logService(),
 		Resources:     m.db,
 		Blobs:         m.blobs,
