@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 
 	"golang.org/x/crypto/cryptobyte"
@@ -244,25 +243,7 @@ func (c *Client) Contact(handle string) (*Contact, error) {
 // Contacts lists every known contact, sorted by handle. The list lives in
 // the key store under contactIndexKey.
 func (c *Client) Contacts() ([]*Contact, error) {
-	b, err := c.ks.Get(contactIndexKey)
-	if errors.Is(err, ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var out []*Contact
-	for _, h := range strings.Fields(string(b)) {
-		ct, err := c.loadContact(coffer.Handle(h))
-		if err != nil {
-			return nil, err
-		}
-		if ct != nil {
-			out = append(out, ct)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Handle < out[j].Handle })
-	return out, nil
+	return c.readContacts()
 }
 
 func (c *Client) indexContact(h coffer.Handle) error {

@@ -110,21 +110,24 @@ func (c *Client) localState(g coffer.GroupID) (*coffer.GroupState, error) {
 // state of the group. Concurrent syncs finish in any order; without this, a
 // slower one could store an older head and let a rollback to it pass.
 func (c *Client) saveState(s *coffer.GroupState) error {
-	b, err := s.MarshalBinary()
-	if err != nil {
-		return err
-	}
 	c.stateMu.Lock()
 	defer c.stateMu.Unlock()
-	stored, err := c.localState(s.Group)
+	// Only the stored head is compared: decoding the whole stored state
+	// (14 MB for 10,000 members) to read two fields was most of the cost
+	// of saving (statehead.go).
+	seq, head, found, err := c.storedHead(s.Group)
 	if err != nil {
 		return err
 	}
-	if stored != nil && stored.Seq >= s.Seq {
-		if stored.Seq == s.Seq && stored.Head != s.Head {
+	if found && seq >= s.Seq {
+		if seq == s.Seq && head != s.Head {
 			return coffer.Security("fork", fmt.Errorf("two different commits verified at seq %d", s.Seq))
 		}
 		return nil
+	}
+	b, err := s.MarshalBinary()
+	if err != nil {
+		return err
 	}
 	return c.ks.Put(stateKey(s.Group), b)
 }
@@ -402,8 +405,12 @@ func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool)
 	if err := c.followMemberChains(ctx, local, state); err != nil {
 		return nil, err
 	}
-	if err := c.saveState(state); err != nil {
-		return nil, err
+	// Nothing new verified: state is the stored state, and saving it
+	// again would only encode it and compare it with itself.
+	if state != local {
+		if err := c.saveState(state); err != nil {
+			return nil, err
+		}
 	}
 	res := &SyncResult{State: state, New: int(verified), Proof: proof}
 	if !withTrust {
@@ -431,12 +438,16 @@ func short(b []byte) []byte {
 // trustMembers annotates the members of a verified state with this device's
 // trust in their keys.
 func (c *Client) trustMembers(s *coffer.GroupState) ([]*Member, error) {
-	out, err := c.trustByHandle(s)
+	book, err := c.loadContactBook()
+	if err != nil {
+		return nil, err
+	}
+	out, err := c.trustByHandle(s, book)
 	if err != nil {
 		return nil, err
 	}
 	// A verified account listed under another handle is matched by id.
-	conflicts, err := c.keyConflicts(s)
+	conflicts, err := c.keyConflictsIn(s, book)
 	if err != nil {
 		return nil, err
 	}
@@ -452,7 +463,7 @@ func (c *Client) trustMembers(s *coffer.GroupState) ([]*Member, error) {
 
 // trustByHandle is trustMembers without the match by account id
 // (keyConflicts), for a caller that has just checked s with it.
-func (c *Client) trustByHandle(s *coffer.GroupState) ([]*Member, error) {
+func (c *Client) trustByHandle(s *coffer.GroupState, book *contactBook) ([]*Member, error) {
 	id, me, err := c.me()
 	if err != nil {
 		return nil, err
@@ -465,7 +476,7 @@ func (c *Client) trustByHandle(s *coffer.GroupState) ([]*Member, error) {
 		if m.ID == me || m.Handle == id.Handle() {
 			pub := id.Public()
 			verified, verifiedID = &pub, me
-		} else if ct, err := c.loadContact(m.Handle); err != nil {
+		} else if ct, err := book.contact(m.Handle); err != nil {
 			return nil, err
 		} else if ct != nil && ct.VerifiedIdentity != nil {
 			verified, verifiedID = ct.VerifiedIdentity, ct.AccountID
@@ -731,15 +742,19 @@ func (c *Client) commitChangeMeta(ctx context.Context, g coffer.GroupID, build c
 			return nil, err
 		}
 		recipients := added
+		var book *contactBook
 		if rotate || len(added) > 0 {
 			// Judged on the state after the change: removing the
 			// conflicting member is how a user gets out of it.
-			if err := c.checkKeyConflicts(next); err != nil {
+			if book, err = c.loadContactBook(); err != nil {
+				return nil, err
+			}
+			if err := c.checkKeyConflictsIn(next, book); err != nil {
 				return nil, err
 			}
 		}
 		if rotate {
-			recipients, err = c.rotationRecipients(next)
+			recipients, err = c.rotationRecipients(next, book)
 			if err != nil {
 				return nil, err
 			}
@@ -796,9 +811,10 @@ func (c *Client) commitChangeMeta(ctx context.Context, g coffer.GroupID, build c
 // verified chain records for them. Those keys were vouched for by the
 // signature of the admin who added each member; a key that contradicts one
 // this device verified blocks the rotation. The caller has just run
-// checkKeyConflicts on s, which matches verified accounts by id as well.
-func (c *Client) rotationRecipients(s *coffer.GroupState) ([]groupkey.Recipient, error) {
-	members, err := c.trustByHandle(s)
+// checkKeyConflicts on s, which matches verified accounts by id as well,
+// with the same contact book.
+func (c *Client) rotationRecipients(s *coffer.GroupState, book *contactBook) ([]groupkey.Recipient, error) {
+	members, err := c.trustByHandle(s, book)
 	if err != nil {
 		return nil, err
 	}

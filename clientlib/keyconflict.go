@@ -25,6 +25,15 @@ import (
 // verified contact by handle and by account id, and any difference in
 // handle, account id or either key is a conflict.
 func (c *Client) keyConflicts(s *coffer.GroupState) ([]*coffer.Member, error) {
+	book, err := c.loadContactBook()
+	if err != nil {
+		return nil, err
+	}
+	return c.keyConflictsIn(s, book)
+}
+
+// keyConflictsIn is keyConflicts against a contact book already read.
+func (c *Client) keyConflictsIn(s *coffer.GroupState, book *contactBook) ([]*coffer.Member, error) {
 	id, me, err := c.me()
 	if err != nil {
 		return nil, err
@@ -51,11 +60,7 @@ func (c *Client) keyConflicts(s *coffer.GroupState) ([]*coffer.Member, error) {
 	}
 	self := id.Public()
 	check(me, &self)
-	contacts, err := c.Contacts()
-	if err != nil {
-		return nil, err
-	}
-	for _, ct := range contacts {
+	for _, ct := range book.list {
 		if ct.VerifiedIdentity != nil && ct.Handle != self.Handle {
 			check(ct.AccountID, ct.VerifiedIdentity)
 		}
@@ -77,7 +82,17 @@ func (c *Client) keyConflicts(s *coffer.GroupState) ([]*coffer.Member, error) {
 // member whose keys contradict a verified contact: a security error that
 // names the group and every such member, with code key_changed inside.
 func (c *Client) checkKeyConflicts(s *coffer.GroupState) error {
-	conflicts, err := c.keyConflicts(s)
+	book, err := c.loadContactBook()
+	if err != nil {
+		return err
+	}
+	return c.checkKeyConflictsIn(s, book)
+}
+
+// checkKeyConflictsIn is checkKeyConflicts against a contact book already
+// read.
+func (c *Client) checkKeyConflictsIn(s *coffer.GroupState, book *contactBook) error {
+	conflicts, err := c.keyConflictsIn(s, book)
 	if err != nil || len(conflicts) == 0 {
 		return err
 	}

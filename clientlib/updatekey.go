@@ -152,10 +152,14 @@ func (c *Client) updateOwnKeys(ctx context.Context, g coffer.GroupID, old, next 
 		if err := after.Apply(sc); err != nil {
 			return err
 		}
-		if err := c.checkKeyConflicts(after); err != nil {
+		book, err := c.loadContactBook()
+		if err != nil {
 			return err
 		}
-		recipients, err := c.rotationRecipients(after)
+		if err := c.checkKeyConflictsIn(after, book); err != nil {
+			return err
+		}
+		recipients, err := c.rotationRecipients(after, book)
 		if err != nil {
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cofferhq/coffer/clientlib"
 	"github.com/cofferhq/coffer/internal/cofferdtest"
@@ -103,3 +104,24 @@ func (s *benchProcess) status(tb testing.TB, field string) int64 {
 	tb.Fatalf("no %s in /proc/%d/status", field, s.p.Pid)
 	return 0
 }
+
+// cpuTime is the user and system time a process has used so far (Linux:
+// /proc/PID/stat, in clock ticks of 10 ms).
+func cpuTime(tb testing.TB, pid int) time.Duration {
+	tb.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// The fields after the command name, which is in parentheses.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		tb.Fatalf("cannot parse /proc/%d/stat", pid)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// cpuTime is cofferd's CPU time so far.
+func (s *benchProcess) cpuTime(tb testing.TB) time.Duration { return cpuTime(tb, s.p.Pid) }

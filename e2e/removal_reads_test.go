@@ -1,0 +1,97 @@
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/clientlib"
+)
+
+// readCountingKeyStore counts the reads of each name.
+type readCountingKeyStore struct {
+	*CanaryKeyStore
+	mu    sync.Mutex
+	reads map[string]int
+}
+
+func (k *readCountingKeyStore) Get(name string) ([]byte, error) {
+	k.mu.Lock()
+	k.reads[name]++
+	k.mu.Unlock()
+	return k.CanaryKeyStore.Get(name)
+}
+
+func (k *readCountingKeyStore) take() map[string]int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	r := k.reads
+	k.reads = map[string]int{}
+	return r
+}
+
+// TestRemovalReadsKeyStoreOnce: a removal reads each contact and the
+// group's stored state as few times as its checks need. For a group of
+// 10,000 members the key store is the client's largest cost: each extra
+// pass over the contact book parsed 10,000 identities, and each extra read
+// of the state decoded 14 MB. The removal's result is checked as well.
+func TestRemovalReadsKeyStoreOnce(t *testing.T) {
+	ctx := context.Background()
+	srv := MustServer(t)
+	ks := &readCountingKeyStore{CanaryKeyStore: NewCanaryKeyStore(), reads: map[string]int{}}
+	alice, err := clientlib.New(srv.URL(), ks, &clientlib.Options{SecretObserver: func(kind string, secret []byte) {
+		if len(secret) >= minSecretLen {
+			RecordSecret(kind, secret)
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Register(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	g := mustGroup(t, alice, "many", nil)
+	var members []*clientlib.Client
+	for i := range 5 {
+		m := MustClient(t, srv, fmt.Sprintf("member%d", i))
+		mustAdd(t, alice, m, g, coffer.RoleReader)
+		members = append(members, m)
+	}
+	before := mustEpoch(t, alice, g)
+	ks.take()
+	if err := alice.RemoveMember(ctx, g, "member0"); err != nil {
+		t.Fatal(err)
+	}
+	reads := ks.take()
+	for name, n := range reads {
+		if strings.HasPrefix(name, "contacts/") && n > 1 {
+			t.Errorf("the removal read %s %d times, want at most once", name, n)
+		}
+	}
+	for i := 1; i < 5; i++ {
+		if reads[fmt.Sprintf("contacts/member%d", i)] == 0 {
+			t.Errorf("the removal did not read the contact of member%d: its trust was not checked", i)
+		}
+	}
+	// Once to load the verified state, once to compare the stored head
+	// before saving the new one.
+	if n := reads["group/"+g.String()+"/state"]; n > 2 {
+		t.Errorf("the removal read the group's stored state %d times, want at most 2", n)
+	}
+
+	if e := mustEpoch(t, alice, g); e != before+1 {
+		t.Fatalf("after the removal alice is at epoch %d, want %d", e, before+1)
+	}
+	for i, m := range members {
+		e, err := m.CurrentEpoch(ctx, g)
+		switch {
+		case i == 0 && err == nil:
+			t.Fatalf("the removed member still reads the group, at epoch %d", e)
+		case i > 0 && (err != nil || e != before+1):
+			t.Fatalf("member%d: epoch %d, %v; want %d", i, e, err, before+1)
+		}
+	}
+}
