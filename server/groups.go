@@ -25,12 +25,22 @@ func (s *Server) handleCreateGroup(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, err)
 		return
 	}
-	state, err := coffer.VerifyChain(nil, []coffer.SignedCommit{sc})
-	if err != nil {
-		Error(w, r, err)
-		return
+	var state *coffer.GroupState
+	if c.Suite == coffer.SuiteV2 {
+		// The store checks, in the group's transaction, that every keys
+		// hash is its member's current keys; the genesis's first op adds
+		// the author (the caller) with its own.
+		var src coffer.MemberKeyMap
+		if src, err = s.memberKeySource(r.Context(), nil, c); err == nil {
+			if state, err = coffer.VerifyChainWith(nil, []coffer.SignedCommit{sc}, src); err == nil {
+				err = checkOpKeys(state, c, src)
+			}
+			err = memberKeysConflict(err)
+		}
+	} else if state, err = coffer.VerifyChain(nil, []coffer.SignedCommit{sc}); err == nil {
+		err = s.checkAddedAccounts(r, c)
 	}
-	if err := s.checkAddedAccounts(r, c); err != nil {
+	if err != nil {
 		Error(w, r, err)
 		return
 	}
@@ -92,11 +102,19 @@ func (s *Server) handleAppendCommit(w http.ResponseWriter, r *http.Request) {
 	}
 	// Apply changes state in place; keep what buildAppend compares against.
 	prev := &appendBase{seq: state.Seq, epoch: state.Epoch}
-	if err := state.Apply(sc); err != nil {
-		Error(w, r, err)
-		return
+	if c.Suite == coffer.SuiteV2 {
+		// As for a genesis, the store checks that the keys are current.
+		var src coffer.MemberKeyMap
+		if src, err = s.memberKeySource(r.Context(), state, c); err == nil {
+			if err = state.ApplyWith(sc, src); err == nil {
+				err = checkOpKeys(state, c, src)
+			}
+			err = memberKeysConflict(err)
+		}
+	} else if err = state.Apply(sc); err == nil {
+		err = s.checkAddedAccounts(r, c)
 	}
-	if err := s.checkAddedAccounts(r, c); err != nil {
+	if err != nil {
 		Error(w, r, err)
 		return
 	}
@@ -115,7 +133,7 @@ func (s *Server) handleAppendCommit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	head, err := s.groups.AppendCommit(r.Context(), caller, a)
-	if coffer.ErrorCode(err) == coffer.ECONFLICT {
+	if coffer.ErrorCode(err) == coffer.ECONFLICT && !isMemberKeysRefusal(err) {
 		Error(w, r, &headError{err: coffer.Errorf(coffer.ECONFLICT, "the group's head moved to seq %d: re-sync and retry", head), head: head})
 		return
 	}

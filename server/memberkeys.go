@@ -129,3 +129,25 @@ func isMemberKeysRefusal(err error) bool {
 	var ce *coffer.Error
 	return errors.As(err, &ce) && ce.Rule == coffer.RuleMemberKeys
 }
+
+// checkOpKeys resolves, in next (the state after the suite v2 commit c),
+// the keys of every member c adds or updates, as a client does before it
+// wraps to them: the verifier checks an author's keys, not an added
+// member's, and GroupState.MemberKeys requires the keys to hash to the
+// entry's reference and to name the member's account and handle. Whether
+// they are the account's current keys the store checks in the commit's
+// transaction.
+func checkOpKeys(next *coffer.GroupState, c *coffer.Commit, src coffer.MemberKeySource) error {
+	for _, op := range c.Ops {
+		if op.Kind != coffer.OpAdd && op.Kind != coffer.OpUpdateKey {
+			continue
+		}
+		if next.Members[op.Member] == nil {
+			continue // left or removed by a later op; nothing is wrapped to it
+		}
+		if _, err := next.MemberKeys(op.Member, src); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -26,6 +26,9 @@ func (db *DB) CreateGroup(ctx context.Context, a *coffer.GroupAppend) error {
 	}
 	now := db.now()
 	err = db.inTx(ctx, func(tx pgx.Tx) error {
+		if err := checkCurrentMemberKeys(ctx, tx, a.Parsed); err != nil {
+			return err
+		}
 		var metaEpoch *uint64
 		if a.Meta != nil {
 			metaEpoch = &a.State.Epoch
@@ -38,7 +41,7 @@ func (db *DB) CreateGroup(ctx context.Context, a *coffer.GroupAppend) error {
 		}
 		return insertCommit(ctx, tx, a, now)
 	})
-	if coffer.ErrorCode(err) == coffer.ECONFLICT {
+	if coffer.ErrorCode(err) == coffer.ECONFLICT && !memberKeysRefusal(err) {
 		return coffer.Errorf(coffer.ECONFLICT, "group %s already exists", a.State.Group)
 	}
 	return err
@@ -75,6 +78,9 @@ func (db *DB) AppendCommit(ctx context.Context, caller coffer.AccountID, a *coff
 	var head uint64
 	now := db.now()
 	err = db.inTx(ctx, func(tx pgx.Tx) error {
+		if err := checkCurrentMemberKeys(ctx, tx, a.Parsed); err != nil {
+			return err
+		}
 		if a.WrapStream != nil {
 			// First, as they arrive: the links and meta the update below
 			// stores may follow the wraps in the request.
@@ -101,6 +107,9 @@ func (db *DB) AppendCommit(ctx context.Context, caller coffer.AccountID, a *coff
 		}
 		return insertCommit(ctx, tx, a, now)
 	})
+	if memberKeysRefusal(err) {
+		return 0, err
+	}
 	switch coffer.ErrorCode(err) {
 	case coffer.ENOTFOUND:
 		return 0, notFoundGroup()

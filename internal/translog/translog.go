@@ -65,9 +65,9 @@ func (k Kind) String() string {
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
 
-// MaxLeafSize bounds a leaf: a commit of the largest allowed size plus its
-// framing.
-const MaxLeafSize = coffer.MaxCommitSize + 1024
+// MaxLeafSize bounds a leaf: a commit of the largest allowed size, its
+// signature (hybrid in suite v2) and its framing.
+const MaxLeafSize = coffer.MaxCommitSize + coffer.HybridSignatureSize + 1024
 
 var leafPrefix = coffer.SignedMessage(coffer.LabelLogLeaf, nil)
 
@@ -166,7 +166,7 @@ func ParseLeaf(data []byte) (*Leaf, error) {
 			body []byte
 		)
 		if !s.ReadBytes(&id, 16) || !s.ReadUint64(&l.Seq) || !s.ReadUint32(&n) || !s.ReadBytes(&body, int(n)) ||
-			!s.ReadBytes(&sig, coffer.SignatureSize) || !s.Empty() {
+			!s.ReadBytes(&sig, commitSignatureSize(body)) || !s.Empty() {
 			return nil, errors.New("translog: malformed commit leaf")
 		}
 		copy(l.Group[:], id)
@@ -483,4 +483,14 @@ func Frontier(n int64) []int64 {
 		}
 	}
 	return out
+}
+
+// commitSignatureSize is the size of the signature that follows a commit
+// body in its leaf: the body's version byte says which suite signed it
+// (hybrid for suite v2). The verifier checks the suite itself.
+func commitSignatureSize(body []byte) int {
+	if len(body) > 0 && body[0] == coffer.SuiteV2 {
+		return coffer.HybridSignatureSize
+	}
+	return coffer.SignatureSize
 }
