@@ -303,6 +303,10 @@ func TestSuiteV2Groups(t *testing.T) {
 				[]coffer.Op{addOpV2(alice.Account, alice.MemberKeys(), coffer.RoleOwner)}, 400, coffer.EINVALID, coffer.RuleSignature},
 			{"signed by another account", alice.token, alice.ID, hybrid(bob.HybridKey()),
 				[]coffer.Op{addOpV2(alice.Account, alice.MemberKeys(), coffer.RoleOwner)}, 400, coffer.EINVALID, coffer.RuleSignature},
+			{"the author's keys under another handle", alice.token, alice.ID, hybrid(alice.HybridKey()),
+				[]coffer.Op{{Kind: coffer.OpAdd, Member: alice.ID, Handle: "bob", KeysHash: alice.MemberKeys().Hash(), Role: coffer.RoleOwner}}, 409, coffer.ECONFLICT, coffer.RuleMemberKeys},
+			{"first adds another account", alice.token, alice.ID, hybrid(alice.HybridKey()),
+				[]coffer.Op{addOpV2(bob.Account, bob.MemberKeys(), coffer.RoleOwner), addOpV2(alice.Account, alice.MemberKeys(), coffer.RoleOwner)}, 400, coffer.EINVALID, coffer.RuleGenesis},
 			{"adds a member's retired generation", alice.token, alice.ID, hybrid(alice.HybridKey()),
 				[]coffer.Op{addOpV2(alice.Account, alice.MemberKeys(), coffer.RoleOwner), addOpV2(bob.Account, bobOld, coffer.RoleWriter)}, 409, coffer.ECONFLICT, coffer.RuleMemberKeys},
 			{"adds a member under another account's keys", alice.token, alice.ID, hybrid(alice.HybridKey()),
@@ -486,4 +490,88 @@ func TestSuiteV2GroupResourcesRefused(t *testing.T) {
 			t.Fatalf("problem %s %q, want invalid naming the suite v2 group", p.Code, p.Detail)
 		}
 	}
+}
+
+// TestSuiteV2AddWaitsForRotation: the current-keys check holds the added
+// account's row against a rotation in flight. An add that arrives while a
+// rotation of the member's key is being stored waits for it and then sees
+// the new generation, so it cannot store a wrap to the key being retired.
+func TestSuiteV2AddWaitsForRotation(t *testing.T) {
+	ts := MustServer(t)
+	alice, carol := mustV2Account(t, ts, "alice"), mustV2Account(t, ts, "carol")
+	g := newV2Group(ts, alice.MemberKeys(), carol.MemberKeys())
+	g.mustCommit(t, alice.token, g.build(t, alice.ID, hybrid(alice.HybridKey()), addOpV2(alice.Account, alice.MemberKeys(), coffer.RoleOwner)))
+
+	// A rotation of carol's key, half stored: the accounts row updated and
+	// the next generation's keys written, not yet committed.
+	ctx := t.Context()
+	tx, err := ts.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `UPDATE accounts SET chain_seq = chain_seq + 1 WHERE id = $1`, carol.ID); err != nil {
+		t.Fatal(err)
+	}
+	next, _ := randomKeys(t, carol.Account)
+	next.Generation++
+	h := next.Hash()
+	if _, err := tx.Exec(ctx, `INSERT INTO member_keys (hash, account_id, generation, keys) VALUES ($1, $2, $3, $4)`,
+		h[:], carol.ID, int64(next.Generation), next.Marshal()); err != nil {
+		t.Fatal(err)
+	}
+
+	vc := g.build(t, alice.ID, hybrid(alice.HybridKey()), addOpV2(carol.Account, carol.MemberKeys(), coffer.RoleReader))
+	done := make(chan *response, 1)
+	go func() { done <- g.send(t, alice.token, vc) }()
+	for waiting := false; !waiting; {
+		select {
+		case r := <-done:
+			t.Fatalf("the add did not wait for the rotation in flight: %d %s", r.Status, r.Body)
+		default:
+		}
+		if err := ts.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%FOR SHARE%')`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p := (<-done).Check(t, 409, coffer.ECONFLICT)
+	if p.Rule != coffer.RuleMemberKeys {
+		t.Fatalf("rule %q (%s), want %q", p.Rule, p.Detail, coffer.RuleMemberKeys)
+	}
+}
+
+// TestSuiteV2AccountInSuiteV1Group: a suite v2 account still creates and
+// writes suite v1 groups with its suite v1 identity (the Ed25519 half of
+// its user signing key), and a suite v2 commit in a suite v1 group is
+// refused (rule version), as is the reverse (TestSuiteV2Groups).
+func TestSuiteV2AccountInSuiteV1Group(t *testing.T) {
+	ts := MustServer(t)
+	alice, bob := mustV2Account(t, ts, "alice"), mustV2Account(t, ts, "bob")
+	gid, k := coffer.NewGroupID(), groupkey.NewEpochKey()
+	id := alice.State.Identity()
+	c := &coffer.Commit{Group: gid, Seq: 1, Epoch: 1, Author: alice.ID, Time: time.Now().UnixMilli(), ShareHistory: true,
+		KeyCommitment: groupkey.Commitment(k, gid, 1), Ops: []coffer.Op{{Kind: coffer.OpAdd, Member: alice.ID, Handle: id.Handle,
+			Role: coffer.RoleOwner, SigningKey: id.SigningKey, EncryptionKey: id.EncryptionKey}}}
+	sc := coffer.SignCommit(c, alice.HybridKey().Ed25519PrivateKey())
+	w, err := groupkey.Wrap(id.EncryptionKey, gid, 1, alice.ID, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.Do(t, http.MethodPost, "/v1/groups", alice.token, api.CommitRequest{Commit: api.SignedCommit{Body: sc.Body, Signature: sc.Signature},
+		Wraps: []api.Wrap{{Member: alice.ID, Epoch: 1, Wrap: w}}}).Check(t, http.StatusCreated, "")
+
+	// The same group seen as suite v2 by a client that builds on it.
+	g := newV2Group(ts, alice.MemberKeys(), bob.MemberKeys())
+	g.id, g.k, g.enc = gid, k, map[coffer.AccountID][]byte{alice.ID: id.EncryptionKey}
+	g.state, err = coffer.VerifyChain(nil, []coffer.SignedCommit{sc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.refused(t, alice.token, g.build(t, alice.ID, hybrid(alice.HybridKey()), addOpV2(bob.Account, bob.MemberKeys(), coffer.RoleReader)),
+		400, coffer.EINVALID, coffer.RuleVersion)
 }
