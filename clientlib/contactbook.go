@@ -22,7 +22,7 @@ type contactBook struct {
 }
 
 func (c *Client) loadContactBook() (*contactBook, error) {
-	list, err := c.readContacts()
+	list, err := c.readContacts(trustFields)
 	if err != nil {
 		return nil, err
 	}
@@ -43,11 +43,13 @@ func (b *contactBook) contact(h coffer.Handle) (*Contact, error) {
 	return b.c.loadContact(h)
 }
 
-// readContacts is Contacts. The key store is read on this goroutine (a
-// KeyStore need not be safe for concurrent use); the contacts are parsed on
-// every core, since parsing checks each stored signing key, a curve point
-// decoding that dominates reading thousands of contacts.
-func (c *Client) readContacts() ([]*Contact, error) {
+// readContacts is Contacts, each contact passed through keep. The key
+// store is read on this goroutine (a KeyStore need not be safe for
+// concurrent use); the contacts are parsed on every core, since parsing
+// checks each stored signing key, a curve point decoding that dominates
+// reading thousands of contacts. They are read in batches, so that the
+// stored bytes of the whole book are never held at once.
+func (c *Client) readContacts(keep func(*Contact) *Contact) ([]*Contact, error) {
 	b, err := c.ks.Get(contactIndexKey)
 	if errors.Is(err, ErrNotFound) {
 		return nil, nil
@@ -55,34 +57,53 @@ func (c *Client) readContacts() ([]*Contact, error) {
 	if err != nil {
 		return nil, err
 	}
-	var raw [][]byte
-	for _, h := range strings.Fields(string(b)) {
-		v, err := c.ks.Get(contactKey(coffer.Handle(h)))
-		if errors.Is(err, ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		raw = append(raw, v)
-	}
-	out := make([]*Contact, len(raw))
-	errs := make([]error, len(raw))
-	workers := min(runtime.GOMAXPROCS(0), len(raw))
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			for i := w; i < len(raw); i += workers {
-				out[i], errs[i] = parseContact(raw[i])
+	handles := strings.Fields(string(b))
+	const batch = 256
+	var (
+		out  = make([]*Contact, 0, len(handles))
+		raw  = make([][]byte, 0, batch)
+		cts  = make([]*Contact, batch)
+		errs = make([]error, batch)
+	)
+	for start := 0; start < len(handles); start += batch {
+		raw = raw[:0]
+		for _, h := range handles[start:min(start+batch, len(handles))] {
+			v, err := c.ks.Get(contactKey(coffer.Handle(h)))
+			if errors.Is(err, ErrNotFound) {
+				continue
 			}
-		})
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err // the first in index order, as a sequential read would
+			if err != nil {
+				return nil, err
+			}
+			raw = append(raw, v)
+		}
+		workers := min(runtime.GOMAXPROCS(0), len(raw))
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() {
+				for i := w; i < len(raw); i += workers {
+					cts[i], errs[i] = parseContact(raw[i])
+				}
+			})
+		}
+		wg.Wait()
+		for i := range raw {
+			if errs[i] != nil {
+				return nil, errs[i] // the first in index order, as a sequential read would
+			}
+			out = append(out, keep(cts[i]))
+			cts[i], raw[i] = nil, nil
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Handle < out[j].Handle })
 	return out, nil
+}
+
+// trustFields is the part of a contact that trust decisions read: a
+// removal from a group of 10,000 holds the book while it checks every
+// member, and the keys last seen from the server (and a suite v2 chain)
+// would double it.
+func trustFields(ct *Contact) *Contact {
+	return &Contact{Handle: ct.Handle, AccountID: ct.AccountID, VerifiedIdentity: ct.VerifiedIdentity,
+		State: ct.State, VerifiedGenesis: ct.VerifiedGenesis}
 }

@@ -1,0 +1,80 @@
+package clientlib
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/cofferhq/coffer"
+)
+
+// TestContactBook: the book a removal reads once lists the indexed
+// contacts with what trust decisions need (and not the keys last seen,
+// which would double it), and still finds a contact stored without its
+// index entry.
+func TestContactBook(t *testing.T) {
+	c := &Client{ks: NewMemoryKeyStore()}
+	ids := map[string]coffer.AccountID{}
+	for i, h := range []string{"carol", "bob", "dave"} {
+		id, err := GenerateIdentity(coffer.Handle(h))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub := id.Public()
+		ct := &Contact{Handle: pub.Handle, AccountID: coffer.NewAccountID(), Seen: pub, State: Unverified}
+		if i < 2 {
+			ct.VerifiedIdentity, ct.State = &pub, Verified
+		}
+		ids[h] = ct.AccountID
+		if err := c.ks.Put(contactKey(ct.Handle), ct.marshal()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// dave is stored but not indexed.
+	if err := c.ks.Put(contactIndexKey, []byte("carol bob")); err != nil {
+		t.Fatal(err)
+	}
+	book, err := c.loadContactBook()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(book.list) != 2 || book.list[0].Handle != "bob" || book.list[1].Handle != "carol" {
+		t.Fatalf("book lists %v, want bob and carol in order", handles(book.list))
+	}
+	for _, ct := range book.list {
+		full, err := c.loadContact(ct.Handle)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ct.AccountID != ids[string(ct.Handle)] || ct.State != Verified || ct.VerifiedIdentity == nil ||
+			string(ct.VerifiedIdentity.EncryptionKey) != string(full.VerifiedIdentity.EncryptionKey) ||
+			string(ct.VerifiedIdentity.SigningKey) != string(full.VerifiedIdentity.SigningKey) {
+			t.Fatalf("book entry of %s differs from the stored contact", ct.Handle)
+		}
+		if ct.Seen.EncryptionKey != nil || ct.Chain != nil {
+			t.Fatalf("book entry of %s holds the keys last seen or a chain", ct.Handle)
+		}
+	}
+	dave, err := book.contact("dave")
+	if err != nil || dave == nil || dave.AccountID != ids["dave"] {
+		t.Fatalf("book.contact(dave), stored without an index entry: %+v, %v", dave, err)
+	}
+	if x, err := book.contact("erin"); x != nil || err != nil {
+		t.Fatalf("book.contact(erin), never stored: %+v, %v", x, err)
+	}
+
+	// A corrupt stored contact fails the book, as it fails Contacts.
+	if err := c.ks.Put(contactKey("bob"), []byte{9}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.loadContactBook(); err == nil {
+		t.Fatal("a corrupt contact was read into the book")
+	}
+}
+
+func handles(cts []*Contact) []string {
+	var out []string
+	for _, ct := range cts {
+		out = append(out, fmt.Sprint(ct.Handle))
+	}
+	return out
+}
