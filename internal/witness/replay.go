@@ -31,6 +31,11 @@ const (
 	// coffer.VerifyAccountChain, or names another account or seq than its
 	// leaf.
 	RuleAccountChain Rule = "account-chain"
+	// RuleMemberKeys: a suite v2 commit refers to member keys that no
+	// replayed account chain set (not yet, or never), that are another
+	// account's, or, for an add or update-key, that are not the account's
+	// current keys at that point of the log.
+	RuleMemberKeys Rule = "member-keys"
 )
 
 // Refusal is a checkpoint the witness will not cosign, and why.
@@ -66,9 +71,15 @@ type replay struct {
 	// account, the user-key generation whose identity leaf was logged.
 	accounts    map[coffer.AccountID]*coffer.AccountState
 	identityGen map[coffer.AccountID]uint64
-	heads       *translog.MemoryMap
-	mapKeys     []translog.MapKey // in map index order, to rebuild heads
-	resources   map[ResourceRef]*coffer.ResourceLogState
+	// memberKeys are the suite v2 member keys of every user key every
+	// replayed account chain set, old generations included: a group's
+	// commits stay signed with the keys its entries held then.
+	// VerifyChainWith reads it from several goroutines; only apply, which
+	// runs alone, writes it.
+	memberKeys coffer.MemberKeyMap
+	heads      *translog.MemoryMap
+	mapKeys    []translog.MapKey // in map index order, to rebuild heads
+	resources  map[ResourceRef]*coffer.ResourceLogState
 }
 
 func newReplay() *replay {
@@ -79,6 +90,7 @@ func newReplay() *replay {
 		groups:      map[coffer.GroupID]*coffer.GroupState{},
 		accounts:    map[coffer.AccountID]*coffer.AccountState{},
 		identityGen: map[coffer.AccountID]uint64{},
+		memberKeys:  coffer.MemberKeyMap{},
 		heads:       translog.NewMemoryMap(),
 	}
 }
@@ -233,13 +245,18 @@ func (r *replay) applyAccountLink(index int64, l *translog.Leaf) *Refusal {
 		r.handles[next.Handle] = l.Account
 	}
 	r.accounts[l.Account] = next
+	if prev == nil || next.UserKeyGeneration != prev.UserKeyGeneration {
+		r.memberKeys.Add(next.MemberKeys())
+	}
 	return nil
 }
 
 // applyCommit: exactly one commit per (group, seq); the commit verifies
-// through coffer.VerifyChain from the group's previous state; and every
-// member it adds is added with the keys of its logged identity (so the
-// server cannot slip a key of its own into a group).
+// through coffer.VerifyChainWith from the group's previous state, with the
+// member keys of the account chains replayed so far; and every member it
+// adds is added with the keys of its logged identity (suite v1) or its
+// account's current member keys (suite v2), so the server cannot slip a
+// key of its own into a group.
 func (r *replay) applyCommit(index int64, l *translog.Leaf) *Refusal {
 	c, err := l.ParseCommit()
 	if err != nil {
@@ -253,9 +270,21 @@ func (r *replay) applyCommit(index int64, l *translog.Leaf) *Refusal {
 	if trusted == nil {
 		trusted = &coffer.GroupState{Group: l.Group}
 	}
-	next, err := coffer.VerifyChain(trusted, []coffer.SignedCommit{l.Commit})
+	next, err := coffer.VerifyChainWith(trusted, []coffer.SignedCommit{l.Commit}, r.memberKeys)
 	if err != nil {
-		return refuse(RuleChain, "log leaf %d: group %s: %s", index, l.Group, coffer.ErrorMessage(err))
+		rule := RuleChain
+		var ce *coffer.Error
+		if errors.As(err, &ce) && ce.Rule == coffer.RuleMemberKeys {
+			rule = RuleMemberKeys
+		}
+		return refuse(rule, "log leaf %d: group %s: %s", index, l.Group, coffer.ErrorMessage(err))
+	}
+	if c.Suite == coffer.SuiteV2 {
+		if ref := r.checkMemberKeys(index, c, next); ref != nil {
+			return ref
+		}
+		r.groups[l.Group] = next
+		return nil
 	}
 	if _, ok := r.identities[c.Author]; !ok {
 		return refuse(RuleAddedKey, "log leaf %d: commit %d of group %s is by %s, whose identity is not in the log", index, c.Seq, l.Group, c.Author)
@@ -284,6 +313,33 @@ func (r *replay) applyCommit(index int64, l *translog.Leaf) *Refusal {
 	return nil
 }
 
+// checkMemberKeys: every add and update-key of suite v2 commit c (whose
+// result is next) names the member keys its account's replayed chain holds
+// at this point of the log: keys of that account and handle (which
+// VerifyChainWith checks only for the author), and of its current user key,
+// never a retired one, which a revoked device may still hold.
+func (r *replay) checkMemberKeys(index int64, c *coffer.Commit, next *coffer.GroupState) *Refusal {
+	for _, op := range c.Ops {
+		if op.Kind != coffer.OpAdd && op.Kind != coffer.OpUpdateKey {
+			continue
+		}
+		k, err := next.MemberKeys(op.Member, r.memberKeys)
+		if err != nil {
+			return refuse(RuleMemberKeys, "log leaf %d: commit %d of group %s: %s", index, c.Seq, c.Group, coffer.ErrorMessage(err))
+		}
+		st := r.accounts[op.Member]
+		if st == nil || st.UserKeyGeneration != k.Generation || st.MemberKeys().Hash() != op.KeysHash {
+			cur := uint64(0)
+			if st != nil {
+				cur = st.UserKeyGeneration
+			}
+			return refuse(RuleMemberKeys, "log leaf %d: commit %d of group %s gives %s the keys of its user key %d, not its current user key %d",
+				index, c.Seq, c.Group, op.Member, k.Generation, cur)
+		}
+	}
+	return nil
+}
+
 // checkMap compares the checkpoint's coffer-map line with the map the leaves
 // produced.
 func (r *replay) checkMap(cp translog.Checkpoint) *Refusal {
@@ -309,6 +365,10 @@ type snapshot struct {
 	// IdentityGens the user-key generation of each one's logged identity.
 	Accounts     map[coffer.AccountID][]byte
 	IdentityGens map[coffer.AccountID]uint64
+	// MemberKeys are the encodings of every generation's member keys of
+	// those chains (a snapshot from before suite v2 groups has none: each
+	// chain's current keys are restored from Accounts).
+	MemberKeys [][]byte
 }
 
 func (r *replay) snapshot() (*snapshot, error) {
@@ -330,6 +390,9 @@ func (r *replay) snapshot() (*snapshot, error) {
 			return nil, err
 		}
 		s.Accounts[a] = b
+	}
+	for _, k := range r.memberKeys {
+		s.MemberKeys = append(s.MemberKeys, k.Marshal())
 	}
 	s.Resources = make(map[ResourceRef]coffer.ResourceLogState, len(r.resources))
 	for ref, rs := range r.resources {
@@ -371,10 +434,21 @@ func (s *snapshot) restore() (*replay, error) {
 			return nil, fmt.Errorf("witness state: account %s: %w", a, err)
 		}
 		r.accounts[a] = st
+		r.memberKeys.Add(st.MemberKeys())
 		if other, dup := r.handles[st.Handle]; dup && other != a {
 			return nil, fmt.Errorf("witness state: handle %s held by %s and %s", st.Handle, a, other)
 		}
 		r.handles[st.Handle] = a
+	}
+	for i, b := range s.MemberKeys {
+		k, err := coffer.ParseMemberKeys(b)
+		if err != nil {
+			return nil, fmt.Errorf("witness state: member keys %d: %w", i, err)
+		}
+		if st := r.accounts[k.Account]; st == nil || k.Generation > st.UserKeyGeneration {
+			return nil, fmt.Errorf("witness state: member keys %d are not of a known user key of account %s", i, k.Account)
+		}
+		r.memberKeys.Add(k)
 	}
 	for a, g := range s.IdentityGens {
 		r.identityGen[a] = g
