@@ -123,6 +123,9 @@ func (a *dbAudit) checkAccountChain(id coffer.AccountID, chain []coffer.SignedLi
 		if next.UserKeyGeneration != st.UserKeyGeneration {
 			info.chainIdentities[sha256.Sum256(next.Identity().Marshal())] = true
 			info.chainSigningKeys = append(info.chainSigningKeys, next.Identity().SigningKey)
+			k := next.MemberKeys()
+			a.memberKeys.Add(k)
+			info.memberKeys, info.generation = append(info.memberKeys, k), next.UserKeyGeneration
 		}
 		st = next
 	}

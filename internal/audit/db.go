@@ -36,7 +36,7 @@ type DBOptions struct {
 // report.
 func DB(ctx context.Context, url string, opts DBOptions) (*Report, error) {
 	r := newReport("db")
-	a := &dbAudit{r: r, p: &progress{w: opts.Progress}, accounts: map[coffer.AccountID]*accountInfo{}}
+	a := &dbAudit{r: r, p: &progress{w: opts.Progress}, accounts: map[coffer.AccountID]*accountInfo{}, memberKeys: coffer.MemberKeyMap{}}
 	if opts.LogKey != "" {
 		v, err := translog.NewVerifier(opts.LogKey)
 		if err != nil {
@@ -58,6 +58,7 @@ func DB(ctx context.Context, url string, opts DBOptions) (*Report, error) {
 		{"schema", a.schema},
 		{"accounts", a.checkAccounts},
 		{"account chains", a.checkAccountChains},
+		{"member keys", a.checkMemberKeys},
 		{"groups", a.checkGroups},
 		{"resources", a.checkResources},
 		{"tokens", a.checkTokens},
@@ -80,6 +81,8 @@ func tableFor(step string) string {
 	switch step {
 	case "account chains":
 		return "account_links"
+	case "member keys":
+		return "member_keys"
 	case "accounts":
 		return "accounts"
 	case "groups":
@@ -159,6 +162,10 @@ type accountInfo struct {
 	chainIdentities map[[32]byte]bool
 	// chainSigningKeys are the signing keys of those identities.
 	chainSigningKeys []ed25519.PublicKey
+	// memberKeys are the suite v2 member keys of those user keys, and
+	// generation the last one's.
+	memberKeys []*coffer.MemberKeys
+	generation uint64
 }
 
 type dbAudit struct {
@@ -175,6 +182,12 @@ type dbAudit struct {
 	// one (it self-updated, or has not yet after a rotation). Resource
 	// headers are held to the key at their epoch.
 	signers map[coffer.GroupID]map[coffer.AccountID][]keyAt
+	// memberKeys are the suite v2 member keys of every user key every
+	// verified account chain set, old generations included (old commits
+	// were signed with them): the source suite v2 group chains are
+	// verified with. Written only while the account chains are checked,
+	// before any chain is verified.
+	memberKeys coffer.MemberKeyMap
 }
 
 // keyAt is a member's signing key from epoch from on.
@@ -463,8 +476,8 @@ func (a *dbAudit) checkGroup(g coffer.GroupID, commits, groups, members, wraps, 
 		if seq != int64(len(chain))+1 {
 			a.r.Fail("chain", cobj, "commits are not numbered 1, 2, 3, …: expected seq %d", len(chain)+1)
 		}
-		if len(sc.Signature) != coffer.SignatureSize {
-			a.r.Fail("chain", cobj, "signature is %d bytes, want %d", len(sc.Signature), coffer.SignatureSize)
+		if want := signatureSize(sc.Body); len(sc.Signature) != want {
+			a.r.Fail("chain", cobj, "signature is %d bytes, want %d", len(sc.Signature), want)
 		}
 		if h := sc.Hash(); !bytes.Equal(hash, h[:]) {
 			a.r.Fail("chain", cobj, "stored hash is not the commit's hash")
@@ -480,7 +493,7 @@ func (a *dbAudit) checkGroup(g coffer.GroupID, commits, groups, members, wraps, 
 		a.r.Fail("group", obj, "group row without commits")
 	} else {
 		var err error
-		state, err = coffer.VerifyChain(&coffer.GroupState{Group: g}, chain)
+		state, err = coffer.VerifyChainWith(&coffer.GroupState{Group: g}, chain, a.memberKeys)
 		if err != nil {
 			rule := ""
 			var ce *coffer.Error
@@ -672,6 +685,10 @@ func (a *dbAudit) checkAddedKeys(obj string, chain []coffer.SignedCommit) {
 		if err != nil {
 			continue
 		}
+		if c.Suite == coffer.SuiteV2 {
+			a.checkAddedMemberKeys(obj, c)
+			continue
+		}
 		for _, op := range c.Ops {
 			if op.Kind != coffer.OpAdd && op.Kind != coffer.OpUpdateKey {
 				continue
@@ -699,7 +716,9 @@ func (a *dbAudit) recordSigners(g coffer.GroupID, chain []coffer.SignedCommit) {
 	hist := map[coffer.AccountID][]keyAt{}
 	for _, sc := range chain {
 		c, err := coffer.ParseCommit(sc.Body)
-		if err != nil {
+		if err != nil || c.Suite == coffer.SuiteV2 {
+			// A suite v2 entry names its keys by hash; the server takes
+			// no resources in suite v2 groups yet.
 			continue
 		}
 		for _, op := range c.Ops {
@@ -1147,7 +1166,14 @@ func (a *dbAudit) checkLeaf(obj string, leaf []byte, accountID *coffer.AccountID
 		// key, or for a suite v2 account any its verified chain set: a
 		// commit is signed with the key the author had in the group, which
 		// lags a rotation until the self-update), or the key the genesis
-		// adds it with.
+		// adds it with. A suite v2 commit is signed with the hybrid keys
+		// of some user key of the author's account.
+		if c.Suite == coffer.SuiteV2 {
+			if !a.signedByAccount(c, l.Commit) {
+				a.r.Fail("log", obj, "commit signature does not verify under the member keys of any user key of the author's account")
+			}
+			return
+		}
 		var keys []ed25519.PublicKey
 		if acct := a.accounts[c.Author]; acct != nil {
 			keys = append([]ed25519.PublicKey{acct.signingKey}, acct.chainSigningKeys...)

@@ -59,9 +59,16 @@ type witnessState struct {
 	// generation of each one's last logged identity.
 	Accounts     map[coffer.AccountID][]byte
 	IdentityGens map[coffer.AccountID]uint64
+	// MemberKeys are the encodings of the suite v2 member keys of every
+	// user key those chains set, by hash, old generations included (a
+	// state from before suite v2 groups has none: each chain's current
+	// keys are taken from Accounts).
+	MemberKeys map[[32]byte][]byte
 
 	handles map[coffer.Handle]coffer.AccountID // derived from Identities and Accounts
 	chains  map[coffer.AccountID]*coffer.AccountState
+	keys    coffer.MemberKeyMap                       // MemberKeys parsed, and the chains' current keys
+	byAcct  map[coffer.AccountID][]*coffer.MemberKeys // keys, by account
 }
 
 type witnessIdentity struct {
@@ -374,6 +381,10 @@ func (s *witnessState) checkLeaf(r *Report, index int64, leaf []byte) {
 			r.Fail("witness", obj, "commit %d of group %s does not follow the group's last logged commit %d", c.Seq, l.Group, head.Seq)
 			return
 		}
+		if c.Suite == coffer.SuiteV2 {
+			s.checkCommitV2(r, obj, l, c)
+			return
+		}
 		author, ok := s.Identities[c.Author]
 		if !ok {
 			r.Fail("witness", obj, "commit %d of group %s is by %s, whose identity is not in the log", c.Seq, l.Group, c.Author)
@@ -527,4 +538,7 @@ func (s *witnessState) checkAccountLink(r *Report, obj string, l *translog.Leaf)
 		s.chains = map[coffer.AccountID]*coffer.AccountState{}
 	}
 	s.Accounts[l.Account], s.chains[l.Account] = b, next
+	if prev == nil || next.UserKeyGeneration != prev.UserKeyGeneration {
+		s.addMemberKeys(r, next.MemberKeys())
+	}
 }

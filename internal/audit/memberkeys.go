@@ -1,0 +1,130 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+
+	"github.com/cofferhq/coffer"
+)
+
+// Suite v2 groups name their members' keys by hash (coffer.MemberKeys).
+// The db audit resolves those hashes only from the account chains it
+// verified, never from the server's member_keys table, which it checks
+// against the chains instead.
+
+// signatureSize is the signature length a commit body's suite calls for.
+func signatureSize(body []byte) int {
+	if c, err := coffer.ParseCommit(body); err == nil && c.Suite == coffer.SuiteV2 {
+		return coffer.HybridSignatureSize
+	}
+	return coffer.SignatureSize
+}
+
+// checkAddedMemberKeys checks every add and update-key of suite v2 commit
+// c, in a chain that verified: the keys it names are a user key that the
+// member's own account's verified chain set, under the member's handle.
+// The verifier checks this for the author and its update-key; an add names
+// keys no one signs with, so only this check finds an add of keys the
+// server made up or took from another account. The db audit does not know
+// when each commit was made, so keys of a retired user key are not a
+// finding here; the witnesses, which replay the log in order, refuse them.
+func (a *dbAudit) checkAddedMemberKeys(obj string, c *coffer.Commit) {
+	cobj := fmt.Sprintf("%s commit %d", obj, c.Seq)
+	for _, op := range c.Ops {
+		if op.Kind != coffer.OpAdd && op.Kind != coffer.OpUpdateKey {
+			continue
+		}
+		what := fmt.Sprintf("adds %s (%s)", op.Member, op.Handle)
+		if op.Kind == coffer.OpUpdateKey {
+			what = fmt.Sprintf("updates %s", op.Member)
+		}
+		k := a.memberKeys[op.KeysHash]
+		switch {
+		case k == nil:
+			a.r.Fail("member-keys", cobj, "%s with member keys %x that belong to no account: no verified account chain set them", what, op.KeysHash[:8])
+		case k.Account != op.Member:
+			a.r.Fail("member-keys", cobj, "%s with the member keys of account %s", what, k.Account)
+		case op.Kind == coffer.OpAdd && k.Handle != op.Handle:
+			a.r.Fail("member-keys", cobj, "%s with member keys that name handle %s", what, k.Handle)
+		}
+	}
+}
+
+// signedByAccount reports whether suite v2 commit c verifies under the
+// hybrid signing key of some user key of its author's verified chain.
+func (a *dbAudit) signedByAccount(c *coffer.Commit, sc coffer.SignedCommit) bool {
+	acct := a.accounts[c.Author]
+	if acct == nil {
+		return false
+	}
+	for _, k := range acct.memberKeys {
+		if k.SigningKey.Verify(coffer.LabelCommit, sc.Body, sc.Signature) == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// checkMemberKeys compares the server's member_keys table, from which
+// clients resolve the hashes in suite v2 commits, with the verified
+// account chains: each row is a canonical encoding under its own hash, of
+// the account and generation its columns name, and a user key that
+// account's chain set. A row of keys no chain set is a key the server can
+// hand out for a member (clients check the hash, so it must also be in a
+// commit to matter: checkAddedMemberKeys finds that). A user key missing
+// from the table cannot be resolved by clients: a note, not a finding,
+// since it costs availability only.
+func (a *dbAudit) checkMemberKeys(ctx context.Context) error {
+	rows, err := newStream(ctx, a.conns[1], `SELECT hash, account_id, generation, keys FROM member_keys ORDER BY account_id, generation`)
+	if err != nil {
+		return err
+	}
+	defer rows.close()
+	seen := map[[32]byte]bool{}
+	for rows.ok {
+		var (
+			hash, enc []byte
+			id        coffer.AccountID
+			gen       int64
+		)
+		if err := rows.rows.Scan(&hash, &id, &gen, &enc); err != nil {
+			return err
+		}
+		rows.next()
+		a.r.count("member_keys", 1)
+		obj := fmt.Sprintf("member keys of account %s generation %d", id, gen)
+		k, err := coffer.ParseMemberKeys(enc)
+		if err != nil {
+			a.r.Fail("member-keys", obj, "keys: %s", coffer.ErrorMessage(err))
+			continue
+		}
+		h := coffer.MemberKeysHash(enc)
+		if !bytes.Equal(hash, h[:]) {
+			a.r.Fail("member-keys", obj, "hash is not the hash of the keys")
+			continue
+		}
+		if k.Account != id || k.Generation != uint64(gen) {
+			a.r.Fail("member-keys", obj, "the keys are those of account %s generation %d", k.Account, k.Generation)
+			continue
+		}
+		if a.memberKeys[h] == nil {
+			a.r.Fail("member-keys", obj, "keys that belong to no account: the account's verified chain never set them")
+			continue
+		}
+		seen[h] = true
+	}
+	if err := rows.close(); err != nil {
+		return err
+	}
+	missing := 0
+	for h := range a.memberKeys {
+		if !seen[h] {
+			missing++
+		}
+	}
+	if missing > 0 {
+		a.r.Note("%d user keys set by verified account chains are not in member_keys: suite v2 groups cannot refer to them", missing)
+	}
+	return nil
+}
