@@ -3,6 +3,7 @@ package audit_test
 import (
 	"context"
 	"crypto/rand"
+	"io"
 	"maps"
 	"net/http"
 	"strings"
@@ -189,8 +190,8 @@ type v2Story struct {
 	carolKey1, daveKey1 *coffer.HybridPrivateKey
 }
 
-func newV2Story(t *testing.T) *v2Story {
-	s := &v2Story{srv: cofferdtest.Start(t, nil), keys: coffer.MemberKeyMap{}}
+func newV2Story(t *testing.T, opts *cofferdtest.Options) *v2Story {
+	s := &v2Story{srv: cofferdtest.Start(t, opts), keys: coffer.MemberKeyMap{}}
 	s.carol, s.dave, s.erin = registerV2(t, s.srv, "carol"), registerV2(t, s.srv, "dave"), registerV2(t, s.srv, "erin")
 	for _, a := range []*v2Account{s.carol, s.dave, s.erin} {
 		s.keys.Add(a.MemberKeys())
@@ -220,7 +221,7 @@ func newV2Story(t *testing.T) *v2Story {
 // across runs of the witness: a self-update signed with a user key retired
 // before the last run still verifies.
 func TestAuditSuiteV2Clean(t *testing.T) {
-	s := newV2Story(t)
+	s := newV2Story(t, nil)
 	wantClean(t, mustAudit(t, s.srv))
 	state := t.TempDir()
 	wantClean(t, mustWitness(t, s.srv.URL(), state, s.srv.LogKey()))
@@ -253,7 +254,7 @@ func randomMemberKeys(t *testing.T, a *v2Account) (*coffer.MemberKeys, *coffer.H
 // (or adds a group, or a member_keys row) in the database; coffer-audit db
 // reports it.
 func TestAuditSuiteV2DBTampering(t *testing.T) {
-	s := newV2Story(t)
+	s := newV2Story(t, nil)
 	db := mustConn(t, s.srv.DatabaseURL)
 	// last rebuilds the group's last commit (seq 6, from the state after
 	// commit 5) with other ops and signature.
@@ -374,7 +375,7 @@ func TestAuditSuiteV2DBTampering(t *testing.T) {
 // order) and the db audit (which checks a logged commit without a row
 // against the author's account) report it.
 func TestAuditSuiteV2LogTampering(t *testing.T) {
-	s := newV2Story(t)
+	s := newV2Story(t, nil)
 	state := t.TempDir()
 	wantClean(t, mustWitness(t, s.srv.URL(), state, s.srv.LogKey()))
 	carol := s.carol
@@ -448,4 +449,60 @@ func TestAuditSuiteV2LogTampering(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSuiteV2CosignedByServerWitness: the witness cofferd pushes to
+// cosigns the log of an honest suite v2 story as the server logged it
+// (leaves, hybrid signatures, member keys from the account links).
+func TestSuiteV2CosignedByServerWitness(t *testing.T) {
+	s := newV2Story(t, &cofferdtest.Options{Witnesses: 1})
+	s.g2.build(t, s.carol.ID, hybridSigner(s.carolKey1), v2Update(s.carol, s.carol.MemberKeys()), v2Rotate).send(t, s.srv, s.carol.token)
+	waitLogged(t, s.srv)
+	v, err := translog.NewVerifier(s.srv.LogKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(url string) (translog.Checkpoint, bool) {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			return translog.Checkpoint{}, false
+		}
+		cp, err := v.Open(string(b))
+		return cp, err == nil
+	}
+	var logSize int64
+	for range 500 {
+		cp, ok := get(s.srv.URL() + "/v1/log/checkpoint")
+		if ok && cp.Size > 0 {
+			var pending int
+			if err := mustConn(t, s.srv.DatabaseURL).QueryRow(t.Context(), `SELECT count(*) FROM log_entries`).Scan(&pending); err != nil {
+				t.Fatal(err)
+			}
+			if cp.Size == int64(pending) {
+				logSize = cp.Size
+				break
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if logSize == 0 {
+		t.Fatal("the server's checkpoint never covered every log entry")
+	}
+	w := s.srv.Witnesses[0]
+	var last int64
+	for range 1000 {
+		if cp, ok := get(w.URL + "/checkpoint"); ok {
+			last = cp.Size
+			if last == logSize {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("the witness cosigned up to %d of the %d leaves of an honest suite v2 story", last, logSize)
 }
