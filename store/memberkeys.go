@@ -163,3 +163,75 @@ func memberKeysRefusal(err error) bool {
 	var ce *coffer.Error
 	return errors.As(err, &ce) && ce.Rule == coffer.RuleMemberKeys
 }
+
+// memberKeysVersion is the migration that adds member_keys.
+const memberKeysVersion = 15
+
+// backfillMemberKeys stores the member keys of every suite v2 account that
+// has none: accounts created before migration 00015, which no link wrote
+// them for. It replays each such chain from its stored links, as an append
+// verified them, and stores the keys of every link that set a user key,
+// holding the account's row so that no append races it. A chain that no
+// longer verifies is left for coffer-audit to report. It returns the number
+// of accounts filled in; after the first run it finds none, in one query.
+func backfillMemberKeys(ctx context.Context, conn *pgx.Conn) (int, error) {
+	rows, err := conn.Query(ctx, `SELECT id FROM accounts a WHERE chain_seq > 0
+		AND NOT EXISTS (SELECT 1 FROM member_keys m WHERE m.account_id = a.id)`)
+	if err != nil {
+		return 0, err
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[coffer.AccountID])
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, id := range ids {
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			var (
+				seq   int64
+				state *coffer.AccountState
+			)
+			if err := tx.QueryRow(ctx, `SELECT chain_seq FROM accounts WHERE id = $1 FOR UPDATE`, id).Scan(&seq); err != nil {
+				return err
+			}
+			var have bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM member_keys WHERE account_id = $1)`, id).Scan(&have); err != nil || have {
+				return err
+			}
+			rows, err := tx.Query(ctx, `SELECT body, signature, device_signature FROM account_links
+				WHERE account_id = $1 ORDER BY seq`, id)
+			if err != nil {
+				return err
+			}
+			links, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (coffer.SignedLink, error) {
+				var l coffer.SignedLink
+				err := r.Scan(&l.Body, &l.Signature, &l.DeviceSignature)
+				return l, err
+			})
+			if err != nil {
+				return err
+			}
+			for _, l := range links {
+				next, err := coffer.VerifyAccountChain(state, []coffer.SignedLink{l})
+				if err != nil {
+					return errSkipChain
+				}
+				if state == nil || next.UserKeyGeneration != state.UserKeyGeneration {
+					if err := insertMemberKeys(ctx, tx, next); err != nil {
+						return err
+					}
+				}
+				state = next
+			}
+			n++
+			return nil
+		})
+		if err != nil && !errors.Is(err, errSkipChain) {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// errSkipChain rolls back the backfill of a chain that does not verify.
+var errSkipChain = errors.New("store: the stored account chain does not verify")

@@ -80,6 +80,20 @@ func Migrate(ctx context.Context, databaseURL string, logger *slog.Logger) error
 	} else if len(results) == 0 {
 		logger.Info("database schema up to date", "schema_version", current)
 	}
+	if current >= memberKeysVersion {
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			return fmt.Errorf("store: migrate: %w", err)
+		}
+		defer conn.Close(context.WithoutCancel(ctx))
+		n, err := backfillMemberKeys(ctx, conn)
+		if err != nil {
+			return fmt.Errorf("store: migrate: member keys: %w", err)
+		}
+		if n > 0 {
+			logger.Info("stored the member keys of suite v2 accounts created before migration 15", "accounts", n)
+		}
+	}
 	return nil
 }
 
