@@ -132,6 +132,11 @@ type Member struct {
 	SigningKey    ed25519.PublicKey // suite v1
 	EncryptionKey []byte            // suite v1
 	KeysHash      [32]byte          // suite v2
+	// Keys are a suite v2 member's keys once GroupState.WithMemberKeys
+	// resolved and checked them (it also sets SigningKey to their Ed25519
+	// half and EncryptionKey); nil otherwise. They are not encoded: a
+	// checkpoint holds the hash.
+	Keys *MemberKeys
 	Role          Role
 	JoinedEpoch   uint64 // the epoch of the commit that added the member
 	// KeyEpoch is the first epoch of the member's current keys: JoinedEpoch,
@@ -417,7 +422,12 @@ func (s *GroupState) authorize(c *Commit) (commitSigner, error) {
 
 // signer is whom the rules require to sign m's commits.
 func (m *Member) signer() commitSigner {
-	return commitSigner{ed: m.SigningKey, keysHash: m.KeysHash, handle: m.Handle}
+	if m.KeysHash != ([32]byte{}) {
+		// Suite v2: the hash names the signer; a resolved entry's Ed25519
+		// half is no signer of its own.
+		return commitSigner{keysHash: m.KeysHash, handle: m.Handle}
+	}
+	return commitSigner{ed: m.SigningKey, handle: m.Handle}
 }
 
 func suiteOf(v uint8) uint8 {
@@ -769,7 +779,7 @@ func (cc *commitCheck) checkUpdateKey(i int, op Op) error {
 
 func (s *GroupState) applyUpdateKey(c *Commit, op Op) {
 	m := s.Members[op.Member]
-	m.SigningKey, m.EncryptionKey, m.KeysHash, m.KeyEpoch = op.SigningKey, op.EncryptionKey, op.KeysHash, c.Epoch
+	m.SigningKey, m.EncryptionKey, m.KeysHash, m.Keys, m.KeyEpoch = op.SigningKey, op.EncryptionKey, op.KeysHash, nil, c.Epoch
 }
 
 func (s *GroupState) applyAdd(c *Commit, op Op) {

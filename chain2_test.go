@@ -572,3 +572,48 @@ func TestChain2Vectors(t *testing.T) {
 		}
 	}
 }
+
+// TestSuiteV2WithMemberKeys: resolving a state's member keys fills every
+// entry with keys checked against its hash, refuses a lying source, and an
+// entry a later self-update changed holds its new hash alone until
+// resolved again.
+func TestSuiteV2WithMemberKeys(t *testing.T) {
+	p := mustV2Cast(t)
+	b := p.base(t)
+	s, err := coffer.VerifyChainWith(nil, b.commits, b.keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.WithMemberKeys(b.keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, m := range r.Members {
+		if m.Keys == nil || m.Keys.Hash() != m.KeysHash || !bytes.Equal(m.EncryptionKey, m.Keys.EncryptionKey) || !bytes.Equal(m.SigningKey, m.Keys.SigningKey.Ed25519()) {
+			t.Fatalf("member %s not resolved", id)
+		}
+		if s.Members[id].Keys != nil {
+			t.Fatal("WithMemberKeys changed the state it was given")
+		}
+	}
+	lying := coffer.MemberKeyMap{}
+	for h, k := range b.keys {
+		lying[h] = k
+	}
+	lying[p.reader.hash()] = p.m5.Keys
+	if _, err := s.WithMemberKeys(lying); ruleOf(err) != coffer.RuleMemberKeys {
+		t.Fatalf("a lying source: %v", err)
+	}
+	reader2 := mustV2Member(t, 4, 2)
+	b.keys.Add(reader2.Keys)
+	b.do(p.reader, updateOp2(reader2), rotateOp)
+	if err := r.ApplyWith(b.commits[len(b.commits)-1], b.keys); err != nil {
+		t.Fatal(err)
+	}
+	if m := r.Members[p.reader.ID]; m.Keys != nil || m.EncryptionKey != nil {
+		t.Fatal("a self-update left the old keys resolved on the entry")
+	}
+	if r, err = r.WithMemberKeys(b.keys); err != nil || r.Members[p.reader.ID].Keys.Generation != 2 {
+		t.Fatalf("resolving again: %v", err)
+	}
+}

@@ -193,3 +193,28 @@ func (s *GroupState) MemberKeys(id AccountID, src MemberKeySource) (*MemberKeys,
 	}
 	return resolveMemberKeys(src, m.KeysHash, id, m.Handle)
 }
+
+// WithMemberKeys returns a copy of a suite v2 state in which every current
+// member's keys are resolved from src and checked as MemberKeys checks
+// them: Member.Keys holds them, Member.EncryptionKey their X-Wing key and
+// Member.SigningKey their Ed25519 half, so code that wraps to members or
+// compares their keys with verified contacts works on either suite. A
+// suite v1 state is returned as it is. Resolve again after applying
+// commits: an entry a commit changed holds its hash alone.
+func (s *GroupState) WithMemberKeys(src MemberKeySource) (*GroupState, error) {
+	if s.Suite != SuiteV2 {
+		return s, nil
+	}
+	out := s.Clone()
+	for id, m := range out.Members {
+		if m.Keys != nil {
+			continue // resolved before; apply clears Keys when the hash changes
+		}
+		k, err := resolveMemberKeys(src, m.KeysHash, id, m.Handle)
+		if err != nil {
+			return nil, err
+		}
+		m.Keys, m.EncryptionKey, m.SigningKey = k, k.EncryptionKey, k.SigningKey.Ed25519()
+	}
+	return out, nil
+}
