@@ -218,3 +218,11 @@ func (s *GroupState) WithMemberKeys(src MemberKeySource) (*GroupState, error) {
 	}
 	return out, nil
 }
+
+// ResolveMemberKeys asks src for the keys hash names and checks them as
+// the keys of account id with handle, as the verifier checks an author's
+// (RuleMemberKeys): for keys a caller needs outside a chain's current
+// state, such as the key that signed an old resource header.
+func ResolveMemberKeys(src MemberKeySource, hash [32]byte, id AccountID, handle Handle) (*MemberKeys, error) {
+	return resolveMemberKeys(src, hash, id, handle)
+}

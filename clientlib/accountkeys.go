@@ -155,7 +155,7 @@ func parseUserKeyring(data []byte) (userKeyring, error) {
 // identityFromUserKey is the suite v1 identity an account's user key
 // derives: the user signing key and the user key itself.
 func identityFromUserKey(handle coffer.Handle, uk hpke.PrivateKey) (*Identity, error) {
-	sk, err := userkey.SigningKey(uk)
+	hk, err := userkey.HybridSigningKey(uk)
 	if err != nil {
 		return nil, err
 	}
@@ -163,7 +163,12 @@ func identityFromUserKey(handle coffer.Handle, uk hpke.PrivateKey) (*Identity, e
 	if err != nil {
 		return nil, err
 	}
-	return newIdentity(handle, sk.Seed(), slices.Clone(seed))
+	id, err := newIdentity(handle, hk.Ed25519PrivateKey().Seed(), slices.Clone(seed))
+	if err != nil {
+		return nil, err
+	}
+	id.hybrid = hk
+	return id, nil
 }
 
 // walkBack fills r with every user key older than the newest one it

@@ -42,6 +42,12 @@ type Options struct {
 	// seen but not verified out of band. Apps must opt in deliberately: it
 	// trades protection against a key-substituting server for convenience.
 	TrustOnFirstUse bool
+	// SuiteV2Groups makes a suite v2 account create suite v2 groups: their
+	// ops name members' keys by hash and their commits and resource
+	// headers carry hybrid (Ed25519 and ML-DSA-65) signatures. Groups
+	// created either way keep their suite. Experimental: see
+	// docs/PROTOCOL.md, "Suite v2 group commits", for what is not wired yet.
+	SuiteV2Groups bool
 	// Timeout bounds each non-streaming request (default 60s).
 	Timeout time.Duration
 	// LogKey is the note verifier key of the server's transparency log

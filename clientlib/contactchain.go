@@ -66,7 +66,8 @@ func (c *Client) followMemberChains(ctx context.Context, prev, s *coffer.GroupSt
 			continue
 		}
 		if prev != nil {
-			if p := prev.Members[id]; p != nil && bytes.Equal(p.SigningKey, m.SigningKey) && bytes.Equal(p.EncryptionKey, m.EncryptionKey) {
+			if p := prev.Members[id]; p != nil && (m.KeysHash != [32]byte{} && p.KeysHash == m.KeysHash ||
+				m.KeysHash == [32]byte{} && bytes.Equal(p.SigningKey, m.SigningKey) && bytes.Equal(p.EncryptionKey, m.EncryptionKey)) {
 				continue
 			}
 		}

@@ -1,6 +1,7 @@
 package clientlib
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -159,8 +160,20 @@ func (c *Client) CreateGroup(ctx context.Context, name string, opts *GroupOption
 			SigningKey: id.public.SigningKey, EncryptionKey: id.public.EncryptionKey,
 		}},
 	}
-	sc := coffer.SignCommit(commit, id.signing)
-	state, err := coffer.VerifyChain(nil, []coffer.SignedCommit{sc})
+	suite := uint8(coffer.SuiteV1)
+	if c.opts.SuiteV2Groups && id.acct != nil {
+		mk, _, err := c.ownMemberKeys(id)
+		if err != nil {
+			return coffer.GroupID{}, err
+		}
+		suite = coffer.SuiteV2
+		commit.Ops[0].SigningKey, commit.Ops[0].EncryptionKey, commit.Ops[0].KeysHash = nil, nil, mk.Hash()
+	}
+	sc, err := c.signCommit(id, suite, commit)
+	if err != nil {
+		return coffer.GroupID{}, err
+	}
+	state, err := c.verifyChain(ctx, nil, []coffer.SignedCommit{sc})
 	if err != nil {
 		return coffer.GroupID{}, err
 	}
@@ -390,6 +403,11 @@ func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool)
 			// once more before calling it a fork (shortTailError).
 			return nil, &shortTailError{err}
 		}
+		return nil, err
+	}
+	// A suite v2 state names its members' keys by hash: resolve them
+	// before the checks that compare members' keys.
+	if state, err = c.withMemberKeys(ctx, state); err != nil {
 		return nil, err
 	}
 	proof, err := c.proveHead(ctx, state, wh)
@@ -735,9 +753,12 @@ func (c *Client) commitChangeMeta(ctx context.Context, g coffer.GroupID, build c
 			}
 		}
 		commit.KeyCommitment = groupkey.Commitment(k, g, commit.Epoch)
-		sc := coffer.SignCommit(commit, id.signing)
-		next := s.Clone()
-		if err := next.Apply(sc); err != nil {
+		sc, err := c.signCommit(id, s.Suite, commit)
+		if err != nil {
+			return nil, err
+		}
+		next, err := c.applyOwn(ctx, s, sc)
+		if err != nil {
 			// Our own commit breaks a rule: report it as the invalid request it is.
 			return nil, err
 		}
@@ -864,8 +885,22 @@ func (c *Client) AddMembers(ctx context.Context, g coffer.GroupID, handles []str
 			if _, ok := s.Members[a.ID]; ok {
 				return nil, false, nil, coffer.Errorf(coffer.ECONFLICT, "%s is already a member", a.Identity.Handle)
 			}
-			ops = append(ops, coffer.Op{Kind: coffer.OpAdd, Member: a.ID, Handle: a.Identity.Handle, Role: role,
-				SigningKey: a.Identity.SigningKey, EncryptionKey: a.Identity.EncryptionKey})
+			op := coffer.Op{Kind: coffer.OpAdd, Member: a.ID, Handle: a.Identity.Handle, Role: role,
+				SigningKey: a.Identity.SigningKey, EncryptionKey: a.Identity.EncryptionKey}
+			if s.Suite == coffer.SuiteV2 {
+				// The keys of the account's chain as this device verified
+				// it, whose X-Wing and Ed25519 keys are a.Identity's.
+				if a.Chain == nil {
+					return nil, false, nil, coffer.Errorf(coffer.EINVALID, "%s has no suite v2 account, and a suite v2 group holds only those", a.Identity.Handle)
+				}
+				mk := a.Chain.MemberKeys()
+				if !bytes.Equal(mk.EncryptionKey, a.Identity.EncryptionKey) || !bytes.Equal(mk.SigningKey.Ed25519(), a.Identity.SigningKey) {
+					return nil, false, nil, coffer.Security("contact-key", fmt.Errorf("the account chain of %s does not hold the keys its identity shows", a.Identity.Handle))
+				}
+				op.SigningKey, op.EncryptionKey, op.KeysHash = nil, nil, mk.Hash()
+				c.cacheMemberKeys(mk)
+			}
+			ops = append(ops, op)
 			recipients = append(recipients, groupkey.Recipient{Member: a.ID, EncryptionKey: a.Identity.EncryptionKey})
 		}
 		return ops, !s.ShareHistory, recipients, nil

@@ -24,6 +24,9 @@ type Identity struct {
 	// acct is the verified chain of the suite v2 account whose user key
 	// this identity derives from; nil for a suite v1 identity.
 	acct *coffer.AccountState
+	// hybrid is that account's hybrid user signing key, whose Ed25519 half
+	// is signing; nil for a suite v1 identity.
+	hybrid *coffer.HybridPrivateKey
 }
 
 // GenerateIdentity creates a fresh identity for handle.

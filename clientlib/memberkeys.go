@@ -148,3 +148,84 @@ func (c *Client) verifyChain(ctx context.Context, trusted *coffer.GroupState, co
 	}
 	return coffer.VerifyChainWith(trusted, commits, src)
 }
+
+// withMemberKeys resolves the keys of every member of a suite v2 state
+// (coffer.GroupState.WithMemberKeys), fetching those this client lacks, so
+// that wrapping and the contact and log checks see each member's keys. A
+// suite v1 state is returned as it is. Keys the server withholds, or that
+// are not the ones the entry names, are a security error.
+func (c *Client) withMemberKeys(ctx context.Context, s *coffer.GroupState) (*coffer.GroupState, error) {
+	if s == nil || s.Suite != coffer.SuiteV2 {
+		return s, nil
+	}
+	src, err := c.memberKeySource(ctx, s, nil)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.WithMemberKeys(src)
+	if err != nil {
+		return nil, coffer.Security("member-keys", err)
+	}
+	return r, nil
+}
+
+// ownMemberKeys returns this account's suite v2 member keys and its hybrid
+// user signing key, after putting the keys in the cache (they are checked
+// against nothing: this device made them). It fails for a suite v1
+// identity.
+func (c *Client) ownMemberKeys(id *Identity) (*coffer.MemberKeys, *coffer.HybridPrivateKey, error) {
+	if id.acct == nil || id.hybrid == nil {
+		return nil, nil, coffer.Errorf(coffer.EINVALID, "suite v2 groups need a suite v2 account (coffer init creates one)")
+	}
+	k := id.acct.MemberKeys()
+	if !k.SigningKey.Equal(id.hybrid.Public()) {
+		return nil, nil, coffer.Errorf(coffer.EINTERNAL, "this device's user signing key is not its account's current one")
+	}
+	kc := &c.memberKeys
+	kc.mu.Lock()
+	if kc.m == nil {
+		kc.m = make(map[[32]byte]*coffer.MemberKeys)
+	}
+	kc.m[k.Hash()] = k
+	kc.mu.Unlock()
+	return k, id.hybrid, nil
+}
+
+// signCommit signs commit, a successor of a state of suite suite: with the
+// account's hybrid user signing key in suite v2, with the identity's
+// Ed25519 key in suite v1.
+func (c *Client) signCommit(id *Identity, suite uint8, commit *coffer.Commit) (coffer.SignedCommit, error) {
+	if suite != coffer.SuiteV2 {
+		return coffer.SignCommit(commit, id.signing), nil
+	}
+	if id.hybrid == nil {
+		return coffer.SignedCommit{}, coffer.Errorf(coffer.EINVALID, "suite v2 groups need a suite v2 account (coffer init creates one)")
+	}
+	return coffer.SignCommitHybrid(commit, id.hybrid), nil
+}
+
+// applyOwn applies a commit this device made to a copy of s, with the keys
+// the commit needs, and resolves the new state's member keys.
+func (c *Client) applyOwn(ctx context.Context, s *coffer.GroupState, sc coffer.SignedCommit) (*coffer.GroupState, error) {
+	src, err := c.memberKeySource(ctx, s, []coffer.SignedCommit{sc})
+	if err != nil {
+		return nil, err
+	}
+	next := s.Clone()
+	if err := next.ApplyWith(sc, src); err != nil {
+		return nil, err
+	}
+	return c.withMemberKeys(ctx, next)
+}
+
+// cacheMemberKeys puts keys this device verified itself (a contact's chain)
+// in the cache.
+func (c *Client) cacheMemberKeys(k *coffer.MemberKeys) {
+	kc := &c.memberKeys
+	kc.mu.Lock()
+	defer kc.mu.Unlock()
+	if kc.m == nil {
+		kc.m = make(map[[32]byte]*coffer.MemberKeys)
+	}
+	kc.m[k.Hash()] = k
+}

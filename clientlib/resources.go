@@ -139,6 +139,10 @@ type signer struct {
 	handle coffer.Handle
 	key    ed25519.PublicKey
 	from   uint64 // the first epoch key signs for: the add's, or a self-update's
+	// In a suite v2 group: the hash of the signer's keys, and their hybrid
+	// signing key once resolved (signerKey does).
+	keysHash [32]byte
+	hybrid   coffer.HybridPublicKey
 }
 
 // view returns the cached verified view of g, or a fresh one when there is
@@ -189,7 +193,12 @@ func (c *Client) signerKey(ctx context.Context, v *groupView, author coffer.Acco
 	// current key signed what the member wrote from KeyEpoch, an older one
 	// what it wrote before.
 	if m := v.state.Members[author]; m != nil && m.KeyEpoch <= epoch {
-		return signer{epoch: m.JoinedEpoch, handle: m.Handle, key: m.SigningKey, from: m.KeyEpoch}, nil
+		s := signer{epoch: m.JoinedEpoch, handle: m.Handle, key: m.SigningKey, from: m.KeyEpoch, keysHash: m.KeysHash}
+		if v.state.Suite == coffer.SuiteV2 {
+			s.key = nil
+			return c.resolveSigner(ctx, author, s)
+		}
+		return s, nil
 	}
 	rc := &c.resources
 	rc.mu.Lock()
@@ -205,12 +214,12 @@ func (c *Client) signerKey(ctx context.Context, v *groupView, author coffer.Acco
 			for _, op := range cm.Ops {
 				switch h := signers[op.Member]; op.Kind {
 				case coffer.OpAdd:
-					signers[op.Member] = append(h, signer{cm.Epoch, op.Handle, op.SigningKey, cm.Epoch})
+					signers[op.Member] = append(h, signer{cm.Epoch, op.Handle, op.SigningKey, cm.Epoch, op.KeysHash, coffer.HybridPublicKey{}})
 				case coffer.OpUpdateKey:
 					// The verifier allows it only for a current member: the
 					// added entry before it names the handle and join epoch.
 					if n := len(h); n > 0 {
-						signers[op.Member] = append(h, signer{h[n-1].epoch, h[n-1].handle, op.SigningKey, cm.Epoch})
+						signers[op.Member] = append(h, signer{h[n-1].epoch, h[n-1].handle, op.SigningKey, cm.Epoch, op.KeysHash, coffer.HybridPublicKey{}})
 					}
 				}
 			}
@@ -225,10 +234,35 @@ func (c *Client) signerKey(ctx context.Context, v *groupView, author coffer.Acco
 			found = s
 		}
 	}
+	if found.keysHash != ([32]byte{}) {
+		return c.resolveSigner(ctx, author, found)
+	}
 	if found.key == nil {
 		return signer{}, coffer.Security("header", fmt.Errorf("the log has no signing key of %s at epoch %d", author, epoch))
 	}
 	return found, nil
+}
+
+// resolveSigner fills in the hybrid key of a suite v2 signer from the keys
+// its hash names, fetched from the server and checked against the hash,
+// the author and the handle.
+func (c *Client) resolveSigner(ctx context.Context, author coffer.AccountID, s signer) (signer, error) {
+	if err := c.fetchMemberKeys(ctx, [][32]byte{s.keysHash}); err != nil {
+		return signer{}, err
+	}
+	kc := &c.memberKeys
+	kc.mu.Lock()
+	src := coffer.MemberKeyMap{}
+	if k := kc.m[s.keysHash]; k != nil {
+		src[s.keysHash] = k
+	}
+	kc.mu.Unlock()
+	k, err := coffer.ResolveMemberKeys(src, s.keysHash, author, s.handle)
+	if err != nil {
+		return signer{}, coffer.Security("header", err)
+	}
+	s.key, s.hybrid = nil, k.SigningKey
+	return s, nil
 }
 
 // resourceKey names a resource within its group. Versions are tracked per
@@ -382,7 +416,7 @@ func (c *Client) verifyResource(ctx context.Context, g coffer.GroupID, want coff
 	if err != nil {
 		return nil, err
 	}
-	if err := c.verifySignature(author.key, ar.Header); err != nil {
+	if err := c.verifySignature(author, ar.Header); err != nil {
 		return nil, coffer.Security("header", err)
 	}
 	if err := checkResourceSizes(h, nil); err != nil {
@@ -466,7 +500,11 @@ const maxVerifiedSignatures = 1 << 14
 
 // verifySignature checks the header signature under key, or finds that it
 // did before.
-func (c *Client) verifySignature(key ed25519.PublicKey, sh api.SignedHeader) error {
+func (c *Client) verifySignature(author signer, sh api.SignedHeader) error {
+	key := []byte(author.key)
+	if !author.hybrid.IsZero() {
+		key = author.hybrid.Bytes()
+	}
 	hh := sha256.New()
 	hh.Write(key)
 	hh.Write(sh.Signature)
@@ -479,7 +517,14 @@ func (c *Client) verifySignature(key ed25519.PublicKey, sh api.SignedHeader) err
 	if ok {
 		return nil
 	}
-	if _, err := (coffer.SignedHeader{Body: sh.Body, Signature: sh.Signature}).Verify(key); err != nil {
+	// The group's suite picks the verifier (each refuses the other's
+	// header version): hybrid in suite v2, Ed25519 in suite v1.
+	signed := coffer.SignedHeader{Body: sh.Body, Signature: sh.Signature}
+	if !author.hybrid.IsZero() {
+		if _, err := signed.VerifyHybrid(author.hybrid); err != nil {
+			return err
+		}
+	} else if _, err := signed.Verify(author.key); err != nil {
 		return err
 	}
 	rc.mu.Lock()
@@ -747,7 +792,16 @@ func (c *Client) upload(ctx context.Context, v *groupView, idn *Identity, me cof
 		Resource: id, Group: g, Epoch: epoch, Author: me, Version: up.Version, Prev: prev,
 		TreeRoot: root, Chunks: chunks, ContentSize: size, MetaHash: sha256.Sum256(sealed), Created: time.Now().UnixMilli(),
 	}
-	sh := coffer.SignResourceHeader(h, idn.signing)
+	var sh coffer.SignedHeader
+	if v.state.Suite == coffer.SuiteV2 {
+		_, hk, err := c.ownMemberKeys(idn)
+		if err != nil {
+			return nil, err
+		}
+		sh = coffer.SignResourceHeaderHybrid(h, hk)
+	} else {
+		sh = coffer.SignResourceHeader(h, idn.signing)
+	}
 	var ar api.Resource
 	err = c.call(ctx, http.MethodPost, "/v1/uploads/"+up.ID.String()+"/finalize", true,
 		api.FinalizeRequest{Header: api.SignedHeader{Body: sh.Body, Signature: sh.Signature}, Meta: sealed}, &ar)

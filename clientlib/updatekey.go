@@ -147,9 +147,22 @@ func (c *Client) updateOwnKeys(ctx context.Context, g coffer.GroupID, old, next 
 		if s.ShareHistory {
 			req.Links = []api.HistoryLink{{Epoch: s.Epoch, Link: groupkey.SealHistoryLink(k, g, s.Epoch, keys[s.Epoch])}}
 		}
-		sc := coffer.SignCommit(commit, old.signing)
-		after := s.Clone()
-		if err := after.Apply(sc); err != nil {
+		if s.Suite == coffer.SuiteV2 {
+			// The entry names the account's keys by hash, and the old keys
+			// sign (the hybrid key of the old user key).
+			mk, _, err := c.ownMemberKeys(next)
+			if err != nil {
+				return err
+			}
+			op := &commit.Ops[0]
+			op.SigningKey, op.EncryptionKey, op.KeysHash = nil, nil, mk.Hash()
+		}
+		sc, err := c.signCommit(old, s.Suite, commit)
+		if err != nil {
+			return err
+		}
+		after, err := c.applyOwn(ctx, s, sc)
+		if err != nil {
 			return err
 		}
 		book, err := c.loadContactBook()
