@@ -136,9 +136,9 @@ type Member struct {
 	// resolved and checked them (it also sets SigningKey to their Ed25519
 	// half and EncryptionKey); nil otherwise. They are not encoded: a
 	// checkpoint holds the hash.
-	Keys *MemberKeys
-	Role          Role
-	JoinedEpoch   uint64 // the epoch of the commit that added the member
+	Keys        *MemberKeys
+	Role        Role
+	JoinedEpoch uint64 // the epoch of the commit that added the member
 	// KeyEpoch is the first epoch of the member's current keys: JoinedEpoch,
 	// or the epoch its latest self-update (OpUpdateKey) started. Readers
 	// use it to tell which key signed what the member wrote at an epoch.
