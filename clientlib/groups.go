@@ -161,19 +161,20 @@ func (c *Client) CreateGroup(ctx context.Context, name string, opts *GroupOption
 		}},
 	}
 	suite := uint8(coffer.SuiteV1)
+	var own coffer.MemberKeyMap // the keys a suite v2 genesis refers to: ours
 	if c.opts.SuiteV2Groups && id.acct != nil {
 		mk, _, err := c.ownMemberKeys(id)
 		if err != nil {
 			return coffer.GroupID{}, err
 		}
-		suite = coffer.SuiteV2
-		commit.Ops[0].SigningKey, commit.Ops[0].EncryptionKey, commit.Ops[0].KeysHash = nil, nil, mk.Hash()
+		suite, own = coffer.SuiteV2, coffer.MemberKeyMap{}
+		commit.Ops[0].SigningKey, commit.Ops[0].EncryptionKey, commit.Ops[0].KeysHash = nil, nil, own.Add(mk)
 	}
 	sc, err := c.signCommit(id, suite, commit)
 	if err != nil {
 		return coffer.GroupID{}, err
 	}
-	state, err := c.verifyChain(ctx, nil, []coffer.SignedCommit{sc})
+	state, err := coffer.VerifyChainWith(nil, []coffer.SignedCommit{sc}, own)
 	if err != nil {
 		return coffer.GroupID{}, err
 	}
@@ -358,7 +359,7 @@ func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool)
 		}
 		next, err := c.verifyChain(ctx, state, commits)
 		if err != nil {
-			return nil, coffer.Security("chain", err)
+			return nil, err
 		}
 		if next.Group != g {
 			return nil, coffer.Security("chain", fmt.Errorf("commits belong to group %s, not %s", next.Group, g))
@@ -560,7 +561,7 @@ func (c *Client) history(ctx context.Context, g coffer.GroupID) ([]*coffer.Commi
 	}
 	full, err := c.verifyChain(ctx, nil, commits)
 	if err != nil {
-		return nil, coffer.Security("chain", err)
+		return nil, err
 	}
 	if full.Head != res.State.Head {
 		return nil, coffer.Security("fork", errors.New("the full history does not end at the verified head"))

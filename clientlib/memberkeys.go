@@ -140,13 +140,20 @@ func (c *Client) memberKeySource(ctx context.Context, s *coffer.GroupState, comm
 }
 
 // verifyChain is coffer.VerifyChainWith with the member keys a suite v2
-// chain needs, fetched first.
+// chain needs, fetched first. A chain that fails verification is a
+// security error ("chain"); failing to fetch the keys is returned as it
+// is: a network error stays one, and a lying answer is already a security
+// error of its own.
 func (c *Client) verifyChain(ctx context.Context, trusted *coffer.GroupState, commits []coffer.SignedCommit) (*coffer.GroupState, error) {
 	src, err := c.memberKeySource(ctx, trusted, commits)
 	if err != nil {
 		return nil, err
 	}
-	return coffer.VerifyChainWith(trusted, commits, src)
+	s, err := coffer.VerifyChainWith(trusted, commits, src)
+	if err != nil {
+		return nil, coffer.Security("chain", err)
+	}
+	return s, nil
 }
 
 // withMemberKeys resolves the keys of every member of a suite v2 state

@@ -368,7 +368,7 @@ func (c *Client) signedHistory(ctx context.Context, g coffer.GroupID) ([]coffer.
 	}
 	full, err := c.verifyChain(ctx, &coffer.GroupState{Group: g}, commits)
 	if err != nil {
-		return nil, nil, coffer.Security("chain", err)
+		return nil, nil, err
 	}
 	if full.Head != res.State.Head {
 		return nil, nil, coffer.Security("fork", errors.New("the full history does not end at the verified head"))

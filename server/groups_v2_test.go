@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"maps"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -466,13 +465,16 @@ func TestSuiteV2Groups(t *testing.T) {
 	}
 }
 
-// TestSuiteV2GroupResourcesRefused: a suite v2 group's entries hold keys
-// hashes, so the Ed25519 checks of resource headers and deletes have no
-// key to check against; the server refuses both with a clear message
-// rather than a signature failure.
-func TestSuiteV2GroupResourcesRefused(t *testing.T) {
+// TestSuiteV2GroupResources: a suite v2 group takes version 3 (hybrid)
+// resource headers, checked under the author's hybrid key that its entry's
+// keys hash names, and refuses Ed25519 (version 2) headers, a hybrid
+// header by another key, one cut to its Ed25519 half, and a version 3
+// header in a suite v1 group; its signed deletes are Ed25519 under the
+// half the entry names.
+func TestSuiteV2GroupResources(t *testing.T) {
 	ts := MustServer(t, withResources(t, nil))
 	alice := mustV2Account(t, ts, "alice")
+	bob := mustV2Account(t, ts, "bob")
 	g := newV2Group(ts, alice.MemberKeys())
 	g.mustCommit(t, alice.token, g.build(t, alice.ID, hybrid(alice.HybridKey()), addOpV2(alice.Account, alice.MemberKeys(), coffer.RoleOwner)))
 
@@ -482,14 +484,34 @@ func TestSuiteV2GroupResourcesRefused(t *testing.T) {
 	id := coffer.NewResourceID()
 	up := w.start(t, m, id)
 	w.put(t, m, up, data, 200)
-	for _, p := range []api.Problem{
-		w.finalize(t, m, up, finalizeRequest(m, up, data, nil), 400).Problem(t),
-		w.exchange(t, w.req(t, m, "DELETE", w.resourcePath(id), w.deleteBody(t, m, id, 1)), resourceT, 400).Problem(t),
+	hybridReq := func(key *coffer.HybridPrivateKey, edit func(*api.FinalizeRequest)) api.FinalizeRequest {
+		req := finalizeRequest(m, up, data, nil)
+		h, err := coffer.ParseResourceHeader(req.Header.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sh := coffer.SignResourceHeaderHybrid(h, key)
+		req.Header = api.SignedHeader{Body: sh.Body, Signature: sh.Signature}
+		if edit != nil {
+			edit(&req)
+		}
+		return req
+	}
+	for name, req := range map[string]api.FinalizeRequest{
+		"an Ed25519 (version 2) header":  finalizeRequest(m, up, data, nil),
+		"a hybrid header by bob's key":   hybridReq(bob.HybridKey(), nil),
+		"a hybrid header cut to Ed25519": hybridReq(alice.HybridKey(), func(r *api.FinalizeRequest) { r.Header.Signature = r.Header.Signature[:64] }),
+		"a hybrid header, ML-DSA half flipped": hybridReq(alice.HybridKey(), func(r *api.FinalizeRequest) {
+			r.Header.Signature = bytes.Clone(r.Header.Signature)
+			r.Header.Signature[100] ^= 1
+		}),
 	} {
-		if p.Code != string(coffer.EINVALID) || !strings.Contains(p.Detail, "suite v2 group") {
-			t.Fatalf("problem %s %q, want invalid naming the suite v2 group", p.Code, p.Detail)
+		if p := w.finalize(t, m, up, req, 400).Problem(t); p.Code != string(coffer.EINVALID) {
+			t.Fatalf("%s: problem %s %q", name, p.Code, p.Detail)
 		}
 	}
+	w.finalize(t, m, up, hybridReq(alice.HybridKey(), nil), 201)
+	w.exchange(t, w.req(t, m, "DELETE", w.resourcePath(id), w.deleteBody(t, m, id, 1)), resourceT, 204)
 }
 
 // TestSuiteV2AddWaitsForRotation: the current-keys check holds the added

@@ -478,12 +478,6 @@ func (s *Server) handleFinalizeUpload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h, err := coffer.ParseResourceHeader(req.Header.Body)
-	if err == nil && h.Suite != 0 {
-		// Suite v2 headers need the author's hybrid key, which groups do not
-		// hold yet; the Ed25519 check below would take a hybrid signature
-		// cut to its first half.
-		err = coffer.Errorf(coffer.EINVALID, "unsupported resource header version %d", req.Header.Body[0])
-	}
 	if err != nil {
 		Error(w, r, err)
 		return
@@ -519,16 +513,19 @@ func (s *Server) handleFinalizeUpload(w http.ResponseWriter, r *http.Request) {
 		err = coffer.Errorf(coffer.ENOTFOUND, "no such group")
 	case m.Role < coffer.RoleWriter:
 		err = coffer.Errorf(coffer.EFORBIDDEN, "writing resources needs the writer role; you are a %s", m.Role)
-	case state.Suite == coffer.SuiteV2:
-		// Its members' entries hold keys hashes, not Ed25519 keys: the
-		// header would need the hybrid check, which is not wired yet.
-		err = errSuiteV2Resources(u.Group)
+	case (state.Suite == coffer.SuiteV2) != (h.Suite == coffer.ResourceSuiteHybrid):
+		// The group's suite picks the header version, and so the verifier:
+		// an Ed25519 check of a hybrid header would take a signature cut to
+		// its first half.
+		err = coffer.Errorf(coffer.EINVALID, "resource header version %d does not belong to a group of suite %d", req.Header.Body[0], max(state.Suite, coffer.SuiteV1))
 	case h.Epoch != state.Epoch:
 		err = coffer.Errorf(coffer.ESTALEKEY, "the header is for epoch %d, the group is at epoch %d: re-sync and upload again under the current key", h.Epoch, state.Epoch)
 	case state.PendingRotation:
 		// A member left (perhaps during the upload) and still holds this
 		// epoch's key: nothing new goes under it until an admin rotates.
 		err = coffer.Errorf(coffer.EROTATIONPENDING, "a member left the group and still holds its key: upload again once an admin or owner has rotated it")
+	case state.Suite == coffer.SuiteV2:
+		err = s.verifyHybridHeader(r.Context(), state, caller, req.Header)
 	case !coffer.VerifySignature(m.SigningKey, coffer.LabelResourceHeader, req.Header.Body, req.Header.Signature):
 		err = coffer.Errorf(coffer.EINVALID, "the header signature does not verify under your signing key in the group's log")
 	}
@@ -770,10 +767,17 @@ func (s *Server) decodeDelete(w http.ResponseWriter, r *http.Request, g coffer.G
 	if m == nil {
 		return sd, coffer.Errorf(coffer.ENOTFOUND, "no such group")
 	}
+	key := m.SigningKey
 	if state.Suite == coffer.SuiteV2 {
-		return sd, errSuiteV2Resources(g)
+		// Signed deletes are Ed25519 in both suites: the Ed25519 half of
+		// the deleter's hybrid user key, which its keys hash names.
+		k, err := s.memberKeysOf(r.Context(), state, caller)
+		if err != nil {
+			return sd, err
+		}
+		key = k.SigningKey.Ed25519()
 	}
-	if _, err := sd.Verify(m.SigningKey); err != nil {
+	if _, err := sd.Verify(key); err != nil {
 		return sd, coffer.Errorf(coffer.EINVALID, "the signed delete does not verify under your signing key in the group's log")
 	}
 	return sd, nil
@@ -804,9 +808,39 @@ func (s *Server) handleDeleteResource(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// errSuiteV2Resources refuses resource writes in a suite v2 group, whose
-// member entries hold keys hashes where the Ed25519 checks of headers and
-// deletes need a key.
-func errSuiteV2Resources(g coffer.GroupID) error {
-	return coffer.Errorf(coffer.EINVALID, "group %s is a suite v2 group: this server does not accept resources in suite v2 groups yet (they need hybrid-signed headers and deletes)", g)
+// memberKeysOf resolves the stored keys of member id of a suite v2 group,
+// checked against its entry (GroupState.MemberKeys).
+func (s *Server) memberKeysOf(ctx context.Context, state *coffer.GroupState, id coffer.AccountID) (*coffer.MemberKeys, error) {
+	mk, err := s.memberKeyStore()
+	if err != nil {
+		return nil, err
+	}
+	m := state.Members[id]
+	if m == nil {
+		return nil, coffer.Errorf(coffer.ENOTFOUND, "no such group")
+	}
+	found, err := mk.MemberKeysByHash(ctx, [][32]byte{m.KeysHash})
+	if err != nil {
+		return nil, err
+	}
+	src := coffer.MemberKeyMap{}
+	for _, f := range found {
+		if k, err := coffer.ParseMemberKeys(f.Encoding); err == nil {
+			src.Add(k)
+		}
+	}
+	return state.MemberKeys(id, src)
+}
+
+// verifyHybridHeader checks a suite v2 (version 3) header's hybrid
+// signature under the author's keys, as its entry in the group names them.
+func (s *Server) verifyHybridHeader(ctx context.Context, state *coffer.GroupState, author coffer.AccountID, sh api.SignedHeader) error {
+	k, err := s.memberKeysOf(ctx, state, author)
+	if err != nil {
+		return err
+	}
+	if _, err := (coffer.SignedHeader{Body: sh.Body, Signature: sh.Signature}).VerifyHybrid(k.SigningKey); err != nil {
+		return coffer.Errorf(coffer.EINVALID, "the header signature does not verify under your hybrid signing key in the group's log")
+	}
+	return nil
 }

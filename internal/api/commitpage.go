@@ -20,27 +20,41 @@ import (
 //	count     uint32
 //	count × ( body_length uint32, body, signature_length uint8, signature )
 //
+// Version 2 is the same with signature_length a uint16: the hybrid
+// signatures of suite v2 commits (3,373 bytes) do not fit a byte. A page
+// whose signatures all fit one is written as version 1.
+//
 // All integers are big-endian. The bytes are untrusted like any response:
 // ParseCommitPage bounds every length before it reads, and the client
 // verifies every commit with the chain verifier as it would from JSON.
 const CommitPageType = "application/vnd.coffer.commit-page"
 
-// commitPageVersion is the only version of CommitPageType.
-const commitPageVersion = 1
+// Versions of CommitPageType.
+const (
+	commitPageVersion     = 1
+	commitPageVersionWide = 2
+)
 
 // AppendCommitPage appends the encoding of commits to b.
 func AppendCommitPage(b []byte, commits []coffer.SignedCommit) []byte {
-	n := 5
+	n, version := 5, uint8(commitPageVersion)
 	for _, sc := range commits {
-		n += 5 + len(sc.Body) + len(sc.Signature)
+		n += 6 + len(sc.Body) + len(sc.Signature)
+		if len(sc.Signature) > 255 {
+			version = commitPageVersionWide
+		}
 	}
 	b = append(make([]byte, 0, len(b)+n), b...)
-	b = append(b, commitPageVersion)
+	b = append(b, version)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(commits)))
 	for _, sc := range commits {
 		b = binary.BigEndian.AppendUint32(b, uint32(len(sc.Body)))
 		b = append(b, sc.Body...)
-		b = append(b, uint8(len(sc.Signature)))
+		if version == commitPageVersionWide {
+			b = binary.BigEndian.AppendUint16(b, uint16(len(sc.Signature)))
+		} else {
+			b = append(b, uint8(len(sc.Signature)))
+		}
 		b = append(b, sc.Signature...)
 	}
 	return b
@@ -53,7 +67,8 @@ func ParseCommitPage(data []byte, maxCount int) ([]coffer.SignedCommit, error) {
 	if len(data) < 5 {
 		return nil, fmt.Errorf("commit page: %d bytes, too short", len(data))
 	}
-	if data[0] != commitPageVersion {
+	wide := data[0] == commitPageVersionWide
+	if data[0] != commitPageVersion && !wide {
 		return nil, fmt.Errorf("commit page: unknown version %d", data[0])
 	}
 	count := binary.BigEndian.Uint32(data[1:5])
@@ -77,8 +92,15 @@ func ParseCommitPage(data []byte, maxCount int) ([]coffer.SignedCommit, error) {
 			return nil, fmt.Errorf("commit page: commit %d has a body of %d bytes, over the limit or past the end", i, n)
 		}
 		out[i].Body, rest = rest[:n:n], rest[n:]
-		s := int(rest[0])
-		rest = rest[1:]
+		var s int
+		if wide {
+			if len(rest) < 2 {
+				return nil, fmt.Errorf("commit page: commit %d is truncated", i)
+			}
+			s, rest = int(binary.BigEndian.Uint16(rest)), rest[2:]
+		} else {
+			s, rest = int(rest[0]), rest[1:]
+		}
 		if s > len(rest) {
 			return nil, fmt.Errorf("commit page: commit %d has a signature past the end", i)
 		}

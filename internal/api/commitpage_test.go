@@ -110,3 +110,27 @@ func FuzzCommitPage(f *testing.F) {
 		}
 	})
 }
+
+// TestCommitPageWide: a page with a suite v2 (hybrid, 3,373-byte) signature
+// is written as version 2 and reads back as written; a page of Ed25519
+// signatures stays version 1; every cut of a wide page fails.
+func TestCommitPageWide(t *testing.T) {
+	narrow := []coffer.SignedCommit{{Body: []byte{1, 2, 3}, Signature: bytes.Repeat([]byte{7}, 64)}}
+	wide := append(slices.Clone(narrow), coffer.SignedCommit{Body: []byte{2, 9}, Signature: bytes.Repeat([]byte{8}, coffer.HybridSignatureSize)})
+	if b := api.AppendCommitPage(nil, narrow); b[0] != 1 {
+		t.Fatalf("an Ed25519 page is version %d", b[0])
+	}
+	b := api.AppendCommitPage(nil, wide)
+	if b[0] != 2 {
+		t.Fatalf("a page with a hybrid signature is version %d", b[0])
+	}
+	got, err := api.ParseCommitPage(b, 10)
+	if err != nil || len(got) != 2 || !bytes.Equal(got[1].Signature, wide[1].Signature) || !bytes.Equal(got[0].Body, wide[0].Body) {
+		t.Fatalf("round trip: %v", err)
+	}
+	for cut := range len(b) {
+		if _, err := api.ParseCommitPage(b[:cut], 10); err == nil {
+			t.Fatalf("a page cut at %d of %d bytes parsed", cut, len(b))
+		}
+	}
+}
