@@ -96,15 +96,31 @@ func (c *Client) fetchMemberKeys(ctx context.Context, hashes [][32]byte) error {
 // memberKeySource returns the keys source for verifying commits as the
 // continuation of s (nil for a genesis): nil for a suite v1 group, which
 // carries its keys; otherwise a snapshot of the cache after fetching the
-// keys of every current member of s and every key an op of commits names.
+// keys the verifier will ask for, those of each commit's author as the
+// chain so far names them and the new keys of each update-key (and, with
+// no commits, of every current member of s). The keys of members who are
+// added but never author anything are not fetched: the verifier does not
+// check them, and withMemberKeys fetches the current members' afterwards.
 // The verifier checks each key it uses against its hash.
 func (c *Client) memberKeySource(ctx context.Context, s *coffer.GroupState, commits []coffer.SignedCommit) (coffer.MemberKeySource, error) {
 	var hashes [][32]byte
 	v2 := s != nil && s.Suite == coffer.SuiteV2
-	if v2 {
+	latest := map[coffer.AccountID][32]byte{}
+	if v2 && len(commits) == 0 {
 		for _, m := range s.Members {
 			hashes = append(hashes, m.KeysHash)
 		}
+	}
+	current := func(id coffer.AccountID) ([32]byte, bool) {
+		if h, ok := latest[id]; ok {
+			return h, true
+		}
+		if s != nil {
+			if m := s.Members[id]; m != nil && m.KeysHash != ([32]byte{}) {
+				return m.KeysHash, true
+			}
+		}
+		return [32]byte{}, false
 	}
 	for _, sc := range commits {
 		if len(sc.Body) == 0 || sc.Body[0] != coffer.SuiteV2 {
@@ -115,8 +131,18 @@ func (c *Client) memberKeySource(ctx context.Context, s *coffer.GroupState, comm
 		if err != nil {
 			continue // the verifier reports it
 		}
+		if cm.Seq == 1 && len(cm.Ops) > 0 {
+			latest[cm.Ops[0].Member] = cm.Ops[0].KeysHash
+		}
+		if h, ok := current(cm.Author); ok {
+			hashes = append(hashes, h)
+		}
 		for _, op := range cm.Ops {
-			if op.Kind == coffer.OpAdd || op.Kind == coffer.OpUpdateKey {
+			switch op.Kind {
+			case coffer.OpAdd:
+				latest[op.Member] = op.KeysHash
+			case coffer.OpUpdateKey:
+				latest[op.Member] = op.KeysHash
 				hashes = append(hashes, op.KeysHash)
 			}
 		}
