@@ -20,7 +20,9 @@ const MaxMemberKeysLookup = 1000
 // generation of every suite v2 account. The store writes them itself, in
 // the transaction of the account link that sets a user key, and refuses,
 // in a commit's transaction, a suite v2 add or update-key whose keys are
-// not the named account's current ones (RuleMemberKeys, ECONFLICT).
+// not the named account's current ones, and a suite v2 commit signed with
+// keys its author has retired unless it is the author's self-update
+// (GroupAppend.AuthorKeys): RuleMemberKeys, ECONFLICT.
 type MemberKeyService interface {
 	// MemberKeysByHash returns the stored keys among hashes, in any
 	// order; unknown hashes are absent.

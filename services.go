@@ -105,6 +105,11 @@ type GroupAppend struct {
 	// the append. The store copies the wraps in the commit's transaction,
 	// so that they are never all held in memory (issue 16).
 	WrapStream func() (Wrap, error)
+	// AuthorKeys is, for a suite v2 commit after the genesis, the hash of
+	// the member keys the author's entry named before it, which signed it.
+	// The store requires them to be the author's current keys unless the
+	// commit is the author's self-update (see MemberKeyService).
+	AuthorKeys [32]byte
 }
 
 // GroupService stores groups and their commit chains.

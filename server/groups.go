@@ -102,6 +102,9 @@ func (s *Server) handleAppendCommit(w http.ResponseWriter, r *http.Request) {
 	}
 	// Apply changes state in place; keep what buildAppend compares against.
 	prev := &appendBase{seq: state.Seq, epoch: state.Epoch}
+	if m := state.Members[c.Author]; m != nil {
+		prev.authorKeys = m.KeysHash
+	}
 	if c.Suite == coffer.SuiteV2 {
 		// As for a genesis, the store checks that the keys are current.
 		var src coffer.MemberKeyMap
@@ -179,7 +182,12 @@ func authoredBy(c *coffer.Commit, caller coffer.AccountID) error {
 
 // appendBase is what a commit is appended to: the head seq and epoch
 // before it (nil for a genesis).
-type appendBase struct{ seq, epoch uint64 }
+type appendBase struct {
+	seq, epoch uint64
+	// authorKeys is, in a suite v2 group, the hash of the keys the
+	// author's entry names before the commit, which signed it.
+	authorKeys [32]byte
+}
 
 // checkAddedAccounts requires every add op to name a registered account with
 // exactly its registered handle and keys, and every update-key op to carry
@@ -249,7 +257,7 @@ func (s *Server) buildAppend(prev *appendBase, next *coffer.GroupState, sc coffe
 func newAppend(s *Server, prev *appendBase, next *coffer.GroupState, sc coffer.SignedCommit, c *coffer.Commit) *coffer.GroupAppend {
 	a := &coffer.GroupAppend{Commit: sc, Parsed: c, State: next, Received: s.now()}
 	if prev != nil {
-		a.PrevSeq = prev.seq
+		a.PrevSeq, a.AuthorKeys = prev.seq, prev.authorKeys
 	}
 	return a
 }

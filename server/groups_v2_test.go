@@ -407,8 +407,18 @@ func TestSuiteV2Groups(t *testing.T) {
 	bobKey := bob.HybridKey()
 	bob.rotate(t, ts)
 	g.keys.Add(bob.MemberKeys())
+	t.Run("signed with the author's retired keys", func(t *testing.T) {
+		// Bob's entry names his retired keys: they sign his self-update and
+		// nothing else (a revoked device holds them).
+		g.refused(t, bob.token, g.build(t, bob.ID, hybrid(bobKey), coffer.Op{Kind: coffer.OpLeave, Member: bob.ID}),
+			409, coffer.ECONFLICT, coffer.RuleMemberKeys)
+		// Signed with his new keys, it fails the verifier, which checks the
+		// keys the entry names.
+		g.refused(t, bob.token, g.build(t, bob.ID, hybrid(bob.HybridKey()), coffer.Op{Kind: coffer.OpLeave, Member: bob.ID}),
+			400, coffer.EINVALID, coffer.RuleSignature)
+	})
 	// Bob's entry still names his retired keys until his self-update: only
-	// an op that names keys must name current ones, so the group goes on.
+	// what names or signs with keys must be current, so the group goes on.
 	g.mustCommit(t, alice.token, g.build(t, alice.ID, hybrid(alice.HybridKey()), addOpV2(dave.Account, dave.MemberKeys(), coffer.RoleReader)))
 	// Bob's self-update is signed with the keys his entry names (his
 	// previous generation) and moves to his current ones.
@@ -418,6 +428,17 @@ func TestSuiteV2Groups(t *testing.T) {
 	g.mustCommit(t, alice.token, g.build(t, alice.ID, hybrid(alice.HybridKey()),
 		coffer.Op{Kind: coffer.OpSetRole, Member: dave.ID, Role: coffer.RoleWriter}))
 	g.mustCommit(t, dave.token, g.build(t, dave.ID, hybrid(dave.HybridKey()), coffer.Op{Kind: coffer.OpLeave, Member: dave.ID}))
+
+	// The owner rotates: her retired keys sign only her self-update, and
+	// her new ones everything after it.
+	aliceKey := alice.HybridKey()
+	alice.rotate(t, ts)
+	g.keys.Add(alice.MemberKeys())
+	rotate := coffer.Op{Kind: coffer.OpRotate}
+	g.refused(t, alice.token, g.build(t, alice.ID, hybrid(aliceKey), rotate), 409, coffer.ECONFLICT, coffer.RuleMemberKeys)
+	g.mustCommit(t, alice.token, g.build(t, alice.ID, hybrid(aliceKey),
+		coffer.Op{Kind: coffer.OpUpdateKey, Member: alice.ID, KeysHash: alice.MemberKeys().Hash()}, rotate))
+	g.mustCommit(t, alice.token, g.build(t, alice.ID, hybrid(alice.HybridKey()), coffer.Op{Kind: coffer.OpSetRole, Member: carol.ID, Role: coffer.RoleWriter}))
 
 	// Members read the chain back and verify it with the server's keys.
 	var list api.CommitList

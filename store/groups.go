@@ -26,7 +26,7 @@ func (db *DB) CreateGroup(ctx context.Context, a *coffer.GroupAppend) error {
 	}
 	now := db.now()
 	err = db.inTx(ctx, func(tx pgx.Tx) error {
-		if err := checkCurrentMemberKeys(ctx, tx, a.Parsed); err != nil {
+		if err := checkCurrentMemberKeys(ctx, tx, a); err != nil {
 			return err
 		}
 		var metaEpoch *uint64
@@ -78,7 +78,7 @@ func (db *DB) AppendCommit(ctx context.Context, caller coffer.AccountID, a *coff
 	var head uint64
 	now := db.now()
 	err = db.inTx(ctx, func(tx pgx.Tx) error {
-		if err := checkCurrentMemberKeys(ctx, tx, a.Parsed); err != nil {
+		if err := checkCurrentMemberKeys(ctx, tx, a); err != nil {
 			return err
 		}
 		if a.WrapStream != nil {

@@ -81,28 +81,45 @@ func memberKeysByHash(ctx context.Context, tx pgx.Tx, hashes [][32]byte) ([]coff
 // checkCurrentMemberKeys refuses a suite v2 commit one of whose add or
 // update-key ops names keys that are not its member's current keys:
 // unknown keys, another account's, or a generation the account has since
-// replaced (whose private half a revoked device may hold). It runs first in
-// the commit's transaction and holds each named account's row FOR SHARE,
-// which a link that rotates the key UPDATEs: a rotation either waits for
-// this commit (and the member then updates its keys in the group, as for
-// any commit before a rotation) or has committed, and then this sees its
-// keys. A suite v1 commit passes: it carries its keys, which the server
-// checks against the accounts table.
-func checkCurrentMemberKeys(ctx context.Context, tx pgx.Tx, c *coffer.Commit) error {
+// replaced (whose private half a revoked device may hold). It also refuses
+// a commit signed with keys its author has replaced (a.AuthorKeys, the
+// keys the author's entry named before it), unless the commit is the
+// author's self-update, which those keys sign by design: a revoked device
+// holds them. It runs first in the commit's transaction and holds each
+// account concerned FOR SHARE, which a link that rotates the key UPDATEs:
+// a rotation either waits for this commit (and the member then updates its
+// keys in the group, as for any commit before a rotation) or has
+// committed, and then this sees its keys. A suite v1 commit passes: it
+// carries its keys, which the server checks against the accounts table.
+func checkCurrentMemberKeys(ctx context.Context, tx pgx.Tx, a *coffer.GroupAppend) error {
+	c := a.Parsed
 	if c.Suite != coffer.SuiteV2 {
 		return nil
 	}
-	var (
-		ids    []coffer.AccountID
-		hashes [][32]byte
-	)
-	for _, op := range c.Ops {
-		if op.Kind == coffer.OpAdd || op.Kind == coffer.OpUpdateKey {
-			ids, hashes = append(ids, op.Member), append(hashes, op.KeysHash)
-		}
+	type use struct {
+		op     int // -1 for the author's signature
+		member coffer.AccountID
+		hash   [32]byte
 	}
-	if len(ids) == 0 {
+	var (
+		uses       []use
+		selfUpdate bool
+	)
+	for i, op := range c.Ops {
+		if op.Kind == coffer.OpAdd || op.Kind == coffer.OpUpdateKey {
+			uses = append(uses, use{i, op.Member, op.KeysHash})
+		}
+		selfUpdate = selfUpdate || op.Kind == coffer.OpUpdateKey && op.Member == c.Author
+	}
+	if a.AuthorKeys != ([32]byte{}) && !selfUpdate {
+		uses = append(uses, use{-1, c.Author, a.AuthorKeys})
+	}
+	if len(uses) == 0 {
 		return nil
+	}
+	ids, hashes := make([]coffer.AccountID, len(uses)), make([][32]byte, len(uses))
+	for i, u := range uses {
+		ids[i], hashes[i] = u.member, u.hash
 	}
 	// Sorted by id, so that two commits lock shared accounts in one order.
 	if _, err := tx.Exec(ctx, `SELECT 1 FROM accounts WHERE id = ANY($1) ORDER BY id FOR SHARE`, ids); err != nil {
@@ -136,22 +153,24 @@ func checkCurrentMemberKeys(ctx context.Context, tx pgx.Tx, c *coffer.Commit) er
 	for _, k := range stored {
 		byHash[k.Hash] = k
 	}
-	refuse := func(i int, op coffer.Op, format string, args ...any) error {
-		return &coffer.Error{Code: coffer.ECONFLICT, Rule: coffer.RuleMemberKeys,
-			Message: fmt.Sprintf("op %d (%s of %s): ", i, op.Kind, op.Member) + fmt.Sprintf(format, args...)}
-	}
-	for i, op := range c.Ops {
-		if op.Kind != coffer.OpAdd && op.Kind != coffer.OpUpdateKey {
-			continue
+	for _, u := range uses {
+		what := fmt.Sprintf("the signature of %s", u.member)
+		if u.op >= 0 {
+			what = fmt.Sprintf("op %d (%s of %s)", u.op, c.Ops[u.op].Kind, u.member)
 		}
-		k, ok := byHash[op.KeysHash]
+		refuse := func(format string, args ...any) error {
+			return &coffer.Error{Code: coffer.ECONFLICT, Rule: coffer.RuleMemberKeys, Message: what + ": " + fmt.Sprintf(format, args...)}
+		}
+		k, ok := byHash[u.hash]
 		switch {
 		case !ok:
-			return refuse(i, op, "the keys %x are not an account's keys on this server", op.KeysHash[:8])
-		case k.Account != op.Member:
-			return refuse(i, op, "the keys %x are account %s's", op.KeysHash[:8], k.Account)
-		case k.Generation != current[op.Member]:
-			return refuse(i, op, "the keys are generation %d of the account, whose current keys are generation %d: re-read the account's chain and use its current keys", k.Generation, current[op.Member])
+			return refuse("the keys %x are not an account's keys on this server", u.hash[:8])
+		case k.Account != u.member:
+			return refuse("the keys %x are account %s's", u.hash[:8], k.Account)
+		case k.Generation != current[u.member] && u.op < 0:
+			return refuse("the author's keys in the group are generation %d of its account, whose current keys are generation %d: update them in the group (update-key) first, then retry", k.Generation, current[u.member])
+		case k.Generation != current[u.member]:
+			return refuse("the keys are generation %d of the account, whose current keys are generation %d: re-read the account's chain and use its current keys", k.Generation, current[u.member])
 		}
 	}
 	return nil
