@@ -124,8 +124,9 @@ func (a *dbAudit) checkAccountChain(id coffer.AccountID, chain []coffer.SignedLi
 			info.chainIdentities[sha256.Sum256(next.Identity().Marshal())] = true
 			info.chainSigningKeys = append(info.chainSigningKeys, next.Identity().SigningKey)
 			k := next.MemberKeys()
-			a.memberKeys.Add(k)
-			info.memberKeys, info.generation = append(info.memberKeys, k), next.UserKeyGeneration
+			h := k.Hash()
+			a.memberKeys[h] = &keyRecord{account: k.Account, handle: k.Handle, enc: k.Marshal()}
+			info.memberKeys = append(info.memberKeys, h)
 		}
 		st = next
 	}

@@ -36,7 +36,7 @@ type DBOptions struct {
 // report.
 func DB(ctx context.Context, url string, opts DBOptions) (*Report, error) {
 	r := newReport("db")
-	a := &dbAudit{r: r, p: &progress{w: opts.Progress}, accounts: map[coffer.AccountID]*accountInfo{}, memberKeys: coffer.MemberKeyMap{}}
+	a := &dbAudit{r: r, p: &progress{w: opts.Progress}, accounts: map[coffer.AccountID]*accountInfo{}, memberKeys: map[[32]byte]*keyRecord{}}
 	if opts.LogKey != "" {
 		v, err := translog.NewVerifier(opts.LogKey)
 		if err != nil {
@@ -162,10 +162,9 @@ type accountInfo struct {
 	chainIdentities map[[32]byte]bool
 	// chainSigningKeys are the signing keys of those identities.
 	chainSigningKeys []ed25519.PublicKey
-	// memberKeys are the suite v2 member keys of those user keys, and
-	// generation the last one's.
-	memberKeys []*coffer.MemberKeys
-	generation uint64
+	// memberKeys are the hashes of the suite v2 member keys of those user
+	// keys.
+	memberKeys [][32]byte
 }
 
 type dbAudit struct {
@@ -186,8 +185,9 @@ type dbAudit struct {
 	// verified account chain set, old generations included (old commits
 	// were signed with them): the source suite v2 group chains are
 	// verified with. Written only while the account chains are checked,
-	// before any chain is verified.
-	memberKeys coffer.MemberKeyMap
+	// before any chain is verified. Kept encoded: a parsed hybrid key
+	// holds its expanded ML-DSA matrix, about 40 KB.
+	memberKeys map[[32]byte]*keyRecord
 }
 
 // keyAt is a member's signing key from epoch from on.
@@ -493,7 +493,7 @@ func (a *dbAudit) checkGroup(g coffer.GroupID, commits, groups, members, wraps, 
 		a.r.Fail("group", obj, "group row without commits")
 	} else {
 		var err error
-		state, err = coffer.VerifyChainWith(&coffer.GroupState{Group: g}, chain, a.memberKeys)
+		state, err = coffer.VerifyChainWith(&coffer.GroupState{Group: g}, chain, &keySource{recs: a.memberKeys})
 		if err != nil {
 			rule := ""
 			var ce *coffer.Error

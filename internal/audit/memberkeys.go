@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/cofferhq/coffer"
 )
@@ -12,6 +13,38 @@ import (
 // The db audit resolves those hashes only from the account chains it
 // verified, never from the server's member_keys table, which it checks
 // against the chains instead.
+
+// keyRecord is what the audit keeps of a user key's member keys: the
+// encoding, and the fields the add checks read without parsing it.
+type keyRecord struct {
+	account coffer.AccountID
+	handle  coffer.Handle
+	enc     []byte
+}
+
+// keySource is the coffer.MemberKeySource one group's chain is verified
+// with: it parses each key once for the group, and is safe for the
+// verifier's concurrent calls.
+type keySource struct {
+	recs   map[[32]byte]*keyRecord // read only
+	parsed sync.Map                // [32]byte → *coffer.MemberKeys
+}
+
+func (s *keySource) MemberKeys(h [32]byte) (*coffer.MemberKeys, error) {
+	if k, ok := s.parsed.Load(h); ok {
+		return k.(*coffer.MemberKeys), nil
+	}
+	rec := s.recs[h]
+	if rec == nil {
+		return nil, coffer.Errorf(coffer.ENOTFOUND, "no verified account chain set member keys %x", h[:8])
+	}
+	k, err := coffer.ParseMemberKeys(rec.enc)
+	if err != nil {
+		return nil, err
+	}
+	s.parsed.Store(h, k)
+	return k, nil
+}
 
 // signatureSize is the signature length a commit body's suite calls for.
 func signatureSize(body []byte) int {
@@ -43,10 +76,10 @@ func (a *dbAudit) checkAddedMemberKeys(obj string, c *coffer.Commit) {
 		switch {
 		case k == nil:
 			a.r.Fail("member-keys", cobj, "%s with member keys %x that belong to no account: no verified account chain set them", what, op.KeysHash[:8])
-		case k.Account != op.Member:
-			a.r.Fail("member-keys", cobj, "%s with the member keys of account %s", what, k.Account)
-		case op.Kind == coffer.OpAdd && k.Handle != op.Handle:
-			a.r.Fail("member-keys", cobj, "%s with member keys that name handle %s", what, k.Handle)
+		case k.account != op.Member:
+			a.r.Fail("member-keys", cobj, "%s with the member keys of account %s", what, k.account)
+		case op.Kind == coffer.OpAdd && k.handle != op.Handle:
+			a.r.Fail("member-keys", cobj, "%s with member keys that name handle %s", what, k.handle)
 		}
 	}
 }
@@ -58,8 +91,9 @@ func (a *dbAudit) signedByAccount(c *coffer.Commit, sc coffer.SignedCommit) bool
 	if acct == nil {
 		return false
 	}
-	for _, k := range acct.memberKeys {
-		if k.SigningKey.Verify(coffer.LabelCommit, sc.Body, sc.Signature) == nil {
+	src := &keySource{recs: a.memberKeys}
+	for _, h := range acct.memberKeys {
+		if k, err := src.MemberKeys(h); err == nil && k.SigningKey.Verify(coffer.LabelCommit, sc.Body, sc.Signature) == nil {
 			return true
 		}
 	}

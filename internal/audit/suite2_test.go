@@ -226,6 +226,11 @@ func TestAuditSuiteV2Clean(t *testing.T) {
 	state := t.TempDir()
 	wantClean(t, mustWitness(t, s.srv.URL(), state, s.srv.LogKey()))
 	s.g2.build(t, s.carol.ID, hybridSigner(s.carolKey1), v2Update(s.carol, s.carol.MemberKeys()), v2Rotate).send(t, s.srv, s.carol.token)
+	// A chain long enough for the verifier to check signatures on several
+	// goroutines, each asking the audit's key source.
+	for range 40 {
+		s.g2.build(t, s.carol.ID, hybridSigner(s.carol.HybridKey()), v2Rotate).send(t, s.srv, s.carol.token)
+	}
 	waitLogged(t, s.srv)
 	wantClean(t, mustWitness(t, s.srv.URL(), state, ""))
 	r := mustAudit(t, s.srv)

@@ -67,8 +67,7 @@ type witnessState struct {
 
 	handles map[coffer.Handle]coffer.AccountID // derived from Identities and Accounts
 	chains  map[coffer.AccountID]*coffer.AccountState
-	keys    coffer.MemberKeyMap                       // MemberKeys parsed, and the chains' current keys
-	byAcct  map[coffer.AccountID][]*coffer.MemberKeys // keys, by account
+	byAcct  map[coffer.AccountID][][32]byte // the hashes in MemberKeys, by account
 }
 
 type witnessIdentity struct {

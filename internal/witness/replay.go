@@ -74,9 +74,7 @@ type replay struct {
 	// memberKeys are the suite v2 member keys of every user key every
 	// replayed account chain set, old generations included: a group's
 	// commits stay signed with the keys its entries held then.
-	// VerifyChainWith reads it from several goroutines; only apply, which
-	// runs alone, writes it.
-	memberKeys coffer.MemberKeyMap
+	memberKeys *chainKeys
 	heads      *translog.MemoryMap
 	mapKeys    []translog.MapKey // in map index order, to rebuild heads
 	resources  map[ResourceRef]*coffer.ResourceLogState
@@ -90,7 +88,7 @@ func newReplay() *replay {
 		groups:      map[coffer.GroupID]*coffer.GroupState{},
 		accounts:    map[coffer.AccountID]*coffer.AccountState{},
 		identityGen: map[coffer.AccountID]uint64{},
-		memberKeys:  coffer.MemberKeyMap{},
+		memberKeys:  newChainKeys(),
 		heads:       translog.NewMemoryMap(),
 	}
 }
@@ -245,8 +243,10 @@ func (r *replay) applyAccountLink(index int64, l *translog.Leaf) *Refusal {
 		r.handles[next.Handle] = l.Account
 	}
 	r.accounts[l.Account] = next
-	if prev == nil || next.UserKeyGeneration != prev.UserKeyGeneration {
-		r.memberKeys.Add(next.MemberKeys())
+	if prev == nil {
+		r.memberKeys.set(nil, next)
+	} else if next.UserKeyGeneration != prev.UserKeyGeneration {
+		r.memberKeys.set(prev, next)
 	}
 	return nil
 }
@@ -365,9 +365,8 @@ type snapshot struct {
 	// IdentityGens the user-key generation of each one's logged identity.
 	Accounts     map[coffer.AccountID][]byte
 	IdentityGens map[coffer.AccountID]uint64
-	// MemberKeys are the encodings of every generation's member keys of
-	// those chains (a snapshot from before suite v2 groups has none: each
-	// chain's current keys are restored from Accounts).
+	// MemberKeys are the encodings of the member keys of the retired user
+	// keys of those chains; each chain's current keys are its state's.
 	MemberKeys [][]byte
 }
 
@@ -391,9 +390,7 @@ func (r *replay) snapshot() (*snapshot, error) {
 		}
 		s.Accounts[a] = b
 	}
-	for _, k := range r.memberKeys {
-		s.MemberKeys = append(s.MemberKeys, k.Marshal())
-	}
+	s.MemberKeys = r.memberKeys.retiredEncodings()
 	s.Resources = make(map[ResourceRef]coffer.ResourceLogState, len(r.resources))
 	for ref, rs := range r.resources {
 		s.Resources[ref] = *rs
@@ -434,7 +431,7 @@ func (s *snapshot) restore() (*replay, error) {
 			return nil, fmt.Errorf("witness state: account %s: %w", a, err)
 		}
 		r.accounts[a] = st
-		r.memberKeys.Add(st.MemberKeys())
+		r.memberKeys.set(nil, st)
 		if other, dup := r.handles[st.Handle]; dup && other != a {
 			return nil, fmt.Errorf("witness state: handle %s held by %s and %s", st.Handle, a, other)
 		}
@@ -445,10 +442,13 @@ func (s *snapshot) restore() (*replay, error) {
 		if err != nil {
 			return nil, fmt.Errorf("witness state: member keys %d: %w", i, err)
 		}
-		if st := r.accounts[k.Account]; st == nil || k.Generation > st.UserKeyGeneration {
+		st := r.accounts[k.Account]
+		switch {
+		case st == nil || k.Generation > st.UserKeyGeneration:
 			return nil, fmt.Errorf("witness state: member keys %d are not of a known user key of account %s", i, k.Account)
+		case k.Generation < st.UserKeyGeneration:
+			r.memberKeys.retire(k.Hash(), b)
 		}
-		r.memberKeys.Add(k)
 	}
 	for a, g := range s.IdentityGens {
 		r.identityGen[a] = g
