@@ -280,6 +280,9 @@ func (r *replay) applyCommit(index int64, l *translog.Leaf) *Refusal {
 		return refuse(rule, "log leaf %d: group %s: %s", index, l.Group, coffer.ErrorMessage(err))
 	}
 	if c.Suite == coffer.SuiteV2 {
+		if ref := r.checkAuthorKeys(index, c, prev); ref != nil {
+			return ref
+		}
 		if ref := r.checkMemberKeys(index, c, next); ref != nil {
 			return ref
 		}
@@ -310,6 +313,28 @@ func (r *replay) applyCommit(index int64, l *translog.Leaf) *Refusal {
 		}
 	}
 	r.groups[l.Group] = next
+	return nil
+}
+
+// checkAuthorKeys: a suite v2 commit after the genesis is signed with the
+// keys the author's entry names, which may be of a user key the author has
+// since retired (a revoked device may hold it): such a commit is accepted
+// only as the author's self-update, which moves the entry to the current
+// keys. The server refuses the same. The genesis's author's keys are its
+// first add's, which checkMemberKeys holds to the current user key.
+func (r *replay) checkAuthorKeys(index int64, c *coffer.Commit, prev *coffer.GroupState) *Refusal {
+	if prev == nil {
+		return nil
+	}
+	for _, op := range c.Ops {
+		if op.Kind == coffer.OpUpdateKey && op.Member == c.Author {
+			return nil
+		}
+	}
+	m, st := prev.Members[c.Author], r.accounts[c.Author]
+	if m == nil || st == nil || m.KeysHash != st.MemberKeys().Hash() {
+		return refuse(RuleMemberKeys, "log leaf %d: commit %d of group %s is signed with keys of a retired user key of %s, and is not its self-update", index, c.Seq, c.Group, c.Author)
+	}
 	return nil
 }
 

@@ -90,8 +90,8 @@ func TestSuiteV2GroupWitnessed(t *testing.T) {
 	h.open()
 	erin, leaves := genesisLeaves(t, "erin")
 	h.log.append(leaves...)
-	h.log.append(g.nextV2(carol.ID, hybridBy(carolKey1), addV2(erin, erin.MemberKeys(), coffer.RoleReader)))
 	h.log.append(g.nextV2(carol.ID, hybridBy(carolKey1), updateV2(carol, carol.MemberKeys()), rotateOp))
+	h.log.append(g.nextV2(carol.ID, hybridBy(carol.HybridKey()), addV2(erin, erin.MemberKeys(), coffer.RoleReader)))
 	h.log.append(g.nextV2(carol.ID, hybridBy(carol.HybridKey()), coffer.Op{Kind: coffer.OpRemove, Member: erin.ID}, rotateOp))
 	h.pushHonest(16)
 }
@@ -203,6 +203,23 @@ func TestSuiteV2Refusals(t *testing.T) {
 			leaves = append(leaves, rotateLeaves(c.dave)...)
 			return append(leaves, c.g.nextV2(c.dave.ID, hybridBy(daveKey1), updateV2(c.dave, second), rotateOp))
 		}, witness.RuleMemberKeys},
+		{"a commit signed with the author's retired keys that is not its self-update", func(t *testing.T, c *cast) [][]byte {
+			leaves := genesis(c)
+			old := c.carol.HybridKey()
+			leaves = append(leaves, rotateLeaves(c.carol)...)
+			return append(leaves, c.g.nextV2(c.carol.ID, hybridBy(old), rotateOp))
+		}, witness.RuleMemberKeys},
+		{"a leave signed with the member's retired keys", func(t *testing.T, c *cast) [][]byte {
+			leaves := genesis(c)
+			old := c.dave.HybridKey()
+			leaves = append(leaves, rotateLeaves(c.dave)...)
+			return append(leaves, c.g.nextV2(c.dave.ID, hybridBy(old), coffer.Op{Kind: coffer.OpLeave, Member: c.dave.ID}))
+		}, witness.RuleMemberKeys},
+		{"a self-update signed with the new keys", func(t *testing.T, c *cast) [][]byte {
+			leaves := genesis(c)
+			leaves = append(leaves, rotateLeaves(c.dave)...)
+			return append(leaves, c.g.nextV2(c.dave.ID, hybridBy(c.dave.HybridKey()), updateV2(c.dave, c.dave.MemberKeys()), rotateOp))
+		}, witness.RuleChain},
 		{"an update-key to another account's keys", func(t *testing.T, c *cast) [][]byte {
 			leaves := genesis(c)
 			return append(leaves, c.g.nextV2(c.dave.ID, hybridBy(c.dave.HybridKey()), updateV2(c.dave, c.carol.MemberKeys()), rotateOp))
