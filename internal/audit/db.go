@@ -188,6 +188,9 @@ type dbAudit struct {
 	// before any chain is verified. Kept encoded: a parsed hybrid key
 	// holds its expanded ML-DSA matrix, about 40 KB.
 	memberKeys map[[32]byte]*keyRecord
+	// v2Signers holds, per suite v2 group whose chain verified, each
+	// member's keys hashes and the epoch each applies from.
+	v2Signers map[coffer.GroupID]map[coffer.AccountID][]hashAt
 }
 
 // keyAt is a member's signing key from epoch from on.
@@ -716,10 +719,12 @@ func (a *dbAudit) recordSigners(g coffer.GroupID, chain []coffer.SignedCommit) {
 	hist := map[coffer.AccountID][]keyAt{}
 	for _, sc := range chain {
 		c, err := coffer.ParseCommit(sc.Body)
-		if err != nil || c.Suite == coffer.SuiteV2 {
-			// A suite v2 entry names its keys by hash; the server takes
-			// no resources in suite v2 groups yet.
+		if err != nil {
 			continue
+		}
+		if c.Suite == coffer.SuiteV2 {
+			a.recordSignersV2(g, chain)
+			return
 		}
 		for _, op := range c.Ops {
 			if op.Kind == coffer.OpAdd || op.Kind == coffer.OpUpdateKey {
@@ -791,6 +796,7 @@ func (a *dbAudit) checkResources(ctx context.Context) error {
 		return err
 	}
 	defer rows.Close()
+	v2Keys := &headerKeys{}
 	for rows.Next() {
 		var (
 			id                      coffer.ResourceID
@@ -820,6 +826,19 @@ func (a *dbAudit) checkResources(ctx context.Context) error {
 		acct := a.accounts[author]
 		if acct == nil {
 			a.r.Fail("resource", obj, "author %s is not a registered account", author)
+			continue
+		}
+		if hist, v2 := a.v2Signers[g]; v2 {
+			h, why := v2Keys.verifyHeader(a, hist[author], uint64(epoch), coffer.SignedHeader{Body: header, Signature: sig})
+			if why != "" {
+				a.r.Fail("resource", obj, "%s", why)
+				continue
+			}
+			if h.Resource != id || h.Group != g || h.Author != author || h.Version != uint64(version) ||
+				h.Epoch != uint64(epoch) || size-h.ContentSize != int64(h.Chunks+1)*coffer.HashSize ||
+				h.MetaHash != sha256.Sum256(meta) {
+				a.r.Fail("resource", obj, "columns differ from the signed header")
+			}
 			continue
 		}
 		key := a.signerAt(g, author, uint64(epoch), acct)

@@ -162,3 +162,74 @@ func (a *dbAudit) checkMemberKeys(ctx context.Context) error {
 	}
 	return nil
 }
+
+// hashAt is a suite v2 member's keys hash from epoch from on.
+type hashAt struct {
+	from uint64
+	hash [32]byte
+}
+
+// recordSignersV2 keeps the keys history of every member of suite v2
+// group g: an add names the keys from its epoch, an update-key replaces
+// them from its epoch. Resource headers are held to the keys at their
+// epoch.
+func (a *dbAudit) recordSignersV2(g coffer.GroupID, chain []coffer.SignedCommit) {
+	hist := map[coffer.AccountID][]hashAt{}
+	for _, sc := range chain {
+		c, err := coffer.ParseCommit(sc.Body)
+		if err != nil {
+			continue
+		}
+		for _, op := range c.Ops {
+			if op.Kind == coffer.OpAdd || op.Kind == coffer.OpUpdateKey {
+				hist[op.Member] = append(hist[op.Member], hashAt{c.Epoch, op.KeysHash})
+			}
+		}
+	}
+	if a.v2Signers == nil {
+		a.v2Signers = map[coffer.GroupID]map[coffer.AccountID][]hashAt{}
+	}
+	a.v2Signers[g] = hist
+}
+
+// headerKeys parses member keys for the resources of one group at a time
+// (the rows come ordered by group), so it holds at most a group's keys.
+type headerKeys struct {
+	parsed map[[32]byte]*coffer.MemberKeys
+}
+
+// verifyHeader verifies a suite v2 group's resource header with the
+// hybrid key the author's entry named at epoch, and returns the header,
+// or why it fails.
+func (hk *headerKeys) verifyHeader(a *dbAudit, hist []hashAt, epoch uint64, sh coffer.SignedHeader) (*coffer.ResourceHeader, string) {
+	var h [32]byte
+	found := false
+	for _, k := range hist {
+		if k.from <= epoch {
+			h, found = k.hash, true
+		}
+	}
+	if !found {
+		return nil, fmt.Sprintf("the author had no keys in the group at epoch %d", epoch)
+	}
+	k := hk.parsed[h]
+	if k == nil {
+		rec := a.memberKeys[h]
+		if rec == nil {
+			return nil, fmt.Sprintf("the author's keys at epoch %d belong to no account", epoch)
+		}
+		var err error
+		if k, err = coffer.ParseMemberKeys(rec.enc); err != nil {
+			return nil, "the author's member keys do not parse: " + coffer.ErrorMessage(err)
+		}
+		if hk.parsed == nil || len(hk.parsed) >= 64 {
+			hk.parsed = map[[32]byte]*coffer.MemberKeys{}
+		}
+		hk.parsed[h] = k
+	}
+	hdr, err := sh.VerifyHybrid(k.SigningKey)
+	if err != nil {
+		return nil, fmt.Sprintf("header signature does not verify under the author's hybrid key at epoch %d: %s", epoch, coffer.ErrorMessage(err))
+	}
+	return hdr, ""
+}

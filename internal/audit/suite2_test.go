@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/clientlib"
 	"github.com/cofferhq/coffer/internal/accounttest"
 	"github.com/cofferhq/coffer/internal/api"
 	"github.com/cofferhq/coffer/internal/cofferdtest"
@@ -510,4 +511,82 @@ func TestSuiteV2CosignedByServerWitness(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("the witness cosigned up to %d of the %d leaves of an honest suite v2 story", last, logSize)
+}
+
+// TestAuditSuiteV2ClientStory: suite v2 groups as clientlib makes them
+// (hybrid resource headers, Ed25519-half deletes, a rotation with its
+// self-update) leave coffer-audit db and the auditor's witness clean, and
+// the witness cofferd pushes to cosigns every leaf, deletes included.
+func TestAuditSuiteV2ClientStory(t *testing.T) {
+	srv := cofferdtest.Start(t, &cofferdtest.Options{Witnesses: 1})
+	ctx := context.Background()
+	client := func(handle string) *clientlib.Client {
+		c, err := clientlib.New(srv.URL(), clientlib.NewMemoryKeyStore(), &clientlib.Options{LogKey: srv.LogKey(), SuiteV2Groups: true, TrustOnFirstUse: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.CreateAccount(ctx, handle, "phone"); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	alice, bob := client("alice"), client("bob")
+	g, err := alice.CreateGroup(ctx, "v2", nil)
+	must(err)
+	must(alice.AddMember(ctx, g, "bob", coffer.RoleWriter))
+	first, err := alice.Put(ctx, g, strings.NewReader("from alice"), clientlib.Meta{Name: "a"})
+	must(err)
+	fromBob, err := bob.Put(ctx, g, strings.NewReader("from bob"), clientlib.Meta{Name: "b"})
+	must(err)
+	must(bob.RotateUserKey(ctx))
+	_, err = bob.Put(ctx, g, strings.NewReader("bob, rotated"), clientlib.Meta{Name: "c"})
+	must(err)
+	must(bob.Delete(ctx, g, fromBob.ID))
+	must(alice.Delete(ctx, g, first.ID))
+	res, err := alice.Sync(ctx, g)
+	must(err)
+	if res.State.Suite != coffer.SuiteV2 {
+		t.Fatalf("the group is of suite %d", res.State.Suite)
+	}
+	waitLogged(t, srv)
+
+	wantClean(t, mustAudit(t, srv))
+	wantClean(t, mustWitness(t, srv.URL(), t.TempDir(), srv.LogKey()))
+	waitCosigned(t, srv)
+}
+
+// waitCosigned waits until the first witness of srv has cosigned every log
+// entry.
+func waitCosigned(t *testing.T, srv *cofferdtest.Server) {
+	t.Helper()
+	v, err := translog.NewVerifier(srv.LogKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries int64
+	if err := mustConn(t, srv.DatabaseURL).QueryRow(t.Context(), `SELECT count(*) FROM log_entries`).Scan(&entries); err != nil {
+		t.Fatal(err)
+	}
+	var last int64
+	for range 1500 {
+		resp, err := http.Get(srv.Witnesses[0].URL + "/checkpoint")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if cp, err := v.Open(string(b)); resp.StatusCode == http.StatusOK && err == nil {
+			if last = cp.Size; last == entries {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("the witness cosigned %d of %d log entries", last, entries)
 }

@@ -285,3 +285,74 @@ func TestSuiteV2RotationOrder(t *testing.T) {
 		t.Fatalf("the refusal does not name the retired generation: %v", err)
 	}
 }
+
+// TestSuiteV2ResourceDeletes: in a suite v2 group a delete is signed with
+// the Ed25519 half of the deleter's hybrid key, the one its entry names:
+// the witness cosigns it, and refuses one signed with another key (a
+// retired one included) or by a deleter whose keys no chain set.
+func TestSuiteV2ResourceDeletes(t *testing.T) {
+	type setup struct {
+		carol, dave *accounttest.Account
+		g           *chain
+	}
+	start := func(t *testing.T) (*harness, *setup, int64) {
+		h := newHarness(t)
+		base(h)
+		s := &setup{g: newChain(26)}
+		var leaves [][]byte
+		s.carol, leaves = genesisLeaves(t, "carol")
+		h.log.append(leaves...)
+		s.dave, leaves = genesisLeaves(t, "dave")
+		h.log.append(leaves...)
+		k := s.carol.HybridKey()
+		h.log.append(s.g.nextV2(s.carol.ID, hybridBy(k), addV2(s.carol, s.carol.MemberKeys(), coffer.RoleOwner)),
+			s.g.nextV2(s.carol.ID, hybridBy(k), addV2(s.dave, s.dave.MemberKeys(), coffer.RoleWriter)))
+		h.log.append(translog.ResourceVersionLeaf(coffer.LoggedVersion{Group: s.g.group, Resource: testResource(1), Version: 1,
+			Epoch: 1, Author: s.dave.ID, HeaderHash: [32]byte{1}}))
+		h.pushHonest(4)
+		return h, s, h.log.size()
+	}
+	del := func(s *setup, deleter coffer.AccountID, key *coffer.HybridPrivateKey) []byte {
+		d := &coffer.ResourceDelete{Group: s.g.group, Resource: testResource(1), Version: 1, Deleter: deleter}
+		return translog.ResourceDeleteLeaf(coffer.SignResourceDelete(d, key.Ed25519PrivateKey()))
+	}
+	t.Run("by the author", func(t *testing.T) {
+		h, s, n := start(t)
+		h.log.append(del(s, s.dave.ID, s.dave.HybridKey()))
+		h.pushHonest(n)
+	})
+	t.Run("by an owner", func(t *testing.T) {
+		h, s, n := start(t)
+		h.log.append(del(s, s.carol.ID, s.carol.HybridKey()))
+		h.pushHonest(n)
+	})
+	refusals := []struct {
+		name  string
+		build func(s *setup) [][]byte
+	}{
+		{"signed with another member's key", func(s *setup) [][]byte {
+			return [][]byte{del(s, s.dave.ID, s.carol.HybridKey())}
+		}},
+		{"signed with the key the deleter's account retired after its entry", func(s *setup) [][]byte {
+			// dave rotates and self-updates; the delete is signed with the
+			// key his entry held before.
+			old := s.dave.HybridKey()
+			leaves := rotateLeaves(s.dave)
+			leaves = append(leaves, s.g.nextV2(s.dave.ID, hybridBy(old), updateV2(s.dave, s.dave.MemberKeys()), rotateOp))
+			return append(leaves, del(s, s.dave.ID, old))
+		}},
+		{"by a non-member", func(s *setup) [][]byte {
+			frank := accounttest.MustAccount(t, testOrigin, "frank")
+			return [][]byte{del(s, frank.ID, frank.HybridKey())}
+		}},
+	}
+	for _, tc := range refusals {
+		t.Run(tc.name, func(t *testing.T) {
+			h, s, n := start(t)
+			h.log.append(tc.build(s)...)
+			m := h.log.size()
+			_, err := h.push(n, h.log.proof(n, m), h.log.sign(h.log.honest(m)))
+			wantRule(t, err, witness.RuleResource)
+		})
+	}
+}
