@@ -545,7 +545,7 @@ func TestAuditSuiteV2ClientStory(t *testing.T) {
 	fromBob, err := bob.Put(ctx, g, strings.NewReader("from bob"), clientlib.Meta{Name: "b"})
 	must(err)
 	must(bob.RotateUserKey(ctx))
-	_, err = bob.Put(ctx, g, strings.NewReader("bob, rotated"), clientlib.Meta{Name: "c"})
+	rotated, err := bob.Put(ctx, g, strings.NewReader("bob, rotated"), clientlib.Meta{Name: "c"})
 	must(err)
 	must(bob.Delete(ctx, g, fromBob.ID))
 	must(alice.Delete(ctx, g, first.ID))
@@ -559,6 +559,23 @@ func TestAuditSuiteV2ClientStory(t *testing.T) {
 	wantClean(t, mustAudit(t, srv))
 	wantClean(t, mustWitness(t, srv.URL(), t.TempDir(), srv.LogKey()))
 	waitCosigned(t, srv)
+
+	// The remaining header's signature, with its ML-DSA half changed, then
+	// cut to its Ed25519 half: each is a finding.
+	db := mustConn(t, srv.DatabaseURL)
+	var sig []byte
+	if err := db.QueryRow(ctx, `SELECT header_signature FROM resources WHERE id = $1`, rotated.ID).Scan(&sig); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range [][]byte{
+		append(append([]byte(nil), sig[:len(sig)-1]...), sig[len(sig)-1]^1),
+		sig[:64],
+	} {
+		if _, err := db.Exec(ctx, `UPDATE resources SET header_signature = $2 WHERE id = $1`, rotated.ID, bad); err != nil {
+			t.Fatal(err)
+		}
+		wantFinding(t, mustAudit(t, srv), "resource", "header signature does not verify under the author's hybrid key")
+	}
 }
 
 // waitCosigned waits until the first witness of srv has cosigned every log
