@@ -22,13 +22,16 @@ type contactBook struct {
 }
 
 func (c *Client) loadContactBook() (*contactBook, error) {
-	list, err := c.readContacts(trustFields)
+	// Keyed by the name each contact is stored under, which is what
+	// loadContact reads.
+	byHandle := map[coffer.Handle]*Contact{}
+	list, err := c.readContacts(func(h coffer.Handle, ct *Contact) *Contact {
+		ct = trustFields(ct)
+		byHandle[h] = ct
+		return ct
+	})
 	if err != nil {
 		return nil, err
-	}
-	byHandle := make(map[coffer.Handle]*Contact, len(list))
-	for _, ct := range list {
-		byHandle[ct.Handle] = ct
 	}
 	return &contactBook{c: c, list: list, byHandle: byHandle}, nil
 }
@@ -49,7 +52,7 @@ func (b *contactBook) contact(h coffer.Handle) (*Contact, error) {
 // checks each stored signing key, a curve point decoding that dominates
 // reading thousands of contacts. They are read in batches, so that the
 // stored bytes of the whole book are never held at once.
-func (c *Client) readContacts(keep func(*Contact) *Contact) ([]*Contact, error) {
+func (c *Client) readContacts(keep func(h coffer.Handle, ct *Contact) *Contact) ([]*Contact, error) {
 	b, err := c.ks.Get(contactIndexKey)
 	if errors.Is(err, ErrNotFound) {
 		return nil, nil
@@ -60,13 +63,14 @@ func (c *Client) readContacts(keep func(*Contact) *Contact) ([]*Contact, error) 
 	handles := strings.Fields(string(b))
 	const batch = 256
 	var (
-		out  = make([]*Contact, 0, len(handles))
-		raw  = make([][]byte, 0, batch)
-		cts  = make([]*Contact, batch)
-		errs = make([]error, batch)
+		out   = make([]*Contact, 0, len(handles))
+		raw   = make([][]byte, 0, batch)
+		names = make([]coffer.Handle, 0, batch)
+		cts   = make([]*Contact, batch)
+		errs  = make([]error, batch)
 	)
 	for start := 0; start < len(handles); start += batch {
-		raw = raw[:0]
+		raw, names = raw[:0], names[:0]
 		for _, h := range handles[start:min(start+batch, len(handles))] {
 			v, err := c.ks.Get(contactKey(coffer.Handle(h)))
 			if errors.Is(err, ErrNotFound) {
@@ -75,7 +79,7 @@ func (c *Client) readContacts(keep func(*Contact) *Contact) ([]*Contact, error) 
 			if err != nil {
 				return nil, err
 			}
-			raw = append(raw, v)
+			raw, names = append(raw, v), append(names, coffer.Handle(h))
 		}
 		workers := min(runtime.GOMAXPROCS(0), len(raw))
 		var wg sync.WaitGroup
@@ -91,7 +95,7 @@ func (c *Client) readContacts(keep func(*Contact) *Contact) ([]*Contact, error) 
 			if errs[i] != nil {
 				return nil, errs[i] // the first in index order, as a sequential read would
 			}
-			out = append(out, keep(cts[i]))
+			out = append(out, keep(names[i], cts[i]))
 			cts[i], raw[i] = nil, nil
 		}
 	}

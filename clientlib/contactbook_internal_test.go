@@ -62,6 +62,38 @@ func TestContactBook(t *testing.T) {
 		t.Fatalf("book.contact(erin), never stored: %+v, %v", x, err)
 	}
 
+	// The book answers for a handle exactly what loadContact does: by the
+	// name the contact is stored under, even when the stored contact names
+	// another handle.
+	frank, err := GenerateIdentity("frank")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := frank.Public()
+	odd := &Contact{Handle: fp.Handle, AccountID: coffer.NewAccountID(), Seen: fp, VerifiedIdentity: &fp, State: Verified}
+	if err := c.ks.Put(contactKey("erin"), odd.marshal()); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ks.Put(contactIndexKey, []byte("carol bob erin")); err != nil {
+		t.Fatal(err)
+	}
+	if book, err = c.loadContactBook(); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []coffer.Handle{"erin", "frank", "bob"} {
+		got, err := book.contact(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := c.loadContact(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (got == nil) != (want == nil) || got != nil && got.AccountID != want.AccountID {
+			t.Fatalf("book.contact(%s) = %+v, loadContact = %+v", h, got, want)
+		}
+	}
+
 	// A corrupt stored contact fails the book, as it fails Contacts.
 	if err := c.ks.Put(contactKey("bob"), []byte{9}); err != nil {
 		t.Fatal(err)

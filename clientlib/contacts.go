@@ -243,7 +243,7 @@ func (c *Client) Contact(handle string) (*Contact, error) {
 // Contacts lists every known contact, sorted by handle. The list lives in
 // the key store under contactIndexKey.
 func (c *Client) Contacts() ([]*Contact, error) {
-	return c.readContacts(func(ct *Contact) *Contact { return ct })
+	return c.readContacts(func(_ coffer.Handle, ct *Contact) *Contact { return ct })
 }
 
 func (c *Client) indexContact(h coffer.Handle) error {
