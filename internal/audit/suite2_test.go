@@ -455,6 +455,18 @@ func TestAuditSuiteV2LogTampering(t *testing.T) {
 			}
 		})
 	}
+
+	// A suite v1 commit after a suite v2 genesis, both logged without
+	// being stored: the Ed25519 half of the author's key signs it, which
+	// the suite v1 checks alone would take.
+	g := newV2Group(s.keys)
+	genesis := g.build(t, carol.ID, carolKey, solo)
+	insertLeaf(t, s.srv, genesis)
+	g.seq, g.head, g.epoch = 1, genesis.sc.Hash(), 1
+	key := carol.HybridKey().Ed25519PrivateKey()
+	v1 := g.build(t, carol.ID, func(c *coffer.Commit) coffer.SignedCommit { c.Suite = 0; return coffer.SignCommit(c, key) }, v2Rotate)
+	insertLeaf(t, s.srv, v1)
+	wantFinding(t, mustWitness(t, s.srv.URL(), state, ""), "witness", "commit 2 of group "+g.id.String()+" is of suite 1 in a group of suite 2")
 }
 
 // TestSuiteV2CosignedByServerWitness: the witness cofferd pushes to

@@ -83,6 +83,9 @@ type witnessIdentity struct {
 type witnessGroup struct {
 	Seq  uint64
 	Head [32]byte
+	// Suite is the suite its genesis fixed (SuiteV2, or zero for suite
+	// v1): the auditor's witness keeps no other group state.
+	Suite uint8
 }
 
 func loadWitnessState(dir string) (*witnessState, error) {
@@ -380,6 +383,10 @@ func (s *witnessState) checkLeaf(r *Report, index int64, leaf []byte) {
 			r.Fail("witness", obj, "commit %d of group %s does not follow the group's last logged commit %d", c.Seq, l.Group, head.Seq)
 			return
 		}
+		if head.Seq > 0 && c.Suite != head.Suite {
+			r.Fail("witness", obj, "commit %d of group %s is of suite %d in a group of suite %d", c.Seq, l.Group, max(c.Suite, 1), max(head.Suite, 1))
+			return
+		}
 		if c.Suite == coffer.SuiteV2 {
 			s.checkCommitV2(r, obj, l, c)
 			return
@@ -408,7 +415,7 @@ func (s *witnessState) checkLeaf(r *Report, index int64, leaf []byte) {
 				}
 			}
 		}
-		s.Groups[l.Group] = witnessGroup{Seq: c.Seq, Head: l.Commit.Hash()}
+		s.Groups[l.Group] = witnessGroup{Seq: c.Seq, Head: l.Commit.Hash(), Suite: c.Suite}
 	}
 }
 

@@ -127,5 +127,5 @@ func (s *witnessState) checkCommitV2(r *Report, obj string, l *translog.Leaf, c 
 			r.Fail("witness", obj, "commit %d of group %s %s with the member keys of its user key %d, which is not its current one", c.Seq, l.Group, what, k.Generation)
 		}
 	}
-	s.Groups[l.Group] = witnessGroup{Seq: c.Seq, Head: l.Commit.Hash()}
+	s.Groups[l.Group] = witnessGroup{Seq: c.Seq, Head: l.Commit.Hash(), Suite: c.Suite}
 }
