@@ -71,11 +71,24 @@ func (c *Client) loadAccount() error {
 	if err := a.deriveOlder(); err != nil {
 		return err
 	}
+	// The stored identity holds the Ed25519 half; the whole hybrid user
+	// signing key, which suite v2 groups sign with, derives from the
+	// newest user key when it is this identity's.
+	var hybrid *coffer.HybridPrivateKey
+	if len(a.keys) > 0 {
+		_, uk := a.keys.newest()
+		if hk, err := userkey.HybridSigningKey(uk); err == nil {
+			hybrid = hk
+		}
+	}
 	c.mu.Lock()
 	c.acct = a
 	c.retired = a.older
 	if c.id != nil && a.state != nil {
 		c.id.acct = a.state
+		if hybrid != nil && bytes.Equal(hybrid.Public().Ed25519(), c.id.public.SigningKey) {
+			c.id.hybrid = hybrid
+		}
 	}
 	c.mu.Unlock()
 	return nil

@@ -106,6 +106,7 @@ func TestCLIAccountDevices(t *testing.T) {
 		mustNotExist(t, out)
 	}
 	mustNotOpenWithKeys(t, srv, laptopKeys, g, aliceID.AccountID)
+	mustBeSuiteV2Group(t, srv, g)
 	phone.okJSON(t, &devices, "device", "ls", "--json")
 	if len(devices) != 1 || !hasDevice(devices, "phone", true) {
 		t.Fatalf("after the revocation the phone lists %+v", devices)
@@ -401,4 +402,45 @@ func TestCLIDeviceLinkStateRefused(t *testing.T) {
 		t.Fatalf("the phone's profile is another account: %+v", w)
 	}
 	phone.ok(t, "device", "ls")
+}
+
+// mustBeSuiteV2Group checks, in the database, that every commit of g is a
+// suite v2 commit with a hybrid signature and every resource header a
+// version 3 header with one: the CLI's accounts make suite v2 groups.
+func mustBeSuiteV2Group(t *testing.T, srv *cliServer, g coffer.GroupID) {
+	t.Helper()
+	conn := srv.conn(t)
+	ctx := context.Background()
+	var commits, resources int
+	rows, err := conn.Query(ctx, `SELECT body, signature FROM commits WHERE group_id = $1`, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var body, sig []byte
+		if err := rows.Scan(&body, &sig); err != nil {
+			t.Fatal(err)
+		}
+		if body[0] != coffer.SuiteV2 || len(sig) != coffer.HybridSignatureSize {
+			t.Fatalf("a commit of version %d with a %d-byte signature in the CLI's group", body[0], len(sig))
+		}
+		commits++
+	}
+	rows, err = conn.Query(ctx, `SELECT header, header_signature FROM resources WHERE group_id = $1`, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var header, sig []byte
+		if err := rows.Scan(&header, &sig); err != nil {
+			t.Fatal(err)
+		}
+		if header[0] != coffer.ResourceSuiteHybrid || len(sig) != coffer.HybridSignatureSize {
+			t.Fatalf("a resource header of version %d with a %d-byte signature in the CLI's group", header[0], len(sig))
+		}
+		resources++
+	}
+	if commits == 0 || resources == 0 {
+		t.Fatalf("%d commits and %d resources checked", commits, resources)
+	}
 }

@@ -60,7 +60,9 @@ func NewClientWithOptions(serverURL string, store KeyStore, opts *Options) (c *C
 	if store == nil {
 		return nil, newError(CodeInvalid, "a KeyStore is required")
 	}
-	var o clientlib.Options
+	// A suite v2 account (CreateAccount) makes suite v2 groups, as the
+	// CLI's do; a suite v1 identity keeps making suite v1 groups.
+	o := clientlib.Options{SuiteV2Groups: true}
 	if opts != nil {
 		o.TrustOnFirstUse = opts.TrustOnFirstUse
 		o.LogKey = opts.LogKey

@@ -60,7 +60,9 @@ func (t *tlsFiles) options(cfg *profile.Config) (*clientlib.Options, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := &clientlib.Options{}
+	// Accounts made by coffer init are suite v2: their groups are too
+	// (hybrid commits and headers, members' keys by hash).
+	opts := &clientlib.Options{SuiteV2Groups: true}
 	bad := func(flag string, err error) error {
 		return usagef("--%s: %v", flag, err)
 	}
