@@ -1,7 +1,6 @@
 package coffer
 
 import (
-	"crypto/ed25519"
 	"crypto/hpke"
 	"crypto/sha256"
 	"fmt"
@@ -442,16 +441,6 @@ func (p *linkParser) hybridKey(what string) HybridPublicKey {
 		p.fail(ruleErr(RuleWeakKey, "%s: %s", what, ErrorMessage(err)))
 	}
 	return k
-}
-
-func (p *linkParser) ed25519Key(what string) ed25519.PublicKey {
-	b := p.bytes(SigningKeySize, what)
-	if b != nil {
-		if err := CheckSigningKey(b); err != nil {
-			p.fail(ruleErr(RuleWeakKey, "%s: %s", what, ErrorMessage(err)))
-		}
-	}
-	return ed25519.PublicKey(b)
 }
 
 func (p *linkParser) xwingKey(what string) []byte {

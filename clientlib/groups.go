@@ -38,6 +38,10 @@ type GroupOptions struct {
 	NoHistory bool
 	// Description is stored encrypted with the name.
 	Description string
+	// SuiteV1 makes a suite v1 group even when Options.SuiteV2Groups is
+	// set: members then need no suite v2 account (a suite v1 identity made
+	// with Register can be added), and signatures are Ed25519.
+	SuiteV1 bool
 }
 
 // groupMeta is the plaintext of a group's encrypted metadata.
@@ -162,7 +166,7 @@ func (c *Client) CreateGroup(ctx context.Context, name string, opts *GroupOption
 	}
 	suite := uint8(coffer.SuiteV1)
 	var own coffer.MemberKeyMap // the keys a suite v2 genesis refers to: ours
-	if c.opts.SuiteV2Groups && id.acct != nil {
+	if c.opts.SuiteV2Groups && !opts.SuiteV1 && id.acct != nil {
 		mk, _, err := c.ownMemberKeys(id)
 		if err != nil {
 			return coffer.GroupID{}, err

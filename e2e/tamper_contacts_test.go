@@ -228,7 +228,8 @@ func TestTamperChangedKeysCLI(t *testing.T) {
 	for _, c := range []*clientlib.Client{mallory, carol} {
 		alice.ok(t, append([]string{"contact", "verify", string(c.Identity().Handle())}, strings.Fields(c.Identity().SafetyNumber())...)...)
 	}
-	g := mustParseGroupID(t, alice.ok(t, "group", "create", "team"))
+	// mallory and carol are suite v1 identities: a suite v1 group.
+	g := mustParseGroupID(t, alice.ok(t, "group", "create", "team", "--suite-v1"))
 	alice.ok(t, "group", "add", "team", "mallory", "--role", "admin")
 	file := mustWriteRandom(t, t.TempDir(), "plan", 1000)
 	r1 := mustParseResourceID(t, alice.ok(t, "put", "team", file))
