@@ -26,6 +26,9 @@ import (
 //	COFFER_BENCH_SYNC_COMMITS=10000 go test ./e2e -run '^$' -bench BenchmarkSyncSuites -benchtime 1x -timeout 60m
 func BenchmarkSyncSuites(b *testing.B) {
 	n := 1000
+	if testing.Short() {
+		n = 12 // CI runs every benchmark once with -short
+	}
 	if v := os.Getenv("COFFER_BENCH_SYNC_COMMITS"); v != "" {
 		var err error
 		if n, err = strconv.Atoi(v); err != nil || n < 2 {
