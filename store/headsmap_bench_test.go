@@ -38,6 +38,8 @@ func BenchmarkHeadsMapUpdate(b *testing.B) {
 func commitLeafRow(g coffer.GroupID, seq uint64) []any {
 	sc := coffer.SignedCommit{Body: make([]byte, 96), Signature: make([]byte, coffer.SignatureSize)}
 	rand.Read(sc.Body)
+	// A commit leaf's signature size follows its body's version byte.
+	sc.Body[0] = coffer.SuiteV1
 	leaf := translog.CommitLeaf(g, seq, sc)
 	h := translog.RecordHash(leaf)
 	return []any{leaf, h[:], g, int64(seq), time.Now()}

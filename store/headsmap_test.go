@@ -35,6 +35,7 @@ func TestHeadsMapIntegration(t *testing.T) {
 		t.Helper()
 		sc := coffer.SignedCommit{Body: make([]byte, 40), Signature: make([]byte, coffer.SignatureSize)}
 		rand.Read(sc.Body)
+		sc.Body[0] = coffer.SuiteV1 // the signature size follows the version byte
 		leaf := translog.CommitLeaf(g, seq, sc)
 		h := translog.RecordHash(leaf)
 		if _, err := pool.Exec(ctx, `INSERT INTO log_entries (leaf, leaf_hash, group_id, seq, created_at) VALUES ($1, $2, $3, $4, now())`,
