@@ -214,13 +214,7 @@ func (c *Client) ownMemberKeys(id *Identity) (*coffer.MemberKeys, *coffer.Hybrid
 	if !k.SigningKey.Equal(id.hybrid.Public()) {
 		return nil, nil, coffer.Errorf(coffer.EINTERNAL, "this device's user signing key is not its account's current one")
 	}
-	kc := &c.memberKeys
-	kc.mu.Lock()
-	if kc.m == nil {
-		kc.m = make(map[[32]byte]*coffer.MemberKeys)
-	}
-	kc.m[k.Hash()] = k
-	kc.mu.Unlock()
+	c.cacheMemberKeys(k)
 	return k, id.hybrid, nil
 }
 

@@ -92,6 +92,13 @@ func (s *Server) memberKeySource(ctx context.Context, prev *coffer.GroupState, c
 			want(op.KeysHash)
 		}
 	}
+	return memberKeyMap(ctx, mk, hashes)
+}
+
+// memberKeyMap reads the stored keys of hashes into a MemberKeyMap, in one
+// query, leaving out an encoding that no longer parses (the verifier then
+// reports those keys as unavailable).
+func memberKeyMap(ctx context.Context, mk coffer.MemberKeyService, hashes [][32]byte) (coffer.MemberKeyMap, error) {
 	src := coffer.MemberKeyMap{}
 	if len(hashes) == 0 {
 		return src, nil
@@ -101,11 +108,9 @@ func (s *Server) memberKeySource(ctx context.Context, prev *coffer.GroupState, c
 		return nil, err
 	}
 	for _, f := range found {
-		k, err := coffer.ParseMemberKeys(f.Encoding)
-		if err != nil {
-			continue
+		if k, err := coffer.ParseMemberKeys(f.Encoding); err == nil {
+			src.Add(k)
 		}
-		src.Add(k)
 	}
 	return src, nil
 }

@@ -819,15 +819,9 @@ func (s *Server) memberKeysOf(ctx context.Context, state *coffer.GroupState, id 
 	if m == nil {
 		return nil, coffer.Errorf(coffer.ENOTFOUND, "no such group")
 	}
-	found, err := mk.MemberKeysByHash(ctx, [][32]byte{m.KeysHash})
+	src, err := memberKeyMap(ctx, mk, [][32]byte{m.KeysHash})
 	if err != nil {
 		return nil, err
-	}
-	src := coffer.MemberKeyMap{}
-	for _, f := range found {
-		if k, err := coffer.ParseMemberKeys(f.Encoding); err == nil {
-			src.Add(k)
-		}
 	}
 	return state.MemberKeys(id, src)
 }

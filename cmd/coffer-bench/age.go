@@ -75,28 +75,12 @@ func benchAge(dir string, size int64) (ageRuns, error) {
 			return err
 		}
 		defer f.Close()
-		w, err := age.Encrypt(f, id.Recipient())
-		if err != nil {
-			return err
-		}
-		if _, err := io.CopyBuffer(w, newSource(size), make([]byte, 64<<10)); err != nil {
-			return err
-		}
-		return w.Close()
+		return ageEncrypt(f, id.Recipient(), size)
 	})
 	if err != nil {
 		return r, fmt.Errorf("age -e: %w", err)
 	}
-	r.encNoDisk, err = timed(func() error {
-		w, err := age.Encrypt(io.Discard, id.Recipient())
-		if err != nil {
-			return err
-		}
-		if _, err := io.CopyBuffer(w, newSource(size), make([]byte, 64<<10)); err != nil {
-			return err
-		}
-		return w.Close()
-	})
+	r.encNoDisk, err = timed(func() error { return ageEncrypt(io.Discard, id.Recipient(), size) })
 	if err != nil {
 		return r, fmt.Errorf("age -e > /dev/null: %w", err)
 	}
@@ -215,6 +199,19 @@ func benchAge(dir string, size int64) (ageRuns, error) {
 		r.scaling[procs] = [2]cpuRun{a, c}
 	}
 	return r, nil
+}
+
+// ageEncrypt encrypts size bytes of the benchmark's source to dst with age
+// in one stream, as `age -e` does.
+func ageEncrypt(dst io.Writer, r age.Recipient, size int64) error {
+	w, err := age.Encrypt(dst, r)
+	if err != nil {
+		return err
+	}
+	if _, err := io.CopyBuffer(w, newSource(size), make([]byte, 64<<10)); err != nil {
+		return err
+	}
+	return w.Close()
 }
 
 // firstBytes measures the time to the first verified byte of the large
