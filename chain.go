@@ -12,6 +12,8 @@ import (
 	"sync"
 
 	"golang.org/x/crypto/cryptobyte"
+
+	"github.com/cofferhq/coffer/internal/ratchettree"
 )
 
 // The chain verifier is the one place where the membership rules live. The
@@ -143,6 +145,8 @@ type Member struct {
 	// or the epoch its latest self-update (OpUpdateKey) started. Readers
 	// use it to tell which key signed what the member wrote at an epoch.
 	KeyEpoch uint64
+	// Leaf is the member's leaf in a tree group's ratchet tree.
+	Leaf uint32
 }
 
 // GroupState is a group as a verified chain leaves it. The zero value is the
@@ -167,6 +171,12 @@ type GroupState struct {
 	// rotate.
 	PendingRotation bool
 	Members         map[AccountID]*Member // current members
+	// Tree is a tree group's public ratchet tree (treegroup.go), nil in a
+	// pairwise group. It is never changed in place: a commit replaces it.
+	Tree *ratchettree.Tree
+	// treeLeft holds the leaves of members who left since the last
+	// rotation, which the rotation must remove from the tree.
+	treeLeft []uint32
 
 	// keyCommitments[e-1] is the key commitment of epoch e.
 	keyCommitments [][32]byte
@@ -197,6 +207,8 @@ func (s *GroupState) Clone() *GroupState {
 		ShareHistory:    s.ShareHistory,
 		Members:         make(map[AccountID]*Member, len(s.Members)),
 		PendingRotation: s.PendingRotation,
+		Tree:            s.Tree,
+		treeLeft:        slices.Clone(s.treeLeft),
 		keyCommitments:  slices.Clone(s.keyCommitments),
 		roles:           make(map[AccountID][]roleChange, len(s.roles)),
 	}
@@ -364,6 +376,12 @@ func checkSignature(c *Commit, sg commitSigner, sc SignedCommit, src MemberKeySo
 // is; it is asked about exactly one signer, the one the rules require, and
 // nothing is applied unless it says yes.
 func (s *GroupState) applyParsed(c *Commit, hash [32]byte, check func(commitSigner) error) error {
+	return s.applyChecked(c, hash, check, nil)
+}
+
+// applyChecked is applyParsed that, when cts is not nil, also requires
+// cts to be exactly the tree ciphertexts the commit needs (ApplyTree).
+func (s *GroupState) applyChecked(c *Commit, hash [32]byte, check func(commitSigner) error, cts []ratchettree.Ciphertext) error {
 	sg, err := s.authorize(c)
 	if err != nil {
 		return err
@@ -371,7 +389,7 @@ func (s *GroupState) applyParsed(c *Commit, hash [32]byte, check func(commitSign
 	if err := check(sg); err != nil {
 		return err
 	}
-	return s.apply(c, hash)
+	return s.apply(c, hash, cts)
 }
 
 func signatureErr(c *Commit) error {
@@ -512,7 +530,7 @@ func (s *GroupState) authorizeGenesis(c *Commit) (commitSigner, error) {
 // apply checks the rules that follow a verified signature and, if all hold,
 // applies c. It changes nothing unless it returns nil. The rules of each op
 // kind are in opRules; apply holds the rules about the commit as a whole.
-func (s *GroupState) apply(c *Commit, hash [32]byte) error {
+func (s *GroupState) apply(c *Commit, hash [32]byte, cts []ratchettree.Ciphertext) error {
 	cc := &commitCheck{s: s, c: c, genesis: s.Seq == 0, authorRole: RoleOwner, touched: make(map[AccountID]struct{}, len(c.Ops))}
 	if !cc.genesis {
 		cc.authorRole, cc.owners = s.Members[c.Author].Role, s.owners
@@ -544,6 +562,18 @@ func (s *GroupState) apply(c *Commit, hash [32]byte) error {
 	if err := cc.checkCommit(); err != nil {
 		return err
 	}
+	if err := cc.checkTree(); err != nil {
+		return err
+	}
+	if cts != nil {
+		var addrs []ratchettree.Ciphertext
+		if cc.tree != nil {
+			addrs = cc.tree.addrs
+		}
+		if err := ratchettree.CheckCiphertexts(addrs, cts); err != nil {
+			return treeErr(err)
+		}
+	}
 
 	// Every rule holds: apply. Nothing below can fail.
 	if cc.genesis {
@@ -561,6 +591,7 @@ func (s *GroupState) apply(c *Commit, hash [32]byte) error {
 			r.apply(s, c, op)
 		}
 	}
+	s.applyTree(cc)
 	if cc.genesis || cc.rotating {
 		s.keyCommitments = append(s.keyCommitments, c.KeyCommitment)
 	}
@@ -583,6 +614,7 @@ type commitCheck struct {
 	needRotate bool // a removal or demotion
 	leaving    bool // a leave op
 	selfRemove bool // the author removes themself
+	tree       *treeCheck
 }
 
 // opRule is what one op kind requires and does. check judges the op against
@@ -1027,9 +1059,13 @@ func forEach(n int, f func(i int)) {
 //
 // stateVersionV2 is a suite v2 group's checkpoint: version 3's layout with
 // each member's keys_hash [32]byte in place of its two keys.
+//
+// stateVersionTree is a tree group's checkpoint: version 4's layout
+// followed by its tree (see MarshalBinary).
 const (
-	stateVersion   = 3
-	stateVersionV2 = 4
+	stateVersion     = 3
+	stateVersionV2   = 4
+	stateVersionTree = 5
 )
 
 // MarshalBinary encodes s as a checkpoint that UnmarshalBinary restores, so
@@ -1053,6 +1089,14 @@ const (
 // A role change may name epoch+1 only while a rotation is pending: it is a
 // leaver's loss of role, which takes effect at the next epoch.
 //
+// Version 4 (suite v2) has keys_hash [32]byte in place of each member's two
+// keys. Version 5 (a tree group) is version 4 followed by:
+//
+//	per member by id: leaf uint32
+//	left_count uint32, left_count × leaf uint32 (members who left since the
+//	  last rotation)
+//	tree <uint32 length> (ratchettree's public tree encoding: keys, taint)
+//
 // A checkpoint is trusted data: whoever can change it can change what the
 // verifier believes. Keep it where the verifier keeps its own state.
 func (s *GroupState) MarshalBinary() ([]byte, error) {
@@ -1064,7 +1108,9 @@ func (s *GroupState) MarshalBinary() ([]byte, error) {
 	}
 	v2 := s.Suite == SuiteV2
 	b := cryptobyte.NewBuilder(make([]byte, 0, 128+32*len(s.keyCommitments)+1400*len(s.Members)+32*len(s.roles)))
-	if v2 {
+	if s.Tree != nil {
+		b.AddUint8(stateVersionTree)
+	} else if v2 {
 		b.AddUint8(stateVersionV2)
 	} else {
 		b.AddUint8(stateVersion)
@@ -1118,6 +1164,20 @@ func (s *GroupState) MarshalBinary() ([]byte, error) {
 		b.AddBytes(m.ID[:])
 		b.AddUint64(m.KeyEpoch)
 	}
+	if s.Tree != nil {
+		for _, m := range members {
+			b.AddUint32(m.Leaf)
+		}
+		b.AddUint32(uint32(len(s.treeLeft)))
+		for _, l := range s.treeLeft {
+			b.AddUint32(l)
+		}
+		t, err := s.Tree.MarshalBinary()
+		if err != nil {
+			return nil, err
+		}
+		b.AddUint32LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(t) })
+	}
 	return b.Bytes()
 }
 
@@ -1138,10 +1198,10 @@ func (s *GroupState) UnmarshalBinary(data []byte) error {
 	if !in.ReadUint8(&version) {
 		return bad("empty")
 	}
-	if version < 1 || version > stateVersionV2 {
+	if version < 1 || version > stateVersionTree {
 		return Errorf(EINVALID, "unsupported group state version %d", version)
 	}
-	v2 := version == stateVersionV2
+	v2 := version >= stateVersionV2
 	if v2 {
 		ns.Suite = SuiteV2
 	}
@@ -1297,6 +1357,11 @@ func (s *GroupState) UnmarshalBinary(data []byte) error {
 				return bad("invalid key epoch")
 			}
 			m.KeyEpoch = epoch
+		}
+	}
+	if version == stateVersionTree {
+		if err := ns.unmarshalTree(&in); err != nil {
+			return bad(err.Error())
 		}
 	}
 	if !in.Empty() {

@@ -638,9 +638,9 @@ var chainCases = []chainCase{
 	{"unknown-op-zero", "a commit has op kind 0", coffer.RuleUnknownOp, func(tb testing.TB, p chainCast) []coffer.SignedCommit {
 		return p.base(tb).Do(p.owner, addOp(p.m5, coffer.RoleReader), coffer.Op{Kind: 0}).commits
 	}},
-	{"unknown-version", "a correctly signed commit of version 3", coffer.RuleVersion, func(tb testing.TB, p chainCast) []coffer.SignedCommit {
+	{"unknown-version", "a correctly signed commit of version 4 (no such version)", coffer.RuleVersion, func(tb testing.TB, p chainCast) []coffer.SignedCommit {
 		b := p.base(tb)
-		return b.pushBody(b.Next(p.owner, addOp(p.m5, coffer.RoleReader)), func(body []byte) []byte { body[0] = 3; return body }, p.owner.Key)
+		return b.pushBody(b.Next(p.owner, addOp(p.m5, coffer.RoleReader)), func(body []byte) []byte { body[0] = 4; return body }, p.owner.Key)
 	}},
 	{"trailing-bytes", "a correctly signed commit with a byte after the last op", coffer.RuleMalformed, func(tb testing.TB, p chainCast) []coffer.SignedCommit {
 		b := p.base(tb)

@@ -49,6 +49,17 @@ import (
 // A group's suite is fixed by its genesis: every later commit has the same
 // version byte (RuleVersion).
 //
+// Commit version CommitVersionTree (3) is a suite v2 commit of a tree group
+// (ratchettree.go): version 2's fields and ops, then its tree part:
+//
+//	tree_kind uint8: 0 none, 1 start (a genesis or an upgrade), 2 change
+//	  start:  start_key [1216]byte, then the signed tree commit
+//	  change: the signed tree commit
+//
+// where the signed tree commit is ratchettree's encoding without
+// ciphertexts (Commit.MarshalSigned): the ciphertexts travel beside the
+// commit. A version 3 commit has Suite SuiteV2 and a non-nil Tree.
+//
 // The encoding is canonical: ParseCommit accepts exactly the bytes Marshal
 // produces, so a commit has one encoding and one hash.
 
@@ -132,6 +143,9 @@ type Commit struct {
 	// when the epoch does.
 	KeyCommitment [32]byte
 	Ops           []Op
+	// Tree is the tree part of a tree group's commit (version
+	// CommitVersionTree); nil in every other commit.
+	Tree *TreePart
 }
 
 // Rotates reports whether c contains an OpRotate, i.e. starts a new epoch.
@@ -151,8 +165,10 @@ func (c *Commit) Rotates() bool {
 // valid Handle is.
 func (c *Commit) Marshal() []byte {
 	b := cryptobyte.NewBuilder(make([]byte, 0, c.marshalSize()))
-	v2 := c.Suite == SuiteV2
-	if v2 {
+	v2 := c.Suite == SuiteV2 || c.Tree != nil
+	if c.Tree != nil {
+		b.AddUint8(CommitVersionTree)
+	} else if v2 {
 		b.AddUint8(SuiteV2)
 	} else {
 		b.AddUint8(SuiteV1)
@@ -194,13 +210,19 @@ func (c *Commit) Marshal() []byte {
 			}
 		}
 	}
+	if c.Tree != nil {
+		c.Tree.marshal(b)
+	}
 	return b.BytesOrPanic()
 }
 
 const commitHeaderSize = 1 + 16 + 8 + 32 + 8 + 16 + 8 + 1 + 32 + 2
 
 func (c *Commit) marshalSize() int {
-	n := commitHeaderSize
+	n := commitHeaderSize + 1
+	if c.Tree != nil {
+		n += len(c.Tree.StartKey) + treeSignedSize(c.Tree.Commit)
+	}
 	for _, op := range c.Ops {
 		n += 1 + 16 + 1 + len(op.Handle) + len(op.SigningKey) + len(op.EncryptionKey) + 1 + len(op.KeysHash)
 	}
@@ -232,9 +254,10 @@ func ParseCommit(body []byte) (*Commit, error) {
 	if !s.ReadUint8(&version) {
 		return nil, ruleErr(RuleMalformed, "empty commit")
 	}
-	if version != SuiteV1 && version != SuiteV2 {
+	if version != SuiteV1 && version != SuiteV2 && version != CommitVersionTree {
 		return nil, ruleErr(RuleVersion, "unsupported commit version %d", version)
 	}
+	v2 := version != SuiteV1
 	var (
 		c      Commit
 		tm     uint64
@@ -249,7 +272,7 @@ func ParseCommit(body []byte) (*Commit, error) {
 	}
 	copy(c.Author[:], author)
 	c.Time = int64(tm)
-	if version == SuiteV2 {
+	if v2 {
 		c.Suite = SuiteV2
 	}
 	switch share {
@@ -272,12 +295,19 @@ func ParseCommit(body []byte) (*Commit, error) {
 		c.Ops = make([]Op, 0, min(int(nops), len(s)))
 	}
 	for i := range int(nops) {
-		op, err := parseOp(&s, version == SuiteV2)
+		op, err := parseOp(&s, v2)
 		if err != nil {
 			err.Message = fmt.Sprintf("op %d: %s", i, err.Message)
 			return nil, err
 		}
 		c.Ops = append(c.Ops, op)
+	}
+	if version == CommitVersionTree {
+		tp, rest, err := parseTreePart(s)
+		if err != nil {
+			return nil, err
+		}
+		c.Tree, s = tp, rest
 	}
 	if !s.Empty() {
 		return nil, ruleErr(RuleMalformed, "%d trailing bytes after the commit", len(s))

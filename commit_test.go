@@ -104,7 +104,7 @@ func TestParseCommitRejects(t *testing.T) {
 	}{
 		{"empty", nil, coffer.RuleMalformed},
 		{"version-0", set(0, 0), coffer.RuleVersion},
-		{"version-3", set(0, 3), coffer.RuleVersion},
+		{"version-4", set(0, 4), coffer.RuleVersion},
 		{"version-255", set(0, 255), coffer.RuleVersion},
 		{"version-only", []byte{coffer.SuiteV1}, coffer.RuleMalformed},
 		{"trailing-byte", append(slices.Clone(body), 0), coffer.RuleMalformed},

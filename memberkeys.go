@@ -181,8 +181,9 @@ func resolveMemberKeys(src MemberKeySource, hash [32]byte, id AccountID, handle 
 // from src, checked against the member's entry as the verifier checks an
 // author's: a client calls it before wrapping an epoch key to a member, or
 // verifying what the member signed, and the server before it accepts an
-// add. The error is RuleMemberKeys when src fails or lies, ENOTFOUND when
-// id is not a member.
+// add. The error is RuleMemberKeys when src fails or lies, or, in a tree
+// group, when the member's leaf holds another encryption key; ENOTFOUND
+// when id is not a member.
 func (s *GroupState) MemberKeys(id AccountID, src MemberKeySource) (*MemberKeys, error) {
 	if s.Suite != SuiteV2 {
 		return nil, Errorf(EINVALID, "a suite v1 group holds its members' keys in their entries")
@@ -191,7 +192,14 @@ func (s *GroupState) MemberKeys(id AccountID, src MemberKeySource) (*MemberKeys,
 	if m == nil {
 		return nil, Errorf(ENOTFOUND, "%s is not a member of group %s", id, s.Group)
 	}
-	return resolveMemberKeys(src, m.KeysHash, id, m.Handle)
+	k, err := resolveMemberKeys(src, m.KeysHash, id, m.Handle)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkLeafKey(m, k); err != nil {
+		return nil, err
+	}
+	return k, nil
 }
 
 // WithMemberKeys returns a copy of a suite v2 state in which every current
@@ -212,6 +220,9 @@ func (s *GroupState) WithMemberKeys(src MemberKeySource) (*GroupState, error) {
 		}
 		k, err := resolveMemberKeys(src, m.KeysHash, id, m.Handle)
 		if err != nil {
+			return nil, err
+		}
+		if err := out.checkLeafKey(m, k); err != nil {
 			return nil, err
 		}
 		m.Keys, m.EncryptionKey, m.SigningKey = k, k.EncryptionKey, k.SigningKey.Ed25519()

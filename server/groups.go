@@ -25,6 +25,10 @@ func (s *Server) handleCreateGroup(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, err)
 		return
 	}
+	if err := refuseTreeCommit(c); err != nil {
+		Error(w, r, err)
+		return
+	}
 	var state *coffer.GroupState
 	if c.Suite == coffer.SuiteV2 {
 		// The store checks, in the group's transaction, that every keys
@@ -91,6 +95,10 @@ func (s *Server) handleAppendCommit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := authoredBy(c, caller); err != nil {
+		Error(w, r, err)
+		return
+	}
+	if err := refuseTreeCommit(c); err != nil {
 		Error(w, r, err)
 		return
 	}

@@ -76,19 +76,53 @@ type Commit struct {
 // deterministic, so the chain verifier, the server and every client reach
 // the same answer.
 func Verify(t *Tree, committer uint32, c *Commit, untrusted []uint32) (*Tree, error) {
-	nt, err := apply(t, committer, c, untrusted)
+	nt, _, err := verify(t, committer, c, untrusted, false)
+	return nt, err
+}
+
+// VerifySigned is Verify for the signed part of a commit, whose
+// ciphertexts travel beside it: c carries no ciphertexts, and every other
+// rule is checked as Verify checks it. It also returns the addresses
+// (node, recipient; Sealed nil) of the ciphertexts the commit needs, in
+// canonical order, for CheckCiphertexts.
+func VerifySigned(t *Tree, committer uint32, c *Commit, untrusted []uint32) (*Tree, []Ciphertext, error) {
+	return verify(t, committer, c, untrusted, true)
+}
+
+func verify(t *Tree, committer uint32, c *Commit, untrusted []uint32, detached bool) (*Tree, []Ciphertext, error) {
+	var addrs []Ciphertext
+	if detached {
+		addrs = []Ciphertext{}
+	}
+	nt, err := apply(t, committer, c, untrusted, &addrs)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	h := nt.Hash()
 	if subtle.ConstantTimeCompare(h[:], c.TreeHash[:]) != 1 {
-		return nil, errorf(RuleTreeHash, "the commit's tree hash is not the hash of the tree it produces")
+		return nil, nil, errorf(RuleTreeHash, "the commit's tree hash is not the hash of the tree it produces")
 	}
-	return nt, nil
+	return nt, addrs, nil
 }
 
-// apply is Verify without the final tree-hash comparison.
-func apply(t *Tree, committer uint32, c *Commit, untrusted []uint32) (*Tree, error) {
+// apply is Verify without the final tree-hash comparison. When *addrs is
+// non-nil the commit is detached: it must carry no ciphertexts, and the
+// addresses it needs are appended to *addrs instead of being matched.
+func apply(t *Tree, committer uint32, c *Commit, untrusted []uint32, addrs *[]Ciphertext) (*Tree, error) {
+	match := func(cts []Ciphertext, nodes []uint32, recips [][]uint32) error {
+		if *addrs == nil {
+			return matchCiphertexts(cts, nodes, recips)
+		}
+		if len(cts) != 0 {
+			return errorf(RuleShape, "the signed part of a commit carries no ciphertexts")
+		}
+		for l, node := range nodes {
+			for _, r := range recips[l] {
+				*addrs = append(*addrs, Ciphertext{Node: node, Recipient: r})
+			}
+		}
+		return nil
+	}
 	nt := t.Clone()
 	if err := checkCommitter(nt, committer); err != nil {
 		return nil, err
@@ -126,7 +160,7 @@ func apply(t *Tree, committer uint32, c *Commit, untrusted []uint32) (*Tree, err
 				return nil, err
 			}
 		}
-		if err := matchCiphertexts(p.Ciphertexts, dp, recips); err != nil {
+		if err := match(p.Ciphertexts, dp, recips); err != nil {
 			return nil, err
 		}
 		finishPath(nt, committer, dp, p.PublicKeys, recips)
@@ -149,7 +183,7 @@ func apply(t *Tree, committer uint32, c *Commit, untrusted []uint32) (*Tree, err
 		}
 		want := make([][]uint32, 1)
 		want[0] = recips[i]
-		if err := matchCiphertexts(r.Ciphertexts, []uint32{r.Node}, want); err != nil {
+		if err := match(r.Ciphertexts, []uint32{r.Node}, want); err != nil {
 			return nil, err
 		}
 	}

@@ -26,7 +26,8 @@ func cloneCommit(c *Commit) *Commit {
 // committer would, so that only the rule under test can catch it.
 func rehashed(tb testing.TB, t *Tree, committer uint32, c *Commit, untrusted []uint32) *Commit {
 	tb.Helper()
-	nt, err := apply(t, committer, c, untrusted)
+	var match []Ciphertext
+	nt, err := apply(t, committer, c, untrusted, &match)
 	if err != nil {
 		tb.Fatalf("apply: %v", err)
 	}

@@ -1,0 +1,201 @@
+package ratchettree
+
+import (
+	"encoding/binary"
+	"slices"
+)
+
+// A commit travels in two parts: the signed part (everything but the
+// ciphertexts: leaf keys, public keys, tree hash), which the chain's
+// signature covers, and the ciphertexts beside it, which the server stores
+// per node and recipient and serves each member only the ones of its path.
+//
+//	signed = leaves:u32, removes:u32 leaf:u32..., self-update: u8 [key], adds:u32 (leaf:u32 key:1216)...,
+//	         has-path:u8 [op:u8 leaf:u32 has-key:u8 [key] keys:u32 key...],
+//	         rekeys:u32 (node:u32 key)..., tree-hash:32
+
+// MarshalSigned encodes the commit's signed part: its encoding without
+// any ciphertext.
+func (c *Commit) MarshalSigned() []byte {
+	b := binary.BigEndian.AppendUint32(nil, c.Leaves)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(c.Removes)))
+	for _, l := range c.Removes {
+		b = binary.BigEndian.AppendUint32(b, l)
+	}
+	b = appendKey(b, c.SelfUpdate)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(c.Adds)))
+	for _, a := range c.Adds {
+		b = binary.BigEndian.AppendUint32(b, a.Leaf)
+		b = append(b, a.Key...)
+	}
+	if p := c.Path; p == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 1, byte(p.Op))
+		b = binary.BigEndian.AppendUint32(b, p.Leaf)
+		b = appendKey(b, p.LeafKey)
+		b = binary.BigEndian.AppendUint32(b, uint32(len(p.PublicKeys)))
+		for _, k := range p.PublicKeys {
+			b = append(b, k...)
+		}
+	}
+	b = binary.BigEndian.AppendUint32(b, uint32(len(c.Rekey)))
+	for _, r := range c.Rekey {
+		b = binary.BigEndian.AppendUint32(b, r.Node)
+		b = append(b, r.PublicKey...)
+	}
+	return append(b, c.TreeHash[:]...)
+}
+
+// ParseSigned decodes a commit's signed part from the front of b and
+// returns it with the bytes after it. It checks sizes and key encodings
+// only; VerifySigned checks the rules.
+func ParseSigned(b []byte) (*Commit, []byte, error) {
+	r := &reader{b: b}
+	c := &Commit{Leaves: r.u32()}
+	for range r.count(4) {
+		c.Removes = append(c.Removes, r.u32())
+	}
+	c.SelfUpdate = r.key(true)
+	for range r.count(4 + PublicKeySize) {
+		c.Adds = append(c.Adds, LeafKey{Leaf: r.u32(), Key: slices.Clone(r.bytes(PublicKeySize))})
+	}
+	switch r.u8() {
+	case 0:
+	case 1:
+		p := &PathUpdate{Op: Op(r.u8()), Leaf: r.u32()}
+		p.LeafKey = r.key(true)
+		for range r.count(PublicKeySize) {
+			p.PublicKeys = append(p.PublicKeys, slices.Clone(r.bytes(PublicKeySize)))
+		}
+		c.Path = p
+	default:
+		r.fail("bad path flag")
+	}
+	for range r.count(4 + PublicKeySize) {
+		c.Rekey = append(c.Rekey, RekeyNode{Node: r.u32(), PublicKey: slices.Clone(r.bytes(PublicKeySize))})
+	}
+	copy(c.TreeHash[:], r.bytes(32))
+	if r.err != nil {
+		return nil, nil, r.err
+	}
+	return c, r.b, nil
+}
+
+// Ciphertexts lists every ciphertext of c in canonical order: the path's,
+// then each rekeyed node's.
+func (c *Commit) Ciphertexts() []Ciphertext {
+	var out []Ciphertext
+	if c.Path != nil {
+		out = append(out, c.Path.Ciphertexts...)
+	}
+	for _, r := range c.Rekey {
+		out = append(out, r.Ciphertexts...)
+	}
+	return out
+}
+
+// Detached returns a copy of c without ciphertexts: its signed part.
+func (c *Commit) Detached() *Commit {
+	d := *c
+	if c.Path != nil {
+		p := *c.Path
+		p.Ciphertexts = nil
+		d.Path = &p
+	}
+	d.Rekey = make([]RekeyNode, len(c.Rekey))
+	for i, r := range c.Rekey {
+		r.Ciphertexts = nil
+		d.Rekey[i] = r
+	}
+	if len(c.Rekey) == 0 {
+		d.Rekey = nil
+	}
+	return &d
+}
+
+// Attach returns a copy of the signed part c with the ciphertexts cts
+// placed under the node each names (the path's nodes, or a rekeyed node),
+// in their order, for Member.Receive. A ciphertext for a node the commit
+// does not refresh is dropped: Receive never needs it.
+func (c *Commit) Attach(cts []Ciphertext) *Commit {
+	d := c.Detached()
+	path := map[uint32]bool{}
+	if d.Path != nil && d.Path.Leaf < d.Leaves {
+		for _, x := range DirectPath(LeafNode(d.Path.Leaf), d.Leaves) {
+			path[x] = true
+		}
+	}
+	rekey := make(map[uint32]int, len(d.Rekey))
+	for i, r := range d.Rekey {
+		rekey[r.Node] = i
+	}
+	for _, ct := range cts {
+		if i, ok := rekey[ct.Node]; ok {
+			d.Rekey[i].Ciphertexts = append(d.Rekey[i].Ciphertexts, ct)
+		} else if path[ct.Node] {
+			d.Path.Ciphertexts = append(d.Path.Ciphertexts, ct)
+		}
+	}
+	return d
+}
+
+// CheckCiphertexts requires cts to be exactly one ciphertext per address
+// VerifySigned returned, in that order, each CiphertextSize bytes: the
+// shape rule Verify applies to an attached commit (tree-ciphertexts,
+// tree-shape).
+func CheckCiphertexts(addrs, cts []Ciphertext) error {
+	for i, a := range addrs {
+		if i >= len(cts) {
+			return errorf(RuleCiphertexts, "no ciphertext of node %d for resolution node %d", a.Node, a.Recipient)
+		}
+		if cts[i].Node != a.Node || cts[i].Recipient != a.Recipient {
+			return errorf(RuleCiphertexts, "ciphertext %d is for node %d at node %d, want node %d at node %d", i, cts[i].Node, cts[i].Recipient, a.Node, a.Recipient)
+		}
+		if len(cts[i].Sealed) != CiphertextSize {
+			return errorf(RuleShape, "ciphertext %d is %d bytes, want %d", i, len(cts[i].Sealed), CiphertextSize)
+		}
+	}
+	if len(cts) != len(addrs) {
+		return errorf(RuleCiphertexts, "%d ciphertexts beyond one per resolution node", len(cts)-len(addrs))
+	}
+	return nil
+}
+
+// VerifyStart verifies the signed part of a tree's first commit (a
+// group's genesis, or the upgrade of a pairwise group): the tree starts
+// with the committer alone at leaf 0 holding startKey, and c adds the
+// others. A commit that adds nobody leaves a one-leaf tree, which has no
+// parent node to refresh, so it must change nothing at all.
+func VerifyStart(startKey []byte, c *Commit) (*Tree, []Ciphertext, error) {
+	t, err := NewTree([][]byte{startKey})
+	if err != nil {
+		return nil, nil, err
+	}
+	if startKey == nil {
+		return nil, nil, errorf(RulePublicKey, "the first commit has no start key")
+	}
+	if len(c.Removes) > 0 || c.SelfUpdate != nil || (c.Path != nil && c.Path.Op != OpAdd) {
+		return nil, nil, errorf(RuleShape, "a tree's first commit only adds leaves")
+	}
+	if len(c.Adds) == 0 && c.Path == nil && len(c.Rekey) == 0 && c.Leaves == 1 {
+		h := t.Hash()
+		if h != c.TreeHash {
+			return nil, nil, errorf(RuleTreeHash, "the commit's tree hash is not the hash of the tree it produces")
+		}
+		return t, []Ciphertext{}, nil
+	}
+	return VerifySigned(t, 0, c, nil)
+}
+
+// Resulting is the tree that commit c by committer produces from t,
+// checked by every rule but the claimed tree hash, which it does not
+// look at: a committer that builds a commit by hand sets TreeHash from it.
+// c may carry its ciphertexts or be a signed part.
+func Resulting(t *Tree, committer uint32, c *Commit, untrusted []uint32) (*Tree, error) {
+	var addrs []Ciphertext
+	if len(c.Ciphertexts()) == 0 {
+		addrs = []Ciphertext{}
+	}
+	return apply(t, committer, c, untrusted, &addrs)
+}
