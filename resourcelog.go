@@ -66,14 +66,24 @@ func LoggedVersionOf(h *ResourceHeader, body []byte) LoggedVersion {
 // ResourceDelete is what a deleter signs: that version Version of
 // Resource in Group, the current one, is deleted, by Deleter.
 type ResourceDelete struct {
+	// Suite is the encoding's version byte: ResourceDeleteSuite (signed
+	// with Ed25519, suite v1 groups) or ResourceDeleteSuiteHybrid (signed
+	// with the deleter's hybrid key, suite v2 groups). Zero encodes as
+	// ResourceDeleteSuite.
+	Suite    uint8
 	Group    GroupID
 	Resource ResourceID
 	Version  uint64
 	Deleter  AccountID
 }
 
-// ResourceDeleteSuite is the version byte of a ResourceDelete encoding.
-const ResourceDeleteSuite = 1
+// The version bytes of a ResourceDelete encoding. The byte is signed, and
+// each verifier accepts only its own, so a suite v2 group's tombstone
+// cannot be cut down to its Ed25519 half and pass as a suite v1 one.
+const (
+	ResourceDeleteSuite       = 1
+	ResourceDeleteSuiteHybrid = 2
+)
 
 // ResourceDeleteSize is the length of every ResourceDelete encoding.
 const ResourceDeleteSize = 1 + 16 + 16 + 8 + 16
@@ -81,8 +91,12 @@ const ResourceDeleteSize = 1 + 16 + 16 + 8 + 16
 // Marshal returns the canonical, fixed-length encoding of d: the suite byte,
 // then the fields in order, ids as 16 bytes, the version as 8 big-endian.
 func (d *ResourceDelete) Marshal() []byte {
+	suite := d.Suite
+	if suite == 0 {
+		suite = ResourceDeleteSuite
+	}
 	var b cryptobyte.Builder
-	b.AddUint8(ResourceDeleteSuite)
+	b.AddUint8(suite)
 	b.AddBytes(d.Group[:])
 	b.AddBytes(d.Resource[:])
 	b.AddUint64(d.Version)
@@ -107,9 +121,10 @@ func ParseResourceDelete(data []byte) (*ResourceDelete, error) {
 		!s.ReadBytes(&deleter, 16) || !s.Empty() {
 		return nil, Errorf(EINVALID, "malformed resource delete")
 	}
-	if suite != ResourceDeleteSuite {
+	if suite != ResourceDeleteSuite && suite != ResourceDeleteSuiteHybrid {
 		return nil, Errorf(EINVALID, "unsupported resource delete version %d", suite)
 	}
+	d.Suite = suite
 	d.Group, d.Resource, d.Deleter = GroupID(g), ResourceID(id), AccountID(deleter)
 	switch {
 	case d.Group.IsZero() || d.Resource.IsZero() || d.Deleter.IsZero():
@@ -123,23 +138,94 @@ func ParseResourceDelete(data []byte) (*ResourceDelete, error) {
 // SignedDelete is a tombstone: a ResourceDelete encoding and the deleter's
 // signature over it.
 type SignedDelete struct {
-	Body      []byte // ResourceDelete.Marshal output
-	Signature []byte // Ed25519 over SignedMessage(LabelResourceDelete, Body)
+	Body []byte // ResourceDelete.Marshal output
+	// Signature is over SignedMessage(LabelResourceDelete, Body): Ed25519
+	// (64 bytes) for a body of version ResourceDeleteSuite, hybrid
+	// Ed25519 + ML-DSA-65 (HybridSignatureSize) for ResourceDeleteSuiteHybrid.
+	Signature []byte
 }
 
-// SignResourceDelete encodes d and signs it with the deleter's signing key.
+// SignResourceDelete encodes d as a suite v1 tombstone, whatever d.Suite
+// says, and signs it with the deleter's Ed25519 signing key.
 func SignResourceDelete(d *ResourceDelete, key ed25519.PrivateKey) SignedDelete {
-	body := d.Marshal()
+	v1 := *d
+	v1.Suite = ResourceDeleteSuite
+	body := v1.Marshal()
 	return SignedDelete{Body: body, Signature: Sign(key, LabelResourceDelete, body)}
 }
 
-// Verify checks the signature under the deleter's key and returns the
-// parsed delete. Errors are *Error with code EINVALID.
+// SignResourceDeleteHybrid encodes d as a suite v2 tombstone, whatever
+// d.Suite says, and signs it with the deleter's hybrid user signing key.
+func SignResourceDeleteHybrid(d *ResourceDelete, key *HybridPrivateKey) SignedDelete {
+	v2 := *d
+	v2.Suite = ResourceDeleteSuiteHybrid
+	body := v2.Marshal()
+	return SignedDelete{Body: body, Signature: key.Sign(LabelResourceDelete, body)}
+}
+
+// ResourceDeleteSignatureSize is the length of the signature a tombstone of
+// body's version carries (the translog leaf reads it by this).
+func ResourceDeleteSignatureSize(body []byte) int {
+	if len(body) > 0 && body[0] == ResourceDeleteSuiteHybrid {
+		return HybridSignatureSize
+	}
+	return SignatureSize
+}
+
+// Verify checks a suite v1 tombstone's Ed25519 signature under the
+// deleter's key and returns the parsed delete. A body of another version
+// fails whatever its signature. Errors are *Error with code EINVALID.
 func (sd SignedDelete) Verify(deleterKey ed25519.PublicKey) (*ResourceDelete, error) {
+	if len(sd.Body) == 0 || sd.Body[0] != ResourceDeleteSuite {
+		return nil, &Error{Code: EINVALID, Message: "the resource delete is not a suite v1 (Ed25519) tombstone", Rule: RuleDeleteSignature}
+	}
 	if !VerifySignature(deleterKey, LabelResourceDelete, sd.Body, sd.Signature) {
 		return nil, &Error{Code: EINVALID, Message: "the resource delete does not verify under the deleter's key", Rule: RuleDeleteSignature}
 	}
 	return ParseResourceDelete(sd.Body)
+}
+
+// VerifyHybrid checks a suite v2 tombstone's hybrid signature, both
+// halves, under the deleter's hybrid user signing key, and returns the
+// parsed delete. A body of another version fails whatever its signature.
+// Errors are *Error with code EINVALID.
+func (sd SignedDelete) VerifyHybrid(deleterKey HybridPublicKey) (*ResourceDelete, error) {
+	if len(sd.Body) == 0 || sd.Body[0] != ResourceDeleteSuiteHybrid {
+		return nil, &Error{Code: EINVALID, Message: "the resource delete is not a suite v2 (hybrid) tombstone", Rule: RuleDeleteSignature}
+	}
+	if deleterKey.IsZero() {
+		return nil, &Error{Code: EINVALID, Message: "no hybrid key to check the resource delete under", Rule: RuleDeleteSignature}
+	}
+	if err := deleterKey.Verify(LabelResourceDelete, sd.Body, sd.Signature); err != nil {
+		return nil, &Error{Code: EINVALID, Message: "the resource delete does not verify under the deleter's hybrid key: " + ErrorMessage(err), Rule: RuleDeleteSignature}
+	}
+	return ParseResourceDelete(sd.Body)
+}
+
+// VerifyIn checks sd under the key deleter holds in s, by the group's
+// suite: Ed25519 in suite v1, and in suite v2 the hybrid key of the
+// member's entry (as GroupState.WithMemberKeys resolved them, or else
+// resolved through src). It does not check the role or the version.
+func (sd SignedDelete) VerifyIn(s *GroupState, deleter AccountID, src MemberKeySource) (*ResourceDelete, error) {
+	m := s.Members[deleter]
+	if m == nil {
+		return nil, ruleErr(RuleResourceAuthor, "the deleter %s is not a member", deleter)
+	}
+	if s.Suite != SuiteV2 {
+		return sd.Verify(m.SigningKey)
+	}
+	keys := m.Keys
+	if keys == nil {
+		if src == nil {
+			return nil, ruleErr(RuleMemberKeys, "the keys of deleter %s are not resolved, and no source to resolve them was given", deleter)
+		}
+		k, err := s.MemberKeys(deleter, src)
+		if err != nil {
+			return nil, err
+		}
+		keys = k
+	}
+	return sd.VerifyHybrid(keys.SigningKey)
 }
 
 // ResourceLogState is one resource as the log's leaves so far leave it. The
@@ -195,9 +281,11 @@ func CheckLoggedVersion(s *GroupState, prev *ResourceLogState, v LoggedVersion) 
 // CheckLoggedDelete checks a tombstone leaf against the resource's state
 // before it and the group's state at the head in force when it was logged,
 // and returns the resource's state after it. The delete must name the
-// resource's current version, verify under the deleter's signing key in s,
+// resource's current version, verify under the deleter's signing key in s
+// (SignedDelete.VerifyIn: in a suite v2 group, the hybrid key its entry
+// names, resolved in s or through src),
 // and be by a writer who wrote that version, or by an admin or owner.
-func CheckLoggedDelete(s *GroupState, prev *ResourceLogState, sd SignedDelete) (*ResourceLogState, error) {
+func CheckLoggedDelete(s *GroupState, prev *ResourceLogState, sd SignedDelete, src MemberKeySource) (*ResourceLogState, error) {
 	d, err := ParseResourceDelete(sd.Body)
 	if err != nil {
 		return nil, err
@@ -216,7 +304,7 @@ func CheckLoggedDelete(s *GroupState, prev *ResourceLogState, sd SignedDelete) (
 	if m == nil {
 		return nil, ruleErr(RuleResourceAuthor, "resource %s: deleted by %s, who was not a member", d.Resource, d.Deleter)
 	}
-	if _, err := sd.Verify(m.SigningKey); err != nil {
+	if _, err := sd.VerifyIn(s, d.Deleter, src); err != nil {
 		return nil, err
 	}
 	if err := mayWriteResource(s, d.Deleter, d.Resource, prev, "delete"); err != nil {

@@ -210,7 +210,7 @@ func replayResourceLog(tb testing.TB, leaves [][]byte) (string, int) {
 			}
 			states[l.Group] = s
 		default:
-			if err := replay.Apply(l, states[l.Group]); err != nil {
+			if err := replay.Apply(l, states[l.Group], nil); err != nil {
 				var ce *coffer.Error
 				if !errors.As(err, &ce) || ce.Rule == "" {
 					tb.Fatalf("leaf %d: %v is not a rule error", i, err)
@@ -323,15 +323,21 @@ func TestResourceLeafEncoding(t *testing.T) {
 }
 
 func TestResourceDeleteParse(t *testing.T) {
-	d := &coffer.ResourceDelete{Group: coffer.NewGroupID(), Resource: coffer.NewResourceID(), Version: 3, Deleter: coffer.NewAccountID()}
+	d := &coffer.ResourceDelete{Suite: coffer.ResourceDeleteSuite, Group: coffer.NewGroupID(), Resource: coffer.NewResourceID(), Version: 3, Deleter: coffer.NewAccountID()}
 	good := d.Marshal()
 	if got, err := coffer.ParseResourceDelete(good); err != nil || *got != *d {
 		t.Fatalf("round trip: %+v, %v", got, err)
 	}
+	d2 := *d
+	d2.Suite = coffer.ResourceDeleteSuiteHybrid
+	if got, err := coffer.ParseResourceDelete(d2.Marshal()); err != nil || *got != d2 {
+		t.Fatalf("suite v2 round trip: %+v, %v", got, err)
+	}
 	bad := map[string][]byte{
 		"short":     good[:len(good)-1],
 		"long":      append(bytes.Clone(good), 0),
-		"suite":     append([]byte{2}, good[1:]...),
+		"suite 0":   append([]byte{0}, good[1:]...),
+		"suite 3":   append([]byte{3}, good[1:]...),
 		"version 0": (&coffer.ResourceDelete{Group: d.Group, Resource: d.Resource, Deleter: d.Deleter}).Marshal(),
 		"zero id":   (&coffer.ResourceDelete{Group: d.Group, Version: 1, Deleter: d.Deleter}).Marshal(),
 	}

@@ -1091,7 +1091,23 @@ func (c *Client) Delete(ctx context.Context, g coffer.GroupID, id coffer.Resourc
 	if err != nil {
 		return err
 	}
-	sd := coffer.SignResourceDelete(&coffer.ResourceDelete{Group: g, Resource: id, Version: cur.Version, Deleter: me}, idn.signing)
+	v, err := c.view(ctx, g, false)
+	if err != nil {
+		return err
+	}
+	// The tombstone's version follows the group's suite, which the
+	// genesis fixed: the server and every replay take no other.
+	d := &coffer.ResourceDelete{Group: g, Resource: id, Version: cur.Version, Deleter: me}
+	var sd coffer.SignedDelete
+	if v.state.Suite == coffer.SuiteV2 {
+		_, hk, err := c.ownMemberKeys(idn)
+		if err != nil {
+			return err
+		}
+		sd = coffer.SignResourceDeleteHybrid(d, hk)
+	} else {
+		sd = coffer.SignResourceDelete(d, idn.signing)
+	}
 	if err := c.call(ctx, http.MethodDelete, resourcePath(g, id), true,
 		api.DeleteResourceRequest{Delete: api.SignedHeader{Body: sd.Body, Signature: sd.Signature}}, nil); err != nil {
 		return err

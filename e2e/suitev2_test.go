@@ -123,6 +123,23 @@ func TestSuiteV2Groups(t *testing.T) {
 	if got := string(mustReadResource(t, bob, g, secret.ID)); got != "after carol" {
 		t.Fatalf("bob reads %q", got)
 	}
+
+	// Deletes are suite v2 tombstones, signed with the hybrid key: bob's
+	// of his own resource (under his rotated key), alice's as an owner of
+	// bob's. Each reaches the log, and nobody reads either resource again.
+	if err := bob.Delete(ctx, g, afterRotation.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Delete(ctx, g, fromBob.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*clientlib.Client{alice, bob} {
+		for _, id := range []coffer.ResourceID{afterRotation.ID, fromBob.ID} {
+			if _, err := readResource(c, g, id); coffer.ErrorCode(err) != coffer.ENOTFOUND {
+				t.Fatalf("%s reads deleted resource %s: %v", c.Identity().Handle(), id, err)
+			}
+		}
+	}
 }
 
 // TestSuiteV2MemberKeysServer: a server that withholds member keys, or

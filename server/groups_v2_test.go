@@ -3,6 +3,8 @@ package server_test
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/json"
+	"io"
 	"maps"
 	"net/http"
 	"testing"
@@ -532,7 +534,42 @@ func TestSuiteV2GroupResources(t *testing.T) {
 		}
 	}
 	w.finalize(t, m, up, hybridReq(alice.HybridKey(), nil), 201)
-	w.exchange(t, w.req(t, m, "DELETE", w.resourcePath(id), w.deleteBody(t, m, id, 1)), resourceT, 204)
+
+	// Deletes: the group's suite fixes the tombstone's version, and a
+	// suite v2 tombstone verifies under both halves of the deleter's key.
+	hybridDelete := func(key *coffer.HybridPrivateKey, edit func(*coffer.SignedDelete)) io.Reader {
+		sd := coffer.SignResourceDeleteHybrid(&coffer.ResourceDelete{Group: w.g, Resource: id, Version: 1, Deleter: alice.ID}, key)
+		if edit != nil {
+			edit(&sd)
+		}
+		b, err := json.Marshal(api.DeleteResourceRequest{Delete: api.SignedHeader{Body: sd.Body, Signature: sd.Signature}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bytes.NewReader(b)
+	}
+	for name, body := range map[string]io.Reader{
+		"an Ed25519 (suite v1) tombstone by the deleter's Ed25519 half": w.deleteBody(t, m, id, 1),
+		"a hybrid tombstone by bob's key":                               hybridDelete(bob.HybridKey(), nil),
+		"a hybrid tombstone cut to Ed25519":                             hybridDelete(alice.HybridKey(), func(sd *coffer.SignedDelete) { sd.Signature = sd.Signature[:64] }),
+		"a hybrid tombstone, ML-DSA half flipped": hybridDelete(alice.HybridKey(), func(sd *coffer.SignedDelete) {
+			sd.Signature = bytes.Clone(sd.Signature)
+			sd.Signature[100] ^= 1
+		}),
+		"a hybrid tombstone, Ed25519 half flipped": hybridDelete(alice.HybridKey(), func(sd *coffer.SignedDelete) {
+			sd.Signature = bytes.Clone(sd.Signature)
+			sd.Signature[10] ^= 1
+		}),
+		"a suite v1 body under a hybrid signature": hybridDelete(alice.HybridKey(), func(sd *coffer.SignedDelete) {
+			sd.Body = bytes.Clone(sd.Body)
+			sd.Body[0] = coffer.ResourceDeleteSuite
+		}),
+	} {
+		if p := w.exchange(t, w.req(t, m, "DELETE", w.resourcePath(id), body), resourceT, 400).Problem(t); p.Code != string(coffer.EINVALID) {
+			t.Fatalf("%s: problem %s %q", name, p.Code, p.Detail)
+		}
+	}
+	w.exchange(t, w.req(t, m, "DELETE", w.resourcePath(id), hybridDelete(alice.HybridKey(), nil)), resourceT, 204)
 }
 
 // TestSuiteV2AddWaitsForRotation: the current-keys check holds the added

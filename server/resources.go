@@ -767,18 +767,22 @@ func (s *Server) decodeDelete(w http.ResponseWriter, r *http.Request, g coffer.G
 	if m == nil {
 		return sd, coffer.Errorf(coffer.ENOTFOUND, "no such group")
 	}
-	key := m.SigningKey
+	// Each suite takes its own tombstone version only: a suite v2 group's
+	// deletes carry the hybrid signature of the key its entry names, so
+	// one cut down to its Ed25519 half is refused.
 	if state.Suite == coffer.SuiteV2 {
-		// Signed deletes are Ed25519 in both suites: the Ed25519 half of
-		// the deleter's hybrid user key, which its keys hash names.
 		k, err := s.memberKeysOf(r.Context(), state, caller)
 		if err != nil {
 			return sd, err
 		}
-		key = k.SigningKey.Ed25519()
+		_, err = sd.VerifyHybrid(k.SigningKey)
+		if err != nil {
+			return sd, coffer.Errorf(coffer.EINVALID, "the signed delete must be a suite v2 tombstone that verifies under your hybrid signing key in the group's log")
+		}
+		return sd, nil
 	}
-	if _, err := sd.Verify(key); err != nil {
-		return sd, coffer.Errorf(coffer.EINVALID, "the signed delete does not verify under your signing key in the group's log")
+	if _, err := sd.Verify(m.SigningKey); err != nil {
+		return sd, coffer.Errorf(coffer.EINVALID, "the signed delete must be a suite v1 tombstone that verifies under your signing key in the group's log")
 	}
 	return sd, nil
 }

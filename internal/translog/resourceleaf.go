@@ -50,7 +50,8 @@ func ResourceVersionLeaf(v coffer.LoggedVersion) []byte {
 //	"coffer/v1/log-leaf" 0x00
 //	kind      uint8 = 4
 //	delete    [coffer.ResourceDeleteSize]byte  the signed ResourceDelete body
-//	signature [64]byte
+//	signature [64]byte, or [coffer.HybridSignatureSize]byte after a body of
+//	          version coffer.ResourceDeleteSuiteHybrid (suite v2 groups)
 func ResourceDeleteLeaf(sd coffer.SignedDelete) []byte {
 	b := cryptobyte.NewBuilder(make([]byte, 0, len(leafPrefix)+1+len(sd.Body)+len(sd.Signature)))
 	b.AddBytes(leafPrefix)
@@ -80,7 +81,7 @@ func (l *Leaf) parseResource(s *cryptobyte.String) error {
 		l.Group, l.Resource = v.Group, v.Resource
 	case KindResourceDelete:
 		var body, sig []byte
-		if !s.ReadBytes(&body, coffer.ResourceDeleteSize) || !s.ReadBytes(&sig, coffer.SignatureSize) || !s.Empty() {
+		if !s.ReadBytes(&body, coffer.ResourceDeleteSize) || !s.ReadBytes(&sig, coffer.ResourceDeleteSignatureSize(body)) || !s.Empty() {
 			return errors.New("translog: malformed resource delete leaf")
 		}
 		d, err := coffer.ParseResourceDelete(body)
@@ -120,9 +121,11 @@ type resourceRef struct {
 // Apply checks the resource leaf l (KindResourceVersion or
 // KindResourceDelete) with coffer.CheckLoggedVersion or
 // coffer.CheckLoggedDelete, given group, the state of l.Group after its last
-// commit logged before l (nil if it has none), and records the result. A
-// refused leaf changes nothing. Errors are *coffer.Error with a Rule.
-func (r *ResourceReplay) Apply(l *Leaf, group *coffer.GroupState) error {
+// commit logged before l (nil if it has none), and src, where the keys of
+// a suite v2 group's members are found (nil for suite v1 groups, or when
+// group has them resolved), and records the result. A refused leaf changes
+// nothing. Errors are *coffer.Error with a Rule.
+func (r *ResourceReplay) Apply(l *Leaf, group *coffer.GroupState, src coffer.MemberKeySource) error {
 	key := resourceRef{l.Group, l.Resource}
 	prev := r.m[key]
 	var (
@@ -133,7 +136,7 @@ func (r *ResourceReplay) Apply(l *Leaf, group *coffer.GroupState) error {
 	case KindResourceVersion:
 		next, err = coffer.CheckLoggedVersion(group, prev, l.Version)
 	case KindResourceDelete:
-		next, err = coffer.CheckLoggedDelete(group, prev, l.Delete)
+		next, err = coffer.CheckLoggedDelete(group, prev, l.Delete, src)
 	default:
 		return fmt.Errorf("translog: a %s leaf is not a resource leaf", l.Kind)
 	}

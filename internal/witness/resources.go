@@ -41,41 +41,12 @@ func (r *replay) applyResourceVersion(index int64, l *translog.Leaf) *Refusal {
 func (r *replay) applyResourceDelete(index int64, l *translog.Leaf) *Refusal {
 	ref := ResourceRef{l.Group, l.Resource}
 	s := r.groups[l.Group]
-	if s != nil && s.Suite == coffer.SuiteV2 {
-		// A suite v2 entry names its keys by hash, and deletes are signed
-		// with the Ed25519 half of the deleter's hybrid key (as the server
-		// checks them): give the check that half, for this leaf only.
-		restore, refusal := r.deleterKey(index, s, l)
-		if refusal != nil {
-			return refusal
-		}
-		defer restore()
-	}
-	next, err := coffer.CheckLoggedDelete(s, r.resources[ref], l.Delete)
+	next, err := coffer.CheckLoggedDelete(s, r.resources[ref], l.Delete, r.memberKeys)
 	if err != nil {
 		return refuse(RuleResource, "log leaf %d: delete of resource %s of group %s: %s", index, l.Resource, l.Group, coffer.ErrorMessage(err))
 	}
 	r.setResource(ref, next)
 	return nil
-}
-
-// deleterKey sets the deleter's entry in suite v2 group s to the Ed25519
-// half of the keys it names, and returns what puts the entry back. The
-// replay runs alone, so nothing sees the entry in between. A deleter that
-// is not a member is left to CheckLoggedDelete to refuse.
-func (r *replay) deleterKey(index int64, s *coffer.GroupState, l *translog.Leaf) (func(), *Refusal) {
-	d, err := coffer.ParseResourceDelete(l.Delete.Body)
-	if err != nil || s.Members[d.Deleter] == nil {
-		return func() {}, nil
-	}
-	k, err := s.MemberKeys(d.Deleter, r.memberKeys)
-	if err != nil {
-		return nil, refuse(RuleResource, "log leaf %d: delete of resource %s of group %s: %s", index, l.Resource, l.Group, coffer.ErrorMessage(err))
-	}
-	m := s.Members[d.Deleter]
-	old := m.SigningKey
-	m.SigningKey = k.SigningKey.Ed25519()
-	return func() { m.SigningKey = old }, nil
 }
 
 func (r *replay) setResource(ref ResourceRef, s *coffer.ResourceLogState) {

@@ -286,10 +286,12 @@ func TestSuiteV2RotationOrder(t *testing.T) {
 	}
 }
 
-// TestSuiteV2ResourceDeletes: in a suite v2 group a delete is signed with
-// the Ed25519 half of the deleter's hybrid key, the one its entry names:
+// TestSuiteV2ResourceDeletes: in a suite v2 group a delete is a suite v2
+// tombstone signed with the deleter's hybrid key, the one its entry names:
 // the witness cosigns it, and refuses one signed with another key (a
-// retired one included) or by a deleter whose keys no chain set.
+// retired one included), one with either half forged, a suite v1 tombstone
+// under the right key's Ed25519 half, or one by a deleter whose keys no
+// chain set.
 func TestSuiteV2ResourceDeletes(t *testing.T) {
 	type setup struct {
 		carol, dave *accounttest.Account
@@ -314,7 +316,13 @@ func TestSuiteV2ResourceDeletes(t *testing.T) {
 	}
 	del := func(s *setup, deleter coffer.AccountID, key *coffer.HybridPrivateKey) []byte {
 		d := &coffer.ResourceDelete{Group: s.g.group, Resource: testResource(1), Version: 1, Deleter: deleter}
-		return translog.ResourceDeleteLeaf(coffer.SignResourceDelete(d, key.Ed25519PrivateKey()))
+		return translog.ResourceDeleteLeaf(coffer.SignResourceDeleteHybrid(d, key))
+	}
+	edited := func(s *setup, edit func(*coffer.SignedDelete)) []byte {
+		d := &coffer.ResourceDelete{Group: s.g.group, Resource: testResource(1), Version: 1, Deleter: s.dave.ID}
+		sd := coffer.SignResourceDeleteHybrid(d, s.dave.HybridKey())
+		edit(&sd)
+		return translog.ResourceDeleteLeaf(sd)
 	}
 	t.Run("by the author", func(t *testing.T) {
 		h, s, n := start(t)
@@ -340,6 +348,16 @@ func TestSuiteV2ResourceDeletes(t *testing.T) {
 			leaves := rotateLeaves(s.dave)
 			leaves = append(leaves, s.g.nextV2(s.dave.ID, hybridBy(old), updateV2(s.dave, s.dave.MemberKeys()), rotateOp))
 			return append(leaves, del(s, s.dave.ID, old))
+		}},
+		{"a suite v1 tombstone under the deleter's Ed25519 half", func(s *setup) [][]byte {
+			d := &coffer.ResourceDelete{Group: s.g.group, Resource: testResource(1), Version: 1, Deleter: s.dave.ID}
+			return [][]byte{translog.ResourceDeleteLeaf(coffer.SignResourceDelete(d, s.dave.HybridKey().Ed25519PrivateKey()))}
+		}},
+		{"the ML-DSA half forged", func(s *setup) [][]byte {
+			return [][]byte{edited(s, func(sd *coffer.SignedDelete) { sd.Signature[coffer.SignatureSize+7] ^= 1 })}
+		}},
+		{"the Ed25519 half forged", func(s *setup) [][]byte {
+			return [][]byte{edited(s, func(sd *coffer.SignedDelete) { sd.Signature[7] ^= 1 })}
 		}},
 		{"by a non-member", func(s *setup) [][]byte {
 			frank := accounttest.MustAccount(t, testOrigin, "frank")
