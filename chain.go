@@ -1066,6 +1066,10 @@ const (
 	stateVersion     = 3
 	stateVersionV2   = 4
 	stateVersionTree = 5
+	// stateVersionTreeDetached is version 5 with the tree's leaf count in
+	// place of the tree, which the server keeps one row per node
+	// (MarshalBinaryDetached).
+	stateVersionTreeDetached = 6
 )
 
 // MarshalBinary encodes s as a checkpoint that UnmarshalBinary restores, so
@@ -1099,7 +1103,9 @@ const (
 //
 // A checkpoint is trusted data: whoever can change it can change what the
 // verifier believes. Keep it where the verifier keeps its own state.
-func (s *GroupState) MarshalBinary() ([]byte, error) {
+func (s *GroupState) MarshalBinary() ([]byte, error) { return s.marshalState(false) }
+
+func (s *GroupState) marshalState(detached bool) ([]byte, error) {
 	if s.Seq == 0 {
 		return nil, Errorf(EINVALID, "cannot encode a group state before its genesis")
 	}
@@ -1108,7 +1114,9 @@ func (s *GroupState) MarshalBinary() ([]byte, error) {
 	}
 	v2 := s.Suite == SuiteV2
 	b := cryptobyte.NewBuilder(make([]byte, 0, 128+32*len(s.keyCommitments)+1400*len(s.Members)+32*len(s.roles)))
-	if s.Tree != nil {
+	if s.Tree != nil && detached {
+		b.AddUint8(stateVersionTreeDetached)
+	} else if s.Tree != nil {
 		b.AddUint8(stateVersionTree)
 	} else if v2 {
 		b.AddUint8(stateVersionV2)
@@ -1172,6 +1180,10 @@ func (s *GroupState) MarshalBinary() ([]byte, error) {
 		for _, l := range s.treeLeft {
 			b.AddUint32(l)
 		}
+		if detached {
+			b.AddUint32(s.Tree.Leaves())
+			return b.Bytes()
+		}
 		t, err := s.Tree.MarshalBinary()
 		if err != nil {
 			return nil, err
@@ -1185,7 +1197,9 @@ func (s *GroupState) MarshalBinary() ([]byte, error) {
 // the encoding and the state's invariants, but not that each encryption key
 // is a valid X-Wing key (the verifier checked that when the member was
 // added), to keep loading a large group cheap. On error, s is unchanged.
-func (s *GroupState) UnmarshalBinary(data []byte) error {
+func (s *GroupState) UnmarshalBinary(data []byte) error { return s.unmarshalState(data, nil) }
+
+func (s *GroupState) unmarshalState(data []byte, loadTree func(leaves uint32) (*ratchettree.Tree, error)) error {
 	bad := func(what string) error {
 		return Errorf(EINVALID, "malformed group state: %s", what)
 	}
@@ -1198,7 +1212,7 @@ func (s *GroupState) UnmarshalBinary(data []byte) error {
 	if !in.ReadUint8(&version) {
 		return bad("empty")
 	}
-	if version < 1 || version > stateVersionTree {
+	if version < 1 || version > stateVersionTreeDetached {
 		return Errorf(EINVALID, "unsupported group state version %d", version)
 	}
 	v2 := version >= stateVersionV2
@@ -1359,8 +1373,11 @@ func (s *GroupState) UnmarshalBinary(data []byte) error {
 			m.KeyEpoch = epoch
 		}
 	}
-	if version == stateVersionTree {
-		if err := ns.unmarshalTree(&in); err != nil {
+	if version >= stateVersionTree {
+		if version == stateVersionTreeDetached && loadTree == nil {
+			return Errorf(EINVALID, "a checkpoint whose tree is stored apart needs its tree")
+		}
+		if err := ns.unmarshalTree(&in, version == stateVersionTreeDetached, loadTree); err != nil {
 			return bad(err.Error())
 		}
 	}

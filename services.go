@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql/driver"
 	"time"
+
+	"github.com/cofferhq/coffer/internal/ratchettree"
 )
 
 // This file holds the interfaces between the HTTP server and storage. The
@@ -110,6 +112,12 @@ type GroupAppend struct {
 	// The store requires them to be the author's current keys unless the
 	// commit is the author's self-update (see MemberKeyService).
 	AuthorKeys [32]byte
+	// TreeCiphertexts are, in a tree group, the ciphertexts beside the
+	// commit, checked by GroupState.ApplyTree; TreeChanged lists the tree
+	// nodes the commit changed (ratchettree.ChangedNodes), which are all
+	// the store rewrites of the tree.
+	TreeCiphertexts []ratchettree.Ciphertext
+	TreeChanged     []uint32
 }
 
 // GroupService stores groups and their commit chains.
@@ -131,6 +139,11 @@ type GroupService interface {
 	Commits(ctx context.Context, caller AccountID, g GroupID, after uint64, limit int) ([]SignedCommit, error)
 	// Keys returns the caller's wraps for every epoch and all history links.
 	Keys(ctx context.Context, caller AccountID, g GroupID) ([]Wrap, []HistoryLink, error)
+	// TreeCiphertexts returns, of the tree ciphertexts beside commit seq of
+	// a tree group, those sealed to a node above the caller's current leaf
+	// (ratchettree.PathNodes), ordered by node then recipient. ENOTFOUND
+	// unless caller is a member.
+	TreeCiphertexts(ctx context.Context, caller AccountID, g GroupID, seq uint64) ([]ratchettree.Ciphertext, error)
 }
 
 // UploadID names a resource upload in flight. The server assigns it.

@@ -356,7 +356,7 @@ func (s *GroupState) checkLeafKey(m *Member, k *MemberKeys) error {
 // unmarshalTree reads a version 5 checkpoint's tree section into ns,
 // whose members are read, and checks that every member and every pending
 // departure holds its own non-blank leaf.
-func (ns *GroupState) unmarshalTree(in *cryptobyte.String) error {
+func (ns *GroupState) unmarshalTree(in *cryptobyte.String, detached bool, loadTree func(uint32) (*ratchettree.Tree, error)) error {
 	members := ns.SortedMembers()
 	if uint64(len(members)) > uint64(len(*in)/4) {
 		return errors.New("truncated leaves")
@@ -376,13 +376,26 @@ func (ns *GroupState) unmarshalTree(in *cryptobyte.String) error {
 	var (
 		size uint32
 		enc  []byte
+		t    *ratchettree.Tree
+		err  error
 	)
-	if !in.ReadUint32(&size) || !in.ReadBytes(&enc, int(size)) {
+	switch {
+	case detached:
+		if !in.ReadUint32(&size) {
+			return errors.New("truncated leaf count")
+		}
+		if t, err = loadTree(size); err != nil {
+			return err
+		}
+		if t.Leaves() != size {
+			return errors.New("the stored tree has another leaf count")
+		}
+	case !in.ReadUint32(&size) || !in.ReadBytes(&enc, int(size)):
 		return errors.New("truncated tree")
-	}
-	t, err := ratchettree.ParseTree(enc)
-	if err != nil {
-		return errors.New("invalid tree")
+	default:
+		if t, err = ratchettree.ParseTree(enc); err != nil {
+			return errors.New("invalid tree")
+		}
 	}
 	if len(left) > 0 && !ns.PendingRotation {
 		return errors.New("departures without a pending rotation")
@@ -407,4 +420,18 @@ func (ns *GroupState) unmarshalTree(in *cryptobyte.String) error {
 		ns.treeLeft = nil
 	}
 	return nil
+}
+
+// MarshalBinaryDetached is MarshalBinary for a store that keeps a tree
+// group's public tree apart, one row per node (ratchettree.ChangedNodes
+// gives the rows a commit changes): checkpoint version 6 is version 5 with
+// the tree's leaf count (uint32) in place of the tree. For any other group
+// it is MarshalBinary.
+func (s *GroupState) MarshalBinaryDetached() ([]byte, error) { return s.marshalState(true) }
+
+// UnmarshalBinaryDetached restores a checkpoint written by
+// MarshalBinaryDetached (or MarshalBinary); loadTree returns the stored
+// tree of the given leaf count, which is checked like an encoded one.
+func (s *GroupState) UnmarshalBinaryDetached(data []byte, loadTree func(leaves uint32) (*ratchettree.Tree, error)) error {
+	return s.unmarshalState(data, loadTree)
 }

@@ -318,6 +318,29 @@ func TestTreeGroupLifecycle(t *testing.T) {
 		if _, err := coffer.VerifyChainWith(&r, nil, b.keys); err != nil {
 			t.Fatal(err)
 		}
+		// The server's form: the tree apart, one row per node.
+		det, err := b.state.MarshalBinaryDetached()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rd coffer.GroupState
+		if err := rd.UnmarshalBinaryDetached(det, func(n uint32) (*ratchettree.Tree, error) {
+			var rows []ratchettree.NodeRow
+			for x := range ratchettree.Width(b.state.Tree.Leaves()) {
+				if r := b.state.Tree.Node(x); r.PublicKey != nil {
+					rows = append(rows, r)
+				}
+			}
+			return ratchettree.TreeFromRows(n, rows)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if again, _ := rd.MarshalBinary(); !bytes.Equal(again, enc) {
+			t.Fatal("the detached checkpoint restores another state")
+		}
+		if (&coffer.GroupState{}).UnmarshalBinary(det) == nil {
+			t.Fatal("a detached checkpoint restored without its tree")
+		}
 		// A cut anywhere in the tree section, or a byte more, is refused.
 		for cut := len(enc) - 1; cut > len(enc)-40 && cut > 0; cut-- {
 			if (&coffer.GroupState{}).UnmarshalBinary(enc[:cut]) == nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/internal/api"
+	"github.com/cofferhq/coffer/internal/ratchettree"
 )
 
 // maxGroupMeta caps the encrypted group name and description.
@@ -25,12 +26,18 @@ func (s *Server) handleCreateGroup(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, err)
 		return
 	}
-	if err := refuseTreeCommit(c); err != nil {
+	cts, err := treeCiphertexts(c, req)
+	if err != nil {
 		Error(w, r, err)
 		return
 	}
-	var state *coffer.GroupState
-	if c.Suite == coffer.SuiteV2 {
+	var (
+		state   *coffer.GroupState
+		changed []uint32
+	)
+	if c.Tree != nil {
+		state, changed, err = s.applyTreeCommit(r.Context(), nil, sc, c, cts)
+	} else if c.Suite == coffer.SuiteV2 {
 		// The store checks, in the group's transaction, that every keys
 		// hash is its member's current keys; the genesis's first op adds
 		// the author (the caller) with its own.
@@ -53,6 +60,7 @@ func (s *Server) handleCreateGroup(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, err)
 		return
 	}
+	a.TreeCiphertexts, a.TreeChanged = cts, changed
 	if err := s.groups.CreateGroup(r.Context(), a); err != nil {
 		Error(w, r, err)
 		return
@@ -98,10 +106,6 @@ func (s *Server) handleAppendCommit(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, err)
 		return
 	}
-	if err := refuseTreeCommit(c); err != nil {
-		Error(w, r, err)
-		return
-	}
 	if c.Seq != state.Seq+1 {
 		// The client is behind (or ahead): not a rule violation but a race
 		// to re-sync from, so 409 with the head like a lost append.
@@ -113,7 +117,26 @@ func (s *Server) handleAppendCommit(w http.ResponseWriter, r *http.Request) {
 	if m := state.Members[c.Author]; m != nil {
 		prev.authorKeys = m.KeysHash
 	}
-	if c.Suite == coffer.SuiteV2 {
+	var (
+		cts     []ratchettree.Ciphertext
+		changed []uint32
+	)
+	if c.Tree != nil && cr.inWraps {
+		// The ciphertexts may follow the wraps, of which a tree commit has
+		// at most one: read the whole request before verifying.
+		if err := cr.readWraps(); err != nil {
+			Error(w, r, err)
+			return
+		}
+		cr.inWraps = false
+	}
+	if cts, err = treeCiphertexts(c, req); err != nil {
+		Error(w, r, err)
+		return
+	}
+	if c.Tree != nil {
+		state, changed, err = s.applyTreeCommit(r.Context(), state, sc, c, cts)
+	} else if c.Suite == coffer.SuiteV2 {
 		// As for a genesis, the store checks that the keys are current.
 		var src coffer.MemberKeyMap
 		if src, err = s.memberKeySource(r.Context(), state, c); err == nil {
@@ -143,6 +166,7 @@ func (s *Server) handleAppendCommit(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, err)
 		return
 	}
+	a.TreeCiphertexts, a.TreeChanged = cts, changed
 	head, err := s.groups.AppendCommit(r.Context(), caller, a)
 	if coffer.ErrorCode(err) == coffer.ECONFLICT && !isMemberKeysRefusal(err) {
 		Error(w, r, &headError{err: coffer.Errorf(coffer.ECONFLICT, "the group's head moved to seq %d: re-sync and retry", head), head: head})
@@ -273,6 +297,14 @@ func newAppend(s *Server, prev *appendBase, next *coffer.GroupState, sc coffer.S
 // wantedWraps is the set of members the commit must carry a wrap for.
 func wantedWraps(prev *appendBase, next *coffer.GroupState, c *coffer.Commit) map[coffer.AccountID]bool {
 	want := map[coffer.AccountID]bool{}
+	if next.Tree != nil {
+		// The members get a tree group's epoch key through the tree; the
+		// one wrap is the committer's own, for its account's other devices.
+		if prev == nil || next.Epoch != prev.epoch {
+			want[c.Author] = true
+		}
+		return want
+	}
 	if prev == nil || next.Epoch != prev.epoch {
 		for id := range next.Members {
 			want[id] = true

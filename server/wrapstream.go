@@ -82,6 +82,8 @@ func (cr *commitReader) readMembers(stopAtWraps bool) error {
 			dst = &cr.req.Links
 		case "meta":
 			dst = &cr.req.Meta
+		case "tree_ciphertexts":
+			dst = &cr.req.TreeCiphertexts
 		case "wraps":
 			if !stopAtWraps || !cr.seen["commit"] {
 				dst = &cr.req.Wraps

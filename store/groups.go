@@ -20,7 +20,7 @@ func notFoundGroup() error { return coffer.Errorf(coffer.ENOTFOUND, "no such gro
 
 // CreateGroup implements coffer.GroupService.
 func (db *DB) CreateGroup(ctx context.Context, a *coffer.GroupAppend) error {
-	state, err := a.State.MarshalBinary()
+	state, err := marshalState(a.State)
 	if err != nil {
 		return err
 	}
@@ -49,18 +49,20 @@ func (db *DB) CreateGroup(ctx context.Context, a *coffer.GroupAppend) error {
 
 // GroupState implements coffer.GroupService.
 func (db *DB) GroupState(ctx context.Context, caller coffer.AccountID, g coffer.GroupID) (*coffer.GroupState, error) {
-	var raw []byte
+	var s *coffer.GroupState
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
-		return tx.QueryRow(ctx, `SELECT state FROM groups WHERE id = $1 AND `+memberClause, g, caller).Scan(&raw)
+		var raw []byte
+		if err := tx.QueryRow(ctx, `SELECT state FROM groups WHERE id = $1 AND `+memberClause, g, caller).Scan(&raw); err != nil {
+			return err
+		}
+		var err error
+		s, err = unmarshalState(ctx, tx, g, raw)
+		return err
 	})
 	if coffer.ErrorCode(err) == coffer.ENOTFOUND {
 		return nil, notFoundGroup()
 	}
 	if err != nil {
-		return nil, err
-	}
-	s := new(coffer.GroupState)
-	if err := s.UnmarshalBinary(raw); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -71,7 +73,7 @@ func (db *DB) GroupState(ctx context.Context, caller coffer.AccountID, g coffer.
 // the invariant behind it: of two racing appenders exactly one wins, with
 // no lock held across the verification the server did before calling.
 func (db *DB) AppendCommit(ctx context.Context, caller coffer.AccountID, a *coffer.GroupAppend) (uint64, error) {
-	state, err := a.State.MarshalBinary()
+	state, err := marshalState(a.State)
 	if err != nil {
 		return 0, err
 	}
@@ -161,6 +163,9 @@ func insertCommit(ctx context.Context, tx pgx.Tx, a *coffer.GroupAppend, now tim
 		if _, err := tx.Exec(ctx, `INSERT INTO history_links (group_id, epoch, link) VALUES ($1, $2, $3)`, g, int64(l.Epoch), l.Data); err != nil {
 			return err
 		}
+	}
+	if err := storeTree(ctx, tx, a); err != nil {
+		return err
 	}
 	return afterCommitStored(ctx, tx, a)
 }

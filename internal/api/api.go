@@ -94,6 +94,23 @@ type CommitRequest struct {
 	Wraps  []Wrap        `json:"wraps"`
 	Links  []HistoryLink `json:"links,omitempty"`
 	Meta   []byte        `json:"meta,omitempty"`
+	// TreeCiphertexts travel beside a tree group's commit: exactly one
+	// per (refreshed node, resolution node), in ratchettree's order.
+	TreeCiphertexts []TreeCiphertext `json:"tree_ciphertexts,omitempty"`
+}
+
+// TreeCiphertext is a node secret of a tree commit sealed to a recipient
+// node (1,168 bytes).
+type TreeCiphertext struct {
+	Node      uint32 `json:"node"`
+	Recipient uint32 `json:"recipient"`
+	Sealed    []byte `json:"sealed"`
+}
+
+// TreeCiphertextList answers GET /v1/groups/{id}/commits/{seq}/tree-ciphertexts:
+// the ciphertexts of that commit sealed to a node above the caller's leaf.
+type TreeCiphertextList struct {
+	Ciphertexts []TreeCiphertext `json:"ciphertexts"`
 }
 
 type Group struct {

@@ -145,6 +145,22 @@ var allowlist = map[string]map[string]column{
 		"group_id":   {tUUID, Identifier},
 		"account_id": {tUUID, Identifier},
 		"role":       {tSmall, Bookkeeping},
+		"leaf":       {tInt, Bookkeeping},
+	},
+	// Tree groups (00018): the public ratchet tree, one row per non-blank
+	// node, and the HPKE ciphertexts of node secrets beside each commit.
+	"tree_nodes": {
+		"group_id":   {tUUID, Identifier},
+		"node":       {tInt, Bookkeeping},
+		"public_key": {tBytea, PublicKey},
+		"taint":      {tBytea, Bookkeeping},
+	},
+	"tree_ciphertexts": {
+		"group_id":  {tUUID, Identifier},
+		"seq":       {tBigint, Bookkeeping},
+		"node":      {tInt, Bookkeeping},
+		"recipient": {tInt, Bookkeeping},
+		"sealed":    {tBytea, WrappedKey},
 	},
 	"wrapped_keys": {
 		"group_id":  {tUUID, Identifier},

@@ -1,0 +1,164 @@
+package store
+
+import (
+	"context"
+	"errors"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/ratchettree"
+)
+
+// Tree groups keep their public tree one row per non-blank node
+// (tree_nodes), so a commit rewrites only the nodes it changed, and
+// groups.state holds the checkpoint without the tree (version 6).
+
+// marshalState is the state as groups.state holds it.
+func marshalState(s *coffer.GroupState) ([]byte, error) {
+	if s.Tree != nil {
+		return s.MarshalBinaryDetached()
+	}
+	return s.MarshalBinary()
+}
+
+// unmarshalState restores groups.state, reading a tree group's nodes in tx.
+func unmarshalState(ctx context.Context, tx pgx.Tx, g coffer.GroupID, raw []byte) (*coffer.GroupState, error) {
+	s := new(coffer.GroupState)
+	err := s.UnmarshalBinaryDetached(raw, func(n uint32) (*ratchettree.Tree, error) {
+		rows, err := tx.Query(ctx, `SELECT node, public_key, taint FROM tree_nodes WHERE group_id = $1`, g)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ratchettree.NodeRow, error) {
+			var (
+				nr   ratchettree.NodeRow
+				node int32
+			)
+			err := r.Scan(&node, &nr.PublicKey, &nr.Taint)
+			nr.Node = uint32(node)
+			return nr, err
+		})
+		if err != nil {
+			return nil, err
+		}
+		return ratchettree.TreeFromRows(n, nodes)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// storeTree writes, in the commit's transaction, the tree nodes the
+// commit changed, its ciphertexts, and the leaves of the members it
+// placed.
+func storeTree(ctx context.Context, tx pgx.Tx, a *coffer.GroupAppend) error {
+	t := a.State.Tree
+	tp := a.Parsed.Tree
+	if t == nil || tp == nil {
+		return nil
+	}
+	g, seq := a.State.Group, int64(a.Parsed.Seq)
+	var (
+		set, gone []int32
+		keys      [][]byte
+		taints    [][]byte
+	)
+	for _, x := range a.TreeChanged {
+		if x >= ratchettree.Width(t.Leaves()) {
+			return errors.New("store: a changed tree node beyond the tree")
+		}
+		n := t.Node(x)
+		if n.PublicKey == nil {
+			gone = append(gone, int32(x))
+			continue
+		}
+		set = append(set, int32(x))
+		keys = append(keys, n.PublicKey)
+		taints = append(taints, n.Taint)
+	}
+	if len(gone) > 0 {
+		if _, err := tx.Exec(ctx, `DELETE FROM tree_nodes WHERE group_id = $1 AND node = ANY($2)`, g, gone); err != nil {
+			return err
+		}
+	}
+	if len(set) > 0 {
+		if _, err := tx.Exec(ctx, `INSERT INTO tree_nodes (group_id, node, public_key, taint)
+			SELECT $1, * FROM unnest($2::integer[], $3::bytea[], $4::bytea[])
+			ON CONFLICT (group_id, node) DO UPDATE SET public_key = EXCLUDED.public_key, taint = EXCLUDED.taint`,
+			g, set, keys, taints); err != nil {
+			return err
+		}
+	}
+	if len(a.TreeCiphertexts) > 0 {
+		rows := make([][]any, len(a.TreeCiphertexts))
+		for i, ct := range a.TreeCiphertexts {
+			rows[i] = []any{g, seq, int32(ct.Node), int32(ct.Recipient), ct.Sealed}
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"tree_ciphertexts"},
+			[]string{"group_id", "seq", "node", "recipient", "sealed"}, pgx.CopyFromRows(rows)); err != nil {
+			return err
+		}
+	}
+	var ids []coffer.AccountID
+	var leaves []int32
+	for id, m := range a.State.Members {
+		if tp.Kind == coffer.TreeStart || placed(a.Parsed, id) {
+			ids = append(ids, id)
+			leaves = append(leaves, int32(m.Leaf))
+		}
+	}
+	if len(ids) > 0 {
+		if _, err := tx.Exec(ctx, `UPDATE group_members m SET leaf = u.leaf
+			FROM unnest($2::uuid[], $3::integer[]) AS u(account_id, leaf)
+			WHERE m.group_id = $1 AND m.account_id = u.account_id`, g, ids, leaves); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func placed(c *coffer.Commit, id coffer.AccountID) bool {
+	for _, op := range c.Ops {
+		if op.Kind == coffer.OpAdd && op.Member == id {
+			return true
+		}
+	}
+	return false
+}
+
+// TreeCiphertexts implements coffer.GroupService.
+func (db *DB) TreeCiphertexts(ctx context.Context, caller coffer.AccountID, g coffer.GroupID, seq uint64) ([]ratchettree.Ciphertext, error) {
+	out := []ratchettree.Ciphertext{}
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		var leaf *int32
+		err := tx.QueryRow(ctx, `SELECT leaf FROM group_members WHERE group_id = $1 AND account_id = $2`, g, caller).Scan(&leaf)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return notFoundGroup()
+		}
+		if err != nil || leaf == nil {
+			return err
+		}
+		var path []int32
+		for _, x := range ratchettree.PathNodes(uint32(*leaf)) {
+			path = append(path, int32(x))
+		}
+		rows, err := tx.Query(ctx, `SELECT node, recipient, sealed FROM tree_ciphertexts
+			WHERE group_id = $1 AND seq = $2 AND recipient = ANY($3) ORDER BY node, recipient`, g, int64(seq), path)
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (ratchettree.Ciphertext, error) {
+			var (
+				ct      ratchettree.Ciphertext
+				node, x int32
+			)
+			err := r.Scan(&node, &x, &ct.Sealed)
+			ct.Node, ct.Recipient = uint32(node), uint32(x)
+			return ct, err
+		})
+		return err
+	})
+	return out, err
+}
