@@ -841,17 +841,17 @@ func (c *Client) head(ctx context.Context, g coffer.GroupID, id coffer.ResourceI
 // returned unverified: it is proven against the verified header as it is
 // decrypted (openInline).
 func (c *Client) headWith(ctx context.Context, g coffer.GroupID, id coffer.ResourceID, withContent bool) (*verified, []byte, error) {
-	var ar api.Resource
 	ctx = c.markDeletions(c.beginRead(ctx))
 	// The server's latest checkpoint comes along, for the log checks.
 	path := resourcePath(g, id) + "?include=checkpoint"
 	if withContent {
 		path += ",content"
 	}
-	if err := c.call(ctx, http.MethodGet, path, true, nil, &ar); err != nil {
+	ar, err := c.getResourceAnswer(ctx, path)
+	if err != nil {
 		return nil, nil, err
 	}
-	vr, err := c.verifyResource(withOfferedCheckpoint(ctx, ar.Checkpoint), g, id, &ar)
+	vr, err := c.verifyResource(withOfferedCheckpoint(ctx, ar.Checkpoint), g, id, ar)
 	if err != nil {
 		return nil, nil, inGroup(err, g, id)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"sync"
 
 	"github.com/cofferhq/coffer"
@@ -98,3 +99,31 @@ func (s *Server) includeContent(r *http.Request, res *coffer.Resource) []byte {
 type rowBlob struct{ *bytes.Reader }
 
 func (rowBlob) Close() error { return nil }
+
+// answerBufs hold compact read answers while they are written; most are a
+// small resource's few KiB.
+var answerBufs = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
+
+// writeResourceAnswer writes out in the compact encoding (api.ResourceType)
+// that the reader asked for with Accept.
+func writeResourceAnswer(w http.ResponseWriter, r *http.Request, out *api.Resource) {
+	bp := answerBufs.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= 256<<10 {
+			answerBufs.Put(bp)
+		}
+	}()
+	b, err := api.AppendResource((*bp)[:0], out)
+	if err != nil {
+		Error(w, r, err)
+		return
+	}
+	*bp = b
+	h := w.Header()
+	h.Set("Content-Type", api.ResourceType)
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	h.Set("Cache-Control", "no-store")
+	h.Add("Vary", "Accept")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
+}

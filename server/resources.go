@@ -640,6 +640,10 @@ func (s *Server) handleGetResource(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.Header().Set("ETag", etag(res.Version))
+	if api.AcceptsResource(r.Header.Get("Accept")) {
+		writeResourceAnswer(w, r, &out)
+		return
+	}
 	respond(w, http.StatusOK, out)
 }
 
