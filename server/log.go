@@ -55,7 +55,7 @@ func (s *Server) handleLogCheckpoint(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, err)
 		return
 	}
-	cp, err := s.checkpoints.Do(r.Context(), l.LogCheckpoint)
+	cp, err := latestCheckpoint(r.Context(), l, &s.checkpoints)
 	if err != nil {
 		Error(w, r, err)
 		return

@@ -624,21 +624,14 @@ func (s *Server) handleGetResource(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, err)
 		return
 	}
-	res, err := s.resources.Resource(r.Context(), callerFrom(r.Context()), g, id)
+	res, note, err := s.readResource(r, g, id)
 	if err != nil {
 		Error(w, r, err)
 		return
 	}
 	out := resourceJSON(res)
 	out.Content = s.includeContent(r, res)
-	if includes(r, "checkpoint") && s.log != nil {
-		// Taken after the row: a reader checking the version's place in
-		// the log needs a checkpoint at least as new as its request. On
-		// failure the reader fetches one itself.
-		if note, err := s.checkpoints.Do(r.Context(), s.log.LogCheckpoint); err == nil {
-			out.Checkpoint = note
-		}
-	}
+	out.Checkpoint = note
 	w.Header().Set("ETag", etag(res.Version))
 	if api.AcceptsResource(r.Header.Get("Accept")) {
 		writeResourceAnswer(w, r, &out)

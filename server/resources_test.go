@@ -59,7 +59,13 @@ type resourceWorld struct {
 // a reader, and an outsider who is in no group.
 func newResourceWorld(t *testing.T, mutate func(*server.Config)) *resourceWorld {
 	t.Helper()
-	w := &resourceWorld{ts: MustServer(t, withResources(t, mutate)), c: &openAPIChecker{doc: MustOpenAPI(t)}}
+	return newResourceWorldOn(t, MustServer(t, withResources(t, mutate)))
+}
+
+// newResourceWorldOn is newResourceWorld on ts, which stores resources.
+func newResourceWorldOn(t *testing.T, ts *testServer) *resourceWorld {
+	t.Helper()
+	w := &resourceWorld{ts: ts, c: &openAPIChecker{doc: MustOpenAPI(t)}}
 	mk := func(handle string) member {
 		id, a, tok := MustAccount(t, w.ts, handle)
 		return member{id, a, tok.AccessToken}

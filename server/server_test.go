@@ -95,7 +95,12 @@ func withReady(f func(context.Context) error) serverOption {
 // interfere unless a test lowers it.
 func MustServer(tb testing.TB, opts ...serverOption) *testServer {
 	tb.Helper()
-	pool := pgtest.NewPool(tb)
+	return mustServerOn(tb, pgtest.NewPool(tb), opts...)
+}
+
+// mustServerOn is MustServer over pool.
+func mustServerOn(tb testing.TB, pool *pgxpool.Pool, opts ...serverOption) *testServer {
+	tb.Helper()
 	clock := &testClock{now: time.Now().UTC()}
 	db := store.New(pool)
 	db.Now = clock.Now

@@ -26,6 +26,8 @@ type DB struct {
 	// CheckpointRefresh is how often an unchanged log is re-signed
 	// (DefaultCheckpointRefresh when zero).
 	CheckpointRefresh time.Duration
+	// latest is the signed checkpoint LogCheckpointGen last read.
+	latest CheckpointMemo[string]
 }
 
 // Open connects to the database at url. It does not migrate.

@@ -247,6 +247,10 @@ var allowlist = map[string]map[string]column{
 		"log_size":   {tBigint, Bookkeeping},
 		"hash":       {tBytea, Hash},
 	},
+	"log_checkpoint_gen": {
+		"singleton": {tBool, Bookkeeping},
+		"gen":       {tBigint, Bookkeeping},
+	},
 	"log_checkpoints": {
 		"tree_size":  {tBigint, Bookkeeping},
 		"map_size":   {tBigint, Bookkeeping},

@@ -115,6 +115,9 @@ type witnessPusher struct {
 	lines []string
 
 	opened cosignedMemo // checked cosigned notes (cosignmemo.go)
+	// recent holds the recent checkpoints with their generation, for
+	// witnessedLog.LogCheckpointGen.
+	recent store.CheckpointMemo[[]store.CheckpointRow]
 
 	poke   chan struct{}
 	done   chan struct{}
@@ -394,9 +397,36 @@ func (l witnessedLog) LogCheckpoint(ctx context.Context) (string, error) {
 	if err != nil || len(rows) == 0 {
 		return l.DB.LogCheckpoint(ctx)
 	}
+	return l.choose(rows), nil
+}
+
+// LogCheckpointGen is LogCheckpoint over the recent checkpoints held in
+// memory when they are of generation gen or later (store/checkpointgen.go:
+// gen was read after the request began, so that what is served is never
+// older than a checkpoint stored before it, by any replica). Which
+// witnesses are live is judged now, as LogCheckpoint does.
+func (l witnessedLog) LogCheckpointGen(ctx context.Context, gen int64) (string, error) {
+	rows, ok := l.p.recent.Get(gen)
+	if !ok {
+		var (
+			now int64
+			err error
+		)
+		rows, now, err = l.p.db.RecentCheckpointsGen(ctx, recentCheckpoints)
+		if err != nil || len(rows) == 0 {
+			return l.DB.LogCheckpoint(ctx)
+		}
+		l.p.recent.Put(now, rows)
+	}
+	return l.choose(rows), nil
+}
+
+// choose picks the checkpoint to serve among the recent ones, newest
+// first.
+func (l witnessedLog) choose(rows []store.CheckpointRow) string {
 	live := l.p.live()
 	if len(live) == 0 {
-		return rows[0].Checkpoint, nil
+		return rows[0].Checkpoint
 	}
 	for _, r := range rows {
 		if r.Cosigned == "" {
@@ -413,10 +443,10 @@ func (l witnessedLog) LogCheckpoint(ctx context.Context) (string, error) {
 			}
 		}
 		if all {
-			return r.Cosigned, nil
+			return r.Cosigned
 		}
 	}
-	return rows[0].Checkpoint, nil
+	return rows[0].Checkpoint
 }
 
 // setupWitnesses prepares the pusher for the configured witnesses (and, in
