@@ -13,7 +13,7 @@ import (
 // reader checks the version's place in the log against it, and a delete
 // that finished before the read began must show. The checkpoint is taken
 // after the row. When the store reads the checkpoint generation with the
-// row (store.DB, migration 00018) and the log keeps the checkpoints of a
+// row (store.DB, migration 00019) and the log keeps the checkpoints of a
 // generation in memory, the read is one statement: the generation, read
 // after the request began, names the checkpoints stored by then on every
 // replica, and the log serves from memory only checkpoints of that

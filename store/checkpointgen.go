@@ -10,7 +10,7 @@ import (
 	"github.com/cofferhq/coffer"
 )
 
-// The checkpoint generation (migration 00018) is a counter that every
+// The checkpoint generation (migration 00019) is a counter that every
 // change of log_head or log_checkpoints bumps in its own transaction. Read
 // in the same statement as the row a reader asked for, it names the state
 // of the signed checkpoints at a moment after the request began: a replica
