@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
@@ -84,26 +83,7 @@ func TestCommitPageVectors(t *testing.T) {
 	}
 	for _, path := range files {
 		t.Run(filepath.Base(path), func(t *testing.T) {
-			data, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			fields := map[string]string{}
-			sc := bufio.NewScanner(bytes.NewReader(data))
-			sc.Buffer(nil, 1<<20)
-			var body string
-			for sc.Scan() {
-				line := sc.Text()
-				if k, v, ok := strings.Cut(line, ": "); ok && body == "" {
-					fields[k] = v
-				} else if line != "" {
-					body += line
-				}
-			}
-			page, err := hex.DecodeString(body)
-			if err != nil {
-				t.Fatal(err)
-			}
+			fields, page := readHexVector(t, path)
 			got, perr := api.ParseCommitPage(page, 1000)
 			switch fields["expect"] {
 			case "success":

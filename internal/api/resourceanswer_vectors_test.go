@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/cofferhq/coffer/internal/api"
@@ -67,26 +65,7 @@ func TestResourceAnswerVectors(t *testing.T) {
 	}
 	for _, path := range files {
 		t.Run(filepath.Base(path), func(t *testing.T) {
-			data, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			fields := map[string]string{}
-			var body string
-			sc := bufio.NewScanner(bytes.NewReader(data))
-			sc.Buffer(nil, 1<<20)
-			for sc.Scan() {
-				line := sc.Text()
-				if k, v, ok := strings.Cut(line, ": "); ok && body == "" {
-					fields[k] = v
-				} else if line != "" {
-					body += line
-				}
-			}
-			answer, err := hex.DecodeString(body)
-			if err != nil {
-				t.Fatal(err)
-			}
+			fields, answer := readHexVector(t, path)
 			got, perr := api.ParseResource(answer)
 			switch fields["expect"] {
 			case "success":
