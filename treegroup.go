@@ -145,6 +145,10 @@ func (s *GroupState) TreeHash() ([32]byte, bool) {
 	return s.Tree.Hash(), true
 }
 
+// TreeDepartures lists the leaves of members who left since the last
+// rotation: the next rotation must remove them from the tree.
+func (s *GroupState) TreeDepartures() []uint32 { return slices.Clone(s.treeLeft) }
+
 // TreeContext is the context a tree commit's ciphertexts are bound to:
 // the group and the epoch the commit starts.
 func TreeContext(c *Commit) ratchettree.Context {

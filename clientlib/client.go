@@ -114,6 +114,7 @@ type Client struct {
 	resources resourceCache // verified views for resource reads (resources.go)
 	pins      headerPins    // signed header of each verified version (headerpin.go)
 	keys      keyCache
+	tree      treeCache // tree groups' replayed keys (treegroups.go)
 
 	mu        sync.Mutex // guards the session fields below
 	id        *Identity

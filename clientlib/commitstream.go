@@ -57,6 +57,13 @@ func newWrapStream(req *api.CommitRequest, recipients []groupkey.Recipient, g co
 		}
 		head = append(append(head, `,"meta":`...), meta...)
 	}
+	if len(req.TreeCiphertexts) > 0 {
+		cts, err := json.Marshal(req.TreeCiphertexts)
+		if err != nil {
+			return nil, err
+		}
+		head = append(append(head, `,"tree_ciphertexts":`...), cts...)
+	}
 	head = append(head, `,"wraps":[`...)
 	ws := &wrapStream{head: head, recipients: recipients, g: g, epoch: epoch, k: k}
 	ws.wrapSize = len(appendWrapJSON(nil, coffer.AccountID{}, epoch, make([]byte, coffer.WrapSize)))

@@ -13,6 +13,7 @@ import (
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/internal/api"
 	"github.com/cofferhq/coffer/internal/groupkey"
+	"github.com/cofferhq/coffer/internal/ratchettree"
 )
 
 // maxCommitRetries bounds how often a membership change is rebuilt after
@@ -42,6 +43,10 @@ type GroupOptions struct {
 	// set: members then need no suite v2 account (a suite v1 identity made
 	// with Register can be added), and signatures are Ed25519.
 	SuiteV1 bool
+	// Tree makes a tree group (a suite v2 group whose epoch keys come from
+	// a ratchet tree: a removal costs O(log n) ciphertexts, not a wrap per
+	// member). It needs Options.SuiteV2Groups and a suite v2 account.
+	Tree bool
 }
 
 // groupMeta is the plaintext of a group's encrypted metadata.
@@ -173,6 +178,18 @@ func (c *Client) CreateGroup(ctx context.Context, name string, opts *GroupOption
 		}
 		suite, own = coffer.SuiteV2, coffer.MemberKeyMap{}
 		commit.Ops[0].SigningKey, commit.Ops[0].EncryptionKey, commit.Ops[0].KeysHash = nil, nil, own.Add(mk)
+	}
+	if opts.Tree {
+		if suite != coffer.SuiteV2 {
+			return coffer.GroupID{}, coffer.Errorf(coffer.EINVALID, "a tree group is a suite v2 group: it needs Options.SuiteV2Groups and a suite v2 account")
+		}
+		// The owner alone: a one-leaf tree, whose epoch key is random and
+		// wrapped to the owner as in any group.
+		t, err := ratchettree.NewTree([][]byte{id.public.EncryptionKey})
+		if err != nil {
+			return coffer.GroupID{}, err
+		}
+		commit.Tree = &coffer.TreePart{Kind: coffer.TreeStart, StartKey: id.public.EncryptionKey, Commit: &ratchettree.Commit{Leaves: 1, TreeHash: t.Hash()}}
 	}
 	sc, err := c.signCommit(id, suite, commit)
 	if err != nil {
@@ -597,6 +614,9 @@ func (c *Client) epochKeys(ctx context.Context, s *coffer.GroupState) (map[uint6
 // before a key rotation, since a wrap of an epoch before the member's
 // self-update was made to the key its entry held then.
 func (c *Client) epochKeysWith(ctx context.Context, s *coffer.GroupState, ids []*Identity) (map[uint64]groupkey.EpochKey, error) {
+	if s.Tree != nil {
+		return c.treeEpochKeys(ctx, s, ids)
+	}
 	_, me, err := c.me()
 	if err != nil {
 		return nil, err
@@ -735,6 +755,17 @@ func (c *Client) commitChangeMeta(ctx context.Context, g coffer.GroupID, build c
 		ops, rotate, added, err := build(s, keys)
 		if err != nil {
 			return nil, err
+		}
+		if s.Tree != nil {
+			next, err := c.commitTreeChange(ctx, id, me, s, keys, ops, rotate, added, newMeta, nil)
+			var retry *errTreeRetry
+			if errors.As(err, &retry) {
+				if err := backoff(ctx, attempt); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			return next, err
 		}
 		// After a leave, the leaver still holds the current key: nothing is
 		// wrapped under it again, and the verifier requires this commit to

@@ -123,7 +123,7 @@ func (c *Client) memberKeySource(ctx context.Context, s *coffer.GroupState, comm
 		return [32]byte{}, false
 	}
 	for _, sc := range commits {
-		if len(sc.Body) == 0 || sc.Body[0] != coffer.SuiteV2 {
+		if len(sc.Body) == 0 || sc.Body[0] != coffer.SuiteV2 && sc.Body[0] != coffer.CommitVersionTree {
 			continue
 		}
 		v2 = true

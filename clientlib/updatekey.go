@@ -132,6 +132,25 @@ func (c *Client) updateOwnKeys(ctx context.Context, g coffer.GroupID, old, next 
 		if err != nil {
 			return err
 		}
+		if s.Tree != nil {
+			// The leaf moves to next's key: its path (or, when it taints
+			// nodes, every node it knew) is refreshed.
+			ops := []coffer.Op{{Kind: coffer.OpUpdateKey, Member: me}}
+			mk, _, err := c.ownMemberKeys(next)
+			if err != nil {
+				return err
+			}
+			ops[0].KeysHash = mk.Hash()
+			_, err = c.commitTreeChange(ctx, old, me, s, keys, ops, true, nil, nil, next)
+			var retry *errTreeRetry
+			if errors.As(err, &retry) {
+				if err := backoff(ctx, attempt); err != nil {
+					return err
+				}
+				continue
+			}
+			return err
+		}
 		k := groupkey.NewEpochKey()
 		c.observeSecret("epoch-key", k[:])
 		commit := &coffer.Commit{

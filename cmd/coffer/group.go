@@ -26,7 +26,7 @@ GROUP is a group id or, when it is unique among your groups, its name.`,
 		RunE: helpIfNoArgs,
 	}
 	cmd.AddCommand(a.groupCreateCmd(), a.groupLsCmd(), a.groupMembersCmd(), a.groupAddCmd(),
-		a.groupRemoveCmd(), a.groupRoleCmd(), a.groupRotateCmd(), a.groupLeaveCmd(), a.groupLogCmd(), a.groupRenameCmd(), a.groupHealCmd())
+		a.groupRemoveCmd(), a.groupRoleCmd(), a.groupRotateCmd(), a.groupLeaveCmd(), a.groupLogCmd(), a.groupRenameCmd(), a.groupHealCmd(), a.groupUpgradeCmd())
 	return cmd
 }
 

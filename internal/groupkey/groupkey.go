@@ -123,6 +123,17 @@ func Commitment(k EpochKey, g coffer.GroupID, epoch uint64) [32]byte {
 	return [32]byte(derive(k[:], coffer.LabelKeyCommitment, bindContext(g, epoch)))
 }
 
+// LabelTreeKeyCommitment separates a tree group's key commitment, which
+// commits to the root node secret, from the commitment to an epoch key.
+const LabelTreeKeyCommitment = "coffer/v2/tree-key-commitment"
+
+// TreeCommitment is a tree group's key commitment at epoch: the epoch key
+// is HKDF(root secret, salt = commit hash) and so cannot be committed to
+// inside the commit; the commit commits to the root node secret instead.
+func TreeCommitment(root []byte, g coffer.GroupID, epoch uint64) [32]byte {
+	return [32]byte(derive(root, LabelTreeKeyCommitment, bindContext(g, epoch)))
+}
+
 // CheckCommitment reports, in constant time, whether want is the commitment
 // to k for group g at epoch.
 func CheckCommitment(k EpochKey, g coffer.GroupID, epoch uint64, want [32]byte) bool {

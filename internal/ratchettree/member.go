@@ -31,6 +31,16 @@ func (m *Member) Adopt(s Secrets, n uint32) {
 	}
 }
 
+// Secrets returns a copy of the node secrets the member holds, for a
+// device to keep them (restore with NewMember and Adopt).
+func (m *Member) Secrets() Secrets {
+	out := make(Secrets, len(m.secrets))
+	for x, ns := range m.secrets {
+		out[x] = append([]byte(nil), ns...)
+	}
+	return out
+}
+
 // SetLeafKey replaces the member's leaf private key (after its own
 // OpUpdate, or a new user key).
 func (m *Member) SetLeafKey(k hpke.PrivateKey) { m.leafKey = k }

@@ -489,7 +489,7 @@ func Frontier(n int64) []int64 {
 // body in its leaf: the body's version byte says which suite signed it
 // (hybrid for suite v2). The verifier checks the suite itself.
 func commitSignatureSize(body []byte) int {
-	if len(body) > 0 && body[0] == coffer.SuiteV2 {
+	if len(body) > 0 && (body[0] == coffer.SuiteV2 || body[0] == coffer.CommitVersionTree) {
 		return coffer.HybridSignatureSize
 	}
 	return coffer.SignatureSize
