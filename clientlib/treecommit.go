@@ -85,7 +85,7 @@ func (c *Client) commitTreeChange(ctx context.Context, signer *Identity, me coff
 	req := api.CommitRequest{}
 	var recipients []groupkey.Recipient
 	if rotate {
-		root = secrets[ratchettree.Root(commit.Tree.Commit.Leaves)]
+		root = groupkey.TreeEpochSecret(secrets[ratchettree.Root(commit.Tree.Commit.Leaves)], g, commit.Epoch)
 		k, wrapped = treeEpochKey(root, sc), groupkey.EpochKey(root)
 		c.observeSecret("epoch-key", k[:])
 		c.observeSecret("tree-root", root)

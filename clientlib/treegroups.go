@@ -114,7 +114,7 @@ func treeCommit(s *coffer.GroupState, me coffer.AccountID, commit *coffer.Commit
 		return nil, nil, coffer.Errorf(coffer.EINVALID, "tree change: %v", err)
 	}
 	commit.Tree = &coffer.TreePart{Kind: coffer.TreeChange, Commit: full.Detached()}
-	root := secrets[ratchettree.Root(full.Leaves)]
+	root := groupkey.TreeEpochSecret(secrets[ratchettree.Root(full.Leaves)], commit.Group, commit.Epoch)
 	commit.KeyCommitment = groupkey.TreeCommitment(root, commit.Group, commit.Epoch)
 	return secrets, full.Ciphertexts(), nil
 }
@@ -159,6 +159,14 @@ func (c *Client) treeEpochKeys(ctx context.Context, s *coffer.GroupState, ids []
 	if tk != nil && (tk.seq > s.Seq || tk.leaf != m.Leaf || tk.seq == s.Seq && tk.head != s.Head) {
 		tk = nil
 	}
+	// A replay that fails leaves tk half advanced: the next one starts
+	// again from what the key store holds.
+	done := false
+	defer func() {
+		if !done {
+			delete(c.tree.groups, s.Group)
+		}
+	}()
 	after, prev := uint64(0), [32]byte{}
 	if tk != nil {
 		after, prev = tk.seq, tk.head
@@ -226,6 +234,7 @@ func (c *Client) treeEpochKeys(ctx context.Context, s *coffer.GroupState, ids []
 	}
 	tk.seq, tk.head = s.Seq, s.Head
 	c.treeStore(s.Group, tk)
+	done = true
 	out := make(map[uint64]groupkey.EpochKey, len(tk.keys))
 	for e, k := range tk.keys {
 		out[e] = k
@@ -440,16 +449,18 @@ func (c *Client) treeReceive(ctx context.Context, ids []*Identity, me coffer.Acc
 		return err
 	}
 	h := vc.sc.Hash()
-	k, err := tk.view.Receive(coffer.TreeContext(cm), tc.Attach(cts), h[:])
-	if err != nil {
+	// Receive's own epoch key is HKDF of the root node secret; a tree
+	// group's epoch key comes from the epoch secret (TreeEpochSecret).
+	if _, err := tk.view.Receive(coffer.TreeContext(cm), tc.Attach(cts), h[:]); err != nil {
 		return coffer.Security("tree", fmt.Errorf("commit %d: %w", cm.Seq, err))
 	}
-	root, _ := tk.view.RootSecret(tc.Leaves)
+	rootNode, _ := tk.view.RootSecret(tc.Leaves)
+	root := groupkey.TreeEpochSecret(rootNode, cm.Group, cm.Epoch)
 	got := groupkey.TreeCommitment(root, cm.Group, cm.Epoch)
 	if subtle.ConstantTimeCompare(got[:], cm.KeyCommitment[:]) != 1 {
 		return coffer.Security("tree", fmt.Errorf("commit %d: the root secret does not match the signed key commitment", cm.Seq))
 	}
-	tk.keys[cm.Epoch] = groupkey.EpochKey(k)
+	tk.keys[cm.Epoch] = treeEpochKey(root, vc.sc)
 	tk.committed[cm.Epoch] = [32]byte(root)
 	return nil
 }

@@ -85,7 +85,7 @@ func (c *Client) UpgradeToTree(ctx context.Context, g coffer.GroupID) (err error
 		if err != nil {
 			return coffer.Errorf(coffer.EINVALID, "tree start: %v", err)
 		}
-		root := secrets[ratchettree.Root(n)]
+		root := groupkey.TreeEpochSecret(secrets[ratchettree.Root(n)], g, commit.Epoch)
 		commit.Tree = &coffer.TreePart{Kind: coffer.TreeStart, StartKey: id.public.EncryptionKey, Commit: full.Detached()}
 		commit.KeyCommitment = groupkey.TreeCommitment(root, g, commit.Epoch)
 		sc, err := c.signCommit(id, s.Suite, commit)

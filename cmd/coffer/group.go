@@ -85,7 +85,7 @@ func (a *app) groupAction(f func(ctx context.Context, c *clientlib.Client, g cof
 }
 
 func (a *app) groupCreateCmd() *cobra.Command {
-	var noHistory, suiteV1 bool
+	var noHistory, suiteV1, tree bool
 	var description string
 	cmd := &cobra.Command{
 		Use:   "create NAME",
@@ -102,7 +102,7 @@ joined. With --no-history they read only what is shared from then on.`,
 			if err != nil {
 				return err
 			}
-			g, err := c.CreateGroup(ctx, args[0], &clientlib.GroupOptions{NoHistory: noHistory, Description: description, SuiteV1: suiteV1})
+			g, err := c.CreateGroup(ctx, args[0], &clientlib.GroupOptions{NoHistory: noHistory, Description: description, SuiteV1: suiteV1, Tree: tree})
 			if err != nil {
 				return err
 			}
@@ -117,6 +117,7 @@ joined. With --no-history they read only what is shared from then on.`,
 	cmd.Flags().BoolVar(&noHistory, "no-history", false, "members added later cannot read what was shared before they joined")
 	cmd.Flags().StringVar(&description, "description", "", "a description, encrypted like the name")
 	cmd.Flags().BoolVar(&suiteV1, "suite-v1", false, "make a suite v1 group (Ed25519 signatures), which can hold members without a suite v2 account")
+	cmd.Flags().BoolVar(&tree, "tree", false, "make a tree group (suite v2): removing a member costs O(log n) ciphertexts, not a key per member")
 	return cmd
 }
 

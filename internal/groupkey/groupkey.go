@@ -123,13 +123,30 @@ func Commitment(k EpochKey, g coffer.GroupID, epoch uint64) [32]byte {
 	return [32]byte(derive(k[:], coffer.LabelKeyCommitment, bindContext(g, epoch)))
 }
 
+// LabelTreeEpochSecret separates a tree epoch's secret from the root
+// node secret it comes from.
+const LabelTreeEpochSecret = "coffer/v2/tree-epoch-secret"
+
+// TreeEpochSecret is the secret of the tree epoch g's commit at epoch
+// starts, one-way from the root node secret: the key commitment commits
+// to it, the epoch key is HKDF(it, salt = commit hash), and wraps and
+// history links carry it. The root node secret itself stays with the
+// root's subtree: it gives the node's private key, and once the tree
+// grows that node is an inner node that later commits seal path secrets
+// to, so a history link carrying it would let a member who joined later
+// open them after its removal.
+func TreeEpochSecret(rootNodeSecret []byte, g coffer.GroupID, epoch uint64) []byte {
+	return derive(rootNodeSecret, LabelTreeEpochSecret, bindContext(g, epoch))
+}
+
 // LabelTreeKeyCommitment separates a tree group's key commitment, which
 // commits to the root node secret, from the commitment to an epoch key.
 const LabelTreeKeyCommitment = "coffer/v2/tree-key-commitment"
 
 // TreeCommitment is a tree group's key commitment at epoch: the epoch key
-// is HKDF(root secret, salt = commit hash) and so cannot be committed to
-// inside the commit; the commit commits to the root node secret instead.
+// is HKDF(epoch secret, salt = commit hash) and so cannot be committed to
+// inside the commit; the commit commits to the epoch secret instead
+// (TreeEpochSecret).
 func TreeCommitment(root []byte, g coffer.GroupID, epoch uint64) [32]byte {
 	return [32]byte(derive(root, LabelTreeKeyCommitment, bindContext(g, epoch)))
 }
