@@ -2,6 +2,7 @@ package ratchettree
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 )
 
@@ -89,4 +90,40 @@ func FuzzParseCommit(f *testing.F) {
 			t.Fatal("parse/marshal is not the identity")
 		}
 	})
+}
+
+// TestParseTreeBadKeyFailsSeal: ParseTree checks key sizes only (a stored
+// tree's keys came in through commits, which check them); a stored key
+// that is not an X-Wing key is refused by the first seal to it, with
+// tree-public-key, not used.
+func TestParseTreeBadKeyFailsSeal(t *testing.T) {
+	var keys [][]byte
+	for range 4 {
+		dk, err := kem.GenerateKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, dk.PublicKey().Bytes())
+	}
+	tr, err := NewTree(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := tr.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := bytes.Index(b, keys[3])
+	for i := range PublicKeySize - 32 { // the ML-KEM part: coefficients over q
+		b[at+i] = 0xff
+	}
+	bad, err := ParseTree(b)
+	if err != nil {
+		t.Fatalf("a stored tree with a key of the right size: %v", err)
+	}
+	_, _, _, err = Create(bad, Context{Epoch: 2}, 0, Spec{Path: &PathSpec{Op: OpRemove, Leaf: 2}})
+	var te *Error
+	if !errors.As(err, &te) || te.Rule != RulePublicKey {
+		t.Fatalf("sealing to the bad key: %v, want rule %s", err, RulePublicKey)
+	}
 }
