@@ -156,7 +156,7 @@ func (f *treeBench) group(b *testing.B, n int, tree bool) (coffer.GroupID, []str
 	// ciphertexts and a key.
 	batch := 5000
 	if tree {
-		batch = 4000
+		batch = 2500
 	}
 	for i := 0; i < len(members); i += batch {
 		if err := f.owner.AddMembers(ctx, g, members[i:min(i+batch, len(members))], coffer.RoleReader); err != nil {

@@ -432,6 +432,36 @@ func TestTreeGroupRemovedCannotRead(t *testing.T) {
 		mustNotReachAfter(t, srv, s.carolKS, s.g, from, r)
 	})
 
+	t.Run("left", func(t *testing.T) {
+		// Carol, an admin who committed, leaves; the next rotation (a
+		// plain one, and then a removal) takes her leaf and every node she
+		// tainted.
+		s := mustTreeStory(t, srv, "4", "")
+		if err := s.alice.ChangeRole(ctx, s.g, "carol4", coffer.RoleAdmin); err != nil {
+			t.Fatal(err)
+		}
+		mustV2Client(t, srv.URL(), "dave4")
+		if err := s.carol.AddMember(ctx, s.g, "dave4", coffer.RoleReader); err != nil {
+			t.Fatal(err)
+		}
+		readBy(put(s.bob, s.g, "before"), s.g, "before", s.carol)
+		if err := s.carol.Leave(ctx, s.g); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.alice.Rotate(ctx, s.g); err != nil {
+			t.Fatal(err)
+		}
+		from := mustEpoch(t, s.alice, s.g)
+		r := put(s.bob, s.g, "after")
+		readBy(r, s.g, "after", s.alice)
+		if err := s.alice.RemoveMember(ctx, s.g, "dave4"); err != nil {
+			t.Fatal(err)
+		}
+		r2 := put(s.alice, s.g, "after dave")
+		readBy(r2, s.g, "after dave", s.bob)
+		mustNotReachAfter(t, srv, s.carolKS, s.g, from, r)
+	})
+
 	t.Run("revoked device", func(t *testing.T) {
 		// Bob (a writer, tainting nothing: a path self-update) and alice
 		// (the owner, whose devices knew every node she tainted: a rekeyed
