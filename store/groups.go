@@ -221,15 +221,47 @@ func (db *DB) Group(ctx context.Context, caller coffer.AccountID, g coffer.Group
 	return &gi, err
 }
 
-// Commits implements coffer.GroupService.
+// CommitPageBytes bounds the bodies and signatures of one page of
+// commits. A page of 1,000 commits is usually small, but a tree group's
+// bulk adds carry every new leaf's key: 40 such commits of a 100,000-member
+// group made a 250 MB page, over what a client accepts in one response. A
+// page stops before the commit that would pass the bound, and always holds
+// at least one commit (coffer.MaxCommitSize keeps that one under it, in
+// either encoding, within the client's response limit).
+const CommitPageBytes = 2 * coffer.MaxCommitSize
+
+// Commits implements coffer.GroupService. It returns at most limit
+// commits, fewer when their bytes would pass CommitPageBytes.
 func (db *DB) Commits(ctx context.Context, caller coffer.AccountID, g coffer.GroupID, after uint64, limit int) ([]coffer.SignedCommit, error) {
 	var out []coffer.SignedCommit
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
 		if err := checkMember(ctx, tx, g, caller); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, `SELECT body, signature FROM commits
+		// The sizes come first so the page is cut without reading the
+		// bodies it leaves out.
+		rows, err := tx.Query(ctx, `SELECT octet_length(body) + octet_length(signature) FROM commits
 			WHERE group_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, g, int64(after), limit)
+		if err != nil {
+			return err
+		}
+		sizes, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return err
+		}
+		n, total := 0, int64(0)
+		for _, size := range sizes {
+			if n > 0 && total+size > CommitPageBytes {
+				break
+			}
+			total += size
+			n++
+		}
+		if n == 0 {
+			return nil
+		}
+		rows, err = tx.Query(ctx, `SELECT body, signature FROM commits
+			WHERE group_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, g, int64(after), n)
 		if err != nil {
 			return err
 		}
