@@ -44,20 +44,37 @@ func (db *DB) CreateGroup(ctx context.Context, a *coffer.GroupAppend) error {
 	if coffer.ErrorCode(err) == coffer.ECONFLICT && !memberKeysRefusal(err) {
 		return coffer.Errorf(coffer.ECONFLICT, "group %s already exists", a.State.Group)
 	}
+	if err == nil {
+		db.stateCache().put(a.State.Clone())
+	}
 	return err
 }
 
 // GroupState implements coffer.GroupService.
 func (db *DB) GroupState(ctx context.Context, caller coffer.AccountID, g coffer.GroupID) (*coffer.GroupState, error) {
 	var s *coffer.GroupState
+	cache := db.stateCache()
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		var (
+			seq  int64
+			head []byte
+		)
+		if err := tx.QueryRow(ctx, `SELECT head_seq, head_hash FROM groups WHERE id = $1 AND `+memberClause, g, caller).Scan(&seq, &head); err != nil {
+			return err
+		}
+		if s = cache.get(g, uint64(seq), head); s != nil {
+			return nil
+		}
 		var raw []byte
-		if err := tx.QueryRow(ctx, `SELECT state FROM groups WHERE id = $1 AND `+memberClause, g, caller).Scan(&raw); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT state FROM groups WHERE id = $1`, g).Scan(&raw); err != nil {
 			return err
 		}
 		var err error
-		s, err = unmarshalState(ctx, tx, g, raw)
-		return err
+		if s, err = unmarshalState(ctx, tx, g, raw); err != nil {
+			return err
+		}
+		cache.put(s.Clone())
+		return nil
 	})
 	if coffer.ErrorCode(err) == coffer.ENOTFOUND {
 		return nil, notFoundGroup()
@@ -120,6 +137,11 @@ func (db *DB) AppendCommit(ctx context.Context, caller coffer.AccountID, a *coff
 			_ = db.pool.QueryRow(ctx, `SELECT head_seq FROM groups WHERE id = $1`, a.State.Group).Scan(&head)
 		}
 		return head, coffer.Errorf(coffer.ECONFLICT, "the group's head moved to seq %d: re-sync and retry", head)
+	}
+	if err == nil {
+		// The next commit's verification starts from here instead of
+		// reading the state back.
+		db.stateCache().put(a.State.Clone())
 	}
 	return a.State.Seq, err
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -28,6 +29,25 @@ type DB struct {
 	CheckpointRefresh time.Duration
 	// latest is the signed checkpoint LogCheckpointGen last read.
 	latest CheckpointMemo[string]
+	// StateCacheBytes bounds the verified group states kept in memory
+	// (statecache.go): DefaultStateCacheBytes when zero, none when negative.
+	// Set it before the first call.
+	StateCacheBytes int64
+	statesOnce      sync.Once
+	states          *stateCache
+}
+
+// stateCache returns the cache of verified group states, nil when off.
+func (db *DB) stateCache() *stateCache {
+	db.statesOnce.Do(func() {
+		switch {
+		case db.StateCacheBytes == 0:
+			db.states = newStateCache(DefaultStateCacheBytes)
+		case db.StateCacheBytes > 0:
+			db.states = newStateCache(db.StateCacheBytes)
+		}
+	})
+	return db.states
 }
 
 // Open connects to the database at url. It does not migrate.
