@@ -321,8 +321,8 @@ func (c *Client) proveBatch(ctx context.Context, cp translog.Checkpoint, objs []
 	if cp.Size == 0 {
 		return objs, nil
 	}
-	var resp api.LogProofs
-	if err := c.call(ctx, http.MethodPost, "/v1/log/proofs", false, req, &resp); err != nil {
+	resp, err := c.logProofs(ctx, req)
+	if err != nil {
 		return nil, err
 	}
 	if resp.Size != cp.Size || len(resp.Commits) != len(commits) || len(resp.Accounts) != len(accounts) {
