@@ -16,8 +16,9 @@ import (
 // answer (POST /v1/log/proofs), which a client asks for with Accept. A
 // sync proves every commit it reads in the log, a thousand per request,
 // each with a proof of about 14 hashes: in JSON every hash is a base64
-// string, and decoding them cost the client more than a fifth of a long
-// sync. Here the hashes are raw, 32 bytes each:
+// string, and decoding them cost the client about a sixth of a long sync
+// (0.26 s of 1.45 s for 10,000 commits). Here the hashes are raw, 32
+// bytes each:
 //
 //	version      uint8 = 1
 //	size         int64
