@@ -482,8 +482,10 @@ func (db *DB) LogProofs(ctx context.Context, size int64, refs []coffer.LogRef) (
 			return err
 		}
 		var (
-			accounts []coffer.AccountID
-			groups   []coffer.GroupID
+			// Ids as [16]byte, which pgx writes as binary uuids; an id
+			// type goes through its driver.Valuer, a string per element.
+			accounts [][16]byte
+			groups   [][16]byte
 			seqs     []int64
 		)
 		type key struct {
@@ -499,7 +501,7 @@ func (db *DB) LogProofs(ctx context.Context, size int64, refs []coffer.LogRef) (
 		for _, r := range refs {
 			switch {
 			case r.Group.IsZero():
-				accounts = append(accounts, r.Account)
+				accounts = append(accounts, [16]byte(r.Account))
 			case !r.Resource.IsZero():
 				if versions++; versions > MaxVersionProofs {
 					return coffer.Errorf(coffer.ETOOLARGE, "at most %d resource versions per request", MaxVersionProofs)
@@ -513,7 +515,7 @@ func (db *DB) LogProofs(ctx context.Context, size int64, refs []coffer.LogRef) (
 					found[k], leaves[k] = idx, leaf
 				}
 			default:
-				groups = append(groups, r.Group)
+				groups = append(groups, [16]byte(r.Group))
 				seqs = append(seqs, int64(r.Seq))
 			}
 		}
