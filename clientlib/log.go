@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/mod/sumdb/tlog"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cofferhq/coffer"
@@ -308,7 +309,18 @@ func (c *Client) proveLogged(ctx context.Context, objs []loggedObject) error {
 // returns those not in it yet.
 func (c *Client) proveBatch(ctx context.Context, cp translog.Checkpoint, objs []loggedObject) ([]loggedObject, error) {
 	req := api.LogProofsRequest{Size: cp.Size}
-	var commits, accounts []loggedObject
+	nAccounts := 0
+	for _, o := range objs {
+		if o.ref.Group.IsZero() {
+			nAccounts++
+		}
+	}
+	commits := make([]loggedObject, 0, len(objs)-nAccounts)
+	accounts := make([]loggedObject, 0, nAccounts)
+	req.Commits = make([]api.LogCommitRef, 0, len(objs)-nAccounts)
+	if nAccounts > 0 {
+		req.Accounts = make([]coffer.AccountID, 0, nAccounts)
+	}
 	for _, o := range objs {
 		if o.ref.Group.IsZero() {
 			req.Accounts = append(req.Accounts, o.ref.Account)
@@ -321,24 +333,34 @@ func (c *Client) proveBatch(ctx context.Context, cp translog.Checkpoint, objs []
 	if cp.Size == 0 {
 		return objs, nil
 	}
-	var resp api.LogProofs
-	if err := c.call(ctx, http.MethodPost, "/v1/log/proofs", false, req, &resp); err != nil {
+	resp, err := c.logProofs(ctx, req)
+	if err != nil {
 		return nil, err
 	}
 	if resp.Size != cp.Size || len(resp.Commits) != len(commits) || len(resp.Accounts) != len(accounts) {
 		return nil, logSecurity("the server answered a different proof request")
 	}
 	var missing []loggedObject
+	// The batch's proofs share one allocation of hashes, of at most the
+	// hashes a proof may have for each.
+	n := 0
+	for _, list := range [][]api.LogProof{resp.Commits, resp.Accounts} {
+		for _, p := range list {
+			n += min(len(p.Proof), api.MaxLogProofHashes)
+		}
+	}
+	hashes := make([]tlog.Hash, 0, n)
 	check := func(o loggedObject, p api.LogProof) error {
 		if !p.Included {
 			missing = append(missing, o)
 			return nil
 		}
-		proof, err := translog.BytesToHashes(p.Proof)
-		if err != nil {
+		start := len(hashes)
+		var err error
+		if hashes, err = translog.AppendHashes(hashes, p.Proof); err != nil {
 			return logSecurity("%v", err)
 		}
-		if err := translog.CheckInclusion(cp, p.Index, o.leaf, proof); err != nil {
+		if err := translog.CheckInclusion(cp, p.Index, o.leaf, hashes[start:]); err != nil {
 			return logSecurity("%v", err)
 		}
 		return nil

@@ -3,7 +3,6 @@ package clientlib
 import (
 	"context"
 	"fmt"
-	"net/http"
 
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/internal/api"
@@ -28,8 +27,8 @@ func (c *Client) checkReplaceRule(ctx context.Context, cp translog.Checkpoint, l
 		return nil
 	}
 	req := api.LogProofsRequest{Size: cp.Size, Versions: []api.LogVersionRef{{Group: h.Group, Resource: h.Resource, Version: h.Version - 1}}}
-	var resp api.LogProofs
-	if err := c.call(ctx, http.MethodPost, "/v1/log/proofs", false, req, &resp); err != nil {
+	resp, err := c.logProofs(ctx, req)
+	if err != nil {
 		return err
 	}
 	if resp.Size != cp.Size || len(resp.Versions) != 1 || len(resp.Commits) != 0 || len(resp.Accounts) != 0 {

@@ -401,8 +401,8 @@ func (c *Client) commitIndexes(ctx context.Context, cp translog.Checkpoint, g co
 	if len(req.Commits) == 0 {
 		return out, nil
 	}
-	var resp api.LogProofs
-	if err := c.call(ctx, http.MethodPost, "/v1/log/proofs", false, req, &resp); err != nil {
+	resp, err := c.logProofs(ctx, req)
+	if err != nil {
 		return nil, err
 	}
 	if resp.Size != cp.Size || len(resp.Commits) != len(req.Commits) || len(resp.Accounts) != 0 {

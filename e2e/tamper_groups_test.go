@@ -202,8 +202,24 @@ func TestTamperForkedChain(t *testing.T) {
 // lyingProxy forwards to the server but lets a test rewrite responses.
 func lyingProxy(t *testing.T, srv *Server, rewrite func(r *http.Request, body []byte) []byte) string {
 	t.Helper()
+	return lyingProxyAccepting(t, srv, "", rewrite)
+}
+
+// lyingProxyAccepting is lyingProxy asking the server with Accept: accept
+// in place of the client's, when accept is not empty: a proxy that asks
+// for JSON only gets JSON answers to alter, as from a server that predates
+// the compact encodings.
+func lyingProxyAccepting(t *testing.T, srv *Server, accept string, rewrite func(r *http.Request, body []byte) []byte) string {
+	t.Helper()
 	target, _ := url.Parse(srv.URL())
 	rp := httputil.NewSingleHostReverseProxy(target)
+	if accept != "" {
+		direct := rp.Director
+		rp.Director = func(r *http.Request) {
+			direct(r)
+			r.Header.Set("Accept", accept)
+		}
+	}
 	rp.ModifyResponse = func(resp *http.Response) error {
 		body, err := io.ReadAll(resp.Body)
 		if err != nil {

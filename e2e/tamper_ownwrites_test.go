@@ -3,7 +3,6 @@ package e2e_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,10 +23,13 @@ import (
 // inclusionProxy forwards to the server, but after it forwarded a write (a
 // registration, a group creation, a commit) it lies about the log proofs
 // the writer then asks for, until the next request that is not about the
-// log.
+// log. It asks the server for the proofs with accept, when not empty, in
+// place of the client's Accept, and records the encodings it lied in.
 type inclusionProxy struct {
-	mode  string
-	armed atomic.Bool
+	mode   string
+	accept string
+	armed  atomic.Bool
+	seen   sync.Map // encoding → true
 }
 
 func isWrite(r *http.Request) bool {
@@ -50,14 +53,15 @@ func (p *inclusionProxy) handler(srv *Server) http.Handler {
 			return err
 		}
 		resp.Body.Close()
-		var proofs api.LogProofs
-		if err := json.Unmarshal(body, &proofs); err == nil {
+		body, encoding := editLogProofs(body, func(proofs *api.LogProofs) {
 			for _, list := range [][]api.LogProof{proofs.Commits, proofs.Accounts} {
 				for i := range list {
 					p.lie(&list[i])
 				}
 			}
-			body, _ = json.Marshal(proofs)
+		})
+		if encoding != "" {
+			p.seen.Store(encoding, true)
 		}
 		resp.Body = io.NopCloser(bytes.NewReader(body))
 		resp.ContentLength = int64(len(body))
@@ -71,6 +75,9 @@ func (p *inclusionProxy) handler(srv *Server) http.Handler {
 		if p.armed.Load() && p.mode == "proofs-503" && r.URL.Path == "/v1/log/proofs" {
 			writeProblem(w, http.StatusServiceUnavailable, "unavailable")
 			return
+		}
+		if p.accept != "" {
+			r.Header.Set("Accept", p.accept)
 		}
 		rp.ServeHTTP(w, r)
 		if isWrite(r) {
@@ -113,19 +120,22 @@ func TestTamperOwnWritesProven(t *testing.T) {
 	g := mustGroup(t, alice, "g", nil)
 	modes := []string{"drop", "forge-proof", "wrong-index", "wrong-object", "proofs-503"}
 	members := map[string]*clientlib.Client{}
-	for i, m := range append(modes, "honest") {
-		members[m] = MustClient(t, srv, "member"+strconv.Itoa(i))
-		mustVerify(t, alice, members[m])
+	for _, enc := range logProofsEncodings {
+		for _, m := range append(modes, "honest") {
+			members[enc+"/"+m] = MustClient(t, srv, "member"+strconv.Itoa(len(members)))
+			mustVerify(t, alice, members[enc+"/"+m])
+		}
 	}
 	opts := &clientlib.Options{LogWait: 700 * time.Millisecond}
-	via := func(mode string, ks clientlib.KeyStore) *clientlib.Client {
-		ps := httptest.NewServer((&inclusionProxy{mode: mode}).handler(srv))
+	via := func(mode, enc string, ks clientlib.KeyStore) (*clientlib.Client, *inclusionProxy) {
+		p := &inclusionProxy{mode: mode, accept: acceptFor(enc)}
+		ps := httptest.NewServer(p.handler(srv))
 		t.Cleanup(ps.Close)
 		c, err := clientlib.New(ps.URL, ks, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return c
+		return c, p
 	}
 	want := func(t *testing.T, mode, what string, err error) {
 		t.Helper()
@@ -138,36 +148,51 @@ func TestTamperOwnWritesProven(t *testing.T) {
 			wantSecurity(t, err)
 		}
 	}
-	for i, mode := range modes {
-		t.Run(mode, func(t *testing.T) {
-			c := via(mode, aliceKS)
-			_, err := c.CreateGroup(ctx, "new", nil)
-			want(t, mode, "create group", err)
-			err = c.AddMember(ctx, g, string(members[mode].Identity().Handle()), coffer.RoleReader)
-			want(t, mode, "add member", err)
-			err = c.Rotate(ctx, g)
-			want(t, mode, "rotate", err)
-			// A registration through the proxy: it is refused before the
-			// client logs in (which the origin check would stop anyway).
-			newcomer := via(mode, clientlib.NewMemoryKeyStore())
-			err = newcomer.Register(ctx, "newcomer"+strconv.Itoa(i))
-			want(t, mode, "register", err)
-			// The server did append: an honest sync proves and accepts it.
-			if _, err := alice.Sync(ctx, g); err != nil {
-				t.Fatalf("honest sync after the write: %v", err)
+	// lied checks that the proxy rewrote answers in the encoding the
+	// subtest is about: else it proved nothing about that decoder.
+	lied := func(t *testing.T, p *inclusionProxy, mode, enc string) {
+		t.Helper()
+		if _, ok := p.seen.Load(enc); !ok && mode != "proofs-503" {
+			t.Errorf("the proxy rewrote no answer in %s", enc)
+		}
+	}
+	newcomers := 0
+	for _, enc := range logProofsEncodings {
+		for _, mode := range modes {
+			t.Run(enc+"/"+mode, func(t *testing.T) {
+				c, p := via(mode, enc, aliceKS)
+				_, err := c.CreateGroup(ctx, "new", nil)
+				want(t, mode, "create group", err)
+				err = c.AddMember(ctx, g, string(members[enc+"/"+mode].Identity().Handle()), coffer.RoleReader)
+				want(t, mode, "add member", err)
+				err = c.Rotate(ctx, g)
+				want(t, mode, "rotate", err)
+				lied(t, p, mode, enc)
+				// A registration through the proxy: it is refused before the
+				// client logs in (which the origin check would stop anyway).
+				newcomers++
+				newcomer, p := via(mode, enc, clientlib.NewMemoryKeyStore())
+				err = newcomer.Register(ctx, "newcomer"+strconv.Itoa(newcomers))
+				want(t, mode, "register", err)
+				lied(t, p, mode, enc)
+				// The server did append: an honest sync proves and accepts it.
+				if _, err := alice.Sync(ctx, g); err != nil {
+					t.Fatalf("honest sync after the write: %v", err)
+				}
+			})
+		}
+		t.Run(enc+"/honest", func(t *testing.T) {
+			c, p := via("honest", enc, aliceKS)
+			if _, err := c.CreateGroup(ctx, "new", nil); err != nil {
+				t.Fatal(err)
 			}
+			if err := c.AddMember(ctx, g, string(members[enc+"/honest"].Identity().Handle()), coffer.RoleReader); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Rotate(ctx, g); err != nil {
+				t.Fatal(err)
+			}
+			lied(t, p, "honest", enc)
 		})
 	}
-	t.Run("honest", func(t *testing.T) {
-		c := via("honest", aliceKS)
-		if _, err := c.CreateGroup(ctx, "new", nil); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.AddMember(ctx, g, string(members["honest"].Identity().Handle()), coffer.RoleReader); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Rotate(ctx, g); err != nil {
-			t.Fatal(err)
-		}
-	})
 }

@@ -2,9 +2,9 @@ package e2e_test
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/cofferhq/coffer"
@@ -66,7 +66,7 @@ func TestResourceLogReplacedByAnotherWriter(t *testing.T) {
 	}
 
 	// The server lies about version 1's leaf, each way a reader must not
-	// take for the writer's own version.
+	// take for the writer's own version, in either encoding of the proofs.
 	var ownLeaf []byte
 	var ownIndex int64
 	if err := f.db.QueryRow(ctx, `SELECT leaf, leaf_index FROM log_entries WHERE resource_id = $1 AND leaf_index IS NOT NULL ORDER BY leaf_index LIMIT 1`,
@@ -93,34 +93,38 @@ func TestResourceLogReplacedByAnotherWriter(t *testing.T) {
 		{"an answer for another version", func(p *api.LogProof) { p.Version = 2 }},
 		{"no proof", func(p *api.LogProof) { p.Proof = nil }},
 	}
-	for _, lie := range lies {
-		t.Run(lie.name, func(t *testing.T) {
-			edited := 0
-			proxy := lyingProxy(t, f.srv, func(r *http.Request, body []byte) []byte {
-				if r.Method != http.MethodPost || r.URL.Path != "/v1/log/proofs" {
-					return body
+	for _, enc := range logProofsEncodings {
+		for _, lie := range lies {
+			t.Run(enc+"/"+lie.name, func(t *testing.T) {
+				var edited atomic.Int32
+				proxy := lyingProxyAccepting(t, f.srv, acceptFor(enc), func(r *http.Request, body []byte) []byte {
+					if r.Method != http.MethodPost || r.URL.Path != "/v1/log/proofs" {
+						return body
+					}
+					out, got := editLogProofs(body, func(resp *api.LogProofs) {
+						if len(resp.Versions) == 1 {
+							lie.edit(&resp.Versions[0])
+							edited.Add(1)
+						}
+					})
+					if got != enc {
+						t.Errorf("a proof answer in %q, want %s", got, enc)
+					}
+					return out
+				})
+				c, err := clientlib.New(proxy, erinKS, nil)
+				if err != nil {
+					t.Fatal(err)
 				}
-				var resp api.LogProofs
-				if json.Unmarshal(body, &resp) != nil || len(resp.Versions) != 1 {
-					return body
+				got, err := readResource(c, f.g, f.a.ID)
+				if err == nil {
+					t.Fatalf("read %q through the lie", got)
 				}
-				lie.edit(&resp.Versions[0])
-				edited++
-				out, _ := json.Marshal(resp)
-				return out
+				wantSecurity(t, err)
+				if edited.Load() == 0 {
+					t.Fatalf("the reader never asked for version 1's leaf: %v", err)
+				}
 			})
-			c, err := clientlib.New(proxy, erinKS, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := readResource(c, f.g, f.a.ID)
-			if err == nil {
-				t.Fatalf("read %q through the lie", got)
-			}
-			wantSecurity(t, err)
-			if edited == 0 {
-				t.Fatalf("the reader never asked for version 1's leaf: %v", err)
-			}
-		})
+		}
 	}
 }

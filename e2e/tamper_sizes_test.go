@@ -9,6 +9,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -161,33 +162,48 @@ func TestTamperRepeatedKeys(t *testing.T) {
 }
 
 // TestTamperLongProof: proofs longer than any tree needs are refused
-// before they are used.
+// before they are used: 10,000 hashes in JSON, and in the compact
+// encoding, which carries at most api.MaxLogProofHashes, that many (its
+// framing refuses more: TestTamperCompactLogProofs).
 func TestTamperLongProof(t *testing.T) {
 	f := newTamperFixture(t)
 	ctx := context.Background()
 	if err := f.alice.Rotate(ctx, f.g); err != nil {
 		t.Fatal(err)
 	}
-	proxy := lyingProxy(t, f.srv, func(r *http.Request, body []byte) []byte {
-		if r.URL.Path != "/v1/log/proofs" {
-			return body
-		}
-		var p api.LogProofs
-		if err := json.Unmarshal(body, &p); err != nil {
-			return body
-		}
-		for i := range p.Commits {
-			for range 10_000 {
-				p.Commits[i].Proof = append(p.Commits[i].Proof, make([]byte, 32))
+	for _, enc := range logProofsEncodings {
+		t.Run(enc, func(t *testing.T) {
+			long := api.MaxLogProofHashes
+			if enc == "json" {
+				long = 10_000
 			}
-		}
-		out, _ := json.Marshal(p)
-		return out
-	})
-	c, err := clientlib.New(proxy, f.carolKS, nil)
-	if err != nil {
-		t.Fatal(err)
+			var lengthened atomic.Int32
+			proxy := lyingProxyAccepting(t, f.srv, acceptFor(enc), func(r *http.Request, body []byte) []byte {
+				if r.URL.Path != "/v1/log/proofs" {
+					return body
+				}
+				out, got := editLogProofs(body, func(p *api.LogProofs) {
+					for i := range p.Commits {
+						for len(p.Commits[i].Proof) < long {
+							p.Commits[i].Proof = append(p.Commits[i].Proof, make([]byte, 32))
+						}
+						lengthened.Add(1)
+					}
+				})
+				if got != enc {
+					t.Errorf("a proof answer in %q, want %s", got, enc)
+				}
+				return out
+			})
+			c, err := clientlib.New(proxy, f.carolKS, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.Sync(ctx, f.g)
+			if lengthened.Load() == 0 {
+				t.Fatalf("the proxy lengthened no proof (sync: %v)", err)
+			}
+			wantSecurity(t, err)
+		})
 	}
-	_, err = c.Sync(ctx, f.g)
-	wantSecurity(t, err)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/internal/api"
@@ -91,6 +92,19 @@ func writeJSON(w http.ResponseWriter, status int, contentType string, v any) {
 // respond writes v as JSON with the given status.
 func respond(w http.ResponseWriter, status int, v any) {
 	writeJSON(w, status, "application/json", v)
+}
+
+// respondCompact writes b, an answer in the compact encoding mediaType that
+// the client listed in Accept, with status 200. The answer depends on
+// Accept, which Vary says.
+func respondCompact(w http.ResponseWriter, mediaType string, b []byte) {
+	h := w.Header()
+	h.Set("Content-Type", mediaType)
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	h.Set("Cache-Control", "no-store")
+	h.Add("Vary", "Accept")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
 }
 
 func loggerFrom(r *http.Request) *slog.Logger {

@@ -458,13 +458,7 @@ func (s *Server) handleListCommits(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if api.AcceptsCommitPage(r.Header.Get("Accept")) {
-		page := api.AppendCommitPage(nil, commits)
-		w.Header().Set("Content-Type", api.CommitPageType)
-		w.Header().Set("Content-Length", strconv.Itoa(len(page)))
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Add("Vary", "Accept")
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(page)
+		respondCompact(w, api.CommitPageType, api.AppendCommitPage(nil, commits))
 		return
 	}
 	out := api.CommitList{Commits: make([]api.SignedCommit, 0, len(commits))}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"strconv"
 	"sync"
 
 	"github.com/cofferhq/coffer"
@@ -119,11 +118,5 @@ func writeResourceAnswer(w http.ResponseWriter, r *http.Request, out *api.Resour
 		return
 	}
 	*bp = b
-	h := w.Header()
-	h.Set("Content-Type", api.ResourceType)
-	h.Set("Content-Length", strconv.Itoa(len(b)))
-	h.Set("Cache-Control", "no-store")
-	h.Add("Vary", "Accept")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(b)
+	respondCompact(w, api.ResourceType, b)
 }

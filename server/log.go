@@ -171,6 +171,8 @@ const maxLogProofRefs = 1000
 // by reading its resource's leaves); it matches the store too.
 const maxVersionProofRefs = 64
 
+// handleLogProofs answers in the compact encoding (api.LogProofsType) to a
+// client whose Accept lists it, in JSON to any other.
 func (s *Server) handleLogProofs(w http.ResponseWriter, r *http.Request) {
 	l, err := s.logService()
 	if err != nil {
@@ -238,5 +240,15 @@ func (s *Server) handleLogProofs(w http.ResponseWriter, r *http.Request) {
 			resp.Accounts = append(resp.Accounts, ap)
 		}
 	}
+	if api.AcceptsLogProofs(r.Header.Get("Accept")) {
+		b, err := api.AppendLogProofs(nil, &resp)
+		if err != nil {
+			Error(w, r, err)
+			return
+		}
+		respondCompact(w, api.LogProofsType, b)
+		return
+	}
+	w.Header().Add("Vary", "Accept")
 	respond(w, http.StatusOK, resp)
 }

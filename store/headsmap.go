@@ -304,7 +304,7 @@ func (db *DB) MapProofs(ctx context.Context, size int64, keys []translog.MapKey)
 			out[i] = translog.MapProof{Index: -1}
 			if f, ok := got[string(raw[i])]; ok && f.index < mapSize {
 				out[i] = translog.MapProof{Index: f.index, Entry: f.entry}
-				if _, err := tlog.ProveRecord(mapSize, f.index, rec); err != nil {
+				if err := rec.record(mapSize, f.index); err != nil {
 					return err
 				}
 			}

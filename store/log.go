@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -277,12 +278,28 @@ func (r *hashReader) load(indexes []int64) error {
 }
 
 // indexRecorder is a tlog.HashReader that only records which hashes a proof
-// needs, so that many proofs can fetch their hashes in one query.
+// needs, so that many proofs can fetch their hashes in one query. It stops
+// the proof there: tlog.ProveRecord asks for all of a proof's hashes in one
+// call, and what it would compute from placeholders (hashing them, for a
+// tree whose size is not a power of two) is thrown away. Were a proof to
+// ask in several calls, the hashReader of the second pass still loads what
+// it lacks.
 type indexRecorder struct{ need []int64 }
+
+// errIndexesRecorded ends a proof of an indexRecorder.
+var errIndexesRecorded = errors.New("store: proof indexes recorded")
 
 func (r *indexRecorder) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	r.need = append(r.need, indexes...)
-	return make([]tlog.Hash, len(indexes)), nil
+	return nil, errIndexesRecorded
+}
+
+// record records the hashes of the proof of leaf index in the tree of size.
+func (r *indexRecorder) record(size, index int64) error {
+	if _, err := tlog.ProveRecord(size, index, r); err != nil && !errors.Is(err, errIndexesRecorded) {
+		return err
+	}
+	return nil
 }
 
 // LogCheckpoint implements coffer.LogService.
@@ -465,8 +482,10 @@ func (db *DB) LogProofs(ctx context.Context, size int64, refs []coffer.LogRef) (
 			return err
 		}
 		var (
-			accounts []coffer.AccountID
-			groups   []coffer.GroupID
+			// Ids as [16]byte, which pgx writes as binary uuids; an id
+			// type goes through its driver.Valuer, a string per element.
+			accounts [][16]byte
+			groups   [][16]byte
 			seqs     []int64
 		)
 		type key struct {
@@ -482,7 +501,7 @@ func (db *DB) LogProofs(ctx context.Context, size int64, refs []coffer.LogRef) (
 		for _, r := range refs {
 			switch {
 			case r.Group.IsZero():
-				accounts = append(accounts, r.Account)
+				accounts = append(accounts, [16]byte(r.Account))
 			case !r.Resource.IsZero():
 				if versions++; versions > MaxVersionProofs {
 					return coffer.Errorf(coffer.ETOOLARGE, "at most %d resource versions per request", MaxVersionProofs)
@@ -496,7 +515,7 @@ func (db *DB) LogProofs(ctx context.Context, size int64, refs []coffer.LogRef) (
 					found[k], leaves[k] = idx, leaf
 				}
 			default:
-				groups = append(groups, r.Group)
+				groups = append(groups, [16]byte(r.Group))
 				seqs = append(seqs, int64(r.Seq))
 			}
 		}
@@ -563,7 +582,7 @@ func (db *DB) LogProofs(ctx context.Context, size int64, refs []coffer.LogRef) (
 			out[i] = coffer.LogProof{Ref: r, Index: -1}
 			if idx, ok := found[k]; ok && idx < size {
 				out[i].Index, out[i].Leaf = idx, leaves[k]
-				if _, err := tlog.ProveRecord(size, idx, rec); err != nil {
+				if err := rec.record(size, idx); err != nil {
 					return err
 				}
 			}

@@ -120,3 +120,51 @@ func benchAppend(b *testing.B, design string, writers int) {
 		b.ReportMetric(float64(lockWait.Load())/float64(b.N)/1e3, "µs-counter-wait/op")
 	}
 }
+
+// BenchmarkLogProofs measures what the proofs of a sync of 10,000 commits
+// cost the store: ten batches of 1,000 commits of one group, each proved in
+// the tree that holds them all (LogProofs), as clientlib asks.
+func BenchmarkLogProofs(b *testing.B) {
+	ctx := context.Background()
+	pool := pgtest.NewPool(b)
+	db := store.New(pool)
+	signer := mustSigner(b)
+	const n = 10_000
+	g := coffer.NewGroupID()
+	var rows [][]any
+	for seq := uint64(1); seq <= n; seq++ {
+		rows = append(rows, commitLeafRow(g, seq))
+	}
+	cols := []string{"leaf", "leaf_hash", "group_id", "seq", "created_at"}
+	if _, err := pool.CopyFrom(ctx, pgx.Identifier{"log_entries"}, cols, pgx.CopyFromRows(rows)); err != nil {
+		b.Fatal(err)
+	}
+	size := int64(0)
+	for {
+		k, err := db.IntegrateLog(ctx, signer, n)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if k == 0 {
+			break
+		}
+		size += int64(k)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		for first := uint64(1); first <= n; first += 1000 {
+			refs := make([]coffer.LogRef, 1000)
+			for i := range refs {
+				refs[i] = coffer.LogRef{Group: g, Seq: first + uint64(i)}
+			}
+			proofs, err := db.LogProofs(ctx, size, refs)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if proofs[999].Index < 0 || len(proofs[999].Proof) == 0 {
+				b.Fatalf("commit %d is not proved", first+999)
+			}
+		}
+	}
+}

@@ -9,8 +9,8 @@ import (
 	"testing"
 )
 
-// readHexVector reads a vector file of testdata/commitpage or
-// testdata/resourceanswer: "key: value" lines (expect, comment), then the
+// readHexVector reads a vector file of testdata/commitpage,
+// testdata/resourceanswer or testdata/logproofs: "key: value" lines (expect, comment), then the
 // encoding under test in hex, possibly over several lines.
 func readHexVector(t *testing.T, path string) (map[string]string, []byte) {
 	t.Helper()

@@ -453,20 +453,34 @@ func HashesToBytes(hs []tlog.Hash) [][]byte {
 	return out
 }
 
+// maxProofHashes bounds a proof received: no tree needs more.
+const maxProofHashes = 128
+
 // BytesToHashes converts a proof received as byte strings, refusing any
 // that is not a hash.
 func BytesToHashes(bs [][]byte) ([]tlog.Hash, error) {
-	if len(bs) > 128 {
+	if len(bs) > maxProofHashes {
 		return nil, errors.New("translog: proof too long")
 	}
-	out := make([]tlog.Hash, len(bs))
-	for i, b := range bs {
-		if len(b) != tlog.HashSize {
-			return nil, errors.New("translog: proof hash of the wrong size")
-		}
-		copy(out[i][:], b)
+	return AppendHashes(make([]tlog.Hash, 0, len(bs)), bs)
+}
+
+// AppendHashes is BytesToHashes appending the proof to dst, so that the
+// proofs of a batch can share one allocation: the proof is the result past
+// len(dst). On an error dst is returned as it was.
+func AppendHashes(dst []tlog.Hash, bs [][]byte) ([]tlog.Hash, error) {
+	if len(bs) > maxProofHashes {
+		return dst, errors.New("translog: proof too long")
 	}
-	return out, nil
+	for _, b := range bs {
+		if len(b) != tlog.HashSize {
+			return dst, errors.New("translog: proof hash of the wrong size")
+		}
+	}
+	for _, b := range bs {
+		dst = append(dst, tlog.Hash(b))
+	}
+	return dst, nil
 }
 
 // Frontier returns the stored-hash indexes of the complete subtrees that make
