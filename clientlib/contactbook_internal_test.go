@@ -77,6 +77,12 @@ func TestContactBook(t *testing.T) {
 	if err := c.ks.Put(contactIndexKey, []byte("carol bob erin")); err != nil {
 		t.Fatal(err)
 	}
+	// Written behind the client's back: the stamp changes as it does
+	// around every write of the client's own (the book is read once per
+	// stamp).
+	if err := c.changeContactStamp(); err != nil {
+		t.Fatal(err)
+	}
 	if book, err = c.loadContactBook(); err != nil {
 		t.Fatal(err)
 	}
@@ -96,6 +102,9 @@ func TestContactBook(t *testing.T) {
 
 	// A corrupt stored contact fails the book, as it fails Contacts.
 	if err := c.ks.Put(contactKey("bob"), []byte{9}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.changeContactStamp(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.loadContactBook(); err == nil {

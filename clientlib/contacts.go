@@ -176,7 +176,7 @@ func (c *Client) observe(a *Account) (*Contact, error) {
 		default:
 			ct.State = Changed
 		}
-		return ct, c.ks.Put(contactKey(ct.Handle), ct.marshal())
+		return ct, c.putContact(ct)
 	}
 	switch {
 	case ct.VerifiedIdentity == nil:
@@ -189,7 +189,7 @@ func (c *Client) observe(a *Account) (*Contact, error) {
 		// trust to another account.
 		ct.State = Changed
 	}
-	return ct, c.ks.Put(contactKey(ct.Handle), ct.marshal())
+	return ct, c.putContact(ct)
 }
 
 // Verify marks the keys the server currently shows for handle as verified,
@@ -214,7 +214,7 @@ func (c *Client) Verify(ctx context.Context, handle, code string) (*Contact, err
 	if a.Chain != nil {
 		ct.VerifiedGenesis = a.Chain.Genesis
 	}
-	if err := c.ks.Put(contactKey(ct.Handle), ct.marshal()); err != nil {
+	if err := c.putContact(ct); err != nil {
 		return nil, err
 	}
 	if err := c.indexContact(ct.Handle); err != nil {
@@ -258,7 +258,10 @@ func (c *Client) indexContact(h coffer.Handle) error {
 			return nil
 		}
 	}
-	return c.ks.Put(contactIndexKey, []byte(strings.TrimSpace(string(b)+" "+string(h))))
+	if err := c.ks.Put(contactIndexKey, []byte(strings.TrimSpace(string(b)+" "+string(h)))); err != nil {
+		return err
+	}
+	return c.changeContactStamp()
 }
 
 // trustedAccount returns an account whose keys may receive a wrap: verified
@@ -290,7 +293,7 @@ func (c *Client) trustedAccount(ctx context.Context, handle string) (*Account, e
 		if a.Chain != nil {
 			ct.VerifiedGenesis = a.Chain.Genesis
 		}
-		return a, c.ks.Put(contactKey(ct.Handle), ct.marshal())
+		return a, c.putContact(ct)
 	}
 	return nil, &coffer.Error{Code: coffer.EUNVERIFIED, Message: fmt.Sprintf(
 		"%s's keys are not verified: compare safety numbers with %s, then verify the contact", handle, handle)}

@@ -709,7 +709,7 @@ func (c *Client) importContact(ctx context.Context, p ContactPin) (bool, error) 
 	} else {
 		ct.Seen, ct.Chain, ct.State = acct.Identity, acct.Chain, Changed
 	}
-	if err := c.ks.Put(contactKey(ct.Handle), ct.marshal()); err != nil {
+	if err := c.putContact(ct); err != nil {
 		return false, err
 	}
 	return ct.State == Verified, c.indexContact(ct.Handle)

@@ -98,50 +98,6 @@ type SyncResult struct {
 	Proof HeadProof
 }
 
-func stateKey(g coffer.GroupID) string { return "group/" + g.String() + "/state" }
-
-// localState returns the highest verified state of g kept on this device.
-func (c *Client) localState(g coffer.GroupID) (*coffer.GroupState, error) {
-	b, err := c.ks.Get(stateKey(g))
-	if errors.Is(err, ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	s := new(coffer.GroupState)
-	if err := s.UnmarshalBinary(b); err != nil {
-		return nil, fmt.Errorf("clientlib: stored group state is corrupt: %w", err)
-	}
-	return s, nil
-}
-
-// saveState stores s unless the device already holds a higher verified
-// state of the group. Concurrent syncs finish in any order; without this, a
-// slower one could store an older head and let a rollback to it pass.
-func (c *Client) saveState(s *coffer.GroupState) error {
-	c.stateMu.Lock()
-	defer c.stateMu.Unlock()
-	// Only the stored head is compared: decoding the whole stored state
-	// (14 MB for 10,000 members) to read two fields was most of the cost
-	// of saving (statehead.go).
-	seq, head, found, err := c.storedHead(s.Group)
-	if err != nil {
-		return err
-	}
-	if found && seq >= s.Seq {
-		if seq == s.Seq && head != s.Head {
-			return coffer.Security("fork", fmt.Errorf("two different commits verified at seq %d", s.Seq))
-		}
-		return nil
-	}
-	b, err := s.MarshalBinary()
-	if err != nil {
-		return err
-	}
-	return c.ks.Put(stateKey(s.Group), b)
-}
-
 // CreateGroup creates a group with this account as its owner and returns
 // its id. The group key, its commitment and the encrypted name are all made
 // here; the server receives only the signed genesis, one wrap and the
@@ -220,7 +176,7 @@ func (c *Client) CreateGroup(ctx context.Context, name string, opts *GroupOption
 	if err := c.proveOwnCommit(ctx, g, 1, sc); err != nil {
 		return coffer.GroupID{}, inGroup(err, g, coffer.ResourceID{})
 	}
-	if err := c.saveState(state); err != nil {
+	if err := c.saveState(state, nil, nil); err != nil {
 		return coffer.GroupID{}, err
 	}
 	return g, inGroup(c.witnessOwnCommit(ctx, state), g, coffer.ResourceID{})
@@ -362,6 +318,9 @@ func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool)
 	// before both checks pass for every page.
 	state := local
 	var verified uint64
+	// The verified commits, kept while few enough to be stored as the
+	// tail of the stored state (statetail.go) rather than a new snapshot.
+	var tail []coffer.SignedCommit
 	pg, err := c.commitPager(g, info.HeadSeq-after)
 	if err != nil {
 		return nil, err
@@ -400,6 +359,11 @@ func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool)
 		// before this device relies on it (see log.go).
 		proofs.Go(func() error { return c.proveCommitsLogged(proofCtx, g, first, commits) })
 		state, verified = next, verified+uint64(len(commits))
+		if local != nil && verified <= maxTailCommits {
+			tail = append(tail, commits...)
+		} else {
+			tail = nil
+		}
 	}
 	if err := proofs.Wait(); err != nil {
 		return nil, err
@@ -448,7 +412,10 @@ func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool)
 	// Nothing new verified: state is the stored state, and saving it
 	// again would only encode it and compare it with itself.
 	if state != local {
-		if err := c.saveState(state); err != nil {
+		if uint64(len(tail)) != verified {
+			tail = nil // more than a tail holds: saved whole
+		}
+		if err := c.saveState(state, local, tail); err != nil {
 			return nil, err
 		}
 	}
@@ -852,7 +819,7 @@ func (c *Client) commitChangeMeta(ctx context.Context, g coffer.GroupID, build c
 			return nil, err
 		}
 		if _, stillMember := next.Members[me]; stillMember {
-			if err := c.saveState(next); err != nil {
+			if err := c.saveState(next, s, []coffer.SignedCommit{sc}); err != nil {
 				return nil, err
 			}
 			if err := c.witnessOwnCommit(ctx, next); err != nil {

@@ -103,8 +103,31 @@ func (c *Client) fetchMemberKeys(ctx context.Context, hashes [][32]byte) error {
 // check them, and withMemberKeys fetches the current members' afterwards.
 // The verifier checks each key it uses against its hash.
 func (c *Client) memberKeySource(ctx context.Context, s *coffer.GroupState, commits []coffer.SignedCommit) (coffer.MemberKeySource, error) {
-	var hashes [][32]byte
-	v2 := s != nil && s.Suite == coffer.SuiteV2
+	hashes, v2 := memberKeyHashes(s, commits)
+	if !v2 {
+		return nil, nil
+	}
+	if err := c.fetchMemberKeys(ctx, hashes); err != nil {
+		return nil, err
+	}
+	kc := &c.memberKeys
+	kc.mu.Lock()
+	defer kc.mu.Unlock()
+	snap := make(coffer.MemberKeyMap, len(hashes))
+	for _, h := range hashes {
+		if k := kc.m[h]; k != nil {
+			snap[h] = k
+		}
+	}
+	return snap, nil
+}
+
+// memberKeyHashes lists the hashes of the member keys the verifier asks
+// for when it verifies commits as the continuation of s (see
+// memberKeySource), with repeats; v2 is false for a suite v1 chain, which
+// needs none. The stored tail keeps the same keys (statetail.go).
+func memberKeyHashes(s *coffer.GroupState, commits []coffer.SignedCommit) (hashes [][32]byte, v2 bool) {
+	v2 = s != nil && s.Suite == coffer.SuiteV2
 	latest := map[coffer.AccountID][32]byte{}
 	if v2 && len(commits) == 0 {
 		for _, m := range s.Members {
@@ -147,22 +170,7 @@ func (c *Client) memberKeySource(ctx context.Context, s *coffer.GroupState, comm
 			}
 		}
 	}
-	if !v2 {
-		return nil, nil
-	}
-	if err := c.fetchMemberKeys(ctx, hashes); err != nil {
-		return nil, err
-	}
-	kc := &c.memberKeys
-	kc.mu.Lock()
-	defer kc.mu.Unlock()
-	snap := make(coffer.MemberKeyMap, len(hashes))
-	for _, h := range hashes {
-		if k := kc.m[h]; k != nil {
-			snap[h] = k
-		}
-	}
-	return snap, nil
+	return hashes, v2
 }
 
 // verifyChain is coffer.VerifyChainWith with the member keys a suite v2

@@ -134,7 +134,7 @@ func (c *Client) commitTreeChange(ctx context.Context, signer *Identity, me coff
 		return nil, err
 	}
 	if _, stillMember := next.Members[me]; stillMember {
-		if err := c.saveState(next); err != nil {
+		if err := c.saveState(next, s, []coffer.SignedCommit{sc}); err != nil {
 			return nil, err
 		}
 		if err := c.witnessOwnCommit(ctx, next); err != nil {

@@ -127,7 +127,7 @@ func (c *Client) UpgradeToTree(ctx context.Context, g coffer.GroupID) (err error
 		if err := c.proveOwnCommit(ctx, g, next.Seq, sc); err != nil {
 			return err
 		}
-		if err := c.saveState(next); err != nil {
+		if err := c.saveState(next, s, []coffer.SignedCommit{sc}); err != nil {
 			return err
 		}
 		return c.witnessOwnCommit(ctx, next)

@@ -213,7 +213,7 @@ func (c *Client) updateOwnKeys(ctx context.Context, g coffer.GroupID, old, next 
 		if err := c.proveOwnCommit(ctx, g, after.Seq, sc); err != nil {
 			return err
 		}
-		if err := c.saveState(after); err != nil {
+		if err := c.saveState(after, s, []coffer.SignedCommit{sc}); err != nil {
 			return err
 		}
 		return c.witnessOwnCommit(ctx, after)

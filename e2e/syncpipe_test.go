@@ -68,7 +68,7 @@ func TestSyncPipelineRefusesOneForgedProof(t *testing.T) {
 					t.Fatalf("the proxy forged no proof for commit %d (sync: %v)", seq, err)
 				}
 				wantSecurity(t, err)
-				if _, err := dev.Get("group/" + g.String() + "/state"); err == nil {
+				if saved := storedGroupState(dev, g); saved != "" {
 					t.Errorf("the device saved a group state despite a forged proof")
 				}
 				// The same device, through the honest server, syncs.

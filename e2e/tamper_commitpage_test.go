@@ -105,7 +105,7 @@ func TestTamperCompactCommitPage(t *testing.T) {
 			if tc.security {
 				wantSecurity(t, err)
 			}
-			if _, err := ks.Get("group/" + g.String() + "/state"); err == nil {
+			if saved := storedGroupState(ks, g); saved != "" {
 				t.Errorf("the device saved a group state from an altered page")
 			}
 		})

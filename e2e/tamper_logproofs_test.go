@@ -162,7 +162,7 @@ func TestTamperCompactLogProofs(t *testing.T) {
 				t.Fatalf("the proxy altered no proof answer (sync: %v)", err)
 			}
 			wantSecurity(t, err)
-			if _, err := ks.Get("group/" + g.String() + "/state"); err == nil {
+			if saved := storedGroupState(ks, g); saved != "" {
 				t.Errorf("the device saved a group state from an altered answer")
 			}
 			if res, err := direct.Sync(ctx, g); err != nil || res.State.Seq != head.State.Seq {

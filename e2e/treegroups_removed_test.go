@@ -112,7 +112,7 @@ func newTreeInsider(t *testing.T, ch *treeChain, g coffer.GroupID, ks clientlib.
 		}
 	}
 	delete(in.pubs, "")
-	names := []string{"identity", "device", "user-keys", "group/" + g.String() + "/tree", "group/" + g.String() + "/state"}
+	names := append([]string{"identity", "device", "user-keys", "group/" + g.String() + "/tree"}, groupStateNames(g)...)
 	for _, name := range names {
 		b, err := ks.Get(name)
 		if err != nil {

@@ -1,0 +1,543 @@
+package clientlib
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/groupkey"
+)
+
+// testChain builds a suite v1 group whose owner adds members at genesis
+// (so that the snapshot is large enough to hold a long tail) and then
+// rotates, one signed commit at a time.
+type testChain struct {
+	t      *testing.T
+	owner  *Identity
+	me     coffer.AccountID
+	g      coffer.GroupID
+	states []*coffer.GroupState          // states[i] is at seq i+1
+	signed []coffer.SignedCommit         // signed[i] is commit seq i+1
+	forks  map[uint64]*coffer.GroupState // another commit at a seq
+}
+
+func newTestChain(t *testing.T, members int) *testChain {
+	t.Helper()
+	owner, err := GenerateIdentity("owner")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := &testChain{t: t, owner: owner, me: coffer.NewAccountID(), g: coffer.NewGroupID(), forks: map[uint64]*coffer.GroupState{}}
+	pub := owner.Public()
+	ops := []coffer.Op{{Kind: coffer.OpAdd, Member: tc.me, Handle: owner.Handle(), Role: coffer.RoleOwner,
+		SigningKey: pub.SigningKey, EncryptionKey: pub.EncryptionKey}}
+	for i := range members {
+		id, err := GenerateIdentity(coffer.Handle(fmt.Sprintf("member%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := id.Public()
+		ops = append(ops, coffer.Op{Kind: coffer.OpAdd, Member: coffer.NewAccountID(), Handle: id.Handle(), Role: coffer.RoleReader,
+			SigningKey: p.SigningKey, EncryptionKey: p.EncryptionKey})
+	}
+	k := groupkey.NewEpochKey()
+	sc := coffer.SignCommit(&coffer.Commit{
+		Group: tc.g, Seq: 1, Epoch: 1, Author: tc.me, Time: time.Now().UnixMilli(), ShareHistory: true,
+		KeyCommitment: groupkey.Commitment(k, tc.g, 1), Ops: ops,
+	}, owner.signing)
+	s, err := coffer.VerifyChain(nil, []coffer.SignedCommit{sc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.states, tc.signed = []*coffer.GroupState{s}, []coffer.SignedCommit{sc}
+	return tc
+}
+
+// rotation signs a rotation after s.
+func (tc *testChain) rotation(s *coffer.GroupState) coffer.SignedCommit {
+	k := groupkey.NewEpochKey()
+	return coffer.SignCommit(&coffer.Commit{
+		Group: tc.g, Seq: s.Seq + 1, Prev: s.Head, Epoch: s.Epoch + 1, Author: tc.me, Time: time.Now().UnixMilli(),
+		ShareHistory: true, KeyCommitment: groupkey.Commitment(k, tc.g, s.Epoch+1), Ops: []coffer.Op{{Kind: coffer.OpRotate}},
+	}, tc.owner.signing)
+}
+
+// extend appends n rotations and returns the last state.
+func (tc *testChain) extend(n int) *coffer.GroupState {
+	tc.t.Helper()
+	for range n {
+		prev := tc.head()
+		sc := tc.rotation(prev)
+		next, err := coffer.VerifyChain(prev, []coffer.SignedCommit{sc})
+		if err != nil {
+			tc.t.Fatal(err)
+		}
+		tc.states, tc.signed = append(tc.states, next), append(tc.signed, sc)
+	}
+	return tc.head()
+}
+
+func (tc *testChain) head() *coffer.GroupState { return tc.states[len(tc.states)-1] }
+
+// at returns the state at seq.
+func (tc *testChain) at(seq uint64) *coffer.GroupState { return tc.states[seq-1] }
+
+// fork returns a state at seq with another head than the chain's.
+func (tc *testChain) fork(seq uint64) *coffer.GroupState {
+	tc.t.Helper()
+	prev := tc.at(seq - 1)
+	s, err := coffer.VerifyChain(prev, []coffer.SignedCommit{tc.rotation(prev)})
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	if s.Head == tc.at(seq).Head {
+		tc.t.Fatal("the fork is the chain")
+	}
+	return s
+}
+
+// countingKeyStore counts the writes and reads of each name.
+type countingKeyStore struct {
+	*MemoryKeyStore
+	mu         sync.Mutex
+	puts, gets map[string]int
+}
+
+func newCountingKeyStore() *countingKeyStore {
+	return &countingKeyStore{MemoryKeyStore: NewMemoryKeyStore(), puts: map[string]int{}, gets: map[string]int{}}
+}
+
+func (k *countingKeyStore) Put(name string, v []byte) error {
+	k.mu.Lock()
+	k.puts[name]++
+	k.mu.Unlock()
+	return k.MemoryKeyStore.Put(name, v)
+}
+
+func (k *countingKeyStore) Get(name string) ([]byte, error) {
+	k.mu.Lock()
+	k.gets[name]++
+	k.mu.Unlock()
+	return k.MemoryKeyStore.Get(name)
+}
+
+func (k *countingKeyStore) snapshotWrites(g coffer.GroupID) int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.puts[snapshotKey(g, 0)] + k.puts[snapshotKey(g, 1)]
+}
+
+func (k *countingKeyStore) snapshotReads(g coffer.GroupID) int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.gets[snapshotKey(g, 0)] + k.gets[snapshotKey(g, 1)]
+}
+
+func mustSave(t *testing.T, c *Client, s, from *coffer.GroupState, commits ...coffer.SignedCommit) {
+	t.Helper()
+	if err := c.saveState(s, from, commits); err != nil {
+		t.Fatalf("saving seq %d: %v", s.Seq, err)
+	}
+}
+
+// mustLoadFresh loads g's state through a new Client on ks, which has no
+// cache, and requires it to be want, byte for byte.
+func mustLoadFresh(t *testing.T, ks KeyStore, want *coffer.GroupState) {
+	t.Helper()
+	got, err := (&Client{ks: ks}).localState(want.Group)
+	if err != nil {
+		t.Fatalf("loading seq %d: %v", want.Seq, err)
+	}
+	if got == nil || got.Seq != want.Seq || got.Head != want.Head {
+		t.Fatalf("loaded %v, want seq %d", got, want.Seq)
+	}
+	a, _ := got.MarshalBinary()
+	b, _ := want.MarshalBinary()
+	if string(a) != string(b) {
+		t.Fatalf("the state loaded at seq %d differs from the one saved", want.Seq)
+	}
+}
+
+// TestStateTailRoundTrip: a state saved commit by commit loads back, from
+// a fresh client, equal to the one saved, across tail appends and snapshot
+// rewrites; a commit appends to the tail rather than writing the snapshot,
+// and the tail stays within maxTailCommits.
+func TestStateTailRoundTrip(t *testing.T) {
+	tc := newTestChain(t, 40)
+	tc.extend(3 * maxTailCommits)
+	ks := newCountingKeyStore()
+	c := &Client{ks: ks}
+	mustSave(t, c, tc.at(1), nil)
+	maxTail, slots := 0, map[uint8]bool{}
+	for seq := uint64(2); seq <= tc.head().Seq; seq++ {
+		mustSave(t, c, tc.at(seq), tc.at(seq-1), tc.signed[seq-1])
+		mustLoadFresh(t, ks, tc.at(seq))
+		tl, _, err := c.readTail(tc.g, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		maxTail, slots[tl.slot] = max(maxTail, len(tl.commits)), true
+	}
+	n := int(tc.head().Seq)
+	if w := ks.snapshotWrites(tc.g); w > 1+n/maxTailCommits+1 || w < n/maxTailCommits {
+		t.Errorf("%d commits wrote the snapshot %d times, want about one per %d commits", n, w, maxTailCommits)
+	}
+	if maxTail != maxTailCommits || len(slots) != 2 {
+		t.Errorf("the tail held at most %d commits (want %d), in slots %v (want both)", maxTail, maxTailCommits, slots)
+	}
+
+	// Several commits at once (a sync) append as one.
+	tc.extend(5)
+	c2 := &Client{ks: ks}
+	from := tc.at(uint64(n))
+	mustSave(t, c2, tc.head(), from, tc.signed[n:]...)
+	mustLoadFresh(t, ks, tc.head())
+
+	// Without the commits, the state is written whole.
+	before := ks.snapshotWrites(tc.g)
+	mustSave(t, c2, tc.extend(1), nil)
+	if ks.snapshotWrites(tc.g) != before+1 {
+		t.Error("a state saved without its commits was not written as a snapshot")
+	}
+	mustLoadFresh(t, ks, tc.head())
+
+	// Commits that do not start at the stored head are not appended: the
+	// state is written whole.
+	tc.extend(2)
+	before = ks.snapshotWrites(tc.g)
+	last := int(tc.head().Seq)
+	mustSave(t, c2, tc.head(), tc.at(uint64(last-1)), tc.signed[last-1])
+	if ks.snapshotWrites(tc.g) != before+1 {
+		t.Error("commits that do not follow the stored head were appended to its tail")
+	}
+	mustLoadFresh(t, ks, tc.head())
+}
+
+// TestStateTailBoundedByBytes: a tail whose bytes pass a quarter of the
+// snapshot's is folded into a new snapshot, however few its commits.
+func TestStateTailBoundedByBytes(t *testing.T) {
+	tc := newTestChain(t, 1) // a snapshot of ~3 KB: a quarter holds ~3 rotations
+	tc.extend(20)
+	c := &Client{ks: NewMemoryKeyStore()}
+	mustSave(t, c, tc.at(1), nil)
+	for seq := uint64(2); seq <= tc.head().Seq; seq++ {
+		mustSave(t, c, tc.at(seq), tc.at(seq-1), tc.signed[seq-1])
+		tl, raw, err := c.readTail(tc.g, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if uint64(len(raw)) > tl.snapLen/4 && len(tl.commits) > 0 {
+			t.Fatalf("at seq %d the tail is %d bytes over a snapshot of %d", seq, len(raw), tl.snapLen)
+		}
+		mustLoadFresh(t, c.ks, tc.at(seq))
+	}
+}
+
+// TestStateTailMangled: every byte of a stored tail record changed makes
+// loading fail, never load another state: the record's framing, its
+// snapshot reference and head, and its commits (re-verified from the
+// snapshot) are all checked.
+func TestStateTailMangled(t *testing.T) {
+	tc := newTestChain(t, 8)
+	tc.extend(3)
+	ks := NewMemoryKeyStore()
+	c := &Client{ks: ks}
+	mustSave(t, c, tc.at(1), nil)
+	for seq := uint64(2); seq <= 4; seq++ {
+		mustSave(t, c, tc.at(seq), tc.at(seq-1), tc.signed[seq-1])
+	}
+	good, err := ks.Get(tailKey(tc.g))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tl, err := parseTail(good, tc.g, false); err != nil || len(tl.commits) != 3 {
+		t.Fatalf("the tail holds %v commits (%v), want 3", tl, err)
+	}
+	for i := range good {
+		bad := append([]byte(nil), good...)
+		bad[i] ^= 0x41
+		ks.Put(tailKey(tc.g), bad)
+		if s, err := (&Client{ks: ks}).localState(tc.g); err == nil {
+			t.Fatalf("a tail with byte %d changed loaded, at seq %d", i, s.Seq)
+		}
+	}
+	for _, n := range []int{0, 1, tailHeaderSize, len(good) - 1} {
+		ks.Put(tailKey(tc.g), good[:n])
+		if _, err := (&Client{ks: ks}).localState(tc.g); err == nil {
+			t.Fatalf("a tail cut to %d bytes loaded", n)
+		}
+	}
+	ks.Put(tailKey(tc.g), append(good, 0))
+	if _, err := (&Client{ks: ks}).localState(tc.g); err == nil {
+		t.Fatal("a tail with a trailing byte loaded")
+	}
+	ks.Put(tailKey(tc.g), good)
+	mustLoadFresh(t, ks, tc.at(4))
+}
+
+// TestStateTailRefused: tails that decode but do not extend their
+// snapshot to their head are ErrStoredState: a signed commit edited, a
+// tail whose first commit does not follow the snapshot, commits of another
+// chain, a tail that stops short of its head, a tail over a missing
+// snapshot or over another snapshot.
+func TestStateTailRefused(t *testing.T) {
+	tc := newTestChain(t, 8)
+	tc.extend(6)
+	ks := NewMemoryKeyStore()
+	c := &Client{ks: ks}
+	mustSave(t, c, tc.at(1), nil)
+	mustSave(t, c, tc.at(2), nil) // the snapshot at seq 2
+	for seq := uint64(3); seq <= 5; seq++ {
+		mustSave(t, c, tc.at(seq), tc.at(seq-1), tc.signed[seq-1])
+	}
+	good, _, err := c.readTail(tc.g, false)
+	if err != nil || good.baseSeq != 2 || len(good.commits) != 3 {
+		t.Fatalf("tail %+v, %v; want 3 commits over the snapshot at 2", good, err)
+	}
+	other := newTestChain(t, 0)
+	other.extend(3)
+	edit := func(f func(tl *stateTail)) []byte {
+		tl := *good
+		tl.commits = append([]coffer.SignedCommit(nil), good.commits...)
+		f(&tl)
+		b, err := tl.marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	cases := map[string][]byte{
+		"signature edited": edit(func(tl *stateTail) {
+			sig := append([]byte(nil), tl.commits[1].Signature...)
+			sig[0] ^= 1
+			tl.commits[1].Signature = sig
+		}),
+		"first commit does not follow the snapshot": edit(func(tl *stateTail) {
+			tl.commits = append([]coffer.SignedCommit{tc.signed[3]}, tc.signed[4:7]...)
+			tl.seq, tl.head = 6, tc.at(6).Head
+		}),
+		"a commit left out": edit(func(tl *stateTail) {
+			tl.commits = []coffer.SignedCommit{tc.signed[2], tc.signed[4]}
+			tl.seq, tl.head = 4, tc.at(4).Head
+		}),
+		"a forked commit": edit(func(tl *stateTail) {
+			tl.commits[2] = tc.rotation(tc.at(4))
+		}),
+		"commits of another group": edit(func(tl *stateTail) { tl.commits = other.signed[1:4] }),
+		"a head the commits do not reach": edit(func(tl *stateTail) {
+			tl.seq, tl.head = 6, tc.at(6).Head
+			tl.commits = append(tl.commits, tc.signed[2])
+		}),
+		"another head at the seq": edit(func(tl *stateTail) { tl.head = tc.fork(5).Head }),
+		"the other snapshot slot": edit(func(tl *stateTail) { tl.slot = 1 - tl.slot }),
+		"another base": edit(func(tl *stateTail) {
+			tl.baseSeq, tl.baseHead = 1, tc.at(1).Head
+			tl.commits = tc.signed[1:5] // a valid chain from seq 1, over the snapshot at 2
+			tl.seq, tl.head = 5, tc.at(5).Head
+		}),
+	}
+	for name, b := range cases {
+		t.Run(name, func(t *testing.T) {
+			ks.Put(tailKey(tc.g), b)
+			defer ks.Put(tailKey(tc.g), mustMarshalTail(t, good))
+			s, err := (&Client{ks: ks}).localState(tc.g)
+			if !errors.Is(err, ErrStoredState) {
+				t.Fatalf("loaded %v, %v; want ErrStoredState", s, err)
+			}
+			if coffer.IsSecurity(err) {
+				t.Fatalf("%v is a security error, which blames the server", err)
+			}
+		})
+	}
+	// The snapshot itself edited: corrupt, or not the one the tail names.
+	snap, _ := ks.Get(snapshotKey(tc.g, good.slot))
+	ks.Put(snapshotKey(tc.g, good.slot), snap[:len(snap)-1])
+	if _, err := (&Client{ks: ks}).localState(tc.g); err == nil {
+		t.Fatal("a truncated snapshot loaded")
+	}
+	ks.Delete(snapshotKey(tc.g, good.slot))
+	if _, err := (&Client{ks: ks}).localState(tc.g); !errors.Is(err, ErrStoredState) {
+		t.Fatalf("a tail over a missing snapshot: %v, want ErrStoredState", err)
+	}
+	ks.Put(snapshotKey(tc.g, good.slot), snap)
+	mustLoadFresh(t, ks, tc.at(5))
+}
+
+func mustMarshalTail(t *testing.T, tl *stateTail) []byte {
+	t.Helper()
+	b, err := tl.marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestSaveStateRules: saveState never stores an older state than the one
+// held, whether the held one is a snapshot or the end of a tail; the same
+// seq with another head is a fork; and a state stored before tails (a
+// lone snapshot) is read and extended.
+func TestSaveStateRules(t *testing.T) {
+	tc := newTestChain(t, 4)
+	tc.extend(5)
+	ks := NewMemoryKeyStore()
+	c := &Client{ks: ks}
+	mustSave(t, c, tc.at(1), nil)
+	mustSave(t, c, tc.at(2), tc.at(1), tc.signed[1])
+	mustSave(t, c, tc.at(3), tc.at(2), tc.signed[2])
+	for _, older := range []uint64{1, 2, 3} {
+		mustSave(t, c, tc.at(older), nil)
+		mustSave(t, &Client{ks: ks}, tc.at(older), nil)
+		if seq, _, _, _ := c.storedHead(tc.g); seq != 3 {
+			t.Fatalf("saving seq %d over seq 3 stored seq %d", older, seq)
+		}
+	}
+	// At the stored seq, with and without its commit (appended, the fork
+	// would follow the stored seq 2).
+	fork := tc.fork(3)
+	for _, saver := range []*Client{c, {ks: ks}} {
+		for _, commits := range [][]coffer.SignedCommit{nil, {tc.rotation(tc.at(2))}} {
+			err := saver.saveState(fork, tc.at(2), commits)
+			var se *coffer.SecurityError
+			if !errors.As(err, &se) || se.Check != "fork" {
+				t.Fatalf("a fork at seq 3: %v, want a fork security error", err)
+			}
+		}
+	}
+	mustLoadFresh(t, ks, tc.at(3))
+
+	// A lone snapshot, as stored before tails.
+	legacy := NewMemoryKeyStore()
+	b, _ := tc.at(4).MarshalBinary()
+	legacy.Put(stateKey(tc.g), b)
+	mustLoadFresh(t, legacy, tc.at(4))
+	lc := &Client{ks: legacy}
+	mustSave(t, lc, tc.at(3), nil)
+	if seq, _, _, _ := lc.storedHead(tc.g); seq != 4 {
+		t.Fatalf("an older state replaced a lone snapshot at seq 4: seq %d", seq)
+	}
+	if err := lc.saveState(tc.fork(4), tc.at(3), nil); !coffer.IsSecurity(err) {
+		t.Fatalf("a fork of a lone snapshot: %v", err)
+	}
+	mustSave(t, lc, tc.at(5), tc.at(4), tc.signed[4])
+	mustSave(t, lc, tc.at(6), tc.at(5), tc.signed[5])
+	mustLoadFresh(t, legacy, tc.at(6))
+}
+
+// TestStateCache: a client keeps the state it saved or loaded and does
+// not read the snapshot again while the stored head is the same; a state
+// another Client on the same key store saved since is loaded; another
+// head at the cached seq is a fork; a stored state that went back leaves
+// the newer one in memory.
+func TestStateCache(t *testing.T) {
+	tc := newTestChain(t, 4)
+	tc.extend(4)
+	ks := newCountingKeyStore()
+	a, b := &Client{ks: ks}, &Client{ks: ks}
+	mustSave(t, a, tc.at(1), nil)
+	mustSave(t, a, tc.at(2), tc.at(1), tc.signed[1])
+	reads := ks.snapshotReads(tc.g)
+	s, err := a.localState(tc.g)
+	if err != nil || s != tc.at(2) {
+		t.Fatalf("the saving client's state: %v, %v; want the state it saved", s, err)
+	}
+	if ks.snapshotReads(tc.g) != reads {
+		t.Fatal("the saving client read its snapshot again")
+	}
+
+	// b loads seq 2 from the key store, then a saves seq 3: b sees it.
+	if s, err := b.localState(tc.g); err != nil || s.Seq != 2 {
+		t.Fatalf("b: %v, %v", s, err)
+	}
+	mustSave(t, a, tc.at(3), tc.at(2), tc.signed[2])
+	if s, err := b.localState(tc.g); err != nil || s.Seq != 3 || s.Head != tc.at(3).Head {
+		t.Fatalf("after a saved seq 3, b holds %v, %v", s, err)
+	}
+	reads = ks.snapshotReads(tc.g)
+	if s, err := b.localState(tc.g); err != nil || s.Seq != 3 || ks.snapshotReads(tc.g) != reads {
+		t.Fatalf("b read its snapshot again for the head it holds: %v, %v", s, err)
+	}
+
+	// A fork between memory and storage: b verified another commit at
+	// seq 4 than the one stored.
+	b.states.put(tc.fork(4))
+	mustSave(t, a, tc.at(4), tc.at(3), tc.signed[3])
+	if _, err := b.localState(tc.g); !coffer.IsSecurity(err) {
+		t.Fatalf("another head in memory than in storage at seq 4: %v, want a fork", err)
+	}
+
+	// Storage deleted: memory keeps the newest state, and the next save
+	// stores it again.
+	for _, n := range []string{snapshotKey(tc.g, 0), snapshotKey(tc.g, 1), tailKey(tc.g)} {
+		ks.Delete(n)
+	}
+	if s, err := a.localState(tc.g); err != nil || s.Seq != 4 {
+		t.Fatalf("after the stored state was deleted a holds %v, %v; want seq 4", s, err)
+	}
+	if s, err := (&Client{ks: ks}).localState(tc.g); err != nil || s != nil {
+		t.Fatalf("a fresh client on an emptied key store: %v, %v", s, err)
+	}
+	mustSave(t, a, tc.at(5), tc.at(4), tc.signed[4])
+	mustLoadFresh(t, ks, tc.at(5))
+}
+
+// TestContactBookStamp: the contact book is read again exactly when its
+// stamp changed: not while it stands, and after a contact or the index is
+// written, by this Client or by another on the same key store.
+func TestContactBookStamp(t *testing.T) {
+	ks := newCountingKeyStore()
+	a, b := &Client{ks: ks}, &Client{ks: ks}
+	bob, err := GenerateIdentity("bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct := &Contact{Handle: "bob", AccountID: coffer.NewAccountID(), Seen: bob.Public(), State: Unverified}
+	if err := a.putContact(ct); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.indexContact("bob"); err != nil {
+		t.Fatal(err)
+	}
+	reads := func() int {
+		ks.mu.Lock()
+		defer ks.mu.Unlock()
+		return ks.gets[contactKey("bob")]
+	}
+	book := func(c *Client) *Contact {
+		t.Helper()
+		bk, err := c.loadContactBook()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := bk.contact("bob")
+		if err != nil || got == nil {
+			t.Fatalf("bob: %v, %v", got, err)
+		}
+		return got
+	}
+	if got := book(b); got.State != Unverified {
+		t.Fatalf("bob is %v", got.State)
+	}
+	n := reads()
+	if got := book(b); got.State != Unverified || reads() != n {
+		t.Fatalf("an unchanged stamp read the book again (%d reads, then %d)", n, reads())
+	}
+	vi := bob.Public()
+	ct.VerifiedIdentity, ct.State = &vi, Verified
+	if err := a.putContact(ct); err != nil {
+		t.Fatal(err)
+	}
+	if got := book(b); got.State != Verified || got.VerifiedIdentity == nil {
+		t.Fatalf("after a verified bob, b's book holds %v", got.State)
+	}
+	// Contacts written before stamps existed (no stamp stored): the book
+	// is read again.
+	ks.Delete(contactStampKey)
+	ct.State = Changed
+	ks.MemoryKeyStore.Put(contactKey("bob"), ct.marshal())
+	if got := book(b); got.State != Changed {
+		t.Fatalf("without a stamp, b reads bob as %v", got.State)
+	}
+}
