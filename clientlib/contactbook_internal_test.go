@@ -119,3 +119,62 @@ func handles(cts []*Contact) []string {
 	}
 	return out
 }
+
+// TestContactBookStamp: the contact book is read again exactly when its
+// stamp changed: not while it stands, and after a contact or the index is
+// written, by this Client or by another on the same key store.
+func TestContactBookStamp(t *testing.T) {
+	ks := newCountingKeyStore()
+	a, b := &Client{ks: ks}, &Client{ks: ks}
+	bob, err := GenerateIdentity("bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct := &Contact{Handle: "bob", AccountID: coffer.NewAccountID(), Seen: bob.Public(), State: Unverified}
+	if err := a.putContact(ct); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.indexContact("bob"); err != nil {
+		t.Fatal(err)
+	}
+	reads := func() int {
+		ks.mu.Lock()
+		defer ks.mu.Unlock()
+		return ks.gets[contactKey("bob")]
+	}
+	book := func(c *Client) *Contact {
+		t.Helper()
+		bk, err := c.loadContactBook()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := bk.contact("bob")
+		if err != nil || got == nil {
+			t.Fatalf("bob: %v, %v", got, err)
+		}
+		return got
+	}
+	if got := book(b); got.State != Unverified {
+		t.Fatalf("bob is %v", got.State)
+	}
+	n := reads()
+	if got := book(b); got.State != Unverified || reads() != n {
+		t.Fatalf("an unchanged stamp read the book again (%d reads, then %d)", n, reads())
+	}
+	vi := bob.Public()
+	ct.VerifiedIdentity, ct.State = &vi, Verified
+	if err := a.putContact(ct); err != nil {
+		t.Fatal(err)
+	}
+	if got := book(b); got.State != Verified || got.VerifiedIdentity == nil {
+		t.Fatalf("after a verified bob, b's book holds %v", got.State)
+	}
+	// Contacts written before stamps existed (no stamp stored): the book
+	// is read again.
+	ks.Delete(contactStampKey)
+	ct.State = Changed
+	ks.MemoryKeyStore.Put(contactKey("bob"), ct.marshal())
+	if got := book(b); got.State != Changed {
+		t.Fatalf("without a stamp, b reads bob as %v", got.State)
+	}
+}
