@@ -51,8 +51,12 @@ func pathNodeSecret(ps []byte) []byte { return expand(ps, LabelTreeNodeSecret) }
 // nodeKey is RFC 9180 DeriveKeyPair(node secret), an X-Wing key pair.
 func nodeKey(nodeSecret []byte) (hpke.PrivateKey, error) { return kem.DeriveKeyPair(nodeSecret) }
 
-// EpochKey is HKDF(root node secret, salt = commit hash): the new epoch
-// key is bound to the chain's history as well as to the tree.
+// EpochKey is HKDF(rootSecret, salt = commit hash): the new epoch key is
+// bound to the chain's history as well as to the tree. clientlib passes
+// not the root node secret itself but groupkey.TreeEpochSecret of it, a
+// one-way step, because history links carry that secret: once the tree
+// grows, an old root is an inner node, and a link holding its node secret
+// would open paths sealed to it.
 func EpochKey(rootSecret, commitHash []byte) []byte {
 	k, err := hkdf.Key(sha256.New, rootSecret, commitHash, LabelTreeEpochKey, SecretSize)
 	if err != nil {
