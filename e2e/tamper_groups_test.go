@@ -212,14 +212,13 @@ func lyingProxy(t *testing.T, srv *Server, rewrite func(r *http.Request, body []
 func lyingProxyAccepting(t *testing.T, srv *Server, accept string, rewrite func(r *http.Request, body []byte) []byte) string {
 	t.Helper()
 	target, _ := url.Parse(srv.URL())
-	rp := httputil.NewSingleHostReverseProxy(target)
-	if accept != "" {
-		direct := rp.Director
-		rp.Director = func(r *http.Request) {
-			direct(r)
-			r.Header.Set("Accept", accept)
+	rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+		pr.SetURL(target)
+		pr.Out.Host = pr.In.Host // as NewSingleHostReverseProxy leaves it
+		if accept != "" {
+			pr.Out.Header.Set("Accept", accept)
 		}
-	}
+	}}
 	rp.ModifyResponse = func(resp *http.Response) error {
 		body, err := io.ReadAll(resp.Body)
 		if err != nil {
