@@ -11,11 +11,19 @@ import (
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/internal/api"
 	"github.com/cofferhq/coffer/server"
+	"github.com/cofferhq/coffer/store"
 )
 
 // replica starts a second server on ts's database, JWT key and clock, as
 // another cofferd replica would be.
 func replica(t *testing.T, ts *testServer) *testServer {
+	t.Helper()
+	return replicaOn(t, ts, ts.DB)
+}
+
+// replicaOn is replica with db for every service: a store of its own on
+// ts's database is what a second cofferd process has.
+func replicaOn(t *testing.T, ts *testServer, db *store.DB) *testServer {
 	t.Helper()
 	hs := httptest.NewUnstartedServer(nil)
 	cfg := server.DefaultConfig()
@@ -24,14 +32,14 @@ func replica(t *testing.T, ts *testServer) *testServer {
 	cfg.AuthRateLimit = 1_000_000
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg.Now = ts.Clock.Now
-	srv, err := server.New(cfg, server.Services{Accounts: ts.DB, Auth: ts.DB, Groups: ts.DB, Ready: ts.DB.Ping})
+	srv, err := server.New(cfg, server.Services{Accounts: db, Auth: db, Groups: db, Ready: db.Ping})
 	if err != nil {
 		t.Fatal(err)
 	}
 	hs.Config.Handler = srv
 	hs.Start()
 	t.Cleanup(hs.Close)
-	return &testServer{URL: hs.URL, Clock: ts.Clock, Pool: ts.Pool, DB: ts.DB, JWTKey: ts.JWTKey, Log: &syncBuffer{}, Server: srv}
+	return &testServer{URL: hs.URL, Clock: ts.Clock, Pool: ts.Pool, DB: db, JWTKey: ts.JWTKey, Log: &syncBuffer{}, Server: srv}
 }
 
 func logout(t *testing.T, ts *testServer, tok api.Tokens) {

@@ -1,15 +1,11 @@
 package server_test
 
 import (
-	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/internal/api"
-	"github.com/cofferhq/coffer/server"
 	"github.com/cofferhq/coffer/store"
 )
 
@@ -19,21 +15,7 @@ func replicaOwnStore(t *testing.T, ts *testServer) *testServer {
 	t.Helper()
 	db := store.New(ts.Pool)
 	db.Now = ts.Clock.Now
-	hs := httptest.NewUnstartedServer(nil)
-	cfg := server.DefaultConfig()
-	cfg.Origins = []string{"http://" + hs.Listener.Addr().String()}
-	cfg.JWTKeys = []server.JWTKey{ts.JWTKey}
-	cfg.AuthRateLimit = 1_000_000
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	cfg.Now = ts.Clock.Now
-	srv, err := server.New(cfg, server.Services{Accounts: db, Auth: db, Groups: db, Ready: db.Ping})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs.Config.Handler = srv
-	hs.Start()
-	t.Cleanup(hs.Close)
-	return &testServer{URL: hs.URL, Clock: ts.Clock, Pool: ts.Pool, DB: db, JWTKey: ts.JWTKey, Log: &syncBuffer{}, Server: srv}
+	return replicaOn(t, ts, db)
 }
 
 // TestGroupStateAcrossReplicas: each process verifies a commit against the
