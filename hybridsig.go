@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 
 	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // Suite v2 signatures are hybrid: an Ed25519 signature and an ML-DSA-65
@@ -50,9 +51,15 @@ const (
 
 // HybridPublicKey is a parsed suite v2 signing key. Its zero value is not a
 // key: get one from ParseHybridPublicKey or HybridPrivateKey.Public.
+//
+// A parsed key holds its 1,984 bytes, not its expanded ML-DSA-65 form:
+// circl's expanded public key (the matrix A and t1 in NTT form) is about
+// 40 KB, and a state of 100,000 members kept 4 GB of them, once in each
+// client and again in cofferd. Verify expands through expandedKeys, which
+// keeps the keys that sign often (admins, committers) expanded.
 type HybridPublicKey struct {
 	raw *[HybridPublicKeySize]byte
-	ml  *mldsa65.PublicKey // expanded once: expansion costs about 0.1 ms
+	ml  *mldsa65.PublicKey // set only for a key pair's own public half
 }
 
 // HybridPrivateKey is a suite v2 signing key pair.
@@ -136,9 +143,29 @@ func ParseHybridPublicKey(b []byte) (HybridPublicKey, error) {
 	}
 	raw := new([HybridPublicKeySize]byte)
 	copy(raw[:], b)
+	return HybridPublicKey{raw: raw}, nil
+}
+
+// expandedKeys caches expanded ML-DSA-65 public keys by their encoding.
+// Expansion costs about 0.1 ms, as much as half a verification, so a
+// signer verified over and over (the admins of a long chain) is expanded
+// once; a member verified once (its account genesis) passes through. The
+// bound keeps it near 10 MB.
+var expandedKeys, _ = lru.New[[mldsa65.PublicKeySize]byte, *mldsa65.PublicKey](256)
+
+// mldsa returns k's expanded ML-DSA-65 half.
+func (k HybridPublicKey) mldsa() *mldsa65.PublicKey {
+	if k.ml != nil {
+		return k.ml
+	}
+	enc := (*[mldsa65.PublicKeySize]byte)(k.raw[ed25519.PublicKeySize:])
+	if ml, ok := expandedKeys.Get(*enc); ok {
+		return ml
+	}
 	ml := new(mldsa65.PublicKey)
-	ml.Unpack((*[mldsa65.PublicKeySize]byte)(raw[ed25519.PublicKeySize:]))
-	return HybridPublicKey{raw: raw, ml: ml}, nil
+	ml.Unpack(enc)
+	expandedKeys.Add(*enc, ml)
+	return ml
 }
 
 // Bytes returns the encoding of k, or nil for the zero value.
@@ -182,7 +209,7 @@ func (k HybridPublicKey) Verify(label string, body, sig []byte) error {
 	}
 	msg := SignedMessage(label, body)
 	edOK := ed25519.Verify(ed25519.PublicKey(k.raw[:ed25519.PublicKeySize]), msg, sig[:ed25519.SignatureSize])
-	mlOK := mldsa65.Verify(k.ml, msg, []byte(label), sig[ed25519.SignatureSize:])
+	mlOK := mldsa65.Verify(k.mldsa(), msg, []byte(label), sig[ed25519.SignatureSize:])
 	switch {
 	case !edOK && !mlOK:
 		return Errorf(EINVALID, "hybrid signature: neither the Ed25519 half nor the ML-DSA-65 half verifies")
