@@ -178,3 +178,25 @@ func TestContactBookStamp(t *testing.T) {
 		t.Fatalf("without a stamp, b reads bob as %v", got.State)
 	}
 }
+
+func TestHasField(t *testing.T) {
+	for _, c := range []struct {
+		list, w string
+		want    bool
+	}{
+		{"carol bob", "bob", true},
+		{"bob carol", "bob", true},
+		{"bob", "bob", true},
+		{"carol bob", "bo", false},
+		{"bobby carol", "bob", false},
+		{"abob bob", "bob", true},
+		{"abob bobb", "bob", false},
+		{"carol  bob\n", "bob", true},
+		{"", "bob", false},
+		{"carol bob", "", false},
+	} {
+		if got := hasField([]byte(c.list), c.w); got != c.want {
+			t.Errorf("hasField(%q, %q) = %v, want %v", c.list, c.w, got, c.want)
+		}
+	}
+}
