@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"runtime"
 	"slices"
@@ -195,8 +196,11 @@ type roleChange struct {
 	role  Role // RoleNone after a removal
 }
 
-// Clone returns a deep copy of s. Key byte slices are shared: they are never
-// modified.
+// Clone returns a copy of s that can be changed without changing s. It
+// costs a copy of each map, not of each member: members and role
+// histories are copy-on-write (ownMember, recordRole), since a verifier
+// clones a 100,000-member state for every commit it checks. Key byte
+// slices are shared: they are never modified.
 func (s *GroupState) Clone() *GroupState {
 	c := &GroupState{
 		Group:           s.Group,
@@ -205,22 +209,27 @@ func (s *GroupState) Clone() *GroupState {
 		Head:            s.Head,
 		Epoch:           s.Epoch,
 		ShareHistory:    s.ShareHistory,
-		Members:         make(map[AccountID]*Member, len(s.Members)),
+		Members:         maps.Clone(s.Members),
 		PendingRotation: s.PendingRotation,
 		Tree:            s.Tree,
 		treeLeft:        slices.Clone(s.treeLeft),
 		keyCommitments:  slices.Clone(s.keyCommitments),
-		roles:           make(map[AccountID][]roleChange, len(s.roles)),
+		roles:           maps.Clone(s.roles),
+		handles:         maps.Clone(s.handles),
+		owners:          s.owners,
 	}
-	for id, m := range s.Members {
-		mc := *m
-		c.Members[id] = &mc
+	if c.Members == nil || c.roles == nil || c.handles == nil {
+		c.reindex()
 	}
-	for id, h := range s.roles {
-		c.roles[id] = slices.Clone(h)
-	}
-	c.reindex()
 	return c
+}
+
+// ownMember returns member id's entry for changing: a copy of it, stored
+// in s's map, since Clone shares entries between states.
+func (s *GroupState) ownMember(id AccountID) *Member {
+	mc := *s.Members[id]
+	s.Members[id] = &mc
+	return &mc
 }
 
 func (s *GroupState) reindex() {
@@ -810,7 +819,7 @@ func (cc *commitCheck) checkUpdateKey(i int, op Op) error {
 }
 
 func (s *GroupState) applyUpdateKey(c *Commit, op Op) {
-	m := s.Members[op.Member]
+	m := s.ownMember(op.Member)
 	m.SigningKey, m.EncryptionKey, m.KeysHash, m.Keys, m.KeyEpoch = op.SigningKey, op.EncryptionKey, op.KeysHash, nil, c.Epoch
 }
 
@@ -836,7 +845,7 @@ func (s *GroupState) applyRemove(c *Commit, op Op) {
 }
 
 func (s *GroupState) applySetRole(c *Commit, op Op) {
-	s.Members[op.Member].Role = op.Role
+	s.ownMember(op.Member).Role = op.Role
 	s.recordRole(op.Member, c.Epoch, op.Role)
 }
 
@@ -852,13 +861,17 @@ func (s *GroupState) applyLeave(c *Commit, op Op) {
 }
 
 func (s *GroupState) recordRole(id AccountID, epoch uint64, r Role) {
+	// Histories are shared between clones (Clone): never write into one's
+	// backing array.
 	h := s.roles[id]
 	if n := len(h); n > 0 && h[n-1].epoch == epoch {
 		// Within an epoch a role only rises (see RoleAt): keep the last.
+		h = slices.Clone(h)
 		h[n-1].role = r
+		s.roles[id] = h
 		return
 	}
-	s.roles[id] = append(h, roleChange{epoch, r})
+	s.roles[id] = append(slices.Clip(h), roleChange{epoch, r})
 }
 
 // chainWindow is how many commits VerifyChain parses and verifies in

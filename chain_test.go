@@ -1288,3 +1288,58 @@ func BenchmarkApply10k(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(commits)), "ns/commit")
 }
+
+// Clone shares members and role histories between states (copy on
+// write): two continuations of one trusted state, each changing the same
+// member's role in the same epoch and in a later one, must leave the
+// trusted state and each other as they would be alone.
+func TestCloneIsCopyOnWrite(t *testing.T) {
+	p := MustChainCast(t)
+	// m5's history ends in the current epoch and has spare capacity.
+	b := p.base(t).
+		Do(p.owner, addOp(p.m5, coffer.RoleReader)).
+		Do(p.owner, setRoleOp(p.m5, coffer.RoleWriter), rotateOp).
+		Do(p.owner, setRoleOp(p.m5, coffer.RoleReader), rotateOp)
+	trusted := checkChain(t, b.commits, "")
+	before := mustMarshalState(t, trusted)
+	n := len(b.commits)
+
+	up := *b
+	up.commits = slices.Clone(b.commits)
+	up.Do(p.owner, setRoleOp(p.m5, coffer.RoleAdmin)).Do(p.owner, setRoleOp(p.writer, coffer.RoleAdmin), rotateOp)
+	down := *b
+	down.commits = slices.Clone(b.commits)
+	down.Do(p.owner, removeOp(p.m5), rotateOp).Do(p.owner, setRoleOp(p.reader, coffer.RoleWriter))
+
+	a, err := coffer.VerifyChain(trusted, up.commits[n:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := coffer.VerifyChain(trusted, down.commits[n:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, mustMarshalState(t, trusted)) {
+		t.Fatal("verifying continuations changed the trusted state")
+	}
+	for _, tc := range []struct {
+		s    *coffer.GroupState
+		full []coffer.SignedCommit
+	}{{a, up.commits}, {c, down.commits}} {
+		if !bytes.Equal(mustMarshalState(t, tc.s), mustMarshalState(t, checkChain(t, tc.full, ""))) {
+			t.Error("a continuation of a shared state differs from its chain verified alone")
+		}
+	}
+	if got := a.RoleAt(p.m5.ID, trusted.Epoch); got != coffer.RoleAdmin {
+		t.Errorf("RoleAt(m5) after the raise = %s, want admin", got)
+	}
+	if got := c.RoleAt(p.m5.ID, trusted.Epoch); got != coffer.RoleReader {
+		t.Errorf("RoleAt(m5) in the other continuation = %s, want reader", got)
+	}
+	if got := trusted.Members[p.writer.ID].Role; got != coffer.RoleWriter {
+		t.Errorf("the trusted state's writer is now %s", got)
+	}
+	if c.Members[p.m5.ID] != nil || trusted.Members[p.m5.ID] == nil {
+		t.Error("a removal in one continuation reached the trusted state, or did not happen")
+	}
+}

@@ -225,6 +225,7 @@ func (s *GroupState) WithMemberKeys(src MemberKeySource) (*GroupState, error) {
 		if err := out.checkLeafKey(m, k); err != nil {
 			return nil, err
 		}
+		m = out.ownMember(id)
 		m.Keys, m.EncryptionKey, m.SigningKey = k, k.EncryptionKey, k.SigningKey.Ed25519()
 	}
 	return out, nil

@@ -340,7 +340,7 @@ func (s *GroupState) applyTree(cc *commitCheck) {
 	s.Tree = cc.tree.tree
 	s.treeLeft = cc.tree.left
 	for id, leaf := range cc.tree.leafOf {
-		s.Members[id].Leaf = leaf
+		s.ownMember(id).Leaf = leaf
 	}
 }
 
