@@ -45,12 +45,12 @@ func newKeyPool(tb testing.TB, size int) *keyPool {
 // benchTree is a full group of n members after a genesis by leaf 0: every
 // node has a key, and every parent node not above leaf 0 is tainted by 0.
 func benchTree(p *keyPool, n uint32) *Tree {
-	t := &Tree{}
+	t := newTree()
 	t.resize(n)
 	for x := uint32(0); x < Width(n); x++ {
-		t.pub[x] = p.pub[int(x)%len(p.pub)]
+		t.mut(x).pub = p.pub[int(x)%len(p.pub)]
 		if Level(x) > 0 && !IsAncestor(x, 0) {
-			t.taint[x] = []uint32{0}
+			t.mut(x).taint = []uint32{0}
 		}
 	}
 	t.rehashAll()

@@ -205,7 +205,7 @@ func apply(t *Tree, committer uint32, c *Commit, untrusted []uint32, addrs *[]Ci
 }
 
 func checkCommitter(t *Tree, committer uint32) error {
-	if committer >= t.n || t.pub[LeafNode(committer)] == nil {
+	if committer >= t.n || t.at(LeafNode(committer)).pub == nil {
 		return errorf(RuleLeaf, "the committer's leaf %d is not in the tree", committer)
 	}
 	return nil
@@ -215,10 +215,10 @@ func checkCommitter(t *Tree, committer uint32) error {
 // their direct paths.
 func applyRemoves(t *Tree, committer uint32, removes []uint32) error {
 	for _, leaf := range removes {
-		if leaf >= t.n || t.pub[LeafNode(leaf)] == nil || leaf == committer {
+		if leaf >= t.n || t.at(LeafNode(leaf)).pub == nil || leaf == committer {
 			return errorf(RuleLeaf, "leaf %d cannot be removed by leaf %d", leaf, committer)
 		}
-		t.pub[LeafNode(leaf)] = nil
+		t.mut(LeafNode(leaf)).pub = nil
 	}
 	return nil
 }
@@ -231,7 +231,7 @@ func selfTaint(t *Tree, committer uint32, selfUpdate []byte) []uint32 {
 	}
 	var out []uint32
 	for x := uint32(1); x < Width(t.n); x += 2 {
-		if _, ok := slices.BinarySearch(t.taint[x], committer); ok {
+		if _, ok := slices.BinarySearch(t.at(x).taint, committer); ok {
 			out = append(out, x)
 		}
 	}
@@ -245,7 +245,7 @@ func applySelfUpdate(t *Tree, committer uint32, key []byte) error {
 	if err := checkPublicKey(key); err != nil {
 		return err
 	}
-	t.pub[LeafNode(committer)] = key
+	t.mut(LeafNode(committer)).pub = key
 	return nil
 }
 
@@ -291,11 +291,11 @@ func placeLeaf(t *Tree, leaf uint32, key []byte) error {
 	switch {
 	case leaf == t.n && t.n < MaxLeaves:
 		t.resize(t.n + 1)
-	case leaf < t.n && t.pub[LeafNode(leaf)] == nil:
+	case leaf < t.n && t.at(LeafNode(leaf)).pub == nil:
 	default:
 		return errorf(RuleLeaf, "leaf %d is neither blank nor the next new leaf", leaf)
 	}
-	t.pub[LeafNode(leaf)] = key
+	t.mut(LeafNode(leaf)).pub = key
 	// Growth can move the right edge under new, blank parents: rehash
 	// the new leaf's whole path.
 	t.rehash([]uint32{LeafNode(leaf)})
@@ -310,10 +310,10 @@ func planPath(t *Tree, committer uint32, op Op, leaf uint32, leafKey []byte) ([]
 		if len(leafKey) != 0 {
 			return nil, nil, errorf(RuleShape, "a removal carries no leaf key")
 		}
-		if leaf >= t.n || t.pub[LeafNode(leaf)] == nil || leaf == committer {
+		if leaf >= t.n || t.at(LeafNode(leaf)).pub == nil || leaf == committer {
 			return nil, nil, errorf(RuleLeaf, "leaf %d cannot be removed by leaf %d", leaf, committer)
 		}
-		t.pub[LeafNode(leaf)] = nil
+		t.mut(LeafNode(leaf)).pub = nil
 	case OpUpdate:
 		if leaf != committer {
 			return nil, nil, errorf(RuleLeaf, "leaf %d updates only its own path, not leaf %d's", committer, leaf)
@@ -321,7 +321,7 @@ func planPath(t *Tree, committer uint32, op Op, leaf uint32, leafKey []byte) ([]
 		if err := checkPublicKey(leafKey); err != nil {
 			return nil, nil, err
 		}
-		t.pub[LeafNode(leaf)] = leafKey
+		t.mut(LeafNode(leaf)).pub = leafKey
 	case OpAdd:
 		if err := checkPublicKey(leafKey); err != nil {
 			return nil, nil, err
@@ -380,12 +380,12 @@ func finishPath(t *Tree, committer uint32, dp []uint32, pubs [][]byte, recips []
 	knowers := []uint32{committer}
 	for i, x := range dp {
 		for _, r := range recips[i] {
-			for _, a := range t.taint[r] {
+			for _, a := range t.at(r).taint {
 				knowers = addTaint(knowers, a)
 			}
 		}
-		t.pub[x] = pubs[i]
-		t.taint[x] = outside(x, knowers)
+		t.mut(x).pub = pubs[i]
+		t.mut(x).taint = outside(x, knowers)
 	}
 }
 
@@ -445,7 +445,7 @@ func rekeyBefore(a, b uint32) bool {
 // resolves to itself) and returns each node's recipients.
 func rekeyRecipients(t *Tree, nodes []RekeyNode, pub func(int) []byte) [][]uint32 {
 	for i, r := range nodes {
-		t.pub[r.Node] = pub(i)
+		t.mut(r.Node).pub = pub(i)
 	}
 	recips := make([][]uint32, len(nodes))
 	for i, r := range nodes {
@@ -461,17 +461,17 @@ func finishRekey(t *Tree, committer uint32, nodes []RekeyNode, recips [][]uint32
 	for i, r := range nodes {
 		knowers := []uint32{committer}
 		for _, x := range recips[i] {
-			for _, a := range t.taint[x] {
+			for _, a := range t.at(x).taint {
 				knowers = addTaint(knowers, a)
 			}
 		}
-		t.taint[r.Node] = outside(r.Node, knowers)
+		t.mut(r.Node).taint = outside(r.Node, knowers)
 	}
 }
 
 func checkTaint(t *Tree, untrusted []uint32) error {
 	for x := uint32(1); x < Width(t.n); x += 2 {
-		for _, a := range t.taint[x] {
+		for _, a := range t.at(x).taint {
 			if slices.Contains(untrusted, a) {
 				return errorf(RuleTaint, "node %d is still known to removed or demoted admin %d", x, a)
 			}

@@ -189,7 +189,7 @@ func rekeySet(t *Tree, spec Spec) []uint32 {
 	}
 	if len(spec.Untrusted) > 0 {
 		for x := uint32(1); x < Width(t.n); x += 2 {
-			for _, a := range t.taint[x] {
+			for _, a := range t.at(x).taint {
 				if slices.Contains(spec.Untrusted, a) {
 					add(x)
 				}
@@ -212,7 +212,7 @@ func rekeySet(t *Tree, spec Spec) []uint32 {
 // sealAll seals jobSecret[i] for jobs[i] on every core.
 func sealAll(t *Tree, ctx Context, label string, jobs []Ciphertext, jobSecret [][]byte) error {
 	return parallel(len(jobs), func(i int) error {
-		ct, err := seal(label, ctx, jobs[i].Node, jobs[i].Recipient, t.pub[jobs[i].Recipient], jobSecret[i])
+		ct, err := seal(label, ctx, jobs[i].Node, jobs[i].Recipient, t.at(jobs[i].Recipient).pub, jobSecret[i])
 		jobs[i].Sealed = ct
 		return err
 	})

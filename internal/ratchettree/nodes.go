@@ -15,8 +15,19 @@ import (
 // from prev to next touched. prev may be nil (every node).
 func ChangedNodes(prev, next *Tree) []uint32 {
 	var out []uint32
-	for x := uint32(0); x < Width(next.n); x++ {
-		if prev == nil || x >= Width(prev.n) || !bytes.Equal(prev.pub[x], next.pub[x]) || (prev.pub[x] == nil) != (next.pub[x] == nil) || !slices.Equal(prev.taint[x], next.taint[x]) {
+	w := Width(next.n)
+	for x := uint32(0); x < w; x++ {
+		if prev != nil && x < Width(prev.n) && x&(chunkSize-1) == 0 && int(x>>chunkShift) < len(prev.chunks) && prev.chunks[x>>chunkShift] == next.chunks[x>>chunkShift] {
+			// A shared chunk is unchanged up to prev's width.
+			x = min(x+chunkSize, Width(prev.n)) - 1
+			continue
+		}
+		if prev == nil || x >= Width(prev.n) {
+			out = append(out, x)
+			continue
+		}
+		a, b := prev.at(x), next.at(x)
+		if !bytes.Equal(a.pub, b.pub) || (a.pub == nil) != (b.pub == nil) || !slices.Equal(a.taint, b.taint) {
 			out = append(out, x)
 		}
 	}
@@ -87,5 +98,6 @@ func PathNodes(leaf uint32) []uint32 {
 
 // Node is node x's public key (nil if blank) and taint.
 func (t *Tree) Node(x uint32) NodeRow {
-	return NodeRow{Node: x, PublicKey: t.pub[x], Taint: EncodeTaint(t.taint[x])}
+	nd := t.at(x)
+	return NodeRow{Node: x, PublicKey: nd.pub, Taint: EncodeTaint(nd.taint)}
 }

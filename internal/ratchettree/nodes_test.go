@@ -13,7 +13,7 @@ func TestNodeRows(t *testing.T) {
 	rows := func(tr *Tree) []NodeRow {
 		var out []NodeRow
 		for x := uint32(0); x < Width(tr.n); x++ {
-			if tr.pub[x] != nil {
+			if tr.PublicKey(x) != nil {
 				out = append(out, tr.Node(x))
 			}
 		}
@@ -33,7 +33,7 @@ func TestNodeRows(t *testing.T) {
 		stored[r.Node] = r
 	}
 	for _, x := range changed {
-		if g.tree.pub[x] == nil {
+		if g.tree.PublicKey(x) == nil {
 			delete(stored, x)
 		} else {
 			stored[x] = g.tree.Node(x)

@@ -86,7 +86,7 @@ func (g *group) accept(committer uint32, c *Commit, vt *Tree, secrets Secrets) {
 	g.members[committer].Adopt(secrets, c.Leaves)
 	g.keys = map[uint32][]byte{committer: want}
 	for leaf, m := range g.members {
-		if vt.pub[LeafNode(leaf)] == nil {
+		if vt.PublicKey(LeafNode(leaf)) == nil {
 			delete(g.members, leaf)
 			continue
 		}

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"slices"
+	"sync/atomic"
 )
 
 // Sizes of the X-Wing (MLKEM768-X25519) objects a tree holds.
@@ -21,13 +22,54 @@ const LabelTreeHash = "coffer/v2/tree-hash"
 
 // Tree is the public ratchet tree: a public key (or blank) per node, the
 // taint of each parent node, and cached subtree hashes. Its zero value is
-// not usable; use NewTree. Public keys are never mutated in place, so
-// Clone can share them.
+// not usable; use NewTree.
+//
+// A tree is never changed once another holds it: a commit applies to a
+// Clone. Nodes live in chunks of chunkSize that clones share until one of
+// them writes (copy on write, by chunk), so that a clone of a tree of
+// 100,000 leaves (200,000 nodes, every commit's verification clones one)
+// costs a copy of its chunk pointers rather than of every node. Public
+// keys and taint lists are never mutated in place, so chunk copies share
+// them too.
 type Tree struct {
-	n     uint32
-	pub   [][]byte   // by node index; nil is blank
-	taint [][]uint32 // by node index: sorted leaf indices of admins that know the node's secret without being below it
-	hash  [][32]byte // by node index: hash of the subtree rooted there
+	n      uint32
+	id     uint64   // which chunks this tree may write: those whose owner it is
+	chunks []*chunk // node x is chunks[x>>chunkShift].nodes[x&(chunkSize-1)]
+}
+
+const (
+	chunkShift = 8
+	chunkSize  = 1 << chunkShift
+)
+
+type chunk struct {
+	owner uint64
+	nodes [chunkSize]node
+}
+
+type node struct {
+	pub   []byte   // nil is blank
+	taint []uint32 // parent nodes: sorted leaf indices of admins that know the node's secret without being below it
+	hash  [32]byte // hash of the subtree rooted here
+}
+
+// treeIDs names trees for chunk ownership; 0 is no tree's.
+var treeIDs atomic.Uint64
+
+// at is node x, for reading.
+func (t *Tree) at(x uint32) *node { return &t.chunks[x>>chunkShift].nodes[x&(chunkSize-1)] }
+
+// mut is node x, for writing: its chunk is first copied unless t owns it.
+func (t *Tree) mut(x uint32) *node {
+	i := x >> chunkShift
+	c := t.chunks[i]
+	if c.owner != t.id {
+		nc := new(chunk)
+		*nc = *c
+		nc.owner = t.id
+		t.chunks[i], c = nc, nc
+	}
+	return &c.nodes[x&(chunkSize-1)]
 }
 
 // NewTree returns a tree whose leaves hold the given X-Wing public keys
@@ -37,42 +79,44 @@ func NewTree(leafKeys [][]byte) (*Tree, error) {
 	if n == 0 || n > MaxLeaves {
 		return nil, errorf(RuleShape, "a tree has 1 to %d leaves, not %d", MaxLeaves, len(leafKeys))
 	}
-	t := &Tree{n: n}
+	t := newTree()
 	t.resize(n)
 	for i, k := range leafKeys {
 		if k != nil {
 			if err := checkPublicKey(k); err != nil {
 				return nil, err
 			}
-			t.pub[LeafNode(uint32(i))] = k
+			t.mut(LeafNode(uint32(i))).pub = k
 		}
 	}
 	t.rehashAll()
 	return t, nil
 }
 
+func newTree() *Tree { return &Tree{id: treeIDs.Add(1)} }
+
+// resize sets the leaf count to n, adding blank chunks as its width needs.
 func (t *Tree) resize(n uint32) {
-	w := int(Width(n))
 	t.n = n
-	t.pub = append(t.pub, make([][]byte, w-len(t.pub))...)
-	t.taint = append(t.taint, make([][]uint32, w-len(t.taint))...)
-	t.hash = append(t.hash, make([][32]byte, w-len(t.hash))...)
+	for uint64(len(t.chunks))<<chunkShift < uint64(Width(n)) {
+		t.chunks = append(t.chunks, &chunk{owner: t.id})
+	}
 }
 
 // Clone returns a copy that can be changed without changing t.
 func (t *Tree) Clone() *Tree {
-	return &Tree{n: t.n, pub: slices.Clone(t.pub), taint: slices.Clone(t.taint), hash: slices.Clone(t.hash)}
+	return &Tree{n: t.n, id: treeIDs.Add(1), chunks: slices.Clone(t.chunks)}
 }
 
 // Leaves is the tree's leaf count.
 func (t *Tree) Leaves() uint32 { return t.n }
 
 // PublicKey is node x's public key, or nil when x is blank.
-func (t *Tree) PublicKey(x uint32) []byte { return t.pub[x] }
+func (t *Tree) PublicKey(x uint32) []byte { return t.at(x).pub }
 
 // Taint lists the admins (leaf indices) that know node x's secret without
 // being below x.
-func (t *Tree) Taint(x uint32) []uint32 { return t.taint[x] }
+func (t *Tree) Taint(x uint32) []uint32 { return t.at(x).taint }
 
 // Resolution is RFC 9420's resolution of x: x itself when it is not
 // blank, nothing for a blank leaf, and otherwise the resolutions of its
@@ -83,7 +127,7 @@ func (t *Tree) Resolution(x uint32) []uint32 {
 }
 
 func (t *Tree) appendResolution(r []uint32, x uint32) []uint32 {
-	if t.pub[x] != nil {
+	if t.at(x).pub != nil {
 		return append(r, x)
 	}
 	if Level(x) == 0 {
@@ -106,7 +150,7 @@ func (t *Tree) Hash() [32]byte {
 	b = append(b, LabelTreeHash...)
 	b = append(b, 0)
 	b = binary.BigEndian.AppendUint32(b, t.n)
-	h := t.hash[Root(t.n)]
+	h := t.at(Root(t.n)).hash
 	b = append(b, h[:]...)
 	return sha256.Sum256(b)
 }
@@ -119,20 +163,21 @@ func (t *Tree) nodeHash(x uint32) [32]byte {
 	}
 	binary.BigEndian.PutUint32(hdr[1:], x)
 	h.Write(hdr[:])
-	if t.pub[x] == nil {
+	nd := t.at(x)
+	if nd.pub == nil {
 		h.Write([]byte{0})
 	} else {
 		h.Write([]byte{1})
-		h.Write(t.pub[x])
+		h.Write(nd.pub)
 	}
 	if Level(x) > 0 {
 		var b []byte
-		b = binary.BigEndian.AppendUint32(b, uint32(len(t.taint[x])))
-		for _, a := range t.taint[x] {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(nd.taint)))
+		for _, a := range nd.taint {
 			b = binary.BigEndian.AppendUint32(b, a)
 		}
 		h.Write(b)
-		l, r := t.hash[Left(x)], t.hash[Right(x, t.n)]
+		l, r := t.at(Left(x)).hash, t.at(Right(x, t.n)).hash
 		h.Write(l[:])
 		h.Write(r[:])
 	}
@@ -147,7 +192,7 @@ func (t *Tree) rehashAll() {
 	w := Width(t.n)
 	for k := 0; (uint32(1)<<k)-1 < w; k++ {
 		for x := uint32(1)<<k - 1; x < w; x += 1 << (k + 1) {
-			t.hash[x] = t.nodeHash(x)
+			t.mut(x).hash = t.nodeHash(x)
 		}
 	}
 }
@@ -173,7 +218,7 @@ func (t *Tree) rehash(changed []uint32) {
 		return int(a) - int(b)
 	})
 	for _, x := range order {
-		t.hash[x] = t.nodeHash(x)
+		t.mut(x).hash = t.nodeHash(x)
 	}
 }
 

@@ -20,10 +20,11 @@ import (
 func (t *Tree) MarshalBinary() ([]byte, error) {
 	b := binary.BigEndian.AppendUint32(nil, t.n)
 	for x := uint32(0); x < Width(t.n); x++ {
-		b = appendKey(b, t.pub[x])
+		nd := t.at(x)
+		b = appendKey(b, nd.pub)
 		if Level(x) > 0 {
-			b = binary.BigEndian.AppendUint32(b, uint32(len(t.taint[x])))
-			for _, a := range t.taint[x] {
+			b = binary.BigEndian.AppendUint32(b, uint32(len(nd.taint)))
+			for _, a := range nd.taint {
 				b = binary.BigEndian.AppendUint32(b, a)
 			}
 		}
@@ -123,18 +124,19 @@ func ParseTree(b []byte) (*Tree, error) {
 	if r.err != nil || n == 0 || n > MaxLeaves || uint64(Width(n)) > uint64(len(r.b)) {
 		return nil, errorf(RuleShape, "tree of %d leaves in %d bytes", n, len(b))
 	}
-	t := &Tree{}
+	t := newTree()
 	t.resize(n)
 	for x := uint32(0); x < Width(n) && r.err == nil; x++ {
-		t.pub[x] = r.key(true)
+		nd := t.mut(x)
+		nd.pub = r.key(true)
 		if Level(x) > 0 {
 			c := r.count(4)
 			for range c {
 				a := r.u32()
-				if a >= n || (len(t.taint[x]) > 0 && a <= t.taint[x][len(t.taint[x])-1]) || IsAncestor(x, LeafNode(a)) {
+				if a >= n || (len(nd.taint) > 0 && a <= nd.taint[len(nd.taint)-1]) || IsAncestor(x, LeafNode(a)) {
 					r.fail("bad taint at node %d", x)
 				}
-				t.taint[x] = append(t.taint[x], a)
+				nd.taint = append(nd.taint, a)
 			}
 		}
 	}
