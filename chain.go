@@ -295,11 +295,18 @@ func (s *GroupState) RoleAt(id AccountID, epoch uint64) Role {
 
 // SortedMembers returns copies of the current members, ordered by id.
 func (s *GroupState) SortedMembers() []*Member {
-	ms := make([]*Member, 0, len(s.Members))
-	for _, m := range s.Members {
+	ms := s.sortedMembers()
+	for i, m := range ms {
 		mc := *m
-		ms = append(ms, &mc)
+		ms[i] = &mc
 	}
+	return ms
+}
+
+// sortedMembers is SortedMembers without the copies, for callers in this
+// package that only read them (marshalling a 100,000-member state).
+func (s *GroupState) sortedMembers() []*Member {
+	ms := slices.Collect(maps.Values(s.Members))
 	slices.SortFunc(ms, func(a, b *Member) int { return bytes.Compare(a.ID[:], b.ID[:]) })
 	return ms
 }
@@ -1145,7 +1152,7 @@ func (s *GroupState) marshalState(detached bool) ([]byte, error) {
 	for _, kc := range s.keyCommitments {
 		b.AddBytes(kc[:])
 	}
-	members := s.SortedMembers()
+	members := s.sortedMembers()
 	b.AddUint32(uint32(len(members)))
 	for _, m := range members {
 		b.AddBytes(m.ID[:])

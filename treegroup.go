@@ -361,7 +361,7 @@ func (s *GroupState) checkLeafKey(m *Member, k *MemberKeys) error {
 // whose members are read, and checks that every member and every pending
 // departure holds its own non-blank leaf.
 func (ns *GroupState) unmarshalTree(in *cryptobyte.String, detached bool, loadTree func(uint32) (*ratchettree.Tree, error)) error {
-	members := ns.SortedMembers()
+	members := ns.sortedMembers()
 	if uint64(len(members)) > uint64(len(*in)/4) {
 		return errors.New("truncated leaves")
 	}

@@ -108,7 +108,10 @@ type freshState struct {
 	// map (identityproof.go).
 	idents    map[coffer.AccountID]knownIdentity
 	provenIDs map[coffer.AccountID][32]byte
-	unlogged  map[coffer.AccountID][32]byte
+	// provenEntries holds group state entries whose identity is in
+	// provenIDs: the same entry needs no hash to be found proven again.
+	provenEntries map[*coffer.Member]bool
+	unlogged      map[coffer.AccountID][32]byte
 }
 
 type cachedEntry struct {
