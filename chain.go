@@ -293,6 +293,23 @@ func (s *GroupState) RoleAt(id AccountID, epoch uint64) Role {
 	return h[i-1].role
 }
 
+// MemberByHandle is the current member with handle h, or nil.
+func (s *GroupState) MemberByHandle(h Handle) *Member {
+	if s.handles == nil {
+		// A state built by hand, not by the verifier: no index.
+		for _, m := range s.Members {
+			if m.Handle == h {
+				return m
+			}
+		}
+		return nil
+	}
+	if id, ok := s.handles[h]; ok {
+		return s.Members[id]
+	}
+	return nil
+}
+
 // SortedMembers returns copies of the current members, ordered by id.
 func (s *GroupState) SortedMembers() []*Member {
 	ms := s.sortedMembers()

@@ -1343,3 +1343,27 @@ func TestCloneIsCopyOnWrite(t *testing.T) {
 		t.Error("a removal in one continuation reached the trusted state, or did not happen")
 	}
 }
+
+func TestMemberByHandle(t *testing.T) {
+	p := MustChainCast(t)
+	b := p.base(t)
+	s := checkChain(t, b.commits, "")
+	if m := s.MemberByHandle(p.writer.Handle); m == nil || m.ID != p.writer.ID {
+		t.Fatalf("MemberByHandle(writer) = %v", m)
+	}
+	b.Do(p.owner, removeOp(p.writer), rotateOp)
+	after := checkChain(t, b.commits, "")
+	if m := after.MemberByHandle(p.writer.Handle); m != nil {
+		t.Errorf("a removed member is still found by handle: %v", m)
+	}
+	if m := s.MemberByHandle(p.writer.Handle); m == nil {
+		t.Error("the state before the removal lost the member")
+	}
+	if m := after.MemberByHandle("nobody"); m != nil {
+		t.Errorf("MemberByHandle(nobody) = %v", m)
+	}
+	hand := &coffer.GroupState{Members: map[coffer.AccountID]*coffer.Member{p.reader.ID: {ID: p.reader.ID, Handle: p.reader.Handle}}}
+	if m := hand.MemberByHandle(p.reader.Handle); m == nil || m.ID != p.reader.ID {
+		t.Errorf("a state built by hand: MemberByHandle = %v", m)
+	}
+}

@@ -203,7 +203,14 @@ func (c *Client) me() (*Identity, coffer.AccountID, error) {
 // account's entry still holds keys a rotation retired, Sync first makes the
 // self-update (see updatePending), whatever the member's role.
 func (c *Client) Sync(ctx context.Context, g coffer.GroupID) (*SyncResult, error) {
-	res, err := c.sync(ctx, g, true)
+	return c.syncPending(ctx, g, true)
+}
+
+// syncPending is Sync; withTrust false leaves SyncResult.Unverified
+// empty, for callers that only need the state: listing the trust of
+// 100,000 members is most of a receiving member's sync.
+func (c *Client) syncPending(ctx context.Context, g coffer.GroupID, withTrust bool) (*SyncResult, error) {
+	res, err := c.sync(ctx, g, withTrust)
 	if err != nil {
 		return nil, inGroup(err, g, coffer.ResourceID{})
 	}
@@ -507,7 +514,7 @@ func (c *Client) trustByHandle(s *coffer.GroupState, book *contactBook) ([]*Memb
 
 // Members syncs g and returns its members.
 func (c *Client) Members(ctx context.Context, g coffer.GroupID) ([]*Member, error) {
-	res, err := c.Sync(ctx, g)
+	res, err := c.syncPending(ctx, g, false)
 	if err != nil {
 		return nil, err
 	}
@@ -524,7 +531,7 @@ func (c *Client) History(ctx context.Context, g coffer.GroupID) ([]*coffer.Commi
 }
 
 func (c *Client) history(ctx context.Context, g coffer.GroupID) ([]*coffer.Commit, error) {
-	res, err := c.Sync(ctx, g)
+	res, err := c.syncPending(ctx, g, false)
 	if err != nil {
 		return nil, err
 	}
@@ -659,7 +666,7 @@ func (c *Client) epochKeysWith(ctx context.Context, s *coffer.GroupState, ids []
 // reports its epoch. It exists for tests and diagnostics: success means the
 // key matched the signed commitment.
 func (c *Client) CurrentEpoch(ctx context.Context, g coffer.GroupID) (uint64, error) {
-	res, err := c.Sync(ctx, g)
+	res, err := c.syncPending(ctx, g, false)
 	if err != nil {
 		return 0, err
 	}
@@ -672,7 +679,7 @@ func (c *Client) CurrentEpoch(ctx context.Context, g coffer.GroupID) (uint64, er
 // ReadableEpochs syncs g and lists the epochs whose keys this member can
 // obtain (its own wraps plus, in history-sharing groups, links).
 func (c *Client) ReadableEpochs(ctx context.Context, g coffer.GroupID) ([]uint64, error) {
-	res, err := c.Sync(ctx, g)
+	res, err := c.syncPending(ctx, g, false)
 	if err != nil {
 		return nil, err
 	}
@@ -1036,7 +1043,7 @@ func (c *Client) group(ctx context.Context, g coffer.GroupID) (*Group, error) {
 		if err := c.call(ctx, http.MethodGet, "/v1/groups/"+g.String(), true, nil, &info); err != nil {
 			return nil, err
 		}
-		if res, err = c.Sync(ctx, g); err != nil {
+		if res, err = c.syncPending(ctx, g, false); err != nil {
 			return nil, err
 		}
 		if keys, err = c.epochKeys(ctx, res.State); err != nil {

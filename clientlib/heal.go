@@ -186,7 +186,7 @@ func (c *Client) HealGroup(ctx context.Context, g coffer.GroupID) (*HealResult, 
 		if err := c.awaitLog(ctx); err != nil {
 			return res, err
 		}
-		_, err := c.Sync(ctx, g)
+		_, err := c.syncPending(ctx, g, false)
 		return res, err
 	}
 	for seq := info.HeadSeq + 1; seq <= local.Seq; seq++ {
@@ -227,7 +227,7 @@ func (c *Client) HealGroup(ctx context.Context, g coffer.GroupID) (*HealResult, 
 	if err := c.awaitLog(ctx); err != nil {
 		return res, err
 	}
-	if _, err := c.Sync(ctx, g); err != nil {
+	if _, err := c.syncPending(ctx, g, false); err != nil {
 		return res, err
 	}
 	return res, nil

@@ -38,10 +38,6 @@ func (c *Client) keyConflictsIn(s *coffer.GroupState, book *contactBook) ([]*cof
 	if err != nil {
 		return nil, err
 	}
-	byHandle := make(map[coffer.Handle]*coffer.Member, len(s.Members))
-	for _, m := range s.Members {
-		byHandle[m.Handle] = m
-	}
 	contradicts := func(m *coffer.Member, verifiedID coffer.AccountID, verified *coffer.PublicIdentity) bool {
 		return m.ID != verifiedID || m.Handle != verified.Handle ||
 			string(m.SigningKey) != string(verified.SigningKey) ||
@@ -52,7 +48,7 @@ func (c *Client) keyConflictsIn(s *coffer.GroupState, book *contactBook) ([]*cof
 	// id: the same account under another handle is as much a substitution
 	// as other keys under the same handle.
 	check := func(verifiedID coffer.AccountID, verified *coffer.PublicIdentity) {
-		for _, m := range []*coffer.Member{byHandle[verified.Handle], s.Members[verifiedID]} {
+		for _, m := range []*coffer.Member{s.MemberByHandle(verified.Handle), s.Members[verifiedID]} {
 			if m != nil && contradicts(m, verifiedID, verified) {
 				found[m.ID] = m
 			}

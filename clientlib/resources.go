@@ -159,7 +159,7 @@ func (c *Client) view(ctx context.Context, g coffer.GroupID, fresh bool) (*group
 	}
 	rc.refreshMu.Lock()
 	defer rc.refreshMu.Unlock()
-	res, err := c.Sync(ctx, g)
+	res, err := c.syncPending(ctx, g, false)
 	if err != nil {
 		return nil, err
 	}
