@@ -20,6 +20,32 @@ type contactBook struct {
 	c        *Client
 	list     []*Contact
 	byHandle map[coffer.Handle]*Contact
+
+	verifiedOnce sync.Once
+	verified     verifiedContacts
+}
+
+// verifiedContacts indexes a book's verified contacts by the handle and
+// the account id of the identity they verified.
+type verifiedContacts struct {
+	byHandle map[coffer.Handle][]*Contact
+	byID     map[coffer.AccountID][]*Contact
+}
+
+// verifiedIndex returns the book's verified contacts, but for the one
+// stored under self (this account's own handle), indexed; it is built
+// once per book.
+func (b *contactBook) verifiedIndex(self coffer.Handle) verifiedContacts {
+	b.verifiedOnce.Do(func() {
+		b.verified = verifiedContacts{byHandle: map[coffer.Handle][]*Contact{}, byID: map[coffer.AccountID][]*Contact{}}
+		for _, ct := range b.list {
+			if ct.VerifiedIdentity != nil && ct.Handle != self {
+				b.verified.byHandle[ct.VerifiedIdentity.Handle] = append(b.verified.byHandle[ct.VerifiedIdentity.Handle], ct)
+				b.verified.byID[ct.AccountID] = append(b.verified.byID[ct.AccountID], ct)
+			}
+		}
+	})
+	return b.verified
 }
 
 // The contact book is read and parsed once per stamp: a removal from a
@@ -38,6 +64,10 @@ type bookCache struct {
 	mu    sync.Mutex
 	stamp string
 	book  *contactBook
+	// consistent holds member entries found to contradict no contact of
+	// the book consistentIn (keyConflictsIn).
+	consistentIn *contactBook
+	consistent   map[*coffer.Member]bool
 }
 
 // putContact stores ct, changing the stamp around the write.

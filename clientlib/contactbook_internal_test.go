@@ -200,3 +200,67 @@ func TestHasField(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyConflictsRemembered: keyConflictsIn remembers member entries it
+// found consistent with a book, and only with that book. A member whose
+// keys contradict a verified contact (by handle, or by account id under
+// another handle) is found every time, and a later book that verifies
+// other keys for a remembered member finds it.
+func TestKeyConflictsRemembered(t *testing.T) {
+	me, err := GenerateIdentity("myself")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Client{ks: NewMemoryKeyStore(), id: me, account: coffer.NewAccountID()}
+	ident := func(h string) coffer.PublicIdentity {
+		id, err := GenerateIdentity(coffer.Handle(h))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id.Public()
+	}
+	bob, carol, dave, impostor := ident("bob"), ident("carol"), ident("dave"), ident("carol")
+	bobID, carolID, daveID := coffer.NewAccountID(), coffer.NewAccountID(), coffer.NewAccountID()
+	member := func(id coffer.AccountID, p coffer.PublicIdentity) *coffer.Member {
+		return &coffer.Member{ID: id, Handle: p.Handle, SigningKey: p.SigningKey, EncryptionKey: p.EncryptionKey}
+	}
+	s := &coffer.GroupState{Members: map[coffer.AccountID]*coffer.Member{
+		bobID:   member(bobID, bob),
+		carolID: member(carolID, impostor),        // other keys than the verified carol
+		daveID:  {ID: daveID, Handle: "dave-too"}, // dave's account under another handle
+	}}
+	s.Members[daveID].SigningKey, s.Members[daveID].EncryptionKey = dave.SigningKey, dave.EncryptionKey
+	book := func(cts ...*Contact) *contactBook {
+		b := &contactBook{c: c, byHandle: map[coffer.Handle]*Contact{}}
+		for _, ct := range cts {
+			b.list = append(b.list, ct)
+			b.byHandle[ct.Handle] = ct
+		}
+		return b
+	}
+	verified := func(id coffer.AccountID, p coffer.PublicIdentity) *Contact {
+		return &Contact{Handle: p.Handle, AccountID: id, VerifiedIdentity: &p, State: Verified}
+	}
+	first := book(verified(bobID, bob), verified(carolID, carol), verified(daveID, dave))
+	for range 2 { // the second pass runs on remembered entries
+		got, err := c.keyConflictsIn(s, first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 || got[0].Handle != "carol" || got[1].Handle != "dave-too" {
+			t.Fatalf("conflicts %v, want carol and dave-too", got)
+		}
+	}
+	if !c.books.consistent[s.Members[bobID]] || c.books.consistent[s.Members[carolID]] {
+		t.Fatal("bob's entry is not remembered as consistent, or carol's is")
+	}
+	// A new book that verified other keys for bob finds bob.
+	second := book(verified(bobID, ident("bob")))
+	got, err := c.keyConflictsIn(s, second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Handle != "bob" {
+		t.Fatalf("under a new book: conflicts %v, want bob", got)
+	}
+}
