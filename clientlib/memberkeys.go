@@ -130,8 +130,12 @@ func memberKeyHashes(s *coffer.GroupState, commits []coffer.SignedCommit) (hashe
 	v2 = s != nil && s.Suite == coffer.SuiteV2
 	latest := map[coffer.AccountID][32]byte{}
 	if v2 && len(commits) == 0 {
+		// The keys WithMemberKeys will resolve: those of entries that do
+		// not hold them yet.
 		for _, m := range s.Members {
-			hashes = append(hashes, m.KeysHash)
+			if m.Keys == nil {
+				hashes = append(hashes, m.KeysHash)
+			}
 		}
 	}
 	current := func(id coffer.AccountID) ([32]byte, bool) {
@@ -197,6 +201,18 @@ func (c *Client) verifyChain(ctx context.Context, trusted *coffer.GroupState, co
 // are not the ones the entry names, are a security error.
 func (c *Client) withMemberKeys(ctx context.Context, s *coffer.GroupState) (*coffer.GroupState, error) {
 	if s == nil || s.Suite != coffer.SuiteV2 {
+		return s, nil
+	}
+	resolved := true
+	for _, m := range s.Members {
+		if m.Keys == nil {
+			resolved = false
+			break
+		}
+	}
+	if resolved {
+		// Most syncs: a commit changes a few entries, the rest keep the
+		// keys they were resolved with.
 		return s, nil
 	}
 	src, err := c.memberKeySource(ctx, s, nil)
