@@ -27,7 +27,9 @@ import (
 // PostgreSQL), beside a pairwise suite v2 group of the same accounts, and
 // reports what the remover uploads and what a receiving member (an
 // ordinary member that synced before) downloads and spends to get the new
-// epoch key:
+// epoch key. Once per size it also reports a new member's first sync
+// (join-sync-ms, B-join-downloaded): added by the owner, from an empty key
+// store to the current epoch key:
 //
 //	go test ./e2e -run '^$' -bench 'RemoveMemberTree' -benchtime 5x -timeout 120m
 //
@@ -47,9 +49,10 @@ func BenchmarkRemoveMemberTree(b *testing.B) {
 	f := newTreeBench(b)
 	for _, size := range sizes {
 		var (
-			g       coffer.GroupID
-			handles []string
-			next    int
+			g                coffer.GroupID
+			handles          []string
+			next             int
+			joinMS, joinDown float64
 		)
 		b.Run(size.name, func(b *testing.B) {
 			if testing.Short() && size.n > 1000 {
@@ -87,6 +90,16 @@ func BenchmarkRemoveMemberTree(b *testing.B) {
 			b.ReportMetric(float64(up)/float64(b.N), "B-uploaded/op")
 			b.ReportMetric(float64(down)/float64(b.N), "B-downloaded/op")
 			b.ReportMetric(float64(recv.Microseconds())/1000/float64(b.N), "receive-ms/op")
+			// A new member's first sync, once per size, untimed by ns/op:
+			// an account made through clientlib, added by the owner, then
+			// its ReadableEpochs from an empty key store.
+			if joinMS == 0 {
+				b.StopTimer()
+				joinMS, joinDown = f.join(b, g, "joiner-"+size.name)
+				b.StartTimer()
+			}
+			b.ReportMetric(joinMS, "join-sync-ms")
+			b.ReportMetric(joinDown, "B-join-downloaded")
 		})
 	}
 }
@@ -129,6 +142,30 @@ func newTreeBench(b *testing.B) *treeBench {
 		b.Fatal(err)
 	}
 	return f
+}
+
+// join makes an account named handle, has the owner add it to g, and
+// returns the milliseconds and response bytes of its first sync to the
+// current epoch key.
+func (f *treeBench) join(b *testing.B, g coffer.GroupID, handle string) (ms, down float64) {
+	ctx := context.Background()
+	c := MustNewClientWith(b, f.url, NewCanaryKeyStore(), &clientlib.Options{SuiteV2Groups: true, TrustOnFirstUse: true})
+	if _, err := c.CreateAccount(ctx, handle, "desk"); err != nil {
+		b.Fatal(err)
+	}
+	if err := f.owner.AddMember(ctx, g, handle, coffer.RoleReader); err != nil {
+		b.Fatal(err)
+	}
+	f.down.Store(0)
+	t0 := time.Now()
+	epochs, err := c.ReadableEpochs(ctx, g)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if len(epochs) == 0 {
+		b.Fatalf("%s can read no epoch of the group it joined", handle)
+	}
+	return float64(time.Since(t0).Microseconds()) / 1000, float64(f.down.Load())
 }
 
 // group makes a group of the owner, the reader and n-2 pool accounts
