@@ -165,7 +165,13 @@ func (f *treeBench) join(b *testing.B, g coffer.GroupID, handle string) (ms, dow
 	if len(epochs) == 0 {
 		b.Fatalf("%s can read no epoch of the group it joined", handle)
 	}
-	return float64(time.Since(t0).Microseconds()) / 1000, float64(f.down.Load())
+	ms, down = float64(time.Since(t0).Microseconds())/1000, float64(f.down.Load())
+	// The receiving member catches up on the add, so that the next
+	// removal's download is that removal's alone.
+	if _, err := f.reader.ReadableEpochs(ctx, g); err != nil {
+		b.Fatal(err)
+	}
+	return ms, down
 }
 
 // group makes a group of the owner, the reader and n-2 pool accounts
