@@ -45,16 +45,17 @@ func newStateCache(max int64) *stateCache {
 	return c
 }
 
-// stateBytes estimates what a state holds in memory: its members, the
-// suite v2 keys it resolved, and its tree's public keys and hashes.
+// stateBytes estimates what a state holds in memory: its members (with
+// suite v1 keys inline; a suite v2 entry names its keys by hash, and the
+// keys resolved into it are shared with the member key cache), and its
+// tree's public keys and hashes. It is an estimate by count, not a walk
+// over the members, which cost 13 ms per commit at 100,000 members.
 func stateBytes(s *coffer.GroupState) int64 {
-	var n int64
-	for _, m := range s.Members {
-		n += 256 + int64(len(m.SigningKey)+len(m.EncryptionKey))
-		if m.Keys != nil {
-			n += 4096 // a hybrid signing key, an X-Wing key and their parts
-		}
+	perMember := int64(320)
+	if s.Suite != coffer.SuiteV2 {
+		perMember += coffer.SigningKeySize + 1216
 	}
+	n := int64(len(s.Members)) * perMember
 	if s.Tree != nil {
 		n += int64(2*s.Tree.Leaves()) * (ratchettree.PublicKeySize + 64)
 	}
