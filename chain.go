@@ -191,6 +191,48 @@ type GroupState struct {
 	// Derived from Members, rebuilt by reindex.
 	handles map[Handle]AccountID
 	owners  int
+
+	// The members whose entries were added, replaced or removed since
+	// Clone made this state (ChangedMembers). cloned is false in a state
+	// Clone did not make, and changedAll set once changed would pass
+	// maxChanged: every entry counts as changed then.
+	changed    []AccountID
+	cloned     bool
+	changedAll bool
+}
+
+// maxChanged bounds the changes a state lists (ChangedMembers): past it,
+// a caller compares every member instead, as after a bulk change.
+const maxChanged = 1 << 16
+
+// ChangedMembers returns the members whose entries were added, replaced
+// or removed (a removed member is listed but absent from Members) since
+// Clone made s, VerifyChain counting as one Clone of its trusted state,
+// with repeats. all is true when the list is not known: s was not made by
+// Clone (a genesis, a decoded state), or more changed than maxChanged.
+//
+// It is what lets a client that checked every entry of a state check, in
+// the state a sync verified from it, only the entries the sync's commits
+// changed: entries are never changed in place (Clone), so any other entry
+// is the one it checked.
+func (s *GroupState) ChangedMembers() (ids []AccountID, all bool) {
+	if !s.cloned || s.changedAll {
+		return nil, true
+	}
+	return s.changed, false
+}
+
+// noteChanged records that member id's entry was added, replaced or
+// removed.
+func (s *GroupState) noteChanged(id AccountID) {
+	if s.changedAll {
+		return
+	}
+	if len(s.changed) >= maxChanged {
+		s.changed, s.changedAll = nil, true
+		return
+	}
+	s.changed = append(s.changed, id)
 }
 
 type roleChange struct {
@@ -219,6 +261,7 @@ func (s *GroupState) Clone() *GroupState {
 		roles:           maps.Clone(s.roles),
 		handles:         maps.Clone(s.handles),
 		owners:          s.owners,
+		cloned:          true,
 	}
 	if c.Members == nil || c.roles == nil || c.handles == nil {
 		c.reindex()
@@ -231,6 +274,7 @@ func (s *GroupState) Clone() *GroupState {
 func (s *GroupState) ownMember(id AccountID) *Member {
 	mc := *s.Members[id]
 	s.Members[id] = &mc
+	s.noteChanged(id)
 	return &mc
 }
 
@@ -883,12 +927,14 @@ func (s *GroupState) applyAdd(c *Commit, op Op) {
 		KeyEpoch:      c.Epoch,
 	}
 	s.handles[op.Handle] = op.Member
+	s.noteChanged(op.Member)
 	s.recordRole(op.Member, c.Epoch, op.Role)
 }
 
 func (s *GroupState) applyRemove(c *Commit, op Op) {
 	delete(s.handles, s.Members[op.Member].Handle)
 	delete(s.Members, op.Member)
+	s.noteChanged(op.Member)
 	s.recordRole(op.Member, c.Epoch, RoleNone)
 }
 
@@ -905,6 +951,7 @@ func (s *GroupState) applySetRole(c *Commit, op Op) {
 func (s *GroupState) applyLeave(c *Commit, op Op) {
 	delete(s.handles, s.Members[op.Member].Handle)
 	delete(s.Members, op.Member)
+	s.noteChanged(op.Member)
 	s.recordRole(op.Member, c.Epoch+1, RoleNone)
 }
 

@@ -792,8 +792,48 @@ func checkChain(tb testing.TB, commits []coffer.SignedCommit, wantRule string) *
 		if !bytes.Equal(mustMarshalState(tb, got), mustMarshalState(tb, s)) {
 			tb.Fatalf("VerifyChain and Apply disagree on the state")
 		}
+		for _, k := range []int{1, len(commits) / 2, len(commits) - 1} {
+			if k <= 0 || k >= len(commits) {
+				continue
+			}
+			trusted, err := coffer.VerifyChain(nil, commits[:k])
+			if err != nil {
+				tb.Fatal(err)
+			}
+			next, err := coffer.VerifyChain(trusted, commits[k:])
+			if err != nil {
+				tb.Fatal(err)
+			}
+			checkChangedMembers(tb, trusted, next)
+		}
 	}
 	return got
+}
+
+// checkChangedMembers requires next, a state verified from prev, to list
+// among its ChangedMembers every member whose entry differs from prev's
+// (added, removed or replaced): clients check only those again after a
+// sync (clientlib's syncOnce).
+func checkChangedMembers(tb testing.TB, prev, next *coffer.GroupState) {
+	tb.Helper()
+	ids, all := next.ChangedMembers()
+	if all {
+		tb.Fatalf("a state verified from a trusted one does not know what changed")
+	}
+	listed := map[coffer.AccountID]bool{}
+	for _, id := range ids {
+		listed[id] = true
+	}
+	for id, m := range next.Members {
+		if prev.Members[id] != m && !listed[id] {
+			tb.Fatalf("member %s (%s) was added or changed at seq %d..%d but is not among the changed members", id, m.Handle, prev.Seq+1, next.Seq)
+		}
+	}
+	for id := range prev.Members {
+		if next.Members[id] == nil && !listed[id] {
+			tb.Fatalf("member %s was removed at seq %d..%d but is not among the changed members", id, prev.Seq+1, next.Seq)
+		}
+	}
 }
 
 func TestVerifyChainRules(t *testing.T) {

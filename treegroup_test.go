@@ -147,8 +147,13 @@ func (b *treeChain) push(author *treeActor, tc *treeCommit, actors ...*treeActor
 	if err := ns.ApplyTree(sc, tc.ciphertexts(), b.keys); err != nil {
 		b.tb.Fatalf("commit %d: %v", tc.c.Seq, err)
 	}
-	if _, err := ns.WithMemberKeys(b.keys); err != nil {
+	resolved, err := ns.WithMemberKeys(b.keys)
+	if err != nil {
 		b.tb.Fatalf("commit %d: member keys: %v", tc.c.Seq, err)
+	}
+	if b.state != nil {
+		checkChangedMembers(b.tb, b.state, ns)
+		checkChangedMembers(b.tb, ns, resolved)
 	}
 	b.state = ns
 	if tc.full == nil || len(tc.secrets) == 0 {

@@ -102,6 +102,7 @@ type Client struct {
 	ksMu      sync.Mutex      // serialises read-modify-write of key store indexes
 	stateMu   sync.Mutex      // serialises check-and-store of verified group states
 	states    stateCache      // the newest verified state of each group, in memory (statetail.go)
+	checked   checkedStates   // per group, the state whose every member passed the sync's checks (memberscope.go)
 	books     bookCache       // the contact book last read, with its stamp (contactbook.go)
 	stateLoad deviceStateLoad // the device state adopted at link or recovery (devicestate.go)
 	refreshMu sync.Mutex      // one session refresh at a time: reuse revokes the family

@@ -52,16 +52,16 @@ func (c *Client) followChain(ctx context.Context, a api.Account, acct *Account) 
 }
 
 // followMemberChains refreshes, through Lookup (which follows the chain),
-// each verified suite v2 contact that is a member of s with keys other
-// than the ones this device verified last. When the chain names the keys
+// each verified suite v2 contact that is a member of s in scope with keys
+// other than the ones this device verified last. When the chain names the keys
 // the group now holds, the contact's verified identity moves to them; when
 // it does not, keyConflicts still finds the difference.
 //
 // Only members who updated their keys (KeyEpoch after JoinedEpoch) and,
 // when this device held the group before (prev), whose keys changed since,
 // are looked at: a sync of a group where nobody rotated reads no contact.
-func (c *Client) followMemberChains(ctx context.Context, prev, s *coffer.GroupState) error {
-	for id, m := range s.Members {
+func (c *Client) followMemberChains(ctx context.Context, prev, s *coffer.GroupState, scope *memberScope) error {
+	for id, m := range scope.members(s) {
 		if m.KeyEpoch <= m.JoinedEpoch {
 			continue
 		}

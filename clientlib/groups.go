@@ -325,6 +325,9 @@ func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool)
 	// before both checks pass for every page.
 	state := local
 	var verified uint64
+	// The members the commits change: only they are checked again below
+	// when every member of local passed the checks (memberscope.go).
+	scope := newMemberScope(local == nil || !c.checked.is(local))
 	// The verified commits, kept while few enough to be stored as the
 	// tail of the stored state (statetail.go) rather than a new snapshot.
 	var tail []coffer.SignedCommit
@@ -348,6 +351,7 @@ func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool)
 		if err != nil {
 			return nil, err
 		}
+		scope = scope.add(next)
 		if next.Group != g {
 			return nil, coffer.Security("chain", fmt.Errorf("commits belong to group %s, not %s", next.Group, g))
 		}
@@ -400,7 +404,7 @@ func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool)
 	}
 	// A suite v2 state names its members' keys by hash: resolve them
 	// before the checks that compare members' keys.
-	if state, err = c.withMemberKeys(ctx, state); err != nil {
+	if state, err = c.withMemberKeysIn(ctx, state, scope); err != nil {
 		return nil, err
 	}
 	proof, err := c.proveHead(ctx, state, wh)
@@ -408,14 +412,15 @@ func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool)
 		return nil, err
 	}
 	// The members' identities, in the same witnessed map.
-	if err := c.proveMembers(ctx, proof.w, state); err != nil {
+	if err := c.proveMembers(ctx, proof.w, state, scope); err != nil {
 		return nil, err
 	}
 	// Verified suite v2 contacts whose keys in the group changed: follow
 	// their chains, so a rotation is not taken for a substitution.
-	if err := c.followMemberChains(ctx, local, state); err != nil {
+	if err := c.followMemberChains(ctx, local, state, scope); err != nil {
 		return nil, err
 	}
+	c.checked.mark(state)
 	// Nothing new verified: state is the stored state, and saving it
 	// again would only encode it and compare it with itself.
 	if state != local {

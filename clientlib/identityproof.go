@@ -65,16 +65,16 @@ func (c *Client) noteIdentity(a api.Account, pub coffer.PublicIdentity) {
 // maxIdentityFetches bounds the account lookups in flight.
 const maxIdentityFetches = 8
 
-// proveMembers proves the identity of every member of s that this client
-// has not proven yet in the heads map of w.
-func (c *Client) proveMembers(ctx context.Context, w *witnessed, s *coffer.GroupState) error {
+// proveMembers proves the identity of every member of s in scope that this
+// client has not proven yet in the heads map of w.
+func (c *Client) proveMembers(ctx context.Context, w *witnessed, s *coffer.GroupState, scope *memberScope) error {
 	type todo struct {
 		m   *coffer.Member
 		key [32]byte
 	}
 	var pending []todo
 	c.fresh.mu.Lock()
-	for _, m := range s.Members {
+	for _, m := range scope.members(s) {
 		// An entry is never changed in place (GroupState.Clone shares
 		// them, a commit replaces one it changes), so an entry proven
 		// before is proven without hashing its keys again: a sync of a

@@ -200,11 +200,17 @@ func (c *Client) verifyChain(ctx context.Context, trusted *coffer.GroupState, co
 // suite v1 state is returned as it is. Keys the server withholds, or that
 // are not the ones the entry names, are a security error.
 func (c *Client) withMemberKeys(ctx context.Context, s *coffer.GroupState) (*coffer.GroupState, error) {
+	return c.withMemberKeysIn(ctx, s, allMembers)
+}
+
+// withMemberKeysIn is withMemberKeys when only the members in scope may
+// lack their keys (memberscope.go).
+func (c *Client) withMemberKeysIn(ctx context.Context, s *coffer.GroupState, scope *memberScope) (*coffer.GroupState, error) {
 	if s == nil || s.Suite != coffer.SuiteV2 {
 		return s, nil
 	}
 	resolved := true
-	for _, m := range s.Members {
+	for _, m := range scope.members(s) {
 		if m.Keys == nil {
 			resolved = false
 			break

@@ -1,0 +1,102 @@
+package clientlib
+
+import (
+	"iter"
+	"sync"
+
+	"github.com/cofferhq/coffer"
+)
+
+// After verifying a sync's commits, a client checks the members of the new
+// state: it resolves their keys (withMemberKeys), proves their identities
+// in the witnessed map (proveMembers) and follows the chains of verified
+// contacts whose keys changed (followMemberChains). Done over every member,
+// each check is a pass over the whole group on every sync: at 100,000
+// members the three passes were most of a receiving member's time. An
+// entry is never changed in place (coffer.GroupState.Clone), so in a state
+// verified from one that passed every check, only the entries the commits
+// added or replaced can fail one (coffer.GroupState.ChangedMembers), and
+// only those are checked.
+
+// memberScope is the members a check looks at: every member, or those a
+// sync's commits changed.
+type memberScope struct {
+	all bool
+	ids map[coffer.AccountID]struct{}
+}
+
+// allMembers checks every member.
+var allMembers = &memberScope{all: true}
+
+// newMemberScope returns an empty scope, or allMembers when every member
+// must be checked.
+func newMemberScope(all bool) *memberScope {
+	if all {
+		return allMembers
+	}
+	return &memberScope{ids: map[coffer.AccountID]struct{}{}}
+}
+
+// add widens sc by what s changed since Clone made it (the commits of one
+// verifyChain call), and returns the scope to use from now on.
+func (sc *memberScope) add(s *coffer.GroupState) *memberScope {
+	if sc.all {
+		return sc
+	}
+	ids, all := s.ChangedMembers()
+	if all {
+		return allMembers
+	}
+	for _, id := range ids {
+		sc.ids[id] = struct{}{}
+	}
+	return sc
+}
+
+// members yields the current members of s in scope.
+func (sc *memberScope) members(s *coffer.GroupState) iter.Seq2[coffer.AccountID, *coffer.Member] {
+	return func(yield func(coffer.AccountID, *coffer.Member) bool) {
+		if sc.all {
+			for id, m := range s.Members {
+				if !yield(id, m) {
+					return
+				}
+			}
+			return
+		}
+		for id := range sc.ids {
+			if m := s.Members[id]; m != nil && !yield(id, m) {
+				return
+			}
+		}
+	}
+}
+
+// checkedStates remembers, per group, the last state whose every member
+// passed the checks above on this client, so that the next sync from it
+// checks only what its commits changed.
+type checkedStates struct {
+	mu sync.Mutex
+	m  map[coffer.GroupID]*coffer.GroupState
+}
+
+// is reports whether s, by identity, is the state of its group that last
+// passed every member check.
+func (cs *checkedStates) is(s *coffer.GroupState) bool {
+	if s == nil {
+		return false
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return cs.m[s.Group] == s
+}
+
+// mark records that every member of s passed the checks.
+func (cs *checkedStates) mark(s *coffer.GroupState) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.m == nil {
+		cs.m = map[coffer.GroupID]*coffer.GroupState{}
+	}
+	cs.m[s.Group] = s
+}
