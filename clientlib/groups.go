@@ -411,8 +411,9 @@ func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool)
 	if err != nil {
 		return nil, err
 	}
-	// The members' identities, in the same witnessed map.
-	if err := c.proveMembers(ctx, proof.w, state, scope); err != nil {
+	// The members' identities, in the same witnessed map; those found
+	// unlogged before are asked again.
+	if err := c.proveMembers(ctx, proof.w, state, scope.with(c.unloggedIDs())); err != nil {
 		return nil, err
 	}
 	// Verified suite v2 contacts whose keys in the group changed: follow

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"maps"
 	"net/http"
 	"slices"
 
@@ -197,6 +198,15 @@ func (c *Client) noteUnloggedLocked(m *coffer.Member, key [32]byte) {
 		c.fresh.unlogged = map[coffer.AccountID][32]byte{}
 	}
 	c.fresh.unlogged[m.ID] = key
+}
+
+// unloggedIDs lists the accounts noted unlogged: each sync proves them
+// again (memberscope.go), since an account registered just before it was
+// added may reach the witnessed map only after the sync that found it.
+func (c *Client) unloggedIDs() []coffer.AccountID {
+	c.fresh.mu.Lock()
+	defer c.fresh.mu.Unlock()
+	return slices.Collect(maps.Keys(c.fresh.unlogged))
 }
 
 // unloggedMembers returns the members of s recorded by noteUnlogged with

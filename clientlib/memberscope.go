@@ -53,6 +53,17 @@ func (sc *memberScope) add(s *coffer.GroupState) *memberScope {
 	return sc
 }
 
+// with widens sc by ids, and returns the scope to use from now on.
+func (sc *memberScope) with(ids []coffer.AccountID) *memberScope {
+	if sc.all {
+		return sc
+	}
+	for _, id := range ids {
+		sc.ids[id] = struct{}{}
+	}
+	return sc
+}
+
 // members yields the current members of s in scope.
 func (sc *memberScope) members(s *coffer.GroupState) iter.Seq2[coffer.AccountID, *coffer.Member] {
 	return func(yield func(coffer.AccountID, *coffer.Member) bool) {

@@ -80,6 +80,18 @@ func TestSyncChecksChangedMembers(t *testing.T) {
 	if !reader.checked.is(second.State) {
 		t.Fatal("the state an incremental sync checked is not marked")
 	}
+	// A member noted unlogged (an account that had not reached the
+	// witnessed map yet, say) is asked again by every sync, changed or not.
+	reader.fresh.mu.Lock()
+	delete(reader.fresh.provenIDs, bob.ID)
+	reader.fresh.mu.Unlock()
+	reader.noteUnlogged(bob, identityKey(bob.Handle, bob.SigningKey, bob.EncryptionKey))
+	if _, err := reader.Sync(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	if !proven(reader, bob) || len(reader.unloggedMembers(second.State)) != 0 {
+		t.Fatal("a member noted unlogged was not proven again by the next sync")
+	}
 
 	// A second Client on the reader's key store loads the stored state,
 	// which it did not check: it checks every member.
