@@ -38,6 +38,11 @@ type AccountService interface {
 	AccountsByID(ctx context.Context, ids []AccountID) (map[AccountID]*Account, error)
 }
 
+// MaxAccountsLookup bounds the account ids one lookup asks for (POST
+// /v1/accounts/lookup): a client proving the identities of a large
+// group's members asks in batches of this many.
+const MaxAccountsLookup = 1000
+
 // RefreshToken is the stored form of a refresh token: only its hash.
 type RefreshToken struct {
 	Hash    [32]byte

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"maps"
 	"net/http"
 	"slices"
@@ -66,14 +67,17 @@ func (c *Client) noteIdentity(a api.Account, pub coffer.PublicIdentity) {
 // maxIdentityFetches bounds the account lookups in flight.
 const maxIdentityFetches = 8
 
+// todoMember is a member entry whose identity is to be proven, with its
+// identityKey.
+type todoMember struct {
+	m   *coffer.Member
+	key [32]byte
+}
+
 // proveMembers proves the identity of every member of s in scope that this
 // client has not proven yet in the heads map of w.
 func (c *Client) proveMembers(ctx context.Context, w *witnessed, s *coffer.GroupState, scope *memberScope) error {
-	type todo struct {
-		m   *coffer.Member
-		key [32]byte
-	}
-	var pending []todo
+	var pending []todoMember
 	c.fresh.mu.Lock()
 	for _, m := range scope.members(s) {
 		// An entry is never changed in place (GroupState.Clone shares
@@ -88,19 +92,18 @@ func (c *Client) proveMembers(ctx context.Context, w *witnessed, s *coffer.Group
 			c.noteProvenEntryLocked(m)
 			continue
 		}
-		pending = append(pending, todo{m, k})
+		pending = append(pending, todoMember{m, k})
 	}
 	c.fresh.mu.Unlock()
 	if len(pending) == 0 {
 		return nil
 	}
 	// In a stable order, so the requests are the same every time.
-	slices.SortFunc(pending, func(a, b todo) int { return bytes.Compare(a.m.ID[:], b.m.ID[:]) })
+	slices.SortFunc(pending, func(a, b todoMember) int { return bytes.Compare(a.m.ID[:], b.m.ID[:]) })
 	// The identities the server serves, fetched unless this client checked
 	// them before (Lookup, an earlier sync).
 	records := make([][32]byte, len(pending))
-	eg, gctx := errgroup.WithContext(ctx)
-	eg.SetLimit(maxIdentityFetches)
+	var fetch []int // indices into pending
 	for i, p := range pending {
 		c.fresh.mu.Lock()
 		k, ok := c.fresh.idents[p.m.ID]
@@ -109,26 +112,38 @@ func (c *Client) proveMembers(ctx context.Context, w *witnessed, s *coffer.Group
 			records[i] = k.record
 			continue
 		}
+		fetch = append(fetch, i)
+	}
+	// Asked in batches (POST /v1/accounts/lookup): a new member of a
+	// 100,000-member group made 100,000 requests here.
+	eg, gctx := errgroup.WithContext(ctx)
+	eg.SetLimit(maxIdentityFetches)
+	for start := 0; start < len(fetch); start += coffer.MaxAccountsLookup {
+		batch := fetch[start:min(start+coffer.MaxAccountsLookup, len(fetch))]
 		eg.Go(func() error {
-			var a api.Account
-			if err := c.call(gctx, http.MethodGet, "/v1/accounts/"+p.m.ID.String(), true, nil, &a); err != nil {
-				if coffer.ErrorCode(err) == coffer.ENOTFOUND {
-					c.noteUnlogged(p.m, p.key) // no such account
-					return nil
-				}
-				return err
-			}
-			acct, err := checkAccount(a, &p.m.Handle, &p.m.ID)
+			served, err := c.lookupAccounts(gctx, pending, batch)
 			if err != nil {
 				return err
 			}
-			pub := acct.Identity
-			if !bytes.Equal(pub.SigningKey, p.m.SigningKey) || !bytes.Equal(pub.EncryptionKey, p.m.EncryptionKey) {
-				c.noteUnlogged(p.m, p.key) // the account's keys are not the member's
-				return nil
+			for _, i := range batch {
+				p := pending[i]
+				a, ok := served[p.m.ID]
+				if !ok {
+					c.noteUnlogged(p.m, p.key) // no such account
+					continue
+				}
+				acct, err := checkAccount(a, &p.m.Handle, &p.m.ID)
+				if err != nil {
+					return err
+				}
+				pub := acct.Identity
+				if !bytes.Equal(pub.SigningKey, p.m.SigningKey) || !bytes.Equal(pub.EncryptionKey, p.m.EncryptionKey) {
+					c.noteUnlogged(p.m, p.key) // the account's keys are not the member's
+					continue
+				}
+				c.noteIdentity(a, pub)
+				records[i] = translog.RecordHash(translog.IdentityLeaf(a.ID, a.Identity, a.SelfSignature))
 			}
-			c.noteIdentity(a, pub)
-			records[i] = translog.RecordHash(translog.IdentityLeaf(a.ID, a.Identity, a.SelfSignature))
 			return nil
 		})
 	}
@@ -166,6 +181,33 @@ func (c *Client) proveMembers(ctx context.Context, w *witnessed, s *coffer.Group
 		c.fresh.mu.Unlock()
 	}
 	return nil
+}
+
+// lookupAccounts asks for the accounts of pending[i] for each i in batch
+// and returns them by id. An account not asked for, or served twice, is a
+// security error: the server answers for exactly the ids it was asked.
+func (c *Client) lookupAccounts(ctx context.Context, pending []todoMember, batch []int) (map[coffer.AccountID]api.Account, error) {
+	req := api.AccountsRequest{IDs: make([]coffer.AccountID, len(batch))}
+	asked := make(map[coffer.AccountID]bool, len(batch))
+	for j, i := range batch {
+		req.IDs[j] = pending[i].m.ID
+		asked[pending[i].m.ID] = true
+	}
+	var resp api.AccountsResponse
+	if err := c.call(ctx, http.MethodPost, "/v1/accounts/lookup", true, &req, &resp); err != nil {
+		return nil, err
+	}
+	served := make(map[coffer.AccountID]api.Account, len(resp.Accounts))
+	for _, a := range resp.Accounts {
+		if !asked[a.ID] {
+			return nil, coffer.Security("lookup", fmt.Errorf("asked for %d accounts, the server answered account %s, which was not asked for", len(batch), a.ID))
+		}
+		if _, dup := served[a.ID]; dup {
+			return nil, coffer.Security("lookup", fmt.Errorf("the server answered account %s twice", a.ID))
+		}
+		served[a.ID] = a
+	}
+	return served, nil
 }
 
 // noteProvenEntryLocked remembers entry m as proven. The set is dropped

@@ -60,6 +60,42 @@ func (s *Server) handleAccountByID(w http.ResponseWriter, r *http.Request) {
 	respond(w, http.StatusOK, accountJSON(a))
 }
 
+// accountsLookupBody bounds POST /v1/accounts/lookup's body:
+// MaxAccountsLookup ids of 36 characters, quoted and separated, with room
+// for whitespace.
+const accountsLookupBody = 64 << 10
+
+// handleAccountsLookup answers many accounts at once, so that a member
+// proving the identities of a 100,000-member group asks 100 times, not
+// 100,000.
+func (s *Server) handleAccountsLookup(w http.ResponseWriter, r *http.Request) {
+	var req api.AccountsRequest
+	if err := decode(w, r, accountsLookupBody, &req); err != nil {
+		Error(w, r, err)
+		return
+	}
+	if len(req.IDs) == 0 || len(req.IDs) > coffer.MaxAccountsLookup {
+		Error(w, r, coffer.Errorf(coffer.EINVALID, "ids must hold 1 to %d account ids, not %d", coffer.MaxAccountsLookup, len(req.IDs)))
+		return
+	}
+	for i, id := range req.IDs {
+		if id.IsZero() { // a JSON null decodes to the zero id
+			Error(w, r, coffer.Errorf(coffer.EINVALID, "ids[%d] is not an account id", i))
+			return
+		}
+	}
+	found, err := s.accounts.AccountsByID(r.Context(), req.IDs)
+	if err != nil {
+		Error(w, r, err)
+		return
+	}
+	resp := api.AccountsResponse{Accounts: make([]api.Account, 0, len(found))}
+	for _, a := range found {
+		resp.Accounts = append(resp.Accounts, accountJSON(a))
+	}
+	respond(w, http.StatusOK, resp)
+}
+
 func (s *Server) handleAccountByHandle(w http.ResponseWriter, r *http.Request) {
 	h, err := coffer.ParseHandle(chi.URLParam(r, "handle"))
 	if err != nil {

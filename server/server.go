@@ -352,6 +352,7 @@ func (s *Server) routes() chi.Router {
 		r.Group(func(r chi.Router) {
 			r.Use(s.authenticate, s.limiter("api", s.cfg.AccountRateLimit, s.cfg.AccountRateLimit, s.keyByCaller))
 			r.Get("/accounts/{accountID}", s.handleAccountByID)
+			r.Post("/accounts/lookup", s.handleAccountsLookup)
 			r.Get("/handles/{handle}", s.handleAccountByHandle)
 			r.Put("/pairings/{pairingID}/approval", s.handleApprovePairing)
 			r.Post("/member-keys", s.handleMemberKeys)

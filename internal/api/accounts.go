@@ -94,6 +94,19 @@ type Pairing struct {
 	Approval  *PairingApproval `json:"approval"`
 }
 
+// AccountsRequest is POST /v1/accounts/lookup: 1 to
+// coffer.MaxAccountsLookup account ids.
+type AccountsRequest struct {
+	IDs []coffer.AccountID `json:"ids"`
+}
+
+// AccountsResponse holds the accounts that exist among the ids asked for,
+// each once, in any order; unknown ids are absent. Each is what GET
+// /v1/accounts/{id} answers, and a client checks it as that answer.
+type AccountsResponse struct {
+	Accounts []Account `json:"accounts"`
+}
+
 // MemberKeysRequest is POST /v1/member-keys: 1 to
 // coffer.MaxMemberKeysLookup hashes of suite v2 member keys, 32 bytes each.
 type MemberKeysRequest struct {
