@@ -327,7 +327,8 @@ func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool)
 	var verified uint64
 	// The members the commits change: only they are checked again below
 	// when every member of local passed the checks (memberscope.go).
-	scope := newMemberScope(local == nil || !c.checked.is(local))
+	pending, checked := c.checked.lookup(local)
+	scope := newMemberScope(!checked).with(pending)
 	// The verified commits, kept while few enough to be stored as the
 	// tail of the stored state (statetail.go) rather than a new snapshot.
 	var tail []coffer.SignedCommit

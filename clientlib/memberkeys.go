@@ -272,7 +272,18 @@ func (c *Client) applyOwn(ctx context.Context, s *coffer.GroupState, sc coffer.S
 	if err := next.ApplyWith(sc, src); err != nil {
 		return nil, err
 	}
-	return c.withMemberKeys(ctx, next)
+	// From a state whose members passed the sync's checks, only the
+	// entries the commit changed can lack their keys (memberscope.go).
+	scope := allMembers
+	if pending, ok := c.checked.lookup(s); ok {
+		scope = newMemberScope(false).with(pending).add(next)
+	}
+	r, err := c.withMemberKeysIn(ctx, next, scope)
+	if err != nil {
+		return nil, err
+	}
+	c.checked.derive(s, r, next, r)
+	return r, nil
 }
 
 // cacheMemberKeys puts keys this device verified itself (a contact's chain)

@@ -2,6 +2,7 @@ package clientlib
 
 import (
 	"iter"
+	"slices"
 	"sync"
 
 	"github.com/cofferhq/coffer"
@@ -83,31 +84,74 @@ func (sc *memberScope) members(s *coffer.GroupState) iter.Seq2[coffer.AccountID,
 	}
 }
 
-// checkedStates remembers, per group, the last state whose every member
-// passed the checks above on this client, so that the next sync from it
-// checks only what its commits changed.
+// checkedStates remembers, per group, the last few states whose every
+// member passed the checks above on this client, so that the next sync
+// from one checks only what its commits changed. A state this client made
+// by committing (applyOwn) from a checked state is one too, with the
+// members its commit changed pending: the next sync checks those as well.
 type checkedStates struct {
 	mu sync.Mutex
-	m  map[coffer.GroupID]*coffer.GroupState
+	m  map[coffer.GroupID][]checkedState // oldest first, at most maxCheckedStates
 }
 
-// is reports whether s, by identity, is the state of its group that last
-// passed every member check.
-func (cs *checkedStates) is(s *coffer.GroupState) bool {
+type checkedState struct {
+	s       *coffer.GroupState
+	pending []coffer.AccountID
+}
+
+// maxCheckedStates keeps a state that a commit was built on marked while
+// the commit is in flight (the commit's own state is marked too) and a
+// retry syncs from it again.
+const maxCheckedStates = 4
+
+// lookup reports whether s, by identity, is a state whose every member
+// passed the checks, and the members changed since that are still to be
+// checked.
+func (cs *checkedStates) lookup(s *coffer.GroupState) (pending []coffer.AccountID, ok bool) {
 	if s == nil {
-		return false
+		return nil, false
 	}
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	return cs.m[s.Group] == s
+	for _, e := range cs.m[s.Group] {
+		if e.s == s {
+			return e.pending, true
+		}
+	}
+	return nil, false
 }
 
 // mark records that every member of s passed the checks.
-func (cs *checkedStates) mark(s *coffer.GroupState) {
+func (cs *checkedStates) mark(s *coffer.GroupState) { cs.put(s, nil) }
+
+// derive marks to, a state made from from by changing the members listed
+// by the ChangedMembers of each of changed, when from is marked: the
+// changed members are pending for the next sync.
+func (cs *checkedStates) derive(from, to *coffer.GroupState, changed ...*coffer.GroupState) {
+	pending, ok := cs.lookup(from)
+	if !ok {
+		return
+	}
+	pending = slices.Clone(pending)
+	for _, c := range changed {
+		ids, all := c.ChangedMembers()
+		if all {
+			return
+		}
+		pending = append(pending, ids...)
+	}
+	cs.put(to, pending)
+}
+
+func (cs *checkedStates) put(s *coffer.GroupState, pending []coffer.AccountID) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	if cs.m == nil {
-		cs.m = map[coffer.GroupID]*coffer.GroupState{}
+		cs.m = map[coffer.GroupID][]checkedState{}
 	}
-	cs.m[s.Group] = s
+	l := slices.DeleteFunc(cs.m[s.Group], func(e checkedState) bool { return e.s == s })
+	if len(l) >= maxCheckedStates {
+		l = slices.Delete(l, 0, len(l)-maxCheckedStates+1)
+	}
+	cs.m[s.Group] = append(l, checkedState{s, pending})
 }

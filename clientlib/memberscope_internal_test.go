@@ -42,7 +42,7 @@ func TestSyncChecksChangedMembers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reader.checked.is(first.State) {
+	if _, ok := reader.checked.lookup(first.State); !ok {
 		t.Fatal("the state a sync checked is not marked as checked")
 	}
 	bob := first.State.MemberByHandle("bob")
@@ -77,7 +77,7 @@ func TestSyncChecksChangedMembers(t *testing.T) {
 	if proven(reader, bob) {
 		t.Fatal("a sync from a checked state proved an unchanged member again")
 	}
-	if !reader.checked.is(second.State) {
+	if _, ok := reader.checked.lookup(second.State); !ok {
 		t.Fatal("the state an incremental sync checked is not marked")
 	}
 	// A member noted unlogged (an account that had not reached the
@@ -110,5 +110,33 @@ func TestSyncChecksChangedMembers(t *testing.T) {
 		if m.Keys == nil || !proven(again, m) {
 			t.Errorf("member %s (%s) was not checked by a sync from an unchecked state", id, m.Handle)
 		}
+	}
+
+	// A state the owner made by committing from a checked state is
+	// checked but for the entries its commit changed, which the owner's
+	// next sync checks.
+	before, err := owner.Sync(ctx, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readerEntry := before.State.MemberByHandle("reader")
+	owner.fresh.mu.Lock()
+	delete(owner.fresh.provenEntries, readerEntry)
+	owner.fresh.mu.Unlock()
+	if err := owner.ChangeRole(ctx, g, "bob", coffer.RoleWriter); err != nil {
+		t.Fatal(err)
+	}
+	after, err := owner.Sync(ctx, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.New != 0 {
+		t.Fatalf("the owner's sync after its own commit verified %d commits", after.New)
+	}
+	if nb := after.State.MemberByHandle("bob"); nb == bob || nb.Keys == nil || !proven(owner, nb) {
+		t.Fatal("the entry the owner's commit replaced was not checked by its next sync")
+	}
+	if after.State.MemberByHandle("reader") != readerEntry || proven(owner, readerEntry) {
+		t.Fatal("the owner's sync after its own commit checked an unchanged member again")
 	}
 }
