@@ -61,12 +61,13 @@ func ParsePublicIdentity(data []byte) (PublicIdentity, error) {
 	return parsePublicIdentity(data, true)
 }
 
-// ParseStoredPublicIdentity parses an identity that this device stored
-// itself after ParsePublicIdentity accepted it. It checks the structure,
-// the sizes and the signing key (which is cheap), but does not expand the
-// X-Wing key again, which costs about as much
-// as an HPKE seal and dominates loading thousands of contacts. Never use it
-// on bytes that came from the network.
+// ParseStoredPublicIdentity parses an identity that this device (or this
+// server, in its database) stored itself after ParsePublicIdentity or an
+// account chain's checks accepted it, or bytes equal to such an identity.
+// It checks the structure, the sizes and the signing key (which is cheap),
+// but does not expand the X-Wing key again, which costs about as much as
+// an HPKE seal and dominates loading thousands of contacts. Never use it
+// on other bytes that came from the network.
 func ParseStoredPublicIdentity(data []byte) (PublicIdentity, error) {
 	return parsePublicIdentity(data, false)
 }

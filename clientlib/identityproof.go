@@ -132,7 +132,7 @@ func (c *Client) proveMembers(ctx context.Context, w *witnessed, s *coffer.Group
 					c.noteUnlogged(p.m, p.key) // no such account
 					continue
 				}
-				acct, err := checkAccount(a, &p.m.Handle, &p.m.ID)
+				acct, err := checkMemberAccount(a, p.m)
 				if err != nil {
 					return err
 				}
@@ -150,35 +150,43 @@ func (c *Client) proveMembers(ctx context.Context, w *witnessed, s *coffer.Group
 	if err := eg.Wait(); err != nil {
 		return err
 	}
-	// Their entries in the witnessed map, in batches.
+	// Their entries in the witnessed map, in batches, several at once.
+	eg, gctx = errgroup.WithContext(ctx)
+	eg.SetLimit(maxIdentityFetches)
 	for start := 0; start < len(pending); start += logBatch {
 		batch := pending[start:min(start+logBatch, len(pending))]
-		keys := make([]translog.MapKey, len(batch))
-		for i, p := range batch {
-			keys[i] = translog.AccountKey(p.m.ID)
-		}
-		entries, found, err := c.mapEntries(ctx, w.cp, keys)
-		if err != nil {
-			return err
-		}
-		c.fresh.mu.Lock()
-		if c.fresh.provenIDs == nil {
-			c.fresh.provenIDs = map[coffer.AccountID][32]byte{}
-		}
-		for i, p := range batch {
-			if records[start+i] == ([32]byte{}) {
-				continue // noted as unlogged above
+		eg.Go(func() error {
+			keys := make([]translog.MapKey, len(batch))
+			for i, p := range batch {
+				keys[i] = translog.AccountKey(p.m.ID)
 			}
-			if !found[i] || entries[i].Hash != records[start+i] {
-				// Not the identity the log holds for the account.
-				c.noteUnloggedLocked(p.m, p.key)
-				continue
+			entries, found, err := c.mapEntries(gctx, w.cp, keys)
+			if err != nil {
+				return err
 			}
-			c.fresh.provenIDs[p.m.ID] = p.key
-			c.noteProvenEntryLocked(p.m)
-			delete(c.fresh.unlogged, p.m.ID)
-		}
-		c.fresh.mu.Unlock()
+			c.fresh.mu.Lock()
+			defer c.fresh.mu.Unlock()
+			if c.fresh.provenIDs == nil {
+				c.fresh.provenIDs = map[coffer.AccountID][32]byte{}
+			}
+			for i, p := range batch {
+				if records[start+i] == ([32]byte{}) {
+					continue // noted as unlogged above
+				}
+				if !found[i] || entries[i].Hash != records[start+i] {
+					// Not the identity the log holds for the account.
+					c.noteUnloggedLocked(p.m, p.key)
+					continue
+				}
+				c.fresh.provenIDs[p.m.ID] = p.key
+				c.noteProvenEntryLocked(p.m)
+				delete(c.fresh.unlogged, p.m.ID)
+			}
+			return nil
+		})
+	}
+	if err := eg.Wait(); err != nil {
+		return err
 	}
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"sync"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/cofferhq/coffer"
 )
 
@@ -55,41 +57,50 @@ func (c *Client) fetchMemberKeys(ctx context.Context, hashes [][32]byte) error {
 		}
 	}
 	kc.mu.Unlock()
-	for len(missing) > 0 {
-		n := min(len(missing), maxMemberKeysPerRequest)
-		batch := missing[:n]
-		missing = missing[n:]
-		req := memberKeysRequest{Hashes: make([][]byte, len(batch))}
-		want := make(map[[32]byte]bool, len(batch))
-		for i, h := range batch {
-			req.Hashes[i] = h[:]
-			want[h] = true
-		}
-		var resp memberKeysResponse
-		if err := c.call(ctx, http.MethodPost, "/v1/member-keys", true, req, &resp); err != nil {
-			return err
-		}
-		if len(resp.Keys) > len(batch) {
-			return coffer.Security("member-keys", coffer.Errorf(coffer.EINVALID, "the server returned %d member keys for %d hashes", len(resp.Keys), len(batch)))
-		}
-		got := make(map[[32]byte]*coffer.MemberKeys, len(resp.Keys))
-		for _, enc := range resp.Keys {
-			k, err := coffer.ParseMemberKeys(enc)
-			if err != nil {
-				return coffer.Security("member-keys", err)
-			}
-			h := coffer.MemberKeysHash(enc)
-			if !want[h] {
-				return coffer.Security("member-keys", coffer.Errorf(coffer.EINVALID, "the server returned member keys that no requested hash names"))
-			}
-			got[h] = k
-		}
-		kc.mu.Lock()
-		for h, k := range got {
-			kc.m[h] = k
-		}
-		kc.mu.Unlock()
+	// Several batches at once: each answer's keys are parsed (an X-Wing
+	// key check each), on every core.
+	eg, gctx := errgroup.WithContext(ctx)
+	eg.SetLimit(maxIdentityFetches)
+	for start := 0; start < len(missing); start += maxMemberKeysPerRequest {
+		batch := missing[start:min(start+maxMemberKeysPerRequest, len(missing))]
+		eg.Go(func() error { return c.fetchMemberKeysBatch(gctx, batch) })
 	}
+	return eg.Wait()
+}
+
+// fetchMemberKeysBatch asks for one batch of fetchMemberKeys.
+func (c *Client) fetchMemberKeysBatch(ctx context.Context, batch [][32]byte) error {
+	req := memberKeysRequest{Hashes: make([][]byte, len(batch))}
+	want := make(map[[32]byte]bool, len(batch))
+	for i, h := range batch {
+		req.Hashes[i] = h[:]
+		want[h] = true
+	}
+	var resp memberKeysResponse
+	if err := c.call(ctx, http.MethodPost, "/v1/member-keys", true, req, &resp); err != nil {
+		return err
+	}
+	if len(resp.Keys) > len(batch) {
+		return coffer.Security("member-keys", coffer.Errorf(coffer.EINVALID, "the server returned %d member keys for %d hashes", len(resp.Keys), len(batch)))
+	}
+	got := make(map[[32]byte]*coffer.MemberKeys, len(resp.Keys))
+	for _, enc := range resp.Keys {
+		k, err := coffer.ParseMemberKeys(enc)
+		if err != nil {
+			return coffer.Security("member-keys", err)
+		}
+		h := coffer.MemberKeysHash(enc)
+		if !want[h] {
+			return coffer.Security("member-keys", coffer.Errorf(coffer.EINVALID, "the server returned member keys that no requested hash names"))
+		}
+		got[h] = k
+	}
+	kc := &c.memberKeys
+	kc.mu.Lock()
+	for h, k := range got {
+		kc.m[h] = k
+	}
+	kc.mu.Unlock()
 	return nil
 }
 

@@ -99,7 +99,11 @@ func scanAccount(row pgx.Row) (*coffer.Account, error) {
 		return nil, err
 	}
 	a.ChainSeq = uint64(seq)
-	id, err := coffer.ParsePublicIdentity(identity)
+	// Every stored identity passed ParsePublicIdentity (or the account
+	// chain's checks) on its way in; expanding its X-Wing key again on each
+	// read was most of a 100,000-account lookup. Clients check what they
+	// are served themselves, and coffer-audit db checks the table.
+	id, err := coffer.ParseStoredPublicIdentity(identity)
 	if err != nil {
 		return nil, err
 	}
