@@ -155,8 +155,8 @@ func apply(t *Tree, committer uint32, c *Commit, untrusted []uint32, addrs *[]Ci
 		if len(p.PublicKeys) != len(dp) {
 			return nil, errorf(RulePublicKey, "path has %d public keys for %d nodes", len(p.PublicKeys), len(dp))
 		}
-		for _, k := range p.PublicKeys {
-			if err := checkPublicKey(k); err != nil {
+		for _, err := range checkPublicKeys(len(p.PublicKeys), func(i int) []byte { return p.PublicKeys[i] }) {
+			if err != nil {
 				return nil, err
 			}
 		}
@@ -177,8 +177,9 @@ func apply(t *Tree, committer uint32, c *Commit, untrusted []uint32, addrs *[]Ci
 		return nil, err
 	}
 	recips := rekeyRecipients(nt, c.Rekey, func(i int) []byte { return c.Rekey[i].PublicKey })
+	keyErrs := checkPublicKeys(len(c.Rekey), func(i int) []byte { return c.Rekey[i].PublicKey })
 	for i, r := range c.Rekey {
-		if err := checkPublicKey(r.PublicKey); err != nil {
+		if err := keyErrs[i]; err != nil {
 			return nil, err
 		}
 		want := make([][]uint32, 1)
@@ -276,8 +277,9 @@ func bulkChanged(removes []uint32, adds []LeafKey) []uint32 {
 // applyAdds places bulk-added leaves: each at the next new leaf, or at a
 // blank leaf. New parent nodes created by growth are blank.
 func applyAdds(t *Tree, adds []LeafKey) error {
-	for _, a := range adds {
-		if err := checkPublicKey(a.Key); err != nil {
+	keyErrs := checkPublicKeys(len(adds), func(i int) []byte { return adds[i].Key })
+	for i, a := range adds {
+		if err := keyErrs[i]; err != nil {
 			return err
 		}
 		if err := placeLeaf(t, a.Leaf, a.Key); err != nil {
