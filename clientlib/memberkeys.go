@@ -111,7 +111,7 @@ func (c *Client) fetchMemberKeysBatch(ctx context.Context, batch [][32]byte) err
 // chain so far names them and the new keys of each update-key (and, with
 // no commits, of every current member of s). The keys of members who are
 // added but never author anything are not fetched: the verifier does not
-// check them, and withMemberKeys fetches the current members' afterwards.
+// check them, and withMemberKeysIn fetches the current members' afterwards.
 // The verifier checks each key it uses against its hash.
 func (c *Client) memberKeySource(ctx context.Context, s *coffer.GroupState, commits []coffer.SignedCommit) (coffer.MemberKeySource, error) {
 	hashes, v2 := memberKeyHashes(s, commits)
@@ -205,17 +205,14 @@ func (c *Client) verifyChain(ctx context.Context, trusted *coffer.GroupState, co
 	return s, nil
 }
 
-// withMemberKeys resolves the keys of every member of a suite v2 state
+// withMemberKeysIn resolves the keys of every member of a suite v2 state
 // (coffer.GroupState.WithMemberKeys), fetching those this client lacks, so
 // that wrapping and the contact and log checks see each member's keys. A
 // suite v1 state is returned as it is. Keys the server withholds, or that
 // are not the ones the entry names, are a security error.
-func (c *Client) withMemberKeys(ctx context.Context, s *coffer.GroupState) (*coffer.GroupState, error) {
-	return c.withMemberKeysIn(ctx, s, allMembers)
-}
-
-// withMemberKeysIn is withMemberKeys when only the members in scope may
-// lack their keys (memberscope.go).
+//
+// Only the members in scope may lack their keys (memberscope.go): pass
+// allMembers unless the state was checked before.
 func (c *Client) withMemberKeysIn(ctx context.Context, s *coffer.GroupState, scope *memberScope) (*coffer.GroupState, error) {
 	if s == nil || s.Suite != coffer.SuiteV2 {
 		return s, nil

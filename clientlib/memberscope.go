@@ -9,7 +9,7 @@ import (
 )
 
 // After verifying a sync's commits, a client checks the members of the new
-// state: it resolves their keys (withMemberKeys), proves their identities
+// state: it resolves their keys (withMemberKeysIn), proves their identities
 // in the witnessed map (proveMembers) and follows the chains of verified
 // contacts whose keys changed (followMemberChains). Done over every member,
 // each check is a pass over the whole group on every sync: at 100,000

@@ -9,7 +9,10 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -32,6 +35,9 @@ import (
 // store to the current epoch key:
 //
 //	go test ./e2e -run '^$' -bench 'RemoveMemberTree' -benchtime 5x -timeout 120m
+//
+// COFFER_BENCH_PROFILE=<dir> writes a CPU profile of each new member's
+// first sync there (joinProfile).
 //
 // Sub-benchmarks end in the member count: tree at 1k, 10k and 100k,
 // pairwise-1k and pairwise-10k. -short (CI) runs the 1k sizes only.
@@ -157,8 +163,10 @@ func (f *treeBench) join(b *testing.B, g coffer.GroupID, handle string) (ms, dow
 		b.Fatal(err)
 	}
 	f.down.Store(0)
+	stop := joinProfile(b, handle)
 	t0 := time.Now()
 	epochs, err := c.ReadableEpochs(ctx, g)
+	stop()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -172,6 +180,30 @@ func (f *treeBench) join(b *testing.B, g coffer.GroupID, handle string) (ms, dow
 		b.Fatal(err)
 	}
 	return ms, down
+}
+
+// joinProfile starts a CPU profile of a new member's first sync when
+// COFFER_BENCH_PROFILE names a directory (the file is join-<handle>.pprof
+// there), and returns what stops it: the join is one long call, so a
+// profile costs it little, unlike the short timed removals.
+func joinProfile(b *testing.B, handle string) (stop func()) {
+	dir := os.Getenv("COFFER_BENCH_PROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, "join-"+handle+".pprof"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 // group makes a group of the owner, the reader and n-2 pool accounts
