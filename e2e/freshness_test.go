@@ -259,7 +259,38 @@ func (f *freshFixture) client(t *testing.T, handle string, edit func(*clientlib.
 	if err := direct.Register(context.Background(), handle); err != nil {
 		t.Fatalf("register %s: %v", handle, err)
 	}
+	f.waitCosigned(t)
 	return MustNewClientWith(t, f.proxy.url, ks, &o)
+}
+
+// waitCosigned waits until cofferd serves a checkpoint that both witnesses
+// cosigned. A fresh deployment's witnesses cosign nothing before the log
+// holds a leaf, and until they have cosigned once cofferd serves its newest
+// checkpoint bare (PROTOCOL, "GET /v1/log/checkpoint"), which a client
+// requiring both refuses as stale: a test's first write could race the
+// witnesses' first cosignature.
+func (f *freshFixture) waitCosigned(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(f.dep.URL + "/v1/log/checkpoint")
+		if err != nil {
+			t.Fatal(err)
+		}
+		note, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The log's signature line and one per witness.
+		if strings.Count(string(note), "\n— ") >= 1+len(f.dep.Witnesses) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30 s cofferd still serves a checkpoint without both witnesses' cosignatures:\n%s", note)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // reopen is a new client for the key store of c, through the proxy.
