@@ -2,6 +2,8 @@ package clientlib
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -12,19 +14,29 @@ import (
 )
 
 // A group's verified state is kept on the device by difference: a snapshot
-// (coffer.GroupState.MarshalBinary) and a tail record holding the signed
-// commits verified after it, exactly as the server served them. A commit
-// then rewrites the small tail, not the whole state (14 MB for 10,000
-// members in suite v1), and loading re-verifies the tail with the one
-// chain verifier from the snapshot. When the tail grows past a quarter of
-// the snapshot or maxTailCommits commits, the next save writes a new
-// snapshot, so the cost per commit stays O(commit size) amortised.
+// (coffer.GroupState.MarshalBinary) and a tail of the signed commits
+// verified after it, exactly as the server served them. Loading
+// re-verifies the tail with the one chain verifier from the snapshot.
+//
+// The tail is a small record, rewritten on each save, plus sealed
+// segments. The record holds the newest commits (its open part); when
+// that part reaches segmentCommits commits or segmentBytes bytes it is
+// written once as a segment record, named by its SHA-256, and the tail
+// record keeps only that name. A save therefore writes O(commit size)
+// bytes however long the tail, and a new snapshot is written only when
+// the tail passes maxTailCommits commits or a quarter of the snapshot's
+// bytes. A snapshot costs O(state) (about 250 MB and 2.7 s for a
+// 100,000-member tree group), so at most one per maxTailCommits commits
+// keeps its cost per commit small at every size, while a load re-verifies
+// at most maxTailCommits commits or a quarter of the snapshot's bytes.
 //
 // The tail record is the only commit point. The snapshot lives in one of
 // two slots, and a new snapshot goes to the slot the tail does not name:
 // until the tail naming it is stored, the old snapshot and tail stand
 // whole, so a crash between the two writes loses the newer state, never
-// the older one, and never leaves a tail over the wrong snapshot. The tail
+// the older one, and never leaves a tail over the wrong snapshot. A
+// segment is written before the record that names it; a crash between
+// leaves a record nobody names, overwritten or deleted later. The tail
 // record also carries the head (seq and hash), so storedHead and the check
 // of the in-memory cache read a few kilobytes, not the snapshot.
 //
@@ -32,16 +44,18 @@ import (
 // than memory. A snapshot that does not decode, or a tail record whose
 // framing does not, is corrupt storage (an error naming it). A tail whose
 // commits do not verify from the snapshot, do not follow it, or do not end
-// at the head the record names, or a snapshot that is not the one the tail
-// names, is ErrStoredState: nothing the server sends reaches storage
-// unverified, so only an edit of the device's storage (or its corruption)
-// makes it. It is not a *coffer.SecurityError, which reports the server.
-// Neither is ever dropped silently: the group's operations fail until the
-// storage is repaired.
+// at the head the record names, a segment that is missing or not the one
+// the record names, or a snapshot that is not the one the tail names, is
+// ErrStoredState: nothing the server sends reaches storage unverified, so
+// only an edit of the device's storage (or its corruption) makes it. It is
+// not a *coffer.SecurityError, which reports the server. Neither is ever
+// dropped silently: the group's operations fail until the storage is
+// repaired.
 //
 // Before tails, the state was a lone snapshot under stateKey with no tail
 // record; it is still read (slot 0, empty tail) and the next save adds the
-// tail.
+// tail. A tail record of version 1 (before segments) is read as one with
+// no segments.
 
 // ErrStoredState is wrapped by the error for a group state stored on this
 // device that fails verification: its storage was edited or is corrupt.
@@ -49,7 +63,14 @@ var ErrStoredState = errors.New("clientlib: this device's stored group state fai
 
 // maxTailCommits bounds the commits a tail holds before a new snapshot is
 // written, so that loading a state re-verifies at most that many.
-const maxTailCommits = 64
+const maxTailCommits = 1024
+
+// A tail record's open part is sealed into a segment when it reaches
+// segmentCommits commits or segmentBytes bytes: what each save rewrites.
+const (
+	segmentCommits = 8
+	segmentBytes   = 128 << 10
+)
 
 func stateKey(g coffer.GroupID) string { return "group/" + g.String() + "/state" }
 
@@ -64,12 +85,24 @@ func snapshotKey(g coffer.GroupID, slot uint8) string {
 
 func tailKey(g coffer.GroupID) string { return "group/" + g.String() + "/tail" }
 
-const tailVersion = 1
+// segmentKey names a sealed tail segment by the SHA-256 of its record.
+func segmentKey(g coffer.GroupID, hash [32]byte) string {
+	return "group/" + g.String() + "/tailseg/" + hex.EncodeToString(hash[:])
+}
+
+const (
+	tailVersionInline = 1 // no segments: read, never written
+	tailVersion       = 2
+	segmentVersion    = 1
+)
 
 // stateTail is a decoded tail record: the snapshot it extends (its slot,
-// encoded size, seq and head), the head it ends at, the signed commits from
-// one to the other, and the encodings of the suite v2 member keys the
-// verifier needs for them (memberKeyHashes; none in suite v1).
+// encoded size, seq and head), the head it ends at, the sealed segments
+// that hold the first commits after the snapshot, and its open part: the
+// signed commits after those, up to the head, with the encodings of the
+// suite v2 member keys the verifier needs for them (memberKeyHashes; none
+// in suite v1). loadState reads the segments and returns the tail whole,
+// its commits and keys those of every segment and then the open part.
 type stateTail struct {
 	group    coffer.GroupID
 	slot     uint8
@@ -78,27 +111,49 @@ type stateTail struct {
 	baseHead [32]byte
 	seq      uint64
 	head     [32]byte
+	segments []segmentRef
 	commits  []coffer.SignedCommit
 	keys     [][]byte
 }
 
+// segmentRef names a sealed segment: its commit count, size and hash.
+type segmentRef struct {
+	commits uint16
+	size    uint32
+	hash    [32]byte
+}
+
+// sealedCommits and sealedBytes total the segments.
+func (t *stateTail) sealedCommits() (n uint64) {
+	for _, r := range t.segments {
+		n += uint64(r.commits)
+	}
+	return n
+}
+
+func (t *stateTail) sealedBytes() (n uint64) {
+	for _, r := range t.segments {
+		n += uint64(r.size)
+	}
+	return n
+}
+
 // The encoding, in cryptobyte's big-endian framing:
 //
-//	version uint8 = 1, group [16]byte, slot uint8, snapshot_len uint64,
+//	version uint8 = 2, group [16]byte, slot uint8, snapshot_len uint64,
 //	base_seq uint64, base_head [32]byte, seq uint64, head [32]byte,
-//	commit_count uint16, per commit: body <uint32>, signature <uint32>,
-//	key_count uint16, per key: encoding <uint32>
+//	segment_count uint16, per segment: commit_count uint16, size uint32,
+//	sha256 [32]byte,
+//	then the open part: commit_count uint16, per commit: body <uint32>,
+//	signature <uint32>, key_count uint16, per key: encoding <uint32>
+//
+// Version 1 has no segment_count and no segments. A segment record is
+//
+//	version uint8 = 1, group [16]byte, then commits and keys as above.
 const tailHeaderSize = 1 + 16 + 1 + 8 + 8 + 32 + 8 + 32
 
 func (t *stateTail) marshal() ([]byte, error) {
-	size := tailHeaderSize + 4
-	for _, sc := range t.commits {
-		size += 8 + len(sc.Body) + len(sc.Signature)
-	}
-	for _, k := range t.keys {
-		size += 4 + len(k)
-	}
-	b := cryptobyte.NewBuilder(make([]byte, 0, size))
+	b := cryptobyte.NewBuilder(make([]byte, 0, tailHeaderSize+2+38*len(t.segments)+commitsSize(t.commits, t.keys)))
 	b.AddUint8(tailVersion)
 	b.AddBytes(t.group[:])
 	b.AddUint8(t.slot)
@@ -107,16 +162,78 @@ func (t *stateTail) marshal() ([]byte, error) {
 	b.AddBytes(t.baseHead[:])
 	b.AddUint64(t.seq)
 	b.AddBytes(t.head[:])
-	b.AddUint16(uint16(len(t.commits)))
-	for _, sc := range t.commits {
+	b.AddUint16(uint16(len(t.segments)))
+	for _, r := range t.segments {
+		b.AddUint16(r.commits)
+		b.AddUint32(r.size)
+		b.AddBytes(r.hash[:])
+	}
+	addCommits(b, t.commits, t.keys)
+	return b.Bytes()
+}
+
+// marshalSegment encodes commits and keys as a segment record of g.
+func marshalSegment(g coffer.GroupID, commits []coffer.SignedCommit, keys [][]byte) ([]byte, error) {
+	b := cryptobyte.NewBuilder(make([]byte, 0, 1+16+commitsSize(commits, keys)))
+	b.AddUint8(segmentVersion)
+	b.AddBytes(g[:])
+	addCommits(b, commits, keys)
+	return b.Bytes()
+}
+
+func commitsSize(commits []coffer.SignedCommit, keys [][]byte) int {
+	size := 4
+	for _, sc := range commits {
+		size += 8 + len(sc.Body) + len(sc.Signature)
+	}
+	for _, k := range keys {
+		size += 4 + len(k)
+	}
+	return size
+}
+
+func addCommits(b *cryptobyte.Builder, commits []coffer.SignedCommit, keys [][]byte) {
+	b.AddUint16(uint16(len(commits)))
+	for _, sc := range commits {
 		b.AddUint32LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(sc.Body) })
 		b.AddUint32LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(sc.Signature) })
 	}
-	b.AddUint16(uint16(len(t.keys)))
-	for _, k := range t.keys {
+	b.AddUint16(uint16(len(keys)))
+	for _, k := range keys {
 		b.AddUint32LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(k) })
 	}
-	return b.Bytes()
+}
+
+// readCommits reads the commits and keys addCommits wrote, and requires
+// the end of in. what names the record in errors.
+func readCommits(in cryptobyte.String, bad func(string) error) ([]coffer.SignedCommit, [][]byte, error) {
+	var n uint16
+	if !in.ReadUint16(&n) {
+		return nil, nil, bad("commit count")
+	}
+	commits := make([]coffer.SignedCommit, n)
+	for i := range commits {
+		var body, sig []byte
+		if !readBytes32(&in, &body) || !readBytes32(&in, &sig) {
+			return nil, nil, bad("truncated commit")
+		}
+		commits[i] = coffer.SignedCommit{Body: bytes.Clone(body), Signature: bytes.Clone(sig)}
+	}
+	if !in.ReadUint16(&n) {
+		return nil, nil, bad("truncated keys")
+	}
+	keys := make([][]byte, n)
+	for i := range keys {
+		var k []byte
+		if !readBytes32(&in, &k) {
+			return nil, nil, bad("truncated key")
+		}
+		keys[i] = bytes.Clone(k)
+	}
+	if !in.Empty() {
+		return nil, nil, bad("trailing data")
+	}
+	return commits, keys, nil
 }
 
 // parseTail decodes a tail record of group g. With headerOnly it stops
@@ -128,7 +245,7 @@ func parseTail(data []byte, g coffer.GroupID, headerOnly bool) (*stateTail, erro
 	in := cryptobyte.String(data)
 	t := new(stateTail)
 	var version uint8
-	if !in.ReadUint8(&version) || version != tailVersion {
+	if !in.ReadUint8(&version) || version != tailVersion && version != tailVersionInline {
 		return nil, bad("unknown version")
 	}
 	if !in.CopyBytes(t.group[:]) || !in.ReadUint8(&t.slot) || !in.ReadUint64(&t.snapLen) ||
@@ -141,33 +258,43 @@ func parseTail(data []byte, g coffer.GroupID, headerOnly bool) (*stateTail, erro
 	if headerOnly {
 		return t, nil
 	}
-	var n uint16
-	if !in.ReadUint16(&n) || uint64(n) != t.seq-t.baseSeq {
+	if version == tailVersion {
+		var n uint16
+		if !in.ReadUint16(&n) {
+			return nil, bad("segment count")
+		}
+		t.segments = make([]segmentRef, n)
+		for i := range t.segments {
+			r := &t.segments[i]
+			if !in.ReadUint16(&r.commits) || !in.ReadUint32(&r.size) || !in.CopyBytes(r.hash[:]) || r.commits == 0 {
+				return nil, bad("segment")
+			}
+		}
+	}
+	var err error
+	if t.commits, t.keys, err = readCommits(in, bad); err != nil {
+		return nil, err
+	}
+	if t.sealedCommits()+uint64(len(t.commits)) != t.seq-t.baseSeq {
 		return nil, bad("commit count")
 	}
-	t.commits = make([]coffer.SignedCommit, n)
-	for i := range t.commits {
-		var body, sig []byte
-		if !readBytes32(&in, &body) || !readBytes32(&in, &sig) {
-			return nil, bad("truncated commit")
-		}
-		t.commits[i] = coffer.SignedCommit{Body: bytes.Clone(body), Signature: bytes.Clone(sig)}
-	}
-	if !in.ReadUint16(&n) {
-		return nil, bad("truncated keys")
-	}
-	t.keys = make([][]byte, n)
-	for i := range t.keys {
-		var k []byte
-		if !readBytes32(&in, &k) {
-			return nil, bad("truncated key")
-		}
-		t.keys[i] = bytes.Clone(k)
-	}
-	if !in.Empty() {
-		return nil, bad("trailing data")
-	}
 	return t, nil
+}
+
+// parseSegment decodes a segment record of g.
+func parseSegment(data []byte, g coffer.GroupID) ([]coffer.SignedCommit, [][]byte, error) {
+	bad := func(what string) error {
+		return fmt.Errorf("%w: group %s: a tail segment is corrupt: %s", ErrStoredState, g, what)
+	}
+	in := cryptobyte.String(data)
+	var (
+		version uint8
+		group   coffer.GroupID
+	)
+	if !in.ReadUint8(&version) || version != segmentVersion || !in.CopyBytes(group[:]) || group != g {
+		return nil, nil, bad("header")
+	}
+	return readCommits(in, bad)
 }
 
 // readBytes32 reads a uint32 length and that many bytes.
@@ -319,11 +446,58 @@ func (c *Client) loadState(g coffer.GroupID) (*coffer.GroupState, error) {
 		if s.Group != g || s.Seq != t.baseSeq || s.Head != t.baseHead || uint64(len(b)) != t.snapLen {
 			return nil, fmt.Errorf("%w: group %s: the snapshot is not the one the tail extends", ErrStoredState, g)
 		}
+		if len(t.segments) > 0 {
+			whole, retry, err := c.readSegments(t, raw, attempt)
+			if retry {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			t = whole
+		}
 		if len(t.commits) == 0 {
 			return s, nil
 		}
 		return verifyTail(s, t)
 	}
+}
+
+// readSegments returns t with the commits and keys of its segments put
+// before its open part. retry is true when a segment is missing or not the
+// one named because another save replaced the tail since raw was read.
+func (c *Client) readSegments(t *stateTail, raw []byte, attempt int) (whole *stateTail, retry bool, err error) {
+	whole = new(stateTail)
+	*whole = *t
+	whole.commits, whole.keys = make([]coffer.SignedCommit, 0, t.seq-t.baseSeq), nil
+	for i, r := range t.segments {
+		b, err := c.ks.Get(segmentKey(t.group, r.hash))
+		missing := errors.Is(err, ErrNotFound)
+		if err != nil && !missing {
+			return nil, false, err
+		}
+		if missing || uint64(len(b)) != uint64(r.size) || sha256.Sum256(b) != r.hash {
+			if attempt < 3 {
+				if again, err := c.ks.Get(tailKey(t.group)); err == nil && !bytes.Equal(again, raw) {
+					return nil, true, nil
+				}
+			}
+			return nil, false, fmt.Errorf("%w: group %s: tail segment %d is missing or not the one the tail names", ErrStoredState, t.group, i)
+		}
+		commits, keys, err := parseSegment(b, t.group)
+		if err != nil {
+			return nil, false, err
+		}
+		if len(commits) != int(r.commits) {
+			return nil, false, fmt.Errorf("%w: group %s: tail segment %d holds %d commits, not %d", ErrStoredState, t.group, i, len(commits), r.commits)
+		}
+		whole.commits = append(whole.commits, commits...)
+		whole.keys = append(whole.keys, keys...)
+	}
+	whole.commits = append(whole.commits, t.commits...)
+	whole.keys = append(whole.keys, t.keys...)
+	whole.segments = nil
+	return whole, false, nil
 }
 
 // verifyTail verifies t's commits with the chain verifier from the
@@ -381,14 +555,11 @@ func (c *Client) saveState(s, from *coffer.GroupState, commits []coffer.SignedCo
 	if t != nil && raw != nil && from != nil && len(commits) > 0 && from.Seq == t.seq && from.Head == t.head &&
 		from.Seq+uint64(len(commits)) == s.Seq {
 		if next, ok := c.extendTail(t, from, commits, s); ok {
-			b, err := next.marshal()
+			stored, err := c.storeTail(next)
 			if err != nil {
 				return err
 			}
-			if uint64(len(b)) <= t.snapLen/4 {
-				if err := c.ks.Put(tailKey(s.Group), b); err != nil {
-					return err
-				}
+			if stored {
 				c.states.put(s)
 				return nil
 			}
@@ -397,12 +568,41 @@ func (c *Client) saveState(s, from *coffer.GroupState, commits []coffer.SignedCo
 	return c.writeSnapshot(s, t)
 }
 
+// storeTail stores next, sealing its open part into a segment first when
+// it is full. It stores nothing, and returns false, when the tail has
+// outgrown its snapshot (maxTailCommits commits, or a quarter of the
+// snapshot's bytes): a new snapshot is due. c.stateMu held.
+func (c *Client) storeTail(next *stateTail) (bool, error) {
+	open := uint64(commitsSize(next.commits, next.keys))
+	if next.seq-next.baseSeq > maxTailCommits || next.sealedBytes()+open > next.snapLen/4 {
+		return false, nil
+	}
+	if len(next.commits) >= segmentCommits || open >= segmentBytes {
+		seg, err := marshalSegment(next.group, next.commits, next.keys)
+		if err != nil {
+			return false, err
+		}
+		h := sha256.Sum256(seg)
+		if err := c.ks.Put(segmentKey(next.group, h), seg); err != nil {
+			return false, err
+		}
+		next.segments = append(next.segments[:len(next.segments):len(next.segments)],
+			segmentRef{commits: uint16(len(next.commits)), size: uint32(len(seg)), hash: h})
+		next.commits, next.keys = nil, nil
+	}
+	b, err := next.marshal()
+	if err != nil {
+		return false, err
+	}
+	return true, c.ks.Put(tailKey(next.group), b)
+}
+
 // extendTail returns t with commits, which lead from from (t's head) to s,
-// appended, and the member keys they need; false when the tail would pass
-// maxTailCommits or a key is not in the client's cache (a snapshot is
-// written then).
+// appended to its open part with the member keys they need; false when
+// the tail would pass maxTailCommits or a key is not in the client's cache
+// (a snapshot is written then).
 func (c *Client) extendTail(t *stateTail, from *coffer.GroupState, commits []coffer.SignedCommit, s *coffer.GroupState) (*stateTail, bool) {
-	if len(t.commits)+len(commits) > maxTailCommits {
+	if t.seq-t.baseSeq+uint64(len(commits)) > maxTailCommits {
 		return nil, false
 	}
 	next := *t
@@ -412,6 +612,7 @@ func (c *Client) extendTail(t *stateTail, from *coffer.GroupState, commits []cof
 	if !v2 {
 		return &next, true
 	}
+	// Keys are kept once per segment and open part: a load reads them all.
 	have := make(map[[32]byte]bool, len(t.keys))
 	for _, enc := range t.keys {
 		have[coffer.MemberKeysHash(enc)] = true
@@ -459,9 +660,13 @@ func (c *Client) writeSnapshot(s *coffer.GroupState, t *stateTail) error {
 	}
 	c.states.put(s)
 	if t != nil {
-		// The old snapshot is no longer named. Failing to delete it costs
-		// only space: the next snapshot overwrites it.
+		// The old snapshot and segments are no longer named. Failing to
+		// delete them costs only space: the next snapshot overwrites the
+		// snapshot, and a segment left behind is never read.
 		_ = c.ks.Delete(snapshotKey(s.Group, t.slot))
+		for _, r := range t.segments {
+			_ = c.ks.Delete(segmentKey(s.Group, r.hash))
+		}
 	}
 	return nil
 }

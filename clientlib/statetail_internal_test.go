@@ -1,8 +1,11 @@
 package clientlib
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -124,6 +127,19 @@ func (k *countingKeyStore) Get(name string) ([]byte, error) {
 	return k.MemoryKeyStore.Get(name)
 }
 
+// namesContaining counts the stored names that contain sub.
+func (k *countingKeyStore) namesContaining(sub string) int {
+	k.MemoryKeyStore.mu.Lock()
+	defer k.MemoryKeyStore.mu.Unlock()
+	n := 0
+	for name := range k.MemoryKeyStore.m {
+		if strings.Contains(name, sub) {
+			n++
+		}
+	}
+	return n
+}
+
 func (k *countingKeyStore) snapshotWrites(g coffer.GroupID) int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -162,28 +178,45 @@ func mustLoadFresh(t *testing.T, ks KeyStore, want *coffer.GroupState) {
 }
 
 // TestStateTailRoundTrip: a state saved commit by commit loads back, from
-// a fresh client, equal to the one saved, across tail appends and snapshot
-// rewrites; a commit appends to the tail rather than writing the snapshot,
-// and the tail stays within maxTailCommits.
+// a fresh client, equal to the one saved, across tail appends, sealed
+// segments and snapshot rewrites; a commit rewrites only the tail
+// record's open part, which is sealed at segmentCommits; the tail holds
+// up to maxTailCommits commits, so the snapshot is written about once per
+// that many; and the segments of a replaced tail are deleted.
 func TestStateTailRoundTrip(t *testing.T) {
-	tc := newTestChain(t, 40)
-	tc.extend(3 * maxTailCommits)
+	// A snapshot large enough that a quarter of it holds maxTailCommits
+	// rotations: the commit bound, not the byte bound, starts snapshots.
+	tc := newTestChain(t, 1100)
+	tc.extend(2*maxTailCommits + 20)
 	ks := newCountingKeyStore()
 	c := &Client{ks: ks}
 	mustSave(t, c, tc.at(1), nil)
 	maxTail, slots := 0, map[uint8]bool{}
-	for seq := uint64(2); seq <= tc.head().Seq; seq++ {
+	n := int(tc.head().Seq)
+	for seq := uint64(2); seq <= uint64(n); seq++ {
 		mustSave(t, c, tc.at(seq), tc.at(seq-1), tc.signed[seq-1])
-		mustLoadFresh(t, ks, tc.at(seq))
 		tl, _, err := c.readTail(tc.g, false)
 		if err != nil {
 			t.Fatal(err)
 		}
-		maxTail, slots[tl.slot] = max(maxTail, len(tl.commits)), true
+		if len(tl.commits) >= segmentCommits {
+			t.Fatalf("at seq %d the tail record's open part holds %d commits (sealed at %d)", seq, len(tl.commits), segmentCommits)
+		}
+		for _, r := range tl.segments {
+			if r.commits != segmentCommits {
+				t.Fatalf("at seq %d a segment holds %d commits, want %d", seq, r.commits, segmentCommits)
+			}
+		}
+		if segs := ks.namesContaining("/tailseg/"); segs != len(tl.segments) {
+			t.Fatalf("at seq %d the key store holds %d segments, the tail names %d", seq, segs, len(tl.segments))
+		}
+		maxTail, slots[tl.slot] = max(maxTail, int(tl.seq-tl.baseSeq)), true
+		if seq%97 == 0 || tl.seq == tl.baseSeq || tl.seq-tl.baseSeq == maxTailCommits || seq == uint64(n) {
+			mustLoadFresh(t, ks, tc.at(seq))
+		}
 	}
-	n := int(tc.head().Seq)
-	if w := ks.snapshotWrites(tc.g); w > 1+n/maxTailCommits+1 || w < n/maxTailCommits {
-		t.Errorf("%d commits wrote the snapshot %d times, want about one per %d commits", n, w, maxTailCommits)
+	if w := ks.snapshotWrites(tc.g); w != 1+n/(maxTailCommits+1) {
+		t.Errorf("%d commits wrote the snapshot %d times, want one per %d commits", n, w, maxTailCommits+1)
 	}
 	if maxTail != maxTailCommits || len(slots) != 2 {
 		t.Errorf("the tail held at most %d commits (want %d), in slots %v (want both)", maxTail, maxTailCommits, slots)
@@ -216,8 +249,9 @@ func TestStateTailRoundTrip(t *testing.T) {
 	mustLoadFresh(t, ks, tc.head())
 }
 
-// TestStateTailBoundedByBytes: a tail whose bytes pass a quarter of the
-// snapshot's is folded into a new snapshot, however few its commits.
+// TestStateTailBoundedByBytes: a tail whose bytes, segments and open part
+// together, pass a quarter of the snapshot's is folded into a new
+// snapshot, however few its commits.
 func TestStateTailBoundedByBytes(t *testing.T) {
 	tc := newTestChain(t, 1) // a snapshot of ~3 KB: a quarter holds ~3 rotations
 	tc.extend(20)
@@ -225,15 +259,130 @@ func TestStateTailBoundedByBytes(t *testing.T) {
 	mustSave(t, c, tc.at(1), nil)
 	for seq := uint64(2); seq <= tc.head().Seq; seq++ {
 		mustSave(t, c, tc.at(seq), tc.at(seq-1), tc.signed[seq-1])
-		tl, raw, err := c.readTail(tc.g, false)
+		tl, _, err := c.readTail(tc.g, false)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if uint64(len(raw)) > tl.snapLen/4 && len(tl.commits) > 0 {
-			t.Fatalf("at seq %d the tail is %d bytes over a snapshot of %d", seq, len(raw), tl.snapLen)
+		if size := tl.sealedBytes() + uint64(commitsSize(tl.commits, tl.keys)); size > tl.snapLen/4 && tl.seq > tl.baseSeq {
+			t.Fatalf("at seq %d the tail is %d bytes over a snapshot of %d", seq, size, tl.snapLen)
 		}
 		mustLoadFresh(t, c.ks, tc.at(seq))
 	}
+}
+
+// TestStateTailSegments: a sealed segment that is edited, missing, of
+// another group, or not the one the tail record names (reordered, one
+// left out, a commit dropped) makes loading fail with ErrStoredState, not
+// load another state.
+func TestStateTailSegments(t *testing.T) {
+	tc := newTestChain(t, 200)
+	tc.extend(2*segmentCommits + 3)
+	ks := NewMemoryKeyStore()
+	c := &Client{ks: ks}
+	mustSave(t, c, tc.at(1), nil)
+	for seq := uint64(2); seq <= tc.head().Seq; seq++ {
+		mustSave(t, c, tc.at(seq), tc.at(seq-1), tc.signed[seq-1])
+	}
+	good, _, err := c.readTail(tc.g, false)
+	if err != nil || len(good.segments) != 2 || len(good.commits) != 3 || good.baseSeq != 1 {
+		t.Fatalf("tail %+v, %v; want 2 segments and 3 open commits over seq 1", good, err)
+	}
+	mustLoadFresh(t, ks, tc.head())
+	refused := func(t *testing.T) {
+		t.Helper()
+		s, err := (&Client{ks: ks}).localState(tc.g)
+		if !errors.Is(err, ErrStoredState) {
+			t.Fatalf("loaded %v, %v; want ErrStoredState", s, err)
+		}
+		if coffer.IsSecurity(err) {
+			t.Fatalf("%v is a security error, which blames the server", err)
+		}
+	}
+	// withTail stores tl for the test and the good tail after it.
+	withTail := func(t *testing.T, tl *stateTail) {
+		ks.Put(tailKey(tc.g), mustMarshalTail(t, tl))
+		t.Cleanup(func() { ks.Put(tailKey(tc.g), mustMarshalTail(t, good)) })
+	}
+	// withSegment stores a segment record of commits under its hash and
+	// returns its reference.
+	withSegment := func(t *testing.T, g coffer.GroupID, commits []coffer.SignedCommit) segmentRef {
+		b, err := marshalSegment(g, commits, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.Sum256(b)
+		ks.Put(segmentKey(tc.g, h), b)
+		t.Cleanup(func() { ks.Delete(segmentKey(tc.g, h)) })
+		return segmentRef{commits: uint16(len(commits)), size: uint32(len(b)), hash: h}
+	}
+	first := segmentKey(tc.g, good.segments[0].hash)
+	seg, err := ks.Get(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("every byte of a segment edited", func(t *testing.T) {
+		defer ks.Put(first, seg)
+		for i := range seg {
+			bad := bytes.Clone(seg)
+			bad[i] ^= 0x41
+			ks.Put(first, bad)
+			refused(t)
+		}
+		ks.Put(first, seg[:len(seg)-1])
+		refused(t)
+		ks.Put(first, append(bytes.Clone(seg), 0))
+		refused(t)
+	})
+	t.Run("a segment missing", func(t *testing.T) {
+		defer ks.Put(first, seg)
+		ks.Delete(first)
+		refused(t)
+	})
+	t.Run("segments reordered", func(t *testing.T) {
+		tl := *good
+		tl.segments = []segmentRef{good.segments[1], good.segments[0]}
+		withTail(t, &tl)
+		refused(t)
+	})
+	t.Run("a segment left out", func(t *testing.T) {
+		tl := *good
+		tl.segments = good.segments[1:]
+		tl.seq -= segmentCommits
+		withTail(t, &tl)
+		refused(t)
+	})
+	t.Run("a segment named twice", func(t *testing.T) {
+		tl := *good
+		tl.segments = []segmentRef{good.segments[0], good.segments[0], good.segments[1]}
+		tl.seq += segmentCommits
+		withTail(t, &tl)
+		refused(t)
+	})
+	t.Run("a commit dropped from a segment", func(t *testing.T) {
+		tl := *good
+		ref := withSegment(t, tc.g, append(append([]coffer.SignedCommit(nil), tc.signed[1:4]...), tc.signed[5:1+segmentCommits]...))
+		tl.segments = []segmentRef{ref, good.segments[1]}
+		tl.seq--
+		withTail(t, &tl)
+		refused(t)
+	})
+	t.Run("a segment of another group", func(t *testing.T) {
+		other := newTestChain(t, 0)
+		other.extend(segmentCommits)
+		tl := *good
+		tl.segments = []segmentRef{withSegment(t, other.g, other.signed[1:1+segmentCommits]), good.segments[1]}
+		withTail(t, &tl)
+		refused(t)
+	})
+	t.Run("a segment's count edited", func(t *testing.T) {
+		tl := *good
+		tl.segments = []segmentRef{good.segments[0], good.segments[1]}
+		tl.segments[0].commits--
+		tl.seq--
+		withTail(t, &tl)
+		refused(t)
+	})
+	mustLoadFresh(t, ks, tc.head())
 }
 
 // TestStateTailMangled: every byte of a stored tail record changed makes
