@@ -103,13 +103,15 @@ type Client struct {
 	stateMu   sync.Mutex      // serialises check-and-store of verified group states
 	states    stateCache      // the newest verified state of each group, in memory (statetail.go)
 	checked   checkedStates   // per group, the state whose every member passed the sync's checks (memberscope.go)
+	recent    recentCommits   // per group, the commits the last sync verified (recentcommits.go)
 	books     bookCache       // the contact book last read, with its stamp (contactbook.go)
 	stateLoad deviceStateLoad // the device state adopted at link or recovery (devicestate.go)
 	refreshMu sync.Mutex      // one session refresh at a time: reuse revokes the family
 	// logMu serialises the check-and-store of the log checkpoint.
-	logMu     sync.Mutex
-	cpFlights freshflight.Group[translog.Checkpoint] // shared fetches of the latest checkpoint (cpflight.go)
-	notes     openedNotes                            // checkpoint notes that verified (cpflight.go)
+	logMu      sync.Mutex
+	consistent provenPairs                            // checkpoint pairs proven consistent (log.go)
+	cpFlights  freshflight.Group[translog.Checkpoint] // shared fetches of the latest checkpoint (cpflight.go)
+	notes      openedNotes                            // checkpoint notes that verified (cpflight.go)
 
 	witnesses []*translog.WitnessVerifier
 	fresh     freshState // witnessed checkpoint and head proofs (freshness.go)

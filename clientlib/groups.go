@@ -14,6 +14,7 @@ import (
 	"github.com/cofferhq/coffer/internal/api"
 	"github.com/cofferhq/coffer/internal/groupkey"
 	"github.com/cofferhq/coffer/internal/ratchettree"
+	"github.com/cofferhq/coffer/internal/translog"
 )
 
 // maxCommitRetries bounds how often a membership change is rebuilt after
@@ -277,6 +278,23 @@ func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool)
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	// The witnessed head (checkpoint, consistency, map proof) is fetched
+	// beside the group's info and its first commit page: none of the
+	// answers depends on another, and each is checked against the others
+	// below, in the order they were before, so the three only overlap on
+	// the wire. An early return cancels the fetch and waits for it.
+	var (
+		wh     groupHead
+		whErr  error
+		whDone = make(chan struct{})
+	)
+	go func() {
+		defer close(whDone)
+		wh, whErr = c.witnessedHead(ctx, g)
+	}()
+	defer func() { <-whDone }()
+	defer cancel()
 	var info api.Group
 	if err := c.call(ctx, http.MethodGet, "/v1/groups/"+g.String(), true, nil, &info); err != nil {
 		return nil, err
@@ -298,12 +316,17 @@ func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool)
 	if err != nil {
 		return nil, err
 	}
+	pg, err := c.commitPager(g, info.HeadSeq-after)
+	if err != nil {
+		return nil, err
+	}
+	pages := c.prefetchCommits(ctx, pg, g, after, info.HeadSeq)
 	// The witnessed head. A commit that lands between the two requests
 	// makes it newer than info; sync starts over then (a server that keeps
 	// serving less than the witnesses vouch for is caught there).
-	wh, err := c.witnessedHead(ctx, g)
-	if err != nil {
-		return nil, err
+	<-whDone
+	if whErr != nil {
+		return nil, whErr
 	}
 	if local != nil {
 		if err := wh.checkCommitAt(g, local.Seq, local.Head); err != nil {
@@ -332,15 +355,12 @@ func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool)
 	// The verified commits, kept while few enough to be stored as the
 	// tail of the stored state (statetail.go) rather than a new snapshot.
 	var tail []coffer.SignedCommit
-	pg, err := c.commitPager(g, info.HeadSeq-after)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// Every commit verified, for the tree replay (recentcommits.go).
+	var seen []coffer.SignedCommit
+	seenBytes := 0
 	proofs, proofCtx := newProofGroup(ctx)
 	defer func() { cancel(); _ = proofs.Wait() }()
-	for page := range c.prefetchCommits(ctx, pg, g, after, info.HeadSeq) {
+	for page := range pages {
 		if page.err != nil {
 			return nil, page.err
 		}
@@ -369,12 +389,23 @@ func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool)
 		}
 		// Every newly verified commit must be in the transparency log
 		// before this device relies on it (see log.go).
-		proofs.Go(func() error { return c.proveCommitsLogged(proofCtx, g, first, commits) })
+		// The witnessed checkpoint, verified above, holds the commits up
+		// to the head its map names: proven there, not in a fetched one.
+		var held *translog.Checkpoint
+		if wh.found && wh.entry.Counter >= first+uint64(len(commits))-1 {
+			held = &wh.w.cp
+		}
+		proofs.Go(func() error { return c.proveCommitsLoggedIn(proofCtx, held, g, first, commits) })
 		state, verified = next, verified+uint64(len(commits))
 		if local != nil && verified <= maxTailCommits {
 			tail = append(tail, commits...)
 		} else {
 			tail = nil
+		}
+		if seenBytes += signedCommitsSize(commits); seenBytes <= maxRecentBytes {
+			seen = append(seen, commits...)
+		} else {
+			seen = nil
 		}
 	}
 	if err := proofs.Wait(); err != nil {
@@ -431,6 +462,9 @@ func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool)
 		}
 		if err := c.saveState(state, local, tail); err != nil {
 			return nil, err
+		}
+		if uint64(len(seen)) == verified {
+			c.recent.put(g, after, state.Head, seen)
 		}
 	}
 	res := &SyncResult{State: state, New: int(verified), Proof: proof}

@@ -151,6 +151,9 @@ func (c *Client) proveConsistent(ctx context.Context, held, shown translog.Check
 		}
 		return nil
 	}
+	if c.consistent.has(a, b) {
+		return nil
+	}
 	p, err := c.consistencyProof(ctx, a.Size, b.Size)
 	if err != nil {
 		return err
@@ -162,7 +165,37 @@ func (c *Client) proveConsistent(ctx context.Context, held, shown translog.Check
 	if err := translog.CheckConsistency(a, b, proof); err != nil {
 		return forkError(held, shown, err)
 	}
+	c.consistent.add(a, b)
 	return nil
+}
+
+// provenPairs remembers the last few pairs of checkpoints proven
+// consistent. A sync checks the witnesses' new checkpoint against the
+// cosigned one this device held and then against the newest one it
+// adopted, which are usually the same checkpoint: the second proof was the
+// same request and the same answer again.
+type provenPairs struct {
+	mu    sync.Mutex
+	pairs [4][2]translog.Checkpoint
+	next  int
+}
+
+func (pp *provenPairs) has(a, b translog.Checkpoint) bool {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	for _, p := range pp.pairs {
+		if p[0] == a && p[1] == b {
+			return true
+		}
+	}
+	return false
+}
+
+func (pp *provenPairs) add(a, b translog.Checkpoint) {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	pp.pairs[pp.next] = [2]translog.Checkpoint{a, b}
+	pp.next = (pp.next + 1) % len(pp.pairs)
 }
 
 // adopt checks a verified checkpoint against the stored one and stores it
@@ -253,14 +286,26 @@ type loggedObject struct {
 // device verified. Objects the sequencer has not integrated yet are retried
 // with a newer checkpoint until Options.LogWait has passed.
 func (c *Client) proveLogged(ctx context.Context, objs []loggedObject) error {
+	return c.proveLoggedIn(ctx, nil, objs)
+}
+
+// proveLoggedIn is proveLogged trying first a checkpoint this device
+// already verified and adopted (a sync's witnessed one, whose heads map
+// names the commits), which spares fetching the latest.
+func (c *Client) proveLoggedIn(ctx context.Context, held *translog.Checkpoint, objs []loggedObject) error {
 	if len(objs) == 0 {
 		return nil
 	}
 	deadline := time.Now().Add(c.opts.LogWait)
 	pending := objs
 	for attempt := 0; ; attempt++ {
-		cp, err := c.latestCheckpoint(ctx)
-		if err != nil {
+		var (
+			cp  translog.Checkpoint
+			err error
+		)
+		if attempt == 0 && held != nil {
+			cp = *held
+		} else if cp, err = c.latestCheckpoint(ctx); err != nil {
 			return err
 		}
 		// A few batches in flight overlap the server's proving with this
@@ -296,6 +341,9 @@ func (c *Client) proveLogged(ctx context.Context, objs []loggedObject) error {
 			return coffer.Errorf(coffer.EUNAVAILABLE, "the transparency log has not included %s (and %d more) after %v: retry later", what, len(still)-1, c.opts.LogWait)
 		}
 		pending = still
+		if attempt == 0 && held != nil {
+			continue // not in the held checkpoint: ask for the latest now
+		}
 		d := min(time.Duration(10<<min(attempt, 5))*time.Millisecond, 250*time.Millisecond)
 		select {
 		case <-time.After(d):
@@ -387,12 +435,18 @@ func (c *Client) proveBatch(ctx context.Context, cp translog.Checkpoint, objs []
 // proveCommitsLogged proves the inclusion of commits of g, the first having
 // seq first.
 func (c *Client) proveCommitsLogged(ctx context.Context, g coffer.GroupID, first uint64, commits []coffer.SignedCommit) error {
+	return c.proveCommitsLoggedIn(ctx, nil, g, first, commits)
+}
+
+// proveCommitsLoggedIn is proveCommitsLogged trying held first
+// (proveLoggedIn).
+func (c *Client) proveCommitsLoggedIn(ctx context.Context, held *translog.Checkpoint, g coffer.GroupID, first uint64, commits []coffer.SignedCommit) error {
 	objs := make([]loggedObject, len(commits))
 	for i, sc := range commits {
 		seq := first + uint64(i)
 		objs[i] = loggedObject{ref: coffer.LogRef{Group: g, Seq: seq}, leaf: translog.CommitLeaf(g, seq, sc)}
 	}
-	return c.proveLogged(ctx, objs)
+	return c.proveLoggedIn(ctx, held, objs)
 }
 
 // proveIdentityLogged proves that the account's identity, exactly as the

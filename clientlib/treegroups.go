@@ -372,8 +372,8 @@ type verifiedCommit struct {
 	c  *coffer.Commit
 }
 
-// verifiedCommits fetches the commits of s's group after seq after (whose
-// hash is prev) up to s's head, and requires them to be exactly the
+// verifiedCommits returns the commits of s's group after seq after (whose
+// hash is prev) up to s's head, kept from the sync or fetched, and requires them to be exactly the
 // verified chain: each names the one before as prev, and the last is s's
 // head. The chain verifier has checked these very commits.
 func (c *Client) verifiedCommits(ctx context.Context, s *coffer.GroupState, after uint64, prev [32]byte) ([]verifiedCommit, error) {
@@ -384,11 +384,14 @@ func (c *Client) verifiedCommits(ctx context.Context, s *coffer.GroupState, afte
 	if err != nil {
 		return nil, err
 	}
+	// The commits the sync just verified when it kept them, else a fetch.
+	page, kept := c.recent.since(s.Group, after, s.Seq, s.Head)
 	var out []verifiedCommit
-	for seq := after; seq < s.Seq; {
-		page, err := c.commitPage(ctx, p, s.Group, seq)
-		if err != nil {
-			return nil, err
+	for seq := after; seq < s.Seq; kept = false {
+		if !kept {
+			if page, err = c.commitPage(ctx, p, s.Group, seq); err != nil {
+				return nil, err
+			}
 		}
 		if len(page) == 0 {
 			return nil, coffer.Security("tree", fmt.Errorf("the server ends the commits at seq %d below the verified head %d", seq, s.Seq))
