@@ -185,11 +185,12 @@ type GroupState struct {
 	keyCommitments [][32]byte
 	// roles holds, for every account that was ever a member, its role
 	// changes in chain order, at most one per epoch (the last one in that
-	// epoch, which is also the highest: see RoleAt).
-	roles map[AccountID][]roleChange
+	// epoch, which is also the highest: see RoleAt). Shared by clones
+	// (cowmap.go), as is handles.
+	roles cowMap[AccountID, []roleChange]
 
 	// Derived from Members, rebuilt by reindex.
-	handles map[Handle]AccountID
+	handles cowMap[Handle, AccountID]
 	owners  int
 
 	// The members whose entries were added, replaced or removed since
@@ -241,9 +242,11 @@ type roleChange struct {
 }
 
 // Clone returns a copy of s that can be changed without changing s. It
-// costs a copy of each map, not of each member: members and role
-// histories are copy-on-write (ownMember, recordRole), since a verifier
-// clones a 100,000-member state for every commit it checks. Key byte
+// costs a copy of the member map, not of each member, and the changes of
+// s over the role histories and the handle index it shares (cowmap.go):
+// members and role histories are copy-on-write (ownMember, recordRole),
+// since a verifier clones a 100,000-member state for every commit it
+// checks. Key byte
 // slices are shared: they are never modified.
 func (s *GroupState) Clone() *GroupState {
 	c := &GroupState{
@@ -258,12 +261,12 @@ func (s *GroupState) Clone() *GroupState {
 		Tree:            s.Tree,
 		treeLeft:        slices.Clone(s.treeLeft),
 		keyCommitments:  slices.Clone(s.keyCommitments),
-		roles:           maps.Clone(s.roles),
-		handles:         maps.Clone(s.handles),
+		roles:           s.roles.clone(),
+		handles:         s.handles.clone(),
 		owners:          s.owners,
 		cloned:          true,
 	}
-	if c.Members == nil || c.roles == nil || c.handles == nil {
+	if c.Members == nil || c.roles.base == nil || c.handles.base == nil {
 		c.reindex()
 	}
 	return c
@@ -282,17 +285,18 @@ func (s *GroupState) reindex() {
 	if s.Members == nil {
 		s.Members = make(map[AccountID]*Member)
 	}
-	if s.roles == nil {
-		s.roles = make(map[AccountID][]roleChange)
+	if s.roles.base == nil {
+		s.roles = newCowMap[AccountID, []roleChange](nil)
 	}
-	s.handles = make(map[Handle]AccountID, len(s.Members))
+	handles := make(map[Handle]AccountID, len(s.Members))
 	s.owners = 0
 	for id, m := range s.Members {
-		s.handles[m.Handle] = id
+		handles[m.Handle] = id
 		if m.Role == RoleOwner {
 			s.owners++
 		}
 	}
+	s.handles = newCowMap(handles)
 }
 
 // checkShape rejects a state that was assembled by hand instead of by the
@@ -301,10 +305,10 @@ func (s *GroupState) checkShape() error {
 	if s.Seq == 0 {
 		return nil
 	}
-	if s.Epoch == 0 || uint64(len(s.keyCommitments)) != s.Epoch || s.roles == nil {
+	if s.Epoch == 0 || uint64(len(s.keyCommitments)) != s.Epoch || s.roles.base == nil {
 		return Errorf(EINVALID, "group state is not a verified checkpoint")
 	}
-	if s.handles == nil {
+	if s.handles.base == nil {
 		s.reindex()
 	}
 	return nil
@@ -331,7 +335,7 @@ func (s *GroupState) RoleAt(id AccountID, epoch uint64) Role {
 	if epoch == 0 || epoch > s.Epoch {
 		return RoleNone
 	}
-	h := s.roles[id]
+	h, _ := s.roles.get(id)
 	i := sort.Search(len(h), func(i int) bool { return h[i].epoch > epoch })
 	if i == 0 {
 		return RoleNone
@@ -341,7 +345,7 @@ func (s *GroupState) RoleAt(id AccountID, epoch uint64) Role {
 
 // MemberByHandle is the current member with handle h, or nil.
 func (s *GroupState) MemberByHandle(h Handle) *Member {
-	if s.handles == nil {
+	if s.handles.base == nil {
 		// A state built by hand, not by the verifier: no index.
 		for _, m := range s.Members {
 			if m.Handle == h {
@@ -350,7 +354,7 @@ func (s *GroupState) MemberByHandle(h Handle) *Member {
 		}
 		return nil
 	}
-	if id, ok := s.handles[h]; ok {
+	if id, ok := s.handles.get(h); ok {
 		return s.Members[id]
 	}
 	return nil
@@ -683,8 +687,8 @@ func (s *GroupState) apply(c *Commit, hash [32]byte, cts []ratchettree.Ciphertex
 			Suite:        c.Suite,
 			ShareHistory: c.ShareHistory,
 			Members:      make(map[AccountID]*Member, len(c.Ops)),
-			roles:        make(map[AccountID][]roleChange, len(c.Ops)),
-			handles:      make(map[Handle]AccountID, len(c.Ops)),
+			roles:        newCowMap(make(map[AccountID][]roleChange, len(c.Ops))),
+			handles:      newCowMap(make(map[Handle]AccountID, len(c.Ops))),
 		}
 	}
 	for _, op := range c.Ops {
@@ -802,7 +806,7 @@ func (cc *commitCheck) checkAdd(i int, op Op) error {
 	if s.Members[op.Member] != nil {
 		return ruleErr(RuleDuplicateMember, "op %d: %s is already a member", i, s.name(op.Member))
 	}
-	if other, ok := s.handles[op.Handle]; ok {
+	if other, ok := s.handles.get(op.Handle); ok {
 		return ruleErr(RuleDuplicateMember, "op %d: handle %s is already used by member %s", i, op.Handle, other)
 	}
 	if _, ok := cc.added[op.Handle]; ok {
@@ -926,13 +930,13 @@ func (s *GroupState) applyAdd(c *Commit, op Op) {
 		JoinedEpoch:   c.Epoch,
 		KeyEpoch:      c.Epoch,
 	}
-	s.handles[op.Handle] = op.Member
+	s.handles.set(op.Handle, op.Member)
 	s.noteChanged(op.Member)
 	s.recordRole(op.Member, c.Epoch, op.Role)
 }
 
 func (s *GroupState) applyRemove(c *Commit, op Op) {
-	delete(s.handles, s.Members[op.Member].Handle)
+	s.handles.del(s.Members[op.Member].Handle)
 	delete(s.Members, op.Member)
 	s.noteChanged(op.Member)
 	s.recordRole(op.Member, c.Epoch, RoleNone)
@@ -949,7 +953,7 @@ func (s *GroupState) applySetRole(c *Commit, op Op) {
 // which the pending rotation starts. RoleAt never answers for an epoch the
 // chain has not reached, and a re-add (which must rotate) overwrites it.
 func (s *GroupState) applyLeave(c *Commit, op Op) {
-	delete(s.handles, s.Members[op.Member].Handle)
+	s.handles.del(s.Members[op.Member].Handle)
 	delete(s.Members, op.Member)
 	s.noteChanged(op.Member)
 	s.recordRole(op.Member, c.Epoch+1, RoleNone)
@@ -958,15 +962,15 @@ func (s *GroupState) applyLeave(c *Commit, op Op) {
 func (s *GroupState) recordRole(id AccountID, epoch uint64, r Role) {
 	// Histories are shared between clones (Clone): never write into one's
 	// backing array.
-	h := s.roles[id]
+	h, _ := s.roles.get(id)
 	if n := len(h); n > 0 && h[n-1].epoch == epoch {
 		// Within an epoch a role only rises (see RoleAt): keep the last.
 		h = slices.Clone(h)
 		h[n-1].role = r
-		s.roles[id] = h
+		s.roles.set(id, h)
 		return
 	}
-	s.roles[id] = append(slices.Clip(h), roleChange{epoch, r})
+	s.roles.set(id, append(slices.Clip(h), roleChange{epoch, r}))
 }
 
 // chainWindow is how many commits VerifyChain parses and verifies in
@@ -1228,7 +1232,7 @@ func (s *GroupState) marshalState(detached bool) ([]byte, error) {
 	if !v2 {
 		perMember += SigningKeySize + 1216
 	}
-	b := cryptobyte.NewBuilder(make([]byte, 0, 128+32*len(s.keyCommitments)+perMember*len(s.Members)+48*len(s.roles)))
+	b := cryptobyte.NewBuilder(make([]byte, 0, 128+32*len(s.keyCommitments)+perMember*len(s.Members)+48*s.roles.len()))
 	if s.Tree != nil && detached {
 		b.AddUint8(stateVersionTreeDetached)
 	} else if s.Tree != nil {
@@ -1267,14 +1271,12 @@ func (s *GroupState) marshalState(detached bool) ([]byte, error) {
 		b.AddUint8(uint8(m.Role))
 		b.AddUint64(m.JoinedEpoch)
 	}
-	ids := make([]AccountID, 0, len(s.roles))
-	for id := range s.roles {
-		ids = append(ids, id)
-	}
+	ids := make([]AccountID, 0, s.roles.len())
+	s.roles.all(func(id AccountID, _ []roleChange) { ids = append(ids, id) })
 	slices.SortFunc(ids, compareIDs)
 	b.AddUint32(uint32(len(ids)))
 	for _, id := range ids {
-		h := s.roles[id]
+		h, _ := s.roles.get(id)
 		b.AddBytes(id[:])
 		b.AddUint32(uint32(len(h)))
 		for _, rc := range h {
@@ -1366,7 +1368,7 @@ func (s *GroupState) unmarshalState(data []byte, loadTree func(leaves uint32) (*
 		return bad("truncated members")
 	}
 	ns.Members = make(map[AccountID]*Member, n)
-	ns.handles = make(map[Handle]AccountID, n)
+	handles := make(map[Handle]AccountID, n)
 	var keys []byte
 	if !v2 {
 		keys = make([]byte, int(n)*keySize)
@@ -1398,7 +1400,7 @@ func (s *GroupState) unmarshalState(data []byte, loadTree func(leaves uint32) (*
 		if err != nil {
 			return bad("invalid handle")
 		}
-		if _, dup := ns.handles[h]; dup {
+		if _, dup := handles[h]; dup {
 			return bad("duplicate handle")
 		}
 		m.Handle, m.Role, m.KeyEpoch = h, Role(role), m.JoinedEpoch
@@ -1417,7 +1419,7 @@ func (s *GroupState) unmarshalState(data []byte, loadTree func(leaves uint32) (*
 			m.EncryptionKey = k[SigningKeySize:]
 		}
 		ns.Members[m.ID] = &m
-		ns.handles[h] = m.ID
+		handles[h] = m.ID
 		if m.Role == RoleOwner {
 			ns.owners++
 		}
@@ -1430,7 +1432,8 @@ func (s *GroupState) unmarshalState(data []byte, loadTree func(leaves uint32) (*
 	if !in.ReadUint32(&n) || uint64(n) > uint64(len(in)/minAccount) {
 		return bad("truncated role history")
 	}
-	ns.roles = make(map[AccountID][]roleChange, n)
+	ns.handles = newCowMap(handles)
+	roles := make(map[AccountID][]roleChange, n)
 	for i := range int(n) {
 		var (
 			id      AccountID
@@ -1463,10 +1466,11 @@ func (s *GroupState) unmarshalState(data []byte, loadTree func(leaves uint32) (*
 		if h[len(h)-1].role != want {
 			return bad("role history disagrees with members")
 		}
-		ns.roles[id] = h
+		roles[id] = h
 	}
+	ns.roles = newCowMap(roles)
 	for id := range ns.Members {
-		if ns.roles[id] == nil {
+		if roles[id] == nil {
 			return bad("member without role history")
 		}
 	}
