@@ -99,14 +99,15 @@ type Client struct {
 	ks         KeyStore
 	opts       Options
 
-	ksMu      sync.Mutex      // serialises read-modify-write of key store indexes
-	stateMu   sync.Mutex      // serialises check-and-store of verified group states
-	states    stateCache      // the newest verified state of each group, in memory (statetail.go)
-	checked   checkedStates   // per group, the state whose every member passed the sync's checks (memberscope.go)
-	recent    recentCommits   // per group, the commits the last sync verified (recentcommits.go)
-	books     bookCache       // the contact book last read, with its stamp (contactbook.go)
-	stateLoad deviceStateLoad // the device state adopted at link or recovery (devicestate.go)
-	refreshMu sync.Mutex      // one session refresh at a time: reuse revokes the family
+	ksMu       sync.Mutex      // serialises read-modify-write of key store indexes
+	stateMu    sync.Mutex      // serialises check-and-store of verified group states
+	states     stateCache      // the newest verified state of each group, in memory (statetail.go)
+	checked    checkedStates   // per group, the state whose every member passed the sync's checks (memberscope.go)
+	recent     recentCommits   // per group, the commits the last sync verified (recentcommits.go)
+	ctPrefetch ctPrefetches    // per group, the newest commit's path ciphertexts, asked for by the sync (ctprefetch.go)
+	books      bookCache       // the contact book last read, with its stamp (contactbook.go)
+	stateLoad  deviceStateLoad // the device state adopted at link or recovery (devicestate.go)
+	refreshMu  sync.Mutex      // one session refresh at a time: reuse revokes the family
 	// logMu serialises the check-and-store of the log checkpoint.
 	logMu      sync.Mutex
 	consistent provenPairs                            // checkpoint pairs proven consistent (log.go)

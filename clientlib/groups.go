@@ -357,6 +357,7 @@ func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool)
 	var tail []coffer.SignedCommit
 	// Every commit verified, for the tree replay (recentcommits.go).
 	var seen []coffer.SignedCommit
+	var last coffer.SignedCommit
 	seenBytes := 0
 	proofs, proofCtx := newProofGroup(ctx)
 	defer func() { cancel(); _ = proofs.Wait() }()
@@ -407,6 +408,10 @@ func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool)
 		} else {
 			seen = nil
 		}
+		last = commits[len(commits)-1]
+	}
+	if state != nil && state.Tree != nil && state.Seq == info.HeadSeq && verified > 0 {
+		c.prefetchTreeCiphertexts(ctx, g, last)
 	}
 	if err := proofs.Wait(); err != nil {
 		return nil, err

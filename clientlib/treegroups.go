@@ -536,9 +536,19 @@ func (c *Client) treeAdvance(prev, next *coffer.GroupState, cm *coffer.Commit, s
 	c.treeStore(prev.Group, tk)
 }
 
-// treeCiphertexts fetches the ciphertexts of commit seq for this member's
-// path; the caller checks them against the verified commit.
+// treeCiphertexts returns the ciphertexts of commit seq for this member's
+// path, prefetched by the sync (ctprefetch.go) or fetched; the caller
+// checks them against the verified commit.
 func (c *Client) treeCiphertexts(ctx context.Context, g coffer.GroupID, seq uint64) ([]ratchettree.Ciphertext, error) {
+	if cts, ok := c.takePrefetched(ctx, g, seq); ok {
+		return cts, nil
+	}
+	return c.fetchTreeCiphertexts(ctx, g, seq)
+}
+
+// fetchTreeCiphertexts fetches the ciphertexts of commit seq for this
+// member's path.
+func (c *Client) fetchTreeCiphertexts(ctx context.Context, g coffer.GroupID, seq uint64) ([]ratchettree.Ciphertext, error) {
 	var list api.TreeCiphertextList
 	path := "/v1/groups/" + g.String() + "/commits/" + strconv.FormatUint(seq, 10) + "/tree-ciphertexts"
 	if err := c.call(ctx, http.MethodGet, path, true, nil, &list); err != nil {
