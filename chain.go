@@ -1232,7 +1232,17 @@ func (s *GroupState) marshalState(detached bool) ([]byte, error) {
 	if !v2 {
 		perMember += SigningKeySize + 1216
 	}
-	b := cryptobyte.NewBuilder(make([]byte, 0, 128+32*len(s.keyCommitments)+perMember*len(s.Members)+48*s.roles.len()))
+	// The tree (about 250 MB at 100,000 leaves) is encoded first and
+	// counted in the size: growing the builder past it copied it several
+	// times, 3 s of a new member's first snapshot.
+	var tree []byte
+	if s.Tree != nil && !detached {
+		var err error
+		if tree, err = s.Tree.MarshalBinary(); err != nil {
+			return nil, err
+		}
+	}
+	b := cryptobyte.NewBuilder(make([]byte, 0, 128+32*len(s.keyCommitments)+perMember*len(s.Members)+48*s.roles.len()+len(tree)+4))
 	if s.Tree != nil && detached {
 		b.AddUint8(stateVersionTreeDetached)
 	} else if s.Tree != nil {
@@ -1307,11 +1317,7 @@ func (s *GroupState) marshalState(detached bool) ([]byte, error) {
 			b.AddUint32(s.Tree.Leaves())
 			return b.Bytes()
 		}
-		t, err := s.Tree.MarshalBinary()
-		if err != nil {
-			return nil, err
-		}
-		b.AddUint32LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(t) })
+		b.AddUint32LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(tree) })
 	}
 	return b.Bytes()
 }
