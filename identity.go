@@ -6,6 +6,8 @@ import (
 	"crypto/hpke"
 
 	"golang.org/x/crypto/cryptobyte"
+
+	"github.com/cofferhq/coffer/internal/keymemo"
 )
 
 // Suite v1 sizes. Every stored key-material value has exactly one of these
@@ -110,9 +112,14 @@ func CheckEncryptionKey(k []byte) error {
 	if len(k) != EncryptionKeySize {
 		return Errorf(EINVALID, "encryption key must be %d bytes, got %d", EncryptionKeySize, len(k))
 	}
+	if keymemo.Known(k) {
+		return nil
+	}
 	if _, err := KEM().NewPublicKey(k); err != nil {
 		return Errorf(EINVALID, "encryption key is not a valid MLKEM768-X25519 public key")
 	}
+	// A member's key is also a tree leaf, checked there again.
+	keymemo.Remember(k)
 	return nil
 }
 

@@ -155,7 +155,7 @@ func apply(t *Tree, committer uint32, c *Commit, untrusted []uint32, addrs *[]Ci
 		if len(p.PublicKeys) != len(dp) {
 			return nil, errorf(RulePublicKey, "path has %d public keys for %d nodes", len(p.PublicKeys), len(dp))
 		}
-		for _, err := range checkPublicKeys(len(p.PublicKeys), func(i int) []byte { return p.PublicKeys[i] }) {
+		for _, err := range checkPublicKeys(len(p.PublicKeys), func(i int) []byte { return p.PublicKeys[i] }, false) {
 			if err != nil {
 				return nil, err
 			}
@@ -177,7 +177,7 @@ func apply(t *Tree, committer uint32, c *Commit, untrusted []uint32, addrs *[]Ci
 		return nil, err
 	}
 	recips := rekeyRecipients(nt, c.Rekey, func(i int) []byte { return c.Rekey[i].PublicKey })
-	keyErrs := checkPublicKeys(len(c.Rekey), func(i int) []byte { return c.Rekey[i].PublicKey })
+	keyErrs := checkPublicKeys(len(c.Rekey), func(i int) []byte { return c.Rekey[i].PublicKey }, false)
 	for i, r := range c.Rekey {
 		if err := keyErrs[i]; err != nil {
 			return nil, err
@@ -243,7 +243,7 @@ func applySelfUpdate(t *Tree, committer uint32, key []byte) error {
 	if key == nil {
 		return nil
 	}
-	if err := checkPublicKey(key); err != nil {
+	if err := checkLeafKey(key); err != nil {
 		return err
 	}
 	t.mut(LeafNode(committer)).pub = key
@@ -277,7 +277,7 @@ func bulkChanged(removes []uint32, adds []LeafKey) []uint32 {
 // applyAdds places bulk-added leaves: each at the next new leaf, or at a
 // blank leaf. New parent nodes created by growth are blank.
 func applyAdds(t *Tree, adds []LeafKey) error {
-	keyErrs := checkPublicKeys(len(adds), func(i int) []byte { return adds[i].Key })
+	keyErrs := checkPublicKeys(len(adds), func(i int) []byte { return adds[i].Key }, true)
 	for i, a := range adds {
 		if err := keyErrs[i]; err != nil {
 			return err
@@ -320,12 +320,12 @@ func planPath(t *Tree, committer uint32, op Op, leaf uint32, leafKey []byte) ([]
 		if leaf != committer {
 			return nil, nil, errorf(RuleLeaf, "leaf %d updates only its own path, not leaf %d's", committer, leaf)
 		}
-		if err := checkPublicKey(leafKey); err != nil {
+		if err := checkLeafKey(leafKey); err != nil {
 			return nil, nil, err
 		}
 		t.mut(LeafNode(leaf)).pub = leafKey
 	case OpAdd:
-		if err := checkPublicKey(leafKey); err != nil {
+		if err := checkLeafKey(leafKey); err != nil {
 			return nil, nil, err
 		}
 		if err := placeLeaf(t, leaf, leafKey); err != nil {

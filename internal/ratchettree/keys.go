@@ -5,6 +5,8 @@ import (
 	"crypto/hpke"
 	"crypto/sha256"
 	"encoding/binary"
+
+	"github.com/cofferhq/coffer/internal/keymemo"
 )
 
 // The suite: X-Wing (MLKEM768-X25519, the same KEM as coffer.KEM(),
@@ -102,10 +104,14 @@ func open(label string, ctx Context, node, recipient uint32, priv hpke.PrivateKe
 // the order its rules check them. A bulk add of 2,500 members carries
 // about 5,000 keys, and each check expands an ML-KEM matrix: checked one
 // by one, they were most of verifying the commit.
-func checkPublicKeys(n int, key func(int) []byte) []error {
+func checkPublicKeys(n int, key func(int) []byte, leaves bool) []error {
 	errs := make([]error, n)
 	_ = parallel(n, func(i int) error {
-		errs[i] = checkPublicKey(key(i))
+		if leaves {
+			errs[i] = checkLeafKey(key(i))
+		} else {
+			errs[i] = checkPublicKey(key(i))
+		}
 		return nil
 	})
 	return errs
@@ -115,8 +121,22 @@ func checkPublicKey(k []byte) error {
 	if len(k) != PublicKeySize {
 		return errorf(RulePublicKey, "public key is %d bytes, want %d", len(k), PublicKeySize)
 	}
+	if keymemo.Known(k) {
+		return nil
+	}
 	if _, err := kem.NewPublicKey(k); err != nil {
 		return errorf(RulePublicKey, "not an X-Wing public key")
 	}
+	return nil
+}
+
+// checkLeafKey is checkPublicKey for a leaf's key, a member's user key,
+// which the member's keys present again: a success is remembered
+// (internal/keymemo).
+func checkLeafKey(k []byte) error {
+	if err := checkPublicKey(k); err != nil {
+		return err
+	}
+	keymemo.Remember(k)
 	return nil
 }
