@@ -29,4 +29,9 @@ func TestKnown(t *testing.T) {
 	if Known(k) || seen.Len() != Size {
 		t.Fatalf("after %d more keys the first is still known (%d held)", Size, seen.Len())
 	}
+	Remember(k)
+	Forget()
+	if Known(k) || seen.Len() != 0 {
+		t.Fatal("known after Forget")
+	}
 }
