@@ -1182,6 +1182,8 @@ const (
 	// place of the tree, which the server keeps one row per node
 	// (MarshalBinaryDetached).
 	stateVersionTreeDetached = 6
+	// Version 7 (stateVersionRows, staterows.go) is the header of a state
+	// stored in rows; UnmarshalBinary does not read it.
 )
 
 // MarshalBinary encodes s as a checkpoint that UnmarshalBinary restores, so
