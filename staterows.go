@@ -3,6 +3,7 @@ package coffer
 import (
 	"bytes"
 	"crypto/ed25519"
+	"encoding/binary"
 	"errors"
 	"math"
 	"slices"
@@ -85,19 +86,21 @@ func (s *GroupState) MarshalBinaryRows() ([]byte, error) {
 	return b.Bytes()
 }
 
-// StateAccounts returns the rows of the accounts ids (in id order, each
-// once): an account that never was a member has none. With ids nil it
-// returns every account's row.
-func (s *GroupState) StateAccounts(ids []AccountID) ([]StateAccount, error) {
+// StateAccounts returns every account's row, in id order.
+func (s *GroupState) StateAccounts() ([]StateAccount, error) {
+	ids := make([]AccountID, 0, s.roles.len())
+	s.roles.all(func(id AccountID, _ []roleChange) { ids = append(ids, id) })
+	return s.StateAccountsOf(ids)
+}
+
+// StateAccountsOf returns the rows of the accounts ids (in id order, each
+// once), such as the ChangedMembers of s: an account that never was a
+// member has none.
+func (s *GroupState) StateAccountsOf(ids []AccountID) ([]StateAccount, error) {
 	if err := s.checkShape(); err != nil {
 		return nil, err
 	}
-	if ids == nil {
-		ids = make([]AccountID, 0, s.roles.len())
-		s.roles.all(func(id AccountID, _ []roleChange) { ids = append(ids, id) })
-	} else {
-		ids = slices.Clone(ids)
-	}
+	ids = slices.Clone(ids)
 	slices.SortFunc(ids, compareIDs)
 	ids = slices.Compact(ids)
 	out := make([]StateAccount, 0, len(ids))
@@ -108,8 +111,8 @@ func (s *GroupState) StateAccounts(ids []AccountID) ([]StateAccount, error) {
 		}
 		row := StateAccount{ID: id, Roles: make([]byte, 0, 9*len(h))}
 		for _, rc := range h {
-			row.Roles = append(row.Roles, byte(rc.epoch>>56), byte(rc.epoch>>48), byte(rc.epoch>>40), byte(rc.epoch>>32),
-				byte(rc.epoch>>24), byte(rc.epoch>>16), byte(rc.epoch>>8), byte(rc.epoch), byte(rc.role))
+			row.Roles = binary.BigEndian.AppendUint64(row.Roles, rc.epoch)
+			row.Roles = append(row.Roles, byte(rc.role))
 		}
 		if m := s.Members[id]; m != nil {
 			var err error

@@ -32,7 +32,7 @@ func mustStateRows(tb testing.TB, s *coffer.GroupState) ([]byte, []coffer.StateA
 	if err != nil {
 		tb.Fatal(err)
 	}
-	rows, err := s.StateAccounts(nil)
+	rows, err := s.StateAccounts()
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func checkRowsFollow(tb testing.TB, prev, next *coffer.GroupState) {
 	}
 	_, prevRows := mustStateRows(tb, prev)
 	header, nextRows := mustStateRows(tb, next)
-	changed, err := next.StateAccounts(ids)
+	changed, err := next.StateAccountsOf(ids)
 	if err != nil {
 		tb.Fatal(err)
 	}

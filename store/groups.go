@@ -26,7 +26,7 @@ func (db *DB) CreateGroup(ctx context.Context, a *coffer.GroupAppend) error {
 	}
 	if !state.all {
 		// A genesis is no Clone; whatever made this one, write every row.
-		if state.rows, err = a.State.StateAccounts(nil); err != nil {
+		if state.rows, err = a.State.StateAccounts(); err != nil {
 			return err
 		}
 		state.all = true

@@ -36,17 +36,18 @@ func encodeState(s *coffer.GroupState) (*storedState, error) {
 	if err != nil {
 		return nil, err
 	}
+	st := &storedState{header: header}
 	ids, all := s.ChangedMembers()
 	if all {
-		ids = nil
-	} else if len(ids) == 0 {
-		return &storedState{header: header}, nil
+		st.all = true
+		st.rows, err = s.StateAccounts()
+	} else {
+		st.rows, err = s.StateAccountsOf(ids)
 	}
-	rows, err := s.StateAccounts(ids)
 	if err != nil {
 		return nil, err
 	}
-	return &storedState{header: header, all: all, rows: rows}, nil
+	return st, nil
 }
 
 // writeStateRows writes st's rows of group g in tx; the caller writes the

@@ -1289,7 +1289,7 @@ func (a *dbAudit) checkStateRows(g coffer.GroupID, state *coffer.GroupState, row
 	inRows := row != nil && row.stateRows
 	if state != nil && inRows {
 		var err error
-		if want, err = state.StateAccounts(nil); err != nil {
+		if want, err = state.StateAccounts(); err != nil {
 			a.r.Fail("group", obj, "the verifier's state does not encode: %s", coffer.ErrorMessage(err))
 			state = nil
 		}
