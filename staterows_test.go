@@ -318,3 +318,37 @@ func sortedRows(rows []coffer.StateAccount) []coffer.StateAccount {
 	slices.SortFunc(rows, func(a, b coffer.StateAccount) int { return bytes.Compare(a.ID[:], b.ID[:]) })
 	return rows
 }
+
+// FuzzGroupStateRows: the server restores a group's state from a header
+// and a row per account. A corrupt header or row must be refused, never
+// panic, and whatever is accepted must store the same header and rows.
+func FuzzGroupStateRows(f *testing.F) {
+	p := mustV2Cast(f)
+	commits, keys := v2Cases[1].build(f, p)
+	s, err := coffer.VerifyChainWith(nil, commits, keys)
+	if err != nil {
+		f.Fatal(err)
+	}
+	header, rows := mustStateRows(f, s)
+	first := 0
+	for first < len(rows) && rows[first].Member == nil {
+		first++
+	}
+	f.Add(header, rows[first].Member, rows[first].Roles)
+	f.Add([]byte{}, []byte{}, []byte{})
+	f.Fuzz(func(t *testing.T, header, member, roles []byte) {
+		in := slices.Clone(rows)
+		in[first] = coffer.StateAccount{ID: rows[first].ID, Member: member, Roles: roles}
+		var st coffer.GroupState
+		if err := st.UnmarshalBinaryRows(header, in, nil); err != nil {
+			return
+		}
+		h, again := mustStateRows(t, &st)
+		if !bytes.Equal(h, header) || !slices.EqualFunc(again, sortedRows(in), equalStateAccount) {
+			t.Fatal("an accepted state stores another header or rows")
+		}
+		if _, err := st.MarshalBinary(); err != nil {
+			t.Fatalf("an accepted state does not encode: %v", err)
+		}
+	})
+}
