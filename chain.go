@@ -1182,6 +1182,8 @@ const (
 	// place of the tree, which the server keeps one row per node
 	// (MarshalBinaryDetached).
 	stateVersionTreeDetached = 6
+	// Version 7 (stateVersionRows, staterows.go) is the header of a state
+	// stored in rows; UnmarshalBinary does not read it.
 )
 
 // MarshalBinary encodes s as a checkpoint that UnmarshalBinary restores, so
@@ -1406,28 +1408,16 @@ func (s *GroupState) unmarshalState(data []byte, loadTree func(leaves uint32) (*
 		if err != nil {
 			return bad("invalid handle")
 		}
-		if _, dup := handles[h]; dup {
-			return bad("duplicate handle")
-		}
 		m.Handle, m.Role, m.KeyEpoch = h, Role(role), m.JoinedEpoch
-		if !m.Role.Valid() || m.JoinedEpoch == 0 || m.JoinedEpoch > ns.Epoch {
-			return bad("invalid member")
-		}
-		if v2 {
-			if m.KeysHash == ([32]byte{}) {
-				return bad("zero keys hash")
-			}
-		} else {
+		if !v2 {
 			k := keys[i*keySize : (i+1)*keySize]
 			copy(k, sk)
 			copy(k[SigningKeySize:], ek)
 			m.SigningKey = ed25519.PublicKey(k[:SigningKeySize:SigningKeySize])
 			m.EncryptionKey = k[SigningKeySize:]
 		}
-		ns.Members[m.ID] = &m
-		handles[h] = m.ID
-		if m.Role == RoleOwner {
-			ns.owners++
+		if err := ns.addDecodedMember(&m, handles); err != nil {
+			return err
 		}
 	}
 	if ns.owners < 1 {
@@ -1460,26 +1450,15 @@ func (s *GroupState) unmarshalState(data []byte, loadTree func(leaves uint32) (*
 			in.ReadUint64(&h[j].epoch)
 			in.ReadUint8(&role)
 			h[j].role = Role(role)
-			leftPending := h[j].epoch == ns.Epoch+1 && ns.PendingRotation && h[j].role == RoleNone && j == len(h)-1
-			if h[j].role > RoleOwner || h[j].epoch == 0 || h[j].epoch > ns.Epoch && !leftPending || j > 0 && h[j].epoch <= h[j-1].epoch {
-				return bad("invalid role history")
-			}
 		}
-		want := RoleNone
-		if m := ns.Members[id]; m != nil {
-			want = m.Role
+		if err := ns.addRoleHistory(id, h, roles); err != nil {
+			return err
 		}
-		if h[len(h)-1].role != want {
-			return bad("role history disagrees with members")
-		}
-		roles[id] = h
+	}
+	if err := ns.checkEveryMemberHasRoles(roles); err != nil {
+		return err
 	}
 	ns.roles = newCowMap(roles)
-	for id := range ns.Members {
-		if roles[id] == nil {
-			return bad("member without role history")
-		}
-	}
 	if version >= 3 {
 		if !in.ReadUint32(&n) || uint64(n) > uint64(len(in)/24) {
 			return bad("truncated key epochs")

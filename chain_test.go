@@ -813,7 +813,7 @@ func checkChain(tb testing.TB, commits []coffer.SignedCommit, wantRule string) *
 // checkChangedMembers requires next, a state verified from prev, to list
 // among its ChangedMembers every member whose entry differs from prev's
 // (added, removed or replaced): clients check only those again after a
-// sync (clientlib's syncOnce).
+// sync (clientlib's syncOnce), and the server stores only their rows.
 func checkChangedMembers(tb testing.TB, prev, next *coffer.GroupState) {
 	tb.Helper()
 	ids, all := next.ChangedMembers()
@@ -834,6 +834,9 @@ func checkChangedMembers(tb testing.TB, prev, next *coffer.GroupState) {
 			tb.Fatalf("member %s was removed at seq %d..%d but is not among the changed members", id, prev.Seq+1, next.Seq)
 		}
 	}
+	// The server writes only the changed accounts' rows (role histories
+	// included) of a state stored in rows.
+	checkRowsFollow(tb, prev, next)
 }
 
 func TestVerifyChainRules(t *testing.T) {

@@ -401,23 +401,41 @@ func (ns *GroupState) unmarshalTree(in *cryptobyte.String, detached bool, loadTr
 			return errors.New("invalid tree")
 		}
 	}
+	for i, m := range members {
+		m.Leaf = leaves[i]
+	}
+	return ns.installTree(t, left)
+}
+
+// installTree checks that every member of ns (whose entries name their
+// leaves) and every pending departure holds its own non-blank leaf of t,
+// and that no other leaf is non-blank, and makes t ns's tree.
+func (ns *GroupState) installTree(t *ratchettree.Tree, left []uint32) error {
 	if len(left) > 0 && !ns.PendingRotation {
 		return errors.New("departures without a pending rotation")
 	}
-	used := make(map[uint32]bool, len(leaves)+len(left))
-	for _, l := range append(slices.Clone(leaves), left...) {
+	used := make(map[uint32]bool, len(ns.Members)+len(left))
+	check := func(l uint32) error {
 		if l >= t.Leaves() || t.PublicKey(ratchettree.LeafNode(l)) == nil || used[l] {
 			return errors.New("invalid leaf")
 		}
 		used[l] = true
+		return nil
+	}
+	for _, m := range ns.Members {
+		if err := check(m.Leaf); err != nil {
+			return err
+		}
+	}
+	for _, l := range left {
+		if err := check(l); err != nil {
+			return err
+		}
 	}
 	for l := range t.Leaves() {
 		if t.PublicKey(ratchettree.LeafNode(l)) != nil && !used[l] {
 			return errors.New("a leaf of nobody")
 		}
-	}
-	for i, m := range members {
-		ns.Members[m.ID].Leaf = leaves[i]
 	}
 	ns.Tree, ns.treeLeft = t, left
 	if len(left) == 0 {

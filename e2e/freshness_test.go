@@ -735,6 +735,14 @@ func TestFreshnessTwoAdminsFork(t *testing.T) {
 	if err := db.QueryRow(ctx, `SELECT head_seq, head_hash, epoch, state FROM groups WHERE id = $1`, g).Scan(&seq, &head, &epoch, &state); err != nil {
 		t.Fatal(err)
 	}
+	// The state's rows (one per account ever a member) go back with it.
+	var (
+		stateIDs            []coffer.AccountID
+		stateMembers, roles [][]byte
+	)
+	if err := db.QueryRow(ctx, `SELECT array_agg(account_id), array_agg(member), array_agg(roles) FROM group_state_accounts WHERE group_id = $1`, g).Scan(&stateIDs, &stateMembers, &roles); err != nil {
+		t.Fatal(err)
+	}
 	// X: alice adds carol; it is logged and the witnesses cosign it.
 	if err := alice.AddMember(ctx, g, "carol", coffer.RoleReader); err != nil {
 		t.Fatal(err)
@@ -750,6 +758,8 @@ func TestFreshnessTwoAdminsFork(t *testing.T) {
 	mustExec(t, db, `DELETE FROM commits WHERE group_id = $1 AND seq = $2`, g, seq+1)
 	mustExec(t, db, `DROP INDEX log_entries_commit`)
 	mustExec(t, db, `UPDATE groups SET head_seq = $2, head_hash = $3, epoch = $4, state = $5 WHERE id = $1`, g, seq, head, epoch, state)
+	mustExec(t, db, `DELETE FROM group_state_accounts WHERE group_id = $1`, g)
+	mustExec(t, db, `INSERT INTO group_state_accounts SELECT $1, * FROM unnest($2::uuid[], $3::bytea[], $4::bytea[])`, g, stateIDs, stateMembers, roles)
 
 	// Y: dave, shown the old head and the old checkpoint, adds erin at the
 	// same seq. The server takes it; the log cannot hold it beside X.

@@ -20,9 +20,16 @@ func notFoundGroup() error { return coffer.Errorf(coffer.ENOTFOUND, "no such gro
 
 // CreateGroup implements coffer.GroupService.
 func (db *DB) CreateGroup(ctx context.Context, a *coffer.GroupAppend) error {
-	state, err := marshalState(a.State)
+	state, err := encodeState(a.State)
 	if err != nil {
 		return err
+	}
+	if !state.all {
+		// A genesis is no Clone; whatever made this one, write every row.
+		if state.rows, err = a.State.StateAccounts(); err != nil {
+			return err
+		}
+		state.all = true
 	}
 	now := db.now()
 	err = db.inTx(ctx, func(tx pgx.Tx) error {
@@ -33,10 +40,13 @@ func (db *DB) CreateGroup(ctx context.Context, a *coffer.GroupAppend) error {
 		if a.Meta != nil {
 			metaEpoch = &a.State.Epoch
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO groups (id, head_seq, head_hash, epoch, state, meta_epoch, meta, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)`,
-			a.State.Group, a.State.Seq, a.State.Head[:], a.State.Epoch, state, metaEpoch, a.Meta, now)
+		_, err := tx.Exec(ctx, `INSERT INTO groups (id, head_seq, head_hash, epoch, state, state_rows, meta_epoch, meta, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, true, $6, $7, $8, $8)`,
+			a.State.Group, a.State.Seq, a.State.Head[:], a.State.Epoch, state.header, metaEpoch, a.Meta, now)
 		if err != nil {
+			return err
+		}
+		if err := writeStateRows(ctx, tx, a.State.Group, state); err != nil {
 			return err
 		}
 		return insertCommit(ctx, tx, a, now)
@@ -65,15 +75,19 @@ func (db *DB) GroupState(ctx context.Context, caller coffer.AccountID, g coffer.
 		if s = cache.get(g, uint64(seq), head); s != nil {
 			return nil
 		}
-		var raw []byte
-		if err := tx.QueryRow(ctx, `SELECT state FROM groups WHERE id = $1`, g).Scan(&raw); err != nil {
+		loaded, inRows, err := loadState(ctx, tx, g)
+		if err != nil {
 			return err
 		}
-		var err error
-		if s, err = unmarshalState(ctx, tx, g, raw); err != nil {
-			return err
+		s = loaded
+		if inRows {
+			// The caller gets a Clone of what the rows hold, so that a
+			// commit applied to it lists the rows it changes. A state
+			// decoded from an older checkpoint is not cached: until a
+			// commit stores the group in rows, each is written whole.
+			cache.put(loaded)
+			s = loaded.Clone()
 		}
-		cache.put(s.Clone())
 		return nil
 	})
 	if coffer.ErrorCode(err) == coffer.ENOTFOUND {
@@ -90,11 +104,14 @@ func (db *DB) GroupState(ctx context.Context, caller coffer.AccountID, g coffer.
 // the invariant behind it: of two racing appenders exactly one wins, with
 // no lock held across the verification the server did before calling.
 func (db *DB) AppendCommit(ctx context.Context, caller coffer.AccountID, a *coffer.GroupAppend) (uint64, error) {
-	state, err := marshalState(a.State)
+	state, err := encodeState(a.State)
 	if err != nil {
 		return 0, err
 	}
-	var head uint64
+	var (
+		head   uint64
+		inRows bool
+	)
 	now := db.now()
 	err = db.inTx(ctx, func(tx pgx.Tx) error {
 		if err := checkCurrentMemberKeys(ctx, tx, a); err != nil {
@@ -108,21 +125,26 @@ func (db *DB) AppendCommit(ctx context.Context, caller coffer.AccountID, a *coff
 			}
 		}
 		metaSet := a.Meta != nil
-		tag, err := tx.Exec(ctx, `UPDATE groups SET head_seq = $3, head_hash = $4, epoch = $5, state = $6,
+		// Only the changed rows are written when the group is stored in
+		// rows already (state_rows); otherwise every row must be.
+		tag, err := tx.Exec(ctx, `UPDATE groups SET head_seq = $3, head_hash = $4, epoch = $5, state = $6, state_rows = true,
 				meta_epoch = CASE WHEN $7 THEN $5 ELSE meta_epoch END,
 				meta = CASE WHEN $7 THEN $8 ELSE meta END,
 				updated_at = $9
-			WHERE id = $1 AND head_seq = $10 AND `+memberClause,
-			a.State.Group, caller, a.State.Seq, a.State.Head[:], a.State.Epoch, state, metaSet, a.Meta, now, a.PrevSeq)
+			WHERE id = $1 AND head_seq = $10 AND (state_rows OR $11) AND `+memberClause,
+			a.State.Group, caller, a.State.Seq, a.State.Head[:], a.State.Epoch, state.header, metaSet, a.Meta, now, a.PrevSeq, state.all)
 		if err != nil {
 			return err
 		}
 		if tag.RowsAffected() == 0 {
-			err := tx.QueryRow(ctx, `SELECT head_seq FROM groups WHERE id = $1 AND `+memberClause, a.State.Group, caller).Scan(&head)
+			err := tx.QueryRow(ctx, `SELECT head_seq, state_rows FROM groups WHERE id = $1 AND `+memberClause, a.State.Group, caller).Scan(&head, &inRows)
 			if err != nil {
 				return err
 			}
 			return coffer.Errorf(coffer.ECONFLICT, "the group's head moved to seq %d: re-sync and retry", head)
+		}
+		if err := writeStateRows(ctx, tx, a.State.Group, state); err != nil {
+			return err
 		}
 		return insertCommit(ctx, tx, a, now)
 	})
@@ -135,6 +157,11 @@ func (db *DB) AppendCommit(ctx context.Context, caller coffer.AccountID, a *coff
 	case coffer.ECONFLICT:
 		if head == 0 { // the commits key caught the race
 			_ = db.pool.QueryRow(ctx, `SELECT head_seq FROM groups WHERE id = $1`, a.State.Group).Scan(&head)
+		} else if head == a.PrevSeq && !inRows {
+			// A state at the head that was not loaded from rows, though the
+			// group is not stored in rows yet (another process's cache):
+			// the retry loads it from the database and writes every row.
+			db.stateCache().remove(a.State.Group)
 		}
 		return head, coffer.Errorf(coffer.ECONFLICT, "the group's head moved to seq %d: re-sync and retry", head)
 	}

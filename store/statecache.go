@@ -11,9 +11,10 @@ import (
 
 // The verified state of a group is a function of its chain, named by its
 // head: (seq, head hash). A commit to a large group used to load the whole
-// state from groups.state (14 MB for 10,000 members) and, for a tree group,
-// every row of tree_nodes (about 250 MB for 100,000 leaves), decode it,
-// apply one commit and store it again. stateCache keeps the newest states
+// state from groups.state (14 MB for 10,000 members; now a header and one
+// row per account, staterows.go) and, for a tree group, every row of
+// tree_nodes (about 250 MB for 100,000 leaves), decode it, apply one
+// commit and store it again. stateCache keeps the newest states
 // this process verified or loaded, and GroupState serves one only when the
 // database's head still names it: a commit through another process, or a
 // lost race, moves the head and the state is read again. What is cached
@@ -98,4 +99,14 @@ func (c *stateCache) put(s *coffer.GroupState) {
 	for c.bytes > c.max {
 		c.lru.RemoveOldest()
 	}
+}
+
+// remove forgets the cached state of g.
+func (c *stateCache) remove(g coffer.GroupID) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lru.Remove(g)
 }

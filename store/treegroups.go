@@ -11,21 +11,12 @@ import (
 )
 
 // Tree groups keep their public tree one row per non-blank node
-// (tree_nodes), so a commit rewrites only the nodes it changed, and
-// groups.state holds the checkpoint without the tree (version 6).
+// (tree_nodes), so a commit rewrites only the nodes it changed; the rest
+// of the state is kept in rows as well (staterows.go).
 
-// marshalState is the state as groups.state holds it.
-func marshalState(s *coffer.GroupState) ([]byte, error) {
-	if s.Tree != nil {
-		return s.MarshalBinaryDetached()
-	}
-	return s.MarshalBinary()
-}
-
-// unmarshalState restores groups.state, reading a tree group's nodes in tx.
-func unmarshalState(ctx context.Context, tx pgx.Tx, g coffer.GroupID, raw []byte) (*coffer.GroupState, error) {
-	s := new(coffer.GroupState)
-	err := s.UnmarshalBinaryDetached(raw, func(n uint32) (*ratchettree.Tree, error) {
+// loadTree reads a tree group's nodes in tx.
+func loadTree(ctx context.Context, tx pgx.Tx, g coffer.GroupID) func(uint32) (*ratchettree.Tree, error) {
+	return func(n uint32) (*ratchettree.Tree, error) {
 		rows, err := tx.Query(ctx, `SELECT node, public_key, taint FROM tree_nodes WHERE group_id = $1`, g)
 		if err != nil {
 			return nil, err
@@ -43,11 +34,7 @@ func unmarshalState(ctx context.Context, tx pgx.Tx, g coffer.GroupID, raw []byte
 			return nil, err
 		}
 		return ratchettree.TreeFromRows(n, nodes)
-	})
-	if err != nil {
-		return nil, err
 	}
-	return s, nil
 }
 
 // storeTree writes, in the commit's transaction, the tree nodes the

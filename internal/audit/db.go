@@ -44,7 +44,7 @@ func DB(ctx context.Context, url string, opts DBOptions) (*Report, error) {
 		}
 		a.logKey = v
 	}
-	snap, err := openSnapshot(ctx, url, 6)
+	snap, err := openSnapshot(ctx, url, 7)
 	if err != nil {
 		return nil, err
 	}
@@ -369,13 +369,14 @@ type groupRow struct {
 	headHash  []byte
 	epoch     int64
 	state     []byte
+	stateRows bool
 	metaEpoch *int64
 	meta      []byte
 }
 
 // checkGroups verifies every group's chain and everything derived from it,
-// merging five ordered streams (commits, groups, members, wraps, links)
-// that share one snapshot.
+// merging six ordered streams (commits, groups, members, wraps, links,
+// state rows) that share one snapshot.
 func (a *dbAudit) checkGroups(ctx context.Context) error {
 	commits, err := newStream(ctx, a.conns[1], `SELECT group_id, seq, body, signature, hash, author_id, epoch
 		FROM commits ORDER BY group_id, seq`)
@@ -383,7 +384,7 @@ func (a *dbAudit) checkGroups(ctx context.Context) error {
 		return err
 	}
 	defer commits.close()
-	groups, err := newStream(ctx, a.conns[2], `SELECT id, head_seq, head_hash, epoch, state, meta_epoch, meta FROM groups ORDER BY id`)
+	groups, err := newStream(ctx, a.conns[2], `SELECT id, head_seq, head_hash, epoch, state, state_rows, meta_epoch, meta FROM groups ORDER BY id`)
 	if err != nil {
 		return err
 	}
@@ -403,6 +404,11 @@ func (a *dbAudit) checkGroups(ctx context.Context) error {
 		return err
 	}
 	defer links.close()
+	stateRows, err := newStream(ctx, a.conns[6], `SELECT group_id, account_id, member, roles FROM group_state_accounts ORDER BY group_id, account_id`)
+	if err != nil {
+		return err
+	}
+	defer stateRows.close()
 
 	for commits.ok || groups.ok {
 		// The next group is the smaller id of the two main streams.
@@ -414,7 +420,7 @@ func (a *dbAudit) checkGroups(ctx context.Context) error {
 			}
 		}
 		if groups.ok {
-			if err := groups.rows.Scan(&gg, nil, nil, nil, nil, nil, nil); err != nil {
+			if err := groups.rows.Scan(&gg, nil, nil, nil, nil, nil, nil, nil); err != nil {
 				return err
 			}
 		}
@@ -424,7 +430,7 @@ func (a *dbAudit) checkGroups(ctx context.Context) error {
 		default:
 			g = gg
 		}
-		if err := a.checkGroup(g, commits, groups, members, wraps, links); err != nil {
+		if err := a.checkGroup(g, commits, groups, members, wraps, links, stateRows); err != nil {
 			return err
 		}
 		a.p.tick("groups: %d, commits: %d, wraps: %d", a.r.Stats["groups"], a.r.Stats["commits"], a.r.Stats["wrapped_keys"])
@@ -434,7 +440,7 @@ func (a *dbAudit) checkGroups(ctx context.Context) error {
 		st   *stream
 		what string
 		cols int
-	}{{members, "group_members", 3}, {wraps, "wrapped_keys", 4}, {links, "history_links", 3}} {
+	}{{members, "group_members", 3}, {wraps, "wrapped_keys", 4}, {links, "history_links", 3}, {stateRows, "group_state_accounts", 4}} {
 		for s.st.ok {
 			var g coffer.GroupID
 			dest := make([]any, s.cols)
@@ -446,7 +452,7 @@ func (a *dbAudit) checkGroups(ctx context.Context) error {
 			s.st.next()
 		}
 	}
-	for _, s := range []*stream{commits, groups, members, wraps, links} {
+	for _, s := range []*stream{commits, groups, members, wraps, links, stateRows} {
 		if err := s.close(); err != nil {
 			return err
 		}
@@ -454,7 +460,7 @@ func (a *dbAudit) checkGroups(ctx context.Context) error {
 	return nil
 }
 
-func (a *dbAudit) checkGroup(g coffer.GroupID, commits, groups, members, wraps, links *stream) error {
+func (a *dbAudit) checkGroup(g coffer.GroupID, commits, groups, members, wraps, links, stateRows *stream) error {
 	obj := "group " + g.String()
 	a.r.count("groups", 1)
 
@@ -516,7 +522,7 @@ func (a *dbAudit) checkGroup(g coffer.GroupID, commits, groups, members, wraps, 
 	var row *groupRow
 	if groups.ok {
 		var gr groupRow
-		if err := groups.rows.Scan(&gr.id, &gr.headSeq, &gr.headHash, &gr.epoch, &gr.state, &gr.metaEpoch, &gr.meta); err != nil {
+		if err := groups.rows.Scan(&gr.id, &gr.headSeq, &gr.headHash, &gr.epoch, &gr.state, &gr.stateRows, &gr.metaEpoch, &gr.meta); err != nil {
 			return err
 		}
 		if gr.id == g {
@@ -532,9 +538,16 @@ func (a *dbAudit) checkGroup(g coffer.GroupID, commits, groups, members, wraps, 
 			a.r.Fail("group", obj, "groups.head_seq/head_hash/epoch (%d/%x/%d) differ from the verified chain (%d/%x/%d)",
 				row.headSeq, short(row.headHash), row.epoch, state.Seq, state.Head[:4], state.Epoch)
 		}
-		if want, err := state.MarshalBinaryDetached(); err != nil || !bytes.Equal(want, row.state) {
+		if row.stateRows {
+			if want, err := state.MarshalBinaryRows(); err != nil || !bytes.Equal(want, row.state) {
+				a.r.Fail("group", obj, "groups.state is not the header of the verifier's state after the chain")
+			}
+		} else if want, err := state.MarshalBinaryDetached(); err != nil || !bytes.Equal(want, row.state) {
 			a.r.Fail("group", obj, "groups.state is not the verifier's state after the chain")
 		}
+	}
+	if err := a.checkStateRows(g, state, row, stateRows); err != nil {
+		return err
 	}
 	if row != nil && row.meta != nil {
 		a.r.count("metadata_ciphertexts", 1)
@@ -1264,3 +1277,67 @@ func (t *treeBuilder) append(h tlog.Hash) ([]storedHash, error) {
 }
 
 func (t *treeBuilder) root() (tlog.Hash, error) { return tlog.TreeHash(t.size, t) }
+
+// checkStateRows requires group g's group_state_accounts rows to be
+// exactly the verifier's, when the groups row says the state is stored in
+// rows, and to be absent otherwise: with the header (checked by the
+// caller) they are the state cofferd restores and verifies the next
+// commit from.
+func (a *dbAudit) checkStateRows(g coffer.GroupID, state *coffer.GroupState, row *groupRow, stored *stream) error {
+	obj := "group " + g.String()
+	var want []coffer.StateAccount
+	inRows := row != nil && row.stateRows
+	if state != nil && inRows {
+		var err error
+		if want, err = state.StateAccounts(); err != nil {
+			a.r.Fail("group", obj, "the verifier's state does not encode: %s", coffer.ErrorMessage(err))
+			state = nil
+		}
+	}
+	i, beside := 0, 0
+	for stored.ok {
+		var (
+			sg coffer.GroupID
+			sa coffer.StateAccount
+		)
+		if err := stored.rows.Scan(&sg, &sa.ID, &sa.Member, &sa.Roles); err != nil {
+			return err
+		}
+		if sg != g {
+			if cmpID(sg, g) < 0 {
+				a.r.Fail("group", "group "+sg.String(), "group_state_accounts row of a group without commits")
+				stored.next()
+				continue
+			}
+			break
+		}
+		stored.next()
+		a.r.count("group_state_accounts", 1)
+		aobj := fmt.Sprintf("%s group_state_accounts account %s", obj, sa.ID)
+		switch {
+		case !inRows:
+			beside++
+		case state == nil:
+		default:
+			for i < len(want) && cmpID(want[i].ID, sa.ID) < 0 {
+				a.r.Fail("group", fmt.Sprintf("%s group_state_accounts account %s", obj, want[i].ID), "no row for an account of the verified chain")
+				i++
+			}
+			if i == len(want) || want[i].ID != sa.ID {
+				a.r.Fail("group", aobj, "a row for an account that was never a member in the verified chain")
+				continue
+			}
+			if !bytes.Equal(want[i].Member, sa.Member) || (want[i].Member == nil) != (sa.Member == nil) || !bytes.Equal(want[i].Roles, sa.Roles) {
+				a.r.Fail("group", aobj, "the row is not the verifier's member entry and role history")
+			}
+			i++
+		}
+	}
+	for ; i < len(want); i++ {
+		a.r.Fail("group", fmt.Sprintf("%s group_state_accounts account %s", obj, want[i].ID), "no row for an account of the verified chain")
+	}
+	if beside > 0 {
+		a.r.Fail("group", obj, "%d group_state_accounts rows beside a groups.state that is not stored in rows", beside)
+	}
+	return nil
+}

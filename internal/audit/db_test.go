@@ -120,7 +120,7 @@ func TestDBCleanAfterStory(t *testing.T) {
 		r.WriteText(&b)
 		t.Fatalf("audit of an honest database is not clean:\n%s", b.String())
 	}
-	for _, stat := range []string{"accounts", "groups", "commits", "wrapped_keys", "history_links", "log_leaves", "metadata_ciphertexts"} {
+	for _, stat := range []string{"accounts", "groups", "commits", "wrapped_keys", "history_links", "log_leaves", "metadata_ciphertexts", "group_state_accounts"} {
 		if r.Stats[stat] == 0 {
 			t.Errorf("checked no %s", stat)
 		}
@@ -211,6 +211,53 @@ func TestDBPlantedViolations(t *testing.T) {
 			name:  "ghost member",
 			plant: []string{`INSERT INTO group_members SELECT group_id, (SELECT id FROM accounts WHERE handle = 'bob'), 4 FROM commits WHERE seq = 5`},
 			check: "member", want: "verified chain",
+		},
+		// The state in rows (group_state_accounts): the story's first group
+		// (the one with a seq 5) has rows for alice, carol and bob, who was
+		// removed.
+		{
+			name: "state row edited",
+			plant: []string{
+				`UPDATE group_state_accounts SET roles = roles || roles WHERE account_id = (SELECT id FROM accounts WHERE handle = 'carol')
+					AND group_id = (SELECT group_id FROM commits WHERE seq = 5)`,
+			},
+			check: "group", want: "not the verifier's member entry",
+		},
+		{
+			name: "member entry on a removed member",
+			plant: []string{
+				`UPDATE group_state_accounts SET member = (SELECT member FROM group_state_accounts WHERE account_id = (SELECT id FROM accounts WHERE handle = 'carol')
+					AND group_id = (SELECT group_id FROM commits WHERE seq = 5))
+					WHERE account_id = (SELECT id FROM accounts WHERE handle = 'bob') AND group_id = (SELECT group_id FROM commits WHERE seq = 5)`,
+			},
+			check: "group", want: "not the verifier's member entry",
+		},
+		{
+			name: "state row deleted",
+			plant: []string{
+				`DELETE FROM group_state_accounts WHERE account_id = (SELECT id FROM accounts WHERE handle = 'bob')
+					AND group_id = (SELECT group_id FROM commits WHERE seq = 5)`,
+			},
+			check: "group", want: "no row for an account",
+		},
+		{
+			name: "extra state row",
+			plant: []string{
+				`INSERT INTO group_state_accounts SELECT group_id, (SELECT id FROM accounts WHERE handle = 'bob'), NULL, roles
+					FROM group_state_accounts WHERE account_id = (SELECT id FROM accounts WHERE handle = 'alice')
+					AND group_id <> (SELECT group_id FROM commits WHERE seq = 5)`,
+			},
+			check: "group", want: "never a member",
+		},
+		{
+			name:  "state header edited",
+			plant: []string{`UPDATE groups SET state = overlay(state placing '\xff'::bytea from 60 for 1) WHERE id = (SELECT group_id FROM commits WHERE seq = 5)`},
+			check: "group", want: "header of the verifier's state",
+		},
+		{
+			name:  "state rows beside an older checkpoint",
+			plant: []string{`UPDATE groups SET state_rows = false WHERE id = (SELECT group_id FROM commits WHERE seq = 5)`},
+			check: "group", want: "beside a groups.state",
 		},
 		{
 			name:  "head moved",

@@ -125,6 +125,7 @@ var allowlist = map[string]map[string]column{
 		"head_hash":      {tBytea, Hash},
 		"epoch":          {tBigint, Bookkeeping},
 		"state":          {tBytea, VerifierState},
+		"state_rows":     {tBool, Bookkeeping},
 		"meta_epoch":     {tBigint, Bookkeeping},
 		"meta":           {tBytea, Ciphertext},
 		"created_at":     {tTS, Bookkeeping},
@@ -161,6 +162,14 @@ var allowlist = map[string]map[string]column{
 		"node":      {tInt, Bookkeeping},
 		"recipient": {tInt, Bookkeeping},
 		"sealed":    {tBytea, WrappedKey},
+	},
+	// The verified state in rows (00020): each account's member entry and
+	// role history.
+	"group_state_accounts": {
+		"group_id":   {tUUID, Identifier},
+		"account_id": {tUUID, Identifier},
+		"member":     {tBytea, VerifierState},
+		"roles":      {tBytea, VerifierState},
 	},
 	"wrapped_keys": {
 		"group_id":  {tUUID, Identifier},
