@@ -15,6 +15,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/ratchettree"
 	"github.com/cofferhq/coffer/internal/translog"
 )
 
@@ -44,7 +45,7 @@ func DB(ctx context.Context, url string, opts DBOptions) (*Report, error) {
 		}
 		a.logKey = v
 	}
-	snap, err := openSnapshot(ctx, url, 7)
+	snap, err := openSnapshot(ctx, url, 8)
 	if err != nil {
 		return nil, err
 	}
@@ -409,6 +410,11 @@ func (a *dbAudit) checkGroups(ctx context.Context) error {
 		return err
 	}
 	defer stateRows.close()
+	treeNodes, err := newStream(ctx, a.conns[7], `SELECT group_id, node, public_key, taint FROM tree_nodes ORDER BY group_id, node`)
+	if err != nil {
+		return err
+	}
+	defer treeNodes.close()
 
 	for commits.ok || groups.ok {
 		// The next group is the smaller id of the two main streams.
@@ -430,7 +436,7 @@ func (a *dbAudit) checkGroups(ctx context.Context) error {
 		default:
 			g = gg
 		}
-		if err := a.checkGroup(g, commits, groups, members, wraps, links, stateRows); err != nil {
+		if err := a.checkGroup(g, commits, groups, members, wraps, links, stateRows, treeNodes); err != nil {
 			return err
 		}
 		a.p.tick("groups: %d, commits: %d, wraps: %d", a.r.Stats["groups"], a.r.Stats["commits"], a.r.Stats["wrapped_keys"])
@@ -440,7 +446,7 @@ func (a *dbAudit) checkGroups(ctx context.Context) error {
 		st   *stream
 		what string
 		cols int
-	}{{members, "group_members", 3}, {wraps, "wrapped_keys", 4}, {links, "history_links", 3}, {stateRows, "group_state_accounts", 4}} {
+	}{{members, "group_members", 3}, {wraps, "wrapped_keys", 4}, {links, "history_links", 3}, {stateRows, "group_state_accounts", 4}, {treeNodes, "tree_nodes", 4}} {
 		for s.st.ok {
 			var g coffer.GroupID
 			dest := make([]any, s.cols)
@@ -452,7 +458,7 @@ func (a *dbAudit) checkGroups(ctx context.Context) error {
 			s.st.next()
 		}
 	}
-	for _, s := range []*stream{commits, groups, members, wraps, links, stateRows} {
+	for _, s := range []*stream{commits, groups, members, wraps, links, stateRows, treeNodes} {
 		if err := s.close(); err != nil {
 			return err
 		}
@@ -460,7 +466,7 @@ func (a *dbAudit) checkGroups(ctx context.Context) error {
 	return nil
 }
 
-func (a *dbAudit) checkGroup(g coffer.GroupID, commits, groups, members, wraps, links, stateRows *stream) error {
+func (a *dbAudit) checkGroup(g coffer.GroupID, commits, groups, members, wraps, links, stateRows, treeNodes *stream) error {
 	obj := "group " + g.String()
 	a.r.count("groups", 1)
 
@@ -547,6 +553,9 @@ func (a *dbAudit) checkGroup(g coffer.GroupID, commits, groups, members, wraps, 
 		}
 	}
 	if err := a.checkStateRows(g, state, row, stateRows); err != nil {
+		return err
+	}
+	if err := a.checkTreeNodes(g, state, treeNodes); err != nil {
 		return err
 	}
 	if row != nil && row.meta != nil {
@@ -1338,6 +1347,84 @@ func (a *dbAudit) checkStateRows(g coffer.GroupID, state *coffer.GroupState, row
 	}
 	if beside > 0 {
 		a.r.Fail("group", obj, "%d group_state_accounts rows beside a groups.state that is not stored in rows", beside)
+	}
+	return nil
+}
+
+// checkTreeNodes holds the tree_nodes rows of group g to the public tree of
+// the verifier's state after the chain: one row per non-blank node, with
+// exactly its public key and taint. cofferd verifies each commit against
+// these rows (after a restart, or in another process), so a row the chain
+// does not give is a tree the server would verify against in its place.
+// With no verified state (the chain did not verify: reported) the rows
+// are only counted.
+func (a *dbAudit) checkTreeNodes(g coffer.GroupID, state *coffer.GroupState, stored *stream) error {
+	obj := "group " + g.String()
+	var (
+		tree  *ratchettree.Tree
+		width uint32
+	)
+	if state != nil && state.Tree != nil {
+		tree, width = state.Tree, ratchettree.Width(state.Tree.Leaves())
+	}
+	nodeObj := func(x uint32) string { return fmt.Sprintf("%s tree_nodes node %d", obj, x) }
+	// missing reports the non-blank nodes of the verified tree below end
+	// that have no row.
+	next := uint32(0)
+	missing := func(end uint32) {
+		for ; next < end && next < width; next++ {
+			if tree.Node(next).PublicKey != nil {
+				a.r.Fail("group", nodeObj(next), "no row for a node of the verified tree")
+			}
+		}
+	}
+	notTree := 0
+	for stored.ok {
+		var (
+			sg         coffer.GroupID
+			node       int32
+			key, taint []byte
+		)
+		if err := stored.rows.Scan(&sg, &node, &key, &taint); err != nil {
+			return err
+		}
+		if sg != g {
+			if cmpID(sg, g) < 0 {
+				a.r.Fail("group", "group "+sg.String(), "tree_nodes row of a group without commits")
+				stored.next()
+				continue
+			}
+			break
+		}
+		stored.next()
+		a.r.count("tree_nodes", 1)
+		switch {
+		case state == nil:
+			continue
+		case tree == nil:
+			notTree++
+			continue
+		}
+		x := uint32(node)
+		missing(x)
+		if x >= width {
+			a.r.Fail("group", nodeObj(x), "a row beyond the verified tree of %d leaves", tree.Leaves())
+			continue
+		}
+		next = x + 1
+		want := tree.Node(x)
+		switch {
+		case want.PublicKey == nil:
+			a.r.Fail("group", nodeObj(x), "a row for a node that is blank in the verified tree")
+		case !bytes.Equal(want.PublicKey, key) || !bytes.Equal(want.Taint, taint):
+			a.r.Fail("group", nodeObj(x), "the row is not the verified tree's public key and taint")
+		}
+	}
+	if tree != nil {
+		missing(width)
+	}
+	if notTree > 0 {
+		a.r.Fail("group", obj, "%d tree_nodes rows of a group that is not a tree group", notTree)
 	}
 	return nil
 }
