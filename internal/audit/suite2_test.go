@@ -529,19 +529,24 @@ func TestSuiteV2CosignedByServerWitness(t *testing.T) {
 // (hybrid resource headers, Ed25519-half deletes, a rotation with its
 // self-update) leave coffer-audit db and the auditor's witness clean, and
 // the witness cofferd pushes to cosigns every leaf, deletes included.
+// v2Client is a clientlib client of a new suite v2 account on srv, whose
+// groups are suite v2.
+func v2Client(t *testing.T, srv *cofferdtest.Server, handle string) *clientlib.Client {
+	t.Helper()
+	c, err := clientlib.New(srv.URL(), clientlib.NewMemoryKeyStore(), &clientlib.Options{LogKey: srv.LogKey(), SuiteV2Groups: true, TrustOnFirstUse: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateAccount(context.Background(), handle, "phone"); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func TestAuditSuiteV2ClientStory(t *testing.T) {
 	srv := cofferdtest.Start(t, &cofferdtest.Options{Witnesses: 1})
 	ctx := context.Background()
-	client := func(handle string) *clientlib.Client {
-		c, err := clientlib.New(srv.URL(), clientlib.NewMemoryKeyStore(), &clientlib.Options{LogKey: srv.LogKey(), SuiteV2Groups: true, TrustOnFirstUse: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.CreateAccount(ctx, handle, "phone"); err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	client := func(handle string) *clientlib.Client { return v2Client(t, srv, handle) }
 	must := func(err error) {
 		t.Helper()
 		if err != nil {

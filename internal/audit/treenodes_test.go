@@ -19,25 +19,15 @@ import (
 func TestDBTreeNodes(t *testing.T) {
 	srv := cofferdtest.Start(t, nil)
 	ctx := context.Background()
-	client := func(handle string) *clientlib.Client {
-		c, err := clientlib.New(srv.URL(), clientlib.NewMemoryKeyStore(), &clientlib.Options{LogKey: srv.LogKey(), SuiteV2Groups: true, TrustOnFirstUse: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.CreateAccount(ctx, handle, "phone"); err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	alice := client("alice")
+	alice := v2Client(t, srv, "alice")
 	for _, h := range []string{"bob", "carol", "dave"} {
-		client(h)
+		v2Client(t, srv, h)
 	}
 	g, err := alice.CreateGroup(ctx, "tree", &clientlib.GroupOptions{Tree: true})
 	must(err)
