@@ -58,7 +58,7 @@ func (rc *recentCommits) since(g coffer.GroupID, after, seq uint64, head [32]byt
 	return r.commits[after-r.after:], true
 }
 
-// commitsSize is the bytes of commits, for maxRecentBytes.
+// signedCommitsSize is the bytes of commits, for maxRecentBytes.
 func signedCommitsSize(commits []coffer.SignedCommit) (n int) {
 	for _, sc := range commits {
 		n += len(sc.Body) + len(sc.Signature)
