@@ -215,18 +215,47 @@ func (s *GroupState) WithMemberKeys(src MemberKeySource) (*GroupState, error) {
 	}
 	out := s.Clone()
 	for id, m := range out.Members {
-		if m.Keys != nil {
-			continue // resolved before; apply clears Keys when the hash changes
-		}
-		k, err := resolveMemberKeys(src, m.KeysHash, id, m.Handle)
-		if err != nil {
+		// An entry resolved before is skipped: apply clears Keys when the
+		// hash changes.
+		if err := out.resolveEntry(src, id, m); err != nil {
 			return nil, err
 		}
-		if err := out.checkLeafKey(m, k); err != nil {
-			return nil, err
+	}
+	return out, nil
+}
+
+// resolveEntry resolves member id's entry m of s, unless it holds its keys.
+func (s *GroupState) resolveEntry(src MemberKeySource, id AccountID, m *Member) error {
+	if m.Keys != nil {
+		return nil
+	}
+	k, err := resolveMemberKeys(src, m.KeysHash, id, m.Handle)
+	if err != nil {
+		return err
+	}
+	if err := s.checkLeafKey(m, k); err != nil {
+		return err
+	}
+	m = s.ownMember(id)
+	m.Keys, m.EncryptionKey, m.SigningKey = k, k.EncryptionKey, k.SigningKey.Ed25519()
+	return nil
+}
+
+// WithMemberKeysOf is WithMemberKeys for the current members of ids
+// alone (others, and ids that are not members, are left as they are): a
+// client that reads a tree group resolves its own entry and its admins'
+// and leaves the other members' keys to when it uses them.
+func (s *GroupState) WithMemberKeysOf(src MemberKeySource, ids []AccountID) (*GroupState, error) {
+	if s.Suite != SuiteV2 {
+		return s, nil
+	}
+	out := s.Clone()
+	for _, id := range ids {
+		if m := out.Members[id]; m != nil {
+			if err := out.resolveEntry(src, id, m); err != nil {
+				return nil, err
+			}
 		}
-		m = out.ownMember(id)
-		m.Keys, m.EncryptionKey, m.SigningKey = k, k.EncryptionKey, k.SigningKey.Ed25519()
 	}
 	return out, nil
 }

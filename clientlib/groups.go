@@ -350,8 +350,8 @@ func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool)
 	var verified uint64
 	// The members the commits change: only they are checked again below
 	// when every member of local passed the checks (memberscope.go).
-	pending, checked := c.checked.lookup(local)
-	scope := newMemberScope(!checked).with(pending)
+	prior, checked := c.checked.lookup(local)
+	scope := newMemberScope(!checked).with(prior.pending)
 	// The verified commits, kept while few enough to be stored as the
 	// tail of the stored state (statetail.go) rather than a new snapshot.
 	var tail []coffer.SignedCommit
@@ -439,6 +439,19 @@ func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool)
 		}
 		return nil, err
 	}
+	// Those found unlogged before are checked again. A reader checks its
+	// own entry and the admins' (memberscope.go); from a state checked
+	// that way, an admin's sync, or one that lists every member's trust,
+	// checks every member.
+	_, me, meErr := c.me()
+	reader := !withTrust && meErr == nil && readerOf(state, me)
+	if prior.reader && !reader {
+		scope = allMembers
+	}
+	scope = scope.with(c.unloggedIDs())
+	if reader {
+		scope = scope.forReader(state, me)
+	}
 	// A suite v2 state names its members' keys by hash: resolve them
 	// before the checks that compare members' keys.
 	if state, err = c.withMemberKeysIn(ctx, state, scope); err != nil {
@@ -448,17 +461,10 @@ func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool)
 	if err != nil {
 		return nil, err
 	}
-	// The members' identities, in the same witnessed map; those found
-	// unlogged before are asked again.
-	if err := c.proveMembers(ctx, proof.w, state, scope.with(c.unloggedIDs())); err != nil {
+	if err := c.checkMembers(ctx, proof.w, local, state, scope); err != nil {
 		return nil, err
 	}
-	// Verified suite v2 contacts whose keys in the group changed: follow
-	// their chains, so a rotation is not taken for a substitution.
-	if err := c.followMemberChains(ctx, local, state, scope); err != nil {
-		return nil, err
-	}
-	c.checked.mark(state)
+	c.checked.mark(state, reader)
 	// Nothing new verified: state is the stored state, and saving it
 	// again would only encode it and compare it with itself.
 	if state != local {
@@ -486,6 +492,75 @@ func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool)
 		}
 	}
 	return res, nil
+}
+
+// checkMembers proves the identities of the members of s in scope, whose
+// keys are resolved, in the witnessed map of w, and follows the chains of
+// verified suite v2 contacts among them whose keys changed since prev, so
+// that a rotation is not taken for a substitution.
+func (c *Client) checkMembers(ctx context.Context, w *witnessed, prev, s *coffer.GroupState, scope *memberScope) error {
+	if err := c.proveMembers(ctx, w, s, scope); err != nil {
+		return err
+	}
+	return c.followMemberChains(ctx, prev, s, scope)
+}
+
+// checkEveryMember returns the state of res with every member checked, as
+// a sync by an admin checks them: a reader's sync checked only its own
+// entry and the admins' (memberscope.go), which is enough to read but not
+// to show the members or their trust.
+func (c *Client) checkEveryMember(ctx context.Context, res *SyncResult) (*coffer.GroupState, error) {
+	s := res.State
+	if e, ok := c.checked.lookup(s); ok && !e.reader {
+		return s, nil
+	}
+	r, err := c.withMemberKeysIn(ctx, s, allMembers)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.checkMembers(ctx, res.Proof.w, nil, r, allMembers); err != nil {
+		return nil, err
+	}
+	c.checked.mark(r, false)
+	return r, nil
+}
+
+// checkContactMembers returns the state of res with the members that are
+// verified contacts of this device resolved and checked, so that
+// keyConflicts compares their keys: a reader's sync left them unresolved
+// (memberscope.go), and an unresolved entry would contradict every contact.
+func (c *Client) checkContactMembers(ctx context.Context, res *SyncResult) (*coffer.GroupState, error) {
+	s := res.State
+	if e, ok := c.checked.lookup(s); !ok || !e.reader {
+		return s, nil
+	}
+	id, _, err := c.me()
+	if err != nil {
+		return nil, err
+	}
+	book, err := c.loadContactBook()
+	if err != nil {
+		return nil, err
+	}
+	ix := book.verifiedIndex(id.Handle())
+	scope := newMemberScope(false)
+	for mid, m := range s.Members {
+		if m.Keys == nil && (len(ix.byHandle[m.Handle]) > 0 || len(ix.byID[mid]) > 0) {
+			scope.ids[mid] = struct{}{}
+		}
+	}
+	if len(scope.ids) == 0 {
+		return s, nil
+	}
+	r, err := c.withMemberKeysIn(ctx, s, scope)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.checkMembers(ctx, res.Proof.w, nil, r, scope); err != nil {
+		return nil, err
+	}
+	c.checked.mark(r, true)
+	return r, nil
 }
 
 func short(b []byte) []byte {
@@ -564,7 +639,11 @@ func (c *Client) Members(ctx context.Context, g coffer.GroupID) ([]*Member, erro
 	if err != nil {
 		return nil, err
 	}
-	members, err := c.trustMembers(res.State)
+	s, err := c.checkEveryMember(ctx, res)
+	if err != nil {
+		return nil, inGroup(err, g, coffer.ResourceID{})
+	}
+	members, err := c.trustMembers(s)
 	return members, inGroup(err, g, coffer.ResourceID{})
 }
 
@@ -767,7 +846,10 @@ func (c *Client) commitChangeMeta(ctx context.Context, g coffer.GroupID, build c
 		if err != nil {
 			return nil, err
 		}
-		s := res.State
+		s, err := c.checkContactMembers(ctx, res)
+		if err != nil {
+			return nil, err
+		}
 		keys, err := c.epochKeys(ctx, s)
 		if err != nil {
 			return nil, err
@@ -1104,7 +1186,11 @@ func (c *Client) group(ctx context.Context, g coffer.GroupID) (*Group, error) {
 	if m, ok := res.State.Members[me]; ok {
 		gr.Role = m.Role
 	}
-	if gr.KeyConflicts, err = c.keyConflicts(res.State); err != nil {
+	s, err := c.checkContactMembers(ctx, res)
+	if err != nil {
+		return nil, err
+	}
+	if gr.KeyConflicts, err = c.keyConflicts(s); err != nil {
 		return nil, err
 	}
 	if meta, err := openGroupMeta(g, &info, keys); err == nil {

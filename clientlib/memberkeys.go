@@ -108,16 +108,22 @@ func (c *Client) fetchMemberKeysBatch(ctx context.Context, batch [][32]byte) err
 // continuation of s (nil for a genesis): nil for a suite v1 group, which
 // carries its keys; otherwise a snapshot of the cache after fetching the
 // keys the verifier will ask for, those of each commit's author as the
-// chain so far names them and the new keys of each update-key (and, with
-// no commits, of every current member of s). The keys of members who are
-// added but never author anything are not fetched: the verifier does not
-// check them, and withMemberKeysIn fetches the current members' afterwards.
+// chain so far names them and the new keys of each update-key. The keys
+// of members who are added but never author anything are not fetched: the
+// verifier does not check them, and withMemberKeysIn fetches those of the
+// members in a check's scope afterwards.
 // The verifier checks each key it uses against its hash.
 func (c *Client) memberKeySource(ctx context.Context, s *coffer.GroupState, commits []coffer.SignedCommit) (coffer.MemberKeySource, error) {
 	hashes, v2 := memberKeyHashes(s, commits)
 	if !v2 {
 		return nil, nil
 	}
+	return c.cachedMemberKeys(ctx, hashes)
+}
+
+// cachedMemberKeys fetches the keys of hashes this client lacks and
+// returns a snapshot of the cache's entries for hashes.
+func (c *Client) cachedMemberKeys(ctx context.Context, hashes [][32]byte) (coffer.MemberKeyMap, error) {
 	if err := c.fetchMemberKeys(ctx, hashes); err != nil {
 		return nil, err
 	}
@@ -140,15 +146,6 @@ func (c *Client) memberKeySource(ctx context.Context, s *coffer.GroupState, comm
 func memberKeyHashes(s *coffer.GroupState, commits []coffer.SignedCommit) (hashes [][32]byte, v2 bool) {
 	v2 = s != nil && s.Suite == coffer.SuiteV2
 	latest := map[coffer.AccountID][32]byte{}
-	if v2 && len(commits) == 0 {
-		// The keys WithMemberKeys will resolve: those of entries that do
-		// not hold them yet.
-		for _, m := range s.Members {
-			if m.Keys == nil {
-				hashes = append(hashes, m.KeysHash)
-			}
-		}
-	}
 	current := func(id coffer.AccountID) ([32]byte, bool) {
 		if h, ok := latest[id]; ok {
 			return h, true
@@ -205,35 +202,37 @@ func (c *Client) verifyChain(ctx context.Context, trusted *coffer.GroupState, co
 	return s, nil
 }
 
-// withMemberKeysIn resolves the keys of every member of a suite v2 state
-// (coffer.GroupState.WithMemberKeys), fetching those this client lacks, so
-// that wrapping and the contact and log checks see each member's keys. A
-// suite v1 state is returned as it is. Keys the server withholds, or that
-// are not the ones the entry names, are a security error.
+// withMemberKeysIn resolves the keys of the members of a suite v2 state in
+// scope (coffer.GroupState.WithMemberKeysOf), fetching those this client
+// lacks, so that wrapping and the contact and log checks see each member's
+// keys. A suite v1 state is returned as it is. Keys the server withholds,
+// or that are not the ones the entry names, are a security error.
 //
-// Only the members in scope may lack their keys (memberscope.go): pass
-// allMembers unless the state was checked before.
+// Members outside scope keep their keys or their lack of them
+// (memberscope.go): pass allMembers unless the state was checked before.
 func (c *Client) withMemberKeysIn(ctx context.Context, s *coffer.GroupState, scope *memberScope) (*coffer.GroupState, error) {
 	if s == nil || s.Suite != coffer.SuiteV2 {
 		return s, nil
 	}
-	resolved := true
-	for _, m := range scope.members(s) {
+	var (
+		ids    []coffer.AccountID
+		hashes [][32]byte
+	)
+	for id, m := range scope.members(s) {
 		if m.Keys == nil {
-			resolved = false
-			break
+			ids, hashes = append(ids, id), append(hashes, m.KeysHash)
 		}
 	}
-	if resolved {
+	if len(ids) == 0 {
 		// Most syncs: a commit changes a few entries, the rest keep the
 		// keys they were resolved with.
 		return s, nil
 	}
-	src, err := c.memberKeySource(ctx, s, nil)
+	src, err := c.cachedMemberKeys(ctx, hashes)
 	if err != nil {
 		return nil, err
 	}
-	r, err := s.WithMemberKeys(src)
+	r, err := s.WithMemberKeysOf(src, ids)
 	if err != nil {
 		return nil, coffer.Security("member-keys", err)
 	}
@@ -283,8 +282,8 @@ func (c *Client) applyOwn(ctx context.Context, s *coffer.GroupState, sc coffer.S
 	// From a state whose members passed the sync's checks, only the
 	// entries the commit changed can lack their keys (memberscope.go).
 	scope := allMembers
-	if pending, ok := c.checked.lookup(s); ok {
-		scope = newMemberScope(false).with(pending).add(next)
+	if e, ok := c.checked.lookup(s); ok {
+		scope = newMemberScope(false).with(e.pending).add(next)
 	}
 	r, err := c.withMemberKeysIn(ctx, next, scope)
 	if err != nil {

@@ -163,10 +163,16 @@ func (c *Client) view(ctx context.Context, g coffer.GroupID, fresh bool) (*group
 	if err != nil {
 		return nil, err
 	}
+	// A reader's sync left the members it does not need unresolved; the
+	// key conflict checks of a write compare those of its contacts.
+	state, err := c.checkContactMembers(ctx, res)
+	if err != nil {
+		return nil, err
+	}
 	rc.mu.Lock()
 	old := rc.groups[g]
 	rc.mu.Unlock()
-	v := &groupView{state: res.State}
+	v := &groupView{state: state}
 	if old != nil && old.state.Epoch == res.State.Epoch && old.keys != nil {
 		// No rotation since: the keys are the same, and unwrapping them
 		// again would cost an HPKE open per epoch.

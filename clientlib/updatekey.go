@@ -118,7 +118,10 @@ func (c *Client) updateOwnKeys(ctx context.Context, g coffer.GroupID, old, next 
 		if err != nil {
 			return err
 		}
-		s := res.State
+		s, err := c.checkContactMembers(ctx, res)
+		if err != nil {
+			return err
+		}
 		m := s.Members[me]
 		switch {
 		case m == nil:
