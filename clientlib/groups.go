@@ -445,12 +445,15 @@ func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool)
 	// checks every member.
 	_, me, meErr := c.me()
 	reader := !withTrust && meErr == nil && readerOf(state, me)
-	if prior.reader && !reader {
-		scope = allMembers
+	deferred := prior.reader
+	if deferred && !reader {
+		scope, deferred = allMembers, false
 	}
 	scope = scope.with(c.unloggedIDs())
-	if reader {
-		scope = scope.forReader(state, me)
+	if reader && scope.all {
+		// Only the pass over every member is deferred: the members later
+		// commits change are checked as they arrive, a few per commit.
+		scope, deferred = scope.forReader(state, me), true
 	}
 	// A suite v2 state names its members' keys by hash: resolve them
 	// before the checks that compare members' keys.
@@ -464,7 +467,7 @@ func (c *Client) syncOnce(ctx context.Context, g coffer.GroupID, withTrust bool)
 	if err := c.checkMembers(ctx, proof.w, local, state, scope); err != nil {
 		return nil, err
 	}
-	c.checked.mark(state, reader)
+	c.checked.mark(state, deferred)
 	// Nothing new verified: state is the stored state, and saving it
 	// again would only encode it and compare it with itself.
 	if state != local {
@@ -505,12 +508,12 @@ func (c *Client) checkMembers(ctx context.Context, w *witnessed, prev, s *coffer
 	return c.followMemberChains(ctx, prev, s, scope)
 }
 
-// checkEveryMember returns the state of res with every member checked, as
-// a sync by an admin checks them: a reader's sync checked only its own
-// entry and the admins' (memberscope.go), which is enough to read but not
-// to show the members or their trust.
-func (c *Client) checkEveryMember(ctx context.Context, res *SyncResult) (*coffer.GroupState, error) {
-	s := res.State
+// checkEveryMember returns s, a state a sync proved through w, with every
+// member checked, as a sync by an admin checks them: a reader's sync
+// checked only its own entry and the admins' (memberscope.go), which is
+// enough to read but not to show the members or their trust, nor to share
+// content or a new key with them all.
+func (c *Client) checkEveryMember(ctx context.Context, s *coffer.GroupState, w *witnessed) (*coffer.GroupState, error) {
 	if e, ok := c.checked.lookup(s); ok && !e.reader {
 		return s, nil
 	}
@@ -518,7 +521,7 @@ func (c *Client) checkEveryMember(ctx context.Context, res *SyncResult) (*coffer
 	if err != nil {
 		return nil, err
 	}
-	if err := c.checkMembers(ctx, res.Proof.w, nil, r, allMembers); err != nil {
+	if err := c.checkMembers(ctx, w, nil, r, allMembers); err != nil {
 		return nil, err
 	}
 	c.checked.mark(r, false)
@@ -639,7 +642,7 @@ func (c *Client) Members(ctx context.Context, g coffer.GroupID) ([]*Member, erro
 	if err != nil {
 		return nil, err
 	}
-	s, err := c.checkEveryMember(ctx, res)
+	s, err := c.checkEveryMember(ctx, res.State, res.Proof.w)
 	if err != nil {
 		return nil, inGroup(err, g, coffer.ResourceID{})
 	}
@@ -846,7 +849,8 @@ func (c *Client) commitChangeMeta(ctx context.Context, g coffer.GroupID, build c
 		if err != nil {
 			return nil, err
 		}
-		s, err := c.checkContactMembers(ctx, res)
+		// A commit shares a new key with every member.
+		s, err := c.checkEveryMember(ctx, res.State, res.Proof.w)
 		if err != nil {
 			return nil, err
 		}

@@ -126,6 +126,7 @@ type resourceCache struct {
 
 type groupView struct {
 	state *coffer.GroupState
+	proof *witnessed // the witnessed checkpoint the sync proved state through
 	keys  map[uint64]groupkey.EpochKey
 	// signers, from the whole verified log, holds every key an account was
 	// added with or updated to, in chain order, for authors who left,
@@ -163,16 +164,10 @@ func (c *Client) view(ctx context.Context, g coffer.GroupID, fresh bool) (*group
 	if err != nil {
 		return nil, err
 	}
-	// A reader's sync left the members it does not need unresolved; the
-	// key conflict checks of a write compare those of its contacts.
-	state, err := c.checkContactMembers(ctx, res)
-	if err != nil {
-		return nil, err
-	}
 	rc.mu.Lock()
 	old := rc.groups[g]
 	rc.mu.Unlock()
-	v := &groupView{state: state}
+	v := &groupView{state: res.State, proof: res.Proof.w}
 	if old != nil && old.state.Epoch == res.State.Epoch && old.keys != nil {
 		// No rotation since: the keys are the same, and unwrapping them
 		// again would cost an HPKE open per epoch.
@@ -188,6 +183,27 @@ func (c *Client) view(ctx context.Context, g coffer.GroupID, fresh bool) (*group
 	rc.groups[g] = v
 	rc.mu.Unlock()
 	return v, nil
+}
+
+// writeView is a fresh view of g to write under: with every member
+// checked, since the content is shared with them all and a member whose
+// identity is not proven blocks a write (keyConflicts). A reader's sync
+// checks fewer (memberscope.go); the cached view keeps its state.
+func (c *Client) writeView(ctx context.Context, g coffer.GroupID) (*groupView, error) {
+	v, err := c.view(ctx, g, true)
+	if err != nil {
+		return nil, err
+	}
+	s, err := c.checkEveryMember(ctx, v.state, v.proof)
+	if err != nil || s == v.state {
+		return v, err
+	}
+	rc := &c.resources
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	w := *v
+	w.state = s
+	return &w, nil
 }
 
 // signerKey returns the signing key author had at epoch, from the verified
@@ -706,7 +722,7 @@ func (c *Client) write(ctx context.Context, g coffer.GroupID, id coffer.Resource
 	}
 	// A fresh view: content must go under the current epoch key, or the
 	// server refuses it after the whole stream.
-	v, err := c.view(ctx, g, true)
+	v, err := c.writeView(ctx, g)
 	if err != nil {
 		return nil, err
 	}
@@ -734,7 +750,7 @@ func (c *Client) write(ctx context.Context, g coffer.GroupID, id coffer.Resource
 		// The key rotated since the sync: catch up before streaming, or
 		// the server refuses the upload at the end. The server's epoch is
 		// only a hint; the key used is always one the log verifies.
-		if v, err = c.view(ctx, g, true); err != nil {
+		if v, err = c.writeView(ctx, g); err != nil {
 			c.abortUpload(ctx, up.ID)
 			return nil, err
 		}

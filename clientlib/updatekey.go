@@ -118,7 +118,8 @@ func (c *Client) updateOwnKeys(ctx context.Context, g coffer.GroupID, old, next 
 		if err != nil {
 			return err
 		}
-		s, err := c.checkContactMembers(ctx, res)
+		// A self-update shares a new key with every member.
+		s, err := c.checkEveryMember(ctx, res.State, res.Proof.w)
 		if err != nil {
 			return err
 		}
