@@ -200,6 +200,10 @@ type GroupState struct {
 	changed    []AccountID
 	cloned     bool
 	changedAll bool
+
+	// treeKeys is how checkTree checks a tree commit's public keys: set
+	// only while VerifyChainKeysOnUse runs.
+	treeKeys ratchettree.KeyCheck
 }
 
 // maxChanged bounds the changes a state lists (ChangedMembers): past it,
@@ -689,6 +693,7 @@ func (s *GroupState) apply(c *Commit, hash [32]byte, cts []ratchettree.Ciphertex
 			Members:      make(map[AccountID]*Member, len(c.Ops)),
 			roles:        newCowMap(make(map[AccountID][]roleChange, len(c.Ops))),
 			handles:      newCowMap(make(map[Handle]AccountID, len(c.Ops))),
+			treeKeys:     s.treeKeys,
 		}
 	}
 	for _, op := range c.Ops {
@@ -999,6 +1004,20 @@ func VerifyChain(trusted *GroupState, commits []SignedCommit) (*GroupState, erro
 // which it calls from several goroutines at once. src is not used for a
 // suite v1 chain and may be nil.
 func VerifyChainWith(trusted *GroupState, commits []SignedCommit, src MemberKeySource) (*GroupState, error) {
+	return verifyChain(trusted, commits, src, ratchettree.ParseKeys)
+}
+
+// VerifyChainKeysOnUse is VerifyChainWith for a client: a tree commit's
+// public keys are checked for size, not parsed as X-Wing keys
+// (ratchettree.KeySizes), because a client parses each key when it seals
+// to it and most it never seals to. Every other rule is checked as
+// VerifyChainWith checks it. cofferd and coffer-audit use VerifyChainWith,
+// so a stored chain holds only keys that parse.
+func VerifyChainKeysOnUse(trusted *GroupState, commits []SignedCommit, src MemberKeySource) (*GroupState, error) {
+	return verifyChain(trusted, commits, src, ratchettree.KeySizes)
+}
+
+func verifyChain(trusted *GroupState, commits []SignedCommit, src MemberKeySource, kc ratchettree.KeyCheck) (*GroupState, error) {
 	var s *GroupState
 	if trusted == nil {
 		s = new(GroupState)
@@ -1013,12 +1032,15 @@ func VerifyChainWith(trusted *GroupState, commits []SignedCommit, src MemberKeyS
 		return nil, ruleErr(RuleGenesis, "the chain is empty")
 	}
 	base := s.Seq
+	s.treeKeys = kc
 	for start := 0; start < len(commits); start += chainWindow {
 		batch := commits[start:min(start+chainWindow, len(commits))]
 		if i, err := s.verifyWindow(batch, src); err != nil {
 			return nil, atCommit(err, base+uint64(start+i)+1)
 		}
 	}
+	// The state goes on to Apply, which checks keys in full.
+	s.treeKeys = ratchettree.ParseKeys
 	return s, nil
 }
 

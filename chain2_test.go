@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/ratchettree"
 )
 
 // Suite v2 chains: ops name member keys by hash, signatures are hybrid,
@@ -282,6 +283,14 @@ func verifyBothWays(tb testing.TB, commits []coffer.SignedCommit, src coffer.Mem
 	}
 	if (err == nil) != (oneErr == nil) || err != nil && ruleOf(err) != ruleOf(oneErr) {
 		tb.Fatalf("VerifyChainWith: %v; ApplyWith one by one: %v", err, oneErr)
+	}
+	// A client's verifier gives the same answer, except where a tree key
+	// does not parse: it leaves that to the seal (TestChainKeysOnUse).
+	if ruleOf(err) != string(ratchettree.RulePublicKey) {
+		c, cErr := coffer.VerifyChainKeysOnUse(nil, commits, src)
+		if (err == nil) != (cErr == nil) || err != nil && ruleOf(err) != ruleOf(cErr) || err == nil && c.Head != s.Head {
+			tb.Fatalf("VerifyChainWith: %v; VerifyChainKeysOnUse: %v", err, cErr)
+		}
 	}
 	return s, err
 }

@@ -30,7 +30,8 @@ import (
 //     uses the rekeyed form (ratchettree.RuleTaint);
 //   - no node stays tainted by a removed or departed member, or by an admin
 //     or owner the commit demotes below admin (ratchettree.RuleTaint);
-//   - the tree change passes ratchettree.VerifySigned: shape, public keys,
+//   - the tree change passes ratchettree.VerifySigned: shape, public keys
+//     (parsed; only sized under VerifyChainKeysOnUse, ratchettree.KeySizes),
 //     tree hash (its rules are reported as chain rules under their names);
 //   - a version 3 commit in a pairwise suite v2 group is its upgrade: by an
 //     owner, ops exactly one rotate, a tree start with the author at leaf 0
@@ -255,7 +256,7 @@ func (cc *commitCheck) checkTreeStart(order []AccountID, rule string) error {
 		}
 		leafOf[order[i+1]] = a.Leaf
 	}
-	t, addrs, err := ratchettree.VerifyStart(tp.StartKey, tc)
+	t, addrs, err := ratchettree.VerifyStartKeys(tp.StartKey, tc, cc.s.treeKeys)
 	if err != nil {
 		return treeErr(err)
 	}
@@ -320,7 +321,7 @@ func (cc *commitCheck) checkTreeChange(tc *ratchettree.Commit) error {
 			}
 		}
 	}
-	t, addrs, err := ratchettree.VerifySigned(s.Tree, author.Leaf, tc, untrusted)
+	t, addrs, err := ratchettree.VerifySignedKeys(s.Tree, author.Leaf, tc, untrusted, s.treeKeys)
 	if err != nil {
 		return treeErr(err)
 	}

@@ -185,7 +185,7 @@ func memberKeyHashes(s *coffer.GroupState, commits []coffer.SignedCommit) (hashe
 	return hashes, v2
 }
 
-// verifyChain is coffer.VerifyChainWith with the member keys a suite v2
+// verifyChain is coffer.VerifyChainKeysOnUse with the member keys a suite v2
 // chain needs, fetched first. A chain that fails verification is a
 // security error ("chain"); failing to fetch the keys is returned as it
 // is: a network error stays one, and a lying answer is already a security
@@ -195,7 +195,7 @@ func (c *Client) verifyChain(ctx context.Context, trusted *coffer.GroupState, co
 	if err != nil {
 		return nil, err
 	}
-	s, err := coffer.VerifyChainWith(trusted, commits, src)
+	s, err := coffer.VerifyChainKeysOnUse(trusted, commits, src)
 	if err != nil {
 		return nil, coffer.Security("chain", err)
 	}

@@ -518,7 +518,7 @@ func verifyTail(s *coffer.GroupState, t *stateTail) (*coffer.GroupState, error) 
 		}
 		src = keys
 	}
-	next, err := coffer.VerifyChainWith(s, t.commits, src)
+	next, err := coffer.VerifyChainKeysOnUse(s, t.commits, src)
 	if err != nil {
 		return nil, fmt.Errorf("%w: group %s: the tail does not verify from the snapshot: %v", ErrStoredState, s.Group, err)
 	}

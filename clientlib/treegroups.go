@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/hpke"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -110,6 +111,12 @@ func treeSpec(s *coffer.GroupState, me coffer.AccountID, ops []coffer.Op, added 
 // returns the committer's secrets and the ciphertexts to send beside it.
 func treeCommit(s *coffer.GroupState, me coffer.AccountID, commit *coffer.Commit, spec *ratchettree.Spec) (ratchettree.Secrets, []ratchettree.Ciphertext, error) {
 	full, _, secrets, err := ratchettree.Create(s.Tree, coffer.TreeContext(commit), s.Members[me].Leaf, *spec)
+	if te := (*ratchettree.Error)(nil); errors.As(err, &te) && te.Rule == ratchettree.RulePublicKey {
+		// A key of the verified tree that does not parse: the chain was
+		// verified with key sizes only (coffer.VerifyChainKeysOnUse), and
+		// this seal is the check, so it fails as the chain would have.
+		return nil, nil, coffer.Security("tree", fmt.Errorf("tree change: %w", err))
+	}
 	if err != nil {
 		return nil, nil, coffer.Errorf(coffer.EINVALID, "tree change: %v", err)
 	}

@@ -76,7 +76,7 @@ type Commit struct {
 // deterministic, so the chain verifier, the server and every client reach
 // the same answer.
 func Verify(t *Tree, committer uint32, c *Commit, untrusted []uint32) (*Tree, error) {
-	nt, _, err := verify(t, committer, c, untrusted, false)
+	nt, _, err := verify(t, committer, c, untrusted, false, ParseKeys)
 	return nt, err
 }
 
@@ -86,15 +86,22 @@ func Verify(t *Tree, committer uint32, c *Commit, untrusted []uint32) (*Tree, er
 // (node, recipient; Sealed nil) of the ciphertexts the commit needs, in
 // canonical order, for CheckCiphertexts.
 func VerifySigned(t *Tree, committer uint32, c *Commit, untrusted []uint32) (*Tree, []Ciphertext, error) {
-	return verify(t, committer, c, untrusted, true)
+	return verify(t, committer, c, untrusted, true, ParseKeys)
 }
 
-func verify(t *Tree, committer uint32, c *Commit, untrusted []uint32, detached bool) (*Tree, []Ciphertext, error) {
+// VerifySignedKeys is VerifySigned with the given check of the commit's
+// public keys (KeyCheck). Every other rule is checked as VerifySigned
+// checks it.
+func VerifySignedKeys(t *Tree, committer uint32, c *Commit, untrusted []uint32, kc KeyCheck) (*Tree, []Ciphertext, error) {
+	return verify(t, committer, c, untrusted, true, kc)
+}
+
+func verify(t *Tree, committer uint32, c *Commit, untrusted []uint32, detached bool, kc KeyCheck) (*Tree, []Ciphertext, error) {
 	var addrs []Ciphertext
 	if detached {
 		addrs = []Ciphertext{}
 	}
-	nt, err := apply(t, committer, c, untrusted, &addrs)
+	nt, err := apply(t, committer, c, untrusted, &addrs, kc)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -108,7 +115,7 @@ func verify(t *Tree, committer uint32, c *Commit, untrusted []uint32, detached b
 // apply is Verify without the final tree-hash comparison. When *addrs is
 // non-nil the commit is detached: it must carry no ciphertexts, and the
 // addresses it needs are appended to *addrs instead of being matched.
-func apply(t *Tree, committer uint32, c *Commit, untrusted []uint32, addrs *[]Ciphertext) (*Tree, error) {
+func apply(t *Tree, committer uint32, c *Commit, untrusted []uint32, addrs *[]Ciphertext, kc KeyCheck) (*Tree, error) {
 	match := func(cts []Ciphertext, nodes []uint32, recips [][]uint32) error {
 		if *addrs == nil {
 			return matchCiphertexts(cts, nodes, recips)
@@ -137,10 +144,10 @@ func apply(t *Tree, committer uint32, c *Commit, untrusted []uint32, addrs *[]Ci
 	if err := applyRemoves(nt, committer, c.Removes); err != nil {
 		return nil, err
 	}
-	if err := applySelfUpdate(nt, committer, c.SelfUpdate); err != nil {
+	if err := applySelfUpdate(nt, committer, c.SelfUpdate, kc); err != nil {
 		return nil, err
 	}
-	if err := applyAdds(nt, c.Adds); err != nil {
+	if err := applyAdds(nt, c.Adds, kc); err != nil {
 		return nil, err
 	}
 	changed := bulkChanged(c.Removes, c.Adds)
@@ -148,14 +155,14 @@ func apply(t *Tree, committer uint32, c *Commit, untrusted []uint32, addrs *[]Ci
 		changed = append(changed, LeafNode(committer))
 	}
 	if p := c.Path; p != nil {
-		dp, recips, err := planPath(nt, committer, p.Op, p.Leaf, p.LeafKey)
+		dp, recips, err := planPath(nt, committer, p.Op, p.Leaf, p.LeafKey, kc)
 		if err != nil {
 			return nil, err
 		}
 		if len(p.PublicKeys) != len(dp) {
 			return nil, errorf(RulePublicKey, "path has %d public keys for %d nodes", len(p.PublicKeys), len(dp))
 		}
-		for _, err := range checkPublicKeys(len(p.PublicKeys), func(i int) []byte { return p.PublicKeys[i] }, false) {
+		for _, err := range kc.checkPublicKeys(len(p.PublicKeys), func(i int) []byte { return p.PublicKeys[i] }, false) {
 			if err != nil {
 				return nil, err
 			}
@@ -177,7 +184,7 @@ func apply(t *Tree, committer uint32, c *Commit, untrusted []uint32, addrs *[]Ci
 		return nil, err
 	}
 	recips := rekeyRecipients(nt, c.Rekey, func(i int) []byte { return c.Rekey[i].PublicKey })
-	keyErrs := checkPublicKeys(len(c.Rekey), func(i int) []byte { return c.Rekey[i].PublicKey }, false)
+	keyErrs := kc.checkPublicKeys(len(c.Rekey), func(i int) []byte { return c.Rekey[i].PublicKey }, false)
 	for i, r := range c.Rekey {
 		if err := keyErrs[i]; err != nil {
 			return nil, err
@@ -239,11 +246,11 @@ func selfTaint(t *Tree, committer uint32, selfUpdate []byte) []uint32 {
 	return out
 }
 
-func applySelfUpdate(t *Tree, committer uint32, key []byte) error {
+func applySelfUpdate(t *Tree, committer uint32, key []byte, kc KeyCheck) error {
 	if key == nil {
 		return nil
 	}
-	if err := checkLeafKey(key); err != nil {
+	if err := kc.checkLeafKey(key); err != nil {
 		return err
 	}
 	t.mut(LeafNode(committer)).pub = key
@@ -276,8 +283,8 @@ func bulkChanged(removes []uint32, adds []LeafKey) []uint32 {
 
 // applyAdds places bulk-added leaves: each at the next new leaf, or at a
 // blank leaf. New parent nodes created by growth are blank.
-func applyAdds(t *Tree, adds []LeafKey) error {
-	keyErrs := checkPublicKeys(len(adds), func(i int) []byte { return adds[i].Key }, true)
+func applyAdds(t *Tree, adds []LeafKey, kc KeyCheck) error {
+	keyErrs := kc.checkPublicKeys(len(adds), func(i int) []byte { return adds[i].Key }, true)
 	for i, a := range adds {
 		if err := keyErrs[i]; err != nil {
 			return err
@@ -306,7 +313,7 @@ func placeLeaf(t *Tree, leaf uint32, key []byte) error {
 
 // planPath applies the op to the leaf and returns the leaf's direct path
 // and, per level, the nodes its path secret must be sealed to.
-func planPath(t *Tree, committer uint32, op Op, leaf uint32, leafKey []byte) ([]uint32, [][]uint32, error) {
+func planPath(t *Tree, committer uint32, op Op, leaf uint32, leafKey []byte, kc KeyCheck) ([]uint32, [][]uint32, error) {
 	switch op {
 	case OpRemove:
 		if len(leafKey) != 0 {
@@ -320,12 +327,12 @@ func planPath(t *Tree, committer uint32, op Op, leaf uint32, leafKey []byte) ([]
 		if leaf != committer {
 			return nil, nil, errorf(RuleLeaf, "leaf %d updates only its own path, not leaf %d's", committer, leaf)
 		}
-		if err := checkLeafKey(leafKey); err != nil {
+		if err := kc.checkLeafKey(leafKey); err != nil {
 			return nil, nil, err
 		}
 		t.mut(LeafNode(leaf)).pub = leafKey
 	case OpAdd:
-		if err := checkLeafKey(leafKey); err != nil {
+		if err := kc.checkLeafKey(leafKey); err != nil {
 			return nil, nil, err
 		}
 		if err := placeLeaf(t, leaf, leafKey); err != nil {

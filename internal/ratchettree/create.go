@@ -47,10 +47,10 @@ func Create(t *Tree, ctx Context, committer uint32, spec Spec) (*Commit, *Tree, 
 	if err := applyRemoves(nt, committer, spec.Removes); err != nil {
 		return nil, nil, nil, err
 	}
-	if err := applySelfUpdate(nt, committer, spec.SelfUpdate); err != nil {
+	if err := applySelfUpdate(nt, committer, spec.SelfUpdate, ParseKeys); err != nil {
 		return nil, nil, nil, err
 	}
-	if err := applyAdds(nt, spec.Adds); err != nil {
+	if err := applyAdds(nt, spec.Adds, ParseKeys); err != nil {
 		return nil, nil, nil, err
 	}
 	c := &Commit{Removes: spec.Removes, Adds: spec.Adds, SelfUpdate: spec.SelfUpdate}
@@ -62,7 +62,7 @@ func Create(t *Tree, ctx Context, committer uint32, spec Spec) (*Commit, *Tree, 
 		spec.Removes = append(slices.Clone(spec.Removes), committer) // its path, like a removed leaf's
 	}
 	if p := spec.Path; p != nil {
-		dp, recips, err := planPath(nt, committer, p.Op, p.Leaf, p.LeafKey)
+		dp, recips, err := planPath(nt, committer, p.Op, p.Leaf, p.LeafKey, ParseKeys)
 		if err != nil {
 			return nil, nil, nil, err
 		}

@@ -168,6 +168,12 @@ func CheckCiphertexts(addrs, cts []Ciphertext) error {
 // others. A commit that adds nobody leaves a one-leaf tree, which has no
 // parent node to refresh, so it must change nothing at all.
 func VerifyStart(startKey []byte, c *Commit) (*Tree, []Ciphertext, error) {
+	return VerifyStartKeys(startKey, c, ParseKeys)
+}
+
+// VerifyStartKeys is VerifyStart with the given check of the commit's
+// public keys (KeyCheck).
+func VerifyStartKeys(startKey []byte, c *Commit, kc KeyCheck) (*Tree, []Ciphertext, error) {
 	t, err := NewTree([][]byte{startKey})
 	if err != nil {
 		return nil, nil, err
@@ -185,17 +191,19 @@ func VerifyStart(startKey []byte, c *Commit) (*Tree, []Ciphertext, error) {
 		}
 		return t, []Ciphertext{}, nil
 	}
-	return VerifySigned(t, 0, c, nil)
+	return VerifySignedKeys(t, 0, c, nil, kc)
 }
 
 // Resulting is the tree that commit c by committer produces from t,
 // checked by every rule but the claimed tree hash, which it does not
-// look at: a committer that builds a commit by hand sets TreeHash from it.
-// c may carry its ciphertexts or be a signed part.
+// look at, and with its keys checked for size only (KeySizes): a
+// committer that builds a commit by hand, as a test's malicious admin
+// does, sets TreeHash from it. c may carry its ciphertexts or be a signed
+// part.
 func Resulting(t *Tree, committer uint32, c *Commit, untrusted []uint32) (*Tree, error) {
 	var addrs []Ciphertext
 	if len(c.Ciphertexts()) == 0 {
 		addrs = []Ciphertext{}
 	}
-	return apply(t, committer, c, untrusted, &addrs)
+	return apply(t, committer, c, untrusted, &addrs, KeySizes)
 }

@@ -27,7 +27,7 @@ func cloneCommit(c *Commit) *Commit {
 func rehashed(tb testing.TB, t *Tree, committer uint32, c *Commit, untrusted []uint32) *Commit {
 	tb.Helper()
 	var match []Ciphertext
-	nt, err := apply(t, committer, c, untrusted, &match)
+	nt, err := apply(t, committer, c, untrusted, &match, ParseKeys)
 	if err != nil {
 		tb.Fatalf("apply: %v", err)
 	}

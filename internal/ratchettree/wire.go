@@ -125,10 +125,10 @@ func (r *reader) key(optional bool) []byte {
 // each key's size, not that it parses as an X-Wing key: parsing one costs
 // an ML-KEM matrix expansion, which made loading a stored tree of 100k
 // members tens of seconds (the client's own state, the server's nodes at
-// every commit). Every key of a tree came in through a commit, whose
-// parser checks it (ParseCommit, ParseSigned: tree-public-key), and a
-// stored key that does not parse fails the seal that uses it (seal:
-// tree-public-key), never silently.
+// every commit). Every key of a tree came in through a commit, which the
+// server verified with its keys parsed (VerifySigned: tree-public-key),
+// and a stored key that does not parse fails the seal that uses it (seal:
+// tree-public-key), never silently, as in a client's chain (KeySizes).
 func ParseTree(b []byte) (*Tree, error) {
 	r := &reader{b: b, sizesOnly: true}
 	n := r.u32()
