@@ -28,7 +28,11 @@ const (
 // label, a zero byte, then body. Labels contain no zero byte, so the split
 // is unambiguous.
 func SignedMessage(label string, body []byte) []byte {
-	m := make([]byte, 0, len(label)+1+len(body))
+	return appendSignedMessage(make([]byte, 0, len(label)+1+len(body)), label, body)
+}
+
+// appendSignedMessage appends SignedMessage(label, body) to m.
+func appendSignedMessage(m []byte, label string, body []byte) []byte {
 	m = append(m, label...)
 	m = append(m, 0)
 	return append(m, body...)
