@@ -305,9 +305,12 @@ func placeLeaf(t *Tree, leaf uint32, key []byte) error {
 		return errorf(RuleLeaf, "leaf %d is neither blank nor the next new leaf", leaf)
 	}
 	t.mut(LeafNode(leaf)).pub = key
-	// Growth can move the right edge under new, blank parents: rehash
-	// the new leaf's whole path.
-	t.rehash([]uint32{LeafNode(leaf)})
+	// No rehash here: the caller lists the leaf as changed and rehashes
+	// once, in the final tree (apply, Create). Growth can move the right
+	// edge under new parents, and every node whose children it changes is
+	// on some new leaf's path there. Rehashing each path as it was placed
+	// hashed a bulk add of 2,500 leaves twice over, 40 times in a
+	// 100,000-member chain.
 	return nil
 }
 
