@@ -1256,17 +1256,15 @@ func (s *GroupState) marshalState(detached bool) ([]byte, error) {
 	if !v2 {
 		perMember += SigningKeySize + 1216
 	}
-	// The tree (about 250 MB at 100,000 leaves) is encoded first and
-	// counted in the size: growing the builder past it copied it several
-	// times, 3 s of a new member's first snapshot.
-	var tree []byte
+	// The tree (about 250 MB at 100,000 leaves) is counted in the size
+	// and appended last, in place: growing the builder past it copied it
+	// several times, 3 s of a new member's first snapshot, and encoding
+	// it apart cost a second buffer and a copy of it.
+	treeSize := 0
 	if s.Tree != nil && !detached {
-		var err error
-		if tree, err = s.Tree.MarshalBinary(); err != nil {
-			return nil, err
-		}
+		treeSize = s.Tree.EncodedSize()
 	}
-	b := cryptobyte.NewBuilder(make([]byte, 0, 128+32*len(s.keyCommitments)+perMember*len(s.Members)+48*s.roles.len()+len(tree)+4))
+	b := cryptobyte.NewBuilder(make([]byte, 0, 128+32*len(s.keyCommitments)+perMember*len(s.Members)+48*s.roles.len()+4+treeSize))
 	if s.Tree != nil && detached {
 		b.AddUint8(stateVersionTreeDetached)
 	} else if s.Tree != nil {
@@ -1341,7 +1339,16 @@ func (s *GroupState) marshalState(detached bool) ([]byte, error) {
 			b.AddUint32(s.Tree.Leaves())
 			return b.Bytes()
 		}
-		b.AddUint32LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(tree) })
+		// uint32 length ‖ the tree, as AddUint32LengthPrefixed writes it.
+		b.AddUint32(uint32(treeSize))
+		out, err := b.Bytes()
+		if err != nil {
+			return nil, err
+		}
+		if out, err = s.Tree.AppendBinary(out); err != nil {
+			return nil, err
+		}
+		return out, nil
 	}
 	return b.Bytes()
 }

@@ -20,6 +20,11 @@ import (
 func (t *Tree) MarshalBinary() ([]byte, error) {
 	// Sized first: a client's snapshot of a 100,000-leaf tree is about
 	// 240 MB, and growing it by appends copied it over and over.
+	return t.AppendBinary(make([]byte, 0, t.EncodedSize()))
+}
+
+// EncodedSize is the length of the tree's MarshalBinary encoding.
+func (t *Tree) EncodedSize() int {
 	size := 4
 	for x := uint32(0); x < Width(t.n); x++ {
 		nd := t.at(x)
@@ -28,7 +33,13 @@ func (t *Tree) MarshalBinary() ([]byte, error) {
 			size += 4 + 4*len(nd.taint)
 		}
 	}
-	b := make([]byte, 0, size)
+	return size
+}
+
+// AppendBinary appends the MarshalBinary encoding to b. A caller that
+// sized b with EncodedSize writes the tree in place: a group state's
+// snapshot no longer encodes it in a buffer of its own and copies it.
+func (t *Tree) AppendBinary(b []byte) ([]byte, error) {
 	b = binary.BigEndian.AppendUint32(b, t.n)
 	for x := uint32(0); x < Width(t.n); x++ {
 		nd := t.at(x)
