@@ -113,7 +113,7 @@ const (
 	// it never seals to. A tree's keys are signed by the admin that
 	// committed them and bound by the tree hash, so a server cannot bring
 	// one in; a new member of a 100,000-member group skips parsing about
-	// 300,000 of them (half its sync).
+	// 300,000 of them (a third of its sync's CPU).
 	KeySizes
 )
 
