@@ -149,6 +149,12 @@ type GroupService interface {
 	// (ratchettree.PathNodes), ordered by node then recipient. ENOTFOUND
 	// unless caller is a member.
 	TreeCiphertexts(ctx context.Context, caller AccountID, g GroupID, seq uint64) ([]ratchettree.Ciphertext, error)
+	// TreeNodeKeys returns the public keys of nodes of a tree group's
+	// tree at head seq, in the order asked: a committer whose verified
+	// tree holds only their digests fetches the keys it seals to.
+	// ENOTFOUND unless caller is a member, or for a blank node; ECONFLICT
+	// when the head is not seq.
+	TreeNodeKeys(ctx context.Context, caller AccountID, g GroupID, seq uint64, nodes []uint32) ([][]byte, error)
 }
 
 // UploadID names a resource upload in flight. The server assigns it.

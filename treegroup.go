@@ -75,12 +75,7 @@ func treeSignedSize(c *ratchettree.Commit) int {
 	if c == nil {
 		return 0
 	}
-	n := 64 + len(c.SelfUpdate)
-	n += len(c.Removes)*4 + len(c.Adds)*(4+ratchettree.PublicKeySize) + len(c.Rekey)*(4+ratchettree.PublicKeySize)
-	if c.Path != nil {
-		n += len(c.Path.LeafKey) + len(c.Path.PublicKeys)*ratchettree.PublicKeySize
-	}
-	return n
+	return c.SignedSize()
 }
 
 func (tp *TreePart) marshal(b *cryptobyte.Builder) {
@@ -156,19 +151,28 @@ func TreeContext(c *Commit) ratchettree.Context {
 	return ratchettree.Context{Group: c.Group, Epoch: c.Epoch}
 }
 
-// ApplyTree is ApplyWith for a tree group's commit with the ciphertexts
-// that travel beside it: besides every chain rule, cts must be exactly one
+// ApplyTree is ApplyWith for a tree group's commit with the public keys
+// and ciphertexts that travel beside it: besides every chain rule, keys
+// must be exactly the keys the signed tree part names by digest, in
+// ratchettree's order (Commit.Keys; tree-public-key), and cts exactly one
 // ciphertext per resolution node of the nodes the commit refreshes, in
 // ratchettree's canonical order (tree-ciphertexts). The server applies it
-// before it stores a commit; a committer can check its own. A commit that
-// refreshes nothing takes no ciphertexts.
-func (s *GroupState) ApplyTree(sc SignedCommit, cts []ratchettree.Ciphertext, src MemberKeySource) error {
+// before it stores a commit, so its tree holds every key; a committer can
+// check its own. A commit that refreshes nothing takes neither.
+func (s *GroupState) ApplyTree(sc SignedCommit, keys [][]byte, cts []ratchettree.Ciphertext, src MemberKeySource) error {
 	if err := s.checkShape(); err != nil {
 		return err
 	}
 	c, err := ParseCommit(sc.Body)
 	if err != nil {
 		return err
+	}
+	if tp := c.Tree; tp != nil && tp.Commit != nil {
+		if tp.Commit, err = tp.Commit.WithKeys(keys); err != nil {
+			return treeErr(err)
+		}
+	} else if len(keys) > 0 {
+		return ruleErr(string(ratchettree.RulePublicKey), "%d public keys beside a commit that changes no tree node", len(keys))
 	}
 	if cts == nil {
 		cts = []ratchettree.Ciphertext{}
@@ -292,7 +296,7 @@ func (cc *commitCheck) checkTreeChange(tc *ratchettree.Commit) error {
 	for _, a := range tc.Adds {
 		treeAdds = append(treeAdds, a.Leaf)
 	}
-	treeUpdate := tc.SelfUpdate != nil
+	_, treeUpdate := ratchettree.OptionalDigest(tc.SelfUpdate, tc.SelfUpdateDigest)
 	if p := tc.Path; p != nil {
 		switch p.Op {
 		case ratchettree.OpRemove:
@@ -352,7 +356,7 @@ func (s *GroupState) checkLeafKey(m *Member, k *MemberKeys) error {
 	if s.Tree == nil {
 		return nil
 	}
-	if m.Leaf >= s.Tree.Leaves() || !bytes.Equal(s.Tree.PublicKey(ratchettree.LeafNode(m.Leaf)), k.EncryptionKey) {
+	if m.Leaf >= s.Tree.Leaves() || !s.Tree.Present(ratchettree.LeafNode(m.Leaf)) || s.Tree.Digest(ratchettree.LeafNode(m.Leaf)) != ratchettree.KeyDigest(k.EncryptionKey) {
 		return ruleErr(RuleMemberKeys, "the tree's leaf %d does not hold the encryption key of member %s", m.Leaf, s.name(m.ID))
 	}
 	return nil
@@ -417,7 +421,7 @@ func (ns *GroupState) installTree(t *ratchettree.Tree, left []uint32) error {
 	}
 	used := make(map[uint32]bool, len(ns.Members)+len(left))
 	check := func(l uint32) error {
-		if l >= t.Leaves() || t.PublicKey(ratchettree.LeafNode(l)) == nil || used[l] {
+		if l >= t.Leaves() || !t.Present(ratchettree.LeafNode(l)) || used[l] {
 			return errors.New("invalid leaf")
 		}
 		used[l] = true
@@ -434,7 +438,7 @@ func (ns *GroupState) installTree(t *ratchettree.Tree, left []uint32) error {
 		}
 	}
 	for l := range t.Leaves() {
-		if t.PublicKey(ratchettree.LeafNode(l)) != nil && !used[l] {
+		if t.Present(ratchettree.LeafNode(l)) && !used[l] {
 			return errors.New("a leaf of nobody")
 		}
 	}

@@ -166,10 +166,10 @@ var treeCases = []treeCase{
 		tc.c.Tree.Commit.TreeHash[0] ^= 1
 		return b.pushBad(p.owner, tc, tc.ciphertexts()).vector(nil)
 	}},
-	{"public-key-invalid", "a refreshed node's public key is not an X-Wing key (tree hash recomputed)", string(ratchettree.RulePublicKey), func(tb testing.TB, p treeCast) treeVector {
+	{"public-key-invalid", "a refreshed node's public key beside the commit is not an X-Wing key (its digest signed, the tree hash recomputed): the server, which parses the keys, refuses it", string(ratchettree.RulePublicKey), func(tb testing.TB, p treeCast) treeVector {
 		b, tc := removeWriter(tb, p)
 		tc.c.Tree.Commit.Path.PublicKeys[0] = bytes.Repeat([]byte{0xff}, ratchettree.PublicKeySize)
-		tc.c.Tree.Commit.TreeHash = [32]byte{1}
+		b.rehash(p.owner, tc)
 		return b.pushBad(p.owner, tc, tc.ciphertexts()).vector(nil)
 	}},
 	{"path-keys-missing", "the path carries one public key fewer than its nodes", string(ratchettree.RulePublicKey), func(tb testing.TB, p treeCast) treeVector {

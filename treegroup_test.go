@@ -45,6 +45,7 @@ type treeChain struct {
 	state  *coffer.GroupState                       // after the last pushed commit
 	views  map[coffer.AccountID]*ratchettree.Member // members' private views
 	cts    [][]ratchettree.Ciphertext               // beside each commit
+	tkeys  map[int][][]byte                         // the public keys beside each commit that has some
 	epochK []byte                                   // the epoch key the last rotation derived
 }
 
@@ -144,7 +145,7 @@ func (b *treeChain) push(author *treeActor, tc *treeCommit, actors ...*treeActor
 	} else {
 		ns = ns.Clone()
 	}
-	if err := ns.ApplyTree(sc, tc.ciphertexts(), b.keys); err != nil {
+	if err := ns.ApplyTree(sc, commitTreeKeys(tc.c), tc.ciphertexts(), b.keys); err != nil {
 		b.tb.Fatalf("commit %d: %v", tc.c.Seq, err)
 	}
 	resolved, err := ns.WithMemberKeys(b.keys)
@@ -204,6 +205,21 @@ func (b *treeChain) push(author *treeActor, tc *treeCommit, actors ...*treeActor
 func (b *treeChain) pushRaw(c *coffer.Commit, sc coffer.SignedCommit, cts []ratchettree.Ciphertext) {
 	b.PushSigned(c, sc)
 	b.cts = append(b.cts, cts)
+	if k := commitTreeKeys(c); len(k) > 0 {
+		if b.tkeys == nil {
+			b.tkeys = map[int][][]byte{}
+		}
+		b.tkeys[len(b.commits)-1] = k
+	}
+}
+
+// commitTreeKeys is the public keys that travel beside c: those its tree
+// part carries (and its signed encoding names by digest).
+func commitTreeKeys(c *coffer.Commit) [][]byte {
+	if c.Tree == nil || c.Tree.Commit == nil {
+		return nil
+	}
+	return c.Tree.Commit.Keys()
 }
 
 // treeCast: owner 1, admin 2, writer 3, reader 4, outsider 5 (generation

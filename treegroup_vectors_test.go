@@ -27,6 +27,7 @@ import (
 //
 //	key <base64 MemberKeys encoding>          (the source's keys)
 //	commit <base64 body> <base64 signature>
+//	tkeys <base64 public keys, concatenated>  (beside the commit above: those its tree part names by digest)
 //	cts <base64 ciphertexts>                  (beside the commit above, as the server accepted them)
 //	served <base64 ciphertexts>               (what the receiver got instead, if the server changed it)
 //	receiver <account id hex> <base64 X-Wing seed>
@@ -42,13 +43,14 @@ const chainTreeVectorDir = "testdata/chaintree"
 type treeVector struct {
 	commits  []coffer.SignedCommit
 	keys     coffer.MemberKeyMap
+	tkeys    map[int][][]byte
 	cts      map[int][]ratchettree.Ciphertext
 	served   map[int][]ratchettree.Ciphertext
 	receiver *treeActor
 }
 
 func (b *treeChain) vector(receiver *treeActor) treeVector {
-	v := treeVector{commits: b.commits, keys: b.keys, cts: map[int][]ratchettree.Ciphertext{}, served: map[int][]ratchettree.Ciphertext{}, receiver: receiver}
+	v := treeVector{commits: b.commits, keys: b.keys, tkeys: b.tkeys, cts: map[int][]ratchettree.Ciphertext{}, served: map[int][]ratchettree.Ciphertext{}, receiver: receiver}
 	for i, cts := range b.cts {
 		if cts != nil {
 			v.cts[i] = cts
@@ -107,6 +109,9 @@ func encodeTreeVector(tc treeCase, v treeVector) []byte {
 	}
 	for i, sc := range v.commits {
 		fmt.Fprintf(&buf, "commit %s %s\n", base64.StdEncoding.EncodeToString(sc.Body), base64.StdEncoding.EncodeToString(sc.Signature))
+		if keys, ok := v.tkeys[i]; ok {
+			fmt.Fprintf(&buf, "tkeys %s\n", base64.StdEncoding.EncodeToString(bytes.Join(keys, nil)))
+		}
 		if cts, ok := v.cts[i]; ok {
 			fmt.Fprintf(&buf, "cts %s\n", encodeCiphertexts(cts))
 		}
@@ -125,6 +130,7 @@ type parsedTreeVector struct {
 	expect   string
 	commits  []coffer.SignedCommit
 	keys     coffer.MemberKeyMap
+	tkeys    map[int][][]byte
 	cts      map[int][]ratchettree.Ciphertext
 	served   map[int][]ratchettree.Ciphertext
 	receiver coffer.AccountID
@@ -135,7 +141,7 @@ func parseTreeVector(tb testing.TB, data []byte) parsedTreeVector {
 	tb.Helper()
 	h := parseVectorHeader(tb, data)
 	_, rest, _ := bytes.Cut(data, []byte("\n\n"))
-	v := parsedTreeVector{expect: h["expect"], keys: coffer.MemberKeyMap{}, cts: map[int][]ratchettree.Ciphertext{}, served: map[int][]ratchettree.Ciphertext{}}
+	v := parsedTreeVector{expect: h["expect"], keys: coffer.MemberKeyMap{}, tkeys: map[int][][]byte{}, cts: map[int][]ratchettree.Ciphertext{}, served: map[int][]ratchettree.Ciphertext{}}
 	dec := func(s string) []byte {
 		b, err := base64.StdEncoding.DecodeString(s)
 		if err != nil {
@@ -155,6 +161,15 @@ func parseTreeVector(tb testing.TB, data []byte) parsedTreeVector {
 			v.keys.Add(k)
 		case len(f) == 3 && f[0] == "commit":
 			v.commits = append(v.commits, coffer.SignedCommit{Body: dec(f[1]), Signature: dec(f[2])})
+		case len(f) == 2 && f[0] == "tkeys" && last >= 0:
+			b := dec(f[1])
+			if len(b)%ratchettree.PublicKeySize != 0 {
+				tb.Fatal("tree keys are not whole keys")
+			}
+			for len(b) > 0 {
+				v.tkeys[last] = append(v.tkeys[last], b[:ratchettree.PublicKeySize])
+				b = b[ratchettree.PublicKeySize:]
+			}
 		case len(f) == 2 && f[0] == "cts" && last >= 0:
 			v.cts[last] = decodeCiphertexts(tb, f[1])
 		case len(f) == 2 && f[0] == "served" && last >= 0:
@@ -184,7 +199,7 @@ func (v parsedTreeVector) run(tb testing.TB) string {
 	for i, sc := range v.commits {
 		var err error
 		if cts, ok := v.cts[i]; ok {
-			err = s.ApplyTree(sc, cts, v.keys)
+			err = s.ApplyTree(sc, v.tkeys[i], cts, v.keys)
 		} else {
 			err = s.ApplyWith(sc, v.keys)
 		}

@@ -57,6 +57,13 @@ func newWrapStream(req *api.CommitRequest, recipients []groupkey.Recipient, g co
 		}
 		head = append(append(head, `,"meta":`...), meta...)
 	}
+	if len(req.TreeKeys) > 0 {
+		keys, err := json.Marshal(req.TreeKeys)
+		if err != nil {
+			return nil, err
+		}
+		head = append(append(head, `,"tree_keys":`...), keys...)
+	}
 	if len(req.TreeCiphertexts) > 0 {
 		cts, err := json.Marshal(req.TreeCiphertexts)
 		if err != nil {

@@ -41,9 +41,10 @@ func (c *Client) commitTreeChange(ctx context.Context, signer *Identity, me coff
 		Time: time.Now().UnixMilli(), ShareHistory: s.ShareHistory, Ops: ops,
 	}
 	var (
-		secrets ratchettree.Secrets
-		cts     []ratchettree.Ciphertext
-		newLeaf []byte
+		secrets  ratchettree.Secrets
+		treeKeys [][]byte
+		cts      []ratchettree.Ciphertext
+		newLeaf  []byte
 	)
 	if update != nil {
 		newLeaf = update.public.EncryptionKey
@@ -55,7 +56,10 @@ func (c *Client) commitTreeChange(ctx context.Context, signer *Identity, me coff
 		if err != nil {
 			return nil, err
 		}
-		if secrets, cts, err = treeCommit(s, me, commit, spec); err != nil {
+		if secrets, treeKeys, cts, err = treeCommit(s, me, commit, spec, c.treeNodeFetcher(ctx, g, s.Seq)); err != nil {
+			if coffer.ErrorCode(err) == coffer.ECONFLICT {
+				return nil, &errTreeRetry{err}
+			}
 			return nil, err
 		}
 	} else {
@@ -112,6 +116,7 @@ func (c *Client) commitTreeChange(ctx context.Context, signer *Identity, me coff
 			return nil, err
 		}
 		recipients = []groupkey.Recipient{{Member: me, EncryptionKey: cur.public.EncryptionKey}}
+		req.TreeKeys = treeKeys
 		req.TreeCiphertexts = apiCiphertexts(cts)
 	}
 	req.Commit = api.SignedCommit{Body: sc.Body, Signature: sc.Signature}

@@ -50,7 +50,7 @@ func TestTreeCommitUnusableKey(t *testing.T) {
 		s := &coffer.GroupState{Group: coffer.GroupID{2}, Suite: coffer.SuiteV2, Epoch: 1, Tree: tc.tree,
 			Members: map[coffer.AccountID]*coffer.Member{me: {ID: me, Leaf: 0}}}
 		commit := &coffer.Commit{Group: s.Group, Epoch: 2}
-		_, _, err := treeCommit(s, me, commit, &ratchettree.Spec{Rekey: []uint32{ratchettree.Root(2)}})
+		_, _, _, err := treeCommit(s, me, commit, &ratchettree.Spec{Rekey: []uint32{ratchettree.Root(2)}}, nil)
 		var se *coffer.SecurityError
 		switch {
 		case !tc.security && err != nil:

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/cofferhq/coffer"
@@ -32,7 +34,7 @@ type treeKeys struct {
 	head [32]byte
 	leaf uint32
 	view *ratchettree.Member // nil until its leaf's placement is replayed
-	pub  []byte              // the public key at this member's leaf
+	pub  []byte              // the digest of the public key at this member's leaf (ratchettree.KeyDigest)
 	keys map[uint64]groupkey.EpochKey
 	// committed is what each epoch's key commitment commits to: the root
 	// secret, or the epoch key of an epoch no tree root gave.
@@ -69,7 +71,7 @@ func treeSpec(s *coffer.GroupState, me coffer.AccountID, ops []coffer.Op, added 
 	next := t.Leaves()
 	blank := uint32(0)
 	for _, a := range added {
-		for blank < t.Leaves() && t.PublicKey(ratchettree.LeafNode(blank)) != nil {
+		for blank < t.Leaves() && t.Present(ratchettree.LeafNode(blank)) {
 			blank++
 		}
 		leaf := blank
@@ -108,22 +110,54 @@ func treeSpec(s *coffer.GroupState, me coffer.AccountID, ops []coffer.Op, added 
 }
 
 // treeCommit builds the tree part of commit (epoch already set) on s, and
-// returns the committer's secrets and the ciphertexts to send beside it.
-func treeCommit(s *coffer.GroupState, me coffer.AccountID, commit *coffer.Commit, spec *ratchettree.Spec) (ratchettree.Secrets, []ratchettree.Ciphertext, error) {
+// returns the committer's secrets and the public keys and ciphertexts to
+// send beside it. fetch gets the keys of nodes s's tree holds by digest
+// only (fetchTreeNodeKeys); Create holds each to its digest.
+func treeCommit(s *coffer.GroupState, me coffer.AccountID, commit *coffer.Commit, spec *ratchettree.Spec, fetch ratchettree.FetchKeys) (ratchettree.Secrets, [][]byte, []ratchettree.Ciphertext, error) {
+	spec.FetchKeys = fetch
 	full, _, secrets, err := ratchettree.Create(s.Tree, coffer.TreeContext(commit), s.Members[me].Leaf, *spec)
-	if te := (*ratchettree.Error)(nil); errors.As(err, &te) && te.Rule == ratchettree.RulePublicKey {
-		// A key of the verified tree that does not parse: the chain was
-		// verified with key sizes only (coffer.VerifyChainKeysOnUse), and
-		// this seal is the check, so it fails as the chain would have.
-		return nil, nil, coffer.Security("tree", fmt.Errorf("tree change: %w", err))
+	if te := (*ratchettree.Error)(nil); errors.As(err, &te) && (te.Rule == ratchettree.RulePublicKey || te.Rule == ratchettree.RuleNodeProof) {
+		// A key of the verified tree that does not parse, or a fetched key
+		// that is not the one the verified tree names: the seal is the
+		// check of the keys a client holds by digest, so it fails as the
+		// chain would have.
+		return nil, nil, nil, coffer.Security("tree", fmt.Errorf("tree change: %w", err))
 	}
 	if err != nil {
-		return nil, nil, coffer.Errorf(coffer.EINVALID, "tree change: %v", err)
+		return nil, nil, nil, coffer.Errorf(coffer.EINVALID, "tree change: %v", err)
 	}
 	commit.Tree = &coffer.TreePart{Kind: coffer.TreeChange, Commit: full.Detached()}
 	root := groupkey.TreeEpochSecret(secrets[ratchettree.Root(full.Leaves)], commit.Group, commit.Epoch)
 	commit.KeyCommitment = groupkey.TreeCommitment(root, commit.Group, commit.Epoch)
-	return secrets, full.Ciphertexts(), nil
+	return secrets, full.Keys(), full.Ciphertexts(), nil
+}
+
+// treeNodeFetcher fetches, for Create, the public keys of nodes of g's
+// tree at head seq, in batches the server takes. A fetch that fails
+// (another writer moved the head: ECONFLICT) fails the attempt, which the
+// caller retries after a sync.
+func (c *Client) treeNodeFetcher(ctx context.Context, g coffer.GroupID, seq uint64) ratchettree.FetchKeys {
+	return func(nodes []uint32) ([][]byte, error) {
+		out := make([][]byte, 0, len(nodes))
+		for len(nodes) > 0 {
+			batch := nodes[:min(len(nodes), api.MaxTreeNodesPerRequest)]
+			nodes = nodes[len(batch):]
+			list := make([]string, len(batch))
+			for i, x := range batch {
+				list[i] = strconv.FormatUint(uint64(x), 10)
+			}
+			q := url.Values{"seq": {strconv.FormatUint(seq, 10)}, "nodes": {strings.Join(list, ",")}}
+			var resp api.TreeNodeKeys
+			if err := c.call(ctx, http.MethodGet, "/v1/groups/"+g.String()+"/tree-nodes?"+q.Encode(), true, nil, &resp); err != nil {
+				return nil, err
+			}
+			if len(resp.Keys) != len(batch) {
+				return nil, coffer.Security("tree", fmt.Errorf("asked the server for %d tree node keys, it sent %d", len(batch), len(resp.Keys)))
+			}
+			out = append(out, resp.Keys...)
+		}
+		return out, nil
+	}
 }
 
 // treeEpochKey is the epoch key of a tree commit whose root secret is root.
@@ -475,32 +509,38 @@ func (c *Client) treeReceive(ctx context.Context, ids []*Identity, me coffer.Acc
 	return nil
 }
 
-// placedKey is the key commit c puts at this member's leaf, if it does:
-// its add, a tree start, or its own self-update.
+// placedKey is the digest of the key commit c puts at this member's leaf,
+// if it does: its add, a tree start, or its own self-update.
 func placedKey(c *coffer.Commit, me coffer.AccountID, leaf uint32) []byte {
 	tc := c.Tree.Commit
 	if c.Tree.Kind == coffer.TreeStart && leaf == 0 {
-		return c.Tree.StartKey
+		d := ratchettree.KeyDigest(c.Tree.StartKey)
+		return d[:]
 	}
 	for _, a := range tc.Adds {
 		if a.Leaf == leaf {
-			return a.Key
+			d := ratchettree.SlotDigest(a.Key, a.Digest)
+			return d[:]
 		}
 	}
 	if p := tc.Path; p != nil && p.Leaf == leaf && (p.Op == ratchettree.OpAdd || p.Op == ratchettree.OpUpdate) {
-		return p.LeafKey
+		if d, ok := ratchettree.OptionalDigest(p.LeafKey, p.LeafKeyDigest); ok {
+			return d[:]
+		}
 	}
-	if c.Author == me && tc.SelfUpdate != nil {
-		return tc.SelfUpdate
+	if c.Author == me {
+		if d, ok := ratchettree.OptionalDigest(tc.SelfUpdate, tc.SelfUpdateDigest); ok {
+			return d[:]
+		}
 	}
 	return nil
 }
 
 // leafPrivate is the private key of this account (current or retired)
-// whose public key is pub.
-func leafPrivate(ids []*Identity, pub []byte) (hpke.PrivateKey, error) {
+// whose public key has the digest leafDigest.
+func leafPrivate(ids []*Identity, leafDigest []byte) (hpke.PrivateKey, error) {
 	for _, id := range ids {
-		if string(id.public.EncryptionKey) == string(pub) {
+		if d := ratchettree.KeyDigest(id.public.EncryptionKey); string(d[:]) == string(leafDigest) {
 			return id.decrypt, nil
 		}
 	}
@@ -534,7 +574,8 @@ func (c *Client) treeAdvance(prev, next *coffer.GroupState, cm *coffer.Commit, s
 	}
 	if leafKey != nil {
 		tk.view.SetLeafKey(leafKey)
-		tk.pub = leafPub
+		d := ratchettree.KeyDigest(leafPub)
+		tk.pub = d[:]
 	}
 	tk.view.Adopt(secrets, cm.Tree.Commit.Leaves)
 	tk.keys[cm.Epoch] = k

@@ -106,8 +106,16 @@ func decodeTreeKeys(data []byte) (*treeKeys, error) {
 		return nil, errors.New("corrupt tree view")
 	}
 	tk.head = [32]byte(head)
-	if len(pub) > 0 {
+	switch len(pub) {
+	case 0:
+	case ratchettree.PublicKeySize:
+		// A view kept before leaves were named by digest holds the key.
+		d := ratchettree.KeyDigest(pub)
+		tk.pub = d[:]
+	case 32:
 		tk.pub = append([]byte(nil), pub...)
+	default:
+		return nil, errors.New("corrupt tree view")
 	}
 	secrets := make(ratchettree.Secrets, n)
 	for range n {

@@ -99,7 +99,7 @@ func (c *Client) UpgradeToTree(ctx context.Context, g coffer.GroupID) (err error
 		k := treeEpochKey(root, sc)
 		c.observeSecret("epoch-key", k[:])
 		c.observeSecret("tree-root", root)
-		req := api.CommitRequest{TreeCiphertexts: apiCiphertexts(full.Ciphertexts())}
+		req := api.CommitRequest{TreeKeys: full.Keys(), TreeCiphertexts: apiCiphertexts(full.Ciphertexts())}
 		if s.ShareHistory {
 			// The pairwise epoch's commitment commits to its key.
 			req.Links = []api.HistoryLink{{Epoch: s.Epoch, Link: groupkey.SealHistoryLink(k, g, s.Epoch, keys[s.Epoch])}}
@@ -141,7 +141,8 @@ func (c *Client) UpgradeToTree(ctx context.Context, g coffer.GroupID) (err error
 func (c *Client) treeStart(next *coffer.GroupState, cm *coffer.Commit, secrets ratchettree.Secrets, id *Identity, before map[uint64]groupkey.EpochKey, k groupkey.EpochKey, root []byte) {
 	c.tree.mu.Lock()
 	defer c.tree.mu.Unlock()
-	tk := &treeKeys{seq: next.Seq, head: next.Head, leaf: 0, pub: id.public.EncryptionKey,
+	startDigest := ratchettree.KeyDigest(id.public.EncryptionKey)
+	tk := &treeKeys{seq: next.Seq, head: next.Head, leaf: 0, pub: startDigest[:],
 		view: ratchettree.NewMember(0, id.decrypt), keys: map[uint64]groupkey.EpochKey{}, committed: map[uint64][32]byte{}}
 	tk.view.Adopt(secrets, cm.Tree.Commit.Leaves)
 	for e, ek := range before {

@@ -25,8 +25,8 @@ import (
 // recipient or another node, one sealed to another node's key (another
 // commit's, same recipient), one from the same removal in another group
 // (same shape), another group's rows in place of the group's own, the
-// signed tree hash changed, and a refreshed public key in the signed
-// commit changed.
+// signed tree hash changed, and a refreshed public key's digest in the
+// signed commit changed.
 func TestTreeGroupTamper(t *testing.T) {
 	t.Parallel()
 	srv := MustServer(t)
@@ -84,11 +84,12 @@ func TestTreeGroupTamper(t *testing.T) {
 			if err != nil || c.Tree == nil || c.Tree.Commit.Path == nil {
 				t.Fatalf("the removal is not a path update: %v", err)
 			}
-			at := bytes.Index(body, c.Tree.Commit.Path.PublicKeys[0])
+			// The signed commit names the path's keys by digest.
+			at := bytes.Index(body, c.Tree.Commit.Path.KeyDigests[0][:])
 			if at < 0 {
-				t.Fatal("no public key in the body")
+				t.Fatal("no public key digest in the body")
 			}
-			body[at+600] ^= 1
+			body[at+7] ^= 1
 			mustExecN(t, db, `UPDATE commits SET body = $3 WHERE group_id = $1 AND seq = $2`, s.g, int64(s.removal), body)
 		}},
 	} {
@@ -230,6 +231,70 @@ func TestTreeGroupTamperServed(t *testing.T) {
 			p.set(nil)
 			if _, err := s.bob.ReadableEpochs(ctx, s.g); err != nil {
 				t.Fatalf("served honestly again, bob does not read: %v", err)
+			}
+		})
+	}
+}
+
+// TestTreeGroupNodeKeysTamper: a committer's verified tree holds key
+// digests, and it fetches the keys it seals to from the server
+// (tree-nodes). A server that serves other keys, from its database or a
+// proxy, is a security error before anything is sealed: another group's
+// keys at the same nodes (a server swapping nodes between groups), the
+// keys of other nodes of the same group, and a key of the right size
+// that is no node's. Once the server serves honestly again, the owner
+// commits (adds a member, whose path seals to a node an earlier removal
+// refreshed).
+func TestTreeGroupNodeKeysTamper(t *testing.T) {
+	t.Parallel()
+	srv := MustServer(t)
+	ctx := context.Background()
+	for i, tc := range []struct {
+		name   string
+		tamper func(t *testing.T, db *pgx.Conn, s *treeStory)
+	}{
+		{"another group's nodes", func(t *testing.T, db *pgx.Conn, s *treeStory) {
+			other := mustTreeStory(t, s.srv, s.suffix+"o", "")
+			other.remove(t)
+			mustExecN(t, db, `UPDATE tree_nodes t SET public_key = o.public_key FROM tree_nodes o
+				WHERE t.group_id = $1 AND o.group_id = $2 AND o.node = t.node`, s.g, other.g)
+		}},
+		{"another node's key", func(t *testing.T, db *pgx.Conn, s *treeStory) {
+			mustExecN(t, db, `UPDATE tree_nodes t SET public_key = o.public_key FROM tree_nodes o
+				WHERE t.group_id = $1 AND o.group_id = $1 AND o.node <> t.node`, s.g)
+		}},
+		{"no node's key", func(t *testing.T, db *pgx.Conn, s *treeStory) {
+			mustExecN(t, db, `UPDATE tree_nodes SET public_key = overlay(public_key placing '\xff'::bytea from 1200) WHERE group_id = $1`, s.g)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := mustTreeStory(t, srv, fmt.Sprintf("k%d", i), "")
+			s.remove(t)
+			db := mustDB(t, srv)
+			var before [][]byte
+			rows, _ := db.Query(ctx, `SELECT public_key FROM tree_nodes WHERE group_id = $1 ORDER BY node`, s.g)
+			before, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+			if err != nil || len(before) == 0 {
+				t.Fatalf("%d stored nodes: %v", len(before), err)
+			}
+			// Dave's add refreshes the path of carol's old leaf, which seals
+			// to a node carol's removal refreshed: a key alice's verified
+			// tree holds by digest.
+			dave := "dave" + s.suffix
+			mustV2Client(t, srv.URL(), dave)
+			tc.tamper(t, db, s)
+			wantSecurity(t, s.alice.AddMember(ctx, s.g, dave, coffer.RoleReader))
+			// Honest again: the removal goes through.
+			rows, _ = db.Query(ctx, `SELECT node FROM tree_nodes WHERE group_id = $1 ORDER BY node`, s.g)
+			nodes, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+			if err != nil || len(nodes) != len(before) {
+				t.Fatalf("%d nodes after tampering, %d before: %v", len(nodes), len(before), err)
+			}
+			for j, x := range nodes {
+				mustExec(t, db, `UPDATE tree_nodes SET public_key = $3 WHERE group_id = $1 AND node = $2`, s.g, x, before[j])
+			}
+			if err := s.alice.AddMember(ctx, s.g, dave, coffer.RoleReader); err != nil {
+				t.Fatalf("after the server is honest again: %v", err)
 			}
 		})
 	}

@@ -95,20 +95,29 @@ func newTreeInsider(t *testing.T, ch *treeChain, g coffer.GroupID, ks clientlib.
 		if tp == nil || tp.Commit == nil {
 			continue
 		}
-		in.pubs[string(tp.StartKey)] = true
+		// The signed commits name keys by digest; the insider knows a
+		// private key is a tree key when its public key's digest is one.
+		add := func(d [32]byte) { in.pubs[string(d[:])] = true }
+		if tp.StartKey != nil {
+			add(ratchettree.KeyDigest(tp.StartKey))
+		}
 		tc := tp.Commit
 		for _, a := range tc.Adds {
-			in.pubs[string(a.Key)] = true
+			add(ratchettree.SlotDigest(a.Key, a.Digest))
 		}
-		in.pubs[string(tc.SelfUpdate)] = true
+		if d, ok := ratchettree.OptionalDigest(tc.SelfUpdate, tc.SelfUpdateDigest); ok {
+			add(d)
+		}
 		if p := tc.Path; p != nil {
-			in.pubs[string(p.LeafKey)] = true
-			for _, k := range p.PublicKeys {
-				in.pubs[string(k)] = true
+			if d, ok := ratchettree.OptionalDigest(p.LeafKey, p.LeafKeyDigest); ok {
+				add(d)
+			}
+			for _, d := range p.KeyDigests {
+				add(d)
 			}
 		}
 		for _, r := range tc.Rekey {
-			in.pubs[string(r.PublicKey)] = true
+			add(ratchettree.SlotDigest(r.PublicKey, r.Digest))
 		}
 	}
 	delete(in.pubs, "")
@@ -137,7 +146,8 @@ func newTreeInsider(t *testing.T, ch *treeChain, g coffer.GroupID, ks clientlib.
 }
 
 func (in *treeInsider) addPriv(k hpke.PrivateKey) bool {
-	pub := string(k.PublicKey().Bytes())
+	d := ratchettree.KeyDigest(k.PublicKey().Bytes())
+	pub := string(d[:])
 	if !in.pubs[pub] || in.privOf[pub] {
 		return false
 	}

@@ -36,7 +36,7 @@ func (s *Server) handleCreateGroup(w http.ResponseWriter, r *http.Request) {
 		changed []uint32
 	)
 	if c.Tree != nil {
-		state, changed, err = s.applyTreeCommit(r.Context(), nil, sc, c, cts)
+		state, changed, err = s.applyTreeCommit(r.Context(), nil, sc, c, req.TreeKeys, cts)
 	} else if c.Suite == coffer.SuiteV2 {
 		// The store checks, in the group's transaction, that every keys
 		// hash is its member's current keys; the genesis's first op adds
@@ -135,7 +135,7 @@ func (s *Server) handleAppendCommit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if c.Tree != nil {
-		state, changed, err = s.applyTreeCommit(r.Context(), state, sc, c, cts)
+		state, changed, err = s.applyTreeCommit(r.Context(), state, sc, c, req.TreeKeys, cts)
 	} else if c.Suite == coffer.SuiteV2 {
 		// As for a genesis, the store checks that the keys are current.
 		var src coffer.MemberKeyMap

@@ -367,6 +367,7 @@ func (s *Server) routes() chi.Router {
 					r.With(s.boundBody(s.cfg.MaxCommitBody)).Post("/commits", s.handleAppendCommit)
 					r.Get("/commits", s.handleListCommits)
 					r.Get("/commits/{seq}/tree-ciphertexts", s.handleTreeCiphertexts)
+					r.Get("/tree-nodes", s.handleTreeNodeKeys)
 					r.Get("/keys", s.handleKeys)
 					r.Route("/resources", s.resourceRoutes)
 				})

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,6 +75,9 @@ func (g *treeGroup) build(t *testing.T, author *v2Account, start bool, spec *rat
 	case spec == nil:
 		c.Tree = &coffer.TreePart{Kind: coffer.TreeNone}
 	default:
+		// The verified tree holds key digests; the committer fetches the
+		// keys it seals to from the server, as clientlib does.
+		spec.FetchKeys = g.fetchKeys(t, author)
 		if tc.full, _, tc.secrets, err = ratchettree.Create(g.state.Tree, coffer.TreeContext(c), g.state.Members[author.ID].Leaf, *spec); err != nil {
 			t.Fatal(err)
 		}
@@ -94,11 +98,30 @@ func (g *treeGroup) build(t *testing.T, author *v2Account, start bool, spec *rat
 		tc.req.Links = []api.HistoryLink{{Epoch: g.state.Epoch, Link: groupkey.SealHistoryLink(k, g.id, g.state.Epoch, groupkey.NewEpochKey())}}
 	}
 	if tc.full != nil {
+		tc.req.TreeKeys = tc.full.Keys()
 		for _, ct := range tc.full.Ciphertexts() {
 			tc.req.TreeCiphertexts = append(tc.req.TreeCiphertexts, api.TreeCiphertext{Node: ct.Node, Recipient: ct.Recipient, Sealed: ct.Sealed})
 		}
 	}
 	return tc
+}
+
+// fetchKeys gets node keys of the tree at the verified head from the
+// server, as author.
+func (g *treeGroup) fetchKeys(t *testing.T, author *v2Account) ratchettree.FetchKeys {
+	return func(nodes []uint32) ([][]byte, error) {
+		list := make([]string, len(nodes))
+		for i, x := range nodes {
+			list[i] = fmt.Sprint(x)
+		}
+		resp := g.ts.Do(t, http.MethodGet, fmt.Sprintf("/v1/groups/%s/tree-nodes?seq=%d&nodes=%s", g.id, g.state.Seq, strings.Join(list, ",")), author.token, nil)
+		if resp.Status != http.StatusOK {
+			return nil, fmt.Errorf("tree-nodes: status %d: %s", resp.Status, resp.Body)
+		}
+		var got api.TreeNodeKeys
+		resp.Decode(t, &got)
+		return got.Keys, nil
+	}
 }
 
 func (g *treeGroup) send(t *testing.T, author *v2Account, req any) *response {
@@ -217,6 +240,7 @@ func (g *treeGroup) nodeRows(t *testing.T) map[uint32][2]string {
 
 func (g *treeGroup) req(tc *treeCommit, edit func(r *api.CommitRequest)) api.CommitRequest {
 	r := tc.req
+	r.TreeKeys = slices.Clone(r.TreeKeys)
 	r.TreeCiphertexts = slices.Clone(r.TreeCiphertexts)
 	r.Wraps = slices.Clone(r.Wraps)
 	edit(&r)
@@ -279,10 +303,18 @@ func TestTreeGroupsServer(t *testing.T) {
 			{"for another node", func(r *api.CommitRequest) { r.TreeCiphertexts[0].Node = r.TreeCiphertexts[len(cts)-1].Node }, string(ratchettree.RuleCiphertexts)},
 			{"reordered", func(r *api.CommitRequest) { slices.Reverse(r.TreeCiphertexts) }, string(ratchettree.RuleCiphertexts)},
 			{"short", func(r *api.CommitRequest) { r.TreeCiphertexts[0].Sealed = r.TreeCiphertexts[0].Sealed[1:] }, string(ratchettree.RuleShape)},
+			// The public keys beside it: each must be the one its digest
+			// in the signed commit names, and an X-Wing key.
+			{"keys withheld", func(r *api.CommitRequest) { r.TreeKeys = r.TreeKeys[1:] }, string(ratchettree.RulePublicKey)},
+			{"no keys", func(r *api.CommitRequest) { r.TreeKeys = nil }, string(ratchettree.RulePublicKey)},
+			{"key extra", func(r *api.CommitRequest) { r.TreeKeys = append(r.TreeKeys, r.TreeKeys[0]) }, string(ratchettree.RulePublicKey)},
+			{"keys swapped", func(r *api.CommitRequest) { r.TreeKeys[0], r.TreeKeys[1] = r.TreeKeys[1], r.TreeKeys[0] }, string(ratchettree.RulePublicKey)},
+			{"key of another node", func(r *api.CommitRequest) { r.TreeKeys[0] = prevTree.PublicKey(0) }, string(ratchettree.RulePublicKey)},
+			{"key short", func(r *api.CommitRequest) { r.TreeKeys[0] = r.TreeKeys[0][1:] }, string(ratchettree.RulePublicKey)},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				if len(cts) < 2 {
-					t.Fatalf("the removal has %d ciphertexts", len(cts))
+				if len(cts) < 2 || len(rm.req.TreeKeys) < 2 {
+					t.Fatalf("the removal has %d ciphertexts and %d keys", len(cts), len(rm.req.TreeKeys))
 				}
 				g.refused(t, alice, g.req(rm, tc.edit), 400, coffer.EINVALID, tc.rule)
 			})
@@ -327,12 +359,58 @@ func TestTreeGroupsServer(t *testing.T) {
 		}
 	})
 
+	t.Run("node keys", func(t *testing.T) {
+		// A member gets the keys of the tree at head, each the one the
+		// verified tree names by digest; a committer needs them to seal.
+		var nodes []string
+		var want []uint32
+		for x := range ratchettree.Width(g.state.Tree.Leaves()) {
+			if g.state.Tree.Present(x) {
+				nodes = append(nodes, fmt.Sprint(x))
+				want = append(want, x)
+			}
+		}
+		list := strings.Join(nodes, ",")
+		url := func(seq uint64, list string) string {
+			return fmt.Sprintf("/v1/groups/%s/tree-nodes?seq=%d&nodes=%s", g.id, seq, list)
+		}
+		var got api.TreeNodeKeys
+		resp := g.ts.Do(t, http.MethodGet, url(g.state.Seq, list), bob.token, nil)
+		if resp.Status != http.StatusOK {
+			t.Fatalf("status %d: %s", resp.Status, resp.Body)
+		}
+		resp.Decode(t, &got)
+		if len(got.Keys) != len(want) {
+			t.Fatalf("%d keys for %d nodes", len(got.Keys), len(want))
+		}
+		for i, x := range want {
+			if ratchettree.KeyDigest(got.Keys[i]) != g.state.Tree.Digest(x) {
+				t.Fatalf("node %d: the served key is not the tree's", x)
+			}
+		}
+		// Not at head: a committer re-syncs.
+		g.ts.Do(t, http.MethodGet, url(g.state.Seq-1, list), bob.token, nil).Check(t, http.StatusConflict, coffer.ECONFLICT)
+		// Not a member, a blank node, no token, bad lists, too many.
+		g.ts.Do(t, http.MethodGet, url(g.state.Seq, list), carol.token, nil).Check(t, http.StatusNotFound, coffer.ENOTFOUND)
+		g.ts.Do(t, http.MethodGet, url(g.state.Seq, fmt.Sprint(ratchettree.LeafNode(2))), bob.token, nil).Check(t, http.StatusNotFound, coffer.ENOTFOUND)
+		g.ts.Do(t, http.MethodGet, url(g.state.Seq, list), "", nil).Check(t, http.StatusUnauthorized, coffer.EUNAUTHORIZED)
+		for _, bad := range []string{"", "1,,2", "x", "-1", "99999999999"} {
+			g.ts.Do(t, http.MethodGet, url(g.state.Seq, bad), bob.token, nil).Check(t, http.StatusBadRequest, coffer.EINVALID)
+		}
+		g.ts.Do(t, http.MethodGet, url(0, list), bob.token, nil).Check(t, http.StatusBadRequest, coffer.EINVALID)
+		many := strings.Repeat("0,", api.MaxTreeNodesPerRequest) + "0"
+		g.ts.Do(t, http.MethodGet, url(g.state.Seq, many), bob.token, nil).Check(t, http.StatusBadRequest, coffer.EINVALID)
+	})
+
 	t.Run("pairwise", func(t *testing.T) {
 		p := newV2Group(ts, alice.MemberKeys(), bob.MemberKeys())
 		vc := p.build(t, alice.ID, hybrid(alice.HybridKey()), add(alice, coffer.RoleOwner), add(bob, coffer.RoleReader))
 		vc.req.TreeCiphertexts = rm.req.TreeCiphertexts[:1]
 		p.refused(t, alice.token, vc, 400, coffer.EINVALID, string(ratchettree.RuleCiphertexts))
 		vc.req.TreeCiphertexts = nil
+		vc.req.TreeKeys = rm.req.TreeKeys[:1]
+		p.refused(t, alice.token, vc, 400, coffer.EINVALID, string(ratchettree.RulePublicKey))
+		vc.req.TreeKeys = nil
 		p.mustCommit(t, alice.token, vc)
 
 		// The owner's upgrade makes it a tree group; bob receives.

@@ -84,6 +84,8 @@ func (cr *commitReader) readMembers(stopAtWraps bool) error {
 			dst = &cr.req.Meta
 		case "tree_ciphertexts":
 			dst = &cr.req.TreeCiphertexts
+		case "tree_keys":
+			dst = &cr.req.TreeKeys
 		case "wraps":
 			if !stopAtWraps || !cr.seen["commit"] {
 				dst = &cr.req.Wraps

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/jackc/pgx/v5"
 
@@ -57,9 +58,13 @@ func storeTree(ctx context.Context, tx pgx.Tx, a *coffer.GroupAppend) error {
 			return errors.New("store: a changed tree node beyond the tree")
 		}
 		n := t.Node(x)
-		if n.PublicKey == nil {
+		if !t.Present(x) {
 			gone = append(gone, int32(x))
 			continue
+		}
+		if n.PublicKey == nil {
+			// ApplyTree brought every key in beside the commit.
+			return fmt.Errorf("store: the tree holds only the digest of node %d", x)
 		}
 		set = append(set, int32(x))
 		keys = append(keys, n.PublicKey)
@@ -148,6 +153,61 @@ func (db *DB) TreeCiphertexts(ctx context.Context, caller coffer.AccountID, g co
 			return ct, err
 		})
 		return err
+	})
+	return out, err
+}
+
+// TreeNodeKeys implements coffer.GroupService.
+func (db *DB) TreeNodeKeys(ctx context.Context, caller coffer.AccountID, g coffer.GroupID, seq uint64, nodes []uint32) ([][]byte, error) {
+	var out [][]byte
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		var member bool
+		err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM group_members WHERE group_id = $1 AND account_id = $2)`, g, caller).Scan(&member)
+		if err != nil {
+			return err
+		}
+		if !member {
+			return notFoundGroup()
+		}
+		// FOR SHARE holds back an append until the keys are read, so they
+		// are the keys of the tree at head.
+		var head int64
+		err = tx.QueryRow(ctx, `SELECT head_seq FROM groups WHERE id = $1 FOR SHARE`, g).Scan(&head)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return notFoundGroup()
+		}
+		if err != nil {
+			return err
+		}
+		if uint64(head) != seq {
+			return coffer.Errorf(coffer.ECONFLICT, "the group's head is seq %d, not %d: re-sync and retry", head, seq)
+		}
+		want := make([]int32, len(nodes))
+		for i, x := range nodes {
+			want[i] = int32(x)
+		}
+		rows, err := tx.Query(ctx, `SELECT node, public_key FROM tree_nodes WHERE group_id = $1 AND node = ANY($2)`, g, want)
+		if err != nil {
+			return err
+		}
+		got := make(map[uint32][]byte, len(nodes))
+		var (
+			node int32
+			key  []byte
+		)
+		if _, err := pgx.ForEachRow(rows, []any{&node, &key}, func() error {
+			got[uint32(node)] = key
+			return nil
+		}); err != nil {
+			return err
+		}
+		out = make([][]byte, len(nodes))
+		for i, x := range nodes {
+			if out[i] = got[x]; out[i] == nil {
+				return coffer.Errorf(coffer.ENOTFOUND, "tree node %d is blank", x)
+			}
+		}
+		return nil
 	})
 	return out, err
 }

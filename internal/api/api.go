@@ -97,6 +97,10 @@ type CommitRequest struct {
 	// TreeCiphertexts travel beside a tree group's commit: exactly one
 	// per (refreshed node, resolution node), in ratchettree's order.
 	TreeCiphertexts []TreeCiphertext `json:"tree_ciphertexts,omitempty"`
+	// TreeKeys travel beside a tree group's commit too: the public keys
+	// its signed tree part names by digest, in ratchettree's order
+	// (Commit.Keys), 1,216 bytes each.
+	TreeKeys [][]byte `json:"tree_keys,omitempty"`
 }
 
 // TreeCiphertext is a node secret of a tree commit sealed to a recipient
@@ -112,6 +116,15 @@ type TreeCiphertext struct {
 type TreeCiphertextList struct {
 	Ciphertexts []TreeCiphertext `json:"ciphertexts"`
 }
+
+// TreeNodeKeys answers GET /v1/groups/{id}/tree-nodes?seq=&nodes=: the
+// public keys of those nodes of the tree at head seq, in the order asked.
+type TreeNodeKeys struct {
+	Keys [][]byte `json:"keys"`
+}
+
+// MaxTreeNodesPerRequest caps the nodes of one tree-nodes request.
+const MaxTreeNodesPerRequest = 512
 
 type Group struct {
 	ID        coffer.GroupID `json:"id"`

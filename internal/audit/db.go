@@ -1373,7 +1373,7 @@ func (a *dbAudit) checkTreeNodes(g coffer.GroupID, state *coffer.GroupState, sto
 	next := uint32(0)
 	missing := func(end uint32) {
 		for ; next < end && next < width; next++ {
-			if tree.Node(next).PublicKey != nil {
+			if tree.Present(next) {
 				a.r.Fail("group", nodeObj(next), "no row for a node of the verified tree")
 			}
 		}
@@ -1412,11 +1412,13 @@ func (a *dbAudit) checkTreeNodes(g coffer.GroupID, state *coffer.GroupState, sto
 			continue
 		}
 		next = x + 1
+		// The verified tree holds each key's digest (the signed commits
+		// name keys by digest); the row holds the key.
 		want := tree.Node(x)
 		switch {
-		case want.PublicKey == nil:
+		case !tree.Present(x):
 			a.r.Fail("group", nodeObj(x), "a row for a node that is blank in the verified tree")
-		case !bytes.Equal(want.PublicKey, key) || !bytes.Equal(want.Taint, taint):
+		case ratchettree.KeyDigest(key) != want.Digest || !bytes.Equal(want.Taint, taint):
 			a.r.Fail("group", nodeObj(x), "the row is not the verified tree's public key and taint")
 		}
 	}

@@ -48,7 +48,7 @@ func benchTree(p *keyPool, n uint32) *Tree {
 	t := newTree()
 	t.resize(n)
 	for x := uint32(0); x < Width(n); x++ {
-		t.mut(x).pub = p.pub[int(x)%len(p.pub)]
+		t.mut(x).set(known(p.pub[int(x)%len(p.pub)]))
 		if Level(x) > 0 && !IsAncestor(x, 0) {
 			t.mut(x).taint = []uint32{0}
 		}

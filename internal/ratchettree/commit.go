@@ -14,10 +14,14 @@ const (
 	OpAdd    Op = 3 // place a new leaf and refresh its path, sealing the first secret to it too
 )
 
-// LeafKey places an X-Wing public key at a leaf.
+// LeafKey places an X-Wing public key at a leaf. A commit's key fields
+// hold the key (a commit being built, or one WithKeys completed), its
+// digest (a signed part, as ParseSigned decodes it), or both, which must
+// agree; see KeyDigest.
 type LeafKey struct {
-	Leaf uint32
-	Key  []byte
+	Leaf   uint32
+	Key    []byte
+	Digest [32]byte
 }
 
 // Ciphertext carries the secret of node Node sealed to node Recipient.
@@ -32,11 +36,13 @@ type Ciphertext struct {
 // (OpAdd, level 0 only) and then every node of the copath node's
 // resolution, each sealed the path secret of that level.
 type PathUpdate struct {
-	Op          Op
-	Leaf        uint32
-	LeafKey     []byte // OpUpdate, OpAdd
-	PublicKeys  [][]byte
-	Ciphertexts []Ciphertext
+	Op            Op
+	Leaf          uint32
+	LeafKey       []byte    // OpUpdate, OpAdd
+	LeafKeyDigest *[32]byte // LeafKey's digest, in a signed part
+	PublicKeys    [][]byte
+	KeyDigests    [][32]byte // PublicKeys' digests, in a signed part
+	Ciphertexts   []Ciphertext
 }
 
 // RekeyNode gives a parent node a fresh independent secret, sealed to
@@ -44,6 +50,7 @@ type PathUpdate struct {
 type RekeyNode struct {
 	Node        uint32
 	PublicKey   []byte
+	Digest      [32]byte // PublicKey's digest, in a signed part
 	Ciphertexts []Ciphertext
 }
 
@@ -63,10 +70,11 @@ type Commit struct {
 	// an admin whose device was revoked replaces its user key, and the
 	// rekey must refresh its direct path and every node it tainted, since
 	// the revoked device knew those secrets too (RuleTaint).
-	SelfUpdate []byte
-	Path       *PathUpdate
-	Rekey      []RekeyNode
-	TreeHash   [32]byte
+	SelfUpdate       []byte
+	SelfUpdateDigest *[32]byte // SelfUpdate's digest, in a signed part
+	Path             *PathUpdate
+	Rekey            []RekeyNode
+	TreeHash         [32]byte
 }
 
 // Verify checks commit c by committer (a leaf index) against the verified
@@ -137,32 +145,44 @@ func apply(t *Tree, committer uint32, c *Commit, untrusted []uint32, addrs *[]Ci
 	if c.Leaves == 0 || c.Leaves > MaxLeaves {
 		return nil, errorf(RuleShape, "leaf count %d out of range", c.Leaves)
 	}
-	if c.Path != nil && (len(c.Rekey) > 0 || len(c.Adds) > 0 || len(c.Removes) > 0 || c.SelfUpdate != nil) {
+	if c.Path != nil && (len(c.Rekey) > 0 || len(c.Adds) > 0 || len(c.Removes) > 0 || c.SelfUpdate != nil || c.SelfUpdateDigest != nil) {
 		return nil, errorf(RuleShape, "a commit has a path update or bulk changes with a rekey, not both")
 	}
-	selfTainted := selfTaint(nt, committer, c.SelfUpdate)
+	ck, err := c.resolveKeys()
+	if err != nil {
+		return nil, err
+	}
+	var self *keyed
+	if ck.hasSelf {
+		self = &ck.self
+	}
+	selfTainted := selfTaint(nt, committer, self != nil)
 	if err := applyRemoves(nt, committer, c.Removes); err != nil {
 		return nil, err
 	}
-	if err := applySelfUpdate(nt, committer, c.SelfUpdate, kc); err != nil {
+	if err := applySelfUpdate(nt, committer, self, kc); err != nil {
 		return nil, err
 	}
-	if err := applyAdds(nt, c.Adds, kc); err != nil {
+	if err := applyAdds(nt, c.Adds, ck.adds, kc); err != nil {
 		return nil, err
 	}
 	changed := bulkChanged(c.Removes, c.Adds)
-	if c.SelfUpdate != nil {
+	if self != nil {
 		changed = append(changed, LeafNode(committer))
 	}
 	if p := c.Path; p != nil {
-		dp, recips, err := planPath(nt, committer, p.Op, p.Leaf, p.LeafKey, kc)
+		var leafKey *keyed
+		if ck.hasPathLeaf {
+			leafKey = &ck.pathLeaf
+		}
+		dp, recips, err := planPath(nt, committer, p.Op, p.Leaf, leafKey, kc)
 		if err != nil {
 			return nil, err
 		}
-		if len(p.PublicKeys) != len(dp) {
-			return nil, errorf(RulePublicKey, "path has %d public keys for %d nodes", len(p.PublicKeys), len(dp))
+		if len(ck.path) != len(dp) {
+			return nil, errorf(RulePublicKey, "path has %d public keys for %d nodes", len(ck.path), len(dp))
 		}
-		for _, err := range kc.checkPublicKeys(len(p.PublicKeys), func(i int) []byte { return p.PublicKeys[i] }, false) {
+		for _, err := range kc.checkPublicKeys(len(ck.path), func(i int) []byte { return ck.path[i].key }, false) {
 			if err != nil {
 				return nil, err
 			}
@@ -170,11 +190,11 @@ func apply(t *Tree, committer uint32, c *Commit, untrusted []uint32, addrs *[]Ci
 		if err := match(p.Ciphertexts, dp, recips); err != nil {
 			return nil, err
 		}
-		finishPath(nt, committer, dp, p.PublicKeys, recips)
+		finishPath(nt, committer, dp, ck.path, recips)
 		changed = append(changed, LeafNode(p.Leaf))
 	}
 	removes := c.Removes
-	if c.SelfUpdate != nil {
+	if self != nil {
 		removes = append(slices.Clone(removes), committer)
 	}
 	if err := checkRekeyShape(nt, c.Rekey, removes, c.Adds); err != nil {
@@ -183,8 +203,8 @@ func apply(t *Tree, committer uint32, c *Commit, untrusted []uint32, addrs *[]Ci
 	if err := checkSelfTaint(c.Rekey, selfTainted); err != nil {
 		return nil, err
 	}
-	recips := rekeyRecipients(nt, c.Rekey, func(i int) []byte { return c.Rekey[i].PublicKey })
-	keyErrs := kc.checkPublicKeys(len(c.Rekey), func(i int) []byte { return c.Rekey[i].PublicKey }, false)
+	recips := rekeyRecipients(nt, c.Rekey, ck.rekey)
+	keyErrs := kc.checkPublicKeys(len(c.Rekey), func(i int) []byte { return ck.rekey[i].key }, false)
 	for i, r := range c.Rekey {
 		if err := keyErrs[i]; err != nil {
 			return nil, err
@@ -213,7 +233,7 @@ func apply(t *Tree, committer uint32, c *Commit, untrusted []uint32, addrs *[]Ci
 }
 
 func checkCommitter(t *Tree, committer uint32) error {
-	if committer >= t.n || t.at(LeafNode(committer)).pub == nil {
+	if committer >= t.n || !t.at(LeafNode(committer)).present {
 		return errorf(RuleLeaf, "the committer's leaf %d is not in the tree", committer)
 	}
 	return nil
@@ -223,18 +243,18 @@ func checkCommitter(t *Tree, committer uint32) error {
 // their direct paths.
 func applyRemoves(t *Tree, committer uint32, removes []uint32) error {
 	for _, leaf := range removes {
-		if leaf >= t.n || t.at(LeafNode(leaf)).pub == nil || leaf == committer {
+		if leaf >= t.n || !t.at(LeafNode(leaf)).present || leaf == committer {
 			return errorf(RuleLeaf, "leaf %d cannot be removed by leaf %d", leaf, committer)
 		}
-		t.mut(LeafNode(leaf)).pub = nil
+		t.mut(LeafNode(leaf)).blank()
 	}
 	return nil
 }
 
 // selfTaint lists, for a rekeyed self-update, the nodes the committer's
 // old keys knew from outside: they must all be rekeyed.
-func selfTaint(t *Tree, committer uint32, selfUpdate []byte) []uint32 {
-	if selfUpdate == nil {
+func selfTaint(t *Tree, committer uint32, selfUpdate bool) []uint32 {
+	if !selfUpdate {
 		return nil
 	}
 	var out []uint32
@@ -246,14 +266,14 @@ func selfTaint(t *Tree, committer uint32, selfUpdate []byte) []uint32 {
 	return out
 }
 
-func applySelfUpdate(t *Tree, committer uint32, key []byte, kc KeyCheck) error {
+func applySelfUpdate(t *Tree, committer uint32, key *keyed, kc KeyCheck) error {
 	if key == nil {
 		return nil
 	}
-	if err := kc.checkLeafKey(key); err != nil {
+	if err := kc.checkLeafKey(key.key); err != nil {
 		return err
 	}
-	t.mut(LeafNode(committer)).pub = key
+	t.mut(LeafNode(committer)).set(*key)
 	return nil
 }
 
@@ -283,28 +303,28 @@ func bulkChanged(removes []uint32, adds []LeafKey) []uint32 {
 
 // applyAdds places bulk-added leaves: each at the next new leaf, or at a
 // blank leaf. New parent nodes created by growth are blank.
-func applyAdds(t *Tree, adds []LeafKey, kc KeyCheck) error {
-	keyErrs := kc.checkPublicKeys(len(adds), func(i int) []byte { return adds[i].Key }, true)
+func applyAdds(t *Tree, adds []LeafKey, keys []keyed, kc KeyCheck) error {
+	keyErrs := kc.checkPublicKeys(len(adds), func(i int) []byte { return keys[i].key }, true)
 	for i, a := range adds {
 		if err := keyErrs[i]; err != nil {
 			return err
 		}
-		if err := placeLeaf(t, a.Leaf, a.Key); err != nil {
+		if err := placeLeaf(t, a.Leaf, keys[i]); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func placeLeaf(t *Tree, leaf uint32, key []byte) error {
+func placeLeaf(t *Tree, leaf uint32, key keyed) error {
 	switch {
 	case leaf == t.n && t.n < MaxLeaves:
 		t.resize(t.n + 1)
-	case leaf < t.n && t.at(LeafNode(leaf)).pub == nil:
+	case leaf < t.n && !t.at(LeafNode(leaf)).present:
 	default:
 		return errorf(RuleLeaf, "leaf %d is neither blank nor the next new leaf", leaf)
 	}
-	t.mut(LeafNode(leaf)).pub = key
+	t.mut(LeafNode(leaf)).set(key)
 	// No rehash here: the caller lists the leaf as changed and rehashes
 	// once, in the final tree (apply, Create). Growth can move the right
 	// edge under new parents, and every node whose children it changes is
@@ -316,29 +336,32 @@ func placeLeaf(t *Tree, leaf uint32, key []byte) error {
 
 // planPath applies the op to the leaf and returns the leaf's direct path
 // and, per level, the nodes its path secret must be sealed to.
-func planPath(t *Tree, committer uint32, op Op, leaf uint32, leafKey []byte, kc KeyCheck) ([]uint32, [][]uint32, error) {
+func planPath(t *Tree, committer uint32, op Op, leaf uint32, leafKey *keyed, kc KeyCheck) ([]uint32, [][]uint32, error) {
+	if (op == OpUpdate || op == OpAdd) && leafKey == nil {
+		return nil, nil, errorf(RulePublicKey, "the path's leaf key is missing")
+	}
 	switch op {
 	case OpRemove:
-		if len(leafKey) != 0 {
+		if leafKey != nil {
 			return nil, nil, errorf(RuleShape, "a removal carries no leaf key")
 		}
-		if leaf >= t.n || t.at(LeafNode(leaf)).pub == nil || leaf == committer {
+		if leaf >= t.n || !t.at(LeafNode(leaf)).present || leaf == committer {
 			return nil, nil, errorf(RuleLeaf, "leaf %d cannot be removed by leaf %d", leaf, committer)
 		}
-		t.mut(LeafNode(leaf)).pub = nil
+		t.mut(LeafNode(leaf)).blank()
 	case OpUpdate:
 		if leaf != committer {
 			return nil, nil, errorf(RuleLeaf, "leaf %d updates only its own path, not leaf %d's", committer, leaf)
 		}
-		if err := kc.checkLeafKey(leafKey); err != nil {
+		if err := kc.checkLeafKey(leafKey.key); err != nil {
 			return nil, nil, err
 		}
-		t.mut(LeafNode(leaf)).pub = leafKey
+		t.mut(LeafNode(leaf)).set(*leafKey)
 	case OpAdd:
-		if err := kc.checkLeafKey(leafKey); err != nil {
+		if err := kc.checkLeafKey(leafKey.key); err != nil {
 			return nil, nil, err
 		}
-		if err := placeLeaf(t, leaf, leafKey); err != nil {
+		if err := placeLeaf(t, leaf, *leafKey); err != nil {
 			return nil, nil, err
 		}
 	default:
@@ -388,7 +411,7 @@ func matchCiphertexts(cts []Ciphertext, nodes []uint32, recips [][]uint32) error
 // finishPath installs the path's public keys and its taint. The committer
 // knows every path secret; an admin that knows a recipient node's secret
 // learns the path secret sealed to it and every one above.
-func finishPath(t *Tree, committer uint32, dp []uint32, pubs [][]byte, recips [][]uint32) {
+func finishPath(t *Tree, committer uint32, dp []uint32, pubs []keyed, recips [][]uint32) {
 	knowers := []uint32{committer}
 	for i, x := range dp {
 		for _, r := range recips[i] {
@@ -396,7 +419,7 @@ func finishPath(t *Tree, committer uint32, dp []uint32, pubs [][]byte, recips []
 				knowers = addTaint(knowers, a)
 			}
 		}
-		t.mut(x).pub = pubs[i]
+		t.mut(x).set(pubs[i])
 		t.mut(x).taint = outside(x, knowers)
 	}
 }
@@ -455,9 +478,9 @@ func rekeyBefore(a, b uint32) bool {
 
 // rekeyRecipients installs the new public keys (so a rekeyed child
 // resolves to itself) and returns each node's recipients.
-func rekeyRecipients(t *Tree, nodes []RekeyNode, pub func(int) []byte) [][]uint32 {
+func rekeyRecipients(t *Tree, nodes []RekeyNode, keys []keyed) [][]uint32 {
 	for i, r := range nodes {
-		t.mut(r.Node).pub = pub(i)
+		t.mut(r.Node).set(keys[i])
 	}
 	recips := make([][]uint32, len(nodes))
 	for i, r := range nodes {

@@ -25,6 +25,9 @@ type Spec struct {
 	Path       *PathSpec
 	Rekey      []uint32
 	Untrusted  []uint32
+	// FetchKeys gets the keys of nodes the commit seals to that t holds
+	// by digest only; nil when t holds every key.
+	FetchKeys FetchKeys
 }
 
 // PathSpec is one path update: Op on Leaf, with LeafKey for OpUpdate and
@@ -43,14 +46,26 @@ func Create(t *Tree, ctx Context, committer uint32, spec Spec) (*Commit, *Tree, 
 	if err := checkCommitter(nt, committer); err != nil {
 		return nil, nil, nil, err
 	}
-	selfTainted := selfTaint(nt, committer, spec.SelfUpdate)
+	selfTainted := selfTaint(nt, committer, spec.SelfUpdate != nil)
 	if err := applyRemoves(nt, committer, spec.Removes); err != nil {
 		return nil, nil, nil, err
 	}
-	if err := applySelfUpdate(nt, committer, spec.SelfUpdate, ParseKeys); err != nil {
+	var self *keyed
+	if spec.SelfUpdate != nil {
+		k := known(spec.SelfUpdate)
+		self = &k
+	}
+	if err := applySelfUpdate(nt, committer, self, ParseKeys); err != nil {
 		return nil, nil, nil, err
 	}
-	if err := applyAdds(nt, spec.Adds, ParseKeys); err != nil {
+	addKeys := make([]keyed, len(spec.Adds))
+	for i, a := range spec.Adds {
+		if a.Key == nil {
+			return nil, nil, nil, errorf(RulePublicKey, "added leaf %d has no key", a.Leaf)
+		}
+		addKeys[i] = known(a.Key)
+	}
+	if err := applyAdds(nt, spec.Adds, addKeys, ParseKeys); err != nil {
 		return nil, nil, nil, err
 	}
 	c := &Commit{Removes: spec.Removes, Adds: spec.Adds, SelfUpdate: spec.SelfUpdate}
@@ -62,7 +77,12 @@ func Create(t *Tree, ctx Context, committer uint32, spec Spec) (*Commit, *Tree, 
 		spec.Removes = append(slices.Clone(spec.Removes), committer) // its path, like a removed leaf's
 	}
 	if p := spec.Path; p != nil {
-		dp, recips, err := planPath(nt, committer, p.Op, p.Leaf, p.LeafKey, ParseKeys)
+		var leafKey *keyed
+		if p.LeafKey != nil {
+			k := known(p.LeafKey)
+			leafKey = &k
+		}
+		dp, recips, err := planPath(nt, committer, p.Op, p.Leaf, leafKey, ParseKeys)
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -75,6 +95,7 @@ func Create(t *Tree, ctx Context, committer uint32, spec Spec) (*Commit, *Tree, 
 			ps[i] = nextPathSecret(ps[i-1])
 		}
 		pubs := make([][]byte, len(dp))
+		keys := make([]keyed, len(dp))
 		err = parallel(len(dp), func(i int) error {
 			ns := pathNodeSecret(ps[i])
 			k, err := nodeKey(ns)
@@ -82,6 +103,7 @@ func Create(t *Tree, ctx Context, committer uint32, spec Spec) (*Commit, *Tree, 
 				return err
 			}
 			pubs[i] = k.PublicKey().Bytes()
+			keys[i] = known(pubs[i])
 			return nil
 		})
 		if err != nil {
@@ -98,11 +120,11 @@ func Create(t *Tree, ctx Context, committer uint32, spec Spec) (*Commit, *Tree, 
 				jobSecret = append(jobSecret, ps[i])
 			}
 		}
-		if err := sealAll(nt, ctx, LabelTreePath, jobs, jobSecret); err != nil {
+		if err := sealAll(nt, ctx, LabelTreePath, jobs, jobSecret, spec.FetchKeys); err != nil {
 			return nil, nil, nil, err
 		}
 		c.Path = &PathUpdate{Op: p.Op, Leaf: p.Leaf, LeafKey: p.LeafKey, PublicKeys: pubs, Ciphertexts: jobs}
-		finishPath(nt, committer, dp, pubs, recips)
+		finishPath(nt, committer, dp, keys, recips)
 		changed = append(changed, LeafNode(p.Leaf))
 	}
 	nodes := rekeySet(nt, spec)
@@ -125,7 +147,11 @@ func Create(t *Tree, ctx Context, committer uint32, spec Spec) (*Commit, *Tree, 
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		recips := rekeyRecipients(nt, rk, func(i int) []byte { return rk[i].PublicKey })
+		keys := make([]keyed, len(rk))
+		for i := range rk {
+			keys[i] = known(rk[i].PublicKey)
+		}
+		recips := rekeyRecipients(nt, rk, keys)
 		var jobs []Ciphertext
 		var jobSecret [][]byte
 		var owner []int
@@ -137,7 +163,7 @@ func Create(t *Tree, ctx Context, committer uint32, spec Spec) (*Commit, *Tree, 
 				owner = append(owner, i)
 			}
 		}
-		if err := sealAll(nt, ctx, LabelTreeRekey, jobs, jobSecret); err != nil {
+		if err := sealAll(nt, ctx, LabelTreeRekey, jobs, jobSecret, spec.FetchKeys); err != nil {
 			return nil, nil, nil, err
 		}
 		for j, ct := range jobs {
@@ -209,8 +235,16 @@ func rekeySet(t *Tree, spec Spec) []uint32 {
 	return out
 }
 
-// sealAll seals jobSecret[i] for jobs[i] on every core.
-func sealAll(t *Tree, ctx Context, label string, jobs []Ciphertext, jobSecret [][]byte) error {
+// sealAll seals jobSecret[i] for jobs[i] on every core, first fetching
+// the recipients' keys that t holds by digest only.
+func sealAll(t *Tree, ctx Context, label string, jobs []Ciphertext, jobSecret [][]byte, fetch FetchKeys) error {
+	recips := make([]uint32, len(jobs))
+	for i, j := range jobs {
+		recips[i] = j.Recipient
+	}
+	if err := fillKeys(t, recips, fetch); err != nil {
+		return err
+	}
 	return parallel(len(jobs), func(i int) error {
 		ct, err := seal(label, ctx, jobs[i].Node, jobs[i].Recipient, t.at(jobs[i].Recipient).pub, jobSecret[i])
 		jobs[i].Sealed = ct

@@ -2,84 +2,160 @@ package ratchettree
 
 import (
 	"encoding/binary"
-	"slices"
 )
 
-// A commit travels in two parts: the signed part (everything but the
-// ciphertexts: leaf keys, public keys, tree hash), which the chain's
-// signature covers, and the ciphertexts beside it, which the server stores
-// per node and recipient and serves each member only the ones of its path.
+// A commit travels in three parts: the signed part (everything but the
+// ciphertexts, with every public key named by its KeyDigest: leaf keys,
+// node keys, tree hash), which the chain's signature covers; the public
+// keys beside it, which the server checks against their digests and
+// keeps as the tree's nodes (Keys, WithKeys); and the ciphertexts beside
+// it, which the server stores per node and recipient and serves each
+// member only the ones of its path.
 //
-//	signed = leaves:u32, removes:u32 leaf:u32..., self-update: u8 [key], adds:u32 (leaf:u32 key:1216)...,
-//	         has-path:u8 [op:u8 leaf:u32 has-key:u8 [key] keys:u32 key...],
-//	         rekeys:u32 (node:u32 key)..., tree-hash:32
+//	signed = leaves:u32, removes:u32 leaf:u32..., self-update: u8 [digest:32], adds:u32 (leaf:u32 digest:32)...,
+//	         has-path:u8 [op:u8 leaf:u32 has-key:u8 [digest:32] keys:u32 digest:32...],
+//	         rekeys:u32 (node:u32 digest:32)..., tree-hash:32
 
 // MarshalSigned encodes the commit's signed part: its encoding without
-// any ciphertext.
+// any ciphertext and with each public key's digest in its place. A key
+// the commit neither carries nor names is encoded as a zero digest, which
+// no verifier accepts.
 func (c *Commit) MarshalSigned() []byte {
-	b := binary.BigEndian.AppendUint32(nil, c.Leaves)
+	b := make([]byte, 0, c.signedSize())
+	b = binary.BigEndian.AppendUint32(b, c.Leaves)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(c.Removes)))
 	for _, l := range c.Removes {
 		b = binary.BigEndian.AppendUint32(b, l)
 	}
-	b = appendKey(b, c.SelfUpdate)
+	b = appendDigestOpt(b, c.SelfUpdate, c.SelfUpdateDigest)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(c.Adds)))
 	for _, a := range c.Adds {
 		b = binary.BigEndian.AppendUint32(b, a.Leaf)
-		b = append(b, a.Key...)
+		b = appendDigest(b, a.Key, a.Digest)
 	}
 	if p := c.Path; p == nil {
 		b = append(b, 0)
 	} else {
 		b = append(b, 1, byte(p.Op))
 		b = binary.BigEndian.AppendUint32(b, p.Leaf)
-		b = appendKey(b, p.LeafKey)
-		b = binary.BigEndian.AppendUint32(b, uint32(len(p.PublicKeys)))
-		for _, k := range p.PublicKeys {
-			b = append(b, k...)
+		b = appendDigestOpt(b, p.LeafKey, p.LeafKeyDigest)
+		n := max(len(p.PublicKeys), len(p.KeyDigests))
+		b = binary.BigEndian.AppendUint32(b, uint32(n))
+		for i := range n {
+			var k []byte
+			var d [32]byte
+			if i < len(p.PublicKeys) {
+				k = p.PublicKeys[i]
+			}
+			if i < len(p.KeyDigests) {
+				d = p.KeyDigests[i]
+			}
+			b = appendDigest(b, k, d)
 		}
 	}
 	b = binary.BigEndian.AppendUint32(b, uint32(len(c.Rekey)))
 	for _, r := range c.Rekey {
 		b = binary.BigEndian.AppendUint32(b, r.Node)
-		b = append(b, r.PublicKey...)
+		b = appendDigest(b, r.PublicKey, r.Digest)
 	}
 	return append(b, c.TreeHash[:]...)
 }
 
+// SignedSize is the length of MarshalSigned's encoding.
+func (c *Commit) SignedSize() int { return c.signedSize() }
+
+func (c *Commit) signedSize() int {
+	opt := func(key []byte, digest *[32]byte) int {
+		if key == nil && digest == nil {
+			return 1
+		}
+		return 33
+	}
+	n := 4 + 4 + 4*len(c.Removes) + opt(c.SelfUpdate, c.SelfUpdateDigest) + 4 + 36*len(c.Adds) + 1 + 4 + 36*len(c.Rekey) + 32
+	if p := c.Path; p != nil {
+		n += 1 + 4 + opt(p.LeafKey, p.LeafKeyDigest) + 4 + 32*max(len(p.PublicKeys), len(p.KeyDigests))
+	}
+	return n
+}
+
+// appendDigest appends the digest of a key slot: the key's when the
+// commit carries it, else the digest it names.
+func appendDigest(b, key []byte, digest [32]byte) []byte {
+	if key != nil {
+		digest = KeyDigest(key)
+	}
+	return append(b, digest[:]...)
+}
+
+func appendDigestOpt(b, key []byte, digest *[32]byte) []byte {
+	if key == nil && digest == nil {
+		return append(b, 0)
+	}
+	var d [32]byte
+	if digest != nil {
+		d = *digest
+	}
+	return appendDigest(append(b, 1), key, d)
+}
+
 // ParseSigned decodes a commit's signed part from the front of b and
-// returns it with the bytes after it. It checks sizes and key encodings
-// only; VerifySigned checks the rules.
+// returns it with the bytes after it: its keys are digests only (see
+// WithKeys). It checks sizes only; VerifySigned checks the rules.
 func ParseSigned(b []byte) (*Commit, []byte, error) {
 	r := &reader{b: b}
 	c := &Commit{Leaves: r.u32()}
 	for range r.count(4) {
 		c.Removes = append(c.Removes, r.u32())
 	}
-	c.SelfUpdate = r.key(true)
-	for range r.count(4 + PublicKeySize) {
-		c.Adds = append(c.Adds, LeafKey{Leaf: r.u32(), Key: slices.Clone(r.bytes(PublicKeySize))})
+	c.SelfUpdateDigest = r.digestOpt()
+	if n := r.count(4 + 32); n > 0 {
+		c.Adds = make([]LeafKey, n)
+		for i := range n {
+			c.Adds[i] = LeafKey{Leaf: r.u32(), Digest: r.digest()}
+		}
 	}
 	switch r.u8() {
 	case 0:
 	case 1:
 		p := &PathUpdate{Op: Op(r.u8()), Leaf: r.u32()}
-		p.LeafKey = r.key(true)
-		for range r.count(PublicKeySize) {
-			p.PublicKeys = append(p.PublicKeys, slices.Clone(r.bytes(PublicKeySize)))
+		p.LeafKeyDigest = r.digestOpt()
+		for range r.count(32) {
+			p.KeyDigests = append(p.KeyDigests, r.digest())
 		}
 		c.Path = p
 	default:
 		r.fail("bad path flag")
 	}
-	for range r.count(4 + PublicKeySize) {
-		c.Rekey = append(c.Rekey, RekeyNode{Node: r.u32(), PublicKey: slices.Clone(r.bytes(PublicKeySize))})
+	if n := r.count(4 + 32); n > 0 {
+		c.Rekey = make([]RekeyNode, n)
+		for i := range n {
+			c.Rekey[i] = RekeyNode{Node: r.u32(), Digest: r.digest()}
+		}
 	}
 	copy(c.TreeHash[:], r.bytes(32))
 	if r.err != nil {
 		return nil, nil, r.err
 	}
 	return c, r.b, nil
+}
+
+func (r *reader) digest() [32]byte {
+	var d [32]byte
+	copy(d[:], r.bytes(32))
+	return d
+}
+
+func (r *reader) digestOpt() *[32]byte {
+	switch r.u8() {
+	case 0:
+		return nil
+	case 1:
+		d := r.digest()
+		return &d
+	default:
+		r.fail("bad key flag")
+		return nil
+	}
 }
 
 // Ciphertexts lists every ciphertext of c in canonical order: the path's,
@@ -181,7 +257,7 @@ func VerifyStartKeys(startKey []byte, c *Commit, kc KeyCheck) (*Tree, []Cipherte
 	if startKey == nil {
 		return nil, nil, errorf(RulePublicKey, "the first commit has no start key")
 	}
-	if len(c.Removes) > 0 || c.SelfUpdate != nil || (c.Path != nil && c.Path.Op != OpAdd) {
+	if len(c.Removes) > 0 || c.SelfUpdate != nil || c.SelfUpdateDigest != nil || (c.Path != nil && c.Path.Op != OpAdd) {
 		return nil, nil, errorf(RuleShape, "a tree's first commit only adds leaves")
 	}
 	if len(c.Adds) == 0 && c.Path == nil && len(c.Rekey) == 0 && c.Leaves == 1 {

@@ -107,7 +107,8 @@ const (
 	// key: what the server does before it stores a commit, so that a
 	// stored tree never holds a key nobody can seal to.
 	ParseKeys KeyCheck = iota
-	// KeySizes checks each key's size only. Every party that seals to a
+	// KeySizes checks the size of each key the commit carries, and
+	// accepts a key named by its digest alone (a signed part). Every party that seals to a
 	// key parses it first (seal), and a key fails there with RulePublicKey
 	// as it would here; what a client gives up is finding an unusable key
 	// it never seals to. A tree's keys are signed by the admin that
@@ -121,20 +122,27 @@ const (
 // each key's error, so that a caller still reports the first failure in
 // the order its rules check them. A bulk add of 2,500 members carries
 // about 5,000 keys, and each parse expands an ML-KEM matrix: parsed one
-// by one, they were most of verifying the commit.
+// by one, they were most of verifying the commit. A slot the commit
+// names by its digest alone (nil key) passes either check: a signed part
+// carries no key to check, and the server, which parses them, has every
+// key beside the commit (WithKeys fails on a missing one).
 func (kc KeyCheck) checkPublicKeys(n int, key func(int) []byte, leaves bool) []error {
 	errs := make([]error, n)
 	if kc == KeySizes {
 		for i := range n {
-			errs[i] = checkKeySize(key(i))
+			if k := key(i); k != nil {
+				errs[i] = checkKeySize(k)
+			}
 		}
 		return errs
 	}
 	_ = parallel(n, func(i int) error {
-		if leaves {
-			errs[i] = checkLeafKey(key(i))
-		} else {
-			errs[i] = checkPublicKey(key(i))
+		switch k := key(i); {
+		case k == nil:
+		case leaves:
+			errs[i] = checkLeafKey(k)
+		default:
+			errs[i] = checkPublicKey(k)
 		}
 		return nil
 	})
@@ -143,7 +151,10 @@ func (kc KeyCheck) checkPublicKeys(n int, key func(int) []byte, leaves bool) []e
 
 // checkLeafKey runs the check on one leaf key.
 func (kc KeyCheck) checkLeafKey(k []byte) error {
-	if kc == KeySizes {
+	switch {
+	case k == nil:
+		return nil // named by its digest
+	case kc == KeySizes:
 		return checkKeySize(k)
 	}
 	return checkLeafKey(k)

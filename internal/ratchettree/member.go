@@ -7,8 +7,8 @@ import (
 
 // Member is one member's private view: its leaf, its leaf's private key
 // (the account's user key) and the node secrets of its ancestors. It
-// needs no public tree: a commit's path and rekey carry every public key
-// it checks, and the signed commit binds them.
+// needs no public tree: a commit's path and rekey carry the digest of
+// every public key it checks, and the signed commit binds them.
 type Member struct {
 	Leaf    uint32
 	leafKey hpke.PrivateKey
@@ -93,8 +93,9 @@ func (m *Member) Receive(ctx Context, c *Commit, commitHash []byte) ([]byte, err
 			return nil, errorf(RuleLeaf, "the path update acts on this member's own leaf")
 		}
 		dp := DirectPath(LeafNode(p.Leaf), c.Leaves)
-		if len(dp) == 0 || len(p.PublicKeys) != len(dp) {
-			return nil, errorf(RuleShape, "path has %d public keys for %d nodes", len(p.PublicKeys), len(dp))
+		nkeys := max(len(p.PublicKeys), len(p.KeyDigests))
+		if len(dp) == 0 || nkeys != len(dp) {
+			return nil, errorf(RuleShape, "path has %d public keys for %d nodes", nkeys, len(dp))
 		}
 		level := 0
 		for !IsAncestor(dp[level], me) {
@@ -106,7 +107,19 @@ func (m *Member) Receive(ctx Context, c *Commit, commitHash []byte) ([]byte, err
 		}
 		for i := level; i < len(dp); i++ {
 			ns := pathNodeSecret(ps)
-			if err := checkDerived(ns, p.PublicKeys[i], dp[i]); err != nil {
+			var k []byte
+			var d [32]byte
+			if i < len(p.PublicKeys) {
+				k = p.PublicKeys[i]
+			}
+			if i < len(p.KeyDigests) {
+				d = p.KeyDigests[i]
+			}
+			committed, err := resolve(k, d)
+			if err != nil {
+				return nil, err
+			}
+			if err := checkDerived(ns, committed.digest, dp[i]); err != nil {
 				return nil, err
 			}
 			learned[dp[i]] = ns
@@ -124,7 +137,11 @@ func (m *Member) Receive(ctx Context, c *Commit, commitHash []byte) ([]byte, err
 		if err != nil {
 			return nil, err
 		}
-		if err := checkDerived(ns, r.PublicKey, r.Node); err != nil {
+		committed, err := resolve(r.PublicKey, r.Digest)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkDerived(ns, committed.digest, r.Node); err != nil {
 			return nil, err
 		}
 		learned[r.Node] = ns
@@ -163,12 +180,13 @@ func openOne(label string, ctx Context, cts []Ciphertext, node, me uint32, know 
 	return nil, errorf(RuleWithheld, "no ciphertext of node %d for this member's position", node)
 }
 
-func checkDerived(ns, committed []byte, x uint32) error {
+func checkDerived(ns []byte, committed [32]byte, x uint32) error {
 	k, err := nodeKey(ns)
 	if err != nil {
 		return err
 	}
-	if subtle.ConstantTimeCompare(k.PublicKey().Bytes(), committed) != 1 {
+	d := KeyDigest(k.PublicKey().Bytes())
+	if subtle.ConstantTimeCompare(d[:], committed[:]) != 1 {
 		return errorf(RuleKeyMismatch, "node %d's committed public key is not the one its secret derives", x)
 	}
 	return nil

@@ -1,7 +1,6 @@
 package ratchettree
 
 import (
-	"bytes"
 	"encoding/binary"
 	"slices"
 )
@@ -27,7 +26,7 @@ func ChangedNodes(prev, next *Tree) []uint32 {
 			continue
 		}
 		a, b := prev.at(x), next.at(x)
-		if !bytes.Equal(a.pub, b.pub) || (a.pub == nil) != (b.pub == nil) || !slices.Equal(a.taint, b.taint) {
+		if a.present != b.present || a.digest != b.digest || !slices.Equal(a.taint, b.taint) {
 			out = append(out, x)
 		}
 	}
@@ -44,11 +43,13 @@ func EncodeTaint(taint []uint32) []byte {
 	return b
 }
 
-// NodeRow is one stored non-blank node.
+// NodeRow is one stored non-blank node. A server's tree holds every key;
+// a tree verified from signed commits may hold only Digest.
 type NodeRow struct {
 	Node      uint32
 	PublicKey []byte
-	Taint     []byte // EncodeTaint
+	Digest    [32]byte // KeyDigest(PublicKey); zero for a blank node
+	Taint     []byte   // EncodeTaint
 }
 
 // TreeFromRows rebuilds the public tree of n leaves from its non-blank
@@ -99,5 +100,5 @@ func PathNodes(leaf uint32) []uint32 {
 // Node is node x's public key (nil if blank) and taint.
 func (t *Tree) Node(x uint32) NodeRow {
 	nd := t.at(x)
-	return NodeRow{Node: x, PublicKey: nd.pub, Taint: EncodeTaint(nd.taint)}
+	return NodeRow{Node: x, PublicKey: nd.pub, Digest: nd.digest, Taint: EncodeTaint(nd.taint)}
 }

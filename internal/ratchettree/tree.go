@@ -48,10 +48,18 @@ type chunk struct {
 }
 
 type node struct {
-	pub   []byte   // nil is blank
-	taint []uint32 // parent nodes: sorted leaf indices of admins that know the node's secret without being below it
-	hash  [32]byte // hash of the subtree rooted here
+	present bool     // false is blank
+	digest  [32]byte // KeyDigest of the node's public key
+	pub     []byte   // the public key itself, when this tree knows it (see KeyDigest)
+	taint   []uint32 // parent nodes: sorted leaf indices of admins that know the node's secret without being below it
+	hash    [32]byte // hash of the subtree rooted here
 }
+
+// set places a public key, known or named by its digest alone.
+func (nd *node) set(k keyed) { nd.present, nd.digest, nd.pub = true, k.digest, k.key }
+
+// blank removes the node's key.
+func (nd *node) blank() { nd.present, nd.digest, nd.pub = false, [32]byte{}, nil }
 
 // treeIDs names trees for chunk ownership; 0 is no tree's.
 var treeIDs atomic.Uint64
@@ -86,7 +94,7 @@ func NewTree(leafKeys [][]byte) (*Tree, error) {
 			if err := checkPublicKey(k); err != nil {
 				return nil, err
 			}
-			t.mut(LeafNode(uint32(i))).pub = k
+			t.mut(LeafNode(uint32(i))).set(keyed{key: k, digest: KeyDigest(k)})
 		}
 	}
 	t.rehashAll()
@@ -111,8 +119,16 @@ func (t *Tree) Clone() *Tree {
 // Leaves is the tree's leaf count.
 func (t *Tree) Leaves() uint32 { return t.n }
 
-// PublicKey is node x's public key, or nil when x is blank.
+// PublicKey is node x's public key, or nil when x is blank or when the
+// tree holds only the key's digest (a tree verified from signed commits;
+// see KeyDigest).
 func (t *Tree) PublicKey(x uint32) []byte { return t.at(x).pub }
+
+// Present reports whether node x holds a key (it is not blank).
+func (t *Tree) Present(x uint32) bool { return t.at(x).present }
+
+// Digest is the KeyDigest of node x's public key; zero when x is blank.
+func (t *Tree) Digest(x uint32) [32]byte { return t.at(x).digest }
 
 // Taint lists the admins (leaf indices) that know node x's secret without
 // being below x.
@@ -127,7 +143,7 @@ func (t *Tree) Resolution(x uint32) []uint32 {
 }
 
 func (t *Tree) appendResolution(r []uint32, x uint32) []uint32 {
-	if t.at(x).pub != nil {
+	if t.at(x).present {
 		return append(r, x)
 	}
 	if Level(x) == 0 {
@@ -141,7 +157,8 @@ func (t *Tree) appendResolution(r []uint32, x uint32) []uint32 {
 // (uint32) and the root's subtree hash. A leaf's subtree hash is
 // SHA-256(0 ‖ node index ‖ key), a parent's SHA-256(1 ‖ node index ‖ key
 // ‖ taint ‖ left hash ‖ right hash), where key is a byte 0 (blank) or 1
-// followed by the 1216-byte public key, taint is a uint32 count and the
+// followed by the key's KeyDigest (SHA-256 of the 1216-byte public key),
+// taint is a uint32 count and the
 // sorted admin leaf indices, and every integer is a big-endian uint32. It
 // is RFC 9420's tree hash idea with SHA-256 over this fixed encoding; it
 // commits to the keys, the blanks, the shape and the taint.
@@ -164,11 +181,11 @@ func (t *Tree) nodeHash(x uint32) [32]byte {
 	binary.BigEndian.PutUint32(hdr[1:], x)
 	h.Write(hdr[:])
 	nd := t.at(x)
-	if nd.pub == nil {
+	if !nd.present {
 		h.Write([]byte{0})
 	} else {
 		h.Write([]byte{1})
-		h.Write(nd.pub)
+		h.Write(nd.digest[:])
 	}
 	if Level(x) > 0 {
 		var b []byte

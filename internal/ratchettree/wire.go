@@ -9,7 +9,8 @@ import (
 // endian integers, fixed-size keys and ciphertexts, counts checked against
 // the bytes left before anything is allocated.
 //
-//	tree   = n:u32, then per node x < Width(n): present:u8 [key:1216],
+//	tree   = n:u32, then per node x < Width(n): present:u8 (0 blank,
+//	         1 key:1216, 2 digest:32: the tree holds the key's digest only),
 //	         and for parent nodes taint-count:u32 admin:u32...
 //	commit = leaves:u32, removes:u32 leaf:u32..., self-update: u8 [key], adds:u32 (leaf:u32 key:1216)...,
 //	         has-path:u8 [op:u8 leaf:u32 has-key:u8 [key] keys:u32 key... cts:u32 ct...],
@@ -28,7 +29,13 @@ func (t *Tree) EncodedSize() int {
 	size := 4
 	for x := uint32(0); x < Width(t.n); x++ {
 		nd := t.at(x)
-		size += 1 + len(nd.pub)
+		size++
+		switch {
+		case nd.pub != nil:
+			size += PublicKeySize
+		case nd.present:
+			size += 32
+		}
 		if Level(x) > 0 {
 			size += 4 + 4*len(nd.taint)
 		}
@@ -43,7 +50,14 @@ func (t *Tree) AppendBinary(b []byte) ([]byte, error) {
 	b = binary.BigEndian.AppendUint32(b, t.n)
 	for x := uint32(0); x < Width(t.n); x++ {
 		nd := t.at(x)
-		b = appendKey(b, nd.pub)
+		switch {
+		case nd.pub != nil:
+			b = append(append(b, 1), nd.pub...)
+		case nd.present:
+			b = append(append(b, 2), nd.digest[:]...)
+		default:
+			b = append(b, 0)
+		}
 		if Level(x) > 0 {
 			b = binary.BigEndian.AppendUint32(b, uint32(len(nd.taint)))
 			for _, a := range nd.taint {
@@ -150,7 +164,15 @@ func ParseTree(b []byte) (*Tree, error) {
 	t.resize(n)
 	for x := uint32(0); x < Width(n) && r.err == nil; x++ {
 		nd := t.mut(x)
-		nd.pub = r.key(true)
+		switch r.u8() {
+		case 0:
+		case 1:
+			nd.set(known(slices.Clone(r.bytes(PublicKeySize))))
+		case 2:
+			nd.set(keyed{digest: r.digest()})
+		default:
+			r.fail("bad key flag at node %d", x)
+		}
 		if Level(x) > 0 {
 			c := r.count(4)
 			for range c {
