@@ -19,6 +19,12 @@ import (
 // security error for the member who reads the tampered commit, and once
 // the server serves honestly again the member reads on.
 
+// treeDBTamper changes what the server stores for a tree story's group.
+type treeDBTamper struct {
+	name   string
+	tamper func(t *testing.T, db *pgx.Conn, s *treeStory)
+}
+
 // TestTreeGroupTamper: what the server stores beside a tree commit (or in
 // it), changed in its database before bob reads carol's removal: a
 // ciphertext whose bytes changed, one withheld, one moved to another
@@ -31,10 +37,7 @@ func TestTreeGroupTamper(t *testing.T) {
 	t.Parallel()
 	srv := MustServer(t)
 	ctx := context.Background()
-	for i, tc := range []struct {
-		name   string
-		tamper func(t *testing.T, db *pgx.Conn, s *treeStory)
-	}{
+	for i, tc := range []treeDBTamper{
 		{"flipped", func(t *testing.T, db *pgx.Conn, s *treeStory) {
 			mustExecN(t, db, `UPDATE tree_ciphertexts SET sealed = overlay(sealed placing '\x0001'::bytea from 1100) WHERE group_id = $1 AND seq = $2`, s.g, int64(s.removal))
 		}},
@@ -249,10 +252,7 @@ func TestTreeGroupNodeKeysTamper(t *testing.T) {
 	t.Parallel()
 	srv := MustServer(t)
 	ctx := context.Background()
-	for i, tc := range []struct {
-		name   string
-		tamper func(t *testing.T, db *pgx.Conn, s *treeStory)
-	}{
+	for i, tc := range []treeDBTamper{
 		{"another group's nodes", func(t *testing.T, db *pgx.Conn, s *treeStory) {
 			other := mustTreeStory(t, s.srv, s.suffix+"o", "")
 			other.remove(t)

@@ -39,17 +39,9 @@ func (c *Commit) MarshalSigned() []byte {
 		b = append(b, 1, byte(p.Op))
 		b = binary.BigEndian.AppendUint32(b, p.Leaf)
 		b = appendDigestOpt(b, p.LeafKey, p.LeafKeyDigest)
-		n := max(len(p.PublicKeys), len(p.KeyDigests))
-		b = binary.BigEndian.AppendUint32(b, uint32(n))
-		for i := range n {
-			var k []byte
-			var d [32]byte
-			if i < len(p.PublicKeys) {
-				k = p.PublicKeys[i]
-			}
-			if i < len(p.KeyDigests) {
-				d = p.KeyDigests[i]
-			}
+		b = binary.BigEndian.AppendUint32(b, uint32(p.numKeys()))
+		for i := range p.numKeys() {
+			k, d := p.key(i)
 			b = appendDigest(b, k, d)
 		}
 	}
@@ -73,7 +65,7 @@ func (c *Commit) signedSize() int {
 	}
 	n := 4 + 4 + 4*len(c.Removes) + opt(c.SelfUpdate, c.SelfUpdateDigest) + 4 + 36*len(c.Adds) + 1 + 4 + 36*len(c.Rekey) + 32
 	if p := c.Path; p != nil {
-		n += 1 + 4 + opt(p.LeafKey, p.LeafKeyDigest) + 4 + 32*max(len(p.PublicKeys), len(p.KeyDigests))
+		n += 1 + 4 + opt(p.LeafKey, p.LeafKeyDigest) + 4 + 32*p.numKeys()
 	}
 	return n
 }

@@ -91,18 +91,9 @@ func (c *Commit) resolveKeys() (*commitKeys, error) {
 		if ck.pathLeaf, ck.hasPathLeaf, err = resolveOptional(p.LeafKey, p.LeafKeyDigest); err != nil {
 			return nil, err
 		}
-		n := max(len(p.PublicKeys), len(p.KeyDigests))
-		ck.path = make([]keyed, n)
-		for i := range n {
-			var k []byte
-			var d [32]byte
-			if i < len(p.PublicKeys) {
-				k = p.PublicKeys[i]
-			}
-			if i < len(p.KeyDigests) {
-				d = p.KeyDigests[i]
-			}
-			if ck.path[i], err = resolve(k, d); err != nil {
+		ck.path = make([]keyed, p.numKeys())
+		for i := range ck.path {
+			if ck.path[i], err = resolve(p.key(i)); err != nil {
 				return nil, err
 			}
 		}
@@ -265,4 +256,21 @@ func OptionalDigest(key []byte, digest *[32]byte) ([32]byte, bool) {
 		return *digest, true
 	}
 	return [32]byte{}, false
+}
+
+// numKeys is the count of the path's node keys, carried or named.
+func (p *PathUpdate) numKeys() int { return max(len(p.PublicKeys), len(p.KeyDigests)) }
+
+// key is the path's i-th node key slot: the key if carried, the digest if
+// named.
+func (p *PathUpdate) key(i int) ([]byte, [32]byte) {
+	var k []byte
+	var d [32]byte
+	if i < len(p.PublicKeys) {
+		k = p.PublicKeys[i]
+	}
+	if i < len(p.KeyDigests) {
+		d = p.KeyDigests[i]
+	}
+	return k, d
 }

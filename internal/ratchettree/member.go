@@ -93,9 +93,8 @@ func (m *Member) Receive(ctx Context, c *Commit, commitHash []byte) ([]byte, err
 			return nil, errorf(RuleLeaf, "the path update acts on this member's own leaf")
 		}
 		dp := DirectPath(LeafNode(p.Leaf), c.Leaves)
-		nkeys := max(len(p.PublicKeys), len(p.KeyDigests))
-		if len(dp) == 0 || nkeys != len(dp) {
-			return nil, errorf(RuleShape, "path has %d public keys for %d nodes", nkeys, len(dp))
+		if len(dp) == 0 || p.numKeys() != len(dp) {
+			return nil, errorf(RuleShape, "path has %d public keys for %d nodes", p.numKeys(), len(dp))
 		}
 		level := 0
 		for !IsAncestor(dp[level], me) {
@@ -107,15 +106,7 @@ func (m *Member) Receive(ctx Context, c *Commit, commitHash []byte) ([]byte, err
 		}
 		for i := level; i < len(dp); i++ {
 			ns := pathNodeSecret(ps)
-			var k []byte
-			var d [32]byte
-			if i < len(p.PublicKeys) {
-				k = p.PublicKeys[i]
-			}
-			if i < len(p.KeyDigests) {
-				d = p.KeyDigests[i]
-			}
-			committed, err := resolve(k, d)
+			committed, err := resolve(p.key(i))
 			if err != nil {
 				return nil, err
 			}
